@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then run the bundled example end to end
+#   make test   set up, then run the unit tests and the real-cluster tier
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test unit e2e e2e-build bench bench-large lint clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/edgeplace demo
+
+unit: setup
+	$(PY) -m pytest -m "not e2e"
+
+# The real-cluster tier: kube-apiserver and kube-scheduler built from the
+# k8s.io/kubernetes Go module, cached under ~/.cache/edgeplace/e2e.
+e2e-build:
+	bash k8s/e2e/build.sh
+
+e2e: setup e2e-build
+	$(PY) -m pytest -m e2e tests/e2e
+
+test: unit e2e lint
+
+lint: setup
+	$(VENV)/bin/lint-imports
+
+bench: setup
+	$(PY) -m bench.run
+
+bench-large: setup
+	$(PY) -m bench.run --large
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,88 @@
+"""Shared bits of the benchmarks: timing, peak memory, and writing docs/BENCHMARKS.md.
+
+Each benchmark prints its table and replaces its own section of
+docs/BENCHMARKS.md (between `<!-- bench:NAME -->` markers), recording the
+command, the date and the machine, so the page always says what produced it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "BENCHMARKS.md"
+HEADER = """# Benchmarks
+
+Figures written by the benchmarks under `bench/` (each section names the
+command that produced it). Machine noise is large on shared 2-core machines,
+so comparisons are made side by side within one run.
+"""
+
+
+@contextmanager
+def timer() -> Iterator[list[float]]:
+    """`with timer() as t: ...` then `t[0]` is the elapsed wall time [s]."""
+    out = [0.0]
+    started = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out[0] = time.perf_counter() - started
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far [MiB] (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_section(name: str, title: str, table: pd.DataFrame, notes: str = "") -> None:
+    """Print `table` and replace the `name` section of docs/BENCHMARKS.md with it."""
+    command = "python -m bench.run " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("run.py") else " ".join(["python", *sys.argv])
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = (f"<!-- bench:{name} -->\n## {title}\n\n"
+            f"Command: `{command.strip()}` ({stamp}; {machine()})\n\n"
+            f"{table.to_markdown(index=False, floatfmt='.3g') if _has_tabulate() else _markdown(table)}\n\n"
+            f"{notes.strip()}\n<!-- /bench:{name} -->\n")
+    print(f"\n{title}\n{table.to_string(index=False)}\n{notes.strip()}\n")
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    text = DOC.read_text() if DOC.exists() else HEADER
+    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->\n", re.S)
+    text = pattern.sub(lambda _m: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body
+    tmp = DOC.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(DOC)
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1e6 else f"{v:,.0f}"
+        return str(v)
+
+    head = "| " + " | ".join(table.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in table.columns) + " |"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])

@@ -1,0 +1,138 @@
+"""Library calls behind the commands: each returns data, the CLI prints it."""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import pandas as pd
+
+from policies.base import PlacementPolicy, PolicyFactory
+from policies.baselines import baseline_registry
+from policies.evaluate import Evaluation, evaluate
+from topology.errors import InputError, Problem
+from topology.placement import Placement
+from topology.scenario import Scenario
+
+
+def example_path(name: str) -> Path:
+    """Path of a bundled example scenario (shipped as package data `edgeplace.examples`)."""
+    return Path(str(files("edgeplace.examples") / name))
+
+
+def policy_registry() -> dict[str, PolicyFactory]:
+    """Every policy the commands can run, by name: the baselines, then the solvers."""
+    registry: dict[str, PolicyFactory] = dict(baseline_registry())
+    try:
+        from optimizer import solver_registry
+    except ImportError:  # the optimizer package is optional in minimal installs
+        return registry
+    registry.update(solver_registry())
+    return registry
+
+
+def make_policy(name: str) -> PlacementPolicy:
+    registry = policy_registry()
+    if name not in registry:
+        raise InputError("--policy", [Problem(name, f"unknown policy; choose one of {', '.join(registry)}")])
+    return registry[name]()
+
+
+def scenario_summary(scenario: Scenario) -> dict[str, object]:
+    sc = scenario
+    tiers = pd.Series([s.tier.value for s in sc.spec.sites]).value_counts().to_dict()
+    return {
+        "name": sc.spec.name,
+        "slots": sc.n_slots,
+        "slot_hours": sc.slot_hours,
+        "regions": len(sc.region_ids),
+        "sites": sc.n_sites,
+        "sites_by_tier": ", ".join(f"{k}={v}" for k, v in tiers.items()),
+        "nodes": sc.n_nodes,
+        "tenants": len(sc.tenant_ids),
+        "workloads": sc.n_workloads,
+        "replicas": sc.n_replicas,
+        "deferrable_workloads": int(sc.workload_deferrable.sum()),
+        "cpu_requested_share": float((sc.workload_requests[:, 0] * sc.workload_replicas).sum() / sc.node_capacity[:, 0].sum()),
+        "intensity_kind": sc.intensity_kind,
+    }
+
+
+def evaluate_source(scenario: Scenario, placement_file: str | None = None,
+                    policy: str | None = None) -> tuple[Placement, Evaluation]:
+    """The placement from a file or a policy, and its evaluation."""
+    if placement_file is not None:
+        placement = Placement.load(scenario, placement_file)
+    else:
+        placement = make_policy(policy or "").place(scenario)
+    return placement, evaluate(scenario, placement)
+
+
+def breakdown(result: Evaluation, by: str) -> pd.DataFrame:
+    return {"site": result.per_site, "node": result.per_node, "tenant": result.per_tenant, "slot": result.per_slot}[by]()
+
+
+def compare_policies(scenario: Scenario, names: list[str] | None = None) -> pd.DataFrame:
+    """Run each policy, evaluate its placement, and tabulate the figures side by side.
+
+    The `vs_spread_pct` column is the change in total emissions against the
+    Kubernetes-default-like `spread` baseline (negative = less CO2e).
+    """
+    registry = policy_registry()
+    names = names or list(registry)
+    unknown = [n for n in names if n not in registry]
+    if unknown:
+        raise InputError("--policies", [Problem(n, f"unknown policy; choose from {', '.join(registry)}") for n in unknown])
+    rows = []
+    for name in names:
+        started = time.perf_counter()
+        placement = registry[name]().place(scenario)
+        seconds = time.perf_counter() - started
+        t = evaluate(scenario, placement).totals
+        rows.append({
+            "policy": name,
+            "emissions_kg": t["emissions_g"] / 1000,
+            "operational_kg": t["operational_emissions_g"] / 1000,
+            "embodied_kg": t["embodied_emissions_g"] / 1000,
+            "energy_kwh": t["energy_kwh"],
+            "renewable_kwh": t["renewable_kwh"],
+            "active_nodes": t["mean_active_nodes"],
+            "sla_viol": t["sla_violations"],
+            "capacity_viol": t["capacity_violations"],
+            "isolation_viol": t["isolation_violations"],
+            "other_viol": t["selector_violations"] + t["spread_violations"] + t["schedule_violations"]
+            + t["quota_violations"] + t["power_violations"],
+            "time_s": seconds,
+        })
+    table = pd.DataFrame(rows)
+    if "spread" in set(table["policy"]):
+        ref = float(table.loc[table["policy"] == "spread", "emissions_kg"].iloc[0])
+        table["vs_spread_pct"] = (table["emissions_kg"] / ref - 1.0) * 100.0 if ref > 0 else float("nan")
+    return table
+
+
+def plan_with_baseline(scenario: Scenario, options, progress=None, dump_model: str | None = None):
+    """Solve, and tabulate the plan next to the best baseline (fewest violations, then least emissions)."""
+    from optimizer.solve import solve
+
+    if dump_model:
+        from optimizer.debug import write_mps
+
+        write_mps(scenario, options, dump_model)
+    baselines = compare_policies(scenario, list(baseline_registry()))
+    best = baselines.sort_values(["sla_viol", "capacity_viol", "isolation_viol", "other_viol", "emissions_kg"]).iloc[0]
+    plan = solve(scenario, options, progress=progress)
+    s = plan.summary()
+    row = {"policy": f"plan ({plan.solver})", "emissions_kg": s["emissions_kg"], "operational_kg": s["operational_kg"],
+           "embodied_kg": s["embodied_kg"], "energy_kwh": s["energy_kwh"], "renewable_kwh": s["renewable_kwh"],
+           "active_nodes": s["mean_active_nodes"],
+           **{k: plan.evaluation.totals[f"{k.removesuffix('_viol')}_violations"] for k in ("sla_viol", "capacity_viol", "isolation_viol")},
+           "other_viol": len(plan.evaluation.violations) - sum(plan.evaluation.totals[f"{k}_violations"] for k in ("sla", "capacity", "isolation")),
+           "time_s": s["solve_s"]}
+    table = pd.DataFrame([row, {k: best[k] for k in row}])
+    table.loc[1, "policy"] = f"best baseline ({best['policy']})"
+    ref = float(best["emissions_kg"])
+    table["vs_best_baseline_pct"] = (table["emissions_kg"] / ref - 1.0) * 100.0 if ref > 0 else float("nan")
+    table["gap_pct"] = [s["gap_pct"], None]
+    return plan, table

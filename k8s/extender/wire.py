@@ -1,0 +1,343 @@
+"""The scheduler extender v1 wire format: parsing request bodies, building answers.
+
+Bodies are the JSON of the Go types in `k8s.io/kube-scheduler/extender/v1`
+(types.go). Those structs carry no json tags, so the field names on the wire
+are the Go field names exactly: ``Pod``, ``Nodes``, ``NodeNames``,
+``FailedNodes``, ``FailedAndUnresolvableNodes``, ``Error``, ``Host``,
+``Score``, ``NodeNameToVictims``, ``NodeNameToMetaVictims``, ``Pods``,
+``NumPDBViolations``, ``UID``. The Pod and Node objects inside are core/v1
+objects with their usual lower-case json names (``metadata.name``,
+``items``).
+
+What kube-scheduler's client (`pkg/scheduler/extender.go`) sends: Go's
+encoder writes every field, so a nodeCacheCapable request is
+``{"Pod": {...}, "Nodes": null, "NodeNames": ["n1", ...]}`` and a full-object
+one ``{"Pod": {...}, "Nodes": {"metadata": {}, "items": [...]}, "NodeNames":
+null}`` (``items`` is ``null`` for an empty list). ``null`` therefore means
+absent here. What it reads back: a filter answer's ``NodeNames`` when it is
+not null (nodeCacheCapable), else ``Nodes``; both null would filter every
+node out, so an answer always carries the list the request used. A non-200
+status or a non-empty ``Error`` is an extender failure (skipped when the
+extender is ``ignorable``).
+
+Malformed input raises `WireError` naming the field; the server answers it
+with HTTP 400 and ``{"Error": "<field>: <message>"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, Outcome
+
+
+class WireError(ValueError):
+    """A request body does not match the extender v1 types; `field` says where."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+def _kind(x: Any) -> str:
+    if x is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+        type(x), type(x).__name__)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads(body: bytes) -> Any:
+    """Strict JSON: UTF-8 only (as Go reads it), no NaN/Infinity; `WireError` otherwise."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireError("body", f"is not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise WireError("body", "is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, huge integers, NaN
+        raise WireError("body", f"is not valid JSON ({str(exc)[:200]})") from None
+
+
+# ---------------------------------------------------------------------------
+# Requests
+
+
+@dataclass(frozen=True)
+class PodRef:
+    """What the extender needs of the Pod being scheduled."""
+
+    name: str
+    namespace: str
+    uid: str
+    workload: str | None  # annotation edgeplace.io/workload
+    tenant: str | None  # annotation edgeplace.io/tenant
+    raw: dict  # the Pod object, for lazily read fields (CPU requests)
+
+    @property
+    def annotated(self) -> bool:
+        return self.workload is not None or self.tenant is not None
+
+    def cpu_cores(self) -> float | None:
+        """Sum of the containers' CPU requests [cores]; None when the pod states none."""
+        return pod_cpu_cores(self.raw)
+
+
+@dataclass(frozen=True)
+class ExtenderArgs:
+    """ExtenderArgs: the pod and its candidate nodes."""
+
+    pod: PodRef
+    node_names: list[str]
+    nodes: dict | None  # the NodeList object when the request carried full Node objects, else None
+
+    @property
+    def node_cache_capable(self) -> bool:
+        return self.nodes is None
+
+
+@dataclass(frozen=True)
+class PreemptionArgs:
+    """ExtenderPreemptionArgs, with victims reduced to MetaVictims (pod UIDs)."""
+
+    pod: PodRef
+    victims: dict[str, dict]  # node name -> {"Pods": [{"UID": ...}], "NumPDBViolations": n}
+
+
+def _obj(x: Any, field: str, required: bool = False) -> dict | None:
+    if x is None:
+        if required:
+            raise WireError(field, "is required (an object)")
+        return None
+    if not isinstance(x, dict):
+        raise WireError(field, f"must be an object (got {_kind(x)})")
+    return x
+
+
+def _str(x: Any, field: str) -> str:
+    if x is None:
+        return ""
+    if not isinstance(x, str):
+        raise WireError(field, f"must be a string (got {_kind(x)})")
+    return x
+
+
+def parse_pod(x: Any, field: str = "Pod") -> PodRef:
+    pod = _obj(x, field, required=True)
+    meta = _obj(pod.get("metadata"), f"{field}.metadata") or {}
+    annotations = _obj(meta.get("annotations"), f"{field}.metadata.annotations") or {}
+    for key, value in annotations.items():
+        if not isinstance(value, str):
+            raise WireError(f"{field}.metadata.annotations.{key}", f"must be a string (got {_kind(value)})")
+    workload = annotations.get(WORKLOAD_ANNOTATION) or None
+    tenant = annotations.get(TENANT_ANNOTATION) or None
+    return PodRef(name=_str(meta.get("name"), f"{field}.metadata.name"),
+                  namespace=_str(meta.get("namespace"), f"{field}.metadata.namespace") or "default",
+                  uid=_str(meta.get("uid"), f"{field}.metadata.uid"),
+                  workload=workload, tenant=tenant, raw=pod)
+
+
+def parse_extender_args(body: bytes) -> ExtenderArgs:
+    """ExtenderArgs from a filter or prioritize body; exactly one of Nodes / NodeNames non-null."""
+    doc = loads(body)
+    if not isinstance(doc, dict):
+        raise WireError("body", f"must be a JSON object (ExtenderArgs), got {_kind(doc)}")
+    pod = parse_pod(doc.get("Pod"))
+    names_raw, nodes_raw = doc.get("NodeNames"), doc.get("Nodes")
+    if names_raw is not None and nodes_raw is not None:
+        raise WireError("Nodes", "and NodeNames are both set; send NodeNames (nodeCacheCapable) or Nodes, not both")
+    if names_raw is None and nodes_raw is None:
+        raise WireError("NodeNames", "is required (or Nodes when the extender is not nodeCacheCapable)")
+    if names_raw is not None:
+        if not isinstance(names_raw, list):
+            raise WireError("NodeNames", f"must be an array of strings (got {_kind(names_raw)})")
+        for i, n in enumerate(names_raw):
+            if not isinstance(n, str):
+                raise WireError(f"NodeNames[{i}]", f"must be a string (got {_kind(n)})")
+        return ExtenderArgs(pod, names_raw, None)
+    nodes = _obj(nodes_raw, "Nodes")
+    items = nodes.get("items")
+    if items is None:
+        items = []
+    elif not isinstance(items, list):
+        raise WireError("Nodes.items", f"must be an array of Node objects (got {_kind(items)})")
+    names = []
+    for i, node in enumerate(items):
+        node = _obj(node, f"Nodes.items[{i}]", required=True)
+        meta = _obj(node.get("metadata"), f"Nodes.items[{i}].metadata", required=True)
+        name = meta.get("name")
+        if not isinstance(name, str):
+            raise WireError(f"Nodes.items[{i}].metadata.name", f"must be a string (got {_kind(name)})")
+        names.append(name)
+    return ExtenderArgs(pod, names, nodes)
+
+
+def _int(x: Any, field: str) -> int:
+    if x is None:
+        return 0
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise WireError(field, f"must be a whole number (got {_kind(x)})")
+    return x
+
+
+def parse_preemption_args(body: bytes) -> PreemptionArgs:
+    """ExtenderPreemptionArgs; exactly one of NodeNameToVictims / NodeNameToMetaVictims non-null."""
+    doc = loads(body)
+    if not isinstance(doc, dict):
+        raise WireError("body", f"must be a JSON object (ExtenderPreemptionArgs), got {_kind(doc)}")
+    pod = parse_pod(doc.get("Pod"))
+    full, meta = doc.get("NodeNameToVictims"), doc.get("NodeNameToMetaVictims")
+    if full is not None and meta is not None:
+        raise WireError("NodeNameToVictims", "and NodeNameToMetaVictims are both set; send one")
+    if full is None and meta is None:
+        raise WireError("NodeNameToMetaVictims", "is required (or NodeNameToVictims when not nodeCacheCapable)")
+    field = "NodeNameToMetaVictims" if meta is not None else "NodeNameToVictims"
+    victims_map = _obj(meta if meta is not None else full, field)
+    out: dict[str, dict] = {}
+    for node, victims in victims_map.items():
+        path = f"{field}.{node}"
+        victims = _obj(victims, path)
+        if victims is None:
+            out[node] = {"Pods": [], "NumPDBViolations": 0}
+            continue
+        pods = victims.get("Pods")
+        if pods is None:
+            pods = []
+        elif not isinstance(pods, list):
+            raise WireError(f"{path}.Pods", f"must be an array (got {_kind(pods)})")
+        uids = []
+        for i, p in enumerate(pods):
+            p = _obj(p, f"{path}.Pods[{i}]", required=True)
+            if meta is not None:
+                uids.append(_str(p.get("UID"), f"{path}.Pods[{i}].UID"))
+            else:
+                pm = _obj(p.get("metadata"), f"{path}.Pods[{i}].metadata") or {}
+                uids.append(_str(pm.get("uid"), f"{path}.Pods[{i}].metadata.uid"))
+        out[node] = {"Pods": [{"UID": u} for u in uids],
+                     "NumPDBViolations": _int(victims.get("NumPDBViolations"), f"{path}.NumPDBViolations")}
+    return PreemptionArgs(pod, out)
+
+
+# ---------------------------------------------------------------------------
+# CPU quantities (resource.Quantity strings)
+
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|n|u|[eE][+-]?[0-9]+)?$")
+_SUFFIX = {None: 1.0, "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+           "Ki": 2.0 ** 10, "Mi": 2.0 ** 20, "Gi": 2.0 ** 30, "Ti": 2.0 ** 40, "Pi": 2.0 ** 50, "Ei": 2.0 ** 60}
+
+
+def parse_cpu_quantity(q: Any) -> float | None:
+    """A Kubernetes CPU quantity ("500m", "2", "1.5", "1e3") in cores; None if unreadable."""
+    if isinstance(q, (int, float)) and not isinstance(q, bool):
+        return float(q)
+    if not isinstance(q, str) or len(q) > 64:
+        return None
+    m = _QUANTITY.match(q.strip())
+    if not m:
+        return None
+    suffix = m.group(2)
+    scale = _SUFFIX[suffix] if suffix in _SUFFIX else 10.0 ** int(suffix[1:])
+    return float(m.group(1)) * scale
+
+
+def pod_cpu_cores(pod: dict) -> float | None:
+    """Sum of `spec.containers[*].resources.requests.cpu` [cores]; None if no container requests CPU."""
+    spec = pod.get("spec")
+    containers = spec.get("containers") if isinstance(spec, dict) else None
+    if not isinstance(containers, list):
+        return None
+    total, found = 0.0, False
+    for c in containers:
+        res = c.get("resources") if isinstance(c, dict) else None
+        req = res.get("requests") if isinstance(res, dict) else None
+        cpu = parse_cpu_quantity(req.get("cpu")) if isinstance(req, dict) else None
+        if cpu is not None and cpu >= 0:
+            total += cpu
+            found = True
+    return total if found else None
+
+
+# ---------------------------------------------------------------------------
+# Answers
+
+# ensure_ascii: a name holding a lone surrogate ("\ud800" is valid JSON) still encodes.
+_DUMPS = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+_SCORE_SUFFIX = [b"%d}" % s for s in range(11)]
+
+
+def error_body(message: str) -> bytes:
+    """The body of a 4xx answer: ``{"Error": "..."}`` (the shape of ExtenderFilterResult.Error)."""
+    return _DUMPS({"Error": message}).encode()
+
+
+def _failed_maps(names: list[str], codes: list[int], messages: dict[int, str]) -> tuple[bytes, bytes]:
+    encoded = {code: _DUMPS(text).encode() for code, text in messages.items()}
+    failed, unresolvable = [], []
+    for name, code in zip(names, codes):
+        if code == Outcome.ASLEEP:
+            failed.append(_DUMPS(name).encode() + b":" + encoded[code])
+        elif code:
+            unresolvable.append(_DUMPS(name).encode() + b":" + encoded[code])
+    return b"{" + b",".join(failed) + b"}", b"{" + b",".join(unresolvable) + b"}"
+
+
+def filter_result(args: ExtenderArgs, codes: list[int] | None = None, messages: dict[int, str] | None = None) -> bytes:
+    """ExtenderFilterResult for `args`; `codes` (Outcome per candidate) None = every node passes.
+
+    The passing nodes go back in the form the request used: ``NodeNames``
+    (names) for a nodeCacheCapable request, ``Nodes`` (the Node objects,
+    unchanged) otherwise; the other field is null, as Go's encoder writes it.
+    """
+    names = args.node_names
+    if codes is None:
+        failed = unresolvable = b"{}"
+        keep = None
+    else:
+        failed, unresolvable = _failed_maps(names, codes, messages or {})
+        keep = [c == Outcome.PASS for c in codes]
+    if args.nodes is None:
+        passing = names if keep is None else [n for n, k in zip(names, keep) if k]
+        head = b'{"Nodes":null,"NodeNames":' + _DUMPS(passing).encode()
+    else:
+        items = args.nodes.get("items") or []
+        passing_items = items if keep is None else [n for n, k in zip(items, keep) if k]
+        node_list = dict(args.nodes)
+        node_list["items"] = passing_items
+        head = b'{"Nodes":' + _DUMPS(node_list).encode() + b',"NodeNames":null'
+    return head + b',"FailedNodes":' + failed + b',"FailedAndUnresolvableNodes":' + unresolvable + b',"Error":""}'
+
+
+def host_priority_list(names: list[str], scores: Iterable[int] | None = None,
+                       host_prefix: list[bytes] | None = None, node_index: dict[str, int] | None = None) -> bytes:
+    """HostPriorityList ``[{"Host": name, "Score": 0..10}, ...]``; `scores` None = all 0 (neutral).
+
+    `host_prefix`/`node_index` (from the decision table) are precomputed
+    ``{"Host":"name","Score":`` fragments, so known names are not re-encoded.
+    """
+    if scores is None:
+        scores = [0] * len(names)
+    parts = []
+    get = node_index.get if node_index is not None else None
+    for name, score in zip(names, scores):
+        i = get(name) if get is not None else None
+        prefix = host_prefix[i] if i is not None else b'{"Host":' + _DUMPS(name).encode() + b',"Score":'
+        parts.append(prefix + _SCORE_SUFFIX[score])
+    return b"[" + b",".join(parts) + b"]"
+
+
+def preemption_result(victims: dict[str, dict], keep: Iterable[bool] | None = None) -> bytes:
+    """ExtenderPreemptionResult ``{"NodeNameToMetaVictims": {...}}`` with the kept nodes' victims."""
+    if keep is None:
+        kept = victims
+    else:
+        kept = {node: v for (node, v), k in zip(victims.items(), keep) if k}
+    return _DUMPS({"NodeNameToMetaVictims": kept}).encode()

@@ -1,0 +1,466 @@
+"""The planner loop: read the cluster, plan, publish, release gates; again on change.
+
+One round (`Planner.plan_once`):
+
+1. list Nodes, Pods, Namespaces and workloads (`k8s.mapping.read_cluster`)
+   and map them to a scenario whose horizon starts at the current slot and
+   whose ``current`` placement is where the pods run now
+   (`k8s.mapping.map_cluster`);
+2. solve it (`optimizer.solve.solve`) with the migration penalty
+   (`Objective.migration_g_per_replica`) charged for moving a running
+   replica off its node. This is the rolling-horizon re-plan of
+   `optimizer.rolling.replan`, with the cluster rather than the previous
+   plan as the source of "where things run now";
+3. turn slot 0 of the plan into the extender's plan document
+   (`k8s.extender.table.build_plan_document`) and publish it
+   (`k8s.publish`: resourceVersion-checked, validated first);
+4. optionally taint or cordon the nodes the plan powers down in slot 0 and
+   undo that on nodes it powers up (off by default; never evicts);
+5. release the scheduling gates of deferrable Jobs whose planned start has
+   come (`k8s.gates`).
+
+A failed mapping or solve publishes nothing, so the last good plan stays in
+place (and the extender fails open once its ``valid_until`` passes).
+
+When rounds happen: every `PlannerOptions.period_s`, and after a change of
+Nodes or Pods, debounced (`Debouncer`): a round starts once no change came
+for `debounce_s`, or `max_delay_s` after the first change of a burst, so a
+rollout of 100 pods costs one re-plan, not 100.
+
+Change detection uses ``watch`` on Nodes and Pods (kubernetes
+``watch.Watch``), not a periodic list: a watch delivers a change within
+milliseconds at the cost of one open connection per kind, where a list every
+few seconds would move every object of the cluster each time. The watch
+only *triggers*; each round lists afresh, so a round always plans from a
+consistent snapshot and the planner keeps no informer cache to get wrong.
+Events are filtered to what matters to a plan (a pod bound, gated, started
+or gone; a node's labels, annotations, allocatable, taints or schedulability
+changed), so status heartbeats do not cause re-plans. A broken watch
+(timeout, 410 Gone) is restarted; objects it re-lists with an unchanged
+signature do not trigger a round.
+
+Only the leader (`k8s.leader.LeaderElector`) plans; other replicas wait.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Literal
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from k8s import gates
+from k8s.extender.table import DEFAULT_VALID_FOR_S, PlanError, build_plan_document
+from k8s.leader import LeaderElector
+from k8s.mapping import (ANN_CORDONED_BY, GATE_DEFERRED, TAINT_POWERED_DOWN, ClusterConfig, ClusterObjects,
+                         MappingOptions, map_cluster, read_cluster)
+from k8s.publish import PublishError
+from optimizer.solve import Plan, SolveOptions, solve
+from topology.errors import InputError
+from topology.scenario import Scenario
+
+log = logging.getLogger("k8s.planner")
+
+PowerDownAction = Literal["none", "taint", "cordon"]
+
+
+# ---------------------------------------------------------------------------
+# When to plan
+
+
+class Debouncer:
+    """Turns bursts of changes into one trigger.
+
+    `mark(now)` records a change; `due(now)` is True once `quiet_s` passed
+    since the last change, or `max_delay_s` since the first change of the
+    burst (so a steady trickle of changes cannot postpone a round forever);
+    `reset()` after the round. Times are monotonic seconds. Thread-safe.
+    """
+
+    def __init__(self, quiet_s: float, max_delay_s: float):
+        if not 0 <= quiet_s <= max_delay_s:
+            raise ValueError(f"need 0 <= quiet_s <= max_delay_s (got {quiet_s}, {max_delay_s})")
+        self.quiet_s, self.max_delay_s = quiet_s, max_delay_s
+        self._first: float | None = None
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def mark(self, now: float) -> None:
+        with self._lock:
+            if self._first is None:
+                self._first = now
+            self._last = now
+
+    @property
+    def pending(self) -> bool:
+        return self._first is not None
+
+    def due(self, now: float) -> bool:
+        with self._lock:
+            if self._first is None:
+                return False
+            return now - self._last >= self.quiet_s or now - self._first >= self.max_delay_s
+
+    def reset(self) -> None:
+        with self._lock:
+            self._first = self._last = None
+
+
+def pod_signature(pod: dict) -> tuple:
+    """What of a pod matters to a plan: its node, phase, gates, requests owner and whether it is going."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    gates_ = tuple(g.get("name") for g in spec.get("schedulingGates") or [] if isinstance(g, dict))
+    return (spec.get("nodeName"), status.get("phase"), gates_, bool(meta.get("deletionTimestamp")))
+
+
+def node_signature(node: dict) -> tuple:
+    """What of a node matters to a plan (not its heartbeats or conditions)."""
+    meta, spec, status = node.get("metadata") or {}, node.get("spec") or {}, node.get("status") or {}
+    return (json.dumps(meta.get("labels") or {}, sort_keys=True),
+            json.dumps({k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("edgeplace.io/")},
+                       sort_keys=True),
+            json.dumps(status.get("allocatable") or {}, sort_keys=True),
+            json.dumps(spec.get("taints") or [], sort_keys=True), bool(spec.get("unschedulable")))
+
+
+# ---------------------------------------------------------------------------
+# Options and results
+
+
+@dataclass(frozen=True)
+class PlannerOptions:
+    """How the planner behaves; see the module docstring.
+
+    period_s : plan at least this often [s]
+    debounce_s, max_delay_s : see `Debouncer` [s]
+    solve : solver options (objective with the migration penalty [gCO2e per moved replica])
+    valid_for_s : how long a published plan stays valid without a newer one [s]
+    power_down_action : "none" (default), "taint" (NoSchedule taint
+        edgeplace.io/powered-down) or "cordon" on nodes the plan powers down
+    release_gates : remove edgeplace.io/deferred gates at planned starts
+    tick_s : how often the loop checks triggers and gate releases [s]
+    """
+
+    period_s: float = 300.0
+    debounce_s: float = 5.0
+    max_delay_s: float = 30.0
+    solve: SolveOptions = field(default_factory=lambda: SolveOptions(solver="cpsat", time_limit_s=20.0,
+                                                                     bound_time_limit_s=0.0))
+    valid_for_s: float = DEFAULT_VALID_FOR_S
+    power_down_action: PowerDownAction = "none"
+    release_gates: bool = True
+    tick_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.power_down_action not in ("none", "taint", "cordon"):
+            raise ValueError(f"power_down_action must be none, taint or cordon (got {self.power_down_action!r})")
+        if not (self.period_s > 0 and self.tick_s > 0 and self.valid_for_s > 0):
+            raise ValueError("period_s, tick_s and valid_for_s must be > 0")
+        if self.valid_for_s <= self.period_s:
+            log.warning("planner: valid_for_s (%g s) <= period_s (%g s): plans go stale between rounds",
+                        self.valid_for_s, self.period_s)
+
+
+@dataclass
+class PlanRound:
+    """What one round did. outcome: published | unchanged | superseded | mapping_failed |
+    solve_failed | publish_failed | not_leader."""
+
+    outcome: str
+    detail: str = ""
+    started_at: datetime | None = None
+    seconds: float = 0.0
+    plan_summary: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    powered_down: list[str] = field(default_factory=list)
+    released: list[tuple[str, str]] = field(default_factory=list)  # (namespace/pod, reason)
+
+
+class Publisher:
+    """What the planner publishes through (`k8s.publish.ConfigMapPlanPublisher`, `FilePlanPublisher`)."""
+
+    where: str
+
+    def publish(self, doc: dict[str, Any]): ...
+
+
+# ---------------------------------------------------------------------------
+# The planner
+
+
+class Planner:
+    """Reads the cluster, plans and publishes; see the module docstring.
+
+    Parameters
+    ----------
+    api_client : a `kubernetes.client.ApiClient`
+    publisher : where plans go (`Publisher`)
+    config : the site config (`k8s.mapping.ClusterConfig`)
+    options : `PlannerOptions`
+    elector : a `LeaderElector`; None = always act (a single replica)
+    reader, solver, clock : injectable for tests (default: `read_cluster`,
+        `optimizer.solve.solve`, the UTC wall clock)
+    """
+
+    def __init__(self, api_client, publisher: Publisher, config: ClusterConfig | None = None,
+                 options: PlannerOptions | None = None, elector: LeaderElector | None = None,
+                 reader: Callable[[Any], ClusterObjects] = read_cluster,
+                 solver: Callable[[Scenario, SolveOptions], Plan] = solve,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        self.api_client = api_client
+        self.publisher = publisher
+        self.config = config or ClusterConfig()
+        self.options = options or PlannerOptions()
+        self.elector = elector
+        self.reader, self.solver, self.clock = reader, solver, clock
+        self.core = client.CoreV1Api(api_client) if api_client is not None else None
+        self.debouncer = Debouncer(self.options.debounce_s, self.options.max_delay_s)
+        self.last_round: PlanRound | None = None
+        self.last_published: dict[str, Any] | None = None  # the last plan document this planner published
+        self.starts: dict[str, datetime] | None = None  # planned starts of deferrable jobs (None: no plan yet)
+        self._signatures: dict[str, dict[str, tuple]] = {"pods": {}, "nodes": {}}
+        self._watches: list[watch.Watch] = []
+        self._release_at: list[datetime] = []  # times at which gates may have to be released
+        self._lock = threading.Lock()  # one round at a time
+
+    # -- one round -------------------------------------------------------------------
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.is_leader
+
+    def plan_once(self, now: datetime | None = None) -> PlanRound:
+        """Read, map, solve, publish, apply power-down, release gates; never raises for
+        cluster or input trouble (the outcome says what happened)."""
+        with self._lock:
+            round_ = self._plan_once(now or self.clock())
+        self.last_round = round_
+        level = logging.INFO if round_.outcome in ("published", "unchanged", "superseded", "not_leader") else logging.WARNING
+        log.log(level, "planner: round %s in %.2f s%s", round_.outcome, round_.seconds,
+                f": {round_.detail}" if round_.detail else "")
+        return round_
+
+    def _plan_once(self, now: datetime) -> PlanRound:
+        started = time.perf_counter()
+        result = PlanRound("not_leader", started_at=now)
+        if not self.leading():
+            return result
+        try:
+            objects = self.reader(self.api_client)
+        except Exception as exc:  # noqa: BLE001 - API down: keep the old plan
+            return self._done(result, "mapping_failed", f"cannot read the cluster: {type(exc).__name__}: {exc}", started)
+        try:
+            mapped = map_cluster(objects, self.config, MappingOptions(now=now))
+        except InputError as exc:
+            # Deadlines still hold: release what must start now even without a plan.
+            result.released = self._release(objects, None, now)
+            return self._done(result, "mapping_failed", exc.render(limit=20), started)
+        result.warnings = list(mapped.warnings)
+        try:
+            plan = self.solver(mapped.scenario, self.options.solve)
+        except Exception as exc:  # noqa: BLE001 - a solver bug must not take the old plan down
+            log.exception("planner: solve failed; keeping the previous plan")
+            result.released = self._release(objects, None, now)
+            return self._done(result, "solve_failed", f"{type(exc).__name__}: {exc}", started)
+        result.plan_summary = plan.summary()
+        doc = build_plan_document(mapped.scenario, plan.placement, slot=0, valid_for_s=self.options.valid_for_s,
+                                  now=now, evaluation=plan.evaluation)
+        if not self.leading():  # lost the lease while solving: publish nothing
+            return self._done(result, "not_leader", "lost leadership while solving", started)
+        try:
+            published = self.publisher.publish(doc)
+        except (PublishError, PlanError, ApiException, OSError) as exc:
+            result.released = self._release(objects, None, now)
+            return self._done(result, "publish_failed", str(exc), started)
+        self.last_published = doc
+        self.starts = gates.planned_starts(mapped.scenario, plan.placement)
+        down = sorted(n for n, entry in doc["nodes"].items() if not entry["powered"])
+        result.powered_down = down
+        if self.options.power_down_action != "none":
+            self._apply_power_down(objects, set(down))
+        result.released = self._release(objects, self.starts, now)
+        return self._done(result, "published" if published.outcome in ("created", "updated") else published.outcome,
+                          f"{published.outcome} {self.publisher.where} ({plan.solver}, {plan.status}, "
+                          f"{plan.objective_g / 1000:.3f} kgCO2e over the horizon)", started)
+
+    @staticmethod
+    def _done(result: PlanRound, outcome: str, detail: str, started: float) -> PlanRound:
+        result.outcome, result.detail, result.seconds = outcome, detail, time.perf_counter() - started
+        return result
+
+    # -- gates ------------------------------------------------------------------------
+    def _release(self, objects: ClusterObjects, starts: dict[str, datetime] | None,
+                 now: datetime) -> list[tuple[str, str]]:
+        self._release_at = self.release_times(objects)
+        if not self.options.release_gates or self.core is None or not self.leading():
+            return []
+        released = []
+        for pod, reason in gates.due_releases(gates.gated_pods(objects), starts, now):
+            try:
+                if gates.remove_gate(self.core, pod.namespace, pod.name, GATE_DEFERRED, uid=pod.uid):
+                    released.append((f"{pod.namespace}/{pod.name}", reason))
+                    log.info("planner: released %s/%s (%s)", pod.namespace, pod.name, reason)
+            except ApiException as exc:
+                log.warning("planner: cannot release %s/%s: HTTP %s %s", pod.namespace, pod.name, exc.status, exc.reason)
+        return released
+
+    def release_due(self, now: datetime | None = None) -> list[tuple[str, str]]:
+        """Between rounds: release gated pods whose planned start (or latest start) has come."""
+        now = now or self.clock()
+        if not self.options.release_gates or self.core is None or not self.leading():
+            return []
+        objects = ClusterObjects(pods=_list_json(self.core.list_pod_for_all_namespaces),
+                                 jobs=_list_json(client.BatchV1Api(self.api_client).list_job_for_all_namespaces))
+        return self._release(objects, self.starts, now)
+
+    def release_times(self, objects: ClusterObjects) -> list[datetime]:
+        """When gates may next have to be released: planned starts, and latest starts of gated pods."""
+        times = set((self.starts or {}).values())
+        times |= {g.latest_start for g in gates.gated_pods(objects) if g.latest_start is not None}
+        return sorted(times)
+
+    # -- power-down actions -------------------------------------------------------------
+    def _apply_power_down(self, objects: ClusterObjects, down: set[str]) -> None:
+        """Taint or cordon the nodes in `down`, undo it on the others (only what we did). Never evicts."""
+        action = self.options.power_down_action
+        for node in objects.nodes:
+            name = (node.get("metadata") or {}).get("name")
+            try:
+                if action == "taint":
+                    self._set_taint(name, name in down)
+                else:
+                    self._set_cordon(name, name in down)
+            except ApiException as exc:
+                log.warning("planner: cannot %s node %s: HTTP %s %s", action, name, exc.status, exc.reason)
+
+    def _set_taint(self, name: str, on: bool, attempts: int = 3) -> None:
+        for _ in range(attempts):
+            node = json.loads(self.core.read_node(name, _preload_content=False).data)
+            taints = list((node.get("spec") or {}).get("taints") or [])
+            has = any(t.get("key") == TAINT_POWERED_DOWN for t in taints)
+            if has == on:
+                return
+            if on:
+                taints.append({"key": TAINT_POWERED_DOWN, "value": "true", "effect": "NoSchedule"})
+            else:
+                taints = [t for t in taints if t.get("key") != TAINT_POWERED_DOWN]
+            node.setdefault("spec", {})["taints"] = taints
+            try:
+                self.core.replace_node(name, node, _preload_content=False)  # resourceVersion-checked
+                log.info("planner: %s taint %s on node %s", "set" if on else "removed", TAINT_POWERED_DOWN, name)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+    def _set_cordon(self, name: str, on: bool, attempts: int = 3) -> None:
+        for _ in range(attempts):
+            node = json.loads(self.core.read_node(name, _preload_content=False).data)
+            spec, meta = node.setdefault("spec", {}), node.setdefault("metadata", {})
+            ann = meta.setdefault("annotations", {}) or {}
+            ours = ANN_CORDONED_BY in ann
+            if on:
+                if spec.get("unschedulable"):
+                    return  # cordoned already (by us or by someone else: leave it)
+                spec["unschedulable"] = True
+                ann[ANN_CORDONED_BY] = "edgeplace-planner"
+            else:
+                if not ours:
+                    return  # never uncordon a node someone else cordoned
+                spec["unschedulable"] = False
+                ann.pop(ANN_CORDONED_BY, None)
+            meta["annotations"] = ann
+            try:
+                self.core.replace_node(name, node, _preload_content=False)
+                log.info("planner: %s node %s", "cordoned" if on else "uncordoned", name)
+                return
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+
+    # -- watching ---------------------------------------------------------------------
+    def observe(self, kind: str, event_type: str, obj: dict, now: float | None = None) -> bool:
+        """Feed one watch event; True (and the debouncer marked) when it matters to a plan."""
+        meta = obj.get("metadata") or {}
+        uid = meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"
+        table = self._signatures[kind]
+        if event_type == "DELETED":
+            changed = table.pop(uid, None) is not None
+        elif event_type in ("ADDED", "MODIFIED"):
+            sig = pod_signature(obj) if kind == "pods" else node_signature(obj)
+            changed = table.get(uid) != sig
+            table[uid] = sig
+        else:  # BOOKMARK, ERROR
+            changed = False
+        if changed:
+            self.debouncer.mark(time.monotonic() if now is None else now)
+        return changed
+
+    def _watch_loop(self, kind: str, stop: threading.Event) -> None:
+        list_fn = self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
+        resource_version = None
+        while not stop.is_set():
+            w = watch.Watch()
+            self._watches.append(w)
+            try:
+                for event in w.stream(list_fn, resource_version=resource_version, timeout_seconds=60,
+                                      allow_watch_bookmarks=True, _request_timeout=90):
+                    if stop.is_set():
+                        break
+                    raw = event.get("raw_object") or {}
+                    version = (raw.get("metadata") or {}).get("resourceVersion")
+                    if version:
+                        resource_version = version
+                    self.observe(kind, event.get("type", ""), raw)
+            except ApiException as exc:
+                if exc.status == 410:  # too old: start over (unchanged objects will not trigger)
+                    resource_version = None
+                else:
+                    log.warning("planner: watch %s: HTTP %s %s; retrying", kind, exc.status, exc.reason)
+                    stop.wait(2.0)
+            except Exception as exc:  # noqa: BLE001 - connection reset and the like
+                if not stop.is_set():
+                    log.warning("planner: watch %s: %s: %s; retrying", kind, type(exc).__name__, exc)
+                    resource_version = None
+                    stop.wait(2.0)
+            finally:
+                w.stop()
+                self._watches.remove(w)
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self, stop: threading.Event, watch_changes: bool = True) -> None:
+        """Plan periodically and on change until `stop` is set (see the module docstring)."""
+        threads = []
+        if watch_changes:
+            for kind in ("nodes", "pods"):
+                t = threading.Thread(target=self._watch_loop, args=(kind, stop), name=f"edgeplace-watch-{kind}",
+                                     daemon=True)
+                t.start()
+                threads.append(t)
+        next_round = time.monotonic()
+        was_leading = False
+        while not stop.is_set():
+            now = time.monotonic()
+            leading = self.leading()
+            if leading and not was_leading:
+                next_round = now  # a new leader plans at once
+            was_leading = leading
+            if leading and (now >= next_round or self.debouncer.due(now)):
+                self.debouncer.reset()
+                self.plan_once()
+                next_round = time.monotonic() + self.options.period_s
+            elif leading and self._release_at and self._release_at[0] <= self.clock():
+                self.release_due()  # recomputes _release_at from what is still gated
+                wall = self.clock()
+                self._release_at = [t for t in self._release_at if t > wall]
+            stop.wait(self.options.tick_s)
+        for w in list(self._watches):
+            w.stop()
+
+
+def _list_json(call) -> list[dict]:
+    return json.loads(call(_preload_content=False).data).get("items") or []

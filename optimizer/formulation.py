@@ -1,0 +1,280 @@
+"""The placement MILP, built in one function from a `CostModel`.
+
+Modelled space (the same for every exact solver and the lower bound):
+services keep their nodes for the whole horizon (a rolling-horizon re-plan
+moves them when that pays for the migration penalty); a deferrable job's
+replicas start together in one slot of its window and keep their nodes; a
+node is on in a slot when anything runs on it or it may not power down.
+Identical replicas of a workload are aggregated: the decision is how many
+replicas of workload w run on node n (an integer), not which replica.
+
+Variables
+    y[w,n]     int   replicas of service w on node n (eligible pairs only)
+    x[j,n,s]   int   replicas of deferrable job j on node n, starting in slot s
+    b[j,s]     bin   job j starts in slot s
+    h[n]       bin   node n hosts a service (so it is on in every slot)
+    o[n,t]     bin   node n is on in slot t
+    p[n,t]     cont  IT power of node n in slot t [W]
+    grid[s,t]  cont  grid energy of a site with on-site supply [kWh]
+    chg/dis/soc      battery charge, discharge [kWh] and state of charge [kWh]
+    z[w,s]     bin   spread: workload w has a replica at site s
+    g[n,m]     bin   tenant m is on node n (only tenants with never_with rules)
+    kept[w,n]  cont  replicas of w that stay on their current node n
+    load[n,k], util[n]  cont  service requests and utilisation on a node (aggregates)
+
+Every continuous block has a finite upper bound from the data and a
+`resolution` (the integer step CP-SAT uses for it, `LinearModel.VarBlock`).
+The bounds never cut off an optimum: each is what the variable needs at most
+at its cheapest feasible value (see the comments where they are set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.linear import LinearModel
+from policies.costs import CostModel
+from policies.power import BATTERY_ROUND_TRIP_EFFICIENCY
+
+#: CP-SAT steps of the continuous blocks (`VarBlock.resolution`). 0.01 W of IT
+#: power, 0.01 Wh (1e-5 kWh) of energy (the same step for a one-hour slot) and
+#: 1e-6 of utilisation (<= 0.003 W on a 3 kW slope) are far below what a
+#: placement changes (a node draws tens to hundreds of W) and keep integer
+#: domains below ~1e9 values; coarser steps (0.1 W, 1e-4) let CP-SAT's optimum
+#: drift ~1e-4 below the MILP's (measured on generated instances), these ~1e-5,
+#: at no measurable cost in solve time. Requests are integer counts
+#: (millicores, MiB), so `load` is exact with step 1; `kept` is a replica count.
+POWER_RESOLUTION_W = 0.01
+ENERGY_RESOLUTION_KWH = 1e-5
+UTIL_RESOLUTION = 1e-6
+COUNT_RESOLUTION = 1.0
+
+
+@dataclass
+class Formulation:
+    """The model plus the index maps needed to read a solution back."""
+
+    model: LinearModel
+    service_w: np.ndarray  # pair -> workload, for y
+    service_n: np.ndarray  # pair -> node
+    job_j: np.ndarray  # triple -> workload, for x
+    job_n: np.ndarray
+    job_s: np.ndarray
+    start_j: np.ndarray  # b index -> workload
+    start_s: np.ndarray  # b index -> start slot
+    y: np.ndarray
+    x: np.ndarray
+    b: np.ndarray
+    o: np.ndarray  # N*T, row-major (n, t)
+    p: np.ndarray  # N*T
+
+
+def _run_mask(d: int, starts: np.ndarray, T: int) -> np.ndarray:
+    """len(starts) x T: slot t is covered by a run of length d starting at s."""
+    t = np.arange(T)
+    return (t[None, :] >= starts[:, None]) & (t[None, :] < starts[:, None] + d)
+
+
+def build(costs: CostModel) -> Formulation:
+    """Build the MILP of `costs.scenario` (see the module docstring for the variables)."""
+    sc, cm, obj = costs.scenario, costs, costs.objective
+    N, T, K, S = sc.n_nodes, sc.n_slots, len(sc.resources), sc.n_sites
+    m = LinearModel()
+    node_int = cm.node_intensity_g_per_kwh  # N x T
+    site_has_supply = (cm.site_supply_kwh > 0).any(axis=1) | (sc.site_battery_kwh > 0)
+    node_on_supply_site = site_has_supply[sc.node_site]
+    req = sc.workload_requests.astype(float)
+    R = sc.workload_replicas
+    latency = sc.workload_site_latency_ms  # W x S
+
+    # -- decision variables ------------------------------------------------------
+    services = np.flatnonzero(~sc.workload_deferrable)
+    sw, sn = np.nonzero(cm.eligible[services])
+    sw = services[sw]
+    y = m.add_vars("y", len(sw), upper=R[sw], integer=True,
+                   cost=obj.latency_weight_g_per_ms * latency[sw, sc.node_site[sn]])
+
+    jobs = np.flatnonzero(sc.workload_deferrable)
+    start_j, start_s, jj, jn, js = [], [], [], [], []
+    for j in jobs:
+        starts = np.arange(sc.workload_earliest_slot[j], sc.workload_latest_start_slot[j] + 1)
+        nodes = np.flatnonzero(cm.eligible[j])
+        start_j.append(np.full(len(starts), j)); start_s.append(starts)
+        jj.append(np.full(len(starts) * len(nodes), j))
+        jn.append(np.tile(nodes, len(starts))); js.append(np.repeat(starts, len(nodes)))
+    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, dtype=np.int64)  # noqa: E731
+    start_j, start_s, jj, jn, js = map(cat, (start_j, start_s, jj, jn, js))
+    x = m.add_vars("x", len(jj), upper=R[jj], integer=True,
+                   cost=obj.latency_weight_g_per_ms * latency[jj, sc.node_site[jn]])
+    b = m.add_vars("b", len(start_j), upper=1.0, integer=True)
+
+    h = m.add_vars("h", N, upper=1.0, integer=True)
+    # Embodied carbon is paid per powered node-slot; always-on nodes are fixed on.
+    o = m.add_vars("o", N * T, lower=np.repeat(~sc.node_can_power_down, T).astype(float), upper=1.0,
+                   integer=True, cost=np.repeat(cm.embodied_g_per_slot, T))
+    # Power on a site without on-site supply is priced directly at grid intensity.
+    kwh = np.repeat(cm.kwh_per_w_slot, T)
+    p_cost = kwh * (obj.energy_weight_g_per_kwh + np.where(np.repeat(node_on_supply_site, T), 0.0, node_int.ravel()))
+    # p never needs more than its highest power line at the most utilisation a
+    # node can see: its workloads' CPU use (<= the largest usage fraction among
+    # eligible workloads, since capacity caps the requests) plus background.
+    usage_max = np.max(np.where(cm.eligible, sc.workload_cpu_usage[:, None], 0.0), axis=0, initial=0.0)  # N
+    u_max = usage_max[:, None] + sc.node_background_util  # N x T
+    line_a, line_s = cm.power_intercept_w[:, None, :], cm.power_slope_w[:, None, :]
+    p_max_w = np.maximum(np.maximum(line_a, line_a + line_s * u_max[:, :, None]).max(axis=2), 0.0)  # N x T
+    p = m.add_vars("p", N * T, upper=p_max_w.ravel(), cost=p_cost, resolution=POWER_RESOLUTION_W)
+
+    # -- services: every replica placed; a hosting node is on all horizon -------------
+    n_sw = len(sw)
+    if len(services):
+        row_of = np.full(sc.n_workloads, -1); row_of[services] = np.arange(len(services))
+        m.add_rows("service_demand", len(services), row_of[sw], y, np.ones(n_sw), lower=R[services], upper=R[services])
+        # y <= fit x h: the tightest big-M, how many replicas fit on the node at all.
+        fit = np.floor(np.min(np.where(req[sw] > 0, sc.node_capacity[sn] / np.maximum(req[sw], 1e-9), np.inf), axis=1))
+        big_m = np.minimum(R[sw], np.where(np.isfinite(fit), fit, R[sw]))
+        rows = np.arange(n_sw)
+        m.add_rows("host_link", n_sw, np.r_[rows, rows], np.r_[y, h[sn]], np.r_[np.ones(n_sw), -big_m], upper=0.0)
+    # h[n] <= o[n,t]
+    on_rows = np.arange(N * T)
+    m.add_rows("host_on", N * T, np.r_[on_rows, on_rows], np.r_[np.repeat(h, T), o], np.r_[np.ones(N * T), -np.ones(N * T)], upper=0.0)
+
+    # -- deferrable jobs: one start, all replicas placed at that start ----------------
+    if len(jobs):
+        jrow = np.full(sc.n_workloads, -1); jrow[jobs] = np.arange(len(jobs))
+        m.add_rows("job_start", len(jobs), jrow[start_j], b, np.ones(len(b)), lower=1.0, upper=1.0)
+        key = {(int(j), int(s)): i for i, (j, s) in enumerate(zip(start_j, start_s))}
+        brow = np.array([key[(int(j), int(s))] for j, s in zip(jj, js)], dtype=np.int64)
+        m.add_rows("job_demand", len(b), np.r_[brow, np.arange(len(b))], np.r_[x, b],
+                   np.r_[np.ones(len(x)), -R[start_j].astype(float)], lower=0.0, upper=0.0)
+
+    # -- aggregates: service requests and utilisation per node ---------------------------
+    # load <= capacity and util <= usage_max (<= 1) follow from the capacity rows.
+    load = m.add_vars("load", N * K, upper=sc.node_capacity.astype(float).ravel(), resolution=COUNT_RESOLUTION)  # (n, k)
+    util = m.add_vars("util", N, upper=usage_max, resolution=UTIL_RESOLUTION)
+    rows_k = np.concatenate([sn * K + k for k in range(K)])
+    cols_k = np.tile(y, K)
+    vals_k = np.concatenate([req[sw, k] for k in range(K)])
+    m.add_rows("load_def", N * K, np.r_[rows_k, np.arange(N * K)], np.r_[cols_k, load],
+               np.r_[vals_k, -np.ones(N * K)], lower=0.0, upper=0.0)
+    m.add_rows("util_def", N, np.r_[sn, np.arange(N)], np.r_[y, util],
+               np.r_[cm.workload_node_util[sw, sn], -np.ones(N)], lower=0.0, upper=0.0)
+
+    # Job presence per node-slot: triple (j, n, s) covers slots s..s+d-1.
+    cover_t = [np.arange(s, s + sc.workload_duration_slots[j]) for j, s in zip(jj, js)]
+    cover_len = np.array([len(c) for c in cover_t], dtype=np.int64)
+    cov_trip = np.repeat(np.arange(len(jj)), cover_len)
+    cov_t = cat(cover_t)
+    cov_cell = jn[cov_trip] * T + cov_t  # node-slot of each covered (triple, slot)
+
+    # -- capacity of every resource in every slot, only on a powered node ------------------
+    for k in range(K):
+        cells = np.arange(N * T)
+        rows = np.r_[cells, cells, cov_cell]
+        cols = np.r_[np.repeat(load[np.arange(N) * K + k], T), o, x[cov_trip]]
+        vals = np.r_[np.ones(N * T), -np.repeat(sc.node_capacity[:, k].astype(float), T), req[jj[cov_trip], k]]
+        m.add_rows(f"capacity_{sc.resources[k]}", N * T, rows, cols, vals, upper=0.0)
+
+    # -- power: p >= line_l(o, utilisation) for each distinct line of the convex hull -------
+    bg = sc.node_background_util.ravel()
+    lines = [np.unique(np.c_[cm.power_intercept_w[i], cm.power_slope_w[i]], axis=0) for i in range(N)]
+    for l_idx in range(max(len(ls) for ls in lines)):
+        a = np.array([ls[min(l_idx, len(ls) - 1), 0] for ls in lines])
+        s = np.array([ls[min(l_idx, len(ls) - 1), 1] for ls in lines])
+        cells = np.arange(N * T)
+        a_t, s_t = np.repeat(a, T), np.repeat(s, T)
+        job_util = cm.workload_node_util[jj[cov_trip], jn[cov_trip]]
+        # p - (a + s bg) o - s util - s sum(job util x) >= 0
+        rows = np.r_[cells, cells, cells, cov_cell]
+        cols = np.r_[p, o, np.repeat(util, T), x[cov_trip]]
+        vals = np.r_[np.ones(N * T), -(a_t + s_t * bg), -s_t, -s_t[cov_cell] * job_util]
+        m.add_rows(f"power_line_{l_idx}", N * T, rows, cols, vals, lower=0.0)
+
+    # -- sites with on-site supply: grid >= energy - supply (+ battery) ------------------------
+    sup_sites = np.flatnonzero(site_has_supply)
+    if len(sup_sites):
+        G = len(sup_sites)
+        # grid never needs more than the site's facility energy at every node's p_max
+        # (charging draws at most the on-site supply, which the row already subtracts).
+        site_max_kwh = np.zeros((S, T))
+        np.add.at(site_max_kwh, sc.node_site, cm.kwh_per_w_slot[:, None] * p_max_w)
+        grid = m.add_vars("grid", G * T, upper=site_max_kwh[sup_sites].ravel(),
+                          cost=cm.site_intensity_g_per_kwh[sup_sites].ravel(), resolution=ENERGY_RESOLUTION_KWH)
+        bat = sup_sites[sc.site_battery_kwh[sup_sites] > 0]
+        chg = dis = None
+        if len(bat):
+            B = len(bat)
+            chg = m.add_vars("charge", B * T, upper=cm.site_supply_kwh[bat].ravel(), resolution=ENERGY_RESOLUTION_KWH)
+            # discharge <= capacity: charging and discharging in one slot only loses
+            # (1 - efficiency), so some optimum has one of them 0, and then dis <= soc[t-1].
+            dis = m.add_vars("discharge", B * T, upper=np.repeat(sc.site_battery_kwh[bat], T),
+                             resolution=ENERGY_RESOLUTION_KWH)
+            soc = m.add_vars("soc", B * T, upper=np.repeat(sc.site_battery_kwh[bat], T),
+                             resolution=ENERGY_RESOLUTION_KWH)
+            # soc[t] - soc[t-1] - eff chg[t] + dis[t] = 0, starting empty.
+            cells = np.arange(B * T)
+            prev = cells[(cells % T) > 0]
+            m.add_rows("battery", B * T, np.r_[cells, prev, cells, cells], np.r_[soc, soc[prev - 1], chg, dis],
+                       np.r_[np.ones(B * T), -np.ones(len(prev)), -BATTERY_ROUND_TRIP_EFFICIENCY * np.ones(B * T), np.ones(B * T)],
+                       lower=0.0, upper=0.0)
+        pos = np.full(S, -1); pos[sup_sites] = np.arange(G)
+        nodes = np.flatnonzero(node_on_supply_site)
+        node_cells = (nodes[:, None] * T + np.arange(T)[None, :]).ravel()
+        grid_cells = (pos[sc.node_site[nodes]][:, None] * T + np.arange(T)[None, :]).ravel()
+        rows = [np.arange(G * T), grid_cells]
+        cols = [grid, p[node_cells]]
+        vals = [np.ones(G * T), -np.repeat(cm.kwh_per_w_slot[nodes], T)]
+        if len(bat):
+            bpos = (pos[bat][:, None] * T + np.arange(T)[None, :]).ravel()
+            rows += [bpos, bpos]; cols += [chg, dis]; vals += [-np.ones(len(bpos)), np.ones(len(bpos))]
+        m.add_rows("site_grid", G * T, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals),
+                   lower=-cm.site_supply_kwh[sup_sites].ravel())
+
+    # -- spread: replicas on at least min_sites distinct sites -----------------------------------
+    spread = np.flatnonzero(sc.workload_min_sites > 1)
+    for w in spread:
+        if sc.workload_deferrable[w]:
+            sel = np.flatnonzero(jj == w); cols_w, nodes_w = x[sel], jn[sel]
+        else:
+            sel = np.flatnonzero(sw == w); cols_w, nodes_w = y[sel], sn[sel]
+        sites = np.unique(sc.node_site[nodes_w])
+        z = m.add_vars(f"z_{w}", len(sites), upper=1.0, integer=True)
+        site_row = np.searchsorted(sites, sc.node_site[nodes_w])
+        # z[s] <= sum of replicas at site s;  sum z >= min_sites
+        m.add_rows(f"spread_site_{w}", len(sites), np.r_[np.arange(len(sites)), site_row], np.r_[z, cols_w],
+                   np.r_[np.ones(len(sites)), -np.ones(len(cols_w))], upper=0.0)
+        m.add_rows(f"spread_{w}", 1, np.zeros(len(z)), z, np.ones(len(z)), lower=float(sc.workload_min_sites[w]))
+
+    # -- never_with: conflicting tenants never share a node within the horizon --------------------
+    conflicted = np.flatnonzero(sc.tenant_conflicts.any(axis=1))
+    if len(conflicted):
+        Mc = len(conflicted)
+        g = m.add_vars("g", N * Mc, upper=1.0, integer=True)
+        gpos = np.full(len(sc.tenant_ids), -1); gpos[conflicted] = np.arange(Mc)
+        for cols, ws, ns in ((y, sw, sn), (x, jj, jn)):
+            sel = np.flatnonzero(gpos[sc.workload_tenant[ws]] >= 0)
+            if len(sel):
+                gcol = g[ns[sel] * Mc + gpos[sc.workload_tenant[ws[sel]]]]
+                r = np.arange(len(sel))
+                m.add_rows("tenant_present", len(sel), np.r_[r, r], np.r_[cols[sel], gcol],
+                           np.r_[np.ones(len(sel)), -R[ws[sel]].astype(float)], upper=0.0)
+        a_t, b_t = np.nonzero(np.triu(sc.tenant_conflicts))
+        for ta, tb in zip(a_t, b_t):
+            r = np.arange(N)
+            m.add_rows("never_with", N, np.r_[r, r], np.r_[g[r * Mc + gpos[ta]], g[r * Mc + gpos[tb]]],
+                       np.ones(2 * N), upper=1.0)
+
+    # -- migration: replicas kept on their current node are not charged the penalty ---------------
+    if obj.migration_g_per_replica > 0 and cm.current_count:
+        pairs = [(i, int(cm.current_count[w][n])) for i, (w, n) in enumerate(zip(sw, sn))
+                 if w in cm.current_count and cm.current_count[w][n] > 0]
+        if pairs:
+            idx = np.array([i for i, _ in pairs]); cur = np.array([c for _, c in pairs], dtype=float)
+            kept = m.add_vars("kept", len(idx), upper=cur, cost=-obj.migration_g_per_replica,
+                              resolution=COUNT_RESOLUTION)
+            r = np.arange(len(idx))
+            m.add_rows("kept_le_y", len(idx), np.r_[r, r], np.r_[kept, y[idx]], np.r_[np.ones(len(idx)), -np.ones(len(idx))], upper=0.0)
+        m.objective_offset += obj.migration_g_per_replica * sum(int(R[w]) for w in cm.current_count if not sc.workload_deferrable[w])
+
+    return Formulation(m, sw, sn, jj, jn, js, start_j, start_s, y, x, b, o, p)

@@ -1,0 +1,89 @@
+"""Between model values and placements: read a solution back, and turn a
+placement (the greedy plan) into a hint for the exact solvers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.formulation import Formulation
+from policies.costs import CostModel
+from topology.placement import Placement
+
+
+def placement_from_values(form: Formulation, costs: CostModel, values: np.ndarray) -> Placement:
+    """Replica-level placement from aggregated counts.
+
+    Replicas whose workload keeps a count on its current node are given that
+    node first, so a kept replica is the same replica (no needless move).
+    """
+    sc = costs.scenario
+    W = sc.n_workloads
+    replica_node = np.full(sc.n_replicas, -1, dtype=np.int64)
+    start = sc.workload_earliest_slot.copy()
+
+    counts: dict[int, list[tuple[int, int]]] = {}
+    y = np.rint(values[form.y]).astype(np.int64)
+    for w, n, c in zip(form.service_w[y > 0], form.service_n[y > 0], y[y > 0]):
+        counts.setdefault(int(w), []).append((int(n), int(c)))
+    if len(form.b):
+        b = values[form.b]
+        for w in np.unique(form.start_j):
+            sel = np.flatnonzero(form.start_j == w)
+            start[w] = int(form.start_s[sel[np.argmax(b[sel])]])
+        x = np.rint(values[form.x]).astype(np.int64)
+        chosen = (x > 0) & (form.job_s == start[form.job_j])
+        for w, n, c in zip(form.job_j[chosen], form.job_n[chosen], x[chosen]):
+            counts.setdefault(int(w), []).append((int(n), int(c)))
+
+    for w in range(W):
+        r0, R = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
+        pool = dict(counts.get(w, []))
+        nodes: list[int] = [-1] * R
+        current = sc.workload_current[w] or []
+        for k, n in enumerate(current[:R]):  # keep replicas that stay
+            if pool.get(n, 0) > 0:
+                nodes[k] = n
+                pool[n] -= 1
+        rest = [n for n, c in sorted(pool.items()) for _ in range(c)]
+        for k in range(R):
+            if nodes[k] < 0 and rest:
+                nodes[k] = rest.pop(0)
+        replica_node[r0:r0 + R] = nodes
+    return Placement.from_replica_nodes(sc, replica_node, start)
+
+
+def hint_from_placement(form: Formulation, costs: CostModel, placement: Placement) -> dict[int, float]:
+    """Column -> value for the integer decisions of `placement` (y, x, b, h, o)."""
+    sc = costs.scenario
+    T = sc.n_slots
+    hint: dict[int, float] = {}
+    assign = placement.assign
+    rep_w = sc.replica_workload
+    first_slot = np.where((assign >= 0).any(axis=1), np.argmax(assign >= 0, axis=1), -1)
+    node_of = np.where(first_slot >= 0, assign[np.arange(len(assign)), np.maximum(first_slot, 0)], -1)
+
+    pair = {(int(w), int(n)): i for i, (w, n) in enumerate(zip(form.service_w, form.service_n))}
+    count: dict[tuple[int, int], int] = {}
+    for r in np.flatnonzero(node_of >= 0):
+        key = (int(rep_w[r]), int(node_of[r]))
+        count[key] = count.get(key, 0) + 1
+    for i, col in enumerate(form.y):
+        hint[int(col)] = float(count.get((int(form.service_w[i]), int(form.service_n[i])), 0))
+    starts = {int(w): int(first_slot[sc.workload_first_replica[w]]) for w in np.flatnonzero(sc.workload_deferrable)}
+    for i, col in enumerate(form.b):
+        hint[int(col)] = float(starts.get(int(form.start_j[i])) == int(form.start_s[i]))
+    for i, col in enumerate(form.x):
+        w, n, s = int(form.job_j[i]), int(form.job_n[i]), int(form.job_s[i])
+        hint[int(col)] = float(count.get((w, n), 0)) if starts.get(w) == s else 0.0
+    hosting = np.zeros(sc.n_nodes, dtype=bool)
+    hosting[[n for (w, n) in count if not sc.workload_deferrable[w] and (w, n) in pair]] = True
+    h_block = form.model.blocks["h"]
+    for n in range(sc.n_nodes):
+        hint[h_block.start + n] = float(hosting[n])
+    powered = np.zeros((sc.n_nodes, T), dtype=bool)
+    running = assign >= 0
+    powered[assign[running], np.nonzero(running)[1]] = True
+    powered |= ~sc.node_can_power_down[:, None]
+    for cell, col in enumerate(form.o):
+        hint[int(col)] = float(powered.ravel()[cell])
+    return hint

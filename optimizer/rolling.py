@@ -1,0 +1,47 @@
+"""Rolling horizon: re-plan the rest of the horizon from where things run now.
+
+As slots pass, signals get better and the world drifts from the plan. A
+re-plan at slot k solves the remaining horizon (`topology.transform.remaining`)
+with each replica's current node as `current`, so the migration penalty in
+the objective (`Objective.migration_g_per_replica`) keeps replicas where they
+are unless moving saves more than it costs. Jobs already running keep running
+to the end of their run; finished jobs drop out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from optimizer.solve import Plan, SolveOptions, solve
+from topology.load import compile_spec
+from topology.placement import Placement
+from topology.scenario import Scenario
+from topology.transform import remaining
+
+
+def current_nodes(scenario: Scenario, placement: Placement, slot: int) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Where each workload's replicas run in `slot` (services), and the start slot of jobs running then."""
+    current: dict[str, list[str]] = {}
+    running: dict[str, int] = {}
+    assign = placement.assign
+    for w, wid in enumerate(scenario.workload_ids):
+        r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
+        rows = assign[r0:r0 + n]
+        if scenario.workload_deferrable[w]:
+            runs = np.flatnonzero((rows >= 0).any(axis=0))
+            if runs.size and runs[0] < slot <= runs[-1]:
+                running[wid] = int(runs[0])
+                current[wid] = [scenario.node_ids[int(x)] for x in rows[:, slot]]
+        elif (rows[:, slot] >= 0).all():
+            current[wid] = [scenario.node_ids[int(x)] for x in rows[:, slot]]
+    return current, running
+
+
+def replan(scenario: Scenario, placement: Placement, slot: int, options: SolveOptions) -> tuple[Scenario, Plan]:
+    """Solve the horizon from `slot` on, starting from `placement` as it runs in `slot`.
+
+    Returns the remaining scenario (its slot 0 is `slot` of the original) and its plan.
+    """
+    current, running = current_nodes(scenario, placement, slot)
+    rest = compile_spec(remaining(scenario.spec, slot, current, running), f"{scenario.source}@slot{slot}")
+    return rest, solve(rest, options)

@@ -1,0 +1,41 @@
+"""Shared setup for the real-cluster e2e tier (see k8s/e2e/README.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+_CLUSTER_PY = Path(__file__).resolve().parents[2] / "k8s" / "e2e" / "cluster.py"
+
+
+def _load_cluster_module():
+    """Import k8s/e2e/cluster.py (not a package) as ``edgeplace_e2e_cluster``."""
+    name = "edgeplace_e2e_cluster"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, _CLUSTER_PY)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+e2e_cluster = _load_cluster_module()
+
+
+@pytest.fixture(scope="session")
+def e2e_binaries() -> dict[str, str]:
+    """Paths of the e2e binaries.
+
+    Skips when they are not built, except in CI (CI=true), where a missing
+    binary is a failure: CI must run k8s/e2e/build.sh first.
+    """
+    try:
+        return e2e_cluster.find_binaries()
+    except e2e_cluster.BinariesMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {exc}", pytrace=False)
+        pytest.skip(str(exc))

@@ -1,0 +1,361 @@
+"""optimizer.cpsat_backend and optimizer.pulp_backend, checked against HiGHS.
+
+Every back-end solves the same `LinearModel`; on small instances they must
+prove the same optimum (CP-SAT up to its rounding, see the cpsat_backend
+docstring), return values that satisfy the model's rows, and map their
+statuses onto `SolveStatus` the same way. The LP relaxation bounds them all.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimizer.cpsat_backend import solve_cpsat, to_cpsat
+from optimizer.formulation import build
+from optimizer.highs_backend import solve_highs
+from optimizer.linear import LinearModel
+from optimizer.pulp_backend import solve_pulp
+from optimizer.result import SolveResult, SolveStatus
+from policies.costs import price
+from tests.builders import ScenarioBuilder, tiny
+from topology import scenario_from_dict
+from topology.generate import generate
+
+REPO = Path(__file__).resolve().parent.parent
+BACKENDS = ("cpsat", "highs", "pulp-cbc", "pulp-highs")
+#: Objectives of different back-ends agree within this share (the brief: 0.1 %).
+AGREE_REL = 1e-3
+#: Exact back-ends meet rows and bounds within this, relative to the row's size.
+FEAS_REL = 1e-6
+#: CP-SAT's values meet continuous rows only within the rounding of the
+#: translation, worth at most this share of the objective on these instances.
+CPSAT_OBJECTIVE_REL = 1e-4
+
+
+def run(backend: str, model: LinearModel, time_limit_s: float = 20.0, **kwargs) -> SolveResult:
+    if backend == "cpsat":
+        return solve_cpsat(model, time_limit_s=time_limit_s, workers=2, seed=0, **kwargs)
+    if backend == "highs":
+        return solve_highs(model, time_limit_s=time_limit_s, **kwargs)
+    return solve_pulp(model, solver=backend.removeprefix("pulp-"), time_limit_s=time_limit_s, **kwargs)
+
+
+# -- scenarios -------------------------------------------------------------------------------
+
+def battery_scenario():
+    """4 slots. Access site `a`: PV 1.2, 0.6, 0, 0 kW and a 1 kWh battery, so
+    early surplus can serve the later slots; cloud `c` 10 ms away. t1 and t2
+    never share a node; `web` spreads over both sites; `batch` (2 slots of
+    2000 millicores) may start in slot 0, 1 or 2. Nodes are the builder's
+    default 4000 millicores, 100 W idle / 200 W max."""
+    return (ScenarioBuilder("battery").slots(4)
+            .region("DE", [300, 250, 450, 500])
+            .site("a", tier="access", pue=1.5, renewable=[1.2, 0.6, 0, 0], battery_kwh=1.0)
+            .site("c", tier="cloud", pue=1.1)
+            .node("n1", site="a").node("n2", site="a").node("n3", site="c")
+            .link("a", "c", 10)
+            .user("u", site="a", access_ms=1)
+            .tenant("t1", never_with=["t2"]).tenant("t2")
+            .workload("web", tenant="t1", replicas=2, cpu=1500, min_sites=2, sla_ms=30, users=["u"])
+            .workload("api", tenant="t2", cpu=1000)
+            .workload("batch", tenant="t1", cpu=2000, window=(0, 4), duration_minutes=120)
+            .build())
+
+
+def generated(n_workloads: int, n_nodes: int, n_slots: int, seed: int):
+    """A generated instance starting at 10:00 (PV produces), with PV and a
+    battery forced onto the site of node 0: supply 0.5, 0.25, 0, ... kW,
+    battery 0.5 kWh, small enough against the site's demand to matter."""
+    doc = generate(n_workloads, n_nodes, n_slots, seed=seed, start="2026-06-21T10:00:00Z")
+    site = doc["nodes"][0]["site"]
+    doc["signals"] = [s for s in doc["signals"] if not (s["signal"] == "renewable_supply" and s.get("site") == site)]
+    supply = [0.5 / 2 ** t if t < 2 else 0.0 for t in range(n_slots)]
+    doc["signals"].append({"signal": "renewable_supply", "site": site, "unit": "kW", "values": supply})
+    for item in doc["sites"]:
+        if item["id"] == site:
+            item["battery_kwh"] = 0.5
+    return scenario_from_dict(doc, source=f"<generated {n_workloads}x{n_nodes}x{n_slots} seed {seed}>")
+
+
+SCENARIOS = {
+    "tiny": lambda: tiny().build(),
+    "battery": battery_scenario,
+    "gen-20x6x4-s0": lambda: generated(20, 6, 4, seed=0),
+    "gen-20x6x4-s2": lambda: generated(20, 6, 4, seed=2),
+}
+
+
+@functools.cache
+def solved(name: str) -> dict:
+    """The model of scenario `name`, a tight HiGHS reference, the LP relaxation and every back-end's result."""
+    model = build(price(SCENARIOS[name]())).model
+    return {
+        "model": model,
+        "reference": solve_highs(model, time_limit_s=30, mip_rel_gap=1e-9),
+        "lp": solve_highs(model, time_limit_s=30, relax=True),
+        **{b: run(b, model) for b in BACKENDS},
+    }
+
+
+def row_violation(model: LinearModel, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: how far A x lies outside [lo, hi], and the row's size max(1, |bounds|, max_j |a_ij x_j|)."""
+    _, _, _, _, a, lo, hi = model.arrays()
+    act = a @ values
+    with np.errstate(invalid="ignore"):
+        viol = np.maximum(0.0, np.maximum(np.where(np.isfinite(lo), lo - act, 0.0),
+                                          np.where(np.isfinite(hi), act - hi, 0.0)))
+    terms = abs(a.multiply(values[None, :])).max(axis=1).toarray().ravel()
+    size = np.maximum.reduce([np.ones_like(act), np.where(np.isfinite(lo), np.abs(lo), 0.0),
+                              np.where(np.isfinite(hi), np.abs(hi), 0.0), terms])
+    return viol, size
+
+
+# -- agreement, bounds, feasibility ------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_backends_prove_the_same_optimum(name, backend):
+    s = solved(name)
+    ref, r = s["reference"], s[backend]
+    assert ref.status is SolveStatus.optimal, ref.detail
+    assert r.status is SolveStatus.optimal, r.detail
+    # objective = cost . values + offset, recomputed in float by every back-end.
+    cost = np.concatenate(s["model"].cost)
+    assert r.objective == pytest.approx(cost @ r.values + s["model"].objective_offset, rel=1e-12)
+    assert r.objective == pytest.approx(ref.objective, rel=AGREE_REL)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_lp_relaxation_bounds_every_optimum(name):
+    s = solved(name)
+    assert s["lp"].status is SolveStatus.optimal
+    lp = s["lp"].objective
+    for backend in ("reference", "highs", "pulp-cbc", "pulp-highs"):
+        assert lp <= s[backend].objective + FEAS_REL * abs(s[backend].objective), backend
+    cp = s["cpsat"].objective
+    assert lp <= cp + CPSAT_OBJECTIVE_REL * abs(cp)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_cpsat_bound_is_a_valid_and_useful_lower_bound(name):
+    s = solved(name)
+    ref, cp = s["reference"], s["cpsat"]
+    assert cp.bound is not None
+    # Valid: below the true optimum (the reference is optimal to 1e-9).
+    assert cp.bound <= ref.objective + 1e-9 * abs(ref.objective)
+    # Useful: the rounding allowance costs a small share of the objective.
+    assert cp.bound >= ref.objective - AGREE_REL * abs(ref.objective)
+
+
+@pytest.mark.parametrize("backend", ("highs", "pulp-cbc", "pulp-highs"))
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_exact_backends_meet_every_row_and_bound(name, backend):
+    s = solved(name)
+    model, x = s["model"], s[backend].values
+    _, lower, upper, integer, _, _, _ = model.arrays()
+    viol, size = row_violation(model, x)
+    assert (viol <= FEAS_REL * size).all(), np.flatnonzero(viol > FEAS_REL * size)[:5]
+    assert (x >= lower - FEAS_REL).all() and (x <= upper + FEAS_REL * np.maximum(1, np.abs(upper))).all()
+    assert np.allclose(x[integer], np.rint(x[integer]), atol=FEAS_REL)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_cpsat_meets_integral_rows_exactly_and_the_rest_within_tolerance(name):
+    s = solved(name)
+    model, x = s["model"], s["cpsat"].values
+    tol = to_cpsat(model).row_tolerance
+    _, lower, upper, integer, _, _, _ = model.arrays()
+    viol, size = row_violation(model, x)
+    exact = tol == 0
+    assert (viol[exact] <= 1e-9 * size[exact]).all()
+    assert (viol <= tol + 1e-9 * size).all()
+    assert (x >= lower).all() and (x <= upper).all()
+    assert (x[integer] == np.rint(x[integer])).all()
+
+
+def test_integral_row_families_stay_exact_in_cpsat():
+    model = solved("gen-20x6x4-s0")["model"]
+    tol = to_cpsat(model).row_tolerance
+    integral = ("service_demand", "host_link", "host_on", "job_start", "job_demand", "load_def", "capacity_",
+                "spread", "tenant_present", "never_with", "battery")
+    seen = set()
+    for family, start, size in model.row_family:
+        if family.startswith(integral) and family != "battery":
+            seen.add(family.split("_")[0])
+            assert (tol[start:start + size] == 0).all(), family
+    assert {"service", "host", "job", "load", "capacity", "spread", "tenant", "never"} <= seen
+
+
+# -- the translation, on hand-made models ----------------------------------------------------
+
+def _model(cost, lower, upper, integer, rows, resolution=None) -> LinearModel:
+    """One block `v`; rows as (coefficients, lo, hi)."""
+    m = LinearModel()
+    m.add_vars("v", len(cost), lower=lower, upper=upper, cost=cost, integer=integer, resolution=resolution)
+    for coefs, lo, hi in rows:
+        nz = np.flatnonzero(coefs)
+        m.add_rows("r", 1, np.zeros(len(nz)), nz, np.asarray(coefs, dtype=float)[nz], lower=lo, upper=hi)
+    return m
+
+
+@pytest.mark.parametrize("case, model, objective, values, status", [
+    # min x + y, 2x + 3y >= 7 over integers in [0, 3]: (2, 1) costs 3; the row stays exact.
+    ("integral row", _model([1, 1], 0, 3, True, [([2, 3], 7, np.inf)]), 3.0, [2, 1], SolveStatus.optimal),
+    # min x, 0.1 x >= 0.3: 10 x 0.3 = 3.0000000000000004 in float; the bound must still admit x = 3.
+    ("decimal bound", _model([1], 0, 10, True, [([0.1], 0.3, np.inf)]), 3.0, [3], SolveStatus.optimal),
+    # min p, p >= 0.333, p continuous on a 0.1 grid: p = 0.3 (one step, within the 0.05 + rounding tolerance).
+    ("continuous grid", _model([1], 0, 10, False, [([1], 0.333, np.inf)], resolution=0.1), 0.3, [0.3],
+     SolveStatus.optimal),
+    # 2x = 1 over integers: no integer point; CP-SAT proves it (the LP relaxation would not).
+    ("parity", _model([1], 0, 1, True, [([2], 1, 1)]), None, None, SolveStatus.infeasible),
+    # x >= 2 with x <= 1: seen while translating.
+    ("row beyond bounds", _model([1], 0, 1, True, [([1], 2, np.inf)]), None, None, SolveStatus.infeasible),
+    # an integer column in [0.2, 0.8] holds no integer.
+    ("empty integer column", _model([1], 0.2, 0.8, True, [([1], 0, np.inf)]), None, None, SolveStatus.infeasible),
+])
+def test_cpsat_translation(case, model, objective, values, status):
+    r = solve_cpsat(model, time_limit_s=5, workers=1)
+    assert r.status is status, r.detail
+    if objective is None:
+        assert r.values is None and r.objective is None
+        return
+    assert r.objective == pytest.approx(objective)
+    assert r.values == pytest.approx(values)
+    # The bound stays below the true optimum of the continuous case (0.333), integer cases: the optimum.
+    assert r.bound <= {"continuous grid": 0.333}.get(case, objective) + 1e-12
+
+
+def test_cpsat_needs_finite_bounds():
+    with pytest.raises(ValueError, match=r"finite bounds.*block 'v'"):
+        solve_cpsat(_model([1], 0, np.inf, False, [([1], 1, np.inf)], resolution=0.1), time_limit_s=1)
+
+
+def test_cpsat_refuses_a_resolution_too_fine_for_the_range():
+    # 1e12 / 1e-6 = 1e18 steps: beyond exact integers in float64.
+    with pytest.raises(ValueError, match=r"coarsen the block's resolution"):
+        solve_cpsat(_model([1], 0, 1e12, False, [([1], 1, np.inf)], resolution=1e-6), time_limit_s=1)
+
+
+def test_integer_blocks_have_resolution_one():
+    with pytest.raises(ValueError, match=r"integer block has resolution 1"):
+        LinearModel().add_vars("y", 2, upper=3, integer=True, resolution=0.5)
+
+
+def test_placement_model_bounds_and_steps_every_continuous_block():
+    model = solved("battery")["model"]
+    _, _, upper, integer, _, _, _ = model.arrays()
+    assert np.isfinite(upper).all()
+    continuous = {name for name, b in model.blocks.items() if not b.integer}
+    assert {"p", "grid", "charge", "discharge", "soc", "load", "util"} <= continuous
+    assert all(model.blocks[name].resolution is not None for name in continuous)
+
+
+# -- statuses ----------------------------------------------------------------------------------
+
+def infeasible_scenario():
+    """Two 3000-millicore services, one 4000-millicore node: each fits, not both."""
+    return (ScenarioBuilder("full").slots(2).region("DE", 300).site("a").node("n1")
+            .tenant("t").workload("a", cpu=3000).workload("b", cpu=3000).build())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_infeasible_model_is_reported_infeasible(backend):
+    r = run(backend, build(price(infeasible_scenario())).model, time_limit_s=10)
+    assert r.status is SolveStatus.infeasible, r.detail
+    assert r.values is None and r.objective is None and r.bound is None
+
+
+@functools.cache
+def medium_model() -> LinearModel:
+    """60 workloads x 12 nodes x 8 slots: HiGHS needs well over a minute to prove it."""
+    return build(price(generated(60, 12, 8, seed=5))).model
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_time_limit_stop_is_never_optimal(backend):
+    r = run(backend, medium_model(), time_limit_s=0.2)
+    assert r.status in (SolveStatus.feasible, SolveStatus.unknown), r.detail
+    if r.status is SolveStatus.feasible:
+        assert r.values is not None and r.objective is not None
+        if r.bound is not None:
+            assert r.bound <= r.objective
+    else:
+        assert r.values is None and r.objective is None
+
+
+def test_cpsat_model_invalid_is_a_bug(monkeypatch):
+    import optimizer.cpsat_backend as backend
+
+    real = backend.to_cpsat
+
+    def broken(model):
+        cp = real(model)
+        lin = cp.model.proto.constraints.add().linear
+        lin.vars.append(len(cp.model.proto.variables) + 5)  # no such variable
+        lin.coeffs.append(1)
+        lin.domain.extend((0, 1))
+        return cp
+
+    monkeypatch.setattr(backend, "to_cpsat", broken)
+    with pytest.raises(ValueError, match=r"CP-SAT rejected the translated model.*"):
+        backend.solve_cpsat(solved("tiny")["model"], time_limit_s=1)
+
+
+def test_pulp_solver_name_is_checked():
+    with pytest.raises(ValueError, match=r"solver must be one of cbc, highs \(got 'glpk'\)"):
+        solve_pulp(solved("tiny")["model"], solver="glpk")
+
+
+# -- hints ---------------------------------------------------------------------------------------
+
+def test_cpsat_accepts_a_complete_hint_and_finds_it():
+    s = solved("gen-20x6x4-s2")
+    model, ref = s["model"], s["reference"]
+    _, _, _, integer, _, _, _ = model.arrays()
+    hint = {int(j): float(round(ref.values[j])) for j in np.flatnonzero(integer)}
+    # A second's search from the reference's integer decisions lands on its objective.
+    r = solve_cpsat(model, time_limit_s=1.0, workers=2, hint=hint)
+    assert r.status in (SolveStatus.optimal, SolveStatus.feasible)
+    assert r.objective <= ref.objective * (1 + AGREE_REL)
+
+
+def test_cpsat_moves_hints_onto_the_grid_and_into_the_domain():
+    model = solved("battery")["model"]
+    p = model.blocks["p"]
+    # 1e9 W is far above p's bound, 0.123456 W is off the 0.01 W grid: both are adjusted, not rejected.
+    r = solve_cpsat(model, time_limit_s=5, workers=1, hint={p.start: 1e9, p.start + 1: 0.123456})
+    assert r.status is SolveStatus.optimal
+
+
+def test_cpsat_rejects_hints_for_unknown_columns():
+    model = solved("tiny")["model"]
+    with pytest.raises(ValueError, match=r"hint columns must lie in 0\.\.\d+"):
+        solve_cpsat(model, time_limit_s=1, hint={model.n_vars + 3: 1.0})
+
+
+# -- silence -------------------------------------------------------------------------------------
+
+def test_solves_print_nothing_to_stdout():
+    # A fresh process: HiGHS prints its banner only for the first Highs object of a process.
+    code = ("from tests.builders import tiny\n"
+            "from policies.costs import price\n"
+            "from optimizer.formulation import build\n"
+            "from optimizer.highs_backend import solve_highs\n"
+            "from optimizer.pulp_backend import solve_pulp\n"
+            "from optimizer.cpsat_backend import solve_cpsat\n"
+            "m = build(price(tiny().build())).model\n"
+            "statuses = [solve_pulp(m, solver='highs').status, solve_highs(m).status,\n"
+            "            solve_pulp(m, solver='cbc').status, solve_cpsat(m, time_limit_s=5).status]\n"
+            "print('|'.join(s.value for s in statuses))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "optimal|optimal|optimal|optimal\n"

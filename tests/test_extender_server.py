@@ -1,0 +1,591 @@
+"""k8s.extender.server: the extender over real HTTP on loopback.
+
+The plan used here (no scenario behind it, the figures are given):
+
+    node  powered  score_g  tenants   note
+    n1    yes      20       -         web is planned here (1 replica, none running)
+    n2    yes      10       globex    acme never_with globex
+    n3    no        1       -         asleep
+    n4    yes       5       -
+    n5    yes      40       -         dedicated to bank
+    web (tenant acme): allowed n1..n4
+
+So for a pod of web: filter n1 pass, n2 never_with, n3 asleep, n4 pass,
+n5 not allowed; prioritize n1 = 10 (planned, spare), n4 = 9 (the cleanest
+usable node: 9 x (20 - 5) / (20 - 5)), the rest 0.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from k8s.extender.server import ExtenderServer, load_token, main, make_ssl_context
+from k8s.extender.table import DecisionTable, PlanFile, write_plan_document
+
+GENERATED = datetime(2026, 6, 21, 10, 0, tzinfo=timezone.utc)
+T0 = GENERATED.timestamp() + 60  # "now" for most tests: a minute into the plan's validity
+
+
+def plan_doc(generated: datetime = GENERATED, valid_s: float = 900) -> dict:
+    return {
+        "version": 1, "scenario": "server-test",
+        "generated_at": generated.isoformat(), "valid_until": (generated + timedelta(seconds=valid_s)).isoformat(),
+        "slot": {"index": 3},
+        "nodes": {"n1": {"site": "a", "powered": True, "score_g": 20.0, "tenants": []},
+                  "n2": {"site": "a", "powered": True, "score_g": 10.0, "tenants": ["globex"]},
+                  "n3": {"site": "b", "powered": False, "score_g": 1.0, "open_g_per_h": 100.0},
+                  "n4": {"site": "b", "powered": True, "score_g": 5.0},
+                  "n5": {"site": "c", "powered": True, "score_g": 40.0, "dedicated_to": "bank"}},
+        "workloads": {"web": {"tenant": "acme", "cpu_millicores": 500, "allowed_nodes": ["n1", "n2", "n3", "n4"],
+                              "planned_nodes": {"n1": 1}}},
+        "tenants": {"acme": {"never_with": ["globex"]}, "bank": {"dedicated": True}},
+    }
+
+
+NODES = ["n1", "n2", "n3", "n4", "n5"]
+
+
+def pod(workload: str | None = "web", namespace: str = "shop", tenant: str | None = None, cpu: str = "2") -> dict:
+    annotations = {}
+    if workload:
+        annotations["edgeplace.io/workload"] = workload
+    if tenant:
+        annotations["edgeplace.io/tenant"] = tenant
+    return {"metadata": {"name": "p-1", "namespace": namespace, "uid": "u-1", "annotations": annotations},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}
+
+
+def names_args(p: dict | None = None, nodes=NODES) -> bytes:
+    return json.dumps({"Pod": p if p is not None else pod(), "Nodes": None, "NodeNames": list(nodes)}).encode()
+
+
+def node_object(name: str) -> dict:
+    return {"metadata": {"name": name, "labels": {"zone": "z"}}, "status": {"allocatable": {"cpu": "4"}}}
+
+
+def nodes_args(p: dict | None = None, nodes=NODES) -> bytes:
+    return json.dumps({"Pod": p if p is not None else pod(), "NodeNames": None,
+                       "Nodes": {"metadata": {}, "items": [node_object(n) for n in nodes]}}).encode()
+
+
+class Clock:
+    def __init__(self, t: float = T0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def table() -> DecisionTable:
+    return DecisionTable.from_document(plan_doc())
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def server(table, clock):
+    with ExtenderServer(table, clock=clock) as srv:
+        yield srv
+
+
+def request(srv: ExtenderServer, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+            context: ssl.SSLContext | None = None) -> tuple[int, dict, bytes]:
+    if srv.ssl_context is not None:
+        conn = http.client.HTTPSConnection("127.0.0.1", srv.port, timeout=10, context=context)
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        conn.request(method, path, body, {"Content-Type": "application/json", **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def post(srv, verb: str, body: bytes, **kw) -> tuple[int, object]:
+    status, headers, data = request(srv, "POST", f"/{verb}", body, **kw)
+    assert headers["content-type"] == "application/json"
+    return status, json.loads(data)
+
+
+def metric(srv: ExtenderServer, name: str, **labels) -> float:
+    """The value of one sample from /metrics (0 if absent)."""
+    _, _, text = request(srv, "GET", "/metrics")
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}" if labels else "")
+    for line in text.decode().splitlines():
+        if line.startswith("#"):
+            continue
+        sample, _, value = line.rpartition(" ")
+        if sample == want or _same_sample(sample, name, labels):
+            return float(value)
+    return 0.0
+
+
+def _same_sample(sample: str, name: str, labels: dict) -> bool:
+    if not sample.startswith(name + "{"):
+        return False
+    got = dict(part.split("=", 1) for part in sample[len(name) + 1:-1].split(","))
+    return got == {k: f'"{v}"' for k, v in labels.items()}
+
+
+def wait_for(check, timeout_s: float = 5.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------------------
+# The verbs
+
+
+def test_filter_with_node_names(server):
+    status, out = post(server, "filter", names_args())
+    assert status == 200
+    assert list(out) == ["Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"]
+    assert out["Nodes"] is None and out["Error"] == ""
+    assert out["NodeNames"] == ["n1", "n4"]
+    assert list(out["FailedNodes"]) == ["n3"] and "powers this node down in slot 3" in out["FailedNodes"]["n3"]
+    assert sorted(out["FailedAndUnresolvableNodes"]) == ["n2", "n5"]
+    assert "never share" in out["FailedAndUnresolvableNodes"]["n2"]
+    assert "not allowed for workload 'web'" in out["FailedAndUnresolvableNodes"]["n5"]
+
+
+def test_filter_with_full_node_objects(server):
+    status, out = post(server, "filter", nodes_args())
+    assert status == 200
+    assert out["NodeNames"] is None
+    assert out["Nodes"]["items"] == [node_object("n1"), node_object("n4")]  # unchanged objects
+
+
+def test_prioritize(server):
+    status, out = post(server, "prioritize", names_args())
+    assert status == 200
+    assert out == [{"Host": "n1", "Score": 10}, {"Host": "n2", "Score": 0}, {"Host": "n3", "Score": 0},
+                   {"Host": "n4", "Score": 9}, {"Host": "n5", "Score": 0}]
+    status, out = post(server, "prioritize", nodes_args(nodes=["n4", "n1"]))
+    assert out == [{"Host": "n4", "Score": 9}, {"Host": "n1", "Score": 10}]
+
+
+def test_prioritize_counts_the_emissions_estimate(server):
+    before = metric(server, "edgeplace_extender_emissions_avoided_estimate_g_per_hour")
+    # tenant acme without a workload: usable n1 (20 g) and n4 (5 g); n4 scores 9.
+    post(server, "prioritize", names_args(pod(workload=None, tenant="acme", cpu="2")))
+    after = metric(server, "edgeplace_extender_emissions_avoided_estimate_g_per_hour")
+    assert after - before == pytest.approx((12.5 - 5.0) * 2)  # (mean - top) x 2 cores
+
+
+def test_preempt_drops_nodes_where_eviction_cannot_help(server):
+    victims = {n: {"Pods": [{"UID": f"v-{n}"}], "NumPDBViolations": 0} for n in NODES}
+    status, out = post(server, "preempt", json.dumps({"Pod": pod(), "NodeNameToMetaVictims": victims}).encode())
+    assert status == 200
+    assert sorted(out["NodeNameToMetaVictims"]) == ["n1", "n3", "n4"]  # n2 never_with, n5 not allowed
+    assert out["NodeNameToMetaVictims"]["n1"] == victims["n1"]
+
+
+def test_unannotated_pods_get_neutral_answers(server):
+    before = metric(server, "edgeplace_extender_decisions_total", verb="filter", reason="unannotated")
+    status, out = post(server, "filter", names_args(pod(workload=None)))
+    assert out["NodeNames"] == NODES and out["FailedNodes"] == {} and out["FailedAndUnresolvableNodes"] == {}
+    status, out = post(server, "prioritize", names_args(pod(workload=None)))
+    assert [h["Score"] for h in out] == [0] * 5
+    assert metric(server, "edgeplace_extender_decisions_total", verb="filter", reason="unannotated") == before + 1
+
+
+def test_namespace_as_tenant_when_configured(table, clock):
+    with ExtenderServer(table, clock=clock, unannotated="namespace") as srv:
+        _, out = post(srv, "filter", names_args(pod(workload=None, namespace="acme")))
+        assert out["NodeNames"] == ["n1", "n4"]  # acme's rules: never with globex, not bank's pool
+        _, out = post(srv, "filter", names_args(pod(workload=None, namespace="bank")))
+        assert out["NodeNames"] == ["n5"]
+        assert metric(srv, "edgeplace_extender_decisions_total", verb="filter", reason="tenant") == 2
+
+
+def test_path_prefix(table, clock):
+    with ExtenderServer(table, clock=clock, path_prefix="/edgeplace") as srv:
+        assert post(srv, "edgeplace/filter", names_args())[0] == 200
+        assert request(srv, "POST", "/filter", names_args())[0] == 404
+        assert request(srv, "GET", "/healthz")[0] == 200
+
+
+# ---------------------------------------------------------------------------
+# Failing open
+
+
+def test_no_plan_fails_open(clock):
+    with ExtenderServer(None, clock=clock) as srv:
+        _, out = post(srv, "filter", names_args())
+        assert out["NodeNames"] == NODES and out["FailedNodes"] == {}
+        _, out = post(srv, "prioritize", names_args())
+        assert [h["Score"] for h in out] == [0] * 5
+        victims = {"n2": {"Pods": [{"UID": "v"}], "NumPDBViolations": 0}}
+        _, out = post(srv, "preempt", json.dumps({"Pod": pod(), "NodeNameToMetaVictims": victims}).encode())
+        assert out == {"NodeNameToMetaVictims": victims}
+        assert metric(srv, "edgeplace_extender_plan_stale") == 1
+        assert metric(srv, "edgeplace_extender_plan_age_seconds") == -1
+        assert metric(srv, "edgeplace_extender_decisions_total", verb="filter", reason="no_plan") == 1
+        assert request(srv, "GET", "/readyz")[0] == 503
+        assert request(srv, "GET", "/healthz")[0] == 200
+
+
+def test_stale_plan_fails_open(server, clock):
+    assert request(server, "GET", "/readyz")[0] == 200
+    assert metric(server, "edgeplace_extender_plan_age_seconds") == pytest.approx(60)
+    clock.t = GENERATED.timestamp() + 900  # valid_until
+    _, out = post(server, "filter", names_args())
+    assert out["NodeNames"] == NODES
+    _, out = post(server, "prioritize", names_args())
+    assert [h["Score"] for h in out] == [0] * 5
+    assert metric(server, "edgeplace_extender_plan_stale") == 1
+    assert metric(server, "edgeplace_extender_decisions_total", verb="prioritize", reason="stale_plan") == 1
+    status, _, data = request(server, "GET", "/readyz")
+    assert status == 503 and b"stale" in data
+
+
+def test_internal_error_fails_open(table, clock, caplog):
+    class Broken(DecisionTable):
+        def filter(self, *a, **k):
+            raise RuntimeError("boom")
+
+        def prioritize(self, *a, **k):
+            raise RuntimeError("boom")
+
+    broken = DecisionTable.from_document(plan_doc())
+    broken.__class__ = Broken
+    with ExtenderServer(broken, clock=clock) as srv:
+        status, out = post(srv, "filter", names_args())
+        assert status == 200 and out["NodeNames"] == NODES
+        status, out = post(srv, "prioritize", names_args())
+        assert status == 200 and [h["Score"] for h in out] == [0] * 5
+        assert metric(srv, "edgeplace_extender_decisions_total", verb="filter", reason="internal_error") == 1
+    assert "answering neutrally (fail open)" in caplog.text
+
+
+def test_set_table_swaps_atomically(clock, table):
+    with ExtenderServer(None, clock=clock) as srv:
+        assert post(srv, "filter", names_args())[1]["NodeNames"] == NODES
+        srv.set_table(table)
+        assert srv.table is table
+        assert post(srv, "filter", names_args())[1]["NodeNames"] == ["n1", "n4"]
+
+
+def test_plan_file_reload(tmp_path, clock):
+    path = tmp_path / "plan.json"
+    write_plan_document(plan_doc(), path)
+    with ExtenderServer(PlanFile(path, poll_interval_s=0.05), clock=clock) as srv:
+        assert srv.table.generated_at == GENERATED  # loaded before serving
+        later = GENERATED + timedelta(seconds=30)
+        write_plan_document(plan_doc(generated=later), path)
+        wait_for(lambda: srv.table.generated_at == later, what="the new plan")
+        assert b"10:00:30" in request(srv, "GET", "/readyz")[2]
+        path.write_text('{"version": 1, "nodes": {}}')  # bad: the old table stays
+        wait_for(lambda: metric(srv, "edgeplace_extender_plan_loads_total", result="error") == 1, what="the error")
+        assert srv.table.generated_at == later
+        assert post(srv, "filter", names_args())[1]["NodeNames"] == ["n1", "n4"]
+        assert metric(srv, "edgeplace_extender_plan_loads_total", result="ok") == 2
+
+
+# ---------------------------------------------------------------------------
+# Bad requests: 4xx with a message naming the field, never 5xx
+
+
+@pytest.mark.parametrize("body, field", [
+    (b"{not json", "body: is not valid JSON"),
+    (b'{"Pod": {}, "NodeNames": [1]}', "NodeNames[0]: must be a string"),
+    (b'{"NodeNames": []}', "Pod: is required"),
+    (b'{"Pod": {}}', "NodeNames: is required"),
+    (b'{"Pod": {}, "NodeNames": [], "Nodes": {"items": []}}', "Nodes: and NodeNames are both set"),
+    (b"\xc3\x28", "body: is not valid UTF-8"),
+])
+def test_400_names_the_field(server, body, field):
+    for verb in ("filter", "prioritize"):
+        status, out = post(server, verb, body)
+        assert status == 400
+        assert out["Error"].startswith(field)
+
+
+def test_400_for_preempt(server):
+    status, out = post(server, "preempt", b'{"Pod": {}, "NodeNameToMetaVictims": []}')
+    assert status == 400 and out["Error"].startswith("NodeNameToMetaVictims: must be an object")
+
+
+def test_404_405(server):
+    status, _, data = request(server, "POST", "/bind", b"{}")
+    assert status == 404 and b"unknown path" in data
+    status, headers, _ = request(server, "GET", "/filter")
+    assert status == 405 and headers["allow"] == "POST"
+    status, headers, _ = request(server, "POST", "/metrics", b"")
+    assert status == 405 and headers["allow"] == "GET, HEAD"
+    assert request(server, "HEAD", "/healthz")[0] == 200
+
+
+def test_413_for_large_bodies(table, clock):
+    with ExtenderServer(table, clock=clock, max_body_bytes=1000) as srv:
+        status, out = post(srv, "filter", names_args(nodes=[f"node-{i}" for i in range(200)]))
+        assert status == 413 and "larger than the limit of 1000 bytes" in out["Error"]
+        assert post(srv, "filter", names_args())[0] == 200  # small ones still pass
+
+
+def test_431_for_huge_heads(server):
+    status, headers, _ = request(server, "POST", "/filter", names_args(), headers={"X-Big": "a" * 70_000})
+    assert status == 431
+
+
+def raw_exchange(srv: ExtenderServer, data: bytes, responses: int = 1, timeout: float = 5.0) -> list[tuple[int, dict, bytes]]:
+    """Send raw bytes; read `responses` HTTP responses (each framed by Content-Length)."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout) as sock:
+        sock.sendall(data)
+        return read_responses(sock, responses)
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict, bytes]]:
+    buf, out = b"", []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return out
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+        n = int(headers.get("content-length", 0))
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        out.append((status, headers, buf[:n]))
+        buf = buf[n:]
+    return out
+
+
+def http_request(path: str, body: bytes, extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def test_keep_alive_and_pipelining(server):
+    data = http_request("/filter", names_args()) + http_request("/prioritize", names_args()) + \
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    responses = raw_exchange(server, data, responses=3)
+    assert [r[0] for r in responses] == [200, 200, 200]
+    assert json.loads(responses[0][2])["NodeNames"] == ["n1", "n4"]
+    assert json.loads(responses[1][2])[0] == {"Host": "n1", "Score": 10}
+
+
+def test_many_requests_on_one_connection(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for _ in range(200):
+            conn.request("POST", "/filter", names_args())
+            resp = conn.getresponse()
+            assert resp.status == 200
+            resp.read()
+    finally:
+        conn.close()
+
+
+def test_chunked_body_and_expect_continue(server):
+    payload = names_args()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(payload[i:i + 50]), payload[i:i + 50]) for i in range(0, len(payload), 50))
+    data = b"POST /filter HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+    [(status, _, out)] = raw_exchange(server, data)
+    assert status == 200 and json.loads(out)["NodeNames"] == ["n1", "n4"]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"POST /filter HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {len(payload)}\r\n\r\n".encode())
+        [(status, _, _)] = read_responses(sock, 1)
+        assert status == 100
+        sock.sendall(payload)
+        [(status, _, out)] = read_responses(sock, 1)
+        assert status == 200 and json.loads(out)["NodeNames"] == ["n1", "n4"]
+
+
+@pytest.mark.parametrize("data, status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"POST /filter HTTP/2.0\r\n\r\n", 400),
+    (b"POST /filter HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"POST /filter HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b"POST /filter HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (b"POST /filter HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
+    (b"POST /filter HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400),
+    (b"POST /filter HTTP/1.1\r\n bad header\r\n\r\n", 400),
+    (b"POST /filter HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413),
+])
+def test_framing_errors_close_with_4xx(server, data, status):
+    [(got, headers, body)] = raw_exchange(server, data)
+    assert got == status and headers["connection"] == "close"
+    assert "Error" in json.loads(body)
+
+
+def test_http_1_0_closes_after_the_answer(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        [(status, headers, _)] = read_responses(sock, 1)
+        assert status == 200 and headers["connection"] == "close"
+        assert sock.recv(1) == b""  # closed by the server
+
+
+def test_incomplete_requests_time_out_with_408(table, clock):
+    with ExtenderServer(table, clock=clock, request_timeout_s=0.3) as srv:
+        started = time.monotonic()
+        [(status, _, body)] = raw_exchange(srv, b"POST /filter HTTP/1.1\r\nContent-Length: 100\r\n\r\n{", timeout=5)
+        assert status == 408 and b"not complete within 0.3 s" in body
+        assert time.monotonic() - started < 3
+        assert post(srv, "filter", names_args())[0] == 200
+
+
+def test_idle_connections_are_closed(table, clock):
+    with ExtenderServer(table, clock=clock, idle_timeout_s=0.2) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            assert sock.recv(1) == b""  # closed within the sweep period
+
+
+# ---------------------------------------------------------------------------
+# Token and TLS
+
+
+def test_bearer_token(table, clock):
+    with ExtenderServer(table, clock=clock, token="s3cret") as srv:
+        status, headers, data = request(srv, "POST", "/filter", names_args())
+        assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+        assert "bearer token" in json.loads(data)["Error"]
+        assert request(srv, "POST", "/filter", names_args(), headers={"Authorization": "Bearer wrong"})[0] == 401
+        assert request(srv, "POST", "/filter", names_args(), headers={"Authorization": "Bearer s3cret\u00e9"})[0] == 401
+        assert request(srv, "POST", "/filter", names_args(), headers={"Authorization": "Bearer s3cret"})[0] == 200
+        assert request(srv, "GET", "/metrics")[0] == 401
+        assert request(srv, "GET", "/metrics", headers={"Authorization": "Bearer s3cret"})[0] == 200
+        assert request(srv, "GET", "/healthz")[0] == 200 and request(srv, "GET", "/readyz")[0] == 200
+
+
+def test_load_token(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGEPLACE_EXTENDER_TOKEN", raising=False)
+    assert load_token() is None
+    monkeypatch.setenv("EDGEPLACE_EXTENDER_TOKEN", "from-env")
+    assert load_token() == "from-env"
+    (tmp_path / "t").write_text("from-file\n")
+    assert load_token(tmp_path / "t") == "from-file"
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValueError, match="token file is empty"):
+        load_token(tmp_path / "empty")
+
+
+def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={name}",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tls")
+    return {"server": self_signed(tmp, "server"), "client": self_signed(tmp, "client")}
+
+
+def test_tls(table, clock, certs):
+    cert, key = certs["server"]
+    with ExtenderServer(table, clock=clock, ssl_context=make_ssl_context(cert, key)) as srv:
+        assert srv.url.startswith("https://127.0.0.1:")
+        client = ssl.create_default_context(cafile=str(cert))
+        status, _, data = request(srv, "POST", "/filter", names_args(), context=client)
+        assert status == 200 and json.loads(data)["NodeNames"] == ["n1", "n4"]
+        # plain HTTP to the TLS port gets no answer, and the server keeps serving
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            sock.sendall(http_request("/filter", names_args()))
+            assert read_responses(sock, 1) == []
+        assert request(srv, "GET", "/healthz", context=client)[0] == 200
+
+
+def test_tls_with_client_certificates_and_token(table, clock, certs):
+    cert, key = certs["server"]
+    client_cert, client_key = certs["client"]
+    context = make_ssl_context(cert, key, client_ca_file=client_cert)
+    with ExtenderServer(table, clock=clock, ssl_context=context, token="t0k") as srv:
+        anonymous = ssl.create_default_context(cafile=str(cert))
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            request(srv, "GET", "/healthz", context=anonymous)
+        client = ssl.create_default_context(cafile=str(cert))
+        client.load_cert_chain(str(client_cert), str(client_key))
+        assert request(srv, "POST", "/filter", names_args(), context=client)[0] == 401
+        status, _, data = request(srv, "POST", "/filter", names_args(), context=client,
+                                  headers={"Authorization": "Bearer t0k"})
+        assert status == 200 and json.loads(data)["NodeNames"] == ["n1", "n4"]
+
+
+# ---------------------------------------------------------------------------
+# Metrics and lifecycle
+
+
+def test_metrics_content(server):
+    post(server, "filter", names_args())
+    post(server, "filter", b"{")
+    status, headers, text = request(server, "GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    text = text.decode()
+    for name in ("edgeplace_extender_requests_total", "edgeplace_extender_request_duration_seconds_bucket",
+                 "edgeplace_extender_decisions_total", "edgeplace_extender_plan_age_seconds",
+                 "edgeplace_extender_plan_stale", "edgeplace_extender_plan_loads_total",
+                 "edgeplace_extender_emissions_avoided_estimate_g_per_hour"):
+        assert name in text, name
+    assert metric(server, "edgeplace_extender_requests_total", verb="filter", code="200") == 1
+    assert metric(server, "edgeplace_extender_requests_total", verb="filter", code="400") == 1
+    assert metric(server, "edgeplace_extender_request_duration_seconds_count", verb="filter") == 2
+    assert metric(server, "edgeplace_extender_decisions_total", verb="filter", reason="plan") == 1
+    assert metric(server, "edgeplace_extender_plan_stale") == 0
+
+
+def test_constructor_checks():
+    with pytest.raises(ValueError, match="unannotated must be one of"):
+        ExtenderServer(unannotated="all")
+    with pytest.raises(ValueError, match="token must be"):
+        ExtenderServer(token="has space")
+    with pytest.raises(ValueError, match="path_prefix must start with"):
+        ExtenderServer(path_prefix="edgeplace/")
+    with pytest.raises(ValueError, match="max_body_bytes must be >= 1"):
+        ExtenderServer(max_body_bytes=0)
+
+
+def test_start_fails_cleanly_on_a_busy_port(server, table):
+    other = ExtenderServer(table, port=server.port)
+    with pytest.raises(OSError, match="[Aa]ddress already in use"):
+        other.start()
+    other.stop()  # a no-op after a failed start
+    assert request(server, "GET", "/healthz")[0] == 200
+
+
+def test_stop_is_idempotent_and_closes_connections(table):
+    srv = ExtenderServer(table).start()
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    try:
+        wait_for(lambda: len(srv._conns) == 1, what="the server to accept the connection")
+        srv.stop()
+        srv.stop()
+        assert sock.recv(1) == b""
+    finally:
+        sock.close()
+
+
+def test_command_line_usage_errors(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--tls-cert", "x.crt"])
+    assert info.value.code == 2
+    assert "--tls-cert and --tls-key go together" in capsys.readouterr().err

@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import json
 import multiprocessing as mp
+import os
 import socket
 import tempfile
 import time
@@ -131,10 +132,11 @@ def requests_for(doc: dict, verb: str, full_nodes: bool) -> list[bytes]:
 
 
 def _serve(plan_path: str, ready, stop) -> None:
-    from k8s.extender.server import ExtenderServer
+    from k8s.extender.server import ExtenderServer, freeze_heap
     from k8s.extender.table import PlanFile
 
     server = ExtenderServer(PlanFile(plan_path, poll_interval_s=60), max_body_bytes=64 * 2 ** 20).start()
+    freeze_heap()  # as `python -m k8s.extender.server` does
     ready.put(server.port)
     stop.wait()
     server.stop()
@@ -230,6 +232,7 @@ def measure(ctx, port: int, requests: list[bytes], total: int, connections: int,
 
 def run(names_requests: int = 5_000, full_requests: int = 200) -> tuple[pd.DataFrame, dict]:
     ctx = mp.get_context("spawn")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         plan_path = Path(tmp) / "plan.json"
         info = make_plan(plan_path)
@@ -253,6 +256,7 @@ def run(names_requests: int = 5_000, full_requests: int = 200) -> tuple[pd.DataF
         finally:
             stop.set()
             server.join(timeout=30)
+    info["load_before"] = load_before
     return pd.DataFrame(rows), info
 
 
@@ -275,6 +279,8 @@ def main() -> None:
         f"{slower['filter']:.0f}x (filter) and {slower['prioritize']:.0f}x (prioritize) slower at p50: use nodeCacheCapable. "
         f"Plan document: {info['document_mib']:.2f} MiB ({info['document_gz_kib']:.0f} KiB gzipped), built in "
         f"{info['document_build_s']:.2f} s; decision table built from it in {info['table_build_s']:.2f} s (once per plan). "
+        f"1-minute load average before the run: {info['load_before']:.2f} (above ~0.5, other processes shared "
+        "the 2 cores and the tail shows it). "
         "Latency is client-side (Python client, same 2-core machine, one process per connection); server ms is "
         "the server's own mean. Two connections share the server's one event-loop thread, so their latency "
         "includes queueing behind the other client."

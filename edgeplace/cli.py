@@ -11,6 +11,7 @@ Exit codes (also in README.md):
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -21,6 +22,10 @@ from topology.errors import InputError
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 70
 FORMATS = ("table", "json", "csv")
+#: Modules with `add_commands(subparsers) -> {command: handler}`: Kubernetes
+#: (import, serve), signals, what-if planning, reports.
+EXTENSION_MODULES = ("edgeplace.cluster_cli",)
+EXTENSIONS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def _scenario_arg(p: argparse.ArgumentParser) -> None:
@@ -83,12 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     _format_arg(p)
 
     p = sub.add_parser("demo", help="run the bundled example end to end",
-                       description="Validate the bundled example scenario and compare every policy on it.")
+                       description="Validate the bundled example scenario, compare every baseline on it and "
+                                   "plan it with the optimizer.")
+    p.add_argument("--time-limit", type=_positive_float, default=15.0, metavar="S",
+                   help="time limit of the optimizer [s] (default: 15)")
     _format_arg(p)
 
     p = sub.add_parser("schema", help="print the scenario JSON Schema",
                        description="Print the JSON Schema of the scenario file format.")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+
+    # Commands of the other concerns, each module adding its own parsers and handlers.
+    for module in EXTENSION_MODULES:
+        EXTENSIONS.update(importlib.import_module(module).add_commands(sub))
     return parser
 
 
@@ -133,7 +145,7 @@ def _positive_int(text: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = COMMANDS[args.command]
+    handler: Callable[[argparse.Namespace], int] = COMMANDS.get(args.command) or EXTENSIONS[args.command]
     try:
         return handler(args)
     except InputError as exc:
@@ -231,17 +243,26 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edgeplace.app import compare_policies, example_path
+    from edgeplace.app import demo, example_path
     from topology import load_scenario
 
     path = example_path("metro-de.yaml")
     scenario = load_scenario(path)
     if args.format == "table":
         print(f"edgeplace demo: {path}")
-    table = compare_policies(scenario, None)
-    _emit(table, args.format, title=f"{scenario.spec.name}: {scenario.n_workloads} workloads, "
-          f"{scenario.n_nodes} nodes at {scenario.n_sites} sites, {scenario.n_slots} slots "
-          f"({scenario.intensity_kind} grid intensity, location-based)")
+        print(f"{scenario.spec.name}: {scenario.n_workloads} workloads ({scenario.n_replicas} replicas, "
+              f"{int(scenario.workload_deferrable.sum())} deferrable), {scenario.n_nodes} nodes at {scenario.n_sites} sites, "
+              f"{len(scenario.tenant_ids)} tenants, {scenario.n_slots} slots of {scenario.slot_hours:g} h "
+              f"({scenario.intensity_kind} grid intensity, location-based)\n")
+    say = None if args.format != "table" else (lambda msg: print(f"edgeplace: {msg}", file=sys.stderr, flush=True))
+    table, plan = demo(scenario, time_limit_s=args.time_limit, progress=say)
+    _emit(table, args.format, title="every policy on the same scenario, evaluated by one function:")
+    if args.format == "table":
+        spread = float(table.loc[table["policy"] == "spread", "emissions_kg"].iloc[0])
+        saved = (1 - plan.objective_g / 1000 / spread) * 100
+        gap = "no bound" if plan.gap is None else f"{plan.gap * 100:.1f} % from the lower bound"
+        print(f"\nplan ({plan.solver}, {plan.status}): {plan.objective_g / 1000:.2f} kgCO2e, {saved:.1f} % less than "
+              f"Kubernetes-default spreading, {plan.evaluation.violation_counts['sla']} SLA violations, {gap}")
     return EXIT_OK
 
 

@@ -35,9 +35,9 @@ only *triggers*; each round lists afresh, so a round always plans from a
 consistent snapshot and the planner keeps no informer cache to get wrong.
 Events are filtered to what matters to a plan (a pod bound, gated, started
 or gone; a node's labels, annotations, allocatable, taints or schedulability
-changed), so status heartbeats do not cause re-plans. A broken watch
-(timeout, 410 Gone) is restarted; objects it re-lists with an unchanged
-signature do not trigger a round.
+changed), so status heartbeats do not cause re-plans. Each watch starts
+from a list's resourceVersion; a broken watch (410 Gone, an error) is
+re-listed, and the re-list triggers a round only if some signature changed.
 
 Only the leader (`k8s.leader.LeaderElector`) plans; other replicas wait.
 """
@@ -225,6 +225,7 @@ class Planner:
         self.last_published: dict[str, Any] | None = None  # the last plan document this planner published
         self.starts: dict[str, datetime] | None = None  # planned starts of deferrable jobs (None: no plan yet)
         self._signatures: dict[str, dict[str, tuple]] = {"pods": {}, "nodes": {}}
+        self.listed: set[str] = set()  # kinds whose watch has its initial listing ("nodes", "pods")
         self._watches: list[watch.Watch] = []
         self._release_at: list[datetime] = []  # times at which gates may have to be released
         self._lock = threading.Lock()  # one round at a time
@@ -400,36 +401,62 @@ class Planner:
             self.debouncer.mark(time.monotonic() if now is None else now)
         return changed
 
+    def _relist(self, kind: str, list_fn, first: bool) -> str:
+        """List `kind`, replace its signatures, and return the list's resourceVersion to watch from.
+
+        The first listing only seeds the signatures (the loop plans at start
+        anyway); a re-list after a broken watch triggers a round if anything
+        changed meanwhile, deletions included.
+        """
+        doc = json.loads(list_fn(_preload_content=False, _request_timeout=60).data)
+        table = {}
+        for obj in doc.get("items") or []:
+            meta = obj.get("metadata") or {}
+            uid = meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"
+            table[uid] = pod_signature(obj) if kind == "pods" else node_signature(obj)
+        if not first and table != self._signatures[kind]:
+            self.debouncer.mark(time.monotonic())
+        self._signatures[kind] = table
+        self.listed.add(kind)
+        return (doc.get("metadata") or {}).get("resourceVersion", "")
+
     def _watch_loop(self, kind: str, stop: threading.Event) -> None:
+        """List, then watch from the list's resourceVersion (with bookmarks); re-list when the
+        watch breaks (410 Gone or an error). Watching without a resourceVersion is avoided: with
+        bookmarks it needs etcd's progress notifications, which older etcd lacks."""
         list_fn = self.core.list_node if kind == "nodes" else self.core.list_pod_for_all_namespaces
-        resource_version = None
+        resource_version: str | None = None
+        first = True
         while not stop.is_set():
-            w = watch.Watch()
-            self._watches.append(w)
             try:
-                for event in w.stream(list_fn, resource_version=resource_version, timeout_seconds=60,
-                                      allow_watch_bookmarks=True, _request_timeout=90):
-                    if stop.is_set():
-                        break
-                    raw = event.get("raw_object") or {}
-                    version = (raw.get("metadata") or {}).get("resourceVersion")
-                    if version:
-                        resource_version = version
-                    self.observe(kind, event.get("type", ""), raw)
+                if resource_version is None:
+                    resource_version = self._relist(kind, list_fn, first)
+                    first = False
+                w = watch.Watch()
+                self._watches.append(w)
+                try:
+                    for event in w.stream(list_fn, resource_version=resource_version, timeout_seconds=60,
+                                          allow_watch_bookmarks=True, _request_timeout=90):
+                        if stop.is_set():
+                            break
+                        raw = event.get("raw_object") or {}
+                        version = (raw.get("metadata") or {}).get("resourceVersion")
+                        if version:
+                            resource_version = version
+                        self.observe(kind, event.get("type", ""), raw)
+                finally:
+                    w.stop()
+                    self._watches.remove(w)
             except ApiException as exc:
-                if exc.status == 410:  # too old: start over (unchanged objects will not trigger)
-                    resource_version = None
-                else:
-                    log.warning("planner: watch %s: HTTP %s %s; retrying", kind, exc.status, exc.reason)
+                resource_version = None  # 410 Gone or another error: re-list
+                if exc.status != 410:
+                    log.warning("planner: watch %s: HTTP %s %s; re-listing", kind, exc.status, exc.reason)
                     stop.wait(2.0)
             except Exception as exc:  # noqa: BLE001 - connection reset and the like
+                resource_version = None
                 if not stop.is_set():
-                    log.warning("planner: watch %s: %s: %s; retrying", kind, type(exc).__name__, exc)
-                    resource_version = None
+                    log.warning("planner: watch %s: %s: %s; re-listing", kind, type(exc).__name__, exc)
                     stop.wait(2.0)
-            finally:
-                w.stop()
-                self._watches.remove(w)
 
     # -- the loop -----------------------------------------------------------------------
     def run(self, stop: threading.Event, watch_changes: bool = True) -> None:

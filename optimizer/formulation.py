@@ -133,7 +133,10 @@ def build(costs: CostModel) -> Formulation:
         m.add_rows("service_demand", len(services), row_of[sw], y, np.ones(n_sw), lower=R[services], upper=R[services])
         # y <= fit x h: the tightest big-M, how many replicas fit on the node at all.
         fit = np.floor(np.min(np.where(req[sw] > 0, sc.node_capacity[sn] / np.maximum(req[sw], 1e-9), np.inf), axis=1))
-        big_m = np.minimum(R[sw], np.where(np.isfinite(fit), fit, R[sw]))
+        # With spread over m sites, one node holds at most R - m + 1 replicas: a smaller
+        # big-M is a tighter LP relaxation (a spread pair of 2 forces h >= y, not h >= y/2).
+        most_on_one = R[sw] - sc.workload_min_sites[sw] + 1
+        big_m = np.minimum(most_on_one, np.where(np.isfinite(fit), fit, R[sw]))
         rows = np.arange(n_sw)
         m.add_rows("host_link", n_sw, np.r_[rows, rows], np.r_[y, h[sn]], np.r_[np.ones(n_sw), -big_m], upper=0.0)
     # h[n] <= o[n,t]
@@ -151,7 +154,8 @@ def build(costs: CostModel) -> Formulation:
 
     # -- aggregates: service requests and utilisation per node ---------------------------
     # load <= capacity and util <= usage_max (<= 1) follow from the capacity rows.
-    load = m.add_vars("load", N * K, upper=sc.node_capacity.astype(float).ravel(), resolution=COUNT_RESOLUTION)  # (n, k)
+    load = m.add_vars("load", N * K, upper=sc.node_capacity.astype(float).ravel(),  # (n, k)
+                      resolution=COUNT_RESOLUTION)
     util = m.add_vars("util", N, upper=usage_max, resolution=UTIL_RESOLUTION)
     rows_k = np.concatenate([sn * K + k for k in range(K)])
     cols_k = np.tile(y, K)
@@ -167,6 +171,15 @@ def build(costs: CostModel) -> Formulation:
     cov_trip = np.repeat(np.arange(len(jj)), cover_len)
     cov_t = cat(cover_t)
     cov_cell = jn[cov_trip] * T + cov_t  # node-slot of each covered (triple, slot)
+
+    # A job's replicas on a node need the node on in every slot of their run:
+    # x[j,n,s] <= M o[n,t] with M the most replicas one node can hold (tighter than capacity alone).
+    if len(jj):
+        job_fit = np.floor(np.min(np.where(req[jj] > 0, sc.node_capacity[jn] / np.maximum(req[jj], 1e-9), np.inf), axis=1))
+        job_m = np.minimum(R[jj] - sc.workload_min_sites[jj] + 1, np.where(np.isfinite(job_fit), job_fit, R[jj]))
+        r = np.arange(len(cov_trip))
+        m.add_rows("job_on", len(cov_trip), np.r_[r, r], np.r_[x[cov_trip], o[cov_cell]],
+                   np.r_[np.ones(len(cov_trip)), -job_m[cov_trip].astype(float)], upper=0.0)
 
     # -- capacity of every resource in every slot, only on a powered node ------------------
     for k in range(K):

@@ -437,8 +437,11 @@ class _Greedy:
         d = int(self.duration[w])
         win = slice(int(starts[0]), int(starts[-1]) + d)
         on = self.on[idx, win]
-        free = self.cap[idx][:, None, :] - self.load[idx, win]  # n x Wn x K
-        fit_slot = np.floor((free + _EPS) * self.inv_req[w]).min(axis=2)
+        fit_slot = np.full(on.shape, np.inf)  # n x Wn
+        for k in self.requested[w]:
+            free = self.cap[idx, k][:, None] + _EPS - self.load[idx, win, k]
+            np.minimum(fit_slot, free * self.inv_req[w, k], out=fit_slot)
+        fit_slot = np.floor(fit_slot)
         if not allow_open:
             fit_slot = np.where(on, fit_slot, 0.0)
         dyn_slot, open_slot = self._slot_costs(w, idx, win, on)
@@ -461,7 +464,7 @@ class _Greedy:
         inv_cap = self.inv_capT if idx is None else self.inv_capT[:, idx]
         F = self.F if idx is None else self.F[:, idx]
         share = np.maximum(_rows_max(inv_cap, self.req[w], self.requested[w]), 1e-9)
-        expected = np.minimum(_rows_max(F), 1.0)
+        floor = np.clip(_rows_max(F), 1e-12, 1.0)  # expected fill, at most one node, never 0
         cur = self.current.get(w) if not self.deferrable[w] else None
         if cur is not None:  # replicas that may still stay: current minus those already placed there
             cur = cur.astype(float)
@@ -469,18 +472,19 @@ class _Greedy:
                 cur[n] = max(cur[n] - k, 0.0)
             if idx is not None:
                 cur = cur[idx]
-        return _Candidates(idx, fit, dyn, opn, share, expected, cur, limit)
+        return _Candidates(idx, fit, dyn, opn, share, floor, cur, limit)
 
     def _per_replica(self, c: _Candidates, k: np.ndarray, dyn: np.ndarray, opn: np.ndarray,
                      cur: np.ndarray | None = None) -> np.ndarray:
         """gCO2e per replica when k replicas go to each node: dynamic + amortised opening
-        - the migration penalty saved on the `cur` replicas that stay."""
-        share, expected = c.share, c.expected
+        (open x share / max(expected fill, k x share)) - the migration penalty saved on
+        the `cur` replicas that stay."""
+        share, floor = c.share, c.floor
         if k.ndim == 2:
-            share, expected = share[:, None], expected[:, None]
-        per = dyn + opn * share / np.maximum(np.maximum(expected, k * share), 1e-12)
+            share, floor = share[:, None], floor[:, None]
+        per = dyn + opn * share / np.maximum(floor, k * share)
         if cur is not None:
-            per = per - self.migration_g * np.minimum(cur, k) / k
+            per = per - self.migration_g * np.minimum(cur, k) / np.maximum(k, 1.0)
         return per
 
     # -- placing one workload ------------------------------------------------------------
@@ -507,17 +511,21 @@ class _Greedy:
             node_site = self.site if c.idx is None else self.site[c.idx]
             site_used = np.zeros(self.S, dtype=bool)
             site_used[list(sites)] = True
-        opened = False
+        opn_share = opn * c.share
         while remaining > 0:
             ok = fit > 0
             if need > 0:
                 ok &= ~site_used[node_site]
             hold = max(need - 1, 0)  # replicas kept back for the sites still needed
-            k = np.minimum(fit, remaining - hold)
-            if cur is not None:
+            # k: replicas that would go to each node (fit is at most R, so the first step of a
+            # plain fill needs no clipping); k = 0 where nothing fits, masked below.
+            k = fit if remaining - hold >= self.R[w] else np.minimum(fit, remaining - hold)
+            if cur is None:
+                per = dyn + opn_share / np.maximum(c.floor, k * c.share)
+            else:
                 k = np.where(cur > 0, np.minimum(k, cur), k)
-            k = np.maximum(k, 1.0)
-            per = np.where(ok, self._per_replica(c, k, dyn, opn, cur), np.inf)
+                per = self._per_replica(c, k, dyn, opn, cur)
+            per = np.where(ok, per, np.inf)
             j = int(np.argmin(per))
             if not ok[j]:
                 break
@@ -527,9 +535,8 @@ class _Greedy:
             remaining -= kk
             fit[j] -= kk
             if opn[j] > 0:  # the node is on now (for this run); prices are otherwise kept
-                if not opened:
-                    opn, opened = opn.copy(), True
-                opn[j] = 0.0
+                opn, opn_share = opn.copy(), opn_share.copy()
+                opn[j] = opn_share[j] = 0.0
             if cur is not None:
                 cur[j] = max(cur[j] - kk, 0.0)
             if need > 0:
@@ -550,12 +557,16 @@ class _Greedy:
         # A job: rank starts by the cost of their R cheapest replica slots, then fill the best that works.
         fit = c.fit
         per = np.where(fit > 0, self._per_replica(c, np.maximum(fit, 1.0), c.dyn, c.opn), np.inf)
+        if len(per) > R:  # R nodes hold R replicas: only the R cheapest per start matter
+            top = np.argpartition(per, R - 1, axis=0)[:R]
+            fit = np.take_along_axis(fit, top, axis=0)
+            per = np.take_along_axis(per, top, axis=0)
         order = np.argsort(per, axis=0, kind="stable")
         f_sorted = np.take_along_axis(fit, order, axis=0)
         p_sorted = np.take_along_axis(per, order, axis=0)
         take = np.clip(R - (np.cumsum(f_sorted, axis=0) - f_sorted), 0.0, f_sorted)
         estimate = (take * np.where(take > 0, p_sorted, 0.0)).sum(axis=0)
-        room = np.minimum(fit.sum(axis=0), c.limit)
+        room = np.minimum(c.fit.sum(axis=0), c.limit)
         estimate = np.where(room >= R, estimate, np.inf)
         ranked = np.lexsort((-room, estimate))
         outer = self.log
@@ -875,7 +886,7 @@ class _Candidates:
     dyn: np.ndarray  # like fit: gCO2e of one replica's dynamic energy over its run (+ latency term)
     opn: np.ndarray  # like fit: gCO2e of opening the node for the run (0 if already on)
     share: np.ndarray  # n, dominant request of one replica / capacity
-    expected: np.ndarray  # n, min(1, not yet placed demand eligible there) [node fractions]
+    floor: np.ndarray  # n, expected fill: not yet placed demand eligible there, clipped to [1e-12, 1] [node fractions]
     cur: np.ndarray | None  # n, current replicas there not yet placed back (migration), None = no penalty
     limit: np.ndarray  # S, replicas the tenant quota admits
 

@@ -94,6 +94,9 @@ def solve_highs(model: LinearModel, *, time_limit_s: float = 30.0, threads: int 
     h.setOptionValue("time_limit", float(max(time_limit_s, 0.01)))
     h.setOptionValue("threads", int(max(threads, 1)))
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+    # HiGHS sizes one thread pool per process at its first run; a later run asking
+    # for another thread count would fail with "Not Set" unless the pool is reset.
+    highspy.Highs.resetGlobalScheduler(True)
     h.run()
     seconds = time.perf_counter() - started
     status = h.getModelStatus()

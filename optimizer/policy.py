@@ -8,7 +8,7 @@ from topology.placement import Placement
 from topology.scenario import Scenario
 
 _DESCRIPTIONS = {
-    "greedy": "carbon-aware greedy with node opening and local search (milliseconds)",
+    "greedy": "carbon-aware greedy: construction well under a second, then local search up to its time limit",
     "cpsat": "CP-SAT on the placement model, warm-started from greedy (default 30 s)",
     "milp": "the same model as a MILP solved by HiGHS (default 30 s)",
 }

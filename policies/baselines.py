@@ -156,25 +156,8 @@ ALL_NODES = slice(None)
 
 
 def _static_filter(sc: Scenario, sla_aware: bool) -> np.ndarray:
-    """W x N: nodes a replica may use before anything is placed.
-
-    With the SLA this is `Scenario.workload_node_eligible`; without it, the
-    same rules minus the SLA (selector, dedicated pools, a replica fits).
-    """
-    if sla_aware:
-        return sc.workload_node_eligible
-    ok = (sc.workload_requests[:, None, :] <= sc.node_capacity[None, :, :]).all(axis=2)
-    tenant, owner = sc.workload_tenant, sc.node_dedicated_tenant
-    ok &= (owner[None, :] < 0) | (owner[None, :] == tenant[:, None])
-    dedicated = sc.tenant_dedicated[tenant]
-    ok[dedicated] &= owner[None, :] == tenant[dedicated, None]
-    by_selector: dict[frozenset, list[int]] = {}
-    for w, selector in enumerate(sc.workload_selector):
-        if selector:
-            by_selector.setdefault(selector, []).append(w)
-    for selector, workloads in by_selector.items():
-        ok[workloads] &= np.fromiter((selector <= labels for labels in sc.node_label_sets), bool, sc.n_nodes)[None, :]
-    return ok
+    """W x N: nodes a replica may use before anything is placed (with or without the SLA)."""
+    return sc.workload_node_eligible if sla_aware else sc.workload_node_allowed
 
 
 def _window_max(x: np.ndarray, duration: int, n_starts: int) -> np.ndarray:
@@ -463,7 +446,7 @@ class _CarbonScorer(_Scorer):
         T = sc.n_slots
         curve = sc.node_power_curve_w
         kwh_per_w = sc.node_pue * sc.slot_hours / 1000.0  # facility kWh per W of IT power for one slot
-        self.intensity = sc.region_intensity_g_per_kwh[sc.node_region].T  # T x N [g/kWh]
+        self.intensity = sc.region_intensity_forecast_g_per_kwh[sc.node_region].T  # T x N [g/kWh], as forecast
         self.open_kwh = (node_power_w(curve, sc.node_background_util) * kwh_per_w[:, None]).T  # T x N
         self.embodied_g = sc.node_embodied_g_per_h * sc.slot_hours  # N, per powered slot
         self.dyn_kwh_per_util = (curve[:, 10] - curve[:, 0]) * kwh_per_w  # N
@@ -474,7 +457,7 @@ class _CarbonScorer(_Scorer):
         # Cumulative sums over slots (leading 0) turn any run's cost into two lookups.
         self.cum_open_g = _cumsum0(self.open_g * ~self.on)  # (T + 1) x N
         self.cum_dyn_g_per_util = _cumsum0(self.dyn_kwh_per_util[None, :] * self.intensity)
-        self.supply_kwh = (sc.site_renewable_kw * sc.slot_hours).T  # T x S
+        self.supply_kwh = (sc.site_renewable_forecast_kw * sc.slot_hours).T  # T x S, as forecast
         self.demand_kwh = np.zeros((T, sc.n_sites))
         np.add.at(self.demand_kwh.T, sc.node_site, (self.open_kwh * self.on).T)
         self.site_has_supply = (self.supply_kwh > 0).any(axis=0)

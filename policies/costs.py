@@ -145,8 +145,9 @@ def price(scenario: Scenario, objective: Objective | None = None) -> CostModel:
         power_intercept_w=intercept,
         power_slope_w=slope,
         kwh_per_w_slot=sc.node_pue * sc.slot_hours / 1000.0,
-        site_supply_kwh=sc.site_renewable_kw * sc.slot_hours,
-        site_intensity_g_per_kwh=sc.region_intensity_g_per_kwh[sc.site_region],
+        # Planning prices what it can know: the forecast series (equal to the actual ones when none given).
+        site_supply_kwh=sc.site_renewable_forecast_kw * sc.slot_hours,
+        site_intensity_g_per_kwh=sc.region_intensity_forecast_g_per_kwh[sc.site_region],
         embodied_g_per_slot=sc.node_embodied_g_per_h * sc.slot_hours,
         current_count=current,
     )

@@ -165,7 +165,7 @@ def test_filter_with_node_names(server):
     assert list(out["FailedNodes"]) == ["n3"] and "powers this node down in slot 3" in out["FailedNodes"]["n3"]
     assert sorted(out["FailedAndUnresolvableNodes"]) == ["n2", "n5"]
     assert "never share" in out["FailedAndUnresolvableNodes"]["n2"]
-    assert "not allowed for workload 'web'" in out["FailedAndUnresolvableNodes"]["n5"]
+    assert "not an allowed node" in out["FailedAndUnresolvableNodes"]["n5"]
 
 
 def test_filter_with_full_node_objects(server):
@@ -589,3 +589,28 @@ def test_command_line_usage_errors(capsys):
         main(["--tls-cert", "x.crt"])
     assert info.value.code == 2
     assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# docs/EXTENDER.md: every example runs
+
+
+def test_docs_examples():
+    """Load the plan from docs/EXTENDER.md and replay each example request; the answers must match."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "EXTENDER.md").read_text()
+    blocks = re.findall(r"<!-- example:(\w+)([^>]*)-->\s*```json\n(.*?)```", text, re.S)
+    assert blocks and blocks[0][0] == "plan"
+    plan = json.loads(blocks[0][2])
+    clock = Clock(datetime.fromisoformat(plan["generated_at"]).timestamp() + 300)
+    pairs = 0
+    with ExtenderServer(DecisionTable.from_document(plan), clock=clock) as srv:
+        for (kind, args, req), (rkind, rargs, resp) in zip(blocks[1::2], blocks[2::2]):
+            assert (kind, rkind) == ("request", "response")
+            method, path = args.split()
+            status, _, data = request(srv, method, path, req.encode())
+            assert status == int(rargs), (path, data)
+            assert json.loads(data) == json.loads(resp), path
+            pairs += 1
+    assert pairs == 5

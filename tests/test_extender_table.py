@@ -219,9 +219,9 @@ def test_a_tenant_annotation_that_differs_from_the_plan_adds_its_rules(table):
 
 def test_filter_messages_name_the_reason(table):
     msgs = table.filter(table.target("web", None), ["n1"]).messages
-    assert "powers this node down in slot 0" in msgs[A]
-    assert "workload 'web'" in msgs[NA]
-    assert "tenant 't1' must never share" in msgs[NW]
+    assert msgs[A] == "edgeplace: the plan powers this node down in slot 0 (plan valid until 2026-06-21T10:10:00Z)"
+    assert "latency SLA, node selector or dedicated pool" in msgs[NA]
+    assert "must never share a node" in msgs[NW]
 
 
 def test_prioritize_planned_node_scores_10(table):

@@ -251,10 +251,24 @@ def test_host_priority_list():
 
 
 def test_host_priority_list_uses_precomputed_fragments_and_escapes_the_rest():
-    prefix = [b'{"Host":"n1","Score":']
-    odd = 'we"ird\\\u00e9\ud800'
-    out = json.loads(host_priority_list(["n1", odd], [7, 3], prefix, {"n1": 0}))
+    table_nodes = ["n1", "n2"]
+    host_score = [b'{"Host":"%s","Score":%d}' % (n.encode(), s) for s in range(11) for n in table_nodes]
+    out = json.loads(host_priority_list(["n2", "n1"], [7, 3], host_score, [1, 0]))
+    assert out == [{"Host": "n2", "Score": 7}, {"Host": "n1", "Score": 3}]
+    odd = 'we"ird\\\u00e9\ud800'  # not in the table: encoded on the spot
+    out = json.loads(host_priority_list(["n1", odd], [7, 3], host_score, [0, -1]))
     assert out == [{"Host": "n1", "Score": 7}, {"Host": odd, "Score": 3}]
+
+
+def test_filter_result_from_precomputed_fragments_matches():
+    from k8s.extender.table import EncodedNodes
+
+    encoded = EncodedNodes.build(["n1", "n2", "n3"], MESSAGES)
+    args = parse_extender_args(body(NAMES_ARGS))
+    for codes in ([P, A, NW], [NA, NA, NA], [P, P, P], [A, NW, NA]):
+        fast = filter_result(args, codes, MESSAGES, encoded, [0, 1, 2])
+        assert json.loads(fast) == json.loads(filter_result(args, codes, MESSAGES))
+        assert list(json.loads(fast)) == FILTER_KEYS
 
 
 def test_filter_result_escapes_odd_names():

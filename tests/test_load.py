@@ -196,7 +196,7 @@ FILE_CASES = [
     ("negative-supply", setp("signals[2].values", [0, -1]), "signals[2].values[1]", "outside the plausible range"),
     ("huge-supply", setp("signals[2].values", [0, 1e300]), "signals[2].values[1]", r"outside the plausible range 0\.\.1e\+09 kW"),
     ("dup-signal", appendp("signals", {"signal": "grid_intensity", "region": "DE", "unit": "g/kWh", "values": [1, 2]}),
-     "signals[4]", r"a second grid_intensity signal for region 'DE'; keep one"),
+     "signals[4]", r"a second actual grid_intensity signal for region 'DE'; keep one"),
     ("mixed-kinds", setp("signals[1].intensity_kind", "marginal"), "signals",
      "mix average and marginal factors; use one kind"),
     ("region-without-intensity", delp("signals[1]"), "signals",
@@ -578,3 +578,18 @@ def test_builder_needs_a_site_before_a_node():
 def test_builder_build_raises_input_error_like_a_file():
     with pytest.raises(InputError, match=r"<builder>: 1 problem\(s\)\n  signals: region 'DE' has sites"):
         ScenarioBuilder().slots(1).region("DE").site("a").node("n1").tenant("t").build()
+
+
+def test_forecast_series_are_kept_apart_from_actual():
+    # A forecast for DE in slot 0 differs from the actual; slot-wise the cost model
+    # sees the forecast, the evaluation the actual. Without a forecast both are equal.
+    doc = tiny().build_dict()
+    actual = scenario_from_dict(tiny().build_dict())
+    assert np.array_equal(actual.region_intensity_forecast_g_per_kwh, actual.region_intensity_g_per_kwh)
+    doc["signals"].append({"signal": "grid_intensity", "region": "DE", "unit": "gCO2/kWh",
+                           "values": [100, 50], "series": "forecast"})
+    sc = scenario_from_dict(doc)
+    g = sc.index_of("region", "DE")
+    assert sc.region_intensity_forecast_g_per_kwh[g].tolist() == [100.0, 50.0]
+    assert sc.region_intensity_g_per_kwh[g].tolist() == actual.region_intensity_g_per_kwh[g].tolist()
+    assert np.array_equal(sc.site_renewable_forecast_kw, sc.site_renewable_kw)

@@ -211,7 +211,7 @@ class _Builder:
                 self.bad(f"tenants[{j}].isolation.dedicated_nodes",
                          f"tenant {t.id!r} must run on dedicated nodes but no node has dedicated_to: {t.id}")
 
-        intensity, renewable, background, kind = self._signals(site_region, node_site)
+        intensity, renewable, background, kind, intensity_fc, renewable_fc = self._signals(site_region, node_site)
         user_lat = (user_site_latency_ms(spec) if graph_ok
                     else np.zeros((len(spec.users), S)))
         sites_with_nodes = np.zeros(S, dtype=bool)
@@ -233,6 +233,7 @@ class _Builder:
             node_label_sets=node_labels, site_region=site_region, site_pue=site_pue,
             site_renewable_kw=renewable, site_battery_kwh=site_battery,
             region_intensity_g_per_kwh=intensity, user_site_latency_ms=user_lat,
+            region_intensity_forecast_g_per_kwh=intensity_fc, site_renewable_forecast_kw=renewable_fc,
             tenant_dedicated=tenant_dedicated, tenant_conflicts=conflicts, tenant_quota=quota,
             **w,
         )
@@ -252,7 +253,9 @@ class _Builder:
         tables = {"region": self.region, "site": self.site, "node": self.node}
         arrays = {SignalKind.grid_intensity: intensity, SignalKind.renewable_supply: renewable,
                   SignalKind.background_utilisation: background}
-        seen: set[tuple[str, str]] = set()
+        # Forecasts: NaN = "no forecast given", filled from the actual series below.
+        forecasts = {kind: np.full_like(array, np.nan) for kind, array in arrays.items()}
+        seen: set[tuple[str, str, str]] = set()
         kinds: set[str] = set()
         for i, sig in enumerate(spec.signals):
             path = f"signals[{i}]"
@@ -268,9 +271,9 @@ class _Builder:
                 self.bad(f"{path}.unit", f"unit {sig.unit!r} is not accepted for {sig.signal.value}; use one of {', '.join(units)}")
             if len(sig.values) != T:
                 self.bad(f"{path}.values", f"has {len(sig.values)} values but the horizon has {T} slots; give one value per slot")
-            key = (sig.signal.value, given[target_field])
+            key = (sig.signal.value, given[target_field], sig.series)
             if key in seen:
-                self.bad(path, f"a second {sig.signal.value} signal for {target_field} {given[target_field]!r}; keep one")
+                self.bad(path, f"a second {sig.series} {sig.signal.value} signal for {target_field} {given[target_field]!r}; keep one")
             seen.add(key)
             if idx < 0 or factor is None or len(sig.values) != T:
                 continue
@@ -284,15 +287,18 @@ class _Builder:
                 continue
             if sig.signal is SignalKind.grid_intensity:
                 kinds.add(sig.intensity_kind)
-            arrays[sig.signal][idx] = values
+            (forecasts if sig.series == "forecast" else arrays)[sig.signal][idx] = values
         if len(kinds) > 1:
             self.bad("signals", "grid_intensity signals mix average and marginal factors; use one kind for the whole scenario")
         for g, region in enumerate(spec.regions):
             used = bool((site_region == g).any())
-            if used and np.isnan(intensity[g]).any() and (SignalKind.grid_intensity.value, region.id) not in seen:
+            if used and np.isnan(intensity[g]).any() and (SignalKind.grid_intensity.value, region.id, "actual") not in seen:
                 self.bad("signals", f"region {region.id!r} has sites but no grid_intensity signal; add one with {T} values in gCO2/kWh")
         intensity = np.nan_to_num(intensity, nan=0.0)
-        return intensity, renewable, background, (kinds.pop() if len(kinds) == 1 else "average")
+        forecast = {kind: np.where(np.isnan(forecasts[kind]), arrays[kind] if kind is not SignalKind.grid_intensity else intensity,
+                                   forecasts[kind]) for kind in arrays}
+        return (intensity, renewable, background, (kinds.pop() if len(kinds) == 1 else "average"),
+                forecast[SignalKind.grid_intensity], forecast[SignalKind.renewable_supply])
 
     def _workloads(self, resources, rindex, user_lat, node_capacity) -> dict[str, Any]:
         spec, T = self.spec, self.T

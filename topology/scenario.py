@@ -24,7 +24,9 @@ site_region                    S          grid region index of each site
 site_pue                       S          facility / IT power
 site_renewable_kw              S x T      on-site renewable supply [kW]
 site_battery_kwh               S          battery capacity [kWh]
-region_intensity_g_per_kwh     G x T      grid carbon intensity [gCO2e/kWh]
+region_intensity_g_per_kwh     G x T      grid carbon intensity, actual [gCO2e/kWh]
+region_intensity_forecast_...  G x T      the same as planning sees it (forecast)
+site_renewable_forecast_kw     S x T      renewable supply as planning sees it [kW]
 user_site_latency_ms           U x S      one-way user-to-site latency [ms]
 workload_tenant                W          tenant index
 workload_replicas              W          replica count
@@ -45,6 +47,11 @@ tenant_quota                   M x K      summed-request bound, inf = none
 =============================  =========  =======================================
 
 A non-deferrable workload runs in every slot: earliest 0, duration T.
+
+Actual and forecast signals are kept apart: `policies.evaluate` measures a
+placement against the actual series (what happened), the cost model prices
+with the forecast series (what a planner could know). Without forecast
+signals in the file the two are equal.
 """
 
 from __future__ import annotations
@@ -91,6 +98,8 @@ class Scenario:
     site_battery_kwh: np.ndarray
     region_intensity_g_per_kwh: np.ndarray
     user_site_latency_ms: np.ndarray
+    region_intensity_forecast_g_per_kwh: np.ndarray
+    site_renewable_forecast_kw: np.ndarray
 
     workload_tenant: np.ndarray
     workload_replicas: np.ndarray
@@ -181,21 +190,20 @@ class Scenario:
         return lat <= self.workload_sla_ms[:, None] + 1e-9
 
     @cached_property
-    def workload_node_eligible(self) -> np.ndarray:
-        """W x N: the node may host the workload under every static rule.
+    def workload_node_allowed(self) -> np.ndarray:
+        """W x N: the node may host the workload, latency aside.
 
-        Static rules: latency SLA, node selector, dedicated pools (both ways),
-        and a replica fitting the node's capacity at all. Co-location
-        (never_with) and summed capacity depend on the placement and are not
-        in here.
+        Rules: node selector, dedicated pools (both ways), and one replica
+        fitting the node's capacity at all. The Kubernetes-like baselines use
+        this (they know nothing of SLAs); `workload_node_eligible` adds the SLA.
         """
-        ok = self.workload_node_sla_ok.copy()
-        ok &= (self.workload_requests[:, None, :] <= self.node_capacity[None, :, :]).all(axis=2)
+        ok = (self.workload_requests[:, None, :] <= self.node_capacity[None, :, :]).all(axis=2)
         tenant = self.workload_tenant
         owner = self.node_dedicated_tenant
         # A dedicated node hosts only its owner; a dedicated tenant only its own nodes.
         ok &= (owner[None, :] < 0) | (owner[None, :] == tenant[:, None])
-        ok[self.tenant_dedicated[tenant]] &= (owner[None, :] == tenant[self.tenant_dedicated[tenant], None])
+        dedicated = self.tenant_dedicated[tenant]
+        ok[dedicated] &= owner[None, :] == tenant[dedicated, None]
         by_selector: dict[frozenset, list[int]] = {}
         for w, selector in enumerate(self.workload_selector):
             if selector:
@@ -204,3 +212,10 @@ class Scenario:
             match = np.fromiter((selector <= labels for labels in self.node_label_sets), bool, self.n_nodes)
             ok[rows] &= match[None, :]
         return ok
+
+    @cached_property
+    def workload_node_eligible(self) -> np.ndarray:
+        """W x N: the node may host the workload under every static rule:
+        `workload_node_allowed` and the latency SLA. Co-location (never_with)
+        and summed capacity depend on the placement and are not in here."""
+        return self.workload_node_allowed & self.workload_node_sla_ok

@@ -288,6 +288,10 @@ class Signal(_Model):
     intensity_kind: Literal["average", "marginal"] = Field(
         "average", description="Grid intensity only: location-based average or marginal emission factor."
     )
+    series: Literal["actual", "forecast"] = Field(
+        "actual", description="actual: what happens (evaluation uses it); forecast: what planning sees "
+                              "(defaults to the actual series when absent)."
+    )
 
 
 class ScenarioSpec(_Model):

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import gc
 import hmac
 import logging
 import os
@@ -359,6 +360,7 @@ class ExtenderServer:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._timers: list[asyncio.TimerHandle] = []
         self._last_error_log = 0.0
+        self._last_load_error: tuple[str, float] = ("", 0.0)
 
     # -- table ---------------------------------------------------------------------
     @property
@@ -384,7 +386,12 @@ class ExtenderServer:
         try:
             table = self._source.load_if_changed()
         except (PlanError, OSError) as exc:
-            log.warning("extender: plan not loaded, keeping the previous one: %s", exc)
+            # A source that keeps failing (API server down) is logged when the error changes
+            # or once a minute, not on every poll; the metric counts every failure.
+            now, text = time.monotonic(), str(exc)
+            if text != self._last_load_error[0] or now - self._last_load_error[1] > 60.0:
+                self._last_load_error = (text, now)
+                log.warning("extender: plan not loaded, keeping the previous one: %s", exc)
             self.metrics.plan_load(False)
             return False
         except Exception:
@@ -563,11 +570,12 @@ class ExtenderServer:
             if target is not None:
                 if verb == "filter":
                     decision = table.filter(target, args.node_names)
-                    payload = wire.filter_result(args, decision.codes, decision.messages)
+                    payload = wire.filter_result(args, decision.codes, decision.messages, table.encoded,
+                                                 decision.columns)
                 elif verb == "prioritize":
                     decision = table.prioritize(target, args.node_names, args.pod.cpu_cores())
-                    payload = wire.host_priority_list(args.node_names, decision.scores, table.host_prefix,
-                                                      table.node_index)
+                    payload = wire.host_priority_list(args.node_names, decision.scores, table.host_score,
+                                                      decision.columns)
                     self.metrics.avoided(decision.avoided_g_per_h)
                 else:
                     keep = table.preempt_keep(target, list(args.victims))
@@ -630,6 +638,21 @@ def load_token(token_file: str | os.PathLike | None = None, env_var: str = "EDGE
     return os.environ.get(env_var) or None
 
 
+def freeze_heap() -> None:
+    """Collect once, then exempt every object alive now from the cyclic garbage collector.
+
+    For a process that serves the extender: imported modules and the loaded
+    table are never garbage, but a full collection re-scans all of them, and
+    with numpy/pandas loaded that pass takes tens of milliseconds, landing in
+    the middle of some request (it was the whole p99 tail in
+    bench/bench_extender.py). Process-wide (`gc.freeze`), so it is the
+    caller's choice: `main()` makes it after start-up; a host process that
+    embeds `ExtenderServer` may too.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m k8s.extender.server --plan plan.json [--port 8888] ...`: serve until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m k8s.extender.server", description=main.__doc__)
@@ -661,12 +684,14 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, ssl.SSLError) as exc:
         print(f"edgeplace extender: {exc}", file=sys.stderr)
         return 2
+    freeze_heap()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     log.info("extender: serving on %s", server.url)
     done.wait()
     server.stop()
+    log.info("extender: stopped")
     return 0
 
 

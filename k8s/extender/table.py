@@ -80,6 +80,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import IntEnum
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -274,6 +275,20 @@ def build_plan_document(scenario: Scenario, placement: Placement, slot: int = 0,
 
 
 @dataclass(frozen=True)
+class EncodedNodes:
+    """JSON fragments of node names for the filter answer, per table column."""
+
+    names: list[bytes]  # '"n1"'
+    failed: dict[int, list[bytes]]  # Outcome -> '"n1":"<reason>"'
+
+    @classmethod
+    def build(cls, node_ids: list[str], messages: dict[int, str]) -> "EncodedNodes":
+        names = [json.dumps(n).encode() for n in node_ids]
+        failed = {code: [n + b":" + json.dumps(text).encode() for n in names] for code, text in messages.items()}
+        return cls(names, failed)
+
+
+@dataclass(frozen=True)
 class Target:
     """What a pod is for the table: the rows of outcomes and scores that apply to it."""
 
@@ -281,7 +296,7 @@ class Target:
     codes: np.ndarray  # N int8, Outcome per node
     scores: np.ndarray  # N int8, 0..10 for powered nodes
     wake_scores: np.ndarray  # N int8, 0..9 for asleep allowed nodes
-    used_cores_per_core: float  # busy cores per requested core (cpu_usage_fraction)
+    usage_fraction: float  # busy cores per requested core (cpu_usage_fraction)
     planned_cores: float  # requested cores of one replica in the plan, 0 = unknown
     workload: str | None
     tenant: str
@@ -292,6 +307,7 @@ class FilterDecision:
     codes: list[int]  # Outcome per candidate, in request order
     messages: dict[int, str]  # Outcome -> reason text for FailedNodes maps
     reason: str
+    columns: list[int]  # table column of each candidate, -1 = not in the plan
 
 
 @dataclass(frozen=True)
@@ -299,6 +315,7 @@ class PrioritizeDecision:
     scores: list[int]  # 0..10 per candidate, in request order
     reason: str
     avoided_g_per_h: float  # estimate, see DecisionTable.prioritize
+    columns: list[int]  # table column of each candidate, -1 = not in the plan
 
 
 class DecisionTable:
@@ -337,8 +354,13 @@ class DecisionTable:
         self.tenant_codes = tenant_codes
         self.tenant_scores = tenant_scores
         self.tenant_wake = tenant_wake
-        # JSON fragments of the prioritize answer, built once: '{"Host":"n1","Score":'.
-        self.host_prefix = [b'{"Host":' + json.dumps(n).encode() + b',"Score":' for n in node_ids]
+        # JSON fragments of the answers, built once per plan: '{"Host":"n1","Score":' for
+        # prioritize (per score), '"n1"' and '"n1":"<reason>"' per outcome for filter.
+        # host_score[s * N + i] = '{"Host":"<node i>","Score":s}' for s in 0..10.
+        prefix = [b'{"Host":' + json.dumps(n).encode() + b',"Score":' for n in node_ids]
+        self.host_score = [p + b"%d}" % score for score in range(MAX_EXTENDER_PRIORITY + 1) for p in prefix]
+        self.messages = self._messages()
+        self.encoded = EncodedNodes.build(node_ids, self.messages)
 
     # -- loading --------------------------------------------------------------
     @classmethod
@@ -396,8 +418,7 @@ class DecisionTable:
                       workload, tid)
 
     def _columns(self, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        get = self.node_index.get
-        idx = np.fromiter((get(n, -1) for n in names), dtype=np.int64, count=len(names))
+        idx = np.array(list(map(self.node_index.get, names, repeat(-1, len(names)))), dtype=np.int64)
         return idx, idx >= 0
 
     def filter(self, target: Target, names: list[str]) -> FilterDecision:
@@ -409,15 +430,17 @@ class DecisionTable:
         if codes.size and not (codes == Outcome.PASS).any() and (codes == Outcome.ASLEEP).any():
             codes[codes == Outcome.ASLEEP] = Outcome.PASS  # soft rule: wake a node rather than leave the pod pending
             reason = "wake"
-        return FilterDecision(codes.tolist(), self.messages(target), reason)
+        return FilterDecision(codes.tolist(), self.messages, reason, idx.tolist())
 
-    def messages(self, target: Target) -> dict[int, str]:
-        whom = f"workload {target.workload!r}" if target.reason == "plan" else f"tenant {target.tenant!r}"
+    def _messages(self) -> dict[int, str]:
+        """Reason text per outcome, for the FailedNodes maps (fixed per plan, so the
+        answers' JSON fragments can be built once; kube-scheduler's FailedScheduling
+        event counts nodes per distinct text)."""
         return {
             Outcome.ASLEEP: f"edgeplace: the plan powers this node down in slot {self.slot} "
                             f"(plan valid until {_iso(self.valid_until)})",
-            Outcome.NOT_ALLOWED: f"edgeplace: node not allowed for {whom} (latency SLA, node selector or dedicated pool)",
-            Outcome.NEVER_WITH: f"edgeplace: node hosts a tenant that tenant {target.tenant!r} must never share a node with",
+            Outcome.NOT_ALLOWED: "edgeplace: not an allowed node for this pod (latency SLA, node selector or dedicated pool)",
+            Outcome.NEVER_WITH: "edgeplace: node hosts a tenant that this pod's tenant must never share a node with",
         }
 
     def prioritize(self, target: Target, names: list[str], pod_cores: float | None) -> PrioritizeDecision:
@@ -448,8 +471,8 @@ class DecisionTable:
         if reason != "wake" and cores > 0 and ok.sum() >= 2:
             g = self.node_score_g[idx[ok]]
             s = scores[ok]
-            avoided = float(g.mean() - g[s == s.max()].mean()) * cores * target.used_cores_per_core
-        return PrioritizeDecision(scores.tolist(), reason, avoided)
+            avoided = float(g.mean() - g[s == s.max()].mean()) * cores * target.usage_fraction
+        return PrioritizeDecision(scores.tolist(), reason, avoided, idx.tolist())
 
     def preempt_keep(self, target: Target, names: list[str]) -> list[bool]:
         """Per candidate node of a preemption: False where evicting cannot help the pod

@@ -29,7 +29,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable
+from itertools import compress
+from typing import Any, Iterable, Sequence
+
+import numpy as np
 
 from k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, Outcome
 
@@ -160,9 +163,9 @@ def parse_extender_args(body: bytes) -> ExtenderArgs:
     if names_raw is not None:
         if not isinstance(names_raw, list):
             raise WireError("NodeNames", f"must be an array of strings (got {_kind(names_raw)})")
-        for i, n in enumerate(names_raw):
-            if not isinstance(n, str):
-                raise WireError(f"NodeNames[{i}]", f"must be a string (got {_kind(n)})")
+        if not set(map(type, names_raw)) <= {str}:  # one C-level pass; find the culprit only on failure
+            i = next(i for i, n in enumerate(names_raw) if type(n) is not str)
+            raise WireError(f"NodeNames[{i}]", f"must be a string (got {_kind(names_raw[i])})")
         return ExtenderArgs(pod, names_raw, None)
     nodes = _obj(nodes_raw, "Nodes")
     items = nodes.get("items")
@@ -271,7 +274,6 @@ def pod_cpu_cores(pod: dict) -> float | None:
 
 # ensure_ascii: a name holding a lone surrogate ("\ud800" is valid JSON) still encodes.
 _DUMPS = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
-_SCORE_SUFFIX = [b"%d}" % s for s in range(11)]
 
 
 def error_body(message: str) -> bytes:
@@ -279,59 +281,80 @@ def error_body(message: str) -> bytes:
     return _DUMPS({"Error": message}).encode()
 
 
-def _failed_maps(names: list[str], codes: list[int], messages: dict[int, str]) -> tuple[bytes, bytes]:
-    encoded = {code: _DUMPS(text).encode() for code, text in messages.items()}
-    failed, unresolvable = [], []
-    for name, code in zip(names, codes):
-        if code == Outcome.ASLEEP:
-            failed.append(_DUMPS(name).encode() + b":" + encoded[code])
-        elif code:
-            unresolvable.append(_DUMPS(name).encode() + b":" + encoded[code])
-    return b"{" + b",".join(failed) + b"}", b"{" + b",".join(unresolvable) + b"}"
-
-
-def filter_result(args: ExtenderArgs, codes: list[int] | None = None, messages: dict[int, str] | None = None) -> bytes:
+def filter_result(args: ExtenderArgs, codes: Sequence[int] | None = None,
+                  messages: dict[int, str] | None = None, encoded: Any = None,
+                  columns: Sequence[int] | None = None) -> bytes:
     """ExtenderFilterResult for `args`; `codes` (Outcome per candidate) None = every node passes.
 
     The passing nodes go back in the form the request used: ``NodeNames``
     (names) for a nodeCacheCapable request, ``Nodes`` (the Node objects,
     unchanged) otherwise; the other field is null, as Go's encoder writes it.
+    ``FailedNodes`` holds the asleep nodes (preemption could help elsewhere),
+    ``FailedAndUnresolvableNodes`` the ones no eviction makes usable.
+
+    `encoded` (`k8s.extender.table.EncodedNodes`) and `columns` (table column
+    per candidate) let a NodeNames answer be joined from precomputed JSON
+    fragments; the result is the same bytes' meaning either way.
     """
     names = args.node_names
+    if (codes is not None and encoded is not None and columns is not None and args.nodes is None
+            and (not len(columns) or min(columns) >= 0)):
+        return _filter_result_fragments(codes, columns, encoded)
+    failed: dict[str, str] = {}
+    unresolvable: dict[str, str] = {}
     if codes is None:
-        failed = unresolvable = b"{}"
         keep = None
     else:
-        failed, unresolvable = _failed_maps(names, codes, messages or {})
-        keep = [c == Outcome.PASS for c in codes]
+        c = np.asarray(codes, dtype=np.int8)
+        keep = (c == Outcome.PASS).tolist()
+        messages = messages or {}
+        # One message per outcome: dict.fromkeys builds each map without a Python loop.
+        failed = dict.fromkeys(compress(names, (c == Outcome.ASLEEP).tolist()), messages.get(Outcome.ASLEEP, ""))
+        unresolvable = dict.fromkeys(compress(names, (c == Outcome.NOT_ALLOWED).tolist()),
+                                     messages.get(Outcome.NOT_ALLOWED, ""))
+        unresolvable.update(dict.fromkeys(compress(names, (c == Outcome.NEVER_WITH).tolist()),
+                                          messages.get(Outcome.NEVER_WITH, "")))
     if args.nodes is None:
-        passing = names if keep is None else [n for n, k in zip(names, keep) if k]
-        head = b'{"Nodes":null,"NodeNames":' + _DUMPS(passing).encode()
+        result = {"Nodes": None, "NodeNames": names if keep is None else list(compress(names, keep))}
     else:
         items = args.nodes.get("items") or []
-        passing_items = items if keep is None else [n for n, k in zip(items, keep) if k]
         node_list = dict(args.nodes)
-        node_list["items"] = passing_items
-        head = b'{"Nodes":' + _DUMPS(node_list).encode() + b',"NodeNames":null'
-    return head + b',"FailedNodes":' + failed + b',"FailedAndUnresolvableNodes":' + unresolvable + b',"Error":""}'
+        node_list["items"] = items if keep is None else list(compress(items, keep))
+        result = {"Nodes": node_list, "NodeNames": None}
+    result.update(FailedNodes=failed, FailedAndUnresolvableNodes=unresolvable, Error="")
+    return _DUMPS(result).encode()
 
 
-def host_priority_list(names: list[str], scores: Iterable[int] | None = None,
-                       host_prefix: list[bytes] | None = None, node_index: dict[str, int] | None = None) -> bytes:
+def _filter_result_fragments(codes: Sequence[int], columns: Sequence[int], encoded: Any) -> bytes:
+    c = np.asarray(codes, dtype=np.int8)
+    cols = np.asarray(columns, dtype=np.int64)
+
+    def join(fragments: list[bytes], mask: np.ndarray) -> bytes:
+        return b",".join(map(fragments.__getitem__, cols[mask].tolist()))
+
+    unresolvable = [part for part in (join(encoded.failed[Outcome.NOT_ALLOWED], c == Outcome.NOT_ALLOWED),
+                                      join(encoded.failed[Outcome.NEVER_WITH], c == Outcome.NEVER_WITH)) if part]
+    return (b'{"Nodes":null,"NodeNames":[' + join(encoded.names, c == Outcome.PASS)
+            + b'],"FailedNodes":{' + join(encoded.failed[Outcome.ASLEEP], c == Outcome.ASLEEP)
+            + b'},"FailedAndUnresolvableNodes":{' + b",".join(unresolvable) + b'},"Error":""}')
+
+
+def host_priority_list(names: list[str], scores: Sequence[int] | None = None,
+                       host_score: list[bytes] | None = None, columns: Sequence[int] | None = None) -> bytes:
     """HostPriorityList ``[{"Host": name, "Score": 0..10}, ...]``; `scores` None = all 0 (neutral).
 
-    `host_prefix`/`node_index` (from the decision table) are precomputed
-    ``{"Host":"name","Score":`` fragments, so known names are not re-encoded.
+    `host_score` (from the decision table) holds the precomputed fragment
+    ``{"Host":"<node i>","Score":s}`` at ``s x N + i`` for the table's N
+    nodes, and `columns` the column of each name (-1 = not in the table), so
+    known names are not encoded again.
     """
     if scores is None:
-        scores = [0] * len(names)
-    parts = []
-    get = node_index.get if node_index is not None else None
-    for name, score in zip(names, scores):
-        i = get(name) if get is not None else None
-        prefix = host_prefix[i] if i is not None else b'{"Host":' + _DUMPS(name).encode() + b',"Score":'
-        parts.append(prefix + _SCORE_SUFFIX[score])
-    return b"[" + b",".join(parts) + b"]"
+        return _DUMPS([{"Host": n, "Score": 0} for n in names]).encode()
+    if host_score is None or columns is None or (len(columns) and min(columns) < 0):
+        return _DUMPS([{"Host": n, "Score": int(s)} for n, s in zip(names, scores)]).encode()
+    n_nodes = len(host_score) // 11
+    flat = (np.asarray(scores, dtype=np.int64) * n_nodes + np.asarray(columns, dtype=np.int64)).tolist()
+    return b"[" + b",".join(map(host_score.__getitem__, flat)) + b"]"
 
 
 def preemption_result(victims: dict[str, dict], keep: Iterable[bool] | None = None) -> bytes:

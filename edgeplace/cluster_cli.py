@@ -1,0 +1,321 @@
+"""The cluster commands: `edgeplace import --from-cluster` and `edgeplace serve`.
+
+`add_commands(sub)` adds both to the `edgeplace` parser's subparsers and
+returns their handlers by name (the caller merges them into its command
+table). Handlers follow `edgeplace.cli`'s exit codes: 0 ok, 2 usage error,
+3 invalid input (`topology.InputError`: a bad kubeconfig, site config or
+cluster object, an unreachable API server), 70 internal error.
+
+    edgeplace import --from-cluster [--kubeconfig F] [--context C] [--site-config F] -o scenario.yaml
+    edgeplace serve [--extender] [--planner] [--port 8888] [--plan-file F | --configmap NS/NAME]
+                    [--token-file F] [--tls-cert F --tls-key F] [--site-config F] ...
+
+`serve` runs the extender and the planner together unless one of
+`--extender` / `--planner` is given; docs/KUBERNETES.md describes both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def _cluster_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("cluster connection")
+    g.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    g.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current context)")
+    g.add_argument("--in-cluster", action="store_true",
+                   help="use the pod's service account (default when running in a pod without --kubeconfig)")
+
+
+def _positive(kind: type) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _nonneg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _ns_name(text: str) -> tuple[str, str]:
+    ns, sep, name = text.partition("/")
+    if not sep or not ns or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
+    return ns, name
+
+
+def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
+    """Add `import` and `serve` to `sub` (an argparse subparsers object); return their handlers."""
+    p = sub.add_parser("import", help="write a scenario from a live Kubernetes cluster",
+                       description="Map the cluster's Nodes, namespaces, Deployments, StatefulSets and Jobs to a "
+                                   "scenario (docs/KUBERNETES.md lists the labels and annotations read) and write it.")
+    p.add_argument("--from-cluster", action="store_true", required=True,
+                   help="read the cluster of the kubeconfig (the only source for now)")
+    _cluster_args(p)
+    p.add_argument("--site-config", metavar="FILE",
+                   help="YAML with what the cluster does not know: grid intensity per region, sites, links, users, tenants")
+    p.add_argument("--exclude-namespace", action="append", metavar="NS",
+                   help="namespace whose workloads are not planned (repeatable; default: kube-system, kube-public, "
+                        "kube-node-lease, edgeplace-system)")
+    p.add_argument("-o", "--output", metavar="FILE", required=True, help="scenario file to write (YAML; .json for JSON)")
+    p.add_argument("--quiet", action="store_true", help="no summary or warnings on standard error")
+
+    p = sub.add_parser("serve", help="run the scheduler extender and the planner",
+                       description="Run the kube-scheduler extender and the planner loop (both unless --extender or "
+                                   "--planner picks one) until SIGINT or SIGTERM.")
+    p.add_argument("--extender", action="store_true", help="run the extender (HTTP)")
+    p.add_argument("--planner", action="store_true", help="run the planner loop")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--plan-file", metavar="FILE", help="plan document file: the planner writes it, the extender reads it")
+    where.add_argument("--configmap", metavar="NS/NAME", type=_ns_name,
+                       help="plan ConfigMap (default: edgeplace-system/edgeplace-plan)")
+    p.add_argument("--configmap-key", default="plan.json", metavar="KEY", help="key of the plan in the ConfigMap")
+    g = p.add_argument_group("extender")
+    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    g.add_argument("--port", type=int, default=8888, help="port (default 8888)")
+    g.add_argument("--poll-interval", type=_positive(float), default=2.0, metavar="S",
+                   help="seconds between checks of the plan source (default 2)")
+    g.add_argument("--token-file", metavar="FILE",
+                   help="require this bearer token on the verbs and /metrics (default: $EDGEPLACE_EXTENDER_TOKEN, else none)")
+    g.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    g.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
+    g.add_argument("--client-ca", metavar="FILE", help="require client certificates signed by this CA")
+    g.add_argument("--unannotated", choices=("neutral", "namespace"), default="neutral",
+                   help="pods without edgeplace annotations: neutral answers, or their namespace's tenant rules")
+    g.add_argument("--path-prefix", default="", help="prefix of the verb paths, e.g. /edgeplace")
+    g = p.add_argument_group("planner")
+    _cluster_args(p)
+    g.add_argument("--site-config", metavar="FILE", help="site config (see `edgeplace import`)")
+    g.add_argument("--period", type=_positive(float), default=300.0, metavar="S", help="plan at least every S seconds (default 300)")
+    g.add_argument("--debounce", type=_nonneg, default=5.0, metavar="S",
+                   help="after a change, wait until S seconds pass without one (default 5)")
+    g.add_argument("--max-delay", type=_nonneg, default=30.0, metavar="S",
+                   help="but plan at most S seconds after the first change (default 30)")
+    g.add_argument("--solver", choices=("cpsat", "milp", "greedy"), default="cpsat", help="solver (default cpsat)")
+    g.add_argument("--time-limit", type=_positive(float), default=20.0, metavar="S", help="solver time limit (default 20)")
+    g.add_argument("--migration-g-per-replica", type=_nonneg, default=0.0, metavar="G",
+                   help="penalty [gCO2e] for planning a running replica onto another node (default 0)")
+    g.add_argument("--valid-for", type=_positive(float), default=900.0, metavar="S",
+                   help="a plan is valid this long without a newer one; then the extender fails open (default 900)")
+    g.add_argument("--power-down-action", choices=("none", "taint", "cordon"), default="none",
+                   help="what to do to nodes the plan powers down (default none; never evicts)")
+    g.add_argument("--no-release-gates", action="store_true", help="do not remove edgeplace.io/deferred gates")
+    g.add_argument("--no-leader-elect", action="store_true", help="plan without a Lease (a single replica only)")
+    g.add_argument("--lease", type=_ns_name, metavar="NS/NAME", help="leader Lease (default: <plan namespace>/edgeplace-planner)")
+    g.add_argument("--identity", help="leader identity (default: hostname + random suffix)")
+    g.add_argument("--once", action="store_true", help="planner: plan one round, print its outcome and exit")
+    return {"import": cmd_import, "serve": cmd_serve}
+
+
+# ---------------------------------------------------------------------------
+# Connecting
+
+
+def connect(kubeconfig: str | None = None, context: str | None = None, in_cluster: bool = False):
+    """A `kubernetes.client.ApiClient`; `InputError` naming the kubeconfig when it cannot be loaded."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    from topology.errors import InputError, Problem
+
+    auto_in_cluster = (not kubeconfig and not os.environ.get("KUBECONFIG")
+                       and os.environ.get("KUBERNETES_SERVICE_HOST")
+                       and not Path("~/.kube/config").expanduser().exists())
+    if in_cluster or auto_in_cluster:
+        try:
+            config.load_incluster_config()
+        except ConfigException as exc:
+            raise InputError("in-cluster config", [Problem("", f"{exc}; run inside a pod or pass --kubeconfig")]) from None
+        return client.ApiClient()
+    source = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+    try:
+        return config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (ConfigException, OSError, TypeError, ValueError) as exc:
+        where = f"context {context!r}" if context else ""
+        raise InputError(source, [Problem(where, f"cannot load the kubeconfig: {exc}")]) from None
+
+
+def read_cluster_or_explain(api_client):
+    """`k8s.mapping.read_cluster`, with API and connection failures as one `InputError`."""
+    from kubernetes.client.exceptions import ApiException
+
+    from k8s.mapping import read_cluster
+    from topology.errors import InputError, Problem
+
+    server = getattr(api_client.configuration, "host", "the API server")
+    try:
+        return read_cluster(api_client)
+    except ApiException as exc:
+        hint = (" (the identity lacks list permission: see the ClusterRole in deploy/helm/edgeplace)"
+                if exc.status in (401, 403) else "")
+        raise InputError(server, [Problem(f"HTTP {exc.status}", f"{exc.reason}{hint}")]) from None
+    except Exception as exc:  # urllib3 connection errors: the kubeconfig points somewhere unreachable
+        if type(exc).__module__.startswith(("urllib3", "ssl", "socket")) or isinstance(exc, OSError):
+            raise InputError(server, [Problem("", f"cannot reach the API server: {type(exc).__name__}: {exc}")]) from None
+        raise
+
+
+def _usage(message: str) -> int:
+    print(f"edgeplace: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# ---------------------------------------------------------------------------
+# import
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import json
+
+    import yaml
+
+    from k8s.mapping import MappingOptions, load_site_config, map_cluster, summary
+    from topology.io import atomic_write_text
+
+    config = load_site_config(args.site_config)
+    api = connect(args.kubeconfig, args.context, args.in_cluster)
+    objects = read_cluster_or_explain(api)
+    options = MappingOptions(exclude_namespaces=tuple(args.exclude_namespace) if args.exclude_namespace else None)
+    mapped = map_cluster(objects, config, options, source=f"cluster {api.configuration.host}")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if Path(args.output).suffix.lower() == ".json":
+        text = json.dumps(mapped.document, indent=1) + "\n"
+    else:
+        notes = "".join(f"#   {w}\n" for w in mapped.warnings) or "#   none\n"
+        text = (f"# Written by `edgeplace import --from-cluster` at {stamp} from {api.configuration.host}.\n"
+                f"# Warnings:\n{notes}"
+                + yaml.safe_dump(mapped.document, sort_keys=False, allow_unicode=True, width=120))
+    atomic_write_text(args.output, text)
+    if not args.quiet:
+        counts = summary(mapped)
+        print(f"edgeplace: wrote {args.output}: " + ", ".join(f"{k}={v}" for k, v in counts.items()), file=sys.stderr)
+        for name, why in sorted(mapped.excluded_nodes.items()):
+            print(f"  excluded node {name}: {why}", file=sys.stderr)
+        for w in mapped.warnings:
+            print(f"  warning: {w}", file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# serve
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from k8s.extender.server import ExtenderServer, load_token, make_ssl_context
+    from k8s.extender.table import PlanFile
+    from k8s.leader import LeaderElector
+    from k8s.mapping import load_site_config
+    from k8s.planner import Planner, PlannerOptions
+    from k8s.publish import DEFAULT_NAME, DEFAULT_NAMESPACE, ConfigMapPlanPublisher, ConfigMapPlanSource, FilePlanPublisher
+    from optimizer.solve import SolveOptions
+    from policies.costs import Objective
+
+    run_extender = args.extender or not args.planner
+    run_planner = args.planner or not args.extender
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return _usage("--tls-cert and --tls-key go together")
+    if args.client_ca and not args.tls_cert:
+        return _usage("--client-ca needs --tls-cert and --tls-key")
+    if args.once and not run_planner:
+        return _usage("--once is a planner option; drop --extender or add --planner")
+    if args.once and run_extender and not args.planner:
+        run_extender = False  # `serve --once`: one planner round only
+    if not 0 < args.port < 65536:
+        return _usage(f"--port must be 1..65535 (got {args.port})")
+    if args.debounce > args.max_delay:
+        return _usage(f"--debounce ({args.debounce:g}) must be <= --max-delay ({args.max_delay:g})")
+    namespace, name = args.configmap or (DEFAULT_NAMESPACE, DEFAULT_NAME)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log = logging.getLogger("edgeplace.serve")
+
+    api = None
+    if run_planner or (run_extender and not args.plan_file):
+        api = connect(args.kubeconfig, args.context, args.in_cluster)
+
+    server = None
+    if run_extender:
+        try:
+            context = make_ssl_context(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
+            token = load_token(args.token_file)
+        except (OSError, ValueError) as exc:
+            from topology.errors import InputError, Problem
+
+            raise InputError(args.token_file or args.tls_cert or "TLS/token", [Problem("", str(exc))]) from None
+        source = (PlanFile(args.plan_file, args.poll_interval) if args.plan_file
+                  else ConfigMapPlanSource(api, namespace, name, args.configmap_key, args.poll_interval))
+        server = ExtenderServer(source, args.host, args.port, token=token, ssl_context=context,
+                                unannotated=args.unannotated, path_prefix=args.path_prefix)
+
+    planner = elector = None
+    if run_planner:
+        config = load_site_config(args.site_config)
+        publisher = (FilePlanPublisher(args.plan_file) if args.plan_file
+                     else ConfigMapPlanPublisher(api, namespace, name, args.configmap_key))
+        if not args.no_leader_elect and not args.once:
+            lease_ns, lease_name = args.lease or (namespace, "edgeplace-planner")
+            elector = LeaderElector(api, lease_ns, lease_name, identity=args.identity)
+        options = PlannerOptions(
+            period_s=args.period, debounce_s=args.debounce, max_delay_s=args.max_delay,
+            solve=SolveOptions(solver=args.solver, time_limit_s=args.time_limit, bound_time_limit_s=0.0,
+                               objective=Objective(migration_g_per_replica=args.migration_g_per_replica)),
+            valid_for_s=args.valid_for, power_down_action=args.power_down_action,
+            release_gates=not args.no_release_gates)
+        planner = Planner(api, publisher, config, options, elector)
+
+    if args.once:
+        result = planner.plan_once()
+        print(f"planner: {result.outcome} in {result.seconds:.2f} s: {result.detail}")
+        for w in result.warnings:
+            print(f"  warning: {w}")
+        return EXIT_OK if result.outcome in ("published", "unchanged", "superseded") else 1
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    threads = []
+    try:
+        if server is not None:
+            server.start()
+            log.info("extender serving on %s", server.url)
+        if elector is not None:
+            t = threading.Thread(target=elector.run, args=(stop,), name="edgeplace-leader", daemon=True)
+            t.start()
+            threads.append(t)
+        if planner is not None:
+            t = threading.Thread(target=planner.run, args=(stop,), name="edgeplace-planner", daemon=True)
+            t.start()
+            threads.append(t)
+        stop.wait()
+    except OSError as exc:  # e.g. the port is taken
+        from topology.errors import InputError, Problem
+
+        raise InputError(f"{args.host}:{args.port}", [Problem("", f"cannot listen: {exc}")]) from None
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+        if server is not None:
+            server.stop()
+    return EXIT_OK

@@ -1,0 +1,243 @@
+"""Slots, aligned signal series, and writing them into a scenario document.
+
+`SlotGrid` is a scenario's horizon as half-open UTC intervals. `SignalSeries`
+is one signal resampled onto such a grid, in the canonical unit of its kind
+(gCO2/kWh, kW, fraction: the first unit of `topology.load.SIGNAL_UNITS`),
+tagged with what it is for: `series` actual (evaluation) or forecast
+(planning), and for grid intensity `intensity_kind` average or marginal.
+Every source in this package (files, pvlib, services, Prometheus,
+forecasters) produces `SignalSeries`; `apply_signals` puts them into a
+scenario document and `write_scenario` checks the result as a whole before
+writing it atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable, Literal
+
+import numpy as np
+import yaml
+
+from topology.errors import InputError, Problem
+from topology.io import atomic_write_text
+from topology.load import SIGNAL_TARGET, SIGNAL_UNITS, scenario_from_dict
+from topology.scenario import Scenario
+from topology.spec import Horizon, SignalKind
+
+Series = Literal["actual", "forecast"]
+IntensityKind = Literal["average", "marginal"]
+
+
+def canonical_unit(kind: SignalKind) -> str:
+    """The unit aligned values are in: gCO2/kWh, kW or fraction."""
+    return next(iter(SIGNAL_UNITS[kind]))
+
+
+@dataclass(frozen=True)
+class SlotGrid:
+    """`slots` half-open intervals of `slot_minutes` from `start` (UTC, aware)."""
+
+    start: datetime
+    slots: int
+    slot_minutes: int
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None:
+            raise ValueError("SlotGrid.start must be time-zone aware")
+        if self.slots < 1 or self.slot_minutes < 1:
+            raise ValueError("a SlotGrid needs at least one slot of at least one minute")
+        object.__setattr__(self, "start", self.start.astimezone(timezone.utc))
+
+    @classmethod
+    def from_horizon(cls, horizon: Horizon) -> "SlotGrid":
+        return cls(horizon.start, horizon.slots, horizon.slot_minutes)
+
+    @property
+    def slot_seconds(self) -> float:
+        return self.slot_minutes * 60.0
+
+    @property
+    def slot_hours(self) -> float:
+        return self.slot_minutes / 60.0
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(minutes=self.slots * self.slot_minutes)
+
+    @property
+    def start_s(self) -> float:
+        """Start as seconds since the Unix epoch."""
+        return self.start.timestamp()
+
+    def edges_s(self) -> np.ndarray:
+        """The T+1 slot edges as seconds since the Unix epoch."""
+        return self.start_s + np.arange(self.slots + 1, dtype=float) * self.slot_seconds
+
+    def slots_per_day(self) -> int | None:
+        """Slots in 24 h, or None when a slot does not divide a day."""
+        return 1440 // self.slot_minutes if 1440 % self.slot_minutes == 0 else None
+
+    def before(self, slots: int) -> "SlotGrid":
+        """The `slots` slots that end where this grid starts (history for a forecast)."""
+        return SlotGrid(self.start - timedelta(minutes=slots * self.slot_minutes), slots, self.slot_minutes)
+
+    def describe(self) -> str:
+        return f"{iso(self.start)}..{iso(self.end)} ({self.slots} x {self.slot_minutes} min)"
+
+
+def iso(t: datetime | float) -> str:
+    """UTC ISO 8601 with a Z, to the second: 2026-06-21T00:00:00Z."""
+    if not isinstance(t, datetime):
+        t = datetime.fromtimestamp(float(t), tz=timezone.utc)
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class SignalSeries:
+    """One signal on a `SlotGrid`: `values[t]` [canonical unit] for slot t.
+
+    `target` is "region", "site" or "node" (fixed by the kind, see
+    `topology.load.SIGNAL_TARGET`), `target_id` the id in the scenario.
+    `source` says where the numbers came from (a file, pvlib, a service and
+    zone); `notes` list what was done to them (gaps filled, cache used).
+    """
+
+    signal: SignalKind
+    target_id: str
+    values: np.ndarray
+    series: Series = "actual"
+    intensity_kind: IntensityKind = "average"
+    source: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def target(self) -> str:
+        return SIGNAL_TARGET[self.signal]
+
+    @property
+    def unit(self) -> str:
+        return canonical_unit(self.signal)
+
+    def key(self) -> tuple[str, str, str]:
+        """What a scenario holds at most one of: (signal, target id, series)."""
+        return (self.signal.value, self.target_id, self.series)
+
+    def label(self) -> str:
+        kind = f" {self.intensity_kind}" if self.signal is SignalKind.grid_intensity else ""
+        return f"{self.signal.value}{kind} {self.series} for {self.target} {self.target_id}"
+
+    def to_document(self, digits: int = 10) -> dict[str, Any]:
+        """The scenario-file form (`topology.spec.Signal`), values rounded to `digits` significant digits."""
+        doc: dict[str, Any] = {"signal": self.signal.value, self.target: self.target_id, "unit": self.unit}
+        if self.signal is SignalKind.grid_intensity:
+            doc["intensity_kind"] = self.intensity_kind
+        doc["series"] = self.series
+        doc["values"] = [_round_sig(float(v), digits) for v in self.values]
+        return doc
+
+
+def _round_sig(value: float, digits: int) -> float:
+    """Round to `digits` significant digits: 0.09000000000000001 -> 0.09 (the file stays readable)."""
+    return float(f"{value:.{digits}g}") if value else 0.0
+
+
+def signal_key(doc: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The (signal, target id, series) of a signal entry in a document; None when it is malformed."""
+    if not isinstance(doc, dict):
+        return None
+    target = next((doc.get(f) for f in ("region", "site", "node") if doc.get(f) is not None), None)
+    return (str(doc.get("signal")), str(target), str(doc.get("series", "actual")))
+
+
+def apply_signals(document: dict[str, Any], series: Iterable[SignalSeries]) -> dict[str, Any]:
+    """A copy of `document` with each series put in: it replaces the entry with
+    the same (signal, target, series) where there is one, else it is appended.
+    Other signals stay as they are, in their order."""
+    doc = copy.deepcopy(document)
+    signals = doc.get("signals")
+    signals = list(signals) if isinstance(signals, list) else []
+    position = {signal_key(s): i for i, s in enumerate(signals)}
+    for s in series:
+        entry = s.to_document()
+        i = position.get(s.key())
+        if i is None:
+            position[s.key()] = len(signals)
+            signals.append(entry)
+        else:
+            signals[i] = entry
+    doc["signals"] = signals
+    return doc
+
+
+class _FlowListDumper(yaml.SafeDumper):
+    """Lists of scalars in flow style ([1.0, 2.0]) so 24 values stay on one line;
+    no anchors: shared objects (YAML aliases in the source) are written out."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(isinstance(x, (int, float, str, bool)) or x is None for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_FlowListDumper.add_representer(list, _represent_list)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def render_document(document: dict[str, Any], path: str | Path) -> str:
+    """The document as YAML, or JSON when `path` ends in .json."""
+    if Path(path).suffix.lower() == ".json":
+        return json.dumps(document, indent=1, default=_json_default) + "\n"
+    return yaml.dump(document, Dumper=_FlowListDumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+def write_scenario(document: dict[str, Any], path: str | Path) -> Scenario:
+    """Check `document` as a whole (`topology.load`), then write it atomically.
+
+    Nothing is written when the scenario has a problem: the `InputError`
+    lists them all. Comments of the original YAML file are not kept.
+    """
+    scenario = scenario_from_dict(document, source=str(path))
+    atomic_write_text(path, render_document(document, path))
+    return scenario
+
+
+def check_targets(series: Iterable[SignalSeries], ids: dict[str, set[str]], source: str) -> None:
+    """Raise `InputError` when a series names a region, site or node the scenario lacks."""
+    problems = []
+    for s in series:
+        known = ids.get(s.target, set())
+        if s.target_id not in known:
+            listed = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
+            problems.append(Problem(f"{s.target} {s.target_id!r}",
+                                    f"is not in the scenario (its {s.target}s: {listed or 'none'}); "
+                                    f"fix the id in the data or add the {s.target} to the scenario"))
+    if problems:
+        raise InputError(source, problems)
+
+
+__all__ = [
+    "IntensityKind",
+    "Series",
+    "SignalSeries",
+    "SlotGrid",
+    "apply_signals",
+    "canonical_unit",
+    "check_targets",
+    "iso",
+    "render_document",
+    "signal_key",
+    "write_scenario",
+]

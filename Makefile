@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test unit e2e e2e-build bench bench-large lint clean
+.PHONY: setup demo test unit e2e e2e-build browser bench bench-large lint clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/edgeplace demo
 
-unit: setup
+unit: setup browser
 	$(PY) -m pytest -m "not e2e"
+
+# Debian's Chromium renders the HTML report in the report tests (headless).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 # The real-cluster tier: kube-apiserver and kube-scheduler built from the
 # k8s.io/kubernetes Go module, cached under ~/.cache/edgeplace/e2e.

@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench.run [NAME ...] [--large]`.
 
-Names: load_eval, solvers, extender. Without names, all that exist run at the
+Names: load_eval, solvers, extender, k8s_e2e (needs k8s/e2e/build.sh), simulate. Without names, all that exist run at the
 default (CI-friendly) sizes; `--large` adds the largest instances.
 """
 
@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-BENCHES = {"load_eval": "bench.bench_load_eval", "solvers": "bench.bench_solvers", "extender": "bench.bench_extender"}
+BENCHES = {"load_eval": "bench.bench_load_eval", "solvers": "bench.bench_solvers", "extender": "bench.bench_extender",
+           "k8s_e2e": "bench.bench_k8s_e2e", "simulate": "bench.bench_simulate"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+from edgeplace.argtypes import nonneg_float as _nonneg_float, positive_float as _positive_float, positive_int as _positive_int
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +25,7 @@ EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 70
 FORMATS = ("table", "json", "csv")
 #: Modules with `add_commands(subparsers) -> {command: handler}`: Kubernetes
 #: (import, serve), signals, what-if planning, reports.
-EXTENSION_MODULES = ("edgeplace.cluster_cli",)
+EXTENSION_MODULES = ("edgeplace.cluster_cli", "edgeplace.report_cli", "edgeplace.signals_cli")
 EXTENSIONS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -112,34 +113,10 @@ def _usage(message: str) -> _UsageError:
     return _UsageError(message)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

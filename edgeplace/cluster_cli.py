@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+from edgeplace.argtypes import nonneg_float as _nonneg
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -49,14 +50,6 @@ def _positive(kind: type) -> Callable[[str], float]:
     return parse
 
 
-def _nonneg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def _ns_name(text: str) -> tuple[str, str]:
@@ -68,11 +61,16 @@ def _ns_name(text: str) -> tuple[str, str]:
 
 def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add `import` and `serve` to `sub` (an argparse subparsers object); return their handlers."""
-    p = sub.add_parser("import", help="write a scenario from a live Kubernetes cluster",
-                       description="Map the cluster's Nodes, namespaces, Deployments, StatefulSets and Jobs to a "
-                                   "scenario (docs/KUBERNETES.md lists the labels and annotations read) and write it.")
-    p.add_argument("--from-cluster", action="store_true", required=True,
-                   help="read the cluster of the kubeconfig (the only source for now)")
+    p = sub.add_parser("import", help="write a scenario from a live cluster, EdgeSimPy or a topology",
+                       description="Write a scenario from a live Kubernetes cluster (its Nodes, namespaces, "
+                                   "Deployments, StatefulSets and Jobs; docs/KUBERNETES.md lists the labels and "
+                                   "annotations read), an EdgeSimPy dataset or a Topology Zoo / SNDlib topology "
+                                   "(docs/IMPORTERS.md).")
+    from edgeplace.import_sources import add_import_arguments
+
+    sources = add_import_arguments(p)
+    sources.required = True
+    sources.add_argument("--from-cluster", action="store_true", help="read the cluster of the kubeconfig")
     _cluster_args(p)
     p.add_argument("--site-config", metavar="FILE",
                    help="YAML with what the cluster does not know: grid intensity per region, sites, links, users, tenants")
@@ -191,6 +189,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from edgeplace.import_sources import run_import, source_description, write_scenario
+
+    imported = run_import(args)
+    if imported is not None:  # a file-based source: EdgeSimPy or a topology
+        doc, notes = imported
+        write_scenario(doc, notes, args.output, source_description(args))
+        if not args.quiet:
+            for note in notes:
+                print(f"  note: {note}", file=sys.stderr)
+        return EXIT_OK
+
     from k8s.mapping import MappingOptions, load_site_config, map_cluster, summary
     from topology.io import atomic_write_text
 
@@ -298,6 +307,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         if server is not None:
             server.start()
+            # Freeze start-up objects out of the GC's reach: a full collection
+            # over them otherwise lands in some request and sets the p99.
+            from k8s.extender.server import freeze_heap
+
+            freeze_heap()
             log.info("extender serving on %s", server.url)
         if elector is not None:
             t = threading.Thread(target=elector.run, args=(stop,), name="edgeplace-leader", daemon=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from edgeplace.argtypes import positive_float as _positive_float, positive_int as _positive_int
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,24 +27,8 @@ from typing import Any
 from topology.errors import InputError, Problem
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def _pue(text: str) -> float:

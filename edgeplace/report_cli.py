@@ -15,19 +15,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from edgeplace.argtypes import positive_float as _positive_float
 from typing import Callable
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:

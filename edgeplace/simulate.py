@@ -34,13 +34,16 @@ on the forecast with every deferrable job pinned to its earliest start).
 So `optimizer - oracle` is the cost of forecast error, and
 `noshift - optimizer` what moving deferrable jobs in time saves.
 
-Forecasters (local: `topology.signals.forecast` of issue 5 was not in the
-tree when this was written): `persistence` (every future slot = the last
-observed slot), `seasonal` (seasonal naive: the same slot on the last
-observed day), `perfect` (the actual series), `given` (the scenario's own
-forecast series; the horizon must fit the scenario). Forecasts cover grid
-intensity and renewable supply (the series the model keeps apart);
-background utilisation is taken as known.
+Forecasters: `persistence`, `seasonal` (seasonal naive, daily) and `ewma`
+(exponentially weighted daily profile) from `topology.signals.forecast`, fed
+everything observed up to the step (the history day, then the world so
+far); `perfect` (the actual series) and `given` (the scenario's own forecast
+series; the horizon must fit the scenario). Forecasts cover grid intensity
+and renewable supply (the series the model keeps apart); background
+utilisation is taken as known.
+
+The solvers and pandas are imported inside the functions that use them, so
+that building the command line (`edgeplace --help`) stays fast.
 """
 
 from __future__ import annotations
@@ -52,17 +55,11 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import pandas as pd
 
 from edgeplace.sweep import Engine, InProcessEngine, Progress, run_sweep
-from optimizer.rolling import current_nodes
-from optimizer.solve import SOLVERS, SolveOptions, solve
-from policies.baselines import baseline_registry
-from policies.costs import Objective
-from policies.evaluate import Evaluation, evaluate
 from topology.errors import InputError, Problem
 from topology.load import SIGNAL_RANGES, compile_spec
 from topology.placement import Placement
@@ -70,7 +67,13 @@ from topology.scenario import Scenario
 from topology.spec import Deferral, ScenarioSpec, Signal, SignalKind, Workload
 from topology.transform import remaining
 
-FORECASTERS = ("persistence", "seasonal", "perfect", "given")
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from optimizer.solve import SolveOptions
+    from policies.evaluate import Evaluation
+
+FORECASTERS = ("persistence", "seasonal", "ewma", "perfect", "given")
 DEFAULT_POLICIES = ("default", "binpack", "nearest", "greedy", "optimizer", "oracle", "noshift")
 MINUTES_PER_DAY = 1440
 
@@ -118,6 +121,8 @@ class SimulationOptions:
     def __post_init__(self) -> None:
         if self.forecast not in FORECASTERS:
             raise ValueError(f"forecast must be one of {', '.join(FORECASTERS)} (got {self.forecast!r})")
+        from optimizer.solve import SOLVERS
+
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)} (got {self.solver!r})")
         if not self.step_time_limit_s > 0:
@@ -128,7 +133,10 @@ class SimulationOptions:
         if not self.noise >= 0:
             raise ValueError(f"noise must be >= 0 (got {self.noise})")
 
-    def solve_options(self) -> SolveOptions:
+    def solve_options(self) -> "SolveOptions":
+        from optimizer.solve import SolveOptions
+        from policies.costs import Objective
+
         return SolveOptions(solver=self.solver, time_limit_s=self.step_time_limit_s, workers=self.solver_threads,
                             bound_time_limit_s=0.0, seed=self.seed,
                             objective=Objective(migration_g_per_replica=self.migration_g_per_replica))
@@ -145,14 +153,16 @@ class SimPolicy:
     baseline: str | None  # a baseline_registry() name, or None for the optimizer
     knows_actual: bool = False
     shifting: bool = True
+    rolling: bool = True
 
 
 def simulation_policies() -> dict[str, SimPolicy]:
     """The policies `simulate` compares, by name (aliases: spread = default, greedy-carbon = greedy)."""
     items = [
-        SimPolicy("default", "Kubernetes default-like spreading (the spread baseline), all nodes on", "spread"),
-        SimPolicy("binpack", "bin-packing, empty nodes off", "binpack"),
-        SimPolicy("nearest", "latency-nearest node, all nodes on", "nearest"),
+        SimPolicy("default", "Kubernetes default-like spreading (the spread baseline), all nodes on; placed once", "spread",
+                  rolling=False),
+        SimPolicy("binpack", "bin-packing, empty nodes off; placed once", "binpack", rolling=False),
+        SimPolicy("nearest", "latency-nearest node, all nodes on; placed once", "nearest", rolling=False),
         SimPolicy("greedy", "per-pod greedy carbon scoring on the forecast (the greedy-carbon baseline)", "greedy-carbon"),
         SimPolicy("optimizer", "optimizer.solve on the forecast, re-planned every step", None),
         SimPolicy("oracle", "the same optimizer on the actual signals (hindsight)", None, knows_actual=True),
@@ -200,8 +210,8 @@ class World:
     """The actual world of a run and the history forecasters start from.
 
     `history[(kind, target)]` holds the `period` slots before the horizon
-    (one day, or the scenario's length when shorter than a day... repeated
-    to a day), canonical units as in the signal."""
+    (one day; a scenario shorter than a day is repeated to one), in the
+    signal's own unit."""
 
     spec: ScenarioSpec
     history: dict[tuple[str, str], np.ndarray]
@@ -286,7 +296,7 @@ def build_world(spec: ScenarioSpec, horizon_slots: int | None = None, *, noise: 
     for s in actual:
         if s.signal in FORECAST_KINDS:
             before = np.asarray(_noisy(s, -1 if noise > 0 else 0, max(S // period, 1), period, noise, seed))
-            history[_signal_key(s)] = np.resize(before, max(period, S))[-period:] if S >= period else np.resize(before, period)
+            history[_signal_key(s)] = before[-period:] if S >= period else np.resize(before, period)
     return World(world, history, period)
 
 
@@ -330,9 +340,10 @@ def _pin_jobs(spec: ScenarioSpec) -> ScenarioSpec:
     for wl in spec.workloads:
         d = wl.deferral
         if d is not None:
+            # The run starts in the first whole slot of the window, as topology.load counts slots.
             first = start + max(0, math.ceil((d.earliest_start - start) / slot)) * slot
             run = math.ceil(d.duration_minutes / spec.horizon.slot_minutes) * slot
-            wl = wl.model_copy(update={"deferral": d.model_copy(update={"deadline": min(d.deadline, max(first + run, d.earliest_start + run))})})
+            wl = wl.model_copy(update={"deferral": d.model_copy(update={"deadline": first + run})})
         workloads.append(wl)
     return spec.model_copy(update={"workloads": workloads})
 
@@ -345,20 +356,20 @@ def forecast_values(method: str, extended: np.ndarray, period: int, t: int, leng
     """Forecast issued at the start of slot t for slots t .. t+length-1.
 
     `extended` is the history (`period` slots before the horizon) followed by
-    the actual series; what is known at the start of slot t is extended[:period + t].
-
-    persistence: x[t+k] = x[t-1].  seasonal: x[t+k] = x[t+k-m*period] with the
-    smallest m >= 1 that lands on a known slot, m = ceil((k+1) / period).
+    the actual series; what is known at the start of slot t is
+    extended[:period + t], which goes to the forecaster of
+    `topology.signals.forecast` (persistence: x[t+k] = x[t-1]; seasonal:
+    x[t+k] = x[t+k-m*period], m = ceil((k+1) / period); ewma: the weighted
+    daily profile of the known whole days, aligned the same way).
     """
-    k = np.arange(length)
-    if method == "persistence":
-        return np.full(length, extended[period + t - 1])
-    if method == "seasonal":
-        m = -(-(k + 1) // period)
-        return extended[period + t + k - m * period]
     if method == "perfect":
-        return extended[period + t: period + t + length]
-    raise ValueError(f"no forecaster {method!r}")
+        return np.asarray(extended[period + t: period + t + length], dtype=float)
+    from topology.signals.forecast import forecasters
+
+    methods = forecasters()
+    if method not in methods:
+        raise ValueError(f"no forecaster {method!r}")
+    return np.asarray(methods[method].forecast(extended[:period + t], length, period), dtype=float)
 
 
 def _extended(world: World) -> dict[tuple[str, str], np.ndarray]:
@@ -410,8 +421,12 @@ class PolicyRun:
 
 def _planner(policy: SimPolicy, options: SimulationOptions) -> Callable[[Scenario], Placement]:
     if policy.baseline is not None:
+        from policies.baselines import baseline_registry
+
         make = baseline_registry()[policy.baseline]
         return lambda sc: make().place(sc)
+    from optimizer.solve import solve
+
     solve_options = options.solve_options()
     return lambda sc: solve(sc, solve_options).placement
 
@@ -424,6 +439,14 @@ def run_policy(task: PolicyTask) -> PolicyRun:
     extended = _extended(task.world)
     plan = _planner(policy, opts)
     H, R, N = world.n_slots, world.n_replicas, world.n_nodes
+    if not policy.rolling:
+        # Signal-blind Kubernetes-like baselines: one placement of the whole
+        # world, as a cluster binds each pod once and never moves it.
+        started = time.perf_counter()
+        placement = plan(world)
+        return PolicyRun(policy.name, placement.assign, _powered(world, placement), time.perf_counter() - started, 1)
+    from optimizer.rolling import current_nodes
+
     assign = np.full((R, H), -1, dtype=np.int64)
     powered = np.zeros((N, H), dtype=bool)
     step_sc: Scenario | None = None
@@ -435,10 +458,14 @@ def run_policy(task: PolicyTask) -> PolicyRun:
             provisional = assign.copy()
             if t > 0:
                 provisional[:, t] = assign[:, t - 1]  # "now": as the last slot left things
-            current, running = current_nodes(world, Placement(provisional), t) if t > 0 else ({}, {})
-            rest = remaining(plan_spec, t, current, running)
-            window = _cut(rest, min(task.lookahead, H - t), running)
-            if not policy.knows_actual and opts.forecast not in ("perfect", "given"):
+            # Replicas where they run now; every job started before t (remaining()
+            # keeps the unfinished ones running to the end of their run and drops the rest).
+            current, started = current_nodes(world, Placement(provisional), t) if t > 0 else ({}, {})
+            rest = remaining(plan_spec, t, current, started)
+            window = _cut(rest, min(task.lookahead, H - t), started)
+            if policy.knows_actual or opts.forecast == "perfect":
+                window = window.model_copy(update={"signals": [s for s in window.signals if s.series == "actual"]})
+            elif opts.forecast != "given":
                 window = _with_forecasts(window, extended, opts.forecast, task.world.period, t)
             step_sc = compile_spec(window, f"{task.source}@slot{t}")
             started = time.perf_counter()
@@ -456,6 +483,16 @@ def run_policy(task: PolicyTask) -> PolicyRun:
         else:
             powered[:, t] = hosting | ~world.node_can_power_down
     return PolicyRun(policy.name, assign, powered, seconds, replans)
+
+
+def _powered(world: Scenario, placement: Placement) -> np.ndarray:
+    """N x T power states: the placement's own, or derived as `policies.evaluate` derives them."""
+    if placement.powered is not None:
+        return np.asarray(placement.powered, dtype=bool)
+    hosting = np.zeros((world.n_nodes, world.n_slots), dtype=bool)
+    r, t = np.nonzero(placement.assign >= 0)
+    hosting[placement.assign[r, t], t] = True
+    return hosting | ~world.node_can_power_down[:, None]
 
 
 def _row_map(world: Scenario, step: Scenario) -> tuple[np.ndarray, np.ndarray]:
@@ -486,10 +523,10 @@ def _with_forecasts(window: ScenarioSpec, extended: dict, method: str, period: i
 
 @dataclass
 class SimulationResult:
-    table: pd.DataFrame
+    table: "pd.DataFrame"
     summary: dict[str, Any]
     world: Scenario
-    evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    evaluations: dict[str, "Evaluation"] = field(default_factory=dict)
     runs: dict[str, PolicyRun] = field(default_factory=dict)
 
 
@@ -537,6 +574,10 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
     registry = simulation_policies()
     tasks = {name: PolicyTask(world, registry[name], options, L, scenario.source) for name in policies}
     outcome = run_sweep(run_policy, tasks, engine or InProcessEngine(), progress=progress)
+    import pandas as pd
+
+    from policies.evaluate import evaluate
+
     evaluations, rows = {}, []
     for name in policies:
         run: PolicyRun = outcome.results[name]

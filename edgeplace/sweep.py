@@ -84,7 +84,8 @@ class LocalProcessEngine:
         self.name = f"{workers} local process(es)"
 
     def run(self, fn: TaskFn, payloads: dict[str, Any]) -> Iterator[tuple[str, Any]]:
-        if not payloads:
+        if len(payloads) <= 1:  # nothing to share out: spare the process start-up
+            yield from InProcessEngine().run(fn, payloads)
             return
         ctx = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=min(self.workers, len(payloads)), mp_context=ctx)
@@ -105,8 +106,9 @@ class LocalProcessEngine:
 class DaskEngine:
     """Cases as tasks on an existing Dask distributed scheduler."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, connect_timeout_s: float = DASK_CONNECT_TIMEOUT_S):
         self.address = address
+        self.connect_timeout_s = connect_timeout_s
         self.name = f"dask at {address}"
 
     def run(self, fn: TaskFn, payloads: dict[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -116,7 +118,7 @@ class DaskEngine:
             raise InputError("--scheduler-address", [Problem(self.address, "needs the Dask distributed package: "
                                                                            "pip install 'dask[distributed]'")]) from None
         try:
-            client = Client(self.address, timeout=DASK_CONNECT_TIMEOUT_S, set_as_default=False)
+            client = Client(self.address, timeout=self.connect_timeout_s, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise InputError("--scheduler-address", [Problem(self.address, f"no Dask scheduler answers there "
                                                                            f"({type(exc).__name__}: {exc}); start one "
@@ -125,7 +127,7 @@ class DaskEngine:
         try:
             # pure=False: identical payloads (e.g. a repeated seed) still run as separate tasks.
             futures = {client.submit(fn, payload, pure=False): key for key, payload in payloads.items()}
-            for fut in as_completed(list(futures)):
+            for fut in as_completed(list(futures), loop=client.loop):  # this client's loop: it is not the default
                 key = futures.pop(fut)
                 yield key, fut.result()
         finally:
@@ -165,7 +167,7 @@ class ResultsFile:
     skipped: int = 0
 
     @classmethod
-    def open(cls, path: str | Path, resume: bool) -> "ResultsFile":
+    def open(cls, path: str | Path, resume: bool) -> ResultsFile:
         """Open for a new run (the file must not exist) or to resume (read what is there)."""
         path = Path(path)
         out = cls(path)
@@ -185,7 +187,7 @@ class ResultsFile:
                 out.skipped += 1
                 continue
             if isinstance(rec, dict) and rec.get("v") == RESULTS_VERSION and isinstance(rec.get("key"), str) \
-                    and isinstance(rec.get("result"), dict):
+                    and "result" in rec:
                 out.records[rec["key"]] = rec
             else:
                 out.skipped += 1

@@ -43,14 +43,16 @@ bands of the bundled example (examples/metro-de.yaml, from its sources):
 are never selected by SLA keys.
 
 PV (`pv_kwp`). A site that already has PV (pv_kwp > 0) and a
-renewable_supply signal keeps its profile, scaled by new / old kWp. A site
-without PV gets the per-kWp profile of the nearest PV site (great-circle
-distance between `location`s; without coordinates the first PV site in the
-same grid region, then the first in the file) times its new kWp, added to any
-renewable supply it already had (which is then taken to be non-PV, e.g. wind).
-Forecast series are treated the same way. pvlib-based profiles from
-coordinates belong to `topology.signals.pv` (issue 5); it was not in the tree
-when this was written, so `_pv_per_kwp` is the one place to switch to it.
+renewable_supply signal keeps its profile, scaled by new / old kWp: the file's
+profile may be measured or modelled with the site's own tilt, and scaling
+keeps it. A site gaining PV gets a clear-sky profile from its coordinates
+(`topology.signals.pv.clear_sky_kw`: pvlib, Ineichen-Perez clear sky, 30 deg
+south, 14 % system loss) when it has a `location` and pvlib is installed;
+otherwise the per-kWp profile of the nearest PV site (great-circle distance
+between `location`s; without coordinates the first PV site in the same grid
+region, then the first in the file) times its new kWp. Either is added to
+any renewable supply the site already had (then taken to be non-PV, e.g.
+wind), in each series (actual, forecast) the site or the donor has.
 """
 
 from __future__ import annotations
@@ -104,30 +106,32 @@ class Variation:
     help: str
     parse_value: Callable[[ScenarioSpec, str], Any]
     resolve_target: Callable[[ScenarioSpec, str | None], str | None]
-    apply: Callable[[ScenarioSpec, str | None, Any], ScenarioSpec] | None = None
+    apply: Callable[[ScenarioSpec, Any, Any], ScenarioSpec] | None = None
     solver_field: str | None = None
+    #: Workload keys: "sla" (workloads with an SLA) or "any"; `apply` then
+    #: gets the frozenset of selected workload ids instead of the selector.
+    selects: str | None = None
 
     def usage(self) -> str:
-        key = self.name if self.target == "none" else (
-            f"{self.name}[{self.target_help}]" if self.target == "required" else f"{self.name}[[{self.target_help}]]")
+        key = self.name if self.target == "none" else f"{self.name}[{self.target_help}]"
         return f"{key}={self.values_help}"
 
 
 def variation_registry() -> dict[str, Variation]:
     """Every `--vary` key by name (see the module docstring)."""
-    sel = "class|tenant|workload|Nms"
+    sel = "SEL"
     items = [
-        Variation("sla.scale", "optional", sel, "F,...", "multiply latency SLAs by F (all workloads with an SLA without a target)",
-                  _positive_float, _workload_selector, _apply_sla_scale),
+        Variation("sla.scale", "optional", sel, "F,...", "multiply latency SLAs by F (no target: every SLA)",
+                  _positive_float, _workload_selector, _apply_sla_scale, selects="sla"),
         Variation("sla.latency_ms", "required", sel, "MS,...", "set the latency SLA of the selected workloads [ms]",
-                  _positive_float, _workload_selector, _apply_sla_ms),
+                  _positive_float, _workload_selector, _apply_sla_ms, selects="sla"),
         Variation("pv_kwp", "required", "SITE", "KWP,...", "on-site PV peak power [kWp]; the supply profile scales with it",
                   _nonneg_float, _site_target, _apply_pv),
         Variation("battery_kwh", "required", "SITE|*", "KWH,...", "on-site battery capacity [kWh]",
                   _nonneg_float, _site_or_all, _apply_site_field("battery_kwh")),
         Variation("pue", "required", "SITE|*", "PUE,...", "site power usage effectiveness (1-5)",
                   _pue_value, _site_or_all, _apply_site_field("pue")),
-        Variation("intensity.scale", "optional", "REGION", "F,...", "multiply grid intensity of a region (all regions without a target)",
+        Variation("intensity.scale", "optional", "REGION", "F,...", "multiply grid intensity (no target: every region)",
                   _nonneg_float, _region_target, _apply_intensity_scale),
         Variation("region", "required", "SITE", "REGION,...", "move a site to another grid region",
                   _region_value, _site_target, _apply_region),
@@ -137,10 +141,10 @@ def variation_registry() -> dict[str, Variation]:
                   _count, _site_target, _apply_node_count),
         Variation("add", "none", "", "FILE|none,...", "merge a scenario fragment (YAML/JSON with sites, nodes, links, ...)",
                   _fragment, _no_target, _apply_fragment),
-        Variation("isolation", "optional", "TENANT", "on|off,...", "off: no dedicated pool and no never_with (every tenant without a target)",
+        Variation("isolation", "optional", "TENANT", "on|off,...", "off: no dedicated pool, no never_with (no target: every tenant)",
                   _on_off, _tenant_target, _apply_isolation),
-        Variation("demand.scale", "optional", sel, "F,...", "replicas x F, rounded half up, at least 1 (all workloads without a target)",
-                  _positive_float, _workload_selector, _apply_demand),
+        Variation("demand.scale", "optional", sel, "F,...", "replicas x F, rounded half up, >= 1 (no target: every workload)",
+                  _positive_float, _workload_selector, _apply_demand, selects="any"),
         Variation("solver", "none", "", "greedy|cpsat|milp,...", "the solver", _solver_name, _no_target,
                   solver_field="solver"),
         Variation("solver.time_limit_s", "none", "", "S,...", "the solver's time limit [s]", _positive_float, _no_target,
@@ -156,7 +160,7 @@ def variation_registry() -> dict[str, Variation]:
 def variation_help(registry: dict[str, Variation] | None = None) -> str:
     """One line per key, for `--help` and error messages."""
     registry = registry or variation_registry()
-    return "\n".join(f"  {v.usage():42s} {v.help}" for v in registry.values())
+    return "\n".join(f"  {v.usage():32s} {v.help}" for v in registry.values())
 
 
 # ---------------------------------------------------------------------------
@@ -256,13 +260,16 @@ def apply_case(spec: ScenarioSpec, case: Case, options: Any,
 
     registry = registry or variation_registry()
     solver_updates: dict[str, Any] = {}
+    base = spec  # targets and selectors refer to the scenario as written, not as varied so far
     for key, _label, value in case:
         name, target = _split_key(key)
         variation = registry[name]
         if variation.solver_field is not None:
             solver_updates[variation.solver_field] = value
             continue
-        resolved = variation.resolve_target(spec, target)
+        resolved = variation.resolve_target(base, target)
+        if variation.selects is not None:
+            resolved = frozenset(selected_workloads(base, resolved, need_sla=variation.selects == "sla"))
         assert variation.apply is not None  # every non-solver key has a transform (registry invariant)
         spec = variation.apply(spec, resolved, value)
     try:
@@ -475,26 +482,24 @@ def selected_workloads(spec: ScenarioSpec, selector: str | None, need_sla: bool 
 # Transforms
 
 
-def _map_workloads(spec: ScenarioSpec, selector: str | None, fn: Callable[[Workload], Workload],
-                   need_sla: bool) -> ScenarioSpec:
-    return spec.model_copy(update={"workloads": [fn(w) if _selected(w, selector, need_sla) else w
-                                                 for w in spec.workloads]})
+def _map_workloads(spec: ScenarioSpec, ids: frozenset[str], fn: Callable[[Workload], Workload]) -> ScenarioSpec:
+    return spec.model_copy(update={"workloads": [fn(w) if w.id in ids else w for w in spec.workloads]})
 
 
 def _with_sla(wl: Workload, latency_ms: float) -> Workload:
-    assert wl.sla is not None  # only workloads with an SLA are selected (need_sla=True)
+    assert wl.sla is not None  # SLA keys select only workloads with an SLA (selects="sla")
     return wl.model_copy(update={"sla": Sla(latency_ms=latency_ms, users=list(wl.sla.users))})
 
 
-def _apply_sla_scale(spec: ScenarioSpec, target: str | None, factor: float) -> ScenarioSpec:
-    return _map_workloads(spec, target, lambda w: _with_sla(w, w.sla.latency_ms * factor), need_sla=True)
+def _apply_sla_scale(spec: ScenarioSpec, ids: frozenset[str], factor: float) -> ScenarioSpec:
+    return _map_workloads(spec, ids, lambda w: _with_sla(w, w.sla.latency_ms * factor))
 
 
-def _apply_sla_ms(spec: ScenarioSpec, target: str | None, ms: float) -> ScenarioSpec:
-    return _map_workloads(spec, target, lambda w: _with_sla(w, ms), need_sla=True)
+def _apply_sla_ms(spec: ScenarioSpec, ids: frozenset[str], ms: float) -> ScenarioSpec:
+    return _map_workloads(spec, ids, lambda w: _with_sla(w, ms))
 
 
-def _apply_demand(spec: ScenarioSpec, target: str | None, factor: float) -> ScenarioSpec:
+def _apply_demand(spec: ScenarioSpec, ids: frozenset[str], factor: float) -> ScenarioSpec:
     def grow(wl: Workload) -> Workload:
         replicas = min(_MAX_REPLICAS, max(1, math.floor(wl.replicas * factor + 0.5)))
         if replicas == wl.replicas:
@@ -504,7 +509,7 @@ def _apply_demand(spec: ScenarioSpec, target: str | None, factor: float) -> Scen
             update["spread"] = wl.spread.model_copy(update={"min_sites": replicas})
         return wl.model_copy(update=update)
 
-    return _map_workloads(spec, target, grow, need_sla=False)
+    return _map_workloads(spec, ids, grow)
 
 
 def _apply_site_field(field_name: str) -> Callable[[ScenarioSpec, str | None, Any], ScenarioSpec]:
@@ -619,6 +624,22 @@ def _distance_km(a, b) -> float:
     return 2 * 6371.0 * math.asin(min(1.0, math.sqrt(h)))
 
 
+def _clear_sky_kw(spec: ScenarioSpec, site_id: str, kwp: float) -> list[float] | None:
+    """Clear-sky PV per slot [kW] from the site's coordinates (`topology.signals.pv`),
+    or None when the site has no `location` or pvlib is not installed."""
+    site = next(s for s in spec.sites if s.id == site_id)
+    if site.location is None:
+        return None
+    try:
+        from topology.signals.pv import clear_sky_kw
+        from topology.signals.series import SlotGrid
+
+        values = clear_sky_kw(site.location.lat, site.location.lon, kwp, SlotGrid.from_horizon(spec.horizon))
+    except ImportError:  # pvlib is an optional dependency: fall back to a donor's profile
+        return None
+    return [float(v) for v in values]
+
+
 def _pv_per_kwp(spec: ScenarioSpec, site_id: str) -> dict[str, list[float]]:
     """Supply per kWp [kW/kWp] by series ("actual", maybe "forecast") for a site gaining PV:
     the profile of the nearest PV site (see the module docstring)."""
@@ -643,7 +664,8 @@ def _set_pv(spec: ScenarioSpec, site_id: str, kwp: float) -> ScenarioSpec:
         factor = kwp / site.pv_kwp
         signals = [s.model_copy(update={"values": [v * factor for v in s.values]}) if s in own else s for s in signals]
     elif kwp > 0:
-        per_kwp = _pv_per_kwp(spec, site_id)
+        clear = _clear_sky_kw(spec, site_id, kwp)
+        per_kwp = {"actual": [v / kwp for v in clear]} if clear is not None else _pv_per_kwp(spec, site_id)
         own_by_series = {s.series: s for s in own}
         # Each series the site or the donor has gets the PV added: a site
         # without a forecast series would otherwise plan on its actual one.
@@ -668,9 +690,9 @@ def _apply_pv(spec: ScenarioSpec, site: str | None, kwp: float) -> ScenarioSpec:
 
 
 __all__ = [
+    "SLA_CLASSES",
     "Axis",
     "Case",
-    "SLA_CLASSES",
     "Variation",
     "apply_case",
     "case_label",

@@ -12,7 +12,11 @@ resumes from them.
 
 Each case is evaluated on its own varied world: `pv_kwp[x]=50` is measured
 with 50 kWp of supply, `demand.scale=2` with twice the replicas. The `d_*`
-columns are case minus base; `d_emissions_pct` is relative to the base.
+columns are case minus base; `d_emissions_pct` is relative to the base. They
+are left empty for a case whose plan breaks more rules than the base's (work
+left unplaced is not a saving); its `status`, `violations` and `message`
+say what broke. Differences smaller than `gap_pct` of the plans may be the
+solver's, not the world's.
 """
 
 from __future__ import annotations
@@ -100,7 +104,9 @@ def run_whatif(scenario: Scenario, vary: list[str], options: SolveOptions, engin
     keys = [case_key(spec_digest, c, options) for c in cases]
     payloads = {k: CaseTask(spec, scenario.source, c, options) for k, c in zip(keys, cases)}
     by_key = dict(zip(keys, cases))
-    outcome = run_sweep(run_case, payloads, engine, results=results, progress=progress,
+    labelled = None if progress is None else (lambda done, total, k: progress(done, total, case_label(by_key.get(k, ()))
+                                                                              if k in by_key else k))
+    outcome = run_sweep(run_case, payloads, engine, results=results, progress=labelled,
                         describe=lambda k: {key: label for key, label, _v in by_key[k]})
     table = comparison_table(axes, cases, [outcome.results[k] for k in keys])
     return WhatIfResult(table, len(cases) - 1, len(outcome.computed), len(outcome.reused), engine.name)
@@ -120,11 +126,15 @@ def comparison_table(axes: list[Axis], cases: list[Case], figures: list[dict[str
         rows.append(row)
     table = pd.DataFrame(rows)
     base = figures[0]
+    # A plan that leaves work undone is no cheaper world: differences only for
+    # cases that break no more rules than the base case.
+    comparable = table["violations"].astype(float) <= float(base.get("violations", 0))
     for name in ("emissions_kg", "energy_kwh", "active_nodes"):
         ref = base.get(name, math.nan)
-        table[f"d_{name}"] = table[name].astype(float) - (ref if ref is not None else math.nan)
+        table[f"d_{name}"] = (table[name].astype(float) - (ref if ref is not None else math.nan)).where(comparable)
     ref = base.get("emissions_kg")
-    table["d_emissions_pct"] = (table["emissions_kg"].astype(float) / ref - 1.0) * 100 if ref else math.nan
+    table["d_emissions_pct"] = ((table["emissions_kg"].astype(float) / ref - 1.0) * 100).where(comparable) \
+        if ref else math.nan
     front = [a.key for a in axes] + ["status", "emissions_kg", "d_emissions_kg", "d_emissions_pct", "energy_kwh",
                                      "d_energy_kwh", "active_nodes", "d_active_nodes", "utilisation_pct", "sla_viol",
                                      "violations"]

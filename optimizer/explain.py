@@ -34,10 +34,44 @@ def explain_unplaced(costs: CostModel, placement: Placement, evaluation: Evaluat
         short = [(float(worst_free[:, k].max(initial=0) / need[k]) if need[k] else np.inf, k) for k in range(len(sc.resources))]
         ratio, k = min(short)
         res = sc.resources[k]
-        lines.append(f"{spec.id}: {missing} of {spec.replicas} replica(s) unplaced; {where} have at most "
-                     f"{worst_free[:, k].max(initial=0):g} {res} free in every slot, each replica needs {need[k]:g}")
+        head = f"{spec.id}: {missing} of {spec.replicas} replica(s) unplaced; {where}"
+        if ratio >= 1:  # some node has room for a replica: a rule that depends on the placement blocks it
+            lines.append(head + _blocking_rule(sc, w, nodes[(worst_free >= need).all(axis=1)], placement))
+            continue
+        lines.append(f"{head} have at most {worst_free[:, k].max(initial=0):g} {res} free in every slot, "
+                     f"each replica needs {need[k]:g}")
     for v in evaluation.violations:
         if v.kind is not ViolationKind.schedule or v.subject not in {sc.workload_ids[w] for w in unplaced}:
             lines.append(f"{v.kind.value}: {v.message}")
     _ = T
     return lines
+
+
+def _blocking_rule(sc, w: int, roomy: np.ndarray, placement: Placement) -> str:
+    """Why workload w is out although the nodes `roomy` have room for a replica: a
+    never_with rival of its tenant runs there, its spread rule, or its tenant's quota."""
+    tenant = sc.workload_tenant[w]
+    rivals = set(np.flatnonzero(sc.tenant_conflicts[tenant]).tolist())
+    r_idx, t_idx = np.nonzero(placement.assign >= 0)
+    on_roomy = np.isin(placement.assign[r_idx, t_idx], roomy)
+    present = {int(m) for m in sc.workload_tenant[sc.replica_workload[r_idx[on_roomy]]]}
+    blocked = sorted(sc.tenant_ids[m] for m in present & rivals)
+    if blocked:
+        return (f" have room for a replica, but tenant {sc.tenant_ids[tenant]} never shares a node with "
+                f"{', '.join(blocked)}, which runs there")
+    if sc.workload_min_sites[w] > 1:
+        return f" have room for a replica, but its replicas must spread over {sc.workload_min_sites[w]} sites"
+    quota = sc.tenant_quota[tenant]  # K, inf = none
+    if np.isfinite(quota).any():
+        # The tenant's summed requests per slot and resource, over the slots w could run in.
+        use = np.zeros((sc.n_slots, len(sc.resources)))
+        mine = sc.workload_tenant[sc.replica_workload[r_idx]] == tenant
+        np.add.at(use, t_idx[mine], sc.workload_requests[sc.replica_workload[r_idx[mine]]])
+        first = int(sc.workload_earliest_slot[w])
+        last = int(sc.workload_latest_start_slot[w] + sc.workload_duration_slots[w])
+        short = np.flatnonzero((use[first:last] + sc.workload_requests[w] > quota + 1e-9).all(axis=0))
+        if len(short):
+            k = int(short[0])
+            return (f" have room for a replica, but tenant {sc.tenant_ids[tenant]}'s {sc.resources[k]} quota of "
+                    f"{quota[k]:g} leaves less than {sc.workload_requests[w, k]:g} in every slot it could run in")
+    return " have room for a replica, but a rule on the placement as a whole keeps it out"

@@ -259,6 +259,13 @@ def build(costs: CostModel) -> Formulation:
                    np.r_[np.ones(len(sites)), -np.ones(len(cols_w))], upper=0.0)
         m.add_rows(f"spread_{w}", 1, np.zeros(len(z)), z, np.ones(len(z)), lower=float(sc.workload_min_sites[w]))
 
+    # -- tenant quotas: summed requests per slot (services are a constant, jobs depend on their start) --
+    for mt, k in zip(*np.nonzero(np.isfinite(sc.tenant_quota))):
+        fixed = float((req[services, k] * R[services] * (sc.workload_tenant[services] == mt)).sum())
+        sel = np.flatnonzero(sc.workload_tenant[jj[cov_trip]] == mt)
+        m.add_rows(f"quota_{sc.tenant_ids[mt]}_{sc.resources[k]}", T, cov_t[sel], x[cov_trip[sel]],
+                   req[jj[cov_trip[sel]], k], upper=float(sc.tenant_quota[mt, k]) - fixed)
+
     # -- never_with: conflicting tenants never share a node within the horizon --------------------
     conflicted = np.flatnonzero(sc.tenant_conflicts.any(axis=1))
     if len(conflicted):

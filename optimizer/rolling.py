@@ -20,7 +20,8 @@ from topology.transform import remaining
 
 
 def current_nodes(scenario: Scenario, placement: Placement, slot: int) -> tuple[dict[str, list[str]], dict[str, int]]:
-    """Where each workload's replicas run in `slot` (services), and the start slot of jobs running then."""
+    """Where each workload's replicas run in `slot` (services and running jobs), and the start
+    slot of every job that started before `slot` (running then, or already done)."""
     current: dict[str, list[str]] = {}
     running: dict[str, int] = {}
     assign = placement.assign
@@ -29,9 +30,10 @@ def current_nodes(scenario: Scenario, placement: Placement, slot: int) -> tuple[
         rows = assign[r0:r0 + n]
         if scenario.workload_deferrable[w]:
             runs = np.flatnonzero((rows >= 0).any(axis=0))
-            if runs.size and runs[0] < slot <= runs[-1]:
+            if runs.size and runs[0] < slot:  # started before `slot`: running now, or done (`remaining` drops it)
                 running[wid] = int(runs[0])
-                current[wid] = [scenario.node_ids[int(x)] for x in rows[:, slot]]
+                if (rows[:, slot] >= 0).all():
+                    current[wid] = [scenario.node_ids[int(x)] for x in rows[:, slot]]
         elif (rows[:, slot] >= 0).all():
             current[wid] = [scenario.node_ids[int(x)] for x in rows[:, slot]]
     return current, running

@@ -167,8 +167,8 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
     sc = scenario
     ev_after, ev_before = evaluate(sc, after), evaluate(sc, before)
     load_after, load_before = _requested(sc, after), _requested(sc, before)
-    idle_after = _idle_variant(sc, after, ev_after, load_after)
-    idle_before = _idle_variant(sc, before, ev_before, load_before)
+    idle_after = _idle_variant(sc, after, ev_after)
+    idle_before = _idle_variant(sc, before, ev_before)
 
     meta = _meta(sc, before_label, after_label, plan_info)
     warnings = []
@@ -200,8 +200,8 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
                 ["CPU utilisation (workload use plus background load) of each node and site in each slot. "
                  "A site's utilisation is its used CPU over all of its CPU capacity, sleeping nodes included; "
                  "grey cells are sleeping nodes."],
-                [Table("utilisation_sites", "Utilisation per site", utilisation_table(sc, site_util, labels)),
-                 Table("utilisation_nodes", "Utilisation per node", node_utilisation_table(sc, ev_before, ev_after, labels),
+                [Table("utilisation_sites", "Utilisation per site", utilisation_table(sc, site_util)),
+                 Table("utilisation_nodes", "Utilisation per node", node_utilisation_table(sc, ev_before, ev_after),
                        detail=True)],
                 ["utilisation_sites"] + (["utilisation_nodes"] if sc.n_nodes <= MAX_HEATMAP_NODES else [])),
         Section("idle", SECTIONS["idle"],
@@ -234,13 +234,13 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
                 ["On-site generation used by the site (directly or through its battery) against what it generated "
                  "(self-consumption) and against what the site drew (coverage); the rest is curtailed or lost "
                  "in the battery."],
-                [Table("renewables", "On-site renewables per site", renewables_table(sc, ev_before, ev_after, labels))],
+                [Table("renewables", "On-site renewables per site", renewables_table(sc, ev_before, ev_after))],
                 ["renewables"] if (sc.site_renewable_kw > 0).any() else []),
         Section("tenants", SECTIONS["tenants"],
                 [f"Energy and emissions attributed to each tenant by its share of requested CPU on each node and "
                  f"slot (embodied carbon by its share of the node's capacity); what no tenant requested is "
                  f"{UNALLOCATED}. The rows add up to the totals."],
-                [Table("tenants", "Per tenant, before and after", tenant_table(sc, ev_before, ev_after, labels))],
+                [Table("tenants", "Per tenant, before and after", tenant_table(sc, ev_before, ev_after))],
                 ["tenants"]),
         Section("method", SECTIONS["method"], _method_text(sc, labels)),
     ]
@@ -272,7 +272,7 @@ def _hosting(sc: Scenario, placement: Placement) -> np.ndarray:
     return np.bincount(assign[r_idx, t_idx] * T + t_idx, minlength=N * T)[: N * T].reshape(N, T) > 0
 
 
-def _idle_variant(sc: Scenario, placement: Placement, ev: Evaluation, load: np.ndarray) -> tuple[np.ndarray, Evaluation]:
+def _idle_variant(sc: Scenario, placement: Placement, ev: Evaluation) -> tuple[np.ndarray, Evaluation]:
     """The idle node-slots of `placement` (N x T) and the evaluation with them powered down."""
     idle = ev.powered & ~_hosting(sc, placement) & sc.node_can_power_down[:, None]
     asleep = Placement(np.asarray(placement.assign), ev.powered & ~idle)
@@ -386,7 +386,7 @@ def _tenant_core_hours(sc: Scenario, placement: Placement) -> np.ndarray:
 
 
 
-def tenant_table(sc: Scenario, before: Evaluation, after: Evaluation, labels: dict[str, str]) -> pd.DataFrame:
+def tenant_table(sc: Scenario, before: Evaluation, after: Evaluation) -> pd.DataFrame:
     """Energy and emissions per tenant before and after; rows add up to the totals (last row)."""
     b, a = before.per_tenant(), after.per_tenant()
     eb = (b["operational_emissions_g"] + b["embodied_emissions_g"]) / 1000
@@ -419,7 +419,7 @@ def _with_total(frame: pd.DataFrame, label_column: str) -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
 
 
-def utilisation_table(sc: Scenario, site_util: dict[str, np.ndarray], labels: dict[str, str]) -> pd.DataFrame:
+def utilisation_table(sc: Scenario, site_util: dict[str, np.ndarray]) -> pd.DataFrame:
     """Mean and peak CPU utilisation per site, before and after, with the slot of the peak."""
     rows = []
     for s, site in enumerate(sc.site_ids):
@@ -434,7 +434,7 @@ def utilisation_table(sc: Scenario, site_util: dict[str, np.ndarray], labels: di
     return pd.DataFrame(rows)
 
 
-def node_utilisation_table(sc: Scenario, before: Evaluation, after: Evaluation, labels: dict[str, str]) -> pd.DataFrame:
+def node_utilisation_table(sc: Scenario, before: Evaluation, after: Evaluation) -> pd.DataFrame:
     """Per node: powered hours and mean / peak CPU utilisation while powered, before and after."""
     out = {"node": sc.node_ids, "site": [sc.site_ids[s] for s in sc.node_site]}
     for when, ev in (("before", before), ("after", after)):
@@ -597,7 +597,7 @@ def headroom_summary(long: pd.DataFrame) -> pd.DataFrame:
     return cells.reset_index()
 
 
-def renewables_table(sc: Scenario, before: Evaluation, after: Evaluation, labels: dict[str, str]) -> pd.DataFrame:
+def renewables_table(sc: Scenario, before: Evaluation, after: Evaluation) -> pd.DataFrame:
     """Per site with on-site generation: generation, renewable energy used, self-consumption and coverage."""
     gen = sc.site_renewable_kw.sum(axis=1) * sc.slot_hours
     rows = []

@@ -54,8 +54,7 @@ def _heatmap(report: Report, matrices: dict[str, np.ndarray], row_labels: list[s
     height = min(2.0 + 0.16 * rows, 24.0)
     fig = _figure(11.0, height)
     axes = fig.subplots(1, 2, sharey=True)
-    cmap = colormaps["YlOrRd"].copy()
-    cmap.set_bad(ASLEEP_COLOUR)
+    cmap = colormaps["YlOrRd"].with_extremes(bad=ASLEEP_COLOUR)
     image = None
     for ax, when in zip(axes, ("before", "after")):
         data = np.ma.masked_invalid(matrices[when] * 100)

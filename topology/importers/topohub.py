@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ UNKNOWN_LINK_MS = 1.0
 #: 128 GiB are an assumption of a typical such server.
 SERVER_CAPACITY = {"cpu_millicores": 32_000, "memory_mib": 131_072}
 SERVER_POWER = {"idle_w": 115.0, "max_w": 490.0}
+#: One part of a topohub name ("sndlib", "germany50", "25"): no path tricks.
+_SAFE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 #: Memory requested per CPU core requested by the generated services [MiB] (assumption: 2 GiB / core).
 MIB_PER_CORE = 2048
 
@@ -105,22 +108,36 @@ def import_topohub(name: str, options: ImportOptions | None = None,
                    topology: TopologyOptions | None = None) -> ImportResult:
     """Map the topohub topology `name` (e.g. "topozoo/Abilene", "sndlib/germany50") to a scenario."""
     source = f"topohub:{name}"
+    doc, version = load_topohub(name)
+    graph = doc.get("graph", {})
+    label = f"{name} ({graph.get('name', name)}) from topohub {version}"
+    return node_link_to_scenario(doc, options, topology, source=source, name=slug(name, "topology"), label=label)
+
+
+def load_topohub(name: str) -> tuple[dict[str, Any], str]:
+    """The node-link document of topohub topology `name` and topohub's version.
+
+    Reads the JSON file the package ships (`topohub/data/<name>.json`) directly:
+    `topohub.get` does the same but leaves the file open (a ResourceWarning).
+    Node ids stay as stored; demand keys are compared as strings.
+    """
+    source = f"topohub:{name}"
     try:
         import topohub
     except ImportError:
         raise InputError(source, [Problem("", "the topohub package is not installed; `pip install topohub` "
                                               "(it ships the topologies, no download at run time)")]) from None
-    try:
-        doc = topohub.get(name)
-    except (KeyError, OSError, ValueError):
-        group = name.split("/", 1)[0]
-        known = available_topologies(group) if group in {p.name for p in _data_root().iterdir()} else []
+    parts = name.split("/")
+    root = _data_root()
+    path = root.joinpath(*parts).with_suffix(".json") if parts and all(_SAFE_PART.fullmatch(p) for p in parts) else None
+    if path is None or not path.is_file():
+        group = parts[0] if parts else ""
+        known = available_topologies(group) if _SAFE_PART.fullmatch(group or "-") and (root / group).is_dir() else []
         hint = (f"e.g. {', '.join(known[:6])}" if known
                 else "names look like topozoo/Abilene, sndlib/germany50, backbone/europe, gabriel/25/0")
-        raise InputError(source, [Problem("", f"no topology {name!r} in topohub {topohub.__version__}; {hint}")]) from None
-    graph = doc.get("graph", {})
-    label = f"{name} ({graph.get('name', name)}) from topohub {topohub.__version__}"
-    return node_link_to_scenario(doc, options, topology, source=source, name=slug(name, "topology"), label=label)
+        raise InputError(source, [Problem("", f"no topology {name!r} in topohub {topohub.__version__}; {hint}")])
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh), topohub.__version__
 
 
 def import_topology_file(path: str | Path, options: ImportOptions | None = None,

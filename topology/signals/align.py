@@ -72,9 +72,23 @@ def align(times_s: Sequence[float] | np.ndarray, values: Sequence[float] | np.nd
     `labels` name each point in messages ("row 12"); `what` names the
     series ("region DE"); `fix` ends the coverage messages.
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd magnitudes end as a problem below, not a warning
+        result = _align(times_s, values, grid, energy, step_s, max_gap_s, labels, what, fix)
+    if result.values is not None and not np.isfinite(result.values).all():
+        return Aligned(None, [Problem(what, "has values too large to add up; check the unit")], result.notes, result.step_s)
+    return result
+
+
+def _align(times_s, values, grid: SlotGrid, energy: bool, step_s: float | None, max_gap_s: float,
+           labels: Sequence[str] | None, what: str, fix: str) -> Aligned:
     t = np.asarray(times_s, dtype=float)
     v = np.asarray(values, dtype=float)
     names = list(labels) if labels is not None else [f"the value at {iso(x)}" for x in t]
+    if step_s is None or not step_s > 0:
+        # The native step from every timestamp, missing values included: a
+        # missing value is a gap in the series, not a coarser series.
+        stamps = np.unique(t[np.isfinite(t)])
+        step_s = float(np.median(np.diff(stamps))) if stamps.size > 1 else grid.slot_seconds
     keep = np.isfinite(t) & np.isfinite(v)  # NaN is a missing value: a gap
     if not keep.all():
         t, v = t[keep], v[keep]
@@ -93,8 +107,6 @@ def align(times_s: Sequence[float] | np.ndarray, values: Sequence[float] | np.nd
         i = int(same[0])
         return Aligned(None, [Problem(what, f"{names[i]} and {names[i + 1]} both give a value at {iso(t[i])}; "
                                       f"keep one ({same.size} duplicate time(s))")])
-    if step_s is None or not step_s > 0:
-        step_s = float(np.median(diffs)) if diffs.size else grid.slot_seconds
     hold_limit = GAP_FACTOR * step_s
 
     if energy:

@@ -72,7 +72,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".txt")
 
 
-class _TooMany(Exception):
+class TooManyProblems(Exception):
     pass
 
 
@@ -86,7 +86,7 @@ class Problems:
     def add(self, path: str, message: str) -> None:
         if len(self.items) >= MAX_PROBLEMS:
             self.items.append(Problem("", f"stopped after {MAX_PROBLEMS} problems; fix these first"))
-            raise _TooMany
+            raise TooManyProblems
         self.items.append(Problem(path, message))
 
     def raise_if_any(self) -> None:
@@ -198,7 +198,7 @@ def _read_csv(path: Path) -> Table:
             rows.append(reader.line_num)
             for name, cell in zip(header, record):
                 columns[name].append(cell)
-    except _TooMany:
+    except TooManyProblems:
         pass
     problems.raise_if_any()
     if header is None:
@@ -370,9 +370,11 @@ def read_signal_file(path: str | Path) -> SignalRows:
         cols = {name: table.cells(name) for name in SIGNAL_COLUMNS}
         for i in range(len(table)):
             _check_row(table, cols, i, problems, out)
-    except _TooMany:
+    except TooManyProblems:
         pass
-    frame = pd.DataFrame(out)
+    if not len(table) and not problems.items:
+        problems.add("", "has a header but no rows; add one row per value")
+    frame = pd.DataFrame(out).astype({"time_s": float, "value": float, "energy": bool, "row": int, "raw": float})
     if not problems.items:
         _check_duplicates(table, frame, problems)
     if not problems.items:
@@ -436,8 +438,7 @@ def _check_row(table: Table, cols: dict[str, list[Any]], i: int, problems: Probl
     if why:
         problems.add(where(i, "value"), why)
         return
-    if math.isnan(value):
-        return  # missing: a gap, filled or refused when aligned
+    # A missing value (NaN) stays in as a gap: filled or refused when aligned.
     energy = energy_factor is not None
     out["signal"].append(kind.value)
     out["target_id"].append(target_id)
@@ -462,14 +463,14 @@ def _check_duplicates(table: Table, frame: pd.DataFrame, problems: Problems) -> 
                 problems.add(f"{table.row_word} {row}",
                              f"repeats {table.row_word} {first}: {group['signal'].iat[0]} for {group['target_id'].iat[0]} "
                              f"({group['series'].iat[0]}) at {iso(group['time_s'].iat[0])}; keep one of them")
-    except _TooMany:
+    except TooManyProblems:
         pass
 
 
 def _check_ranges(table: Table, frame: pd.DataFrame, problems: Problems) -> None:
     """Values out of the plausible range, one problem per series and unit, with the units that would fit."""
-    rates = frame[~frame["energy"]]
-    negative_energy = frame[frame["energy"] & (frame["value"] < 0)]
+    rates = frame.loc[~frame["energy"]]
+    negative_energy = frame.loc[frame["energy"] & (frame["value"] < 0)]
     try:
         for _, row in negative_energy.head(5).iterrows():
             problems.add(f"{table.row_word} {row['row']}, column value", f"energy {row['raw']:g} {row['unit']} is negative; "
@@ -482,16 +483,18 @@ def _check_ranges(table: Table, frame: pd.DataFrame, problems: Problems) -> None
                 continue
             canon = canonical_unit(kind)
             first = bad.iloc[0]
-            raw = group["raw"].to_numpy()
-            fits = [u for u, f in SIGNAL_UNITS[kind].items()
-                    if f != SIGNAL_UNITS[kind][unit] and ((raw * f >= lo) & (raw * f <= hi)).all()]
+            raw = group["raw"].to_numpy(dtype=float)
+            raw = raw[np.isfinite(raw)]
+            with np.errstate(over="ignore", invalid="ignore"):  # huge values simply do not fit
+                fits = [u for u, f in SIGNAL_UNITS[kind].items()
+                        if f != SIGNAL_UNITS[kind][unit] and ((raw * f >= lo) & (raw * f <= hi)).all()]
             hint = (f"; as {fits[0]} every value would fit (set unit: {fits[0]})" if fits
                     else "; check the unit and the sign")
             more = f" ({len(bad)} value(s) of {SIGNAL_TARGET[kind]} {target_id} in {unit} are out of range)" if len(bad) > 1 else ""
             problems.add(f"{table.row_word} {first['row']}, column value",
                          f"{first['raw']:g} {unit} = {first['value']:g} {canon} is outside the plausible range "
                          f"{lo:g}..{hi:g} {canon} for {kind.value}{hint}{more}")
-    except _TooMany:
+    except TooManyProblems:
         pass
 
 

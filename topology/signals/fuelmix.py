@@ -30,7 +30,7 @@ import pandas as pd
 
 from topology.errors import InputError, Problem
 from topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
-from topology.signals.files import Problems, _TooMany, cell_text, parse_number, parse_time, read_table
+from topology.signals.files import Problems, TooManyProblems, cell_text, parse_number, parse_time, read_table
 from topology.signals.series import SignalSeries, SlotGrid
 from topology.spec import SignalKind
 
@@ -119,6 +119,8 @@ def read_mix_file(path: str | Path, factors: Mapping[str, float] | None = None) 
     try:
         if table.naive_time_type:
             problems.add("column timestamp", "is a timestamp type without a time zone; store it with one")
+        if not len(table):
+            problems.add("", "has a header but no rows; add one row per region, time and fuel")
         for i in range(len(table)):
             t, why = parse_time(table.columns["timestamp"][i])
             if why:
@@ -153,7 +155,7 @@ def read_mix_file(path: str | Path, factors: Mapping[str, float] | None = None) 
                                                       f"are not generation, leave them out")
                 continue
             rows.append((region, t, fuel, value * MIX_UNITS[unit_kind[unit]][unit], unit_kind[unit], table.rows[i]))
-    except _TooMany:
+    except TooManyProblems:
         pass
     problems.raise_if_any()
     frame = pd.DataFrame(rows, columns=["region", "time_s", "fuel", "amount", "kind", "row"])
@@ -176,7 +178,7 @@ def read_mix_file(path: str | Path, factors: Mapping[str, float] | None = None) 
                 continue
             e = group["fuel"].map(known).to_numpy()
             out.append((region, t, float(e @ group["amount"].to_numpy() / total), first))
-    except _TooMany:
+    except TooManyProblems:
         pass
     problems.raise_if_any()
     return pd.DataFrame(out, columns=["region", "time_s", "value", "row"])
@@ -187,6 +189,8 @@ def mix_signals(path: str | Path, grid: SlotGrid, factors: Mapping[str, float] |
                 max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES) -> list[SignalSeries]:
     """Average grid_intensity signals from a mix file; `regions` renames file regions to scenario ids."""
     frame = read_mix_file(path, factors)
+    if frame.empty:
+        raise InputError(str(path), [Problem("", "has no generation values (all empty); fill the value column")])
     problems, out = [], []
     for region, group in frame.groupby("region", sort=False):
         result = align(group["time_s"].to_numpy(), group["value"].to_numpy(), grid, max_gap_s=max_gap_minutes * 60,

@@ -52,7 +52,7 @@ import pandas as pd
 
 from topology.errors import InputError, Problem
 from topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
-from topology.signals.files import Problems, _TooMany, parse_number, parse_time, read_table
+from topology.signals.files import Problems, TooManyProblems, parse_number, parse_time, read_table
 from topology.signals.series import SignalSeries, SlotGrid
 from topology.spec import ScenarioSpec, SignalKind
 
@@ -262,7 +262,7 @@ def read_irradiance(path: str | Path, site: str | None = None) -> Irradiance:
                 for column, key in names.items():
                     out[key].append(values[column])
                 rows.append(table.rows[i])
-    except _TooMany:
+    except TooManyProblems:
         pass
     problems.raise_if_any()
     arrays = {k: np.asarray(v, dtype=float) for k, v in out.items()}

@@ -27,7 +27,7 @@ from topology.errors import InputError, Problem
 from topology.io import atomic_write_text
 from topology.load import SIGNAL_TARGET, SIGNAL_UNITS, scenario_from_dict
 from topology.scenario import Scenario
-from topology.spec import Horizon, SignalKind
+from topology.spec import Horizon, ScenarioSpec, SignalKind
 
 Series = Literal["actual", "forecast"]
 IntensityKind = Literal["average", "marginal"]
@@ -88,6 +88,21 @@ class SlotGrid:
 
     def describe(self) -> str:
         return f"{iso(self.start)}..{iso(self.end)} ({self.slots} x {self.slot_minutes} min)"
+
+
+@dataclass(frozen=True)
+class Points:
+    """Time-stamped values before alignment: epoch seconds [UTC], canonical unit.
+
+    A value covers the interval from its timestamp to the next one
+    (`topology.signals.align`); `step_s` is the source's native resolution
+    when it says (None: inferred from the spacing).
+    """
+
+    times_s: np.ndarray
+    values: np.ndarray
+    step_s: float | None = None
+    source: str = ""
 
 
 def iso(t: datetime | float) -> str:
@@ -214,28 +229,45 @@ def write_scenario(document: dict[str, Any], path: str | Path) -> Scenario:
     return scenario
 
 
-def check_targets(series: Iterable[SignalSeries], ids: dict[str, set[str]], source: str) -> None:
-    """Raise `InputError` when a series names a region, site or node the scenario lacks."""
+#: A site's renewable supply above this many times its PV peak is almost
+#: always W written as kW (a factor 1000); a site with wind as well as PV
+#: stays far below it.
+MAX_SUPPLY_PER_KWP = 10.0
+
+
+def check_against_scenario(series: Iterable[SignalSeries], spec: ScenarioSpec, source: str) -> None:
+    """Raise one `InputError` when series name ids the scenario lacks, or
+    renewable supply dwarfs a site's PV peak (a unit mix-up)."""
+    ids = {"region": {r.id for r in spec.regions}, "site": {s.id for s in spec.sites}, "node": {n.id for n in spec.nodes}}
+    kwp = {s.id: s.pv_kwp for s in spec.sites}
     problems = []
     for s in series:
-        known = ids.get(s.target, set())
+        known = ids[s.target]
         if s.target_id not in known:
             listed = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
             problems.append(Problem(f"{s.target} {s.target_id!r}",
                                     f"is not in the scenario (its {s.target}s: {listed or 'none'}); "
                                     f"fix the id in the data or add the {s.target} to the scenario"))
+            continue
+        peak = float(np.max(s.values)) if len(s.values) else 0.0
+        if s.signal is SignalKind.renewable_supply and kwp[s.target_id] > 0 and peak > MAX_SUPPLY_PER_KWP * kwp[s.target_id]:
+            problems.append(Problem(f"site {s.target_id!r}",
+                                    f"supply peaks at {peak:g} kW, more than {MAX_SUPPLY_PER_KWP:g} x its "
+                                    f"{kwp[s.target_id]:g} kWp of PV: the values look like W written as kW "
+                                    f"(set unit: W), or pv_kwp is too small"))
     if problems:
         raise InputError(source, problems)
 
 
 __all__ = [
     "IntensityKind",
+    "Points",
     "Series",
     "SignalSeries",
     "SlotGrid",
     "apply_signals",
     "canonical_unit",
-    "check_targets",
+    "check_against_scenario",
     "iso",
     "render_document",
     "signal_key",

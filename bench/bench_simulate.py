@@ -32,7 +32,7 @@ def _run(forecast: str, workers: int) -> tuple[pd.DataFrame, dict, float]:
 
     scenario = load_scenario(example_path("metro-de.yaml"))
     options = SimulationOptions(horizon_slots=HORIZON_SLOTS, forecast=forecast, solver="greedy", step_time_limit_s=1.0,
-                                migration_g_per_replica=20.0, seed=0)
+                                seed=0)
     started = time.perf_counter()
     result = simulate(scenario, POLICIES, options, make_engine(workers))
     return result.table, result.summary, time.perf_counter() - started
@@ -43,7 +43,8 @@ def _notes(summary: dict, seconds: float, workers: int) -> str:
     return (f"World: {s['world']}; {s['horizon_slots']} hourly slots, {s['deferrable_jobs']} deferrable jobs; "
             f"{s['forecast']} forecast (grid-intensity MAPE {s['intensity_forecast_mape_pct']:.1f} %), "
             f"re-planned every slot over {s['lookahead_slots']} slots with {s['solver']} "
-            f"(<= {s['step_time_limit_s']:g} s per step), migration penalty 20 g per replica moved; "
+            f"(<= {s['step_time_limit_s']:g} s per step), "
+            f"migration penalty {s['migration_g_per_replica']:g} g per replica moved; "
             f"{s['accounting']}. Cost of forecast error (optimizer - oracle): "
             f"{s['cost_of_forecast_error_kg']:.3f} kg ({s['cost_of_forecast_error_pct']:.2f} %). "
             f"Time-shifting saves (noshift - optimizer): {s['time_shifting_saves_kg']:.3f} kg "

@@ -19,6 +19,7 @@ import json
 import math
 import sys
 import textwrap
+from edgeplace.argtypes import nonneg_float as _nonneg_float, positive_float as _positive_float, positive_int as _positive_int
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -33,34 +34,10 @@ Handler = Callable[[argparse.Namespace], int]
 # Argument types
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def _number_list(text: str) -> tuple[float, ...]:
@@ -105,7 +82,7 @@ def _wrap(text: str) -> str:
 
 def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     """Add `whatif`, `pareto` and `simulate` to `sub`; return their handlers by name."""
-    from edgeplace.simulate import DEFAULT_POLICIES, FORECASTERS, simulation_policies
+    from edgeplace.simulate import DEFAULT_MIGRATION_G, DEFAULT_POLICIES, FORECASTERS, simulation_policies
     from edgeplace.variations import variation_help
 
     p = sub.add_parser(
@@ -168,8 +145,9 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     p.add_argument("--step-time-limit", type=_positive_float, default=1.0, metavar="S",
                    help="solver time limit per step [s] (default: 1)")
     p.add_argument("--solver-threads", type=_positive_int, default=1, metavar="N", help="threads per solve (default: 1)")
-    p.add_argument("--migration-g", type=_nonneg_float, default=20.0, metavar="G",
-                   help="penalty [gCO2e] per replica moved by a re-plan, a brake on churn (default: 20; 0 = pure carbon)")
+    p.add_argument("--migration-g", type=_nonneg_float, default=DEFAULT_MIGRATION_G, metavar="G",
+                   help=f"penalty [gCO2e] per replica moved by a re-plan, a brake on churn "
+                        f"(default: {DEFAULT_MIGRATION_G:g}; 0 = pure carbon)")
     p.add_argument("--replan-every", type=_positive_int, default=1, metavar="N", help="re-plan every N slots (default: 1)")
     p.add_argument("--noise", type=_nonneg_float, default=1.0, metavar="F",
                    help="scale of the day-to-day noise of a repeated world (default: 1; 0 = identical days)")
@@ -209,21 +187,31 @@ def _solve_options(args: argparse.Namespace):
 
 @contextmanager
 def _progress(args: argparse.Namespace, what: str) -> Iterator[Callable[[int, int, str], None] | None]:
-    """A rich progress bar on standard error, or None with --quiet."""
+    """A rich progress bar on standard error, or None with --quiet. The bar
+    appears with the first finished case, so an input error shows no bar."""
     if args.quiet:
         yield None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=False) as bar:
-        task = bar.add_task(what, total=None, last="")
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=False)
+    task = bar.add_task(what, total=None, last="")
+    started = False
 
-        def update(done: int, total: int, key: str) -> None:
-            bar.update(task, completed=done, total=total, last=key[:40])
+    def update(done: int, total: int, key: str) -> None:
+        nonlocal started
+        if not started:
+            bar.start()
+            started = True
+        bar.update(task, completed=done, total=total, last=key[:40])
 
+    try:
         yield update
+    finally:
+        if started:
+            bar.stop()
 
 
 def _emit(data, fmt: str, title: str | None = None) -> None:

@@ -120,9 +120,9 @@ class DaskEngine:
         try:
             client = Client(self.address, timeout=self.connect_timeout_s, set_as_default=False)
         except (OSError, TimeoutError) as exc:
-            raise InputError("--scheduler-address", [Problem(self.address, f"no Dask scheduler answers there "
-                                                                           f"({type(exc).__name__}: {exc}); start one "
-                                                                           "with `dask scheduler` or fix the address")]) from None
+            why = (f"no Dask scheduler answers there ({type(exc).__name__}: {exc}); "
+                   "start one with `dask scheduler` or fix the address")
+            raise InputError("--scheduler-address", [Problem(self.address, why)]) from None
         futures = {}
         try:
             # pure=False: identical payloads (e.g. a repeated seed) still run as separate tasks.

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -141,7 +141,8 @@ def variation_registry() -> dict[str, Variation]:
                   _count, _site_target, _apply_node_count),
         Variation("add", "none", "", "FILE|none,...", "merge a scenario fragment (YAML/JSON with sites, nodes, links, ...)",
                   _fragment, _no_target, _apply_fragment),
-        Variation("isolation", "optional", "TENANT", "on|off,...", "off: no dedicated pool, no never_with (no target: every tenant)",
+        Variation("isolation", "optional", "TENANT", "on|off,...",
+                  "off: no dedicated pool, no never_with (no target: every tenant)",
                   _on_off, _tenant_target, _apply_isolation),
         Variation("demand.scale", "optional", sel, "F,...", "replicas x F, rounded half up, >= 1 (no target: every workload)",
                   _positive_float, _workload_selector, _apply_demand, selects="any"),
@@ -256,8 +257,6 @@ def apply_case(spec: ScenarioSpec, case: Case, options: Any,
     keys replace its fields. Raises InputError when the varied spec is not a
     valid scenario (the message names the case).
     """
-    from dataclasses import replace
-
     registry = registry or variation_registry()
     solver_updates: dict[str, Any] = {}
     base = spec  # targets and selectors refer to the scenario as written, not as varied so far

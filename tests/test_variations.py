@@ -68,7 +68,8 @@ def supply(spec, site, series="actual"):
 
 def test_unknown_key_lists_every_valid_key():
     spec = world().build().spec
-    with pytest.raises(InputError, match=r"(?s)unknown key 'sla\.scal'.*sla\.scale\[SEL\].*pv_kwp\[SITE\].*solver\.time_limit_s") as exc:
+    valid_keys = r"(?s)unknown key 'sla\.scal'.*sla\.scale\[SEL\].*pv_kwp\[SITE\].*solver\.time_limit_s"
+    with pytest.raises(InputError, match=valid_keys) as exc:
         parse_vary("sla.scal=1,2", spec)
     assert exc.value.source == "--vary"
 

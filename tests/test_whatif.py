@@ -238,3 +238,11 @@ def test_help_lists_the_keys(capsys):
     for key in ("sla.scale[SEL]", "pv_kwp[SITE]", "battery_kwh", "intensity.scale", "site[SITE]", "nodes[SITE]",
                 "isolation[TENANT]", "demand.scale", "solver.time_limit_s", "add=FILE"):
         assert key in text
+
+
+def test_progress_goes_to_stderr_and_the_table_to_stdout(tmp_path, capsys):
+    assert _run(["whatif", _scenario_file(tmp_path), "--vary", "isolation=on,off", "--solver", "greedy",
+                 "--workers", "1", "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "whatif cases" in captured.err and "3/3" in captured.err
+    assert captured.out.startswith("isolation,status") and "whatif cases" not in captured.out

@@ -49,8 +49,9 @@ SIGNAL_TARGET = {
 }
 
 
-def read_document(path: str | Path) -> Any:
-    """Parse a YAML or JSON file; raise InputError naming the file on failure."""
+def read_document(path: str | Path, *, json_only: bool = False) -> Any:
+    """Parse a YAML or JSON file (by its suffix, or JSON whatever the suffix with
+    `json_only`); raise InputError naming the file on failure."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -59,8 +60,8 @@ def read_document(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
     try:
-        if path.suffix.lower() == ".json":
-            return json.loads(text)
+        if json_only or path.suffix.lower() == ".json":
+            return json.loads(text)  # also reads the `Infinity` some tools write
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except json.JSONDecodeError as exc:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from topology.errors import InputError, Problem
+from topology.load import read_document
 from topology.importers.common import ImportOptions, ImportResult, pue_note, site_fields, skeleton, slug
 
 #: Power of a server whose dataset gives no power model: a recent 1-2 socket
@@ -48,18 +49,7 @@ LINEAR_MODEL = "LinearServerPowerModel"
 def import_edgesimpy(path: str | Path, options: ImportOptions | None = None) -> ImportResult:
     """Read an EdgeSimPy dataset file and map it to a scenario document."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), [Problem("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
-    try:
-        data = json.loads(text)  # accepts EdgeSimPy's `Infinity`
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), [Problem(f"line {exc.lineno} column {exc.colno}", f"not valid JSON: {exc.msg}")]) from None
-    except RecursionError:
-        raise InputError(str(path), [Problem("", "not valid JSON: nested too deeply")]) from None
+    data = read_document(path, json_only=True)
     return edgesimpy_to_scenario(data, options, source=str(path), name=f"edgesimpy-{slug(path.stem, 'dataset')}")
 
 

@@ -89,22 +89,7 @@ def compare_policies(scenario: Scenario, names: list[str] | None = None) -> pd.D
         started = time.perf_counter()
         placement = registry[name]().place(scenario)
         seconds = time.perf_counter() - started
-        t = evaluate(scenario, placement).totals
-        rows.append({
-            "policy": name,
-            "emissions_kg": t["emissions_g"] / 1000,
-            "operational_kg": t["operational_emissions_g"] / 1000,
-            "embodied_kg": t["embodied_emissions_g"] / 1000,
-            "energy_kwh": t["energy_kwh"],
-            "renewable_kwh": t["renewable_kwh"],
-            "active_nodes": t["mean_active_nodes"],
-            "sla_viol": t["sla_violations"],
-            "capacity_viol": t["capacity_violations"],
-            "isolation_viol": t["isolation_violations"],
-            "other_viol": t["selector_violations"] + t["spread_violations"] + t["schedule_violations"]
-            + t["quota_violations"] + t["power_violations"],
-            "time_s": seconds,
-        })
+        rows.append(_row(name, evaluate(scenario, placement), seconds))
     table = pd.DataFrame(rows)
     if "spread" in set(table["policy"]):
         ref = float(table.loc[table["policy"] == "spread", "emissions_kg"].iloc[0])
@@ -124,12 +109,7 @@ def plan_with_baseline(scenario: Scenario, options, progress=None, dump_model: s
     best = baselines.sort_values(["sla_viol", "capacity_viol", "isolation_viol", "other_viol", "emissions_kg"]).iloc[0]
     plan = solve(scenario, options, progress=progress)
     s = plan.summary()
-    row = {"policy": f"plan ({plan.solver})", "emissions_kg": s["emissions_kg"], "operational_kg": s["operational_kg"],
-           "embodied_kg": s["embodied_kg"], "energy_kwh": s["energy_kwh"], "renewable_kwh": s["renewable_kwh"],
-           "active_nodes": s["mean_active_nodes"],
-           **{k: plan.evaluation.totals[f"{k.removesuffix('_viol')}_violations"] for k in ("sla_viol", "capacity_viol", "isolation_viol")},
-           "other_viol": len(plan.evaluation.violations) - sum(plan.evaluation.totals[f"{k}_violations"] for k in ("sla", "capacity", "isolation")),
-           "time_s": s["solve_s"]}
+    row = _row(f"plan ({plan.solver})", plan.evaluation, plan.solve_seconds)
     table = pd.DataFrame([row, {k: best[k] for k in row}])
     table.loc[1, "policy"] = f"best baseline ({best['policy']})"
     ref = float(best["emissions_kg"])
@@ -145,15 +125,28 @@ def demo(scenario: Scenario, time_limit_s: float = 15.0, progress=None):
     table = compare_policies(scenario, [*baseline_registry(), "greedy"])
     plan = solve(scenario, SolveOptions(solver="cpsat", time_limit_s=time_limit_s, bound_time_limit_s=time_limit_s),
                  progress=progress)
-    t = plan.evaluation.totals
-    row = {"policy": f"plan ({plan.solver})", "emissions_kg": t["emissions_g"] / 1000,
-           "operational_kg": t["operational_emissions_g"] / 1000, "embodied_kg": t["embodied_emissions_g"] / 1000,
-           "energy_kwh": t["energy_kwh"], "renewable_kwh": t["renewable_kwh"], "active_nodes": t["mean_active_nodes"],
-           "sla_viol": t["sla_violations"], "capacity_viol": t["capacity_violations"],
-           "isolation_viol": t["isolation_violations"],
-           "other_viol": len(plan.evaluation.violations) - t["sla_violations"] - t["capacity_violations"] - t["isolation_violations"],
-           "time_s": plan.solve_seconds}
+    row = _row(f"plan ({plan.solver})", plan.evaluation, plan.solve_seconds)
     table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
     ref = float(table.loc[table["policy"] == "spread", "emissions_kg"].iloc[0])
     table["vs_spread_pct"] = (table["emissions_kg"] / ref - 1.0) * 100.0
     return table, plan
+
+
+def _row(policy: str, result: Evaluation, seconds: float) -> dict[str, object]:
+    """One row of the comparison tables: a policy's evaluated figures."""
+    t = result.totals
+    main_kinds = t["sla_violations"] + t["capacity_violations"] + t["isolation_violations"]
+    return {
+        "policy": policy,
+        "emissions_kg": t["emissions_g"] / 1000,
+        "operational_kg": t["operational_emissions_g"] / 1000,
+        "embodied_kg": t["embodied_emissions_g"] / 1000,
+        "energy_kwh": t["energy_kwh"],
+        "renewable_kwh": t["renewable_kwh"],
+        "active_nodes": t["mean_active_nodes"],
+        "sla_viol": t["sla_violations"],
+        "capacity_viol": t["capacity_violations"],
+        "isolation_viol": t["isolation_violations"],
+        "other_viol": len(result.violations) - main_kinds,
+        "time_s": seconds,
+    }

@@ -231,3 +231,27 @@ def tiny() -> ScenarioBuilder:
 
 
 __all__ = ["DEFAULT_START", "ScenarioBuilder", "place", "tiny"]
+
+
+def nodes_of(scenario: Scenario, placement: Placement, workload: str) -> list[str | None]:
+    """Node id of each replica of `workload` in the first slot it runs (None = unplaced)."""
+    w = scenario.index_of("workload", workload)
+    r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
+    out = []
+    for row in placement.assign[r0:r0 + n]:
+        run = row[row >= 0]
+        out.append(scenario.node_ids[int(run[0])] if run.size else None)
+    return out
+
+
+def linear_without_batteries(doc: dict[str, Any]) -> dict[str, Any]:
+    """`doc` with every SPECpower curve replaced by its end points (idle = 0 %,
+    max = 100 %) and every battery removed: the cases where the optimizer's
+    model objective equals the evaluated emissions exactly."""
+    for node in doc["nodes"]:
+        pts = node["power"].get("points_w")
+        if pts is not None:
+            node["power"] = {"idle_w": pts[0], "max_w": pts[-1]}
+    for site in doc["sites"]:
+        site.pop("battery_kwh", None)
+    return doc

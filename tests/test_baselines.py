@@ -23,22 +23,13 @@ from policies.baselines import (
     most_allocated_score,
 )
 from policies.evaluate import ViolationKind, evaluate
-from tests.builders import ScenarioBuilder, place
+from tests.builders import ScenarioBuilder, nodes_of, place
 from topology import Placement
 
 ALL = [SpreadPolicy, BinpackPolicy, NearestPolicy, GreedyCarbonPolicy]
 ALL_IDS = [p.name for p in ALL]
 
 
-def nodes_of(sc, placement, workload: str) -> list[str | None]:
-    """Node id of each replica of `workload` in its first run slot (None = unplaced)."""
-    w = sc.index_of("workload", workload)
-    r0, n = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
-    out = []
-    for row in placement.assign[r0:r0 + n]:
-        run = row[row >= 0]
-        out.append(sc.node_ids[int(run[0])] if run.size else None)
-    return out
 
 
 def run_slots(sc, placement, workload: str) -> list[int]:

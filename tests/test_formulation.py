@@ -20,7 +20,7 @@ from optimizer.readback import placement_from_values
 from optimizer.result import SolveStatus
 from policies.costs import Objective, price
 from policies.evaluate import evaluate
-from tests.builders import ScenarioBuilder, tiny
+from tests.builders import ScenarioBuilder, linear_without_batteries, tiny
 from topology import scenario_from_dict
 from topology.generate import generate
 
@@ -31,16 +31,6 @@ def fresh_highs_thread_pool():
     highspy.Highs.resetGlobalScheduler(True)
 
 
-def linear_without_batteries(doc: dict) -> dict:
-    """A generated document with every SPECpower curve replaced by its end points
-    (idle = 0 %, max = 100 %) and every battery removed."""
-    for node in doc["nodes"]:
-        pts = node["power"].get("points_w")
-        if pts is not None:
-            node["power"] = {"idle_w": pts[0], "max_w": pts[-1]}
-    for site in doc["sites"]:
-        site.pop("battery_kwh", None)
-    return doc
 
 
 def families(model) -> set[str]:

@@ -19,7 +19,7 @@ from optimizer.greedy import GreedyPolicy, greedy_place
 from policies.baselines import baseline_registry
 from policies.costs import Objective, price
 from policies.evaluate import ViolationKind, evaluate
-from tests.builders import ScenarioBuilder
+from tests.builders import ScenarioBuilder, nodes_of
 from topology import Placement, Scenario
 from topology.generate import generate_scenario
 
@@ -32,15 +32,6 @@ def run(sc: Scenario, objective: Objective | None = None, time_limit_s: float = 
     return placement, evaluate(sc, placement)
 
 
-def nodes_of(sc: Scenario, placement: Placement, workload: str) -> list[str | None]:
-    """Node id of each replica of `workload` in the first slot it runs (None = unplaced)."""
-    w = sc.index_of("workload", workload)
-    r0, n = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
-    out = []
-    for row in placement.assign[r0:r0 + n]:
-        used = row[row >= 0]
-        out.append(sc.node_ids[int(used[0])] if used.size else None)
-    return out
 
 
 def start_of(sc: Scenario, placement: Placement, workload: str) -> int:

@@ -14,7 +14,7 @@ from optimizer.greedy import greedy_place
 from optimizer.readback import hint_from_placement, placement_from_values
 from policies.costs import price
 from policies.evaluate import evaluate
-from tests.builders import ScenarioBuilder
+from tests.builders import ScenarioBuilder, nodes_of
 from topology.generate import generate_scenario
 
 
@@ -40,14 +40,6 @@ def values_for(form, sc, services: dict[tuple[str, str], int], job: tuple[int, d
     return values
 
 
-def replica_nodes(sc, placement, workload: str) -> list[str | None]:
-    w = sc.index_of("workload", workload)
-    r0, n = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
-    out = []
-    for row in placement.assign[r0:r0 + n]:
-        used = row[row >= 0]
-        out.append(sc.node_ids[int(used[0])] if used.size else None)
-    return out
 
 
 # ---------------------------------------------------------------------------
@@ -71,7 +63,7 @@ def test_replica_order_keeps_current_nodes(current, counts, expected):
     form = build(costs)
     values = values_for(form, sc, {("web", n): c for n, c in counts.items()}, job=(0, {"n1": 2}))
     placement = placement_from_values(form, costs, values)
-    assert replica_nodes(sc, placement, "web") == expected
+    assert nodes_of(sc, placement, "web") == expected
     w = sc.index_of("workload", "web")
     r0 = int(sc.workload_first_replica[w])
     assert (placement.assign[r0:r0 + 3] >= 0).all()  # a service runs in every slot
@@ -98,8 +90,8 @@ def test_values_near_integers_are_rounded():
     values[form.y] = np.where(values[form.y] > 0, values[form.y] - 1e-7, 1e-7)
     values[form.x] = np.where(values[form.x] > 0, values[form.x] - 1e-7, 0.0)
     placement = placement_from_values(form, costs, values)
-    assert replica_nodes(sc, placement, "web") == ["n2", "n2", "n2"]
-    assert replica_nodes(sc, placement, "job") == ["n1", "n1"]
+    assert nodes_of(sc, placement, "web") == ["n2", "n2", "n2"]
+    assert nodes_of(sc, placement, "job") == ["n1", "n1"]
 
 
 # ---------------------------------------------------------------------------

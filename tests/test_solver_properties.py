@@ -17,6 +17,7 @@ import copy
 import highspy
 import pytest
 
+from tests.builders import linear_without_batteries
 from optimizer.solve import SolveOptions, solve
 from topology import scenario_from_dict
 from topology.generate import generate
@@ -33,14 +34,7 @@ def fresh_highs_thread_pool():
 
 
 def instance(seed: int) -> dict:
-    doc = generate(12, 8, n_slots=3, seed=seed)
-    for node in doc["nodes"]:
-        pts = node["power"].get("points_w")
-        if pts is not None:
-            node["power"] = {"idle_w": pts[0], "max_w": pts[-1]}
-    for site in doc["sites"]:
-        site.pop("battery_kwh", None)
-    return doc
+    return linear_without_batteries(generate(12, 8, n_slots=3, seed=seed))
 
 
 def optimum(doc: dict) -> tuple[float, object]:

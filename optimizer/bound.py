@@ -8,7 +8,8 @@ in milliseconds, and stays valid (never above the model's optimum):
 - Each slot is bounded on its own (services need not keep their node across
   slots) and the bounds are summed.
 - Only CPU couples workloads: a node's fixed cost per slot (idle power at its
-  background load and its embodied carbon, `CostModel.open_g`) is charged per
+  background load, lowered where background plus requests could pass 1 as in
+  the model, and its embodied carbon, `CostModel.open_g`) is charged per
   millicore requested, fixed / capacity, as if nodes were filled perfectly;
   memory, spread, never_with and integrality are dropped.
 - Dynamic power is charged at the node's smallest power-line slope (the
@@ -17,8 +18,9 @@ in milliseconds, and stays valid (never above the model's optimum):
   embodied carbon is charged there), however small the supply.
 - Always-on nodes pay their fixed cost whatever happens: it is a constant and
   their arcs carry only dynamic cost.
-- Deferrable jobs are charged their cheapest eligible node and start slot
-  without using capacity.
+- A deferrable job with one possible start takes capacity in its run's slots
+  like a service; one with a choice of start is charged its cheapest eligible
+  node and start slot without using capacity.
 
 Workloads with the same eligible nodes and CPU usage fraction share one
 source node of the flow, so the network has groups x nodes arcs, not
@@ -45,7 +47,7 @@ def flow_bound_g(costs: CostModel) -> float | None:
     cap = sc.node_capacity[:, CPU].astype(float)
     has_supply = costs.site_supply_kwh[sc.node_site] > 0  # N x T
     always_on = ~sc.node_can_power_down
-    fixed = costs.open_g()  # N x T
+    fixed = costs.open_g(costs.relaxed_background_util())  # N x T
     fixed = np.where(has_supply, costs.embodied_g_per_slot[:, None], fixed)
     min_slope = costs.power_slope_w.min(axis=1)  # W per unit utilisation
     dyn_per_util = np.where(has_supply, 0.0, min_slope[:, None] * costs.kwh_per_w_slot[:, None] * costs.node_intensity_g_per_kwh)
@@ -55,8 +57,11 @@ def flow_bound_g(costs: CostModel) -> float | None:
     dyn_per_mc = dyn_per_util / cap[:, None]
     total = float(fixed[always_on].sum())
 
-    # Deferrable jobs: cheapest node and start, no capacity used.
-    for w in np.flatnonzero(sc.workload_deferrable):
+    # A job with one possible start runs in known slots: it takes capacity there like a service.
+    # Jobs with a choice of start are charged their cheapest eligible node and start without
+    # using capacity.
+    fixed_start = sc.workload_deferrable & (sc.workload_earliest_slot == sc.workload_latest_start_slot)
+    for w in np.flatnonzero(sc.workload_deferrable & ~fixed_start):
         nodes = np.flatnonzero(costs.eligible[w])
         if not len(nodes):
             return None
@@ -66,38 +71,53 @@ def flow_bound_g(costs: CostModel) -> float | None:
                         for s in range(int(sc.workload_earliest_slot[w]), int(sc.workload_latest_start_slot[w]) + 1)])
         total += float(run.min()) * float(sc.workload_requests[w, CPU] * sc.workload_replicas[w])
 
-    services = np.flatnonzero(~sc.workload_deferrable & (sc.workload_requests[:, CPU] > 0))
-    if not len(services):
-        return total
-    demand = (sc.workload_requests[services, CPU] * sc.workload_replicas[services]).astype(np.int64)
+    run_start = sc.workload_earliest_slot
+    run_end = run_start + sc.workload_duration_slots
+    capacity = sc.node_capacity[:, CPU].astype(np.int64)
+    for t in range(T):
+        present = ((~sc.workload_deferrable | (fixed_start & (run_start <= t) & (t < run_end)))
+                   & (sc.workload_requests[:, CPU] > 0))
+        slot = _slot_flow_g(costs, np.flatnonzero(present), capacity, fixed_per_mc[:, t], dyn_per_mc[:, t])
+        if slot is None:
+            return None
+        total += slot
+    return total
+
+
+def _slot_flow_g(costs: CostModel, workloads: np.ndarray, capacity: np.ndarray, fixed_per_mc: np.ndarray,
+                 dyn_per_mc: np.ndarray) -> float | None:
+    """Min-cost flow of one slot: the CPU demand of `workloads` onto node capacity,
+    each millicore at fixed_per_mc + usage x dyn_per_mc of its node [g]; None if it does not fit."""
+    sc = costs.scenario
+    N = sc.n_nodes
+    if not len(workloads):
+        return 0.0
+    demand = (sc.workload_requests[workloads, CPU] * sc.workload_replicas[workloads]).astype(np.int64)
     # Group workloads by (eligible nodes, usage fraction).
-    keys = np.packbits(costs.eligible[services], axis=1)
-    usage = sc.workload_cpu_usage[services]
-    _, group, = np.unique(np.c_[keys, np.round(usage * 1e6).astype(np.int64)[:, None]], axis=0, return_inverse=True)
+    keys = np.packbits(costs.eligible[workloads], axis=1)
+    usage = sc.workload_cpu_usage[workloads]
+    _, group = np.unique(np.c_[keys, np.round(usage * 1e6).astype(np.int64)[:, None]], axis=0, return_inverse=True)
     group = group.ravel()
     G = int(group.max()) + 1
     group_demand = np.bincount(group, weights=demand, minlength=G).astype(np.int64)
     group_usage = np.zeros(G)
     group_usage[group] = usage
     group_eligible = np.zeros((G, N), dtype=bool)
-    group_eligible[group] = costs.eligible[services]
+    group_eligible[group] = costs.eligible[workloads]
     g_idx, n_idx = np.nonzero(group_eligible)
     # Nodes of the flow: 0 = source, 1..G groups, G+1..G+N nodes, G+N+1 sink.
     source, sink = 0, G + N + 1
-    capacity = sc.node_capacity[:, CPU].astype(np.int64)
-    for t in range(T):
-        unit = fixed_per_mc[n_idx, t] + group_usage[g_idx] * dyn_per_mc[n_idx, t]
-        flow = min_cost_flow.SimpleMinCostFlow()
-        tails = np.r_[np.zeros(G, dtype=np.int64), 1 + g_idx, G + 1 + np.arange(N)]
-        heads = np.r_[1 + np.arange(G), G + 1 + n_idx, np.full(N, sink)]
-        caps = np.r_[group_demand, group_demand[g_idx], capacity]
-        unit_cost = np.r_[np.zeros(G, dtype=np.int64), np.floor(unit * _MICROGRAMS_PER_G).astype(np.int64),
-                          np.zeros(N, dtype=np.int64)]
-        flow.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, unit_cost)
-        supplies = np.zeros(G + N + 2, dtype=np.int64)
-        supplies[source], supplies[sink] = int(group_demand.sum()), -int(group_demand.sum())
-        flow.set_nodes_supplies(np.arange(G + N + 2), supplies)
-        if flow.solve() != flow.OPTIMAL:
-            return None
-        total += flow.optimal_cost() / _MICROGRAMS_PER_G
-    return total
+    unit = fixed_per_mc[n_idx] + group_usage[g_idx] * dyn_per_mc[n_idx]
+    flow = min_cost_flow.SimpleMinCostFlow()
+    tails = np.r_[np.zeros(G, dtype=np.int64), 1 + g_idx, G + 1 + np.arange(N)]
+    heads = np.r_[1 + np.arange(G), G + 1 + n_idx, np.full(N, sink)]
+    caps = np.r_[group_demand, group_demand[g_idx], capacity]
+    unit_cost = np.r_[np.zeros(G, dtype=np.int64), np.floor(unit * _MICROGRAMS_PER_G).astype(np.int64),
+                      np.zeros(N, dtype=np.int64)]
+    flow.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, unit_cost)
+    supplies = np.zeros(G + N + 2, dtype=np.int64)
+    supplies[source], supplies[sink] = int(group_demand.sum()), -int(group_demand.sum())
+    flow.set_nodes_supplies(np.arange(G + N + 2), supplies)
+    if flow.solve() != flow.OPTIMAL:
+        return None
+    return flow.optimal_cost() / _MICROGRAMS_PER_G

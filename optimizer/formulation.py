@@ -77,9 +77,31 @@ def _run_mask(d: int, starts: np.ndarray, T: int) -> np.ndarray:
     return (t[None, :] >= starts[:, None]) & (t[None, :] < starts[:, None] + d)
 
 
-def build(costs: CostModel) -> Formulation:
-    """Build the MILP of `costs.scenario` (see the module docstring for the variables)."""
+def hull_lines(costs: CostModel) -> tuple[np.ndarray, np.ndarray]:
+    """(intercept_w, slope_w), each L x N: line l of node n in the power rows.
+
+    Each node's distinct convex-hull lines; a node with fewer than L repeats its
+    last one (a duplicate row, harmless)."""
+    lines = [np.unique(np.c_[costs.power_intercept_w[i], costs.power_slope_w[i]], axis=0)
+             for i in range(costs.scenario.n_nodes)]
+    L = max((len(ls) for ls in lines), default=1)
+    table = np.array([[ls[min(l_idx, len(ls) - 1)] for ls in lines] for l_idx in range(L)])  # L x N x 2
+    return table[:, :, 0], table[:, :, 1]
+
+
+def build(costs: CostModel, columns: np.ndarray | None = None, *, master: bool = False) -> Formulation:
+    """Build the MILP of `costs.scenario` (see the module docstring for the variables).
+
+    `columns` (W x N bool, a subset of `costs.eligible`) keeps only those
+    workload-node pairs as y and x columns: a restricted model. With `master`
+    (column generation, `optimizer.colgen`) every row family except the
+    per-pair ones (host_link, job_on, tenant_present, kept_le_y) has the same
+    rows whatever the columns, so duals of one restricted model price the pairs
+    left out: spread gets a z for every site the workload may use, not only
+    for the sites it has columns at.
+    """
     sc, cm, obj = costs.scenario, costs, costs.objective
+    cols_allowed = cm.eligible if columns is None else (columns & cm.eligible)
     N, T, K, S = sc.n_nodes, sc.n_slots, len(sc.resources), sc.n_sites
     m = LinearModel()
     node_int = cm.node_intensity_g_per_kwh  # N x T
@@ -91,7 +113,7 @@ def build(costs: CostModel) -> Formulation:
 
     # -- decision variables ------------------------------------------------------
     services = np.flatnonzero(~sc.workload_deferrable)
-    sw, sn = np.nonzero(cm.eligible[services])
+    sw, sn = np.nonzero(cols_allowed[services])
     sw = services[sw]
     y = m.add_vars("y", len(sw), upper=R[sw], integer=True,
                    cost=obj.latency_weight_g_per_ms * latency[sw, sc.node_site[sn]])
@@ -100,7 +122,7 @@ def build(costs: CostModel) -> Formulation:
     start_j, start_s, jj, jn, js = [], [], [], [], []
     for j in jobs:
         starts = np.arange(sc.workload_earliest_slot[j], sc.workload_latest_start_slot[j] + 1)
-        nodes = np.flatnonzero(cm.eligible[j])
+        nodes = np.flatnonzero(cols_allowed[j])
         start_j.append(np.full(len(starts), j)); start_s.append(starts)
         jj.append(np.full(len(starts) * len(nodes), j))
         jn.append(np.tile(nodes, len(starts))); js.append(np.repeat(starts, len(nodes)))
@@ -121,7 +143,8 @@ def build(costs: CostModel) -> Formulation:
     # node can see: its workloads' CPU use (<= the largest usage fraction among
     # eligible workloads, since capacity caps the requests) plus background.
     usage_max = np.max(np.where(cm.eligible, sc.workload_cpu_usage[:, None], 0.0), axis=0, initial=0.0)  # N
-    u_max = usage_max[:, None] + sc.node_background_util  # N x T
+    background = cm.relaxed_background_util()  # N x T, see CostModel: keeps the model a relaxation
+    u_max = usage_max[:, None] + background  # N x T
     line_a, line_s = cm.power_intercept_w[:, None, :], cm.power_slope_w[:, None, :]
     p_max_w = np.maximum(np.maximum(line_a, line_a + line_s * u_max[:, :, None]).max(axis=2), 0.0)  # N x T
     p = m.add_vars("p", N * T, upper=p_max_w.ravel(), cost=p_cost, resolution=POWER_RESOLUTION_W)
@@ -190,11 +213,8 @@ def build(costs: CostModel) -> Formulation:
         m.add_rows(f"capacity_{sc.resources[k]}", N * T, rows, cols, vals, upper=0.0)
 
     # -- power: p >= line_l(o, utilisation) for each distinct line of the convex hull -------
-    bg = sc.node_background_util.ravel()
-    lines = [np.unique(np.c_[cm.power_intercept_w[i], cm.power_slope_w[i]], axis=0) for i in range(N)]
-    for l_idx in range(max(len(ls) for ls in lines)):
-        a = np.array([ls[min(l_idx, len(ls) - 1), 0] for ls in lines])
-        s = np.array([ls[min(l_idx, len(ls) - 1), 1] for ls in lines])
+    bg = background.ravel()
+    for l_idx, (a, s) in enumerate(zip(*hull_lines(cm))):
         cells = np.arange(N * T)
         a_t, s_t = np.repeat(a, T), np.repeat(s, T)
         job_util = cm.workload_node_util[jj[cov_trip], jn[cov_trip]]
@@ -251,7 +271,7 @@ def build(costs: CostModel) -> Formulation:
             sel = np.flatnonzero(jj == w); cols_w, nodes_w = x[sel], jn[sel]
         else:
             sel = np.flatnonzero(sw == w); cols_w, nodes_w = y[sel], sn[sel]
-        sites = np.unique(sc.node_site[nodes_w])
+        sites = np.unique(sc.node_site[np.flatnonzero(cm.eligible[w]) if master else nodes_w])
         z = m.add_vars(f"z_{w}", len(sites), upper=1.0, integer=True)
         site_row = np.searchsorted(sites, sc.node_site[nodes_w])
         # z[s] <= sum of replicas at site s;  sum z >= min_sites
@@ -272,8 +292,19 @@ def build(costs: CostModel) -> Formulation:
         Mc = len(conflicted)
         g = m.add_vars("g", N * Mc, upper=1.0, integer=True)
         gpos = np.full(len(sc.tenant_ids), -1); gpos[conflicted] = np.arange(Mc)
-        for cols, ws, ns in ((y, sw, sn), (x, jj, jn)):
-            sel = np.flatnonzero(gpos[sc.workload_tenant[ws]] >= 0)
+        # Services of a tenant on a node: its service load of each resource <= capacity x g, one
+        # row per (node, tenant, resource), not one per pair (services hold their requests all
+        # horizon, so the load never exceeds capacity). Jobs, which reuse capacity over time,
+        # and requestless services keep a row per column: x <= R g.
+        svc = np.flatnonzero(gpos[sc.workload_tenant[sw]] >= 0)
+        cell = sn[svc] * Mc + gpos[sc.workload_tenant[sw[svc]]]
+        for k in range(K):
+            has = req[sw[svc], k] > 0
+            m.add_rows(f"tenant_load_{sc.resources[k]}", N * Mc, np.r_[cell[has], np.arange(N * Mc)],
+                       np.r_[y[svc[has]], g], np.r_[req[sw[svc[has]], k], -np.repeat(sc.node_capacity[:, k], Mc)],
+                       upper=0.0)
+        requestless = svc[~(req[sw[svc]] > 0).any(axis=1)]
+        for cols, ws, ns, sel in ((y, sw, sn, requestless), (x, jj, jn, np.flatnonzero(gpos[sc.workload_tenant[jj]] >= 0))):
             if len(sel):
                 gcol = g[ns[sel] * Mc + gpos[sc.workload_tenant[ws[sel]]]]
                 r = np.arange(len(sel))

@@ -111,6 +111,19 @@ class CostModel:
     embodied_g_per_slot: np.ndarray  # N
     current_count: dict[int, np.ndarray] = field(default_factory=dict)  # w -> N replica counts now
 
+    def relaxed_background_util(self) -> np.ndarray:
+        """N x T background utilisation for models that must stay lower bounds.
+
+        Evaluation clips a node's utilisation at 1; a linear model cannot. Where
+        background plus the most its workloads can add (their largest CPU usage
+        fraction, as capacity caps requests) could pass 1, the background is
+        lowered to 1 - that most, so the modelled utilisation never exceeds the
+        clipped one (and the power, a non-decreasing hull, never exceeds the
+        evaluated power). Elsewhere it is the scenario's background."""
+        sc = self.scenario
+        usage_max = np.max(np.where(self.eligible, sc.workload_cpu_usage[:, None], 0.0), axis=0, initial=0.0)  # N
+        return np.minimum(sc.node_background_util, np.maximum(1.0 - usage_max, 0.0)[:, None])
+
     @property
     def node_intensity_g_per_kwh(self) -> np.ndarray:
         """N x T intensity of the grid each node draws from."""
@@ -120,10 +133,11 @@ class CostModel:
         """N x T modelled IT power [W] at a utilisation (the convex hull of the curve)."""
         return (self.power_intercept_w[:, None, :] + self.power_slope_w[:, None, :] * utilisation[:, :, None]).max(axis=2)
 
-    def open_g(self) -> np.ndarray:
+    def open_g(self, background_util: np.ndarray | None = None) -> np.ndarray:
         """N x T: gCO2e of keeping a node on for a slot with only its background
-        load, at grid intensity (before on-site renewables), plus its embodied share."""
-        base_w = self.node_power_w(self.scenario.node_background_util)
+        load (default the scenario's), at grid intensity (before on-site
+        renewables), plus its embodied share."""
+        base_w = self.node_power_w(self.scenario.node_background_util if background_util is None else background_util)
         return base_w * self.kwh_per_w_slot[:, None] * self.node_intensity_g_per_kwh + self.embodied_g_per_slot[:, None]
 
 

@@ -297,12 +297,10 @@ def test_plan_document_carries_the_summary():
 # Known bug (not in the files this test module's author may change)
 
 
-@pytest.mark.xfail(strict=True, reason="optimizer.formulation and optimizer.bound price power at background + "
-                   "requested utilisation beyond 1, while policies.power clips at 1: the bound exceeds the plan")
 def test_bound_stays_below_the_plan_when_background_and_requests_exceed_the_cpu():
     # Background 0.5 plus a 4000-millicore replica at usage 1: u = 1.5. Evaluation clips to 1:
-    # 200 W -> 0.2 kWh x 400 = 80 g + 100 g embodied = 180 g. The model prices 100 + 100 x 1.5 = 250 W
-    # -> 100 g + 100 g = 200 g, a "lower bound" above the plan.
+    # 200 W -> 0.2 kWh x 400 = 80 g + 100 g embodied = 180 g. A model pricing 100 + 100 x 1.5 = 250 W
+    # would give 200 g, a "lower bound" above the plan; it lowers the background to 1 - 1 = 0 instead.
     sc = (ScenarioBuilder().slots(1).region("DE", 400)
           .site("a", pue=1.0, embodied={"per_node_kg": 876, "lifetime_years": 1})
           .node("n1", background_utilisation=0.5).user("u", site="a").tenant("t1")

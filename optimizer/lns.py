@@ -1,0 +1,113 @@
+"""Large-neighbourhood search: re-solve a few nodes' worth of the plan exactly.
+
+On a large model the exact solver works on a restricted set of pairs and
+stops at its time limit with a plan it could not improve further. What
+remains is mostly which nodes to keep open. Each LNS step frees the workloads
+on a few nodes, keeps every other workload on its nodes, and solves that
+restricted MILP exactly with the incumbent as the hint (`build(costs,
+columns=...)`). Steps alternate two neighbourhoods: "swap" frees an open
+node, the other nodes of its site, a few random open nodes and some of the
+closed nodes cheapest per millicore, and offers the freed workloads those
+nodes; "close" frees two random open nodes and offers their workloads every
+open node (so a step can switch a node off). A step is kept when the
+evaluated plan is better (fewer violations, then lower emissions plus the
+objective's secondary terms, as in `optimizer.solve`). Each step's model has
+the free workloads' pairs on the neighbourhood plus one column set per fixed
+workload, so it solves in about a second where the whole model would not.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from optimizer.colgen import placement_pairs
+from optimizer.formulation import build
+from optimizer.readback import hint_from_placement, placement_from_values
+from policies.costs import CostModel
+from policies.evaluate import Evaluation, evaluate
+from topology.placement import Placement
+from topology.scenario import CPU
+
+#: Nodes freed per step besides the chosen node's site: random open ones and cheap closed ones.
+RANDOM_OPEN_NODES = 3
+CHEAP_CLOSED_NODES = 3
+#: At most this many nodes of the chosen node's site join a neighbourhood.
+SITE_NODES = 6
+#: Open nodes a "close" step frees (its workloads may go to any open node).
+CLOSE_NODES = 2
+#: Time limit of one step's exact solve [s].
+STEP_TIME_LIMIT_S = 2.0
+
+Better = Callable[[tuple[Placement, Evaluation], tuple[Placement, Evaluation]], bool]
+
+
+def improve(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, deadline: float, better: Better,
+            workers: int = 2, seed: int = 0) -> tuple[tuple[Placement, Evaluation], int, int]:
+    """LNS steps until `deadline` (perf_counter seconds).
+
+    Returns (best plan and its evaluation, steps tried, steps kept)."""
+    from optimizer.cpsat_backend import solve_cpsat
+
+    sc = costs.scenario
+    rng = np.random.default_rng(seed)
+    per_mc = costs.open_g().sum(axis=1) / sc.node_capacity[:, CPU]
+    tried = kept = 0
+    while time.perf_counter() + 0.5 < deadline:
+        placement, _ = incumbent
+        running = placement.assign >= 0
+        open_nodes = np.unique(placement.assign[running])
+        if not len(open_nodes):
+            break
+        if tried % 2:
+            # Close: free two of the least loaded open nodes and offer their workloads every open node.
+            load = np.bincount(placement.assign[running], minlength=sc.n_nodes,
+                               weights=sc.workload_requests[sc.replica_workload[np.nonzero(running)[0]], CPU])
+            light = open_nodes[np.argsort(load[open_nodes] / sc.node_capacity[open_nodes, CPU], kind="stable")]
+            light = light[:max(CLOSE_NODES, len(light) // 3)]
+            freed = rng.choice(light, size=min(CLOSE_NODES, len(light)), replace=False)
+            targets = open_nodes
+        else:
+            freed = targets = _neighbourhood(costs, placement, per_mc, rng)
+        columns = placement_pairs(costs, placement)
+        on_nodes = np.isin(placement.assign, freed) & running
+        free = np.unique(sc.replica_workload[on_nodes.any(axis=1)])
+        if not len(free):
+            tried += 1
+            continue
+        columns[np.ix_(free, targets)] |= costs.eligible[np.ix_(free, targets)]
+        form = build(costs, columns=columns)
+        limit = min(STEP_TIME_LIMIT_S, deadline - time.perf_counter())
+        if limit <= 0.2:
+            break
+        result = solve_cpsat(form.model, time_limit_s=limit, workers=workers,
+                             hint=hint_from_placement(form, costs, placement), seed=seed + tried)
+        tried += 1
+        if result.values is None:
+            continue
+        candidate = placement_from_values(form, costs, result.values)
+        plan = (candidate, evaluate(sc, candidate))
+        if better(plan, incumbent) and plan[1].emissions_g < incumbent[1].emissions_g - 1e-9:
+            incumbent = plan
+            kept += 1
+    return incumbent, tried, kept
+
+
+def _neighbourhood(costs: CostModel, placement: Placement, per_mc: np.ndarray, rng) -> np.ndarray:
+    """Node ids of one step: a random open node, its site's nodes, random open and cheap closed nodes."""
+    sc = costs.scenario
+    used = np.zeros(sc.n_nodes, dtype=bool)
+    used[placement.assign[placement.assign >= 0]] = True
+    open_nodes = np.flatnonzero(used)
+    if not len(open_nodes):
+        return open_nodes
+    centre = int(rng.choice(open_nodes))
+    site = np.flatnonzero(sc.node_site == sc.node_site[centre])
+    site = site[rng.permutation(len(site))][:SITE_NODES]
+    others = rng.choice(open_nodes, size=min(RANDOM_OPEN_NODES, len(open_nodes)), replace=False)
+    closed = np.flatnonzero(~used)
+    cheap = closed[np.argsort(per_mc[closed], kind="stable")][:CHEAP_CLOSED_NODES * 3]
+    cheap = rng.choice(cheap, size=min(CHEAP_CLOSED_NODES, len(cheap)), replace=False) if len(cheap) else cheap
+    return np.unique(np.r_[centre, site, others, cheap]).astype(np.int64)

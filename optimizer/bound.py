@@ -39,9 +39,13 @@ from topology.scenario import CPU
 _MICROGRAMS_PER_G = 1_000_000
 
 
-def flow_bound_g(costs: CostModel) -> float | None:
+def flow_bound_g(costs: CostModel, support: np.ndarray | None = None) -> float | None:
     """A lower bound [gCO2e] on the placement model's optimum, or None when the
-    CPU demand of some slot exceeds what its eligible nodes can hold (no bound)."""
+    CPU demand of some slot exceeds what its eligible nodes can hold (no bound).
+
+    `support` (W x N bool), when given, is set where a workload's group sends
+    flow to a node in some slot: the pairs the relaxation would use, a cheap
+    guess of the LP's (`optimizer.solve` restricts the MILP to them)."""
     sc = costs.scenario
     N, T = sc.n_nodes, sc.n_slots
     cap = sc.node_capacity[:, CPU].astype(float)
@@ -77,7 +81,7 @@ def flow_bound_g(costs: CostModel) -> float | None:
     for t in range(T):
         present = ((~sc.workload_deferrable | (fixed_start & (run_start <= t) & (t < run_end)))
                    & (sc.workload_requests[:, CPU] > 0))
-        slot = _slot_flow_g(costs, np.flatnonzero(present), capacity, fixed_per_mc[:, t], dyn_per_mc[:, t])
+        slot = _slot_flow_g(costs, np.flatnonzero(present), capacity, fixed_per_mc[:, t], dyn_per_mc[:, t], support)
         if slot is None:
             return None
         total += slot
@@ -85,9 +89,10 @@ def flow_bound_g(costs: CostModel) -> float | None:
 
 
 def _slot_flow_g(costs: CostModel, workloads: np.ndarray, capacity: np.ndarray, fixed_per_mc: np.ndarray,
-                 dyn_per_mc: np.ndarray) -> float | None:
+                 dyn_per_mc: np.ndarray, support: np.ndarray | None = None) -> float | None:
     """Min-cost flow of one slot: the CPU demand of `workloads` onto node capacity,
-    each millicore at fixed_per_mc + usage x dyn_per_mc of its node [g]; None if it does not fit."""
+    each millicore at fixed_per_mc + usage x dyn_per_mc of its node [g]; None if it does not fit.
+    Marks the (workload, node) pairs of arcs with flow in `support`."""
     sc = costs.scenario
     N = sc.n_nodes
     if not len(workloads):
@@ -120,4 +125,10 @@ def _slot_flow_g(costs: CostModel, workloads: np.ndarray, capacity: np.ndarray, 
     flow.set_nodes_supplies(np.arange(G + N + 2), supplies)
     if flow.solve() != flow.OPTIMAL:
         return None
+    if support is not None:
+        arcs = G + np.arange(len(g_idx))  # the group -> node arcs, in the order added
+        used = np.asarray(flow.flows(arcs)) > 0
+        members = np.zeros((G, N), dtype=bool)
+        members[g_idx[used], n_idx[used]] = True
+        support[workloads] |= members[group]
     return flow.optimal_cost() / _MICROGRAMS_PER_G

@@ -77,7 +77,7 @@ def _run_mask(d: int, starts: np.ndarray, T: int) -> np.ndarray:
     return (t[None, :] >= starts[:, None]) & (t[None, :] < starts[:, None] + d)
 
 
-def hull_lines(costs: CostModel) -> tuple[np.ndarray, np.ndarray]:
+def _hull_lines(costs: CostModel) -> tuple[np.ndarray, np.ndarray]:
     """(intercept_w, slope_w), each L x N: line l of node n in the power rows.
 
     Each node's distinct convex-hull lines; a node with fewer than L repeats its
@@ -89,16 +89,12 @@ def hull_lines(costs: CostModel) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :, 0], table[:, :, 1]
 
 
-def build(costs: CostModel, columns: np.ndarray | None = None, *, master: bool = False) -> Formulation:
+def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     """Build the MILP of `costs.scenario` (see the module docstring for the variables).
 
-    `columns` (W x N bool, a subset of `costs.eligible`) keeps only those
-    workload-node pairs as y and x columns: a restricted model. With `master`
-    (column generation, `optimizer.colgen`) every row family except the
-    per-pair ones (host_link, job_on, tenant_present, kept_le_y) has the same
-    rows whatever the columns, so duals of one restricted model price the pairs
-    left out: spread gets a z for every site the workload may use, not only
-    for the sites it has columns at.
+    `columns` (W x N bool) keeps only those eligible workload-node pairs as y
+    and x columns: a restricted model (`optimizer.pairs`), whose optimum is an
+    upper bound of the full model's (its plans are plans of the full model).
     """
     sc, cm, obj = costs.scenario, costs, costs.objective
     cols_allowed = cm.eligible if columns is None else (columns & cm.eligible)
@@ -214,7 +210,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None, *, master: bool =
 
     # -- power: p >= line_l(o, utilisation) for each distinct line of the convex hull -------
     bg = background.ravel()
-    for l_idx, (a, s) in enumerate(zip(*hull_lines(cm))):
+    for l_idx, (a, s) in enumerate(zip(*_hull_lines(cm))):
         cells = np.arange(N * T)
         a_t, s_t = np.repeat(a, T), np.repeat(s, T)
         job_util = cm.workload_node_util[jj[cov_trip], jn[cov_trip]]
@@ -271,7 +267,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None, *, master: bool =
             sel = np.flatnonzero(jj == w); cols_w, nodes_w = x[sel], jn[sel]
         else:
             sel = np.flatnonzero(sw == w); cols_w, nodes_w = y[sel], sn[sel]
-        sites = np.unique(sc.node_site[np.flatnonzero(cm.eligible[w]) if master else nodes_w])
+        sites = np.unique(sc.node_site[nodes_w])
         z = m.add_vars(f"z_{w}", len(sites), upper=1.0, integer=True)
         site_row = np.searchsorted(sites, sc.node_site[nodes_w])
         # z[s] <= sum of replicas at site s;  sum z >= min_sites

@@ -108,10 +108,7 @@ def solve_highs(model: LinearModel, *, time_limit_s: float = 30.0, threads: int 
     is_mip = integer_model
     if status == highspy.HighsModelStatus.kOptimal:
         bound = float(info.mip_dual_bound) if is_mip else objective
-        solution = h.getSolution()
-        row_duals = None if is_mip else np.asarray(solution.row_dual)
-        col_duals = None if is_mip else np.asarray(solution.col_dual)
-        return SolveResult(SolveStatus.optimal, values, objective, bound, seconds, detail, row_duals, col_duals)
+        return SolveResult(SolveStatus.optimal, values, objective, bound, seconds, detail)
     if status in (highspy.HighsModelStatus.kInfeasible,):
         return SolveResult(SolveStatus.infeasible, None, None, None, seconds, detail)
     bound = float(info.mip_dual_bound) if is_mip and np.isfinite(info.mip_dual_bound) else None

@@ -86,13 +86,6 @@ class LinearModel:
         self.n_rows += n_rows
         return np.arange(self.n_rows - n_rows, self.n_rows)
 
-    def family_slice(self, family: str) -> slice | None:
-        """The rows `add_rows(family, ...)` added, or None when there is no such family."""
-        for name, start, size in self.row_family:
-            if name == family:
-                return slice(start, start + size)
-        return None
-
     def arrays(self):
         """(cost, lower, upper, integer, A as CSR, row_lower, row_upper), all concatenated."""
         cat = lambda xs, dt=float: np.concatenate(xs) if xs else np.zeros(0, dtype=dt)  # noqa: E731

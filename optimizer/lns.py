@@ -4,7 +4,7 @@ On a large model the exact solver works on a restricted set of pairs and
 stops at its time limit with a plan it could not improve further. What
 remains is mostly which nodes to keep open. Each LNS step frees the workloads
 on a few nodes, keeps every other workload on its nodes, and solves that
-restricted MILP exactly with the incumbent as the hint (`build(costs,
+restricted MILP with the exact solver, the incumbent as the hint (`build(costs,
 columns=...)`). Steps alternate two neighbourhoods: "swap" frees an open
 node, the other nodes of its site, a few random open nodes and some of the
 closed nodes cheapest per millicore, and offers the freed workloads those
@@ -23,9 +23,11 @@ from typing import Callable
 
 import numpy as np
 
-from optimizer.colgen import placement_pairs
 from optimizer.formulation import build
+from optimizer.linear import LinearModel
+from optimizer.pairs import placement_pairs
 from optimizer.readback import hint_from_placement, placement_from_values
+from optimizer.result import SolveResult
 from policies.costs import CostModel
 from policies.evaluate import Evaluation, evaluate
 from topology.placement import Placement
@@ -42,15 +44,15 @@ CLOSE_NODES = 2
 STEP_TIME_LIMIT_S = 2.0
 
 Better = Callable[[tuple[Placement, Evaluation], tuple[Placement, Evaluation]], bool]
+#: Solves one step: (model, hint column -> value, time limit [s]) -> result.
+SolveStep = Callable[[LinearModel, dict[int, float], float], SolveResult]
 
 
 def improve(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, deadline: float, better: Better,
-            workers: int = 2, seed: int = 0) -> tuple[tuple[Placement, Evaluation], int, int]:
+            solve_step: SolveStep, seed: int = 0) -> tuple[tuple[Placement, Evaluation], int, int]:
     """LNS steps until `deadline` (perf_counter seconds).
 
     Returns (best plan and its evaluation, steps tried, steps kept)."""
-    from optimizer.cpsat_backend import solve_cpsat
-
     sc = costs.scenario
     rng = np.random.default_rng(seed)
     per_mc = costs.open_g().sum(axis=1) / sc.node_capacity[:, CPU]
@@ -82,8 +84,7 @@ def improve(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, deadli
         limit = min(STEP_TIME_LIMIT_S, deadline - time.perf_counter())
         if limit <= 0.2:
             break
-        result = solve_cpsat(form.model, time_limit_s=limit, workers=workers,
-                             hint=hint_from_placement(form, costs, placement), seed=seed + tried)
+        result = solve_step(form.model, hint_from_placement(form, costs, placement), limit)
         tried += 1
         if result.values is None:
             continue

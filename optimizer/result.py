@@ -23,6 +23,3 @@ class SolveResult:
     bound: float | None  # a proven lower bound on the model objective, if the solver has one
     seconds: float
     detail: str = ""  # the solver's own words for its status
-    #: Row duals of an optimal LP (relax=True), HiGHS's sign: reduced cost = cost - A^T duals.
-    row_duals: np.ndarray | None = None
-    col_duals: np.ndarray | None = None  # reduced costs of that LP's columns

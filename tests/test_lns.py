@@ -5,6 +5,7 @@ import time
 import numpy as np
 
 from optimizer import lns
+from optimizer.cpsat_backend import solve_cpsat
 from optimizer.greedy import greedy_place
 from policies.costs import price
 from policies.evaluate import evaluate
@@ -15,6 +16,10 @@ def _better(a, b):
     return (len(a[1].violations), a[1].emissions_g) <= (len(b[1].violations), b[1].emissions_g + 1e-9)
 
 
+def _cpsat(model, hint, limit_s):
+    return solve_cpsat(model, time_limit_s=limit_s, workers=1, hint=hint)
+
+
 def test_steps_never_worsen_a_feasible_plan_and_keep_it_feasible():
     sc = generate_scenario(n_workloads=200, n_nodes=30, n_slots=1, seed=4)
     costs = price(sc)
@@ -22,7 +27,7 @@ def test_steps_never_worsen_a_feasible_plan_and_keep_it_feasible():
     start_eval = evaluate(sc, start)
     assert start_eval.feasible
     (placement, evaluation), tried, kept = lns.improve(costs, (start, start_eval), deadline=time.perf_counter() + 6,
-                                                       better=_better, workers=1, seed=1)
+                                                       better=_better, solve_step=_cpsat, seed=1)
     assert tried >= 2
     assert evaluation.feasible and not evaluation.violations
     assert evaluation.emissions_g <= start_eval.emissions_g + 1e-9

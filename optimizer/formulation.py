@@ -288,19 +288,11 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
         Mc = len(conflicted)
         g = m.add_vars("g", N * Mc, upper=1.0, integer=True)
         gpos = np.full(len(sc.tenant_ids), -1); gpos[conflicted] = np.arange(Mc)
-        # Services of a tenant on a node: its service load of each resource <= capacity x g, one
-        # row per (node, tenant, resource), not one per pair (services hold their requests all
-        # horizon, so the load never exceeds capacity). Jobs, which reuse capacity over time,
-        # and requestless services keep a row per column: x <= R g.
-        svc = np.flatnonzero(gpos[sc.workload_tenant[sw]] >= 0)
-        cell = sn[svc] * Mc + gpos[sc.workload_tenant[sw[svc]]]
-        for k in range(K):
-            has = req[sw[svc], k] > 0
-            m.add_rows(f"tenant_load_{sc.resources[k]}", N * Mc, np.r_[cell[has], np.arange(N * Mc)],
-                       np.r_[y[svc[has]], g], np.r_[req[sw[svc[has]], k], -np.repeat(sc.node_capacity[:, k], Mc)],
-                       upper=0.0)
-        requestless = svc[~(req[sw[svc]] > 0).any(axis=1)]
-        for cols, ws, ns, sel in ((y, sw, sn, requestless), (x, jj, jn, np.flatnonzero(gpos[sc.workload_tenant[jj]] >= 0))):
+        # One row per pair, x <= R g: CP-SAT propagates these well. One row per (node, tenant,
+        # resource) on the tenant's load instead halves the LP time at 1,000 x 100 but cost
+        # CP-SAT 8 % at 100 x 20 x 24 (27.96 against 25.88 kg in 30 s).
+        for cols, ws, ns in ((y, sw, sn), (x, jj, jn)):
+            sel = np.flatnonzero(gpos[sc.workload_tenant[ws]] >= 0)
             if len(sel):
                 gcol = g[ns[sel] * Mc + gpos[sc.workload_tenant[ws[sel]]]]
                 r = np.arange(len(sel))

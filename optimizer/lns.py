@@ -42,6 +42,9 @@ SITE_NODES = 6
 CLOSE_NODES = 2
 #: Time limit of one step's exact solve [s].
 STEP_TIME_LIMIT_S = 2.0
+#: `repair`: at most this many nodes around the violations, and its time limit [s].
+REPAIR_MAX_NODES = 30
+REPAIR_TIME_LIMIT_S = 2.0
 
 Better = Callable[[tuple[Placement, Evaluation], tuple[Placement, Evaluation]], bool]
 #: Solves one step: (model, hint column -> value, time limit [s]) -> result.
@@ -60,40 +63,85 @@ def improve(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, deadli
     while time.perf_counter() + 0.5 < deadline:
         placement, _ = incumbent
         running = placement.assign >= 0
-        open_nodes = np.unique(placement.assign[running])
-        if not len(open_nodes):
+        if not running.any():
             break
-        if tried % 2:
-            # Close: free two of the least loaded open nodes and offer their workloads every open node.
-            load = np.bincount(placement.assign[running], minlength=sc.n_nodes,
-                               weights=sc.workload_requests[sc.replica_workload[np.nonzero(running)[0]], CPU])
-            light = open_nodes[np.argsort(load[open_nodes] / sc.node_capacity[open_nodes, CPU], kind="stable")]
-            light = light[:max(CLOSE_NODES, len(light) // 3)]
-            freed = rng.choice(light, size=min(CLOSE_NODES, len(light)), replace=False)
-            targets = open_nodes
-        else:
-            freed = targets = _neighbourhood(costs, placement, per_mc, rng)
-        columns = placement_pairs(costs, placement)
-        on_nodes = np.isin(placement.assign, freed) & running
-        free = np.unique(sc.replica_workload[on_nodes.any(axis=1)])
+        choose = _close_neighbourhood if tried % 2 else _swap_neighbourhood
+        freed, targets = choose(costs, placement, per_mc, rng)
+        tried += 1
+        free = np.unique(sc.replica_workload[(np.isin(placement.assign, freed) & running).any(axis=1)])
         if not len(free):
-            tried += 1
             continue
+        columns = placement_pairs(costs, placement)
         columns[np.ix_(free, targets)] |= costs.eligible[np.ix_(free, targets)]
         form = build(costs, columns=columns)
         limit = min(STEP_TIME_LIMIT_S, deadline - time.perf_counter())
         if limit <= 0.2:
             break
         result = solve_step(form.model, hint_from_placement(form, costs, placement), limit)
-        tried += 1
         if result.values is None:
             continue
         candidate = placement_from_values(form, costs, result.values)
         plan = (candidate, evaluate(sc, candidate))
-        if better(plan, incumbent) and plan[1].emissions_g < incumbent[1].emissions_g - 1e-9:
+        if better(plan, incumbent) and not better(incumbent, plan):  # strictly better
             incumbent = plan
             kept += 1
     return incumbent, tried, kept
+
+
+def repair(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, better: Better, solve_step: SolveStep,
+           time_limit_s: float = REPAIR_TIME_LIMIT_S) -> tuple[Placement, Evaluation]:
+    """One exact step around a plan's violations (the greedy plan's, when its
+    construction and repair could not place everything): free the workloads
+    named in violations and everything on their eligible nodes (at most
+    REPAIR_MAX_NODES, the least loaded), offer the freed workloads those nodes
+    and every node already on, and solve that restricted MILP. Two-resource
+    packing on a small dedicated pool is where the greedy order gets stuck and
+    a MILP is not; returns the better of the two plans."""
+    placement, evaluation = incumbent
+    sc = costs.scenario
+    workload_of = {wid: i for i, wid in enumerate(sc.workload_ids)}
+    node_of = {nid: i for i, nid in enumerate(sc.node_ids)}
+    running = placement.assign >= 0
+    named = {workload_of[v.subject] for v in evaluation.violations if v.subject in workload_of}
+    for v in evaluation.violations:  # a node over capacity: its workloads
+        if v.subject in node_of:
+            named |= set(sc.replica_workload[(placement.assign == node_of[v.subject]).any(axis=1)].tolist())
+    if not named:
+        return incumbent
+    named_ws = np.fromiter(named, dtype=np.int64)
+    nodes = np.flatnonzero(costs.eligible[named_ws].any(axis=0))
+    if len(nodes) > REPAIR_MAX_NODES:
+        hosted = np.bincount(placement.assign[running], minlength=sc.n_nodes)
+        nodes = nodes[np.argsort(hosted[nodes], kind="stable")][:REPAIR_MAX_NODES]
+    free = np.union1d(named_ws, sc.replica_workload[(np.isin(placement.assign, nodes) & running).any(axis=1)])
+    targets = np.union1d(nodes, np.unique(placement.assign[running]))
+    columns = placement_pairs(costs, placement)
+    columns[np.ix_(free, targets)] |= costs.eligible[np.ix_(free, targets)]
+    form = build(costs, columns=columns)
+    result = solve_step(form.model, hint_from_placement(form, costs, placement), time_limit_s)
+    if result.values is None:
+        return incumbent
+    candidate = placement_from_values(form, costs, result.values)
+    plan = (candidate, evaluate(sc, candidate))
+    return plan if better(plan, incumbent) else incumbent
+
+
+def _close_neighbourhood(costs: CostModel, placement: Placement, _per_mc, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(freed, targets): two of the least loaded open nodes; their workloads may go to any open node."""
+    sc = costs.scenario
+    running = placement.assign >= 0
+    open_nodes = np.unique(placement.assign[running])
+    replica_cpu = sc.workload_requests[sc.replica_workload[np.nonzero(running)[0]], CPU]
+    load = np.bincount(placement.assign[running], weights=replica_cpu, minlength=sc.n_nodes)
+    light = open_nodes[np.argsort(load[open_nodes] / sc.node_capacity[open_nodes, CPU], kind="stable")]
+    light = light[:max(CLOSE_NODES, len(light) // 3)]
+    return rng.choice(light, size=min(CLOSE_NODES, len(light)), replace=False), open_nodes
+
+
+def _swap_neighbourhood(costs: CostModel, placement: Placement, per_mc, rng) -> tuple[np.ndarray, np.ndarray]:
+    """(freed, targets), both the same nodes (see `_neighbourhood`)."""
+    nodes = _neighbourhood(costs, placement, per_mc, rng)
+    return nodes, nodes
 
 
 def _neighbourhood(costs: CostModel, placement: Placement, per_mc: np.ndarray, rng) -> np.ndarray:

@@ -47,3 +47,31 @@ def test_neighbourhoods_hold_an_open_node_and_only_real_nodes():
         nodes = lns._neighbourhood(costs, placement, per_mc, rng)
         assert len(nodes) and np.isin(nodes, used).any()
         assert nodes.min() >= 0 and nodes.max() < sc.n_nodes and len(np.unique(nodes)) == len(nodes)
+
+
+def test_repair_finds_the_packing_the_greedy_order_misses():
+    # A generated instance where the greedy order strands a job: tenant-0's dedicated pool is two
+    # 16-core nodes with 64 and 32 GiB; one 8-core, 32-GiB replica lands on each, and the job
+    # job-211 (2 x 1 core, 4 GiB) then fits nowhere, though a packing exists (both big replicas on
+    # the 64-GiB node, the rest on the other).
+    from optimizer.solve import SolveOptions, solve
+
+    sc = generate_scenario(n_workloads=300, n_nodes=40, n_slots=1, seed=11)
+    costs = price(sc)
+    greedy = greedy_place(costs, time_limit_s=1.0)
+    greedy_eval = evaluate(sc, greedy)
+    assert not greedy_eval.feasible  # the case this test is about (if greedy learns it, pick a harder one)
+    assert {v.subject for v in greedy_eval.violations} == {"job-211"}
+    repaired = lns.repair(costs, (greedy, greedy_eval), better=_better, solve_step=_cpsat)
+    assert repaired[1].feasible and not repaired[1].violations
+    plan = solve(sc, SolveOptions(solver="greedy", bound_time_limit_s=0))  # the greedy solver repairs too
+    assert plan.evaluation.feasible and plan.status == "feasible"
+
+
+def test_repair_leaves_a_feasible_plan_alone():
+    sc = generate_scenario(n_workloads=60, n_nodes=12, n_slots=1, seed=1)
+    costs = price(sc)
+    placement = greedy_place(costs, time_limit_s=0.0)
+    start = (placement, evaluate(sc, placement))
+    assert start[1].feasible
+    assert lns.repair(costs, start, better=_better, solve_step=_cpsat) is start

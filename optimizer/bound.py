@@ -47,7 +47,7 @@ def flow_bound_g(costs: CostModel, support: np.ndarray | None = None) -> float |
     flow to a node in some slot: the pairs the relaxation would use, a cheap
     guess of the LP's (`optimizer.solve` restricts the MILP to them)."""
     sc = costs.scenario
-    N, T = sc.n_nodes, sc.n_slots
+    T = sc.n_slots
     cap = sc.node_capacity[:, CPU].astype(float)
     has_supply = costs.site_supply_kwh[sc.node_site] > 0  # N x T
     always_on = ~sc.node_can_power_down

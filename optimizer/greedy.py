@@ -641,6 +641,15 @@ class _Greedy:
             c = self._slotted(w, np.array([start]), allow_open=allow_open, exclude=exclude)
         return self._fill(w, c, 0, start, k, sites) == k
 
+    def _settle(self, ok: bool, ws, before: float) -> bool:
+        """End a tentative move (recorded in `self.log`): keep it when it placed everything
+        (`ok`) and the modelled objective of `ws` dropped below `before`, else undo it."""
+        keep = ok and self._objective(ws) < before - _MIN_GAIN_G
+        if not keep:
+            self._undo(0)
+        self.log = None
+        return keep
+
     def _try_close(self, n: int) -> bool:
         """Move every replica off node n onto nodes already on; keep it if the objective drops."""
         groups = list(self.node_groups[n].items())
@@ -650,12 +659,7 @@ class _Greedy:
         for w, k in groups:
             self._apply(w, n, -k, int(self.start[w]))
         ok = all(self._place_group(w, k, allow_open=False, exclude=n) for w, k in groups)
-        if ok and self._objective(ws) < before - _MIN_GAIN_G:
-            self.log = None
-            return True
-        self._undo(0)
-        self.log = None
-        return False
+        return self._settle(ok, ws, before)
 
     def _repair(self, w: int) -> bool:
         """Make room for a workload the construction could not place in full.
@@ -696,12 +700,9 @@ class _Greedy:
         self.log = []
         for n, k in list(self.placed[w].items()):
             self._apply(w, n, -k, old_start)
-        if self._insert(w) == R and self._objective([w]) < before - _MIN_GAIN_G:
-            self.log = None
+        if self._settle(self._insert(w) == R, [w], before):
             return True
-        self._undo(0)
         self.start[w] = old_start
-        self.log = None
         return False
 
     def _closing_candidates(self) -> np.ndarray:
@@ -779,12 +780,7 @@ class _Greedy:
         if ok:
             self._apply(w, dst, k, start)
             ok = all(self._place_group(v, kv, allow_open=True, exclude=dst) for v, kv in evicted)
-        if ok and self._objective(ws) < before - _MIN_GAIN_G:
-            self.log = None
-            return True
-        self._undo(0)
-        self.log = None
-        return False
+        return self._settle(ok, ws, before)
 
     def _try_rebuild(self, nodes: np.ndarray) -> bool:
         """Large-neighbourhood move: take every replica off `nodes` and place them again with
@@ -812,12 +808,7 @@ class _Greedy:
             if not ok:
                 break
         self.F = saved_F
-        if ok and self._objective(ws) < before - _MIN_GAIN_G:
-            self.log = None
-            return True
-        self._undo(0)
-        self.log = None
-        return False
+        return self._settle(ok, ws, before)
 
     def improve(self, deadline: float) -> None:
         """Local search: close wasteful nodes, re-time jobs, move replicas to where their

@@ -255,3 +255,15 @@ def linear_without_batteries(doc: dict[str, Any]) -> dict[str, Any]:
     for site in doc["sites"]:
         site.pop("battery_kwh", None)
     return doc
+
+
+def run_cli(add_commands, argv: list[str]):
+    """Parse `argv` and call its handler, with a parser holding only the commands of
+    one CLI extension module (its `add_commands`), as `edgeplace.cli.main` would."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="edgeplace")
+    handlers = add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return handlers[args.command](args)
+

@@ -3,7 +3,6 @@ arithmetic, the automatic range, the plot, and the command."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -13,7 +12,7 @@ import yaml
 from edgeplace.pareto import ParetoOptions, auto_scales, pareto, plot
 from edgeplace.planning_cli import add_commands
 from optimizer.solve import SolveOptions
-from tests.builders import ScenarioBuilder
+from tests.builders import ScenarioBuilder, run_cli
 
 CPSAT = SolveOptions(solver="cpsat", time_limit_s=10.0, workers=1, bound_time_limit_s=0.0)
 
@@ -97,10 +96,7 @@ def test_plot_writes_a_png_atomically(tmp_path):
 
 
 def _run(argv):
-    parser = argparse.ArgumentParser(prog="edgeplace")
-    handlers = add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return handlers[args.command](args)
+    return run_cli(add_commands, argv)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgeplace.report_cli import add_commands
+from tests.builders import run_cli
 from topology import InputError
 
 EXAMPLE = "examples/metro-de.yaml"
@@ -18,11 +18,8 @@ SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "edgesimpy" /
 
 def run(argv: list[str]) -> int:
     """Parse and dispatch like `edgeplace.cli.main`: InputError -> 3."""
-    parser = argparse.ArgumentParser(prog="edgeplace")
-    handlers = add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
     try:
-        return handlers[args.command](args)
+        return run_cli(add_commands, argv)
     except InputError as exc:
         print(exc.render())
         return 3

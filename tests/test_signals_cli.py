@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from edgeplace.signals_cli import add_commands, sparkline
+from tests.builders import run_cli
 from tests.test_signals_electricitymaps import entries
 from tests.test_signals_http import LoopbackServer, Reply
 from topology import InputError, load_scenario
@@ -30,10 +31,7 @@ DE = [378, 368, 362, 360, 356, 338, 306, 268, 232, 204, 184, 172, 170, 178, 202,
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="edgeplace")
-    handlers = add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["signals", *argv])
-    return handlers[args.command](args)
+    return run_cli(add_commands, ["signals", *argv])
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ evaluated on the actual signals, the oracle, time-shifting, the command."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from edgeplace.planning_cli import add_commands
 from edgeplace.simulate import SimulationOptions, build_world, forecast_values, migrations, parse_duration_slots, simulate
 from edgeplace.sweep import InProcessEngine, LocalProcessEngine
 from policies.evaluate import ViolationKind
-from tests.builders import ScenarioBuilder
+from tests.builders import ScenarioBuilder, run_cli
 from topology import InputError, load_scenario
 from topology.load import compile_spec
 
@@ -186,10 +185,7 @@ def test_the_bundled_example_for_a_few_hours():
 
 
 def _run(argv):
-    parser = argparse.ArgumentParser(prog="edgeplace")
-    handlers = add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return handlers[args.command](args)
+    return run_cli(add_commands, argv)
 
 
 @pytest.fixture

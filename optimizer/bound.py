@@ -5,8 +5,10 @@ at 1,000 workloads x 100 nodes x 24 slots it no longer solves in a minute.
 This bound relaxes further, to a min-cost flow per slot that OR-Tools solves
 in milliseconds, and stays valid (never above the model's optimum):
 
-- Each slot is bounded on its own (services need not keep their node across
-  slots) and the bounds are summed.
+- Two relaxations, the larger wins: each slot bounded on its own (services
+  may change node between slots) and the bounds summed; or one flow over the
+  horizon in which services keep their node and every job is charged its
+  cheapest node and start without using capacity.
 - Only CPU couples workloads: a node's fixed cost per slot (idle power at its
   background load, lowered where background plus requests could pass 1 as in
   the model, and its embodied carbon, `CostModel.open_g`) is charged per
@@ -47,7 +49,6 @@ def flow_bound_g(costs: CostModel, support: np.ndarray | None = None) -> float |
     flow to a node in some slot: the pairs the relaxation would use, a cheap
     guess of the LP's (`optimizer.solve` restricts the MILP to them)."""
     sc = costs.scenario
-    T = sc.n_slots
     cap = sc.node_capacity[:, CPU].astype(float)
     has_supply = costs.site_supply_kwh[sc.node_site] > 0  # N x T
     always_on = ~sc.node_can_power_down
@@ -59,13 +60,59 @@ def flow_bound_g(costs: CostModel, support: np.ndarray | None = None) -> float |
     #   fixed[n,t] / cap[n] (0 for always-on nodes) + u x dyn_per_util[n,t] / cap[n]
     fixed_per_mc = np.where(always_on[:, None], 0.0, fixed / cap[:, None])
     dyn_per_mc = dyn_per_util / cap[:, None]
-    total = float(fixed[always_on].sum())
+    always_on_g = float(fixed[always_on].sum())
+    per_slot = _per_slot_bound_g(costs, fixed_per_mc, dyn_per_mc, support)
+    horizon = _horizon_bound_g(costs, fixed_per_mc, dyn_per_mc)
+    bounds = [b for b in (per_slot, horizon) if b is not None]
+    return always_on_g + max(bounds) if bounds else None
 
-    # A job with one possible start runs in known slots: it takes capacity there like a service.
-    # Jobs with a choice of start are charged their cheapest eligible node and start without
-    # using capacity.
+
+def _per_slot_bound_g(costs: CostModel, fixed_per_mc: np.ndarray, dyn_per_mc: np.ndarray,
+                      support: np.ndarray | None) -> float | None:
+    """One flow per slot: services (free to change node between slots) and jobs with one
+    possible start, which take capacity in their run's slots; other jobs at their cheapest."""
+    sc = costs.scenario
     fixed_start = sc.workload_deferrable & (sc.workload_earliest_slot == sc.workload_latest_start_slot)
-    for w in np.flatnonzero(sc.workload_deferrable & ~fixed_start):
+    total = _jobs_at_cheapest_g(costs, np.flatnonzero(sc.workload_deferrable & ~fixed_start), fixed_per_mc, dyn_per_mc)
+    if total is None:
+        return None
+    run_start = sc.workload_earliest_slot
+    run_end = run_start + sc.workload_duration_slots
+    capacity = sc.node_capacity[:, CPU].astype(np.int64)
+    for t in range(sc.n_slots):
+        present = ((~sc.workload_deferrable | (fixed_start & (run_start <= t) & (t < run_end)))
+                   & (sc.workload_requests[:, CPU] > 0))
+        slot = _slot_flow_g(costs, np.flatnonzero(present), capacity, fixed_per_mc[:, t], dyn_per_mc[:, t], support)
+        if slot is None:
+            return None
+        total += slot
+    return total
+
+
+def _horizon_bound_g(costs: CostModel, fixed_per_mc: np.ndarray, dyn_per_mc: np.ndarray) -> float | None:
+    """One flow for the whole horizon: services keep their node (a millicore pays its node's
+    rates summed over the slots), every job at its cheapest without capacity. Valid because a
+    node hosting services is on in every slot and their load never exceeds its capacity, so
+    services and jobs together are never charged more than its fixed cost. Tighter than the
+    per-slot bound when intensity changes over the day; the same for services at one slot."""
+    sc = costs.scenario
+    if sc.n_slots == 1:
+        return None  # no different from the per-slot bound, which also counts fixed-start jobs' capacity
+    total = _jobs_at_cheapest_g(costs, np.flatnonzero(sc.workload_deferrable), fixed_per_mc, dyn_per_mc)
+    if total is None:
+        return None
+    services = np.flatnonzero(~sc.workload_deferrable & (sc.workload_requests[:, CPU] > 0))
+    flow = _slot_flow_g(costs, services, sc.node_capacity[:, CPU].astype(np.int64), fixed_per_mc.sum(axis=1),
+                        dyn_per_mc.sum(axis=1))
+    return None if flow is None else total + flow
+
+
+def _jobs_at_cheapest_g(costs: CostModel, jobs: np.ndarray, fixed_per_mc: np.ndarray,
+                        dyn_per_mc: np.ndarray) -> float | None:
+    """Each job's requests at its cheapest eligible node and start, using no capacity."""
+    sc = costs.scenario
+    total = 0.0
+    for w in jobs:
         nodes = np.flatnonzero(costs.eligible[w])
         if not len(nodes):
             return None
@@ -74,17 +121,6 @@ def flow_bound_g(costs: CostModel, support: np.ndarray | None = None) -> float |
         run = np.stack([per_mc[:, s:s + d].sum(axis=1)
                         for s in range(int(sc.workload_earliest_slot[w]), int(sc.workload_latest_start_slot[w]) + 1)])
         total += float(run.min()) * float(sc.workload_requests[w, CPU] * sc.workload_replicas[w])
-
-    run_start = sc.workload_earliest_slot
-    run_end = run_start + sc.workload_duration_slots
-    capacity = sc.node_capacity[:, CPU].astype(np.int64)
-    for t in range(T):
-        present = ((~sc.workload_deferrable | (fixed_start & (run_start <= t) & (t < run_end)))
-                   & (sc.workload_requests[:, CPU] > 0))
-        slot = _slot_flow_g(costs, np.flatnonzero(present), capacity, fixed_per_mc[:, t], dyn_per_mc[:, t], support)
-        if slot is None:
-            return None
-        total += slot
     return total
 
 

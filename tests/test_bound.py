@@ -94,6 +94,20 @@ def test_deferrable_job_takes_its_cheapest_start():
     assert fb <= lp + 1e-6 <= opt + 2e-6
 
 
+def test_services_keep_their_node_over_the_horizon():
+    # Two grids with opposite days: slot 0 is cheap at b, slot 1 at a. Per slot, the 2000-millicore
+    # service could follow the cheap grid: 2 x 2000 x (0.1 kWh x 100 + 100 g + 10 g dynamic) / 4000
+    # = 120 g. It keeps one node: 2000 x (250 g fixed + 50 g dynamic) / 4000 = 150 g, the bound.
+    # The MILP pays the whole node: 250 g + 0.05 kWh x (400 + 100) = 275 g.
+    sc = (ScenarioBuilder().slots(2).region("R1", [400, 100]).region("R2", [100, 400])
+          .site("a", region="R1", pue=1.0, embodied=EMBODIED_100).site("b", region="R2", pue=1.0, embodied=EMBODIED_100)
+          .node("n1", site="a").node("n2", site="b").user("u", site="a").tenant("t1")
+          .workload("w", cpu=2000).build())
+    fb, lp, opt = three_bounds(sc)
+    assert fb == pytest.approx(150.0, abs=FLOOR_G)
+    assert fb <= lp + 1e-6 and opt == pytest.approx(275.0, rel=1e-9)
+
+
 def test_none_when_the_cpu_demand_exceeds_the_eligible_capacity():
     # 3 x 2000 = 6000 millicores on the one node of 4000 within the SLA.
     sc = one_site().node("n1").workload("w", cpu=2000, replicas=3, sla_ms=5, users=["u"]).build()

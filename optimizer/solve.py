@@ -192,8 +192,9 @@ def _restricted_solve(scenario, costs, greedy, greedy_eval, options: SolveOption
     best, name = (greedy, greedy_eval), "greedy"
     if result.values is not None:
         candidate = placement_from_values(form, costs, result.values)
-        if _better(costs, (candidate, evaluate(scenario, candidate)), best):
-            best, name = (candidate, evaluate(scenario, candidate)), options.solver
+        candidate_plan = (candidate, evaluate(scenario, candidate))
+        if _better(costs, candidate_plan, best):
+            best, name = candidate_plan, options.solver
     say(f"neighbourhood search from {best[1].emissions_g / 1000:.4f} kg")
     best, tried, kept = lns.improve(costs, best, deadline=deadline, better=lambda a, b: _better(costs, a, b),
                                     solve_step=_highs_step(options), seed=options.seed)

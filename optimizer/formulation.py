@@ -138,7 +138,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     # p never needs more than its highest power line at the most utilisation a
     # node can see: its workloads' CPU use (<= the largest usage fraction among
     # eligible workloads, since capacity caps the requests) plus background.
-    usage_max = np.max(np.where(cm.eligible, sc.workload_cpu_usage[:, None], 0.0), axis=0, initial=0.0)  # N
+    usage_max = cm.node_usage_max()  # N
     background = cm.relaxed_background_util()  # N x T, see CostModel: keeps the model a relaxation
     u_max = usage_max[:, None] + background  # N x T
     line_a, line_s = cm.power_intercept_w[:, None, :], cm.power_slope_w[:, None, :]

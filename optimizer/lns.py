@@ -4,12 +4,12 @@ On a large model the exact solver works on a restricted set of pairs and
 stops at its time limit with a plan it could not improve further. What
 remains is mostly which nodes to keep open. Each LNS step frees the workloads
 on a few nodes, keeps every other workload on its nodes, and solves that
-restricted MILP with the exact solver, the incumbent as the hint (`build(costs,
-columns=...)`). Steps alternate two neighbourhoods: "swap" frees an open
-node, the other nodes of its site, a few random open nodes and some of the
-closed nodes cheapest per millicore, and offers the freed workloads those
-nodes; "close" frees two random open nodes and offers their workloads every
-open node (so a step can switch a node off). A step is kept when the
+restricted MILP (`build(costs, columns=...)`) with the step solver it is
+given, the incumbent as the hint. Steps alternate two neighbourhoods: "swap"
+frees an open node, the other nodes of its site, a few random open nodes and
+some of the closed nodes cheapest per millicore, and offers the freed
+workloads those nodes; "close" frees two of the least loaded open nodes and
+offers their workloads every open node (so a step can switch a node off). A step is kept when the
 evaluated plan is better (fewer violations, then lower emissions plus the
 objective's secondary terms, as in `optimizer.solve`). Each step's model has
 the free workloads' pairs on the neighbourhood plus one column set per fixed
@@ -71,18 +71,11 @@ def improve(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, deadli
         free = np.unique(sc.replica_workload[(np.isin(placement.assign, freed) & running).any(axis=1)])
         if not len(free):
             continue
-        columns = placement_pairs(costs, placement)
-        columns[np.ix_(free, targets)] |= costs.eligible[np.ix_(free, targets)]
-        form = build(costs, columns=columns)
         limit = min(STEP_TIME_LIMIT_S, deadline - time.perf_counter())
         if limit <= 0.2:
             break
-        result = solve_step(form.model, hint_from_placement(form, costs, placement), limit)
-        if result.values is None:
-            continue
-        candidate = placement_from_values(form, costs, result.values)
-        plan = (candidate, evaluate(sc, candidate))
-        if better(plan, incumbent) and not better(incumbent, plan):  # strictly better
+        plan = _resolve(costs, placement, free, targets, solve_step, limit)
+        if plan is not None and better(plan, incumbent) and not better(incumbent, plan):  # strictly better
             incumbent = plan
             kept += 1
     return incumbent, tried, kept
@@ -115,15 +108,23 @@ def repair(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, better:
         nodes = nodes[np.argsort(hosted[nodes], kind="stable")][:REPAIR_MAX_NODES]
     free = np.union1d(named_ws, sc.replica_workload[(np.isin(placement.assign, nodes) & running).any(axis=1)])
     targets = np.union1d(nodes, np.unique(placement.assign[running]))
+    plan = _resolve(costs, placement, free, targets, solve_step, time_limit_s)
+    return plan if plan is not None and better(plan, incumbent) else incumbent
+
+
+def _resolve(costs: CostModel, placement: Placement, free: np.ndarray, targets: np.ndarray, solve_step: SolveStep,
+             time_limit_s: float) -> tuple[Placement, Evaluation] | None:
+    """Solve the MILP in which the `free` workloads may use any eligible node among
+    `targets` and every other workload keeps its nodes; the plan and its evaluation,
+    or None when the step solver found none."""
     columns = placement_pairs(costs, placement)
     columns[np.ix_(free, targets)] |= costs.eligible[np.ix_(free, targets)]
     form = build(costs, columns=columns)
     result = solve_step(form.model, hint_from_placement(form, costs, placement), time_limit_s)
     if result.values is None:
-        return incumbent
+        return None
     candidate = placement_from_values(form, costs, result.values)
-    plan = (candidate, evaluate(sc, candidate))
-    return plan if better(plan, incumbent) else incumbent
+    return candidate, evaluate(costs.scenario, candidate)
 
 
 def _close_neighbourhood(costs: CostModel, placement: Placement, _per_mc, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -138,20 +139,16 @@ def _close_neighbourhood(costs: CostModel, placement: Placement, _per_mc, rng) -
     return rng.choice(light, size=min(CLOSE_NODES, len(light)), replace=False), open_nodes
 
 
-def _swap_neighbourhood(costs: CostModel, placement: Placement, per_mc, rng) -> tuple[np.ndarray, np.ndarray]:
-    """(freed, targets), both the same nodes (see `_neighbourhood`)."""
-    nodes = _neighbourhood(costs, placement, per_mc, rng)
-    return nodes, nodes
-
-
-def _neighbourhood(costs: CostModel, placement: Placement, per_mc: np.ndarray, rng) -> np.ndarray:
-    """Node ids of one step: a random open node, its site's nodes, random open and cheap closed nodes."""
+def _swap_neighbourhood(costs: CostModel, placement: Placement, per_mc: np.ndarray,
+                        rng) -> tuple[np.ndarray, np.ndarray]:
+    """(freed, targets), the same nodes: a random open node, its site's nodes, random open
+    and cheap closed nodes."""
     sc = costs.scenario
     used = np.zeros(sc.n_nodes, dtype=bool)
     used[placement.assign[placement.assign >= 0]] = True
     open_nodes = np.flatnonzero(used)
     if not len(open_nodes):
-        return open_nodes
+        return open_nodes, open_nodes
     centre = int(rng.choice(open_nodes))
     site = np.flatnonzero(sc.node_site == sc.node_site[centre])
     site = site[rng.permutation(len(site))][:SITE_NODES]
@@ -159,4 +156,5 @@ def _neighbourhood(costs: CostModel, placement: Placement, per_mc: np.ndarray, r
     closed = np.flatnonzero(~used)
     cheap = closed[np.argsort(per_mc[closed], kind="stable")][:CHEAP_CLOSED_NODES * 3]
     cheap = rng.choice(cheap, size=min(CHEAP_CLOSED_NODES, len(cheap)), replace=False) if len(cheap) else cheap
-    return np.unique(np.r_[centre, site, others, cheap]).astype(np.int64)
+    nodes = np.unique(np.r_[centre, site, others, cheap]).astype(np.int64)
+    return nodes, nodes

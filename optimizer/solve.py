@@ -33,8 +33,8 @@ from optimizer.bound import flow_bound_g
 from optimizer.explain import explain_unplaced
 from optimizer.formulation import build
 from optimizer.greedy import greedy_place
-from optimizer.pairs import placement_pairs, restricted_pairs
 from optimizer.highs_backend import solve_highs
+from optimizer.pairs import placement_pairs, restricted_pairs
 from optimizer.readback import hint_from_placement, placement_from_values
 from optimizer.result import SolveResult, SolveStatus
 from policies.costs import Objective, price
@@ -201,7 +201,7 @@ def _restricted_solve(scenario, costs, greedy, greedy_eval, options: SolveOption
     stats.update({"lns_steps": tried, "lns_improvements": kept})
     if kept:
         name = options.solver
-    if options.bound_time_limit_s > 0:
+    if options.bound_time_limit_s > 0 and size <= FULL_LP_MAX_VARIABLES:  # beyond, the flow bound is all there is
         bound = max((b for b in (bound, _lp_bound(costs, options, say)) if b is not None), default=None)
     detail = (f"{options.solver} restricted to {int(pool.sum()):,} pairs: {result.status.value} ({result.detail}); "
               f"neighbourhood search kept {kept} of {tried} steps")

@@ -111,6 +111,12 @@ class CostModel:
     embodied_g_per_slot: np.ndarray  # N
     current_count: dict[int, np.ndarray] = field(default_factory=dict)  # w -> N replica counts now
 
+    def node_usage_max(self) -> np.ndarray:
+        """N: the largest CPU usage fraction among a node's eligible workloads, the most
+        utilisation they can add to it (capacity caps their requests)."""
+        sc = self.scenario
+        return np.max(np.where(self.eligible, sc.workload_cpu_usage[:, None], 0.0), axis=0, initial=0.0)
+
     def relaxed_background_util(self) -> np.ndarray:
         """N x T background utilisation for models that must stay lower bounds.
 
@@ -120,9 +126,7 @@ class CostModel:
         lowered to 1 - that most, so the modelled utilisation never exceeds the
         clipped one (and the power, a non-decreasing hull, never exceeds the
         evaluated power). Elsewhere it is the scenario's background."""
-        sc = self.scenario
-        usage_max = np.max(np.where(self.eligible, sc.workload_cpu_usage[:, None], 0.0), axis=0, initial=0.0)  # N
-        return np.minimum(sc.node_background_util, np.maximum(1.0 - usage_max, 0.0)[:, None])
+        return np.minimum(self.scenario.node_background_util, np.maximum(1.0 - self.node_usage_max(), 0.0)[:, None])
 
     @property
     def node_intensity_g_per_kwh(self) -> np.ndarray:

@@ -44,7 +44,8 @@ def test_neighbourhoods_hold_an_open_node_and_only_real_nodes():
     per_mc = np.ones(sc.n_nodes)
     rng = np.random.default_rng(0)
     for _ in range(20):
-        nodes = lns._neighbourhood(costs, placement, per_mc, rng)
+        nodes, targets = lns._swap_neighbourhood(costs, placement, per_mc, rng)
+        assert (targets == nodes).all()
         assert len(nodes) and np.isin(nodes, used).any()
         assert nodes.min() >= 0 and nodes.max() < sc.n_nodes and len(np.unique(nodes)) == len(nodes)
 

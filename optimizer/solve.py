@@ -77,6 +77,9 @@ class SolveOptions:
             raise ValueError(f"time_limit_s must be > 0 (got {self.time_limit_s})")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1 (got {self.workers})")
+        for name in ("restrict_above_variables", "max_model_variables"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not (self.bound_time_limit_s >= 0):
             raise ValueError(f"bound_time_limit_s must be >= 0, 0 disables the LP bound "
                              f"(got {self.bound_time_limit_s})")

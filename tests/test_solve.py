@@ -261,6 +261,8 @@ def test_bound_is_none_with_secondary_weights(objective):
     ({"time_limit_s": float("nan")}, r"time_limit_s must be > 0 \(got nan\)"),
     ({"workers": 0}, r"workers must be >= 1 \(got 0\)"),
     ({"bound_time_limit_s": -1}, r"bound_time_limit_s must be >= 0, 0 disables the LP bound \(got -1\)"),
+    ({"restrict_above_variables": -1}, r"restrict_above_variables must be >= 0 \(got -1\)"),
+    ({"max_model_variables": -5}, r"max_model_variables must be >= 0 \(got -5\)"),
 ])
 def test_solve_options_reject_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import write_section
-from k8s.extender.table import DecisionTable, build_plan_document, write_plan_document
+from edgeplace.k8s.extender.table import DecisionTable, build_plan_document, write_plan_document
 
 N_NODES = 1_000
 N_WORKLOADS = 1_000
@@ -51,10 +51,10 @@ TARGET_CALLS_PER_S = 1_000.0
 
 def make_plan(path: Path) -> dict:
     """Generate the instance, plan it (greedy), publish slot SLOT to `path`; figures about it."""
-    from optimizer.greedy import greedy_place
-    from policies.costs import price
-    from policies.evaluate import evaluate
-    from topology.generate import generate_scenario
+    from edgeplace.optimizer.greedy import greedy_place
+    from edgeplace.policies.costs import price
+    from edgeplace.policies.evaluate import evaluate
+    from edgeplace.topology.generate import generate_scenario
 
     scenario = generate_scenario(N_WORKLOADS, N_NODES, n_slots=24, seed=1)
     placement = greedy_place(price(scenario), time_limit_s=1.0)
@@ -132,11 +132,11 @@ def requests_for(doc: dict, verb: str, full_nodes: bool) -> list[bytes]:
 
 
 def _serve(plan_path: str, ready, stop) -> None:
-    from k8s.extender.server import ExtenderServer, freeze_heap
-    from k8s.extender.table import PlanFile
+    from edgeplace.k8s.extender.server import ExtenderServer, freeze_heap
+    from edgeplace.k8s.extender.table import PlanFile
 
     server = ExtenderServer(PlanFile(plan_path, poll_interval_s=60), max_body_bytes=64 * 2 ** 20).start()
-    freeze_heap()  # as `python -m k8s.extender.server` does
+    freeze_heap()  # as `python -m edgeplace.k8s.extender.server` does
     ready.put(server.port)
     stop.wait()
     server.stop()

@@ -260,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from bench.common import write_section
-    from k8s.extender.server import ExtenderServer
-    from k8s.extender.table import DecisionTable, build_plan_document
-    from k8s.mapping import MappingOptions, map_cluster, parse_site_config, read_cluster
-    from optimizer.solve import SolveOptions, solve
+    from edgeplace.k8s.extender.server import ExtenderServer
+    from edgeplace.k8s.extender.table import DecisionTable, build_plan_document
+    from edgeplace.k8s.mapping import MappingOptions, map_cluster, parse_site_config, read_cluster
+    from edgeplace.optimizer.solve import SolveOptions, solve
 
     e2e = load_cluster_module()
     with e2e.LocalCluster() as cluster:

@@ -16,10 +16,10 @@ import pandas as pd
 import yaml
 
 from bench.common import peak_rss_mib, timer, write_section
-from policies.evaluate import evaluate
-from topology import load_scenario
-from topology.generate import generate
-from topology.placement import Placement
+from edgeplace.policies.evaluate import evaluate
+from edgeplace.topology import load_scenario
+from edgeplace.topology.generate import generate
+from edgeplace.topology.placement import Placement
 
 
 def run(sizes=((1_000, 100, 24), (10_000, 1_000, 24))) -> pd.DataFrame:

@@ -28,7 +28,7 @@ def _run(forecast: str, workers: int) -> tuple[pd.DataFrame, dict, float]:
     from edgeplace.app import example_path
     from edgeplace.simulate import SimulationOptions, simulate
     from edgeplace.sweep import make_engine
-    from topology import load_scenario
+    from edgeplace.topology import load_scenario
 
     scenario = load_scenario(example_path("metro-de.yaml"))
     options = SimulationOptions(horizon_slots=HORIZON_SLOTS, forecast=forecast, solver="greedy", step_time_limit_s=1.0,
@@ -50,7 +50,7 @@ def _notes(summary: dict, seconds: float, workers: int) -> str:
             f"Time-shifting saves (noshift - optimizer): {s['time_shifting_saves_kg']:.3f} kg "
             f"({s['time_shifting_saves_pct']:.2f} %). Wall time {seconds:.0f} s with {workers} worker process(es). "
             "`default`, `binpack` and `nearest` are placed once (Kubernetes binds a pod once); the others re-plan "
-            "every slot. Figures: `policies.evaluate` on the stitched placement against the actual signals.")
+            "every slot. Figures: `edgeplace.policies.evaluate` on the stitched placement against the actual signals.")
 
 
 def main(forecasts: tuple[str, ...] = ("seasonal",), workers: int = 2) -> None:

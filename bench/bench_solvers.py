@@ -1,7 +1,7 @@
 """The solver suite (issue 4): every solver side by side on generated instances.
 
 Each (instance, solver) runs in its own child process so its peak memory is
-its own. Every plan is evaluated by `policies.evaluate`; the gap of every
+its own. Every plan is evaluated by `edgeplace.policies.evaluate`; the gap of every
 solver is taken against the best lower bound proven for that instance in this
 run (the LP relaxation, or a solver's own bound, whichever is highest), so
 the columns compare like with like.
@@ -37,8 +37,8 @@ SOLVERS = {
 
 def _scenario(spec):
     from edgeplace.app import example_path
-    from topology import load_scenario
-    from topology.generate import generate_scenario
+    from edgeplace.topology import load_scenario
+    from edgeplace.topology.generate import generate_scenario
 
     if spec == "example":
         return load_scenario(example_path("metro-de.yaml"))
@@ -47,7 +47,7 @@ def _scenario(spec):
 
 
 def _child(spec, solver, time_limit_s, queue) -> None:
-    from optimizer.solve import SolveOptions, solve
+    from edgeplace.optimizer.solve import SolveOptions, solve
 
     scenario = _scenario(spec)
     opts = SolveOptions(**{"time_limit_s": time_limit_s, "workers": 2, "bound_time_limit_s": 0.0, **SOLVERS[solver]})
@@ -62,11 +62,11 @@ def _child(spec, solver, time_limit_s, queue) -> None:
 
 
 def _bound_child(spec, time_limit_s, queue) -> None:
-    from optimizer.bound import flow_bound_g
-    from optimizer.formulation import build
-    from optimizer.highs_backend import solve_highs
-    from optimizer.result import SolveStatus
-    from policies.costs import price
+    from edgeplace.optimizer.bound import flow_bound_g
+    from edgeplace.optimizer.formulation import build
+    from edgeplace.optimizer.highs_backend import solve_highs
+    from edgeplace.optimizer.result import SolveStatus
+    from edgeplace.policies.costs import price
 
     started = time.perf_counter()
     costs = price(_scenario(spec))
@@ -80,8 +80,8 @@ def _bound_child(spec, time_limit_s, queue) -> None:
 
 
 def _baseline_child(spec, queue) -> None:
-    from policies.baselines import baseline_registry
-    from policies.evaluate import evaluate
+    from edgeplace.policies.baselines import baseline_registry
+    from edgeplace.policies.evaluate import evaluate
 
     scenario = _scenario(spec)
     out = {}
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None, large: bool = False) -> None:
                   "best lower bound proven for the instance in this run (LP relaxation of the placement model, the "
                   "flow bound of optimizer/bound.py, or a solver's own bound; the `(best bound)` row says which). "
                   "`produced_by` greedy means the exact solver did not beat the greedy warm start in its time limit "
-                  "and the greedy plan was kept. Every plan is evaluated by policies.evaluate; `violations` counts "
+                  "and the greedy plan was kept. Every plan is evaluated by edgeplace.policies.evaluate; `violations` counts "
                   "its rule violations.")
 
 

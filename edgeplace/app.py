@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from policies.base import PlacementPolicy, PolicyFactory
-from policies.baselines import baseline_registry
-from policies.evaluate import Evaluation, evaluate
-from topology.errors import InputError, Problem
-from topology.placement import Placement
-from topology.scenario import Scenario
+from edgeplace.policies.base import PlacementPolicy, PolicyFactory
+from edgeplace.policies.baselines import baseline_registry
+from edgeplace.policies.evaluate import Evaluation, evaluate
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
 
 
 def example_path(name: str) -> Path:
@@ -25,7 +25,7 @@ def policy_registry() -> dict[str, PolicyFactory]:
     """Every policy the commands can run, by name: the baselines, then the solvers."""
     registry: dict[str, PolicyFactory] = dict(baseline_registry())
     try:
-        from optimizer import solver_registry
+        from edgeplace.optimizer import solver_registry
     except ImportError:  # the optimizer package is optional in minimal installs
         return registry
     registry.update(solver_registry())
@@ -99,10 +99,10 @@ def compare_policies(scenario: Scenario, names: list[str] | None = None) -> pd.D
 
 def plan_with_baseline(scenario: Scenario, options, progress=None, dump_model: str | None = None):
     """Solve, and tabulate the plan next to the best baseline (fewest violations, then least emissions)."""
-    from optimizer.solve import solve
+    from edgeplace.optimizer.solve import solve
 
     if dump_model:
-        from optimizer.debug import write_mps
+        from edgeplace.optimizer.debug import write_mps
 
         write_mps(scenario, options, dump_model)
     baselines = compare_policies(scenario, list(baseline_registry()))
@@ -120,7 +120,7 @@ def plan_with_baseline(scenario: Scenario, options, progress=None, dump_model: s
 
 def demo(scenario: Scenario, time_limit_s: float = 15.0, progress=None):
     """The baselines and the optimizer (CP-SAT) on one scenario: the table and the plan."""
-    from optimizer.solve import SolveOptions, solve
+    from edgeplace.optimizer.solve import SolveOptions, solve
 
     table = compare_policies(scenario, [*baseline_registry(), "greedy"])
     plan = solve(scenario, SolveOptions(solver="cpsat", time_limit_s=time_limit_s, bound_time_limit_s=time_limit_s),

@@ -19,7 +19,7 @@ from edgeplace.argtypes import nonneg_float as _nonneg_float, positive_float as 
 from pathlib import Path
 from typing import Callable, Sequence
 
-from topology.errors import InputError
+from edgeplace.topology.errors import InputError
 
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 70
 FORMATS = ("table", "json", "csv")
@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- commands ------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace) -> int:
     from edgeplace.app import scenario_summary
-    from topology import load_scenario
+    from edgeplace.topology import load_scenario
 
     scenario = load_scenario(args.scenario)
     _emit(scenario_summary(scenario), args.format, title=f"{args.scenario}: valid")
@@ -157,7 +157,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from edgeplace.app import breakdown, evaluate_source
-    from topology import load_scenario
+    from edgeplace.topology import load_scenario
 
     scenario = load_scenario(args.scenario)
     placement, result = evaluate_source(scenario, placement_file=args.placement, policy=args.policy)
@@ -177,7 +177,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from edgeplace.app import compare_policies
-    from topology import load_scenario
+    from edgeplace.topology import load_scenario
 
     scenario = load_scenario(args.scenario)
     names = [n.strip() for n in args.policies.split(",") if n.strip()] if args.policies else None
@@ -190,9 +190,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from edgeplace.app import plan_with_baseline
-    from optimizer.solve import SolveOptions
-    from policies.costs import Objective
-    from topology import load_scenario
+    from edgeplace.optimizer.solve import SolveOptions
+    from edgeplace.policies.costs import Objective
+    from edgeplace.topology import load_scenario
 
     if args.milp_backend != "highs" and args.solver != "milp":
         raise _usage("--milp-backend goes with --solver milp")
@@ -206,7 +206,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     say = None if args.quiet else (lambda msg: print(f"edgeplace: {msg}", file=sys.stderr, flush=True))
     plan, table = plan_with_baseline(scenario, options, progress=say, dump_model=args.dump_model)
     if args.output:
-        from topology.io import atomic_write_text
+        from edgeplace.topology.io import atomic_write_text
 
         atomic_write_text(Path(args.output), json.dumps(plan.to_dict(scenario), indent=1) + "\n")
     _emit(table, args.format, title=f"{scenario.spec.name}: plan by {plan.solver} ({plan.status}) next to the best baseline")
@@ -221,7 +221,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from edgeplace.app import demo, example_path
-    from topology import load_scenario
+    from edgeplace.topology import load_scenario
 
     path = example_path("metro-de.yaml")
     scenario = load_scenario(path)
@@ -244,8 +244,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from topology import schema_dict
-    from topology.io import atomic_write_text
+    from edgeplace.topology import schema_dict
+    from edgeplace.topology.io import atomic_write_text
 
     text = json.dumps(schema_dict(), indent=2) + "\n"
     if args.output:

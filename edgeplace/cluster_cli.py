@@ -136,7 +136,7 @@ def connect(kubeconfig: str | None = None, context: str | None = None, in_cluste
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
-    from topology.errors import InputError, Problem
+    from edgeplace.topology.errors import InputError, Problem
 
     auto_in_cluster = (not kubeconfig and not os.environ.get("KUBECONFIG")
                        and os.environ.get("KUBERNETES_SERVICE_HOST")
@@ -156,11 +156,11 @@ def connect(kubeconfig: str | None = None, context: str | None = None, in_cluste
 
 
 def read_cluster_or_explain(api_client):
-    """`k8s.mapping.read_cluster`, with API and connection failures as one `InputError`."""
+    """`edgeplace.k8s.mapping.read_cluster`, with API and connection failures as one `InputError`."""
     from kubernetes.client.exceptions import ApiException
 
-    from k8s.mapping import read_cluster
-    from topology.errors import InputError, Problem
+    from edgeplace.k8s.mapping import read_cluster
+    from edgeplace.topology.errors import InputError, Problem
 
     server = getattr(api_client.configuration, "host", "the API server")
     try:
@@ -200,8 +200,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                 print(f"  note: {note}", file=sys.stderr)
         return EXIT_OK
 
-    from k8s.mapping import MappingOptions, load_site_config, map_cluster, summary
-    from topology.io import atomic_write_text
+    from edgeplace.k8s.mapping import MappingOptions, load_site_config, map_cluster, summary
+    from edgeplace.topology.io import atomic_write_text
 
     config = load_site_config(args.site_config)
     api = connect(args.kubeconfig, args.context, args.in_cluster)
@@ -232,14 +232,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from k8s.extender.server import ExtenderServer, load_token, make_ssl_context
-    from k8s.extender.table import PlanFile
-    from k8s.leader import LeaderElector
-    from k8s.mapping import load_site_config
-    from k8s.planner import Planner, PlannerOptions
-    from k8s.publish import DEFAULT_NAME, DEFAULT_NAMESPACE, ConfigMapPlanPublisher, ConfigMapPlanSource, FilePlanPublisher
-    from optimizer.solve import SolveOptions
-    from policies.costs import Objective
+    from edgeplace.k8s.extender.server import ExtenderServer, load_token, make_ssl_context
+    from edgeplace.k8s.extender.table import PlanFile
+    from edgeplace.k8s.leader import LeaderElector
+    from edgeplace.k8s.mapping import load_site_config
+    from edgeplace.k8s.planner import Planner, PlannerOptions
+    from edgeplace.k8s.publish import DEFAULT_NAME, DEFAULT_NAMESPACE, ConfigMapPlanPublisher, ConfigMapPlanSource, FilePlanPublisher
+    from edgeplace.optimizer.solve import SolveOptions
+    from edgeplace.policies.costs import Objective
 
     run_extender = args.extender or not args.planner
     run_planner = args.planner or not args.extender
@@ -269,7 +269,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             context = make_ssl_context(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
             token = load_token(args.token_file)
         except (OSError, ValueError) as exc:
-            from topology.errors import InputError, Problem
+            from edgeplace.topology.errors import InputError, Problem
 
             raise InputError(args.token_file or args.tls_cert or "TLS/token", [Problem("", str(exc))]) from None
         source = (PlanFile(args.plan_file, args.poll_interval) if args.plan_file
@@ -309,7 +309,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             server.start()
             # Freeze start-up objects out of the GC's reach: a full collection
             # over them otherwise lands in some request and sets the p99.
-            from k8s.extender.server import freeze_heap
+            from edgeplace.k8s.extender.server import freeze_heap
 
             freeze_heap()
             log.info("extender serving on %s", server.url)
@@ -323,7 +323,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             threads.append(t)
         stop.wait()
     except OSError as exc:  # e.g. the port is taken
-        from topology.errors import InputError, Problem
+        from edgeplace.topology.errors import InputError, Problem
 
         raise InputError(f"{args.host}:{args.port}", [Problem("", f"cannot listen: {exc}")]) from None
     finally:

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from topology.errors import InputError, Problem
+from edgeplace.topology.errors import InputError, Problem
 
 
 
@@ -75,8 +75,8 @@ _TOPOLOGY_FLAGS = ("servers_per_site", "sla_ms", "access_ms")
 
 def run_import(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]] | None:
     """The imported, validated scenario document and its notes; None if no source of ours was given."""
-    from topology import scenario_from_dict
-    from topology.importers.common import ImportOptions
+    from edgeplace.topology import scenario_from_dict
+    from edgeplace.topology.importers.common import ImportOptions
 
     edgesimpy = getattr(args, "edgesimpy", None)
     topohub = getattr(args, "topohub", None)
@@ -91,11 +91,11 @@ def run_import(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]] | N
         if given:
             raise InputError("--edgesimpy", [Problem(", ".join(given), "applies to --topohub and --topology-file only; "
                                                                        "an EdgeSimPy dataset has its own servers and SLAs")])
-        from topology.importers.edgesimpy import import_edgesimpy
+        from edgeplace.topology.importers.edgesimpy import import_edgesimpy
 
         result, source = import_edgesimpy(edgesimpy, options), edgesimpy
     else:
-        from topology.importers.topohub import TopologyOptions, import_topohub, import_topology_file
+        from edgeplace.topology.importers.topohub import TopologyOptions, import_topohub, import_topology_file
 
         topo_fields = {k: getattr(args, a) for k, a in (("servers_per_site", "servers_per_site"), ("sla_ms", "sla_ms"),
                                                        ("access_latency_ms", "access_ms"))
@@ -114,7 +114,7 @@ def write_scenario(document: dict[str, Any], notes: list[str], output: str | Pat
     """Write an imported scenario atomically: JSON for *.json, else YAML with the notes as a header comment."""
     import yaml
 
-    from topology.io import atomic_write_text
+    from edgeplace.topology.io import atomic_write_text
 
     output = Path(output)
     if output.suffix.lower() == ".json":

@@ -1,8 +1,8 @@
 """The price of a millisecond: the latency-emissions frontier.
 
 For SLA targets from tight to loose, `pareto(scenario, options)` plans each
-with the optimizer (`optimizer.solve.solve`) and evaluates the plan
-(`policies.evaluate`). Points are SLA scales applied to every SLA (or to the
+with the optimizer (`edgeplace.optimizer.solve.solve`) and evaluates the plan
+(`edgeplace.policies.evaluate`). Points are SLA scales applied to every SLA (or to the
 workloads a selector picks, `edgeplace.variations` selectors), or absolute
 SLA values for the selected workloads.
 
@@ -18,7 +18,7 @@ Columns:
   `marginal_wh_per_ms` the same for facility energy;
 - `mean_latency_ms`: the replica-slot-weighted mean worst-user latency the
   plan delivers to the selected workloads (computed here from the placement
-  and the scenario's latency table; `policies.evaluate` has no latency
+  and the scenario's latency table; `edgeplace.policies.evaluate` has no latency
   figure yet).
 
 "Stops buying anything": the tightest point whose frontier is within
@@ -44,12 +44,12 @@ import pandas as pd
 
 from edgeplace.sweep import Engine, InProcessEngine, Progress, digest, run_sweep
 from edgeplace.variations import apply_case, case_label, parse_vary, selected_workloads
-from optimizer.solve import SolveOptions, solve
-from topology.errors import InputError, Problem
-from topology.load import compile_spec
-from topology.placement import Placement
-from topology.scenario import Scenario
-from topology.spec import ScenarioSpec
+from edgeplace.optimizer.solve import SolveOptions, solve
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.load import compile_spec
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.spec import ScenarioSpec
 
 #: Points of the automatic scale range.
 DEFAULT_POINTS = 10

@@ -7,7 +7,7 @@ library call (`edgeplace.whatif`, `edgeplace.pareto`, `edgeplace.simulate`),
 prints the result, and returns an exit code: 0 ok, 2 usage (conflicting
 flags; the message goes to standard error). Invalid input (a scenario, an
 unknown `--vary` key, an unreachable scheduler) raises
-`topology.errors.InputError`, which the caller maps to exit code 3.
+`edgeplace.topology.errors.InputError`, which the caller maps to exit code 3.
 
 Progress bars (rich) go to standard error; `--quiet` turns them off.
 """
@@ -179,7 +179,7 @@ def _engine_conflict(args: argparse.Namespace) -> str | None:
 
 
 def _solve_options(args: argparse.Namespace):
-    from optimizer.solve import SolveOptions
+    from edgeplace.optimizer.solve import SolveOptions
 
     return SolveOptions(solver=args.solver, time_limit_s=args.time_limit, workers=args.solver_threads, seed=args.seed,
                         bound_time_limit_s=0.0 if args.no_bound else args.time_limit)
@@ -247,7 +247,7 @@ def _emit_with_summary(table, summary: dict[str, Any], fmt: str, title: str, row
 def cmd_whatif(args: argparse.Namespace) -> int:
     from edgeplace.sweep import ResultsFile
     from edgeplace.whatif import run_whatif
-    from topology import load_scenario
+    from edgeplace.topology import load_scenario
 
     if args.resume and not args.results:
         return _usage(args, "--resume needs --results FILE (the run to continue)")
@@ -270,8 +270,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
 def cmd_pareto(args: argparse.Namespace) -> int:
     from edgeplace.pareto import ParetoOptions, pareto, plot
-    from topology import load_scenario
-    from topology.errors import InputError, Problem
+    from edgeplace.topology import load_scenario
+    from edgeplace.topology.errors import InputError, Problem
 
     conflict = _engine_conflict(args)
     if conflict:
@@ -304,7 +304,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from edgeplace.simulate import SimulationOptions, parse_duration_slots, parse_policies, simulate
-    from topology import load_scenario
+    from edgeplace.topology import load_scenario
 
     conflict = _engine_conflict(args)
     if conflict:

@@ -49,8 +49,8 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
 def cmd_report(args: argparse.Namespace) -> int:
     from edgeplace.report.data import make_report
     from edgeplace.report.write import write_report
-    from optimizer.solve import SolveOptions
-    from topology import load_scenario
+    from edgeplace.optimizer.solve import SolveOptions
+    from edgeplace.topology import load_scenario
 
     if args.plan and (args.solver or args.time_limit):
         print("edgeplace: error: --solver and --time-limit solve a plan; they do not go with --plan", file=sys.stderr)

@@ -72,7 +72,7 @@ def _count(text: str) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", help="scenario file (YAML or JSON)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the scenario here (default: back to SCENARIO)")
-    from topology.signals.align import DEFAULT_MAX_GAP_MINUTES
+    from edgeplace.topology.signals.align import DEFAULT_MAX_GAP_MINUTES
 
     p.add_argument("--max-gap-minutes", type=_number(0, 10_080), default=DEFAULT_MAX_GAP_MINUTES, metavar="M",
                    help=f"fill gaps up to M minutes by linear interpolation, refuse longer ones "
@@ -157,7 +157,7 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
 def cmd_signals(args: argparse.Namespace) -> int:
     handler = {"fetch": cmd_fetch, "import": cmd_import, "show": cmd_show}[args.signals_action]
     with warnings.catch_warnings(record=True) as caught:
-        from topology.signals.cache import SignalWarning
+        from edgeplace.topology.signals.cache import SignalWarning
 
         warnings.simplefilter("always", SignalWarning)
         try:
@@ -180,9 +180,9 @@ def _open(path: str):
     """The document and its field-checked spec (the whole-file checks run before writing)."""
     from pydantic import ValidationError
 
-    from topology.errors import InputError, Problem, pydantic_problems
-    from topology.load import read_document
-    from topology.spec import ScenarioSpec
+    from edgeplace.topology.errors import InputError, Problem, pydantic_problems
+    from edgeplace.topology.load import read_document
+    from edgeplace.topology.spec import ScenarioSpec
 
     doc = read_document(path)
     if not isinstance(doc, dict):
@@ -198,7 +198,7 @@ def _history_days(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, doc: dict, spec, series: list) -> int:
-    from topology.signals.series import apply_signals, check_against_scenario, write_scenario
+    from edgeplace.topology.signals.series import apply_signals, check_against_scenario, write_scenario
 
     out = args.output or args.scenario
     check_against_scenario(series, spec, out)
@@ -217,7 +217,7 @@ def _write(args: argparse.Namespace, doc: dict, spec, series: list) -> int:
 @contextlib.contextmanager
 def _history_needed(args: argparse.Namespace, past) -> Iterator[None]:
     """Say up front that the problems below are about the history a forecaster reads."""
-    from topology.errors import InputError, Problem
+    from edgeplace.topology.errors import InputError, Problem
 
     try:
         yield
@@ -229,7 +229,7 @@ def _history_needed(args: argparse.Namespace, past) -> Iterator[None]:
 
 
 def _forecasts(histories: Iterable, grid, args: argparse.Namespace) -> list:
-    from topology.signals.forecast import forecast_series
+    from edgeplace.topology.signals.forecast import forecast_series
 
     return [forecast_series(h, grid, args.forecaster, alpha=args.alpha) for h in histories]
 
@@ -239,14 +239,14 @@ def _forecasts(histories: Iterable, grid, args: argparse.Namespace) -> list:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from topology.signals.cache import SignalCache
-    from topology.signals.fetch import fetch_intensity, fetch_utilisation
-    from topology.signals.files import load_signal_files
-    from topology.signals.forecast import history_grid
-    from topology.signals.http import RetryPolicy
-    from topology.signals.prometheus import Prometheus
-    from topology.signals.series import SlotGrid
-    from topology.signals.services import ServiceConfig, service_registry
+    from edgeplace.topology.signals.cache import SignalCache
+    from edgeplace.topology.signals.fetch import fetch_intensity, fetch_utilisation
+    from edgeplace.topology.signals.files import load_signal_files
+    from edgeplace.topology.signals.forecast import history_grid
+    from edgeplace.topology.signals.http import RetryPolicy
+    from edgeplace.topology.signals.prometheus import Prometheus
+    from edgeplace.topology.signals.series import SlotGrid
+    from edgeplace.topology.signals.services import ServiceConfig, service_registry
 
     if args.forecaster and args.series == "forecast":
         return _usage("--forecaster makes a forecast from history; --series forecast takes the service's own: pick one")
@@ -275,7 +275,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             print(f"edgeplace: no utilisation for {len(missing)} node(s), kept as they are: "
                   f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}", file=sys.stderr)
         if not series:
-            from topology.errors import InputError, Problem
+            from edgeplace.topology.errors import InputError, Problem
 
             raise InputError("Prometheus", [Problem(f"label {args.node_label}", "no series matched a node of the "
                                                                                 "scenario; check --node-label and --query")])
@@ -298,10 +298,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from topology.signals.files import load_signal_files, read_signal_file, rows_to_series
-    from topology.signals.forecast import history_grid
-    from topology.signals.fuelmix import mix_signals
-    from topology.signals.series import SlotGrid
+    from edgeplace.topology.signals.files import load_signal_files, read_signal_file, rows_to_series
+    from edgeplace.topology.signals.forecast import history_grid
+    from edgeplace.topology.signals.fuelmix import mix_signals
+    from edgeplace.topology.signals.series import SlotGrid
 
     if not (args.files or args.pv or args.fuel_mix):
         return _usage("nothing to import: give signal files, --pv or --fuel-mix")
@@ -330,7 +330,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             with _history_needed(args, past):
                 series += _forecasts(mix_signals(args.fuel_mix, past, factors, max_gap_minutes=gap), grid, args)
     if args.pv:
-        from topology.signals.pv import PVOptions, pv_signals
+        from edgeplace.topology.signals.pv import PVOptions, pv_signals
 
         options = PVOptions(tilt_deg=args.tilt, azimuth_deg=args.azimuth, system_loss=args.loss,
                             model=args.clear_sky_model)
@@ -338,7 +338,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     keys = [s.key() for s in series]
     twice = sorted({k for k in keys if keys.count(k) > 1})
     if twice:
-        from topology.errors import InputError, Problem
+        from edgeplace.topology.errors import InputError, Problem
 
         raise InputError(args.scenario, [Problem(f"{k[0]} {k[1]} ({k[2]})", "comes from two inputs; keep one")
                                          for k in twice])
@@ -370,8 +370,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from edgeplace.output import render
-    from topology.load import SIGNAL_TARGET, SIGNAL_UNITS
-    from topology.signals.series import SlotGrid, canonical_unit, iso
+    from edgeplace.topology.load import SIGNAL_TARGET, SIGNAL_UNITS
+    from edgeplace.topology.signals.series import SlotGrid, canonical_unit, iso
 
     _, spec = _open(args.scenario)
     grid = SlotGrid.from_horizon(spec.horizon)

@@ -12,22 +12,22 @@ How a run works
    run throughout. One more noisy copy plays "the day before the horizon": the
    history the forecasters start from.
 2. **Steps.** At each slot t (every `replan_every` slots) each policy sees
-   the rest of the world from t (`topology.transform.remaining`, with the
+   the rest of the world from t (`edgeplace.topology.transform.remaining`, with the
    replicas where they run now and jobs already started, from
-   `optimizer.rolling.current_nodes`), cut to a lookahead window of L slots,
+   `edgeplace.optimizer.rolling.current_nodes`), cut to a lookahead window of L slots,
    with forecast series in place of what it cannot know yet; it plans the
    window and the plan's slot t is committed. Jobs that cannot start inside
    the window are left for later steps; a job started keeps running to the
    end of its run (a window shorter than the rest of its run holds the part
    that fits).
 3. **Figures.** The committed slots, stitched, are one placement of the
-   whole world, evaluated once with `policies.evaluate` on the actual
+   whole world, evaluated once with `edgeplace.policies.evaluate` on the actual
    signals: the same yardstick for every policy.
 
 Policies (`simulation_policies()`): the baselines `default` (the spread
 baseline, Kubernetes-like), `binpack`, `nearest`, `greedy` (the greedy-carbon
 baseline, per-pod carbon scoring on the forecast), `optimizer`
-(`optimizer.solve.solve` with the chosen solver and a per-step time limit,
+(`edgeplace.optimizer.solve.solve` with the chosen solver and a per-step time limit,
 on the forecast), `oracle` (the same optimizer, same steps and budget, on
 the actual signals: it knows what will happen), and `noshift` (the optimizer
 on the forecast with every deferrable job pinned to its earliest start).
@@ -35,7 +35,7 @@ So `optimizer - oracle` is the cost of forecast error, and
 `noshift - optimizer` what moving deferrable jobs in time saves.
 
 Forecasters: `persistence`, `seasonal` (seasonal naive, daily) and `ewma`
-(exponentially weighted daily profile) from `topology.signals.forecast`, fed
+(exponentially weighted daily profile) from `edgeplace.topology.signals.forecast`, fed
 everything observed up to the step (the history day, then the world so
 far); `perfect` (the actual series) and `given` (the scenario's own forecast
 series; the horizon must fit the scenario). Forecasts cover grid intensity
@@ -60,18 +60,18 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from edgeplace.sweep import Engine, InProcessEngine, Progress, run_sweep
-from topology.errors import InputError, Problem
-from topology.load import SIGNAL_RANGES, compile_spec
-from topology.placement import Placement
-from topology.scenario import Scenario
-from topology.spec import Deferral, ScenarioSpec, Signal, SignalKind, Workload
-from topology.transform import remaining
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.load import SIGNAL_RANGES, compile_spec
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.spec import Deferral, ScenarioSpec, Signal, SignalKind, Workload
+from edgeplace.topology.transform import remaining
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from optimizer.solve import SolveOptions
-    from policies.evaluate import Evaluation
+    from edgeplace.optimizer.solve import SolveOptions
+    from edgeplace.policies.evaluate import Evaluation
 
 FORECASTERS = ("persistence", "seasonal", "ewma", "perfect", "given")
 DEFAULT_POLICIES = ("default", "binpack", "nearest", "greedy", "optimizer", "oracle", "noshift")
@@ -127,7 +127,7 @@ class SimulationOptions:
     def __post_init__(self) -> None:
         if self.forecast not in FORECASTERS:
             raise ValueError(f"forecast must be one of {', '.join(FORECASTERS)} (got {self.forecast!r})")
-        from optimizer.solve import SOLVERS
+        from edgeplace.optimizer.solve import SOLVERS
 
         if self.solver not in SOLVERS:
             raise ValueError(f"solver must be one of {', '.join(SOLVERS)} (got {self.solver!r})")
@@ -140,8 +140,8 @@ class SimulationOptions:
             raise ValueError(f"noise must be >= 0 (got {self.noise})")
 
     def solve_options(self) -> "SolveOptions":
-        from optimizer.solve import SolveOptions
-        from policies.costs import Objective
+        from edgeplace.optimizer.solve import SolveOptions
+        from edgeplace.policies.costs import Objective
 
         return SolveOptions(solver=self.solver, time_limit_s=self.step_time_limit_s, workers=self.solver_threads,
                             bound_time_limit_s=0.0, seed=self.seed,
@@ -170,7 +170,7 @@ def simulation_policies() -> dict[str, SimPolicy]:
         SimPolicy("binpack", "bin-packing, empty nodes off; placed once", "binpack", rolling=False),
         SimPolicy("nearest", "latency-nearest node, all nodes on; placed once", "nearest", rolling=False),
         SimPolicy("greedy", "per-pod greedy carbon scoring on the forecast (the greedy-carbon baseline)", "greedy-carbon"),
-        SimPolicy("optimizer", "optimizer.solve on the forecast, re-planned every step", None),
+        SimPolicy("optimizer", "edgeplace.optimizer.solve on the forecast, re-planned every step", None),
         SimPolicy("oracle", "the same optimizer on the actual signals (hindsight)", None, knows_actual=True),
         SimPolicy("noshift", "the optimizer on the forecast, deferrable jobs pinned to their earliest start", None,
                   shifting=False),
@@ -329,7 +329,7 @@ def _cut(spec: ScenarioSpec, slots: int, running: dict[str, int] | None = None) 
                                                                 duration_minutes=left)})
             workloads.append(wl)
             continue
-        # Whole slots inside [earliest_start, deadline) and the window, as topology.load counts them.
+        # Whole slots inside [earliest_start, deadline) and the window, as edgeplace.topology.load counts them.
         first = max(0, math.ceil((d.earliest_start - h.start) / slot))
         last = min(slots, math.floor((d.deadline - h.start) / slot))
         if last - first >= math.ceil(d.duration_minutes / h.slot_minutes):
@@ -347,7 +347,7 @@ def _pin_jobs(spec: ScenarioSpec) -> ScenarioSpec:
     for wl in spec.workloads:
         d = wl.deferral
         if d is not None:
-            # The run starts in the first whole slot of the window, as topology.load counts slots.
+            # The run starts in the first whole slot of the window, as edgeplace.topology.load counts slots.
             first = start + max(0, math.ceil((d.earliest_start - start) / slot)) * slot
             run = math.ceil(d.duration_minutes / spec.horizon.slot_minutes) * slot
             wl = wl.model_copy(update={"deferral": d.model_copy(update={"deadline": first + run})})
@@ -365,13 +365,13 @@ def forecast_values(method: str, extended: np.ndarray, period: int, t: int, leng
     `extended` is the history (`period` slots before the horizon) followed by
     the actual series; what is known at the start of slot t is
     extended[:period + t], which goes to the forecaster of
-    `topology.signals.forecast` (persistence: x[t+k] = x[t-1]; seasonal:
+    `edgeplace.topology.signals.forecast` (persistence: x[t+k] = x[t-1]; seasonal:
     x[t+k] = x[t+k-m*period], m = ceil((k+1) / period); ewma: the weighted
     daily profile of the known whole days, aligned the same way).
     """
     if method == "perfect":
         return np.asarray(extended[period + t: period + t + length], dtype=float)
-    from topology.signals.forecast import forecasters
+    from edgeplace.topology.signals.forecast import forecasters
 
     methods = forecasters()
     if method not in methods:
@@ -428,11 +428,11 @@ class PolicyRun:
 
 def _planner(policy: SimPolicy, options: SimulationOptions) -> Callable[[Scenario], Placement]:
     if policy.baseline is not None:
-        from policies.baselines import baseline_registry
+        from edgeplace.policies.baselines import baseline_registry
 
         make = baseline_registry()[policy.baseline]
         return lambda sc: make().place(sc)
-    from optimizer.solve import solve
+    from edgeplace.optimizer.solve import solve
 
     solve_options = options.solve_options()
     return lambda sc: solve(sc, solve_options).placement
@@ -452,7 +452,7 @@ def run_policy(task: PolicyTask) -> PolicyRun:
         t0 = time.perf_counter()
         placement = plan(world)
         return PolicyRun(policy.name, placement.assign, _powered(world, placement), time.perf_counter() - t0, 1)
-    from optimizer.rolling import current_nodes
+    from edgeplace.optimizer.rolling import current_nodes
 
     assign = np.full((R, H), -1, dtype=np.int64)
     powered = np.zeros((N, H), dtype=bool)
@@ -493,7 +493,7 @@ def run_policy(task: PolicyTask) -> PolicyRun:
 
 
 def _powered(world: Scenario, placement: Placement) -> np.ndarray:
-    """N x T power states: the placement's own, or derived as `policies.evaluate` derives them."""
+    """N x T power states: the placement's own, or derived as `edgeplace.policies.evaluate` derives them."""
     if placement.powered is not None:
         return np.asarray(placement.powered, dtype=bool)
     hosting = np.zeros((world.n_nodes, world.n_slots), dtype=bool)
@@ -583,7 +583,7 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
     outcome = run_sweep(run_policy, tasks, engine or InProcessEngine(), progress=progress)
     import pandas as pd
 
-    from policies.evaluate import evaluate
+    from edgeplace.policies.evaluate import evaluate
 
     evaluations, rows = {}, []
     for name in policies:

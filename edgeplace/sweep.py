@@ -25,7 +25,7 @@ Results file (JSON lines, one finished case a line):
 `key` is a digest of everything the result depends on (the scenario, the
 case, the solver options), so a resumed run reuses a line only when it would
 compute the same thing. The file is rewritten whole after each finished case
-by write-then-rename (`topology.io.atomic_write_text`), so a crash leaves
+by write-then-rename (`edgeplace.topology.io.atomic_write_text`), so a crash leaves
 the old file or the new one, never half a line. Reading skips lines that are
 not valid records (hand edits), with a count in `ResultsFile.skipped`.
 """
@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
-from topology.errors import InputError, Problem
-from topology.io import atomic_write_text
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.io import atomic_write_text
 
 RESULTS_VERSION = 1
 #: Seconds to wait for a Dask scheduler to answer before giving up.

@@ -46,7 +46,7 @@ PV (`pv_kwp`). A site that already has PV (pv_kwp > 0) and a
 renewable_supply signal keeps its profile, scaled by new / old kWp: the file's
 profile may be measured or modelled with the site's own tilt, and scaling
 keeps it. A site gaining PV gets a clear-sky profile from its coordinates
-(`topology.signals.pv.clear_sky_kw`: pvlib, Ineichen-Perez clear sky, 30 deg
+(`edgeplace.topology.signals.pv.clear_sky_kw`: pvlib, Ineichen-Perez clear sky, 30 deg
 south, 14 % system loss) when it has a `location` and pvlib is installed;
 otherwise the per-kWp profile of the nearest PV site (great-circle distance
 between `location`s; without coordinates the first PV site in the same grid
@@ -65,9 +65,9 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from topology.errors import InputError, Problem, pydantic_problems
-from topology.load import SIGNAL_UNITS, read_document
-from topology.spec import Isolation, Node, ScenarioSpec, Signal, SignalKind, Sla, Workload
+from edgeplace.topology.errors import InputError, Problem, pydantic_problems
+from edgeplace.topology.load import SIGNAL_UNITS, read_document
+from edgeplace.topology.spec import Isolation, Node, ScenarioSpec, Signal, SignalKind, Sla, Workload
 
 #: SLA classes [ms]: upper bounds (inclusive), in the bands of the bundled
 #: example (examples/metro-de.yaml: 5 ms user-plane functions, 8-20 ms AR /
@@ -79,7 +79,7 @@ SLA_CLASSES: dict[str, tuple[float, float]] = {
 }
 #: Value written in a grid for "leave unchanged" (add=none).
 NONE = "none"
-#: Largest replica count a workload may have (topology.spec.Workload.replicas).
+#: Largest replica count a workload may have (edgeplace.topology.spec.Workload.replicas).
 _MAX_REPLICAS = 10_000
 
 
@@ -253,7 +253,7 @@ def apply_case(spec: ScenarioSpec, case: Case, options: Any,
                registry: dict[str, Variation] | None = None) -> tuple[ScenarioSpec, Any]:
     """The varied spec and solver options of one case (keys applied in order).
 
-    `options` is a frozen dataclass (`optimizer.solve.SolveOptions`); solver
+    `options` is a frozen dataclass (`edgeplace.optimizer.solve.SolveOptions`); solver
     keys replace its fields. Raises InputError when the varied spec is not a
     valid scenario (the message names the case).
     """
@@ -351,7 +351,7 @@ def _on_off(_spec: ScenarioSpec, text: str) -> bool:
 
 
 def _solver_name(_spec: ScenarioSpec, text: str) -> str:
-    from optimizer.solve import SOLVERS
+    from edgeplace.optimizer.solve import SOLVERS
 
     if text not in SOLVERS:
         raise ValueError(f"choose one of {', '.join(SOLVERS)}")
@@ -624,14 +624,14 @@ def _distance_km(a, b) -> float:
 
 
 def _clear_sky_kw(spec: ScenarioSpec, site_id: str, kwp: float) -> list[float] | None:
-    """Clear-sky PV per slot [kW] from the site's coordinates (`topology.signals.pv`),
+    """Clear-sky PV per slot [kW] from the site's coordinates (`edgeplace.topology.signals.pv`),
     or None when the site has no `location` or pvlib is not installed."""
     site = next(s for s in spec.sites if s.id == site_id)
     if site.location is None:
         return None
     try:
-        from topology.signals.pv import clear_sky_kw
-        from topology.signals.series import SlotGrid
+        from edgeplace.topology.signals.pv import clear_sky_kw
+        from edgeplace.topology.signals.series import SlotGrid
 
         values = clear_sky_kw(site.location.lat, site.location.lon, kwp, SlotGrid.from_horizon(spec.horizon))
     except ImportError:  # pvlib is an optional dependency: fall back to a donor's profile

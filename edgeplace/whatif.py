@@ -4,8 +4,8 @@
 (`edgeplace.variations`), builds the grid, and for the base case and every
 case: varies the spec, compiles it (a case that is not a valid scenario,
 e.g. an SLA no node can meet, becomes an `invalid` row with the reason),
-solves it with `optimizer.solve.solve` and takes the figures from the plan's
-evaluation (`policies.evaluate`, the one source of figures). Cases run on the
+solves it with `edgeplace.optimizer.solve.solve` and takes the figures from the plan's
+evaluation (`edgeplace.policies.evaluate`, the one source of figures). Cases run on the
 sweep engine (`edgeplace.sweep`): in-process, local worker processes or a
 Dask cluster; with a results file, finished cases are kept and a second run
 resumes from them.
@@ -29,11 +29,11 @@ import pandas as pd
 
 from edgeplace.sweep import Engine, Progress, ResultsFile, digest, run_sweep
 from edgeplace.variations import Axis, Case, apply_case, case_label, grid, parse_axes
-from optimizer.solve import Plan, SolveOptions, solve
-from topology.errors import InputError
-from topology.load import compile_spec
-from topology.scenario import Scenario
-from topology.spec import ScenarioSpec
+from edgeplace.optimizer.solve import Plan, SolveOptions, solve
+from edgeplace.topology.errors import InputError
+from edgeplace.topology.load import compile_spec
+from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.spec import ScenarioSpec
 
 #: Label of the unvaried scenario in the table's key columns.
 BASE = "(base)"

@@ -49,12 +49,12 @@ import numpy as np
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s.mapping import (ANN_DEADLINE, ANN_DURATION_MIN, ANN_WORKLOAD, GATE_DEFERRED, ClusterObjects, _annotations,
+from edgeplace.k8s.mapping import (ANN_DEADLINE, ANN_DURATION_MIN, ANN_WORKLOAD, GATE_DEFERRED, ClusterObjects, _annotations,
                          _controller, _meta, _name, _namespace, _parse_time, has_gate)
-from topology.placement import Placement
-from topology.scenario import Scenario
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
 
-log = logging.getLogger("k8s.gates")
+log = logging.getLogger("edgeplace.k8s.gates")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from typing import Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-log = logging.getLogger("k8s.leader")
+log = logging.getLogger("edgeplace.k8s.leader")
 
 DEFAULT_LEASE_NAME = "edgeplace-planner"
 DEFAULT_NAMESPACE = "edgeplace-system"

@@ -73,12 +73,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
-from topology.errors import InputError, Problem, pydantic_problems
-from topology.load import read_document, scenario_from_dict
-from topology.placement import Placement
-from topology.scenario import Scenario
-from topology.spec import (SCENARIO_VERSION, Embodied, Isolation, Link, Location, PowerModel, Signal, Tier,
+from edgeplace.k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
+from edgeplace.topology.errors import InputError, Problem, pydantic_problems
+from edgeplace.topology.load import read_document, scenario_from_dict
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.spec import (SCENARIO_VERSION, Embodied, Isolation, Link, Location, PowerModel, Signal, Tier,
                            UserLocation)
 
 # ---------------------------------------------------------------------------
@@ -1060,7 +1060,7 @@ def _deferral(w: _WorkloadIn, ann: dict[str, str], subject: str, start: datetime
             problems.add(subject, _ann_path(ANN_EARLIEST_START), f"must be an ISO 8601 time with a UTC offset "
                          f"(got {ann[ANN_EARLIEST_START][:40]!r})")
             return None
-    # Whole slots inside [earliest, min(deadline, horizon end)) must hold the run (as topology.load counts them).
+    # Whole slots inside [earliest, min(deadline, horizon end)) must hold the run (as edgeplace.topology.load counts them).
     slot = timedelta(minutes=slot_minutes)
     first = math.ceil((earliest - start) / slot)
     last = math.floor((min(deadline, end) - start) / slot)

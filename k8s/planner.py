@@ -2,22 +2,22 @@
 
 One round (`Planner.plan_once`):
 
-1. list Nodes, Pods, Namespaces and workloads (`k8s.mapping.read_cluster`)
+1. list Nodes, Pods, Namespaces and workloads (`edgeplace.k8s.mapping.read_cluster`)
    and map them to a scenario whose horizon starts at the current slot and
    whose ``current`` placement is where the pods run now
-   (`k8s.mapping.map_cluster`);
-2. solve it (`optimizer.solve.solve`) with the migration penalty
+   (`edgeplace.k8s.mapping.map_cluster`);
+2. solve it (`edgeplace.optimizer.solve.solve`) with the migration penalty
    (`Objective.migration_g_per_replica`) charged for moving a running
    replica off its node. This is the rolling-horizon re-plan of
-   `optimizer.rolling.replan`, with the cluster rather than the previous
+   `edgeplace.optimizer.rolling.replan`, with the cluster rather than the previous
    plan as the source of "where things run now";
 3. turn slot 0 of the plan into the extender's plan document
-   (`k8s.extender.table.build_plan_document`) and publish it
-   (`k8s.publish`: resourceVersion-checked, validated first);
+   (`edgeplace.k8s.extender.table.build_plan_document`) and publish it
+   (`edgeplace.k8s.publish`: resourceVersion-checked, validated first);
 4. optionally taint or cordon the nodes the plan powers down in slot 0 and
    undo that on nodes it powers up (off by default; never evicts);
 5. release the scheduling gates of deferrable Jobs whose planned start has
-   come (`k8s.gates`).
+   come (`edgeplace.k8s.gates`).
 
 A failed mapping or solve publishes nothing, so the last good plan stays in
 place (and the extender fails open once its ``valid_until`` passes).
@@ -39,7 +39,7 @@ changed), so status heartbeats do not cause re-plans. Each watch starts
 from a list's resourceVersion; a broken watch (410 Gone, an error) is
 re-listed, and the re-list triggers a round only if some signature changed.
 
-Only the leader (`k8s.leader.LeaderElector`) plans; other replicas wait.
+Only the leader (`edgeplace.k8s.leader.LeaderElector`) plans; other replicas wait.
 """
 
 from __future__ import annotations
@@ -55,17 +55,17 @@ from typing import Any, Callable, Literal
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from k8s import gates
-from k8s.extender.table import DEFAULT_VALID_FOR_S, PlanError, build_plan_document
-from k8s.leader import LeaderElector
-from k8s.mapping import (ANN_CORDONED_BY, GATE_DEFERRED, TAINT_POWERED_DOWN, ClusterConfig, ClusterObjects,
+from edgeplace.k8s import gates
+from edgeplace.k8s.extender.table import DEFAULT_VALID_FOR_S, PlanError, build_plan_document
+from edgeplace.k8s.leader import LeaderElector
+from edgeplace.k8s.mapping import (ANN_CORDONED_BY, GATE_DEFERRED, TAINT_POWERED_DOWN, ClusterConfig, ClusterObjects,
                          MappingOptions, map_cluster, read_cluster)
-from k8s.publish import PublishError
-from optimizer.solve import Plan, SolveOptions, solve
-from topology.errors import InputError
-from topology.scenario import Scenario
+from edgeplace.k8s.publish import PublishError
+from edgeplace.optimizer.solve import Plan, SolveOptions, solve
+from edgeplace.topology.errors import InputError
+from edgeplace.topology.scenario import Scenario
 
-log = logging.getLogger("k8s.planner")
+log = logging.getLogger("edgeplace.k8s.planner")
 
 PowerDownAction = Literal["none", "taint", "cordon"]
 
@@ -183,7 +183,7 @@ class PlanRound:
 
 
 class Publisher:
-    """What the planner publishes through (`k8s.publish.ConfigMapPlanPublisher`, `FilePlanPublisher`)."""
+    """What the planner publishes through (`edgeplace.k8s.publish.ConfigMapPlanPublisher`, `FilePlanPublisher`)."""
 
     where: str
 
@@ -201,11 +201,11 @@ class Planner:
     ----------
     api_client : a `kubernetes.client.ApiClient`
     publisher : where plans go (`Publisher`)
-    config : the site config (`k8s.mapping.ClusterConfig`)
+    config : the site config (`edgeplace.k8s.mapping.ClusterConfig`)
     options : `PlannerOptions`
     elector : a `LeaderElector`; None = always act (a single replica)
     reader, solver, clock : injectable for tests (default: `read_cluster`,
-        `optimizer.solve.solve`, the UTC wall clock)
+        `edgeplace.optimizer.solve.solve`, the UTC wall clock)
     """
 
     def __init__(self, api_client, publisher: Publisher, config: ClusterConfig | None = None,

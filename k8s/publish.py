@@ -1,9 +1,9 @@
 """Where the plan lives between the planner and the extender: a ConfigMap (or a file).
 
-The planner writes the extender's plan document (`k8s.extender.table`) into
+The planner writes the extender's plan document (`edgeplace.k8s.extender.table`) into
 one key of one ConfigMap, by default ``edgeplace-system/edgeplace-plan``, key
 ``plan.json``; every extender replica reads it back (`ConfigMapPlanSource`,
-or the ConfigMap mounted as a volume and read by `k8s.extender.table.PlanFile`).
+or the ConfigMap mounted as a volume and read by `edgeplace.k8s.extender.table.PlanFile`).
 
 Guarantees:
 
@@ -45,10 +45,10 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from k8s.extender.table import DecisionTable, PlanError, write_plan_document
-from topology.errors import Problem
+from edgeplace.k8s.extender.table import DecisionTable, PlanError, write_plan_document
+from edgeplace.topology.errors import Problem
 
-log = logging.getLogger("k8s.publish")
+log = logging.getLogger("edgeplace.k8s.publish")
 
 DEFAULT_NAMESPACE = "edgeplace-system"
 DEFAULT_NAME = "edgeplace-plan"
@@ -262,7 +262,7 @@ class PlanSourceError(OSError):
 
 
 class ConfigMapPlanSource:
-    """A `k8s.extender.table.TableSource` that polls the plan ConfigMap.
+    """A `edgeplace.k8s.extender.table.TableSource` that polls the plan ConfigMap.
 
     Every `poll_interval_s` the extender's worker thread calls
     `load_if_changed()`: one GET of the object; a new table only when its

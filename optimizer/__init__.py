@@ -5,12 +5,12 @@ policies only."""
 
 from __future__ import annotations
 
-from policies.base import PolicyFactory
+from edgeplace.policies.base import PolicyFactory
 
 
 def solver_registry() -> dict[str, PolicyFactory]:
     """The solvers as placement policies (default options), by name."""
-    from optimizer.policy import SolverPolicy
+    from edgeplace.optimizer.policy import SolverPolicy
 
     def factory(name: str) -> PolicyFactory:
         return lambda: SolverPolicy(name)

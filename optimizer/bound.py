@@ -35,8 +35,8 @@ from __future__ import annotations
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
-from policies.costs import CostModel
-from topology.scenario import CPU
+from edgeplace.policies.costs import CostModel
+from edgeplace.topology.scenario import CPU
 
 _MICROGRAMS_PER_G = 1_000_000
 
@@ -47,7 +47,7 @@ def flow_bound_g(costs: CostModel, support: np.ndarray | None = None) -> float |
 
     `support` (W x N bool), when given, is set where a workload's group sends
     flow to a node in some slot: the pairs the relaxation would use, a cheap
-    guess of the LP's (`optimizer.solve` restricts the MILP to them)."""
+    guess of the LP's (`edgeplace.optimizer.solve` restricts the MILP to them)."""
     sc = costs.scenario
     cap = sc.node_capacity[:, CPU].astype(float)
     has_supply = costs.site_supply_kwh[sc.node_site] > 0  # N x T

@@ -71,8 +71,8 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.sat.python import cp_model
 
-from optimizer.linear import LinearModel
-from optimizer.result import SolveResult, SolveStatus
+from edgeplace.optimizer.linear import LinearModel
+from edgeplace.optimizer.result import SolveResult, SolveStatus
 
 #: The objective's integer scale: CP-SAT minimises micrograms of CO2e.
 OBJECTIVE_UNITS_PER_G = 1_000_000
@@ -253,7 +253,7 @@ def solve_cpsat(model: LinearModel, *, time_limit_s: float = 30.0, workers: int 
     seconds = time.perf_counter() - started
     detail = solver.status_name(status) + hint_note
     if status == cp_model.MODEL_INVALID:
-        raise ValueError(f"CP-SAT rejected the translated model (a bug in optimizer.cpsat_backend): "
+        raise ValueError(f"CP-SAT rejected the translated model (a bug in edgeplace.optimizer.cpsat_backend): "
                          f"{cp.model.validate()}")
     if status == cp_model.INFEASIBLE:
         return SolveResult(SolveStatus.infeasible, None, None, None, seconds, detail)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from optimizer.formulation import build
-from optimizer.highs_backend import highs_from_model
-from policies.costs import price
-from topology.scenario import Scenario
+from edgeplace.optimizer.formulation import build
+from edgeplace.optimizer.highs_backend import highs_from_model
+from edgeplace.policies.costs import price
+from edgeplace.topology.scenario import Scenario
 
 
 def write_mps(scenario: Scenario, options, path: str) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.costs import CostModel
-from policies.evaluate import Evaluation, ViolationKind
-from topology.placement import Placement
+from edgeplace.policies.costs import CostModel
+from edgeplace.policies.evaluate import Evaluation, ViolationKind
+from edgeplace.topology.placement import Placement
 
 
 def explain_unplaced(costs: CostModel, placement: Placement, evaluation: Evaluation) -> list[str]:

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.linear import LinearModel
-from policies.costs import CostModel
-from policies.power import BATTERY_ROUND_TRIP_EFFICIENCY
+from edgeplace.optimizer.linear import LinearModel
+from edgeplace.policies.costs import CostModel
+from edgeplace.policies.power import BATTERY_ROUND_TRIP_EFFICIENCY
 
 #: CP-SAT steps of the continuous blocks (`VarBlock.resolution`). 0.01 W of IT
 #: power, 0.01 Wh (1e-5 kWh) of energy (the same step for a one-hour slot) and
@@ -93,7 +93,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     """Build the MILP of `costs.scenario` (see the module docstring for the variables).
 
     `columns` (W x N bool) keeps only those eligible workload-node pairs as y
-    and x columns: a restricted model (`optimizer.pairs`), whose optimum is an
+    and x columns: a restricted model (`edgeplace.optimizer.pairs`), whose optimum is an
     upper bound of the full model's (its plans are plans of the full model).
     """
     sc, cm, obj = costs.scenario, costs, costs.objective

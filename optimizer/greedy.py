@@ -6,7 +6,7 @@ start (hint) of the exact solvers and their fallback when they run out of
 time, so it must always return a plan, and a feasible one whenever it finds
 one. Replicas it cannot place stay -1 and the evaluation reports them.
 
-Modelled space (the same as `optimizer.formulation`): a service keeps the same
+Modelled space (the same as `edgeplace.optimizer.formulation`): a service keeps the same
 nodes in every slot of the horizon; the replicas of a deferrable job all
 start in one slot of [earliest_slot, latest_start_slot] and keep their nodes
 for `duration_slots`; a node is on in a slot iff something runs on it or it
@@ -67,7 +67,7 @@ Algorithm
    subtracted per replica that stays on a current node (at most its current
    count there per step, so the saving is not diluted over extra replicas):
    it stays unless moving saves more than the penalty. (Jobs carry no
-   penalty, as in `optimizer.formulation`.)
+   penalty, as in `edgeplace.optimizer.formulation`.)
 
    *Repair.* A workload left short gets up to `_REPAIR_NODES` tries: empty
    one of its eligible nodes, place it, put the evicted replicas back
@@ -92,7 +92,7 @@ Algorithm
    applied to the state and undone if it does not pay, so the feasibility
    checks are the construction's own.
 
-The modelled objective is that of `policies.costs` (grid energy x intensity
+The modelled objective is that of `edgeplace.policies.costs` (grid energy x intensity
 after on-site supply, embodied per powered node-slot, the optional energy,
 latency and migration terms) with node power on the convex hull of its curve;
 batteries are left out, which only overestimates emissions. Construction
@@ -117,9 +117,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from policies.costs import CostModel, Objective, price
-from topology.placement import Placement
-from topology.scenario import Scenario
+from edgeplace.policies.costs import CostModel, Objective, price
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
 
 #: Tolerance on capacities (requests are whole numbers; this only guards float sums).
 _EPS = 1e-9
@@ -137,7 +137,7 @@ def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0) 
 
     Parameters
     ----------
-    costs : the priced scenario (`policies.costs.price`)
+    costs : the priced scenario (`edgeplace.policies.costs.price`)
     time_limit_s : wall-clock budget of the local search [s]; construction
         always completes. 0 skips the local search.
     seed : breaks ties in the workload order; the same seed gives the same plan.
@@ -616,7 +616,7 @@ class _Greedy:
 
     # -- the modelled objective ----------------------------------------------------------
     def _objective(self, ws) -> float:
-        """Modelled gCO2e of the whole state (policies.costs), with the latency and
+        """Modelled gCO2e of the whole state (edgeplace.policies.costs), with the latency and
         migration terms of the workloads ws (the only ones a move changes)."""
         grid = np.maximum(self.site_kwh - self.supply, 0.0)
         total = float((grid * self.site_int).sum()) + float(self.emb @ self.on.sum(axis=1))

@@ -12,8 +12,8 @@ from typing import Iterator
 import highspy
 import numpy as np
 
-from optimizer.linear import LinearModel
-from optimizer.result import SolveResult, SolveStatus
+from edgeplace.optimizer.linear import LinearModel
+from edgeplace.optimizer.result import SolveResult, SolveStatus
 
 _INF = highspy.kHighsInf
 

@@ -11,7 +11,7 @@ some of the closed nodes cheapest per millicore, and offers the freed
 workloads those nodes; "close" frees two of the least loaded open nodes and
 offers their workloads every open node (so a step can switch a node off). A step is kept when the
 evaluated plan is better (fewer violations, then lower emissions plus the
-objective's secondary terms, as in `optimizer.solve`). Each step's model has
+objective's secondary terms, as in `edgeplace.optimizer.solve`). Each step's model has
 the free workloads' pairs on the neighbourhood plus one column set per fixed
 workload, so it solves in about a second where the whole model would not.
 """
@@ -23,15 +23,15 @@ from typing import Callable
 
 import numpy as np
 
-from optimizer.formulation import build
-from optimizer.linear import LinearModel
-from optimizer.pairs import placement_pairs
-from optimizer.readback import hint_from_placement, placement_from_values
-from optimizer.result import SolveResult
-from policies.costs import CostModel
-from policies.evaluate import Evaluation, evaluate
-from topology.placement import Placement
-from topology.scenario import CPU
+from edgeplace.optimizer.formulation import build
+from edgeplace.optimizer.linear import LinearModel
+from edgeplace.optimizer.pairs import placement_pairs
+from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
+from edgeplace.optimizer.result import SolveResult
+from edgeplace.policies.costs import CostModel
+from edgeplace.policies.evaluate import Evaluation, evaluate
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import CPU
 
 #: Nodes freed per step besides the chosen node's site: random open ones and cheap closed ones.
 RANDOM_OPEN_NODES = 3

@@ -1,7 +1,7 @@
 """Which workload-node pairs a restricted model keeps (`build(costs, columns=...)`).
 
-A large model is solved over a few pairs per workload (`optimizer.solve`,
-`optimizer.lns`): the pairs a relaxation and the incumbent use, plus some
+A large model is solved over a few pairs per workload (`edgeplace.optimizer.solve`,
+`edgeplace.optimizer.lns`): the pairs a relaxation and the incumbent use, plus some
 cheap alternatives. Everything here is a W x N bool mask or a W x N price.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from policies.costs import CostModel
-from topology.placement import Placement
-from topology.scenario import CPU
+from edgeplace.policies.costs import CostModel
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import CPU
 
 #: Besides the pairs of the guides, each workload gets its cheapest few nodes
 #: among the nodes the guides use: room to pack an integer plan.

@@ -3,9 +3,9 @@ them with the baselines through one path."""
 
 from __future__ import annotations
 
-from optimizer.solve import SolveOptions, solve
-from topology.placement import Placement
-from topology.scenario import Scenario
+from edgeplace.optimizer.solve import SolveOptions, solve
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
 
 _DESCRIPTIONS = {
     "greedy": "carbon-aware greedy: construction well under a second, then local search up to its time limit",

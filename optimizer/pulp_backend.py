@@ -40,9 +40,9 @@ import highspy
 import numpy as np
 import pulp
 
-from optimizer.highs_backend import quiet
-from optimizer.linear import LinearModel
-from optimizer.result import SolveResult, SolveStatus
+from edgeplace.optimizer.highs_backend import quiet
+from edgeplace.optimizer.linear import LinearModel
+from edgeplace.optimizer.result import SolveResult, SolveStatus
 
 SOLVERS = ("cbc", "highs")
 

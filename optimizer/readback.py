@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.formulation import Formulation
-from policies.costs import CostModel
-from topology.placement import Placement
+from edgeplace.optimizer.formulation import Formulation
+from edgeplace.policies.costs import CostModel
+from edgeplace.topology.placement import Placement
 
 
 def placement_from_values(form: Formulation, costs: CostModel, values: np.ndarray) -> Placement:

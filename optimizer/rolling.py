@@ -1,7 +1,7 @@
 """Rolling horizon: re-plan the rest of the horizon from where things run now.
 
 As slots pass, signals get better and the world drifts from the plan. A
-re-plan at slot k solves the remaining horizon (`topology.transform.remaining`)
+re-plan at slot k solves the remaining horizon (`edgeplace.topology.transform.remaining`)
 with each replica's current node as `current`, so the migration penalty in
 the objective (`Objective.migration_g_per_replica`) keeps replicas where they
 are unless moving saves more than it costs. Jobs already running keep running
@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.solve import Plan, SolveOptions, solve
-from topology.load import compile_spec
-from topology.placement import Placement
-from topology.scenario import Scenario
-from topology.transform import remaining
+from edgeplace.optimizer.solve import Plan, SolveOptions, solve
+from edgeplace.topology.load import compile_spec
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.transform import remaining
 
 
 def current_nodes(scenario: Scenario, placement: Placement, slot: int) -> tuple[dict[str, list[str]], dict[str, int]]:

@@ -5,19 +5,19 @@ the exact solver's when it found one that evaluates at least as well as the
 greedy plan (fewer violations, then evaluated emissions plus the objective's
 secondary terms: energy and latency weights, migration penalty), otherwise
 the greedy plan (the fallback when a solver runs out of time). The reported
-figures come from `policies.evaluate`; the solver's own objective is only
+figures come from `edgeplace.policies.evaluate`; the solver's own objective is only
 used for the bound and the status.
 
 Models above `SolveOptions.restrict_above_variables` are solved restricted
 (`_restricted_solve`): the exact solver on the pairs the flow relaxation and
 the greedy plan use (plus a few cheap ones), then large-neighbourhood search
-(`optimizer.lns`).
+(`edgeplace.optimizer.lns`).
 
 Gap = (evaluated emissions - lower bound) / evaluated emissions, where the
 lower bound is the best of the solver's proven bound, the LP relaxation of
 the same model (when it solves within `bound_time_limit_s`) and the flow
-bound of `optimizer.bound` (milliseconds, weaker). It is a gap within the modelled space (see
-`optimizer.formulation`): services keep their node for the horizon.
+bound of `edgeplace.optimizer.bound` (milliseconds, weaker). It is a gap within the modelled space (see
+`edgeplace.optimizer.formulation`): services keep their node for the horizon.
 """
 
 from __future__ import annotations
@@ -28,19 +28,19 @@ from typing import Callable
 
 import numpy as np
 
-from optimizer import lns
-from optimizer.bound import flow_bound_g
-from optimizer.explain import explain_unplaced
-from optimizer.formulation import build
-from optimizer.greedy import greedy_place
-from optimizer.highs_backend import solve_highs
-from optimizer.pairs import placement_pairs, restricted_pairs
-from optimizer.readback import hint_from_placement, placement_from_values
-from optimizer.result import SolveResult, SolveStatus
-from policies.costs import Objective, price
-from policies.evaluate import Evaluation, evaluate
-from topology.placement import Placement
-from topology.scenario import Scenario
+from edgeplace.optimizer import lns
+from edgeplace.optimizer.bound import flow_bound_g
+from edgeplace.optimizer.explain import explain_unplaced
+from edgeplace.optimizer.formulation import build
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.highs_backend import solve_highs
+from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
+from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
+from edgeplace.optimizer.result import SolveResult, SolveStatus
+from edgeplace.policies.costs import Objective, price
+from edgeplace.policies.evaluate import Evaluation, evaluate
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
 
 SOLVERS = ("cpsat", "milp", "greedy")
 MILP_BACKENDS = ("highs", "pulp-highs", "pulp-cbc")
@@ -172,7 +172,7 @@ def _restricted_solve(scenario, costs, greedy, greedy_eval, options: SolveOption
     """A large model: the exact solver on the MILP restricted to the pairs a
     relaxation and the greedy plan point at (`restricted_pairs`), warm-started
     from the greedy plan, for half the time left; then large-neighbourhood
-    search (`optimizer.lns`) until the time limit. The restricted solver's own
+    search (`edgeplace.optimizer.lns`) until the time limit. The restricted solver's own
     bound and status say nothing about the full model and are not used: the
     bound is the flow bound, or the LP relaxation when `bound_time_limit_s` > 0."""
     deadline = started + options.time_limit_s
@@ -248,7 +248,7 @@ def _better(costs, a: tuple[Placement, Evaluation], b: tuple[Placement, Evaluati
 
 
 def _secondary_g(costs, placement: Placement, evaluation: Evaluation) -> float:
-    """The objective's secondary terms for a placement [g], as `optimizer.formulation` prices them:
+    """The objective's secondary terms for a placement [g], as `edgeplace.optimizer.formulation` prices them:
     energy weight x facility energy, latency weight x worst user latency per placed replica, and
     the migration penalty per service replica not on one of its current nodes."""
     obj, sc = costs.objective, costs.scenario
@@ -274,12 +274,12 @@ def _secondary_g(costs, placement: Placement, evaluation: Evaluation) -> float:
 def _run_exact(model, hint: dict[int, float], options: SolveOptions, say: Progress) -> SolveResult:
     say(f"solving with {options.solver} (time limit {options.time_limit_s:g} s, {options.workers} worker(s))")
     if options.solver == "cpsat":
-        from optimizer.cpsat_backend import solve_cpsat
+        from edgeplace.optimizer.cpsat_backend import solve_cpsat
 
         return solve_cpsat(model, time_limit_s=options.time_limit_s, workers=options.workers, hint=hint, seed=options.seed)
     if options.milp_backend == "highs":
         return solve_highs(model, time_limit_s=options.time_limit_s, threads=options.workers)
-    from optimizer.pulp_backend import solve_pulp
+    from edgeplace.optimizer.pulp_backend import solve_pulp
 
     return solve_pulp(model, solver=options.milp_backend.removeprefix("pulp-"), time_limit_s=options.time_limit_s,
                       threads=options.workers)

@@ -5,15 +5,15 @@ run with a validated `Scenario`; it must return a `Placement` whose `assign`
 has shape (replicas x slots) and may leave replicas unplaced (-1) only when
 it cannot place them (evaluation then reports a schedule violation). It must
 not mutate the scenario. Its figures are never its own: callers evaluate the
-placement with `policies.evaluate.evaluate`.
+placement with `edgeplace.policies.evaluate.evaluate`.
 """
 
 from __future__ import annotations
 
 from typing import Callable, Protocol
 
-from topology.placement import Placement
-from topology.scenario import Scenario
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
 
 
 class PlacementPolicy(Protocol):

@@ -4,7 +4,7 @@ Each baseline places replicas one by one, like pods leaving a scheduler
 queue: for each replica it filters the nodes, scores every feasible node at
 once (numpy over nodes), binds the replica to the best one and updates the
 free capacity. A replica that fits nowhere stays unplaced (-1) and the queue
-moves on; `policies.evaluate` then reports a schedule violation.
+moves on; `edgeplace.policies.evaluate` then reports a schedule violation.
 
 =================  ===========  ============================  ==============  ===============
 name               SLA filter   score (best wins)             deferrable job  power
@@ -51,7 +51,7 @@ scenario's `current` placement is ignored: baselines place from scratch.
 Speed: the filter, fit and keys of a workload are computed once over all
 nodes; after each bind only the nodes it touched are recomputed (the bound
 node, or for `greedy-carbon` at a site with on-site supply, the site's
-nodes). 30,000 replicas on 1,000 nodes x 24 slots (`topology.generate`,
+nodes). 30,000 replicas on 1,000 nodes x 24 slots (`edgeplace.topology.generate`,
 16,000 workloads, a quarter deferrable) take about 1.5-2 s of CPU for the
 Kubernetes-like baselines and 2.5-3.5 s for greedy-carbon (shared 2-core VM).
 """
@@ -62,10 +62,10 @@ from typing import Callable
 
 import numpy as np
 
-from policies.base import PlacementPolicy, PolicyFactory
-from policies.power import node_power_w
-from topology.placement import Placement
-from topology.scenario import CPU, MEMORY, Scenario
+from edgeplace.policies.base import PlacementPolicy, PolicyFactory
+from edgeplace.policies.power import node_power_w
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import CPU, MEMORY, Scenario
 
 #: kube-scheduler's framework.MaxNodeScore: plugin scores run 0..100.
 MAX_NODE_SCORE = 100
@@ -375,7 +375,7 @@ class _ResourceScorer(_Scorer):
     def __init__(self, sc: Scenario, cluster: _Cluster, fit_strategy: Callable[[np.ndarray, np.ndarray], np.ndarray]):
         super().__init__(sc, cluster)
         self.fit_strategy = fit_strategy
-        # topology.scenario puts cpu and memory first (CPU = 0, MEMORY = 1); the two
+        # edgeplace.topology.scenario puts cpu and memory first (CPU = 0, MEMORY = 1); the two
         # scoring channels after the K resources hold their non-zero forms.
         self.cap2 = cluster.capacity[[CPU, MEMORY]]
         self.nonzero = slice(cluster.K, cluster.K + 2)
@@ -431,7 +431,7 @@ class _CarbonScorer(_Scorer):
     bound), and so is the clipping of utilisation at 100 % (requests fit the
     capacity, so only background load can push a node past it). For linear
     power curves without batteries the price equals the change in
-    `policies.evaluate`'s total emissions. Prices are compared rounded to
+    `edgeplace.policies.evaluate`'s total emissions. Prices are compared rounded to
     1 ug so equal ones tie, whatever order the float sums took.
 
     A deferrable job starts in the slot of its window where its first

@@ -15,7 +15,7 @@ Prices are in gCO2e. The objective a solver minimises is
 with grid_kwh[s,t] = max(0, site facility energy - on-site renewable supply)
 (batteries only lower it) and facility energy = PUE x h / 1000 x node IT power,
 node IT power = the convex hull of its power curve at the node's utilisation.
-The first two terms are exactly what `policies.evaluate` reports for a
+The first two terms are exactly what `edgeplace.policies.evaluate` reports for a
 placement (up to the convex hull and battery dispatch, which make the model a
 relaxation: its optimum never exceeds the evaluated emissions).
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from topology.scenario import CPU, Scenario
+from edgeplace.topology.scenario import CPU, Scenario
 
 
 @dataclass(frozen=True)

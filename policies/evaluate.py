@@ -7,9 +7,9 @@ extender's metrics. Solvers never report their own objective as a result.
 The arithmetic, per node i and slot t (h = slot length in hours):
 
     u[i,t]       = background[i,t] + sum(cpu request x cpu_usage_fraction) / cpu capacity
-    it_w[i,t]    = powered[i,t] x P_i(u[i,t])                  (policies.power.node_power_w)
+    it_w[i,t]    = powered[i,t] x P_i(u[i,t])                  (edgeplace.policies.power.node_power_w)
     energy[i,t]  = it_w x PUE(site) x h / 1000                  [kWh, facility]
-per site s: renewables first, then battery, then grid (policies.power.onsite_supply_split);
+per site s: renewables first, then battery, then grid (edgeplace.policies.power.onsite_supply_split);
     grid[i,t]    = energy[i,t] x grid[s,t] / energy[s,t]        (pro rata within the site)
     op_g[i,t]    = grid[i,t] x intensity[region(s), t]          [gCO2e]
     emb_g[i,t]   = powered[i,t] x embodied_kg x 1000 / (lifetime_h) x h   (SCI M per node-hour)
@@ -30,9 +30,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from policies.power import energy_kwh, node_power_w, onsite_supply_split
-from topology.placement import Placement
-from topology.scenario import CPU, Scenario
+from edgeplace.policies.power import energy_kwh, node_power_w, onsite_supply_split
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import CPU, Scenario
 
 UNALLOCATED = "(unallocated)"
 

@@ -1,7 +1,7 @@
 """The power and carbon model as plain vectorised formulas.
 
 Every energy and carbon figure in edgeplace is computed from these functions,
-through `policies.evaluate.evaluate`. Each takes and returns numpy arrays with
+through `edgeplace.policies.evaluate.evaluate`. Each takes and returns numpy arrays with
 units in the names.
 """
 

@@ -39,7 +39,7 @@ import copy
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from topology import Placement, Scenario, scenario_from_dict
+from edgeplace.topology import Placement, Scenario, scenario_from_dict
 
 #: Start of the default horizon (UTC).
 DEFAULT_START = "2026-06-21T00:00:00Z"
@@ -202,7 +202,7 @@ def _iso(t: datetime) -> str:
 
 
 def place(scenario: Scenario, workloads: dict[str, Any], powered_down: dict[str, list[int]] | None = None) -> Placement:
-    """A `Placement` from ids, in the placement document format (see `topology.placement`).
+    """A `Placement` from ids, in the placement document format (see `edgeplace.topology.placement`).
 
     `workloads` maps a workload id to a list of replicas (node id per replica,
     or a per-slot list of node ids / None) or to a full entry such as

@@ -1,4 +1,4 @@
-"""optimizer.cpsat_backend and optimizer.pulp_backend, checked against HiGHS.
+"""edgeplace.optimizer.cpsat_backend and edgeplace.optimizer.pulp_backend, checked against HiGHS.
 
 Every back-end solves the same `LinearModel`; on small instances they must
 prove the same optimum (CP-SAT up to its rounding, see the cpsat_backend
@@ -18,19 +18,19 @@ import highspy
 import numpy as np
 import pytest
 
-from optimizer.cpsat_backend import solve_cpsat, to_cpsat
-from optimizer.formulation import build
-from optimizer.greedy import greedy_place
-from optimizer.highs_backend import solve_highs
-from optimizer.linear import LinearModel
-from optimizer.pulp_backend import solve_pulp
-from optimizer.readback import hint_from_placement
-from optimizer.result import SolveResult, SolveStatus
-from policies.costs import price
-from policies.evaluate import evaluate
+from edgeplace.optimizer.cpsat_backend import solve_cpsat, to_cpsat
+from edgeplace.optimizer.formulation import build
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.highs_backend import solve_highs
+from edgeplace.optimizer.linear import LinearModel
+from edgeplace.optimizer.pulp_backend import solve_pulp
+from edgeplace.optimizer.readback import hint_from_placement
+from edgeplace.optimizer.result import SolveResult, SolveStatus
+from edgeplace.policies.costs import price
+from edgeplace.policies.evaluate import evaluate
 from tests.builders import ScenarioBuilder, tiny
-from topology import scenario_from_dict
-from topology.generate import generate
+from edgeplace.topology import scenario_from_dict
+from edgeplace.topology.generate import generate
 
 REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ("cpsat", "highs", "pulp-cbc", "pulp-highs")
@@ -308,7 +308,7 @@ def test_a_time_limit_stop_is_never_optimal(backend):
 
 
 def test_cpsat_model_invalid_is_a_bug(monkeypatch):
-    import optimizer.cpsat_backend as backend
+    import edgeplace.optimizer.cpsat_backend as backend
 
     real = backend.to_cpsat
 
@@ -369,11 +369,11 @@ def test_solves_print_nothing_to_stdout():
     # reset for that (done in pulp_backend; here, not in the test process, so that the pool
     # other tests' solve_highs calls find keeps its first size).
     code = ("from tests.builders import tiny\n"
-            "from policies.costs import price\n"
-            "from optimizer.formulation import build\n"
-            "from optimizer.highs_backend import solve_highs\n"
-            "from optimizer.pulp_backend import solve_pulp\n"
-            "from optimizer.cpsat_backend import solve_cpsat\n"
+            "from edgeplace.policies.costs import price\n"
+            "from edgeplace.optimizer.formulation import build\n"
+            "from edgeplace.optimizer.highs_backend import solve_highs\n"
+            "from edgeplace.optimizer.pulp_backend import solve_pulp\n"
+            "from edgeplace.optimizer.cpsat_backend import solve_cpsat\n"
             "m = build(price(tiny().build())).model\n"
             "statuses = [solve_pulp(m, solver='highs').status, solve_highs(m).status,\n"
             "            solve_pulp(m, solver='highs', threads=2).status,\n"

@@ -1,4 +1,4 @@
-"""policies.baselines: the Kubernetes-like and greedy-carbon baselines, by hand.
+"""edgeplace.policies.baselines: the Kubernetes-like and greedy-carbon baselines, by hand.
 
 Shared defaults (tests/builders.py): a node has 4000 millicores and 8192 MiB
 and draws 100 W idle / 200 W at full load; a workload has one replica of
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.baselines import (
+from edgeplace.policies.baselines import (
     DEFAULT_MEMORY_REQUEST_MIB,
     DEFAULT_MILLI_CPU_REQUEST,
     BinpackPolicy,
@@ -22,9 +22,9 @@ from policies.baselines import (
     least_allocated_score,
     most_allocated_score,
 )
-from policies.evaluate import ViolationKind, evaluate
+from edgeplace.policies.evaluate import ViolationKind, evaluate
 from tests.builders import ScenarioBuilder, nodes_of, place
-from topology import Placement
+from edgeplace.topology import Placement
 
 ALL = [SpreadPolicy, BinpackPolicy, NearestPolicy, GreedyCarbonPolicy]
 ALL_IDS = [p.name for p in ALL]
@@ -398,7 +398,7 @@ def test_greedy_carbon_price_is_the_evaluated_change_in_emissions():
     # on it) must equal the change in evaluate()'s total emissions when the replica is added:
     # linear power curves, on-site PV, no battery, no background load. Replicas go one by one
     # to random feasible nodes and starts, so nodes open and PV surplus is used up on the way.
-    from policies.baselines import ALL_NODES, _CarbonScorer, _Cluster
+    from edgeplace.policies.baselines import ALL_NODES, _CarbonScorer, _Cluster
 
     sc = random_scenario(seed=4, scale=0.3)
     rng = np.random.default_rng(4)

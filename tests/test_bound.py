@@ -1,4 +1,4 @@
-"""optimizer.bound: the flow bound is valid (<= LP relaxation <= MILP optimum) and None when CPU runs out.
+"""edgeplace.optimizer.bound: the flow bound is valid (<= LP relaxation <= MILP optimum) and None when CPU runs out.
 
 Hand cases use one slot of 1 h, PUE 1.0, 400 gCO2/kWh and nodes of the
 builder's default (4000 millicores, 100 W idle / 200 W max), with embodied
@@ -14,13 +14,13 @@ from __future__ import annotations
 import highspy
 import pytest
 
-from optimizer.bound import flow_bound_g
-from optimizer.formulation import build
-from optimizer.highs_backend import solve_highs
-from optimizer.result import SolveStatus
-from policies.costs import price
+from edgeplace.optimizer.bound import flow_bound_g
+from edgeplace.optimizer.formulation import build
+from edgeplace.optimizer.highs_backend import solve_highs
+from edgeplace.optimizer.result import SolveStatus
+from edgeplace.policies.costs import price
 from tests.builders import ScenarioBuilder
-from topology.generate import generate_scenario
+from edgeplace.topology.generate import generate_scenario
 
 EMBODIED_100 = {"per_node_kg": 876, "lifetime_years": 1}
 #: Costs are floored to whole micrograms per millicore on each arc: at most

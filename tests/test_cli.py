@@ -21,7 +21,7 @@ import pytest
 from edgeplace import cli
 from edgeplace.cli import build_parser, main
 from tests.builders import ScenarioBuilder
-from topology.load import read_document
+from edgeplace.topology.load import read_document
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = str(REPO / "examples" / "metro-de.yaml")

@@ -1,4 +1,4 @@
-"""policies.evaluate: energy and carbon to the watt and the gram, and every rule check.
+"""edgeplace.policies.evaluate: energy and carbon to the watt and the gram, and every rule check.
 
 Each figure is worked out by hand in the comments. Shared constants:
 - default node: 4000 millicores, linear 100 W idle / 200 W max;
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from policies.evaluate import UNALLOCATED, ViolationKind, evaluate
+from edgeplace.policies.evaluate import UNALLOCATED, ViolationKind, evaluate
 from tests.builders import ScenarioBuilder, place, tiny
-from topology import Placement
+from edgeplace.topology import Placement
 
 EMBODIED_G_PER_H = 3_700_000 / (4 * 8760)  # 105.5936073... g/h
 approx = lambda x: pytest.approx(x, rel=1e-9, abs=1e-9)  # noqa: E731

@@ -21,9 +21,9 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from policies.evaluate import evaluate
-from topology import Placement, Scenario, load_scenario
-from topology.scenario import CPU
+from edgeplace.policies.evaluate import evaluate
+from edgeplace.topology import Placement, Scenario, load_scenario
+from edgeplace.topology.scenario import CPU
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES_DIR.glob("*.yaml"))

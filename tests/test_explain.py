@@ -1,4 +1,4 @@
-"""optimizer.explain: one line per unplaced workload naming its tightest constraint,
+"""edgeplace.optimizer.explain: one line per unplaced workload naming its tightest constraint,
 then the other violations as "kind: message".
 
 Placements are written by hand (tests.builders.place); nodes are the
@@ -7,9 +7,9 @@ builder's default 4000 millicores and 8192 MiB.
 
 from __future__ import annotations
 
-from optimizer.explain import explain_unplaced
-from policies.costs import price
-from policies.evaluate import evaluate
+from edgeplace.optimizer.explain import explain_unplaced
+from edgeplace.policies.costs import price
+from edgeplace.policies.evaluate import evaluate
 from tests.builders import ScenarioBuilder, place
 
 

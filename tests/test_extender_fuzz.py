@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k8s.extender.server import ExtenderServer
-from k8s.extender.table import DecisionTable
+from edgeplace.k8s.extender.server import ExtenderServer
+from edgeplace.k8s.extender.table import DecisionTable
 
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -1,4 +1,4 @@
-"""k8s.extender.server: the extender over real HTTP on loopback.
+"""edgeplace.k8s.extender.server: the extender over real HTTP on loopback.
 
 The plan used here (no scenario behind it, the figures are given):
 
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from k8s.extender.server import ExtenderServer, load_token, main, make_ssl_context
-from k8s.extender.table import DecisionTable, PlanFile, write_plan_document
+from edgeplace.k8s.extender.server import ExtenderServer, load_token, main, make_ssl_context
+from edgeplace.k8s.extender.table import DecisionTable, PlanFile, write_plan_document
 
 GENERATED = datetime(2026, 6, 21, 10, 0, tzinfo=timezone.utc)
 T0 = GENERATED.timestamp() + 60  # "now" for most tests: a minute into the plan's validity

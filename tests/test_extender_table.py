@@ -1,4 +1,4 @@
-"""k8s.extender.table: the plan document, its validation and the decisions it precomputes.
+"""edgeplace.k8s.extender.table: the plan document, its validation and the decisions it precomputes.
 
 The scenario `ext()` (one slot, grid 400 gCO2/kWh; every node 4000
 millicores, linear 100 W idle / 200 W max, so 100 W per unit utilisation and
@@ -32,9 +32,9 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from k8s.extender.table import (DEFAULT_VALID_FOR_S, DecisionTable, Outcome, PlanError, PlanFile, _scale_0_9,
+from edgeplace.k8s.extender.table import (DEFAULT_VALID_FOR_S, DecisionTable, Outcome, PlanError, PlanFile, _scale_0_9,
                                 build_plan_document, write_plan_document)
-from optimizer.solve import SolveOptions, solve
+from edgeplace.optimizer.solve import SolveOptions, solve
 from tests.builders import ScenarioBuilder, place
 
 NOW = datetime(2026, 6, 21, 10, 0, tzinfo=timezone.utc)
@@ -155,7 +155,7 @@ def test_default_validity_and_argument_checks():
 
 def test_document_of_a_solved_plan_matches_the_scenario():
     """A greedy plan on a generated instance: allowed rows are the scenario's eligibility."""
-    from topology.generate import generate_scenario
+    from edgeplace.topology.generate import generate_scenario
 
     sc = generate_scenario(40, 20, n_slots=4, seed=3)
     plan = solve(sc, SolveOptions(solver="greedy", time_limit_s=1, bound_time_limit_s=0))

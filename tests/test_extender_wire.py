@@ -1,4 +1,4 @@
-"""k8s.extender.wire: the extender v1 JSON, field by field, against the Go types.
+"""edgeplace.k8s.extender.wire: the extender v1 JSON, field by field, against the Go types.
 
 Payloads are written by hand from k8s.io/kube-scheduler/extender/v1/types.go
 (no json tags, so the Go field names are the JSON names) and from what
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from k8s.extender.table import Outcome
-from k8s.extender.wire import (WireError, error_body, filter_result, host_priority_list, loads, parse_cpu_quantity,
+from edgeplace.k8s.extender.table import Outcome
+from edgeplace.k8s.extender.wire import (WireError, error_body, filter_result, host_priority_list, loads, parse_cpu_quantity,
                                parse_extender_args, parse_preemption_args, pod_cpu_cores, preemption_result)
 
 # A pending pod as kube-scheduler holds it (from its informer) and marshals it.
@@ -261,7 +261,7 @@ def test_host_priority_list_uses_precomputed_fragments_and_escapes_the_rest():
 
 
 def test_filter_result_from_precomputed_fragments_matches():
-    from k8s.extender.table import EncodedNodes
+    from edgeplace.k8s.extender.table import EncodedNodes
 
     encoded = EncodedNodes.build(["n1", "n2", "n3"], MESSAGES)
     args = parse_extender_args(body(NAMES_ARGS))

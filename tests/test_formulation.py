@@ -1,4 +1,4 @@
-"""optimizer.formulation: the MILP prices what `evaluate` measures, has the variables the
+"""edgeplace.optimizer.formulation: the MILP prices what `evaluate` measures, has the variables the
 eligible pairs need, and only the constraint families the scenario asks for.
 
 On linear power curves without batteries the model is exact: the objective of
@@ -14,15 +14,15 @@ import highspy
 import numpy as np
 import pytest
 
-from optimizer.formulation import build
-from optimizer.highs_backend import solve_highs
-from optimizer.readback import placement_from_values
-from optimizer.result import SolveStatus
-from policies.costs import Objective, price
-from policies.evaluate import evaluate
+from edgeplace.optimizer.formulation import build
+from edgeplace.optimizer.highs_backend import solve_highs
+from edgeplace.optimizer.readback import placement_from_values
+from edgeplace.optimizer.result import SolveStatus
+from edgeplace.policies.costs import Objective, price
+from edgeplace.policies.evaluate import evaluate
 from tests.builders import ScenarioBuilder, linear_without_batteries, tiny
-from topology import scenario_from_dict
-from topology.generate import generate
+from edgeplace.topology import scenario_from_dict
+from edgeplace.topology.generate import generate
 
 
 @pytest.fixture(autouse=True, scope="module")

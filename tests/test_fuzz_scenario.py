@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from policies.evaluate import evaluate
+from edgeplace.policies.evaluate import evaluate
 from tests.builders import ScenarioBuilder
-from topology import InputError, Placement, Scenario, load_scenario, scenario_from_dict
+from edgeplace.topology import InputError, Placement, Scenario, load_scenario, scenario_from_dict
 
 FUZZ = settings(max_examples=200, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])

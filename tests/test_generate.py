@@ -1,4 +1,4 @@
-"""topology.generate: seeded synthetic scenarios that always load and can be placed."""
+"""edgeplace.topology.generate: seeded synthetic scenarios that always load and can be placed."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from policies.evaluate import evaluate
-from topology import Placement, Scenario, scenario_from_dict
-from topology.generate import generate, generate_scenario
-from topology.scenario import CPU
+from edgeplace.policies.evaluate import evaluate
+from edgeplace.topology import Placement, Scenario, scenario_from_dict
+from edgeplace.topology.generate import generate, generate_scenario
+from edgeplace.topology.scenario import CPU
 
 
 def first_fit(sc: Scenario) -> Placement:

@@ -1,4 +1,4 @@
-"""optimizer.greedy: hand-checkable placements, every rule, and zero violations at random.
+"""edgeplace.optimizer.greedy: hand-checkable placements, every rule, and zero violations at random.
 
 Shared constants (tests.builders defaults): node 4000 millicores, 8192 MiB,
 linear 100 W idle / 200 W max, slots of 1 h; embodied
@@ -15,13 +15,13 @@ import time
 import numpy as np
 import pytest
 
-from optimizer.greedy import GreedyPolicy, greedy_place
-from policies.baselines import baseline_registry
-from policies.costs import Objective, price
-from policies.evaluate import ViolationKind, evaluate
+from edgeplace.optimizer.greedy import GreedyPolicy, greedy_place
+from edgeplace.policies.baselines import baseline_registry
+from edgeplace.policies.costs import Objective, price
+from edgeplace.policies.evaluate import ViolationKind, evaluate
 from tests.builders import ScenarioBuilder, nodes_of
-from topology import Placement, Scenario
-from topology.generate import generate_scenario
+from edgeplace.topology import Placement, Scenario
+from edgeplace.topology.generate import generate_scenario
 
 EMBODIED_G_PER_H = 3_700_000 / (4 * 8760)
 
@@ -264,8 +264,8 @@ def test_a_large_penalty_keeps_a_feasible_current_plan_in_place():
     # makes moving attractive), and plan again with a penalty far above any carbon gain.
     import copy
 
-    from topology import scenario_from_dict
-    from topology.generate import generate
+    from edgeplace.topology import scenario_from_dict
+    from edgeplace.topology.generate import generate
 
     doc = generate(80, 16, n_slots=6, seed=4)
     sc = scenario_from_dict(doc)

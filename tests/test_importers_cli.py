@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from edgeplace.import_sources import add_import_arguments, run_import, source_description, write_scenario
-from topology import InputError, load_scenario
+from edgeplace.topology import InputError, load_scenario
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "edgesimpy" / "sample_dataset1.json"
 

@@ -1,4 +1,4 @@
-"""Tests of topology.importers.edgesimpy on EdgeSimPy's own sample dataset.
+"""Tests of edgeplace.topology.importers.edgesimpy on EdgeSimPy's own sample dataset.
 
 The sample (GPL-3.0) is read where it lies, in shared/data/edgesimpy beside
 the repository; it is never copied into the project. Small hand-made
@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.evaluate import evaluate
-from topology import InputError, Placement, scenario_from_dict
-from topology.importers import ImportOptions
-from topology.importers.edgesimpy import edgesimpy_to_scenario, import_edgesimpy
+from edgeplace.policies.evaluate import evaluate
+from edgeplace.topology import InputError, Placement, scenario_from_dict
+from edgeplace.topology.importers import ImportOptions
+from edgeplace.topology.importers.edgesimpy import edgesimpy_to_scenario, import_edgesimpy
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "edgesimpy" / "sample_dataset1.json"
 

@@ -1,4 +1,4 @@
-"""Tests of topology.importers.topohub on the topologies the topohub package ships (offline)."""
+"""Tests of edgeplace.topology.importers.topohub on the topologies the topohub package ships (offline)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import networkx as nx
 import pytest
 
-from topology import InputError, scenario_from_dict
-from topology.importers.topohub import (
+from edgeplace.topology import InputError, scenario_from_dict
+from edgeplace.topology.importers.topohub import (
     FIBRE_MS_PER_KM, SERVER_CAPACITY, TopologyOptions, available_topologies, import_topohub, import_topology_file,
     load_topohub, node_link_to_scenario,
 )
@@ -125,7 +125,7 @@ def test_topology_options_are_checked(fields, message):
 
 
 def test_great_circle_helper_is_symmetric():
-    from topology.importers.topohub import _great_circle_km
+    from edgeplace.topology.importers.topohub import _great_circle_km
 
     a, b = (8.68, 50.11), (13.40, 52.52)
     assert _great_circle_km(a, b) == pytest.approx(_great_circle_km(b, a))

@@ -1,4 +1,4 @@
-"""topology.latency: user-to-site latency over the link graph."""
+"""edgeplace.topology.latency: user-to-site latency over the link graph."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tests.builders import ScenarioBuilder
-from topology.latency import site_graph, user_site_latency_ms
-from topology.spec import ScenarioSpec
+from edgeplace.topology.latency import site_graph, user_site_latency_ms
+from edgeplace.topology.spec import ScenarioSpec
 
 
 def spec_of(builder: ScenarioBuilder) -> ScenarioSpec:

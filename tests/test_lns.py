@@ -4,12 +4,12 @@ import time
 
 import numpy as np
 
-from optimizer import lns
-from optimizer.cpsat_backend import solve_cpsat
-from optimizer.greedy import greedy_place
-from policies.costs import price
-from policies.evaluate import evaluate
-from topology.generate import generate_scenario
+from edgeplace.optimizer import lns
+from edgeplace.optimizer.cpsat_backend import solve_cpsat
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.policies.costs import price
+from edgeplace.policies.evaluate import evaluate
+from edgeplace.topology.generate import generate_scenario
 
 
 def _better(a, b):
@@ -55,7 +55,7 @@ def test_repair_finds_the_packing_the_greedy_order_misses():
     # 16-core nodes with 64 and 32 GiB; one 8-core, 32-GiB replica lands on each, and the job
     # job-211 (2 x 1 core, 4 GiB) then fits nowhere, though a packing exists (both big replicas on
     # the 64-GiB node, the rest on the other).
-    from optimizer.solve import SolveOptions, solve
+    from edgeplace.optimizer.solve import SolveOptions, solve
 
     sc = generate_scenario(n_workloads=300, n_nodes=40, n_slots=1, seed=11)
     costs = price(sc)

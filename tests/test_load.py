@@ -1,4 +1,4 @@
-"""topology.load: reading files, every input problem with its path, units, and the compiled arrays."""
+"""edgeplace.topology.load: reading files, every input problem with its path, units, and the compiled arrays."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from policies.evaluate import evaluate
+from edgeplace.policies.evaluate import evaluate
 from tests.builders import ScenarioBuilder, place, tiny
-from topology import InputError, Problem, load_scenario, scenario_from_dict
-from topology.load import SIGNAL_UNITS, read_document
+from edgeplace.topology import InputError, Problem, load_scenario, scenario_from_dict
+from edgeplace.topology.load import SIGNAL_UNITS, read_document
 
 
 def base() -> ScenarioBuilder:

@@ -1,4 +1,4 @@
-"""k8s.mapping: Kubernetes objects (plain JSON dicts) to a scenario, no cluster needed."""
+"""edgeplace.k8s.mapping: Kubernetes objects (plain JSON dicts) to a scenario, no cluster needed."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from k8s.mapping import (ClusterObjects, MappingOptions, QuantityError, count_quantity, cpu_millicores,
+from edgeplace.k8s.mapping import (ClusterObjects, MappingOptions, QuantityError, count_quantity, cpu_millicores,
                          horizon_start, is_extended_resource, map_cluster, memory_mib, parse_quantity,
                          parse_site_config, placement_from_cluster, pod_requests)
-from topology.errors import InputError
+from edgeplace.topology.errors import InputError
 
 NOW = datetime(2026, 6, 21, 10, 17, tzinfo=timezone.utc)  # horizon starts 10:00
 

@@ -11,7 +11,7 @@ import yaml
 
 from edgeplace.pareto import ParetoOptions, auto_scales, pareto, plot
 from edgeplace.planning_cli import add_commands
-from optimizer.solve import SolveOptions
+from edgeplace.optimizer.solve import SolveOptions
 from tests.builders import ScenarioBuilder, run_cli
 
 CPSAT = SolveOptions(solver="cpsat", time_limit_s=10.0, workers=1, bound_time_limit_s=0.0)
@@ -127,7 +127,7 @@ def test_pareto_usage_errors(scenario_file, capsys, extra, message):
 
 
 def test_pareto_bad_scales_are_invalid_input(scenario_file):
-    from topology import InputError
+    from edgeplace.topology import InputError
 
     with pytest.raises(InputError, match=r"tight: write auto or comma-separated numbers > 0"):
         _run(["pareto", scenario_file, "--quiet", "--sla-scales", "tight"])

@@ -1,4 +1,4 @@
-"""topology.placement and topology.io: placements as data and JSON, and atomic writes."""
+"""edgeplace.topology.placement and edgeplace.topology.io: placements as data and JSON, and atomic writes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.builders import ScenarioBuilder, place
-from topology import InputError, Placement
-from topology.io import atomic_write_text
-from topology.placement import scenario_run_mask
+from edgeplace.topology import InputError, Placement
+from edgeplace.topology.io import atomic_write_text
+from edgeplace.topology.placement import scenario_run_mask
 
 
 def scenario():

@@ -1,4 +1,4 @@
-"""k8s.planner (with k8s.gates, k8s.publish and k8s.leader's pure parts): the loop's logic without a cluster.
+"""edgeplace.k8s.planner (with edgeplace.k8s.gates, edgeplace.k8s.publish and edgeplace.k8s.leader's pure parts): the loop's logic without a cluster.
 
 What needs the API server (409 Conflicts, resourceVersion, Leases, removing a
 real gate) is tested against the real one in tests/e2e/test_extender_e2e.py.
@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from k8s import gates
-from k8s.extender.table import DecisionTable, PlanError
-from k8s.leader import LeaderElector
-from k8s.mapping import ClusterObjects, parse_site_config
-from k8s.planner import Debouncer, Planner, PlannerOptions, node_signature, pod_signature
-from k8s.publish import MAX_INLINE_BYTES, FilePlanPublisher, PlanTooLarge, PublishConflict, encode_plan, plan_bytes
-from optimizer.solve import SolveOptions, solve
+from edgeplace.k8s import gates
+from edgeplace.k8s.extender.table import DecisionTable, PlanError
+from edgeplace.k8s.leader import LeaderElector
+from edgeplace.k8s.mapping import ClusterObjects, parse_site_config
+from edgeplace.k8s.planner import Debouncer, Planner, PlannerOptions, node_signature, pod_signature
+from edgeplace.k8s.publish import MAX_INLINE_BYTES, FilePlanPublisher, PlanTooLarge, PublishConflict, encode_plan, plan_bytes
+from edgeplace.optimizer.solve import SolveOptions, solve
 
 NOW = datetime(2026, 6, 21, 10, 17, tzinfo=timezone.utc)
 START = datetime(2026, 6, 21, 10, 0, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""policies.power: the plain power, energy and on-site supply formulas."""
+"""edgeplace.policies.power: the plain power, energy and on-site supply formulas."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from policies.power import BATTERY_ROUND_TRIP_EFFICIENCY, energy_kwh, node_power_w, onsite_supply_split
+from edgeplace.policies.power import BATTERY_ROUND_TRIP_EFFICIENCY, energy_kwh, node_power_w, onsite_supply_split
 
 LINEAR = np.array([[100 + 10 * i for i in range(11)]], dtype=float)  # 100 W idle, 200 W max
 SPEC = np.array([[50, 80, 100, 120, 140, 160, 180, 200, 220, 240, 260]], dtype=float)

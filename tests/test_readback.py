@@ -1,4 +1,4 @@
-"""optimizer.readback: model values -> placement, and placement -> solver hint.
+"""edgeplace.optimizer.readback: model values -> placement, and placement -> solver hint.
 
 Values are written by hand into a vector over the model's columns: only y
 (service counts), b (job starts) and x (job counts) matter to the readback.
@@ -9,13 +9,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from optimizer.formulation import build
-from optimizer.greedy import greedy_place
-from optimizer.readback import hint_from_placement, placement_from_values
-from policies.costs import price
-from policies.evaluate import evaluate
+from edgeplace.optimizer.formulation import build
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
+from edgeplace.policies.costs import price
+from edgeplace.policies.evaluate import evaluate
 from tests.builders import ScenarioBuilder, nodes_of
-from topology.generate import generate_scenario
+from edgeplace.topology.generate import generate_scenario
 
 
 def scenario(current: list[str] | None = None, replicas: int = 3):

@@ -22,8 +22,8 @@ import pytest
 
 from edgeplace.report.data import SECTIONS, build_report
 from edgeplace.report.write import write_report
-from policies.baselines import SpreadPolicy
-from topology import load_scenario
+from edgeplace.policies.baselines import SpreadPolicy
+from edgeplace.topology import load_scenario
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -54,7 +54,7 @@ def console_messages(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def report_dir(tmp_path_factory):
-    from optimizer.solve import SolveOptions, solve
+    from edgeplace.optimizer.solve import SolveOptions, solve
 
     sc = load_scenario("examples/metro-de.yaml")
     plan = solve(sc, SolveOptions(solver="greedy", bound_time_limit_s=0))

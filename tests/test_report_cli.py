@@ -10,7 +10,7 @@ import pytest
 
 from edgeplace.report_cli import add_commands
 from tests.builders import run_cli
-from topology import InputError
+from edgeplace.topology import InputError
 
 EXAMPLE = "examples/metro-de.yaml"
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "edgesimpy" / "sample_dataset1.json"
@@ -27,8 +27,8 @@ def run(argv: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def plan_file(tmp_path_factory):
-    from optimizer.solve import SolveOptions, solve
-    from topology import load_scenario
+    from edgeplace.optimizer.solve import SolveOptions, solve
+    from edgeplace.topology import load_scenario
 
     sc = load_scenario(EXAMPLE)
     plan = solve(sc, SolveOptions(solver="greedy", bound_time_limit_s=0))
@@ -92,7 +92,7 @@ def test_imported_edgesimpy_scenario_against_its_current_placement(tmp_path):
             pytest.fail(f"{SAMPLE} is missing: shared/ must be beside the repository")
         pytest.skip(f"the EdgeSimPy sample is not at {SAMPLE}")
     from edgeplace.import_sources import write_scenario
-    from topology.importers.edgesimpy import import_edgesimpy
+    from edgeplace.topology.importers.edgesimpy import import_edgesimpy
 
     result = import_edgesimpy(SAMPLE)
     write_scenario(result.document, result.notes, tmp_path / "edge.yaml", str(SAMPLE))

@@ -9,10 +9,10 @@ from edgeplace.report.data import (
     SECTIONS, TOTAL, build_report, consolidation_table, current_placement, headroom_table, make_report,
     renewables_table,
 )
-from policies.baselines import SpreadPolicy
-from policies.evaluate import UNALLOCATED, evaluate
+from edgeplace.policies.baselines import SpreadPolicy
+from edgeplace.policies.evaluate import UNALLOCATED, evaluate
 from tests.builders import ScenarioBuilder, place
-from topology import InputError, load_scenario
+from edgeplace.topology import InputError, load_scenario
 
 NO_EMBODIED = {"per_node_kg": 0.0}
 
@@ -46,7 +46,7 @@ def small():
 
 @pytest.fixture(scope="module")
 def metro():
-    from optimizer.solve import SolveOptions, solve
+    from edgeplace.optimizer.solve import SolveOptions, solve
 
     sc = load_scenario("examples/metro-de.yaml")
     plan = solve(sc, SolveOptions(solver="greedy", bound_time_limit_s=0))
@@ -220,7 +220,7 @@ def test_report_has_every_section_in_order(metro):
 def test_marginal_intensity_is_named():
     sc = two_sites().build_dict()
     sc["signals"][0]["intensity_kind"] = "marginal"
-    from topology import scenario_from_dict
+    from edgeplace.topology import scenario_from_dict
 
     scenario = scenario_from_dict(sc)
     p = place(scenario, {"w1": ["n1"], "w2": ["n1"]})
@@ -232,7 +232,7 @@ def test_current_baseline_uses_the_scenarios_placement():
     sc = two_sites().workload("w3", tenant="t1", current=["n3"]).build_dict()
     sc["workloads"][0]["current"] = ["n1"]
     sc["workloads"][1]["current"] = ["n2"]
-    from topology import scenario_from_dict
+    from edgeplace.topology import scenario_from_dict
 
     scenario = scenario_from_dict(sc)
     placement = current_placement(scenario)

@@ -12,13 +12,13 @@ import pytest
 from edgeplace.report.data import SECTIONS, TOTAL, build_report
 from edgeplace.report.html import format_value, markdown_table
 from edgeplace.report.write import MARKER, render_files
-from policies.baselines import SpreadPolicy
-from topology import load_scenario
+from edgeplace.policies.baselines import SpreadPolicy
+from edgeplace.topology import load_scenario
 
 
 @pytest.fixture(scope="module")
 def files():
-    from optimizer.solve import SolveOptions, solve
+    from edgeplace.optimizer.solve import SolveOptions, solve
 
     sc = load_scenario("examples/metro-de.yaml")
     plan = solve(sc, SolveOptions(solver="greedy", bound_time_limit_s=0))

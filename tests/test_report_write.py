@@ -8,7 +8,7 @@ import edgeplace.report.write as write_module
 from edgeplace.report.data import build_report
 from edgeplace.report.write import MARKER, write_report
 from tests.builders import place, tiny
-from topology import InputError
+from edgeplace.topology import InputError
 
 
 @pytest.fixture(scope="module")

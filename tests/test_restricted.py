@@ -2,13 +2,13 @@
 
 import numpy as np
 
-from optimizer.bound import flow_bound_g
-from optimizer.pairs import EXTRA_PAIRS_PER_WORKLOAD, placement_pairs, restricted_pairs, smallest_per_row
-from optimizer.greedy import greedy_place
-from optimizer.solve import SolveOptions, solve
-from policies.costs import price
-from policies.evaluate import evaluate
-from topology.generate import generate_scenario
+from edgeplace.optimizer.bound import flow_bound_g
+from edgeplace.optimizer.pairs import EXTRA_PAIRS_PER_WORKLOAD, placement_pairs, restricted_pairs, smallest_per_row
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.solve import SolveOptions, solve
+from edgeplace.policies.costs import price
+from edgeplace.policies.evaluate import evaluate
+from edgeplace.topology.generate import generate_scenario
 
 
 def test_flow_support_gives_every_workload_with_cpu_an_eligible_pair():

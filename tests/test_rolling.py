@@ -1,4 +1,4 @@
-"""optimizer.rolling: where things run now, and re-planning the rest of the horizon.
+"""edgeplace.optimizer.rolling: where things run now, and re-planning the rest of the horizon.
 
 `two_grids()`: user u at access site `a` (DE grid, 400 gCO2/kWh) with a cloud
 site `c` (FR grid, 50 gCO2/kWh) 2 ms away; `web` (SLA 10 ms) may run on
@@ -12,15 +12,15 @@ from __future__ import annotations
 import highspy
 import pytest
 
-from optimizer.greedy import greedy_place
-from optimizer.rolling import current_nodes, replan
-from optimizer.solve import SolveOptions, solve
-from policies.baselines import baseline_registry
-from policies.costs import Objective, price
-from policies.evaluate import evaluate
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.rolling import current_nodes, replan
+from edgeplace.optimizer.solve import SolveOptions, solve
+from edgeplace.policies.baselines import baseline_registry
+from edgeplace.policies.costs import Objective, price
+from edgeplace.policies.evaluate import evaluate
 from tests.builders import ScenarioBuilder, place
-from topology import Placement, Scenario
-from topology.generate import generate_scenario
+from edgeplace.topology import Placement, Scenario
+from edgeplace.topology.generate import generate_scenario
 
 HUGE_G = 1e6
 
@@ -148,7 +148,7 @@ def test_a_huge_penalty_keeps_every_service_of_a_generated_plan():
     assert len(services) >= 5
     moved = [wid for wid in services if sorted(nodes_now(rest, plan.placement, wid)) != sorted(current[wid])]
     assert moved == []
-    # Replica order too: a kept replica is the same replica (optimizer.readback).
+    # Replica order too: a kept replica is the same replica (edgeplace.optimizer.readback).
     assert all(nodes_now(rest, plan.placement, wid) == current[wid] for wid in services)
 
 

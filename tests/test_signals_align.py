@@ -1,4 +1,4 @@
-"""topology.signals.align: the resampling, gap and coverage rules, as a table with the arithmetic."""
+"""edgeplace.topology.signals.align: the resampling, gap and coverage rules, as a table with the arithmetic."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from topology.signals.align import align
-from topology.signals.series import SlotGrid
+from edgeplace.topology.signals.align import align
+from edgeplace.topology.signals.series import SlotGrid
 
 START = datetime(2026, 6, 21, tzinfo=timezone.utc)
 T0 = START.timestamp()

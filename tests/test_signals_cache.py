@@ -1,4 +1,4 @@
-"""topology.signals.cache: store, merge, load, atomic files, unreadable files, where the cache lives."""
+"""edgeplace.topology.signals.cache: store, merge, load, atomic files, unreadable files, where the cache lives."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from topology.signals.cache import SignalCache, SignalWarning, default_cache_dir
+from edgeplace.topology.signals.cache import SignalCache, SignalWarning, default_cache_dir
 
 T0 = datetime(2026, 6, 21, tzinfo=timezone.utc).timestamp()
 

@@ -19,9 +19,9 @@ from edgeplace.signals_cli import add_commands, sparkline
 from tests.builders import run_cli
 from tests.test_signals_electricitymaps import entries
 from tests.test_signals_http import LoopbackServer, Reply
-from topology import InputError, load_scenario
-from topology.load import read_document
-from topology.signals.series import render_document
+from edgeplace.topology import InputError, load_scenario
+from edgeplace.topology.load import read_document
+from edgeplace.topology.signals.series import render_document
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "metro-de.yaml"

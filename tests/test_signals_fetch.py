@@ -1,4 +1,4 @@
-"""topology.signals.fetch: fresh values, the cache, fallback files, and what is never papered over.
+"""edgeplace.topology.signals.fetch: fresh values, the cache, fallback files, and what is never papered over.
 
 A stand-in service (no HTTP) keeps these tests about the order of sources;
 the adapters' own tests run over loopback HTTP.
@@ -11,13 +11,13 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from topology import InputError
-from topology.errors import Problem
-from topology.signals.cache import SignalCache, SignalWarning
-from topology.signals.fetch import fetch_intensity
-from topology.signals.http import ServiceAuthError, ServiceUnavailable
-from topology.signals.series import Points, SignalSeries, SlotGrid
-from topology.spec import SignalKind
+from edgeplace.topology import InputError
+from edgeplace.topology.errors import Problem
+from edgeplace.topology.signals.cache import SignalCache, SignalWarning
+from edgeplace.topology.signals.fetch import fetch_intensity
+from edgeplace.topology.signals.http import ServiceAuthError, ServiceUnavailable
+from edgeplace.topology.signals.series import Points, SignalSeries, SlotGrid
+from edgeplace.topology.spec import SignalKind
 
 START = datetime(2026, 6, 21, tzinfo=timezone.utc)
 GRID = SlotGrid(START, 4, 60)

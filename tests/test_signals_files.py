@@ -1,4 +1,4 @@
-"""topology.signals.files: CSV and Parquet signal files, row-level problems, units, DST, the bundled example.
+"""edgeplace.topology.signals.files: CSV and Parquet signal files, row-level problems, units, DST, the bundled example.
 
 The property tests at the end feed malformed files to the loader: it may
 refuse them (InputError), never crash.
@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from topology import InputError, load_scenario, scenario_from_dict
-from topology.load import read_document
-from topology.signals.files import load_signal_files, read_signal_file, rows_to_series, write_signal_csv
-from topology.signals.series import SlotGrid, apply_signals
+from edgeplace.topology import InputError, load_scenario, scenario_from_dict
+from edgeplace.topology.load import read_document
+from edgeplace.topology.signals.files import load_signal_files, read_signal_file, rows_to_series, write_signal_csv
+from edgeplace.topology.signals.series import SlotGrid, apply_signals
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "metro-de.yaml"
@@ -207,7 +207,7 @@ def test_unit_mixups_name_the_unit_that_fits(tmp_path, unit, raw, hint):
 
 
 def test_watts_written_as_kilowatts_are_caught_against_the_sites_pv(tmp_path):
-    from topology.signals.series import check_against_scenario
+    from edgeplace.topology.signals.series import check_against_scenario
 
     spec = load_scenario(EXAMPLE).spec
     [s] = aligned(csv_file(tmp_path, hourly("site", "metro-ffm-gallus", [32000] * 24, "kW")))

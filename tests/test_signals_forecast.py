@@ -1,4 +1,4 @@
-"""topology.signals.forecast: persistence, seasonal naive, exponentially weighted daily profile; forecast series."""
+"""edgeplace.topology.signals.forecast: persistence, seasonal naive, exponentially weighted daily profile; forecast series."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from topology import InputError
-from topology.signals.forecast import ewma_profile, forecast_errors, forecast_series, forecasters, history_grid, persistence, seasonal_naive
-from topology.signals.series import SignalSeries, SlotGrid
-from topology.spec import SignalKind
+from edgeplace.topology import InputError
+from edgeplace.topology.signals.forecast import ewma_profile, forecast_errors, forecast_series, forecasters, history_grid, persistence, seasonal_naive
+from edgeplace.topology.signals.series import SignalSeries, SlotGrid
+from edgeplace.topology.spec import SignalKind
 
 START = datetime(2026, 6, 21, tzinfo=timezone.utc)
 

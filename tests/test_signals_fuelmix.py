@@ -1,4 +1,4 @@
-"""topology.signals.fuelmix: intensity from a generation mix with IPCC AR5 lifecycle medians."""
+"""edgeplace.topology.signals.fuelmix: intensity from a generation mix with IPCC AR5 lifecycle medians."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from topology import InputError
-from topology.signals.fuelmix import IPCC_AR5_MEDIAN_G_PER_KWH, factor_table, intensity_from_mix, mix_signals, normalise_fuel, read_mix_file
-from topology.signals.series import SlotGrid
+from edgeplace.topology import InputError
+from edgeplace.topology.signals.fuelmix import IPCC_AR5_MEDIAN_G_PER_KWH, factor_table, intensity_from_mix, mix_signals, normalise_fuel, read_mix_file
+from edgeplace.topology.signals.series import SlotGrid
 
 START = datetime(2026, 6, 21, tzinfo=timezone.utc)
 DAY = SlotGrid(START, 24, 60)

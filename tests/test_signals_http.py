@@ -1,4 +1,4 @@
-"""topology.signals.http: retries, back-off, Retry-After, timeouts, budgets, and the outcome mapping.
+"""edgeplace.topology.signals.http: retries, back-off, Retry-After, timeouts, budgets, and the outcome mapping.
 
 `LoopbackServer` (used by every service test) serves scripted replies on
 127.0.0.1; nothing here touches another host.
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from topology.errors import InputError
-from topology.signals.http import (
+from edgeplace.topology.errors import InputError
+from edgeplace.topology.signals.http import (
     HttpClient,
     RetryPolicy,
     ServiceAuthError,

@@ -1,4 +1,4 @@
-"""topology.signals.pv: clear-sky PV against the documented figures, the example's sites, measured irradiance.
+"""edgeplace.topology.signals.pv: clear-sky PV against the documented figures, the example's sites, measured irradiance.
 
 Figures (computed with pvlib 0.16, Ineichen + bundled Linke turbidity, Perez
 transposition, 30 deg tilt facing south, SAPM cell temperature at 20 C and
@@ -25,10 +25,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from topology import InputError, load_scenario, scenario_from_dict
-from topology.load import read_document
-from topology.signals.pv import PVOptions, clear_sky, clear_sky_kw, daily_yield_kwh_per_kwp, pv_signals, read_irradiance
-from topology.signals.series import SlotGrid, apply_signals
+from edgeplace.topology import InputError, load_scenario, scenario_from_dict
+from edgeplace.topology.load import read_document
+from edgeplace.topology.signals.pv import PVOptions, clear_sky, clear_sky_kw, daily_yield_kwh_per_kwp, pv_signals, read_irradiance
+from edgeplace.topology.signals.series import SlotGrid, apply_signals
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "metro-de.yaml"
 MIDSUMMER = date(2026, 6, 21)

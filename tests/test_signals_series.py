@@ -1,4 +1,4 @@
-"""topology.signals.series: slot grids, series in the scenario format, merging into documents, atomic writes."""
+"""edgeplace.topology.signals.series: slot grids, series in the scenario format, merging into documents, atomic writes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from tests.builders import ScenarioBuilder
-from topology import InputError, load_scenario
-from topology.signals.series import SignalSeries, SlotGrid, apply_signals, check_against_scenario, iso, render_document, write_scenario
-from topology.spec import ScenarioSpec, SignalKind
+from edgeplace.topology import InputError, load_scenario
+from edgeplace.topology.signals.series import SignalSeries, SlotGrid, apply_signals, check_against_scenario, iso, render_document, write_scenario
+from edgeplace.topology.spec import ScenarioSpec, SignalKind
 
 START = datetime(2026, 6, 21, tzinfo=timezone.utc)
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from tests.test_signals_http import FAST, LoopbackServer, Reply, Sleeps
-from topology.errors import InputError
-from topology.signals.cache import SignalCache, SignalWarning
-from topology.signals.fetch import fetch_intensity
-from topology.signals.http import RetryPolicy, ServiceAuthError, ServiceUnavailable
-from topology.signals.series import SlotGrid
-from topology.signals.services import ServiceConfig
-from topology.signals.services.ukgrid import UkCarbonIntensity, parse_zone
+from edgeplace.topology.errors import InputError
+from edgeplace.topology.signals.cache import SignalCache, SignalWarning
+from edgeplace.topology.signals.fetch import fetch_intensity
+from edgeplace.topology.signals.http import RetryPolicy, ServiceAuthError, ServiceUnavailable
+from edgeplace.topology.signals.series import SlotGrid
+from edgeplace.topology.signals.services import ServiceConfig
+from edgeplace.topology.signals.services.ukgrid import UkCarbonIntensity, parse_zone
 
 START = datetime(2026, 6, 21, tzinfo=timezone.utc)
 GRID = SlotGrid(START, 24, 60)

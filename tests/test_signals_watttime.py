@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 
 from tests.test_signals_http import FAST, LoopbackServer, Reply, Sleeps
-from topology.errors import InputError
-from topology.signals.cache import SignalCache, SignalWarning
-from topology.signals.fetch import fetch_intensity
-from topology.signals.http import RetryPolicy, ServiceAuthError, ServiceUnavailable
-from topology.signals.series import SlotGrid
-from topology.signals.services import ServiceConfig
-from topology.signals.services.watttime import WattTime
+from edgeplace.topology.errors import InputError
+from edgeplace.topology.signals.cache import SignalCache, SignalWarning
+from edgeplace.topology.signals.fetch import fetch_intensity
+from edgeplace.topology.signals.http import RetryPolicy, ServiceAuthError, ServiceUnavailable
+from edgeplace.topology.signals.series import SlotGrid
+from edgeplace.topology.signals.services import ServiceConfig
+from edgeplace.topology.signals.services.watttime import WattTime
 
 START = datetime(2026, 6, 21, tzinfo=timezone.utc)
 GRID = SlotGrid(START, 24, 60)
 CREDENTIALS = {"WATTTIME_USERNAME": "grid-user", "WATTTIME_PASSWORD": "pa:ss"}
-LB_PER_MWH = 0.453592  # gCO2/kWh per lb/MWh (topology.load.SIGNAL_UNITS)
+LB_PER_MWH = 0.453592  # gCO2/kWh per lb/MWh (edgeplace.topology.load.SIGNAL_UNITS)
 
 
 def moer(hour_values, start=START, period_s=300, signal_type="co2_moer", units="lbs_co2_per_mwh"):

@@ -13,10 +13,10 @@ import yaml
 from edgeplace.planning_cli import add_commands
 from edgeplace.simulate import SimulationOptions, build_world, forecast_values, migrations, parse_duration_slots, simulate
 from edgeplace.sweep import InProcessEngine, LocalProcessEngine
-from policies.evaluate import ViolationKind
+from edgeplace.policies.evaluate import ViolationKind
 from tests.builders import ScenarioBuilder, run_cli
-from topology import InputError, load_scenario
-from topology.load import compile_spec
+from edgeplace.topology import InputError, load_scenario
+from edgeplace.topology.load import compile_spec
 
 METRO_DE = Path(__file__).resolve().parents[1] / "examples" / "metro-de.yaml"
 #: gCO2/kWh per hour: night 400, morning 300, solar noon 150, evening 450.

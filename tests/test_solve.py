@@ -1,6 +1,6 @@
-"""optimizer.solve: every solver end to end, bounds and gaps, fallback, infeasibility, options.
+"""edgeplace.optimizer.solve: every solver end to end, bounds and gaps, fallback, infeasibility, options.
 
-`solve` always returns a plan evaluated by `policies.evaluate`; these tests
+`solve` always returns a plan evaluated by `edgeplace.policies.evaluate`; these tests
 check the plan's figures against hand arithmetic on `tests.builders.tiny()`
 and against each other on small generated instances.
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 import highspy
 import pytest
 
-from optimizer.greedy import greedy_place
-from optimizer.solve import MILP_BACKENDS, Plan, SolveOptions, solve
-from policies.costs import Objective, price
-from policies.evaluate import evaluate
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.solve import MILP_BACKENDS, Plan, SolveOptions, solve
+from edgeplace.policies.costs import Objective, price
+from edgeplace.policies.evaluate import evaluate
 from tests.builders import ScenarioBuilder, tiny
-from topology import scenario_from_dict
-from topology.generate import generate_scenario
+from edgeplace.topology import scenario_from_dict
+from edgeplace.topology.generate import generate_scenario
 
 TINY_G = 90 + 25 + 40 + 20 + 4 * 3_700_000 / (4 * 8760)
 #: Exact solvers prove optimality within a relative gap of 1e-4 (HiGHS, PuLP) or

@@ -18,9 +18,9 @@ import highspy
 import pytest
 
 from tests.builders import linear_without_batteries
-from optimizer.solve import SolveOptions, solve
-from topology import scenario_from_dict
-from topology.generate import generate
+from edgeplace.optimizer.solve import SolveOptions, solve
+from edgeplace.topology import scenario_from_dict
+from edgeplace.topology.generate import generate
 
 SEEDS = range(4)
 GAP_REL = 1e-4

@@ -1,4 +1,4 @@
-"""topology.spec: the field-level rules of the scenario format and its JSON Schema."""
+"""edgeplace.topology.spec: the field-level rules of the scenario format and its JSON Schema."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 
 from tests.builders import tiny
-from topology.spec import (
+from edgeplace.topology.spec import (
     DEFAULT_EMBODIED_KG,
     DEFAULT_LIFETIME_YEARS,
     DEFAULT_PUE,

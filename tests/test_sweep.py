@@ -13,9 +13,9 @@ import pytest
 
 from edgeplace.sweep import DaskEngine, InProcessEngine, LocalProcessEngine, ResultsFile, digest, make_engine, run_sweep
 from edgeplace.whatif import run_whatif
-from optimizer.solve import SolveOptions
+from edgeplace.optimizer.solve import SolveOptions
 from tests.builders import ScenarioBuilder
-from topology import InputError
+from edgeplace.topology import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 GREEDY = SolveOptions(solver="greedy", time_limit_s=1.0, workers=1, bound_time_limit_s=0.0)

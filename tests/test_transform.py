@@ -1,4 +1,4 @@
-"""topology.transform.remaining: the same world from slot k on.
+"""edgeplace.topology.transform.remaining: the same world from slot k on.
 
 The scenario here has 6 slots of 60 min from 2026-06-21T00:00Z, so slot k
 starts at k:00. Jobs:
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.builders import ScenarioBuilder
-from topology.load import compile_spec
-from topology.transform import remaining
+from edgeplace.topology.load import compile_spec
+from edgeplace.topology.transform import remaining
 
 
 def at(hour: float) -> datetime:

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from edgeplace.variations import apply_case, case_label, grid, parse_axes, parse_vary, variation_registry
-from optimizer.solve import SolveOptions
+from edgeplace.optimizer.solve import SolveOptions
 from tests.builders import ScenarioBuilder
-from topology import InputError, load_scenario
-from topology.load import compile_spec
+from edgeplace.topology import InputError, load_scenario
+from edgeplace.topology.load import compile_spec
 
 METRO_DE = Path(__file__).resolve().parents[1] / "examples" / "metro-de.yaml"
 PV = [0, 0, 0, 0, 0, 0, 1, 2, 4, 6, 8, 9, 9, 8, 6, 4, 2, 1, 0, 0, 0, 0, 0, 0]  # kW, a 10 kWp roof
@@ -157,8 +157,8 @@ def test_pv_kwp_scales_an_existing_profile():
 
 def test_pv_kwp_on_a_site_with_coordinates_gets_a_pvlib_clear_sky_profile():
     pytest.importorskip("pvlib")
-    from topology.signals.pv import clear_sky_kw
-    from topology.signals.series import SlotGrid
+    from edgeplace.topology.signals.pv import clear_sky_kw
+    from edgeplace.topology.signals.series import SlotGrid
 
     spec = world().build().spec
     out, _ = vary(spec, "pv_kwp[far]=5")

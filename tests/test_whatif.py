@@ -19,9 +19,9 @@ import yaml
 from edgeplace.planning_cli import add_commands
 from edgeplace.sweep import InProcessEngine, ResultsFile
 from edgeplace.whatif import BASE, run_whatif
-from optimizer.solve import SolveOptions
+from edgeplace.optimizer.solve import SolveOptions
 from tests.builders import ScenarioBuilder
-from topology import InputError
+from edgeplace.topology import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 METRO_DE = ROOT / "examples" / "metro-de.yaml"

@@ -5,11 +5,11 @@ Entry points: `load_scenario(path)` -> `Scenario`; `Placement` for decisions;
 solvers or Kubernetes.
 """
 
-from topology.errors import InputError, Problem
-from topology.load import load_scenario, scenario_from_dict
-from topology.placement import Placement
-from topology.scenario import Scenario
-from topology.spec import SCENARIO_VERSION, ScenarioSpec, schema_dict
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.load import load_scenario, scenario_from_dict
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.spec import SCENARIO_VERSION, ScenarioSpec, schema_dict
 
 __all__ = [
     "SCENARIO_VERSION",

@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from topology.load import scenario_from_dict
-from topology.scenario import Scenario
+from edgeplace.topology.load import scenario_from_dict
+from edgeplace.topology.scenario import Scenario
 
 # Tiers in tree order; the index is the tier code used below.
 ONPREM, ACCESS, METRO, AGGREGATION, REGIONAL, CLOUD = range(6)
@@ -139,7 +139,7 @@ def generate(n_workloads: int, n_nodes: int, n_slots: int = 24, n_sites: int | N
     return {
         "version": 1,
         "name": f"generated-w{n_workloads}-n{n_nodes}-s{seed}",
-        "description": (f"Synthetic cloud-edge scenario (topology.generate, seed {seed}): {n_workloads} workloads, "
+        "description": (f"Synthetic cloud-edge scenario (edgeplace.topology.generate, seed {seed}): {n_workloads} workloads, "
                         f"{n_nodes} nodes, {n_sites} sites, {n_tenants} tenants, {n_slots} slots; "
                         f"deferrable_share {deferrable_share}, tight_sla_share {tight_sla_share}, "
                         f"load_factor {load_factor}."),

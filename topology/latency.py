@@ -10,7 +10,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from topology.spec import ScenarioSpec
+from edgeplace.topology.spec import ScenarioSpec
 
 
 def site_graph(spec: ScenarioSpec) -> nx.Graph:

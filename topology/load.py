@@ -1,7 +1,7 @@
 """Loading a scenario: read, check everything, build the arrays.
 
 `load_scenario(path)` is the one way in. It reads YAML or JSON, checks each
-field (pydantic, `topology.spec`) and then the file as a whole (references,
+field (pydantic, `edgeplace.topology.spec`) and then the file as a whole (references,
 duplicates, units, reachability, SLAs no node can meet), and raises one
 `InputError` listing every problem with its path. Only a clean file becomes a
 `Scenario`.
@@ -18,10 +18,10 @@ import numpy as np
 import yaml
 from pydantic import ValidationError
 
-from topology.errors import InputError, Problem, pydantic_problems
-from topology.latency import user_site_latency_ms
-from topology.scenario import Scenario
-from topology.spec import SCENARIO_VERSION, ScenarioSpec, SignalKind
+from edgeplace.topology.errors import InputError, Problem, pydantic_problems
+from edgeplace.topology.latency import user_site_latency_ms
+from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.spec import SCENARIO_VERSION, ScenarioSpec, SignalKind
 
 #: Accepted units per signal and the factor to the canonical unit.
 #: lb/MWh: 453.592 g / 1000 kWh.

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from topology.errors import InputError, Problem
-from topology.scenario import Scenario
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.scenario import Scenario
 
 PLACEMENT_VERSION = 1
 
@@ -144,13 +144,13 @@ class Placement:
 
     def save(self, scenario: Scenario, path: str | Path) -> None:
         """Write JSON atomically (write a temporary file, then rename)."""
-        from topology.io import atomic_write_text
+        from edgeplace.topology.io import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(scenario), indent=1) + "\n")
 
     @classmethod
     def load(cls, scenario: Scenario, path: str | Path) -> "Placement":
-        from topology.load import read_document
+        from edgeplace.topology.load import read_document
 
         return cls.from_dict(scenario, read_document(path), source=str(path))
 

@@ -2,7 +2,7 @@
 
 `Scenario` is what every other package reads: policies price it, solvers
 optimise over it, the evaluation measures placements against it. It is built
-once by `topology.load` from a `ScenarioSpec` and never changed; its arrays
+once by `edgeplace.topology.load` from a `ScenarioSpec` and never changed; its arrays
 are indexed by position (node i, site s, workload w, replica r, slot t) with
 `*_ids` lists mapping positions back to the ids in the file.
 
@@ -48,7 +48,7 @@ tenant_quota                   M x K      summed-request bound, inf = none
 
 A non-deferrable workload runs in every slot: earliest 0, duration T.
 
-Actual and forecast signals are kept apart: `policies.evaluate` measures a
+Actual and forecast signals are kept apart: `edgeplace.policies.evaluate` measures a
 placement against the actual series (what happened), the cost model prices
 with the forecast series (what a planner could know). Without forecast
 signals in the file the two are equal.
@@ -62,7 +62,7 @@ from functools import cached_property
 
 import numpy as np
 
-from topology.spec import ScenarioSpec
+from edgeplace.topology.spec import ScenarioSpec
 
 CPU = 0  # resource index of cpu_millicores
 MEMORY = 1  # resource index of memory_mib

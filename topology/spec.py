@@ -2,12 +2,12 @@
 
 These pydantic models are the single source of the scenario format. The JSON
 Schema that `edgeplace schema` prints is generated from them, and
-`topology.load` turns a validated `ScenarioSpec` into the array form the rest
-of the product works on (`topology.scenario.Scenario`).
+`edgeplace.topology.load` turns a validated `ScenarioSpec` into the array form the rest
+of the product works on (`edgeplace.topology.scenario.Scenario`).
 
 Field checks that need only one value live here (ranges, enums); checks that
 need the whole file (unknown references, duplicate ids, reachability, SLAs no
-node can meet) live in `topology.load`.
+node can meet) live in `edgeplace.topology.load`.
 
 Units are in the field names: `_ms`, `_w`, `_kw`, `_kwh`, `_kwp`, `_kg`,
 `_millicores`, `_mib`. Times are ISO 8601 with a UTC offset.

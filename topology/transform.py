@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from topology.spec import Deferral, ScenarioSpec
+from edgeplace.topology.spec import Deferral, ScenarioSpec
 
 
 def remaining(spec: ScenarioSpec, first_slot: int, current: dict[str, list[str]] | None = None,

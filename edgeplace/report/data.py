@@ -1,7 +1,7 @@
 """Capacity report data: every table and matrix of the report, from evaluations.
 
 `build_report(scenario, after, before)` evaluates two placements (the plan,
-"after", and a baseline, "before") with `policies.evaluate.evaluate`, the one
+"after", and a baseline, "before") with `edgeplace.policies.evaluate.evaluate`, the one
 source of every energy and carbon figure, and assembles the report's
 sections as plain pandas tables. Rendering (HTML, Markdown, CSV, plots) lives
 in the sibling modules and adds no numbers of its own.
@@ -32,10 +32,10 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from policies.evaluate import UNALLOCATED, Evaluation, evaluate
-from topology.errors import InputError, Problem
-from topology.placement import Placement
-from topology.scenario import CPU, MEMORY, Scenario
+from edgeplace.policies.evaluate import UNALLOCATED, Evaluation, evaluate
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import CPU, MEMORY, Scenario
 
 #: Section titles, in report order. Renderers and tests use these keys.
 SECTIONS: dict[str, str] = {
@@ -110,7 +110,7 @@ class Report:
 
 def load_plan(scenario: Scenario, path: str) -> tuple[Placement, dict[str, Any]]:
     """A plan or placement JSON file and the solver facts it records (`plan` key), if any."""
-    from topology.load import read_document
+    from edgeplace.topology.load import read_document
 
     doc = read_document(path)
     placement = Placement.from_dict(scenario, doc, source=str(path))
@@ -134,7 +134,7 @@ def make_report(scenario: Scenario, plan_file: str | None = None, baseline: str 
                 solve_options: Any = None, progress: Callable[[str], None] | None = None) -> Report:
     """The report of a plan (read from `plan_file`, or solved now with `solve_options`) against
     `baseline` (a baseline policy name, or "current" for the scenario's current placement)."""
-    from policies.baselines import baseline_registry
+    from edgeplace.policies.baselines import baseline_registry
 
     sc = scenario
     registry = baseline_registry()
@@ -149,7 +149,7 @@ def make_report(scenario: Scenario, plan_file: str | None = None, baseline: str 
         after, info = load_plan(sc, plan_file)
         after_label = f"plan ({Path(plan_file).name})"
     else:
-        from optimizer.solve import SolveOptions, solve
+        from edgeplace.optimizer.solve import SolveOptions, solve
 
         plan = solve(sc, solve_options or SolveOptions(), progress=progress)
         after, info = plan.placement, plan.summary()
@@ -673,7 +673,7 @@ def _summary_text(sc: Scenario, before: Evaluation, after: Evaluation, load: np.
 def _method_text(sc: Scenario, labels: dict[str, str]) -> list[str]:
     return [
         "Every energy and carbon figure comes from edgeplace's one evaluation function "
-        "(policies.evaluate.evaluate) applied to a placement; savings are differences of two evaluations.",
+        "(edgeplace.policies.evaluate.evaluate) applied to a placement; savings are differences of two evaluations.",
         "Energy is facility energy: IT power from each node's power curve at its CPU utilisation, times the "
         "site's PUE. On-site renewables serve the site first, then its battery, then the grid.",
         f"Operational emissions = grid energy x the region's {sc.intensity_kind} grid intensity per slot "

@@ -25,7 +25,7 @@ from pathlib import Path
 from edgeplace.report.data import Report
 from edgeplace.report.html import render_html, render_markdown
 from edgeplace.report.plots import render_figures
-from topology.errors import InputError, Problem
+from edgeplace.topology.errors import InputError, Problem
 
 MARKER = ".edgeplace-report"
 

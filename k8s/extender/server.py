@@ -47,11 +47,11 @@ from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from k8s.extender import wire
-from k8s.extender.metrics import ExtenderMetrics
-from k8s.extender.table import DecisionTable, PlanError, PlanFile, TableSource
+from edgeplace.k8s.extender import wire
+from edgeplace.k8s.extender.metrics import ExtenderMetrics
+from edgeplace.k8s.extender.table import DecisionTable, PlanError, PlanFile, TableSource
 
-log = logging.getLogger("k8s.extender")
+log = logging.getLogger("edgeplace.k8s.extender")
 
 #: Default largest request body [bytes]. 1,000 node names are about 25 KB;
 #: 1,000 full Node objects are 2-15 MB (images lists), so clusters that do not
@@ -654,8 +654,8 @@ def freeze_heap() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m k8s.extender.server --plan plan.json [--port 8888] ...`: serve until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m k8s.extender.server", description=main.__doc__)
+    """`python -m edgeplace.k8s.extender.server --plan plan.json [--port 8888] ...`: serve until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m edgeplace.k8s.extender.server", description=main.__doc__)
     parser.add_argument("--plan", help="plan document to serve and reload when it changes (JSON or .gz)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8888)

@@ -32,7 +32,7 @@ Field meanings and units:
   filtered, so their opening cost is not in it.
 - ``open_g_per_h`` [gCO2e/h]: what keeping the node on costs with only its
   background load (idle + background power at grid intensity, plus embodied
-  carbon, `policies.costs.CostModel.open_g`); used only to rank asleep nodes
+  carbon, `edgeplace.policies.costs.CostModel.open_g`); used only to rank asleep nodes
   when the extender has to let one wake.
 - ``tenants``: tenants present on the node at plan time: the plan's replicas
   in this slot and the replicas running when the plan was made (the union,
@@ -45,7 +45,7 @@ Field meanings and units:
 - ``never_with`` is symmetric: a pair listed once applies both ways.
 
 Decisions (`DecisionTable`), one fixed set of outcomes per candidate node
-(`Outcome`), mapped once onto the wire in `k8s.extender.wire`:
+(`Outcome`), mapped once onto the wire in `edgeplace.k8s.extender.wire`:
 
 ==============  ============================================  ==========================
 outcome         when                                          filter answer
@@ -86,11 +86,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from policies.costs import CostModel, price
-from policies.evaluate import Evaluation, evaluate
-from topology.errors import InputError, Problem
-from topology.placement import Placement
-from topology.scenario import CPU, Scenario
+from edgeplace.policies.costs import CostModel, price
+from edgeplace.policies.evaluate import Evaluation, evaluate
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import CPU, Scenario
 
 PLAN_VERSION = 1
 #: kube-scheduler's MaxExtenderPriority (k8s.io/kube-scheduler/extender/v1/types.go).
@@ -126,8 +126,8 @@ def marginal_g_per_core_h(costs: CostModel, evaluation: Evaluation, slot: int) -
 
     Parameters
     ----------
-    costs : the priced scenario (`policies.costs.price`)
-    evaluation : the plan's evaluation (`policies.evaluate.evaluate`), for the
+    costs : the priced scenario (`edgeplace.policies.costs.price`)
+    evaluation : the plan's evaluation (`edgeplace.policies.evaluate.evaluate`), for the
         node utilisation and site energy in `slot`
     slot : the slot index
 
@@ -145,7 +145,7 @@ def marginal_g_per_core_h(costs: CostModel, evaluation: Evaluation, slot: int) -
         grid_share  = clip(1 - surplus_kw / facility_kw, 0, 1)
         score_g     = facility_kw x 1 h x grid_share x intensity[region, slot]
 
-    The same marginal pricing as `optimizer.greedy` (right derivative, on-site
+    The same marginal pricing as `edgeplace.optimizer.greedy` (right derivative, on-site
     surplus first), without the opening term: embodied carbon and idle power
     are charged per powered node-hour, so adding load to a powered node adds
     none. A node at full load has slope 0 (its power is clipped; capacity

@@ -34,7 +34,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, Outcome
+from edgeplace.k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, Outcome
 
 
 class WireError(ValueError):
@@ -292,7 +292,7 @@ def filter_result(args: ExtenderArgs, codes: Sequence[int] | None = None,
     ``FailedNodes`` holds the asleep nodes (preemption could help elsewhere),
     ``FailedAndUnresolvableNodes`` the ones no eviction makes usable.
 
-    `encoded` (`k8s.extender.table.EncodedNodes`) and `columns` (table column
+    `encoded` (`edgeplace.k8s.extender.table.EncodedNodes`) and `columns` (table column
     per candidate) let a NodeNames answer be joined from precomputed JSON
     fragments; the result is the same bytes' meaning either way.
     """

@@ -3,7 +3,7 @@
 One cluster for the module (k8s/e2e/cluster.py): the cloud-edge topology of
 `bench.bench_k8s_e2e` (edge nodes in a coal-heavy grid, green cloud nodes, a
 dedicated factory pool; tenants with SLAs, a never_with pair). The scenario
-is mapped from the cluster's own objects, planned by `optimizer.solve`, and
+is mapped from the cluster's own objects, planned by `edgeplace.optimizer.solve`, and
 published into the plan ConfigMap; the extender runs in-process on
 127.0.0.1 and reads the plan from that ConfigMap. kube-scheduler calls it
 through deploy/kube-scheduler-config.yaml (urlPrefix pointed at it).
@@ -23,16 +23,16 @@ from kubernetes.client.exceptions import ApiException
 
 import edgeplace_e2e_cluster as e2e_cluster  # k8s/e2e/cluster.py, loaded by conftest.py
 from bench import bench_k8s_e2e as topo
-from k8s import gates
-from k8s.extender.server import ExtenderServer
-from k8s.extender.table import build_plan_document
-from k8s.leader import LeaderElector
-from k8s.mapping import (GATE_DEFERRED, MappingOptions, map_cluster, parse_site_config, placement_from_cluster,
+from edgeplace.k8s import gates
+from edgeplace.k8s.extender.server import ExtenderServer
+from edgeplace.k8s.extender.table import build_plan_document
+from edgeplace.k8s.leader import LeaderElector
+from edgeplace.k8s.mapping import (GATE_DEFERRED, MappingOptions, map_cluster, parse_site_config, placement_from_cluster,
                          read_cluster)
-from k8s.planner import Planner, PlannerOptions
-from k8s.publish import (ConfigMapPlanPublisher, ConfigMapPlanSource, PublishConflict, read_plan_document)
-from optimizer.solve import SolveOptions, solve
-from policies.evaluate import evaluate
+from edgeplace.k8s.planner import Planner, PlannerOptions
+from edgeplace.k8s.publish import (ConfigMapPlanPublisher, ConfigMapPlanSource, PublishConflict, read_plan_document)
+from edgeplace.optimizer.solve import SolveOptions, solve
+from edgeplace.policies.evaluate import evaluate
 
 pytestmark = pytest.mark.e2e
 
@@ -353,7 +353,7 @@ def _edgeplace(argv: list[str]) -> int:
 def test_import_from_cluster_writes_a_valid_scenario(world, tmp_path):
     import yaml
 
-    from topology import load_scenario
+    from edgeplace.topology import load_scenario
 
     site = tmp_path / "site.yaml"
     site.write_text(yaml.safe_dump(topo.SITE_CONFIG))
@@ -382,7 +382,7 @@ def test_serve_once_runs_one_planner_round(world, tmp_path, capsys):
 def test_planner_loop_replans_when_a_watched_pod_changes(world, tmp_path):
     import threading
 
-    from k8s.publish import FilePlanPublisher
+    from edgeplace.k8s.publish import FilePlanPublisher
 
     class Counting(FilePlanPublisher):
         def __init__(self, path):

@@ -214,7 +214,7 @@ def test_chart_variants_pass_server_side_dry_run(cluster, helm):
 def _schedules_through_extender(cluster, config: dict, scheduler_name: str) -> None:
     from kubernetes import client
 
-    from k8s.extender.server import ExtenderServer
+    from edgeplace.k8s.extender.server import ExtenderServer
 
     with ExtenderServer(None) as server:  # no plan: neutral answers, but every call counted
         for ext in config["extenders"]:

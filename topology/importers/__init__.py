@@ -6,8 +6,8 @@ scenario document (a dict that `topology.scenario_from_dict` validates and
 notes saying which defaults filled what the source does not have (carbon
 intensity, tenants, PUE, ...). docs/IMPORTERS.md documents each mapping.
 
-- `topology.importers.edgesimpy.import_edgesimpy(path)`: EdgeSimPy JSON datasets.
-- `topology.importers.topohub.import_topohub(name)`: Internet Topology Zoo,
+- `edgeplace.topology.importers.edgesimpy.import_edgesimpy(path)`: EdgeSimPy JSON datasets.
+- `edgeplace.topology.importers.topohub.import_topohub(name)`: Internet Topology Zoo,
   SNDlib and other topologies shipped by the `topohub` package;
   `import_topology_file(path)` reads a node-link JSON file of the same shape
   or a Topology Zoo GraphML file.
@@ -16,6 +16,6 @@ Importers never write files and never load the scenario themselves; callers
 validate with `topology.scenario_from_dict` (the CLI does).
 """
 
-from topology.importers.common import ImportOptions, ImportResult
+from edgeplace.topology.importers.common import ImportOptions, ImportResult
 
 __all__ = ["ImportOptions", "ImportResult"]

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from topology.errors import InputError, Problem
-from topology.spec import SCENARIO_VERSION
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.spec import SCENARIO_VERSION
 
 #: Default horizon: one day of hourly slots from this instant (UTC), the same
 #: sunny Sunday as the bundled example (examples/metro-de.yaml).
@@ -41,7 +41,7 @@ class ImportOptions:
     `intensity_g_per_kwh`: 24 hourly values [gCO2e/kWh] by UTC hour, applied to
     every slot by the hour its start falls in; None = the DE profile above.
     `pue`: facility / IT power of every imported site; None = the scenario
-    format's default (`topology.spec.DEFAULT_PUE`, 1.6).
+    format's default (`edgeplace.topology.spec.DEFAULT_PUE`, 1.6).
     """
 
     start: datetime = DEFAULT_START
@@ -149,7 +149,7 @@ def site_fields(options: ImportOptions) -> dict[str, Any]:
 
 
 def pue_note(options: ImportOptions) -> str:
-    from topology.spec import DEFAULT_PUE
+    from edgeplace.topology.spec import DEFAULT_PUE
 
     if options.pue is None:
         return (f"no PUE in the source: sites get the format's default {DEFAULT_PUE} (typical enterprise / "

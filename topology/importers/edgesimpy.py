@@ -35,9 +35,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from topology.errors import InputError, Problem
-from topology.load import read_document
-from topology.importers.common import ImportOptions, ImportResult, pue_note, site_fields, skeleton, slug
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.load import read_document
+from edgeplace.topology.importers.common import ImportOptions, ImportResult, pue_note, site_fields, skeleton, slug
 
 #: Power of a server whose dataset gives no power model: a recent 1-2 socket
 #: server at about 115 W idle / 490 W max (SPECpower, shared/REFERENCE.md

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from topology.errors import InputError, Problem
-from topology.importers.common import ImportOptions, ImportResult, pue_note, site_fields, skeleton, slug, unique_ids
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.importers.common import ImportOptions, ImportResult, pue_note, site_fields, skeleton, slug, unique_ids
 
 #: One-way propagation delay of light in optical fibre [ms/km]: refractive
 #: index ~1.47 gives ~204,000 km/s, i.e. ~4.9 us/km; rounded to 5 us/km.

@@ -18,10 +18,10 @@ docs/SIGNALS.md describes formats, units and rules for users. The modules
 with heavy dependencies (pvlib, pyarrow) import them only when used.
 """
 
-from topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
-from topology.signals.cache import SignalCache, SignalWarning
-from topology.signals.files import load_signal_files, read_signal_file, rows_to_series
-from topology.signals.series import Points, SignalSeries, SlotGrid, apply_signals, write_scenario
+from edgeplace.topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
+from edgeplace.topology.signals.cache import SignalCache, SignalWarning
+from edgeplace.topology.signals.files import load_signal_files, read_signal_file, rows_to_series
+from edgeplace.topology.signals.series import Points, SignalSeries, SlotGrid, apply_signals, write_scenario
 
 __all__ = [
     "DEFAULT_MAX_GAP_MINUTES",

@@ -35,8 +35,8 @@ from typing import Sequence
 
 import numpy as np
 
-from topology.errors import Problem
-from topology.signals.series import SlotGrid, iso
+from edgeplace.topology.errors import Problem
+from edgeplace.topology.signals.series import SlotGrid, iso
 
 #: Longest gap filled by linear interpolation [min]; longer gaps are refused.
 DEFAULT_MAX_GAP_MINUTES = 120.0

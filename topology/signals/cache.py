@@ -28,7 +28,7 @@ from typing import Mapping
 
 import numpy as np
 
-from topology.io import atomic_write_text
+from edgeplace.topology.io import atomic_write_text
 
 ENV_CACHE_DIR = "EDGEPLACE_SIGNALS_CACHE"
 #: Points kept per file (the newest): a year of 5-minute data is 105,120.

@@ -3,7 +3,7 @@
 For each series the order is:
 
 1. unless offline, ask the service; a good answer is stored in the cache
-   and aligned (`topology.signals.align`). If the service answered but
+   and aligned (`edgeplace.topology.signals.align`). If the service answered but
    does not cover the horizon, that is an `InputError` (asking again will
    not help; a different period or zone will);
 2. if the service is down (`ServiceUnavailable`: outage, overload,
@@ -26,15 +26,15 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from topology.errors import InputError, Problem
-from topology.load import SIGNAL_RANGES
-from topology.signals.align import DEFAULT_MAX_GAP_MINUTES, Aligned, align
-from topology.signals.cache import SignalCache, SignalWarning
-from topology.signals.http import ServiceUnavailable
-from topology.signals.prometheus import Prometheus
-from topology.signals.series import Points, SignalSeries, SlotGrid, canonical_unit
-from topology.signals.services import IntensityService
-from topology.spec import SignalKind
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.load import SIGNAL_RANGES
+from edgeplace.topology.signals.align import DEFAULT_MAX_GAP_MINUTES, Aligned, align
+from edgeplace.topology.signals.cache import SignalCache, SignalWarning
+from edgeplace.topology.signals.http import ServiceUnavailable
+from edgeplace.topology.signals.prometheus import Prometheus
+from edgeplace.topology.signals.series import Points, SignalSeries, SlotGrid, canonical_unit
+from edgeplace.topology.signals.services import IntensityService
+from edgeplace.topology.spec import SignalKind
 
 
 def _resolve(service: str, keys: Sequence[str], fetch: Callable[[], dict[str, Points]] | None,

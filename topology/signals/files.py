@@ -13,9 +13,9 @@ timestamp       yes       start of the interval the value covers, ISO 8601
                           they are ambiguous (02:30 twice) or do not exist.
 region | site   one of    the series' target: a region row is grid_intensity,
 | node                    a site row renewable_supply, a node row
-                          background_utilisation (`topology.load.SIGNAL_TARGET`)
+                          background_utilisation (`edgeplace.topology.load.SIGNAL_TARGET`)
 value           yes       a number; empty, NaN or NA means missing (a gap)
-unit            yes       per row; the units of `topology.load.SIGNAL_UNITS`
+unit            yes       per row; the units of `edgeplace.topology.load.SIGNAL_UNITS`
                           (gCO2/kWh, g/kWh, kgCO2/kWh, t/MWh, lb/MWh; kW, W,
                           MW; fraction, %), and for sites also energy per
                           interval: kWh, Wh, MWh
@@ -28,9 +28,9 @@ series          no        actual (default) | forecast
 Column names are case-insensitive; unknown columns are refused (a typo in an
 optional column must not pass silently). In CSV files, lines starting with
 `#` are comments. Values are converted to the canonical unit and checked
-against `topology.load.SIGNAL_RANGES`; a value out of range names the units
+against `edgeplace.topology.load.SIGNAL_RANGES`; a value out of range names the units
 under which it would be plausible (a kW column that holds W, g/kWh written
-as kg/kWh). Resampling onto slots follows `topology.signals.align`.
+as kg/kWh). Resampling onto slots follows `edgeplace.topology.signals.align`.
 
 Every problem names the file, the line (CSV) or row (Parquet), the column
 and the fix, and all of them are raised together as one `InputError`;
@@ -50,11 +50,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from topology.errors import InputError, Problem
-from topology.load import SIGNAL_RANGES, SIGNAL_TARGET, SIGNAL_UNITS
-from topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
-from topology.signals.series import SignalSeries, SlotGrid, canonical_unit, iso
-from topology.spec import SignalKind
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.load import SIGNAL_RANGES, SIGNAL_TARGET, SIGNAL_UNITS
+from edgeplace.topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
+from edgeplace.topology.signals.series import SignalSeries, SlotGrid, canonical_unit, iso
+from edgeplace.topology.spec import SignalKind
 
 TARGETS = ("region", "site", "node")
 KIND_OF_TARGET = {target: kind for kind, target in SIGNAL_TARGET.items()}
@@ -504,7 +504,7 @@ def _check_ranges(table: Table, frame: pd.DataFrame, problems: Problems) -> None
 
 def rows_to_series(rows: SignalRows, grid: SlotGrid, *, max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES,
                    series: Iterable[str] = ("actual", "forecast")) -> list[SignalSeries]:
-    """Align every series of `rows` onto `grid` (rules: `topology.signals.align`).
+    """Align every series of `rows` onto `grid` (rules: `edgeplace.topology.signals.align`).
 
     One `SignalSeries` per (signal, target, series) in the file, in order of
     first appearance. Raises one `InputError` with every alignment problem.

@@ -3,7 +3,7 @@
 A forecaster turns the slots before the horizon (history, oldest first) into
 a forecast for the horizon's slots. The output is a `series: forecast`
 signal: planning prices it, evaluation keeps using the actual series, so the
-difference between them is the price of forecast error (topology.scenario).
+difference between them is the price of forecast error (edgeplace.topology.scenario).
 
 - **persistence**: every slot gets the last observed value.
       f[t] = x[-1]
@@ -17,7 +17,7 @@ difference between them is the price of forecast error (topology.scenario).
   alpha = 0.5 by default (the newest day counts as much as all older ones).
 
 External forecasts (the services' forecast endpoints) arrive as
-`series: forecast` signals directly (`topology.signals.services`).
+`series: forecast` signals directly (`edgeplace.topology.signals.services`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Callable
 
 import numpy as np
 
-from topology.errors import InputError, Problem
-from topology.signals.series import SignalSeries, SlotGrid
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.signals.series import SignalSeries, SlotGrid
 
 #: Weight of the newest day in the exponentially weighted profile.
 DEFAULT_ALPHA = 0.5

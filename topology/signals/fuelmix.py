@@ -28,11 +28,11 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from topology.errors import InputError, Problem
-from topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
-from topology.signals.files import Problems, TooManyProblems, cell_text, parse_number, parse_time, read_table
-from topology.signals.series import SignalSeries, SlotGrid
-from topology.spec import SignalKind
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
+from edgeplace.topology.signals.files import Problems, TooManyProblems, cell_text, parse_number, parse_time, read_table
+from edgeplace.topology.signals.series import SignalSeries, SlotGrid
+from edgeplace.topology.spec import SignalKind
 
 #: IPCC AR5 WGIII Annex III, Table A.III.2: lifecycle emissions, median [gCO2e/kWh].
 IPCC_AR5_MEDIAN_G_PER_KWH: dict[str, float] = {

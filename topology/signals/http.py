@@ -14,7 +14,7 @@ what happened                      what the caller gets
 refused or reset, timeout          jitter
 other 4xx                          `ServiceRequestError` (an `InputError`)
 retries or time budget used up     `ServiceUnavailable`: callers fall back
-                                   to the cache (topology.signals.services)
+                                   to the cache (edgeplace.topology.signals.services)
 body not JSON (`get_json`)         `InputError` naming the service and URL
 =================================  ==========================================
 
@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from email.message import Message
 from typing import Any, Callable, Mapping, Sequence
 
-from topology.errors import InputError, Problem
+from edgeplace.topology.errors import InputError, Problem
 
 USER_AGENT = "edgeplace-signals/0.1"
 #: Statuses worth another try: the server is overloaded or restarting.

@@ -34,9 +34,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from topology.errors import InputError, Problem
-from topology.signals.series import Points, SlotGrid
-from topology.signals.services import Body, ServiceConfig
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.signals.series import Points, SlotGrid
+from edgeplace.topology.signals.services import Body, ServiceConfig
 
 URL_ENV = "PROMETHEUS_URL"
 TOKEN_ENV = "PROMETHEUS_TOKEN"

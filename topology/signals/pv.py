@@ -50,11 +50,11 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from topology.errors import InputError, Problem
-from topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
-from topology.signals.files import Problems, TooManyProblems, parse_number, parse_time, read_table
-from topology.signals.series import SignalSeries, SlotGrid
-from topology.spec import ScenarioSpec, SignalKind
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
+from edgeplace.topology.signals.files import Problems, TooManyProblems, parse_number, parse_time, read_table
+from edgeplace.topology.signals.series import SignalSeries, SlotGrid
+from edgeplace.topology.spec import ScenarioSpec, SignalKind
 
 #: PVWatts v5 default total system loss (Dobos 2014, NREL/TP-6A20-62641).
 DEFAULT_SYSTEM_LOSS = 0.14

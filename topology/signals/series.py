@@ -2,7 +2,7 @@
 
 `SlotGrid` is a scenario's horizon as half-open UTC intervals. `SignalSeries`
 is one signal resampled onto such a grid, in the canonical unit of its kind
-(gCO2/kWh, kW, fraction: the first unit of `topology.load.SIGNAL_UNITS`),
+(gCO2/kWh, kW, fraction: the first unit of `edgeplace.topology.load.SIGNAL_UNITS`),
 tagged with what it is for: `series` actual (evaluation) or forecast
 (planning), and for grid intensity `intensity_kind` average or marginal.
 Every source in this package (files, pvlib, services, Prometheus,
@@ -23,11 +23,11 @@ from typing import Any, Iterable, Literal
 import numpy as np
 import yaml
 
-from topology.errors import InputError, Problem
-from topology.io import atomic_write_text
-from topology.load import SIGNAL_TARGET, SIGNAL_UNITS, scenario_from_dict
-from topology.scenario import Scenario
-from topology.spec import Horizon, ScenarioSpec, SignalKind
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.io import atomic_write_text
+from edgeplace.topology.load import SIGNAL_TARGET, SIGNAL_UNITS, scenario_from_dict
+from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.spec import Horizon, ScenarioSpec, SignalKind
 
 Series = Literal["actual", "forecast"]
 IntensityKind = Literal["average", "marginal"]
@@ -95,7 +95,7 @@ class Points:
     """Time-stamped values before alignment: epoch seconds [UTC], canonical unit.
 
     A value covers the interval from its timestamp to the next one
-    (`topology.signals.align`); `step_s` is the source's native resolution
+    (`edgeplace.topology.signals.align`); `step_s` is the source's native resolution
     when it says (None: inferred from the spacing).
     """
 
@@ -117,7 +117,7 @@ class SignalSeries:
     """One signal on a `SlotGrid`: `values[t]` [canonical unit] for slot t.
 
     `target` is "region", "site" or "node" (fixed by the kind, see
-    `topology.load.SIGNAL_TARGET`), `target_id` the id in the scenario.
+    `edgeplace.topology.load.SIGNAL_TARGET`), `target_id` the id in the scenario.
     `source` says where the numbers came from (a file, pvlib, a service and
     zone); `notes` list what was done to them (gaps filled, cache used).
     """
@@ -147,7 +147,7 @@ class SignalSeries:
         return f"{self.signal.value}{kind} {self.series} for {self.target} {self.target_id}"
 
     def to_document(self, digits: int = 10) -> dict[str, Any]:
-        """The scenario-file form (`topology.spec.Signal`), values rounded to `digits` significant digits."""
+        """The scenario-file form (`edgeplace.topology.spec.Signal`), values rounded to `digits` significant digits."""
         doc: dict[str, Any] = {"signal": self.signal.value, self.target: self.target_id, "unit": self.unit}
         if self.signal is SignalKind.grid_intensity:
             doc["intensity_kind"] = self.intensity_kind
@@ -219,7 +219,7 @@ def render_document(document: dict[str, Any], path: str | Path) -> str:
 
 
 def write_scenario(document: dict[str, Any], path: str | Path) -> Scenario:
-    """Check `document` as a whole (`topology.load`), then write it atomically.
+    """Check `document` as a whole (`edgeplace.topology.load`), then write it atomically.
 
     Nothing is written when the scenario has a problem: the `InputError`
     lists them all. Comments of the original YAML file are not kept.

@@ -26,9 +26,9 @@ Average and marginal intensity measure different things (what a kWh emits
 on average, versus what one more kWh emits); a series keeps its kind, and
 the scenario loader refuses a scenario that mixes them.
 
-Failures follow `topology.signals.http`: auth and request errors and
+Failures follow `edgeplace.topology.signals.http`: auth and request errors and
 malformed bodies are `InputError`s, outages are `ServiceUnavailable`, which
-`topology.signals.fetch` answers with cached or file values.
+`edgeplace.topology.signals.fetch` answers with cached or file values.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ from typing import Any, Callable, Literal, Mapping, Protocol
 
 import numpy as np
 
-from topology.errors import InputError, Problem
-from topology.signals.http import HttpClient, RetryPolicy
-from topology.signals.series import Points
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.signals.http import HttpClient, RetryPolicy
+from edgeplace.topology.signals.series import Points
 
 
 def utc_now() -> datetime:
@@ -224,10 +224,10 @@ def require(env: Mapping[str, str], name: str, service: str, what: str) -> str:
 
 def service_registry() -> dict[str, Callable[[ServiceConfig], IntensityService]]:
     """Adapters by name, built here and passed down (no registration on import)."""
-    from topology.signals.services.carbonaware import CarbonAwareSdk
-    from topology.signals.services.electricitymaps import ElectricityMaps
-    from topology.signals.services.ukgrid import UkCarbonIntensity
-    from topology.signals.services.watttime import WattTime
+    from edgeplace.topology.signals.services.carbonaware import CarbonAwareSdk
+    from edgeplace.topology.signals.services.electricitymaps import ElectricityMaps
+    from edgeplace.topology.signals.services.ukgrid import UkCarbonIntensity
+    from edgeplace.topology.signals.services.watttime import WattTime
 
     return {"electricitymaps": ElectricityMaps, "watttime": WattTime, "ukgrid": UkCarbonIntensity,
             "carbonaware": CarbonAwareSdk}

@@ -28,9 +28,9 @@ from datetime import datetime
 
 import numpy as np
 
-from topology.errors import InputError, Problem
-from topology.signals.series import Points, iso
-from topology.signals.services import Body, ServiceConfig, parse_number, parse_timestamp
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.signals.series import Points, iso
+from edgeplace.topology.signals.services import Body, ServiceConfig, parse_number, parse_timestamp
 
 URL_ENV = "CARBON_AWARE_API_URL"
 TOKEN_ENV = "CARBON_AWARE_API_TOKEN"

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from topology.signals.series import Points, iso
-from topology.signals.services import Body, ServiceConfig, concat, require, series_points, windows
+from edgeplace.topology.signals.series import Points, iso
+from edgeplace.topology.signals.services import Body, ServiceConfig, concat, require, series_points, windows
 
 TOKEN_ENV = "ELECTRICITYMAPS_API_TOKEN"
 URL_ENV = "ELECTRICITYMAPS_API_URL"

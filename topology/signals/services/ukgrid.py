@@ -26,9 +26,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from topology.errors import InputError, Problem
-from topology.signals.series import Points
-from topology.signals.services import Body, ServiceConfig, concat, parse_number, parse_timestamp, windows
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.signals.series import Points
+from edgeplace.topology.signals.services import Body, ServiceConfig, concat, parse_number, parse_timestamp, windows
 
 URL_ENV = "CARBONINTENSITY_API_URL"
 DEFAULT_URL = "https://api.carbonintensity.org.uk"

@@ -19,7 +19,7 @@ grid_intensity series.
 
 co2_moer is *marginal* (what one more MWh emits); co2_aoer is the *average*
 (historical only). Values in lbs/MWh are converted with the factor of
-`topology.load.SIGNAL_UNITS` (453.592 g / 1000 kWh). A 401 with a cached
+`edgeplace.topology.load.SIGNAL_UNITS` (453.592 g / 1000 kWh). A 401 with a cached
 token logs in once more (tokens expire after 30 minutes).
 """
 
@@ -28,12 +28,12 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 
-from topology.errors import InputError, Problem
-from topology.load import SIGNAL_UNITS
-from topology.signals.http import ServiceAuthError
-from topology.signals.series import Points, iso
-from topology.signals.services import Body, ServiceConfig, concat, require, series_points, windows
-from topology.spec import SignalKind
+from edgeplace.topology.errors import InputError, Problem
+from edgeplace.topology.load import SIGNAL_UNITS
+from edgeplace.topology.signals.http import ServiceAuthError
+from edgeplace.topology.signals.series import Points, iso
+from edgeplace.topology.signals.services import Body, ServiceConfig, concat, require, series_points, windows
+from edgeplace.topology.spec import SignalKind
 
 USER_ENV = "WATTTIME_USERNAME"
 PASSWORD_ENV = "WATTTIME_PASSWORD"

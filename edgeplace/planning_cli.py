@@ -73,7 +73,7 @@ def _solver_args(p: argparse.ArgumentParser, default_limit: float) -> None:
     g.add_argument("--solver-threads", type=_positive_int, default=1, metavar="N",
                    help="threads of each solve (default: 1; the cases already run in parallel)")
     g.add_argument("--seed", type=int, default=0, help="random seed for the solvers (default: 0)")
-    g.add_argument("--no-bound", action="store_true", help="skip the LP bound (no gap column; faster)")
+    g.add_argument("--no-bound", action="store_true", help="compute no lower bound (no gap column; faster)")
 
 
 def _wrap(text: str) -> str:
@@ -182,7 +182,7 @@ def _solve_options(args: argparse.Namespace):
     from edgeplace.optimizer.solve import SolveOptions
 
     return SolveOptions(solver=args.solver, time_limit_s=args.time_limit, workers=args.solver_threads, seed=args.seed,
-                        bound_time_limit_s=0.0 if args.no_bound else args.time_limit)
+                        bound=not args.no_bound)
 
 
 @contextmanager

@@ -56,7 +56,7 @@ signals in the file the two are equal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 
@@ -155,6 +155,22 @@ class Scenario:
     def slot_time(self, t: int) -> datetime:
         """Start of slot `t` (UTC)."""
         return self.slot_start + timedelta(hours=self.slot_hours * t)
+
+    # -- the series a planner sees ----------------------------------------------
+    @cached_property
+    def forecast_is_actual(self) -> bool:
+        """The forecast series equal the actual ones (a scenario without forecasts)."""
+        return (np.array_equal(self.region_intensity_forecast_g_per_kwh, self.region_intensity_g_per_kwh)
+                and np.array_equal(self.site_renewable_forecast_kw, self.site_renewable_kw))
+
+    def as_forecast(self) -> "Scenario":
+        """The scenario as a planner sees it: the forecast series in place of the actual
+        ones (background utilisation is taken as known). Evaluating a placement on it
+        gives its planned figures; the scenario itself when there is no forecast."""
+        if self.forecast_is_actual:
+            return self
+        return replace(self, region_intensity_g_per_kwh=self.region_intensity_forecast_g_per_kwh,
+                       site_renewable_kw=self.site_renewable_forecast_kw, _index={})
 
     # -- id lookups ----------------------------------------------------------
     def index_of(self, kind: str, ident: str) -> int:

@@ -1,0 +1,316 @@
+"""The stages of planning, each a function of the planning run and what came before.
+
+`edgeplace.optimizer.solve.solve` calls them in order; each takes the
+`Planning` run (the priced model, the options, the clock) and the `Found`
+so far, and returns what it found: candidate plans priced on the series the
+plan is made on, lower bounds, a guide for the next stage. None of them
+sees the actual series: `Planning.scenario` is the forecast view of the
+scenario (`Scenario.as_forecast`), so every choice inside planning (greedy
+or exact, which search step to keep, which repair) is made on what a
+planner could know.
+
+=============  =================================================================
+stage          what it does
+=============  =================================================================
+``greedy``     construction and local search (`edgeplace.optimizer.greedy`); a
+               plan that still breaks a rule is repaired by a small exact solve
+               around its violations (`edgeplace.optimizer.lns.repair`)
+``bound``      lower bounds: the flow bound (milliseconds), the Lagrangian bound
+               (`edgeplace.optimizer.lagrangian`, node capacity priced per slot)
+               and the LP relaxation where the full model is small enough; the
+               Lagrangian's pair prices guide the stages below
+``exact``      CP-SAT or HiGHS on the whole model, hinted with the best plan so
+               far; CP-SAT's own bound joins the bounds
+``restricted`` for models too large to build whole: the exact solver on the
+               pairs the bound prices cheapest plus the best plan's
+``search``     large-neighbourhood search until the deadline: groups of nodes
+               and windows of slots re-solved exactly (`edgeplace.optimizer.lns`)
+=============  =================================================================
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from edgeplace.optimizer import lns
+from edgeplace.optimizer.bound import flow_bound_g
+from edgeplace.optimizer.candidates import Bound, Candidate, Found
+from edgeplace.optimizer.formulation import build
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.highs_backend import solve_highs
+from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
+from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
+from edgeplace.optimizer.result import SolveResult, SolveStatus
+from edgeplace.policies.costs import CostModel, Objective, price
+from edgeplace.policies.evaluate import Evaluation, evaluate
+from edgeplace.topology.placement import Placement
+from edgeplace.topology.scenario import Scenario
+
+if TYPE_CHECKING:
+    from edgeplace.optimizer.solve import SolveOptions
+
+Progress = Callable[[str], None]
+
+#: Above this many variables the full model is not built for its LP bound: at 1,000 x 100 x 1
+#: (78,000) HiGHS solves the LP in about 25 s, at 1,000 x 100 x 24 (250,000) not in a minute.
+FULL_LP_MAX_VARIABLES = 150_000
+#: A plan that evaluates at most this much (relative) above the model's objective of it is priced
+#: alike by both: a proof of optimality in the model is a proof for the plan.
+SAME_PRICE_REL = 1e-6
+
+
+@dataclass
+class Planning:
+    """One planning run: the forecast view of the scenario, its prices, the options and the clock."""
+
+    scenario: Scenario  # the forecast view: what the plan is made on
+    costs: CostModel  # priced with the options' objective
+    options: "SolveOptions"
+    started: float
+    deadline: float
+    say: Progress
+
+    @classmethod
+    def start(cls, scenario: Scenario, options: "SolveOptions", progress: Progress | None) -> "Planning":
+        started = time.perf_counter()
+        planned = scenario.as_forecast()
+        return cls(planned, price(planned, options.objective), options, started, started + options.time_limit_s,
+                   progress or (lambda _msg: None))
+
+    def left_s(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def candidate(self, placement: Placement, producer: str, *, optimal: bool = False, detail: str = "") -> Candidate:
+        """`placement` priced on the forecast view: its evaluation and objective."""
+        planned = evaluate(self.scenario, placement)
+        return Candidate(placement, planned, planned.emissions_g + secondary_g(self.costs, placement, planned),
+                         producer, optimal, detail)
+
+    @property
+    def objective_terms(self) -> str:
+        """What the objective adds up, in words (what a gap is of)."""
+        obj = self.options.objective
+        terms = [name for name, weight in (("energy", obj.energy_weight_g_per_kwh),
+                                           ("latency", obj.latency_weight_g_per_ms),
+                                           ("migration penalty", obj.migration_g_per_replica)) if weight]
+        return "planned emissions" + (" + " + " + ".join(terms) if terms else "")
+
+    @property
+    def carbon_costs(self) -> CostModel:
+        """The prices of the pure-carbon objective. A bound on planned emissions bounds the
+        objective too: the secondary terms are never negative."""
+        if self.costs.objective.carbon_only:
+            return self.costs
+        return price(self.scenario, Objective())
+
+    @property
+    def full_model_size(self) -> int:
+        return model_size(self.costs)
+
+
+def secondary_g(costs: CostModel, placement: Placement, evaluation: Evaluation) -> float:
+    """The objective's secondary terms for a placement [g], as `edgeplace.optimizer.formulation` prices them:
+    energy weight x facility energy, latency weight x worst user latency per placed replica, and
+    the migration penalty per service replica not on one of its current nodes."""
+    obj, sc = costs.objective, costs.scenario
+    if obj.carbon_only:
+        return 0.0
+    running = placement.assign >= 0
+    placed = running.any(axis=1)
+    first = placement.assign[np.arange(sc.n_replicas), np.argmax(running, axis=1)]  # each replica's node
+    total = obj.energy_weight_g_per_kwh * float(evaluation.energy_kwh.sum())
+    w_of = sc.replica_workload[placed]
+    latency_ms = sc.workload_site_latency_ms[w_of, sc.node_site[first[placed]]]
+    total += obj.latency_weight_g_per_ms * float(latency_ms.sum())
+    for w, now in costs.current_count.items():
+        if sc.workload_deferrable[w]:
+            continue
+        r0, R = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
+        nodes = first[r0:r0 + R][placed[r0:r0 + R]]
+        kept = int(np.minimum(np.bincount(nodes, minlength=sc.n_nodes), now).sum())
+        total += obj.migration_g_per_replica * (R - kept)
+    return total
+
+
+def model_size(costs: CostModel) -> int:
+    """Decision variables of the placement model: eligible service-node pairs plus job node-start triples."""
+    return int((costs.eligible.sum(axis=1) * starts_per_workload(costs)).sum())
+
+
+def starts_per_workload(costs: CostModel) -> np.ndarray:
+    sc = costs.scenario
+    windows = sc.workload_latest_start_slot - sc.workload_earliest_slot + 1
+    return np.where(sc.workload_deferrable, windows, 1)
+
+
+# ---------------------------------------------------------------------------
+# greedy
+
+
+def greedy(run: Planning) -> Found:
+    """The greedy plan (construction + local search), repaired around its violations when it has any."""
+    run.say("greedy warm start")
+    opts = run.options
+    plan = run.candidate(greedy_place(run.costs, time_limit_s=min(1.0, opts.time_limit_s), seed=opts.seed), "greedy")
+    if plan.feasible:
+        return Found([plan])
+    run.say("repairing the greedy plan around its violations")
+    repaired = lns.repair(run.costs, plan, price=run.candidate, solve_step=highs_step(opts))
+    return Found([plan] if repaired is plan else [plan, repaired])
+
+
+def highs_step(options: "SolveOptions"):
+    """The exact solver of neighbourhood steps and repairs: small MILPs with a good incumbent,
+    which HiGHS's branch and bound closes better than CP-SAT (1,000 x 100 x 1, 15 s of steps:
+    7.24 -> 7.06 kg with HiGHS, 7.32 -> 7.24 with CP-SAT)."""
+    def step(model, _hint, limit_s):
+        return solve_highs(model, time_limit_s=limit_s, threads=options.workers)
+    return step
+
+
+# ---------------------------------------------------------------------------
+# bound
+
+
+def bound(run: Planning, found: Found) -> Found:
+    """Lower bounds on planned emissions: the flow bound always; the LP relaxation of the
+    full model when it is small enough to solve in the bound's time."""
+    costs = run.carbon_costs
+    out = Found()
+    flow = flow_bound_g(costs)
+    if flow is not None:
+        out.bounds.append(Bound(flow, "flow"))
+    budget = run.options.bound_budget_s
+    if budget > 0 and model_size(costs) <= FULL_LP_MAX_VARIABLES:
+        run.say("LP relaxation for the lower bound")
+        lp = solve_highs(build(costs).model, time_limit_s=budget, threads=run.options.workers, relax=True)
+        if lp.status is SolveStatus.optimal:
+            out.bounds.append(Bound(lp.objective, "lp"))
+        else:
+            out.details.append(f"LP relaxation: {lp.status.value} ({lp.detail}) within {budget:g} s")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# exact
+
+
+def exact(run: Planning, found: Found) -> Found:
+    """The exact solver on the whole model, hinted with the best plan so far."""
+    opts = run.options
+    run.say("building the model")
+    form = build(run.costs)
+    stats = form.model.stats()
+    run.say(f"model: {stats['variables']:,} variables ({stats['integer_variables']:,} integer), {stats['rows']:,} rows")
+    hint = hint_from_placement(form, run.costs, found.best.placement)
+    result, name, note = run_exact(form.model, hint, opts, max(run.left_s(), 0.5), run.say)
+    out = Found(stats=stats, notes=[note] if note else [])
+    if result.bound is not None and np.isfinite(result.bound):
+        out.bounds.append(Bound(max(0.0, float(result.bound)), "cpsat" if name == "cpsat" else opts.milp_backend))
+    out.model_solved = result.status in (SolveStatus.optimal, SolveStatus.infeasible)
+    if result.values is None:
+        out.details.append(f"{name}: {result.status.value} ({result.detail}), no plan")
+        return out
+    placement = placement_from_values(form, run.costs, result.values)
+    plan = run.candidate(placement, name, detail=f"{name}: {result.status.value} ({result.detail})")
+    if result.status is SolveStatus.optimal and _prices_alike(result, plan.objective_g):
+        plan = replace(plan, optimal=True)
+    out.candidates.append(plan)
+    out.details.append(plan.detail + ("" if plan.beats(found.best) else "; no better than the plan so far"))
+    return out
+
+
+def _prices_alike(result: SolveResult, planned_g: float) -> bool:
+    """The plan evaluates no higher than the model prices it, up to the solver's own optimality
+    tolerance (its objective minus its bound: CP-SAT's grid allowance, HiGHS's relative gap): a
+    proof of optimality in the model is then a proof for the plan. (The model under-prices plans
+    on concave power curves or with a battery, where it is a relaxation; such a plan is not
+    proven optimal.)"""
+    if result.objective is None:
+        return False
+    tolerance = max(result.objective - (result.bound if result.bound is not None else result.objective), 0.0)
+    return planned_g <= result.objective + tolerance + SAME_PRICE_REL * max(abs(result.objective), 1.0)
+
+
+def run_exact(model, hint: dict[int, float], options: "SolveOptions", time_limit_s: float,
+              say: Progress) -> tuple[SolveResult, str, str]:
+    """Solve with the options' exact solver: (result, which solver, a one-line note or "").
+
+    CP-SAT works on integers; where the model's magnitudes cannot be made to fit its
+    integer range (`CpsatRangeError`), HiGHS solves the same model and the note says so."""
+    say(f"solving with {options.solver} (time limit {time_limit_s:.3g} s, {options.workers} worker(s))")
+    if options.solver == "cpsat":
+        from edgeplace.optimizer.cpsat_backend import CpsatRangeError, solve_cpsat
+
+        try:
+            return (solve_cpsat(model, time_limit_s=time_limit_s, workers=options.workers, hint=hint,
+                                seed=options.seed), "cpsat", "")
+        except CpsatRangeError as exc:
+            say("CP-SAT cannot represent the model; solving with HiGHS")
+            note = f"CP-SAT cannot represent this model ({exc}); solved with HiGHS instead"
+            return solve_highs(model, time_limit_s=time_limit_s, threads=options.workers), "milp", note
+    if options.milp_backend == "highs":
+        return solve_highs(model, time_limit_s=time_limit_s, threads=options.workers), "milp", ""
+    from edgeplace.optimizer.pulp_backend import solve_pulp
+
+    result = solve_pulp(model, solver=options.milp_backend.removeprefix("pulp-"), time_limit_s=time_limit_s,
+                        threads=options.workers)
+    return result, "milp", ""
+
+
+# ---------------------------------------------------------------------------
+# restricted
+
+
+def restricted(run: Planning, found: Found) -> Found:
+    """A model too large to build whole: the exact solver on the pairs a relaxation points at
+    (the flow relaxation's support, or the Lagrangian's cheapest pairs) plus the best plan's
+    (`restricted_pairs`), warm-started from the best plan, for half the time left. Its own
+    status and bound hold for the restricted model only and are not used."""
+    opts, costs = run.options, run.costs
+    best = found.best
+    support = np.zeros(costs.eligible.shape, dtype=bool)
+    flow_bound_g(costs, support)
+    pool = restricted_pairs(costs, [support, placement_pairs(costs, best.placement)])
+    stats = {"full_model_variables": run.full_model_size}
+    pool_size = int((pool.sum(axis=1) * starts_per_workload(costs)).sum())
+    if pool_size > opts.max_model_variables:
+        return Found(stats=stats, details=[f"{opts.solver}: not run, the restricted model would have about "
+                                           f"{pool_size:,} variables (max_model_variables {opts.max_model_variables:,})"])
+    form = build(costs, columns=pool)
+    stats.update(form.model.stats())
+    run.say(f"the full model would have about {run.full_model_size:,} variables: restricted to {int(pool.sum()):,} "
+            f"workload-node pairs ({stats['variables']:,} variables)")
+    result, name, note = run_exact(form.model, hint_from_placement(form, costs, best.placement), opts,
+                                   max(run.left_s() / 2, 1.0), run.say)
+    out = Found(stats=stats, notes=[note] if note else [])
+    detail = f"{name} restricted to {int(pool.sum()):,} pairs: {result.status.value} ({result.detail})"
+    out.details.append(detail)
+    if result.values is not None:
+        out.candidates.append(run.candidate(placement_from_values(form, costs, result.values), f"{name} (restricted)",
+                                            detail=detail))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# search
+
+
+def search(run: Planning, found: Found) -> Found:
+    """Large-neighbourhood search from the best plan until the deadline (`edgeplace.optimizer.lns`)."""
+    if found.proven_optimal or found.model_solved or run.left_s() < 1.0:
+        return Found()
+    best = found.best
+    run.say(f"neighbourhood search from {best.planned.emissions_g / 1000:.4f} kg")
+    improved, tried, kept = lns.improve(run.costs, best, deadline=run.deadline, price=run.candidate,
+                                        solve_step=highs_step(run.options), seed=run.options.seed,
+                                        max_steps=run.options.search_steps)
+    out = Found(stats={"lns_steps": tried, "lns_improvements": kept},
+                details=[f"neighbourhood search kept {kept} of {tried} steps"])
+    if kept:
+        out.candidates.append(replace(improved, producer=f"{best.producer} + search"))
+    return out

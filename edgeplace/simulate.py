@@ -294,8 +294,9 @@ def build_world(spec: ScenarioSpec, horizon_slots: int | None = None, *, noise: 
                 d = wl.deferral
                 workloads.append(wl if c == 0 else wl.model_copy(update={
                     "id": f"{wl.id}#{c + 1}", "current": None,
-                    "deferral": Deferral(earliest_start=d.earliest_start + shift, deadline=d.deadline + shift,
-                                         duration_minutes=d.duration_minutes)}))
+                    "deferral": d.model_copy(update={
+                        "earliest_start": d.earliest_start + shift, "deadline": d.deadline + shift,
+                        "nominal_start": None if d.nominal_start is None else d.nominal_start + shift})}))
         horizon = spec.horizon.model_copy(update={"slots": copies * S})
         world = _cut(spec.model_copy(update={"horizon": horizon, "signals": signals, "workloads": workloads}), H)
     history = {}
@@ -340,17 +341,21 @@ def _cut(spec: ScenarioSpec, slots: int, running: dict[str, int] | None = None) 
 
 
 def _pin_jobs(spec: ScenarioSpec) -> ScenarioSpec:
-    """Every deferrable job's window cut to its run from the earliest start (no time-shifting)."""
+    """Every deferrable job's window cut to one run from its nominal start (default: its earliest
+    start), without pauses: the job as it would have run without time-shifting."""
     slot = timedelta(minutes=spec.horizon.slot_minutes)
     start = spec.horizon.start
     workloads = []
     for wl in spec.workloads:
         d = wl.deferral
         if d is not None:
-            # The run starts in the first whole slot of the window, as edgeplace.topology.load counts slots.
-            first = start + max(0, math.ceil((d.earliest_start - start) / slot)) * slot
+            # The run starts in the first whole slot from the nominal start, as edgeplace.topology.load counts slots.
+            nominal = d.nominal_start or d.earliest_start
+            first = start + max(0, math.ceil((nominal - start) / slot)) * slot
             run = math.ceil(d.duration_minutes / spec.horizon.slot_minutes) * slot
-            wl = wl.model_copy(update={"deferral": d.model_copy(update={"deadline": first + run})})
+            wl = wl.model_copy(update={"deferral": d.model_copy(update={
+                "earliest_start": max(d.earliest_start, first), "deadline": first + run, "interruptible": False,
+                "min_run_minutes": None, "current_run_minutes": 0, "nominal_start": None})})
         workloads.append(wl)
     return spec.model_copy(update={"workloads": workloads})
 
@@ -443,6 +448,9 @@ def run_policy(task: PolicyTask) -> PolicyRun:
     world_spec, opts, policy = task.world.spec, task.options, task.policy
     world = compile_spec(world_spec, task.source)
     plan_spec = world_spec if policy.shifting else _pin_jobs(world_spec)
+    # What the policy plans with: the world, or (noshift) the world with every job pinned, whose
+    # jobs then neither move nor pause; progress is read with the same rules.
+    planned_world = world if policy.shifting else compile_spec(plan_spec, task.source)
     extended = _extended(task.world)
     plan = _planner(policy, opts)
     H, R, N = world.n_slots, world.n_replicas, world.n_nodes
@@ -452,7 +460,7 @@ def run_policy(task: PolicyTask) -> PolicyRun:
         t0 = time.perf_counter()
         placement = plan(world)
         return PolicyRun(policy.name, placement.assign, _powered(world, placement), time.perf_counter() - t0, 1)
-    from edgeplace.optimizer.rolling import current_nodes
+    from edgeplace.optimizer.rolling import current_nodes, interruptible_progress
 
     assign = np.full((R, H), -1, dtype=np.int64)
     powered = np.zeros((N, H), dtype=bool)
@@ -467,8 +475,9 @@ def run_policy(task: PolicyTask) -> PolicyRun:
                 provisional[:, t] = assign[:, t - 1]  # "now": as the last slot left things
             # Replicas where they run now; every job started before t (remaining()
             # keeps the unfinished ones running to the end of their run and drops the rest).
-            current, started_jobs = current_nodes(world, Placement(provisional), t) if t > 0 else ({}, {})
-            rest = remaining(plan_spec, t, current, started_jobs)
+            current, started_jobs = current_nodes(planned_world, Placement(provisional), t) if t > 0 else ({}, {})
+            progress = interruptible_progress(planned_world, Placement(assign), t) if t > 0 else {}
+            rest = remaining(plan_spec, t, current, started_jobs, progress)
             window = _cut(rest, min(task.lookahead, H - t), started_jobs)
             if policy.knows_actual or opts.forecast == "perfect":
                 window = window.model_copy(update={"signals": [s for s in window.signals if s.series == "actual"]})

@@ -22,7 +22,8 @@ in milliseconds, and stays valid (never above the model's optimum):
   their arcs carry only dynamic cost.
 - A deferrable job with one possible start takes capacity in its run's slots
   like a service; one with a choice of start is charged its cheapest eligible
-  node and start slot without using capacity.
+  node and start slot without using capacity (an interruptible one its
+  cheapest slots of the window, whatever its minimum run).
 
 Workloads with the same eligible nodes and CPU usage fraction share one
 source node of the flow, so the network has groups x nodes arcs, not
@@ -118,8 +119,14 @@ def _jobs_at_cheapest_g(costs: CostModel, jobs: np.ndarray, fixed_per_mc: np.nda
             return None
         per_mc = fixed_per_mc[nodes] + sc.workload_cpu_usage[w] * dyn_per_mc[nodes]  # n x T
         d = int(sc.workload_duration_slots[w])
-        run = np.stack([per_mc[:, s:s + d].sum(axis=1)
-                        for s in range(int(sc.workload_earliest_slot[w]), int(sc.workload_latest_start_slot[w]) + 1)])
+        e = int(sc.workload_earliest_slot[w])
+        if sc.workload_interruptible[w]:  # its d cheapest slots of the window, runs of any length
+            window = per_mc[:, e:int(sc.workload_window_end[w])]
+            run = np.partition(window, d - 1, axis=1)[:, :d].sum(axis=1) if d < window.shape[1] else window.sum(axis=1)
+        else:
+            csum = np.concatenate([np.zeros((len(nodes), 1)), np.cumsum(per_mc, axis=1)], axis=1)
+            starts = np.arange(e, int(sc.workload_latest_start_slot[w]) + 1)
+            run = csum[:, starts + d] - csum[:, starts]
         total += float(run.min()) * float(sc.workload_requests[w, CPU] * sc.workload_replicas[w])
     return total
 

@@ -3,8 +3,10 @@
 Modelled space (the same for every exact solver and the lower bound):
 services keep their nodes for the whole horizon (a rolling-horizon re-plan
 moves them when that pays for the migration penalty); a deferrable job's
-replicas start together in one slot of its window and keep their nodes; a
-node is on in a slot when anything runs on it or it may not power down.
+replicas start together in one slot of its window and keep their nodes; an
+interruptible job's replicas run together in `duration` slots of its window,
+in runs of at least `min_run` slots, on the same nodes throughout; a node is
+on in a slot when anything runs on it or it may not power down.
 Identical replicas of a workload are aggregated: the decision is how many
 replicas of workload w run on node n (an integer), not which replica.
 
@@ -12,6 +14,9 @@ Variables
     y[w,n]     int   replicas of service w on node n (eligible pairs only)
     x[j,n,s]   int   replicas of deferrable job j on node n, starting in slot s
     b[j,s]     bin   job j starts in slot s
+    a[i,n]     int   replicas of interruptible job i on node n (they keep their node)
+    r[i,t]     bin   interruptible job i runs in slot t (of its window)
+    q[i,n,t]   int   replicas of interruptible job i running on node n in slot t (>= a - M (1 - r))
     h[n]       bin   node n hosts a service (so it is on in every slot)
     o[n,t]     bin   node n is on in slot t
     p[n,t]     cont  IT power of node n in slot t [W]
@@ -69,6 +74,12 @@ class Formulation:
     b: np.ndarray
     o: np.ndarray  # N*T, row-major (n, t)
     p: np.ndarray  # N*T
+    ijob_w: np.ndarray  # pair -> workload, for a (interruptible jobs)
+    ijob_n: np.ndarray
+    a: np.ndarray
+    run_w: np.ndarray  # r index -> workload
+    run_t: np.ndarray  # r index -> slot
+    r: np.ndarray
 
 
 def _run_mask(d: int, starts: np.ndarray, T: int) -> np.ndarray:
@@ -114,7 +125,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     y = m.add_vars("y", len(sw), upper=R[sw], integer=True,
                    cost=obj.latency_weight_g_per_ms * latency[sw, sc.node_site[sn]])
 
-    jobs = np.flatnonzero(sc.workload_deferrable)
+    jobs = np.flatnonzero(sc.workload_deferrable & ~sc.workload_interruptible)
     start_j, start_s, jj, jn, js = [], [], [], [], []
     for j in jobs:
         starts = np.arange(sc.workload_earliest_slot[j], sc.workload_latest_start_slot[j] + 1)
@@ -127,6 +138,19 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     x = m.add_vars("x", len(jj), upper=R[jj], integer=True,
                    cost=obj.latency_weight_g_per_ms * latency[jj, sc.node_site[jn]])
     b = m.add_vars("b", len(start_j), upper=1.0, integer=True)
+
+    ijobs = np.flatnonzero(sc.workload_interruptible)
+    iw, in_ = np.nonzero(cols_allowed[ijobs])
+    iw = ijobs[iw]
+    a_var = m.add_vars("a", len(iw), upper=R[iw], integer=True,
+                       cost=obj.latency_weight_g_per_ms * latency[iw, sc.node_site[in_]])
+    rw = np.concatenate([np.full(int(sc.workload_window_end[i] - sc.workload_earliest_slot[i]), i) for i in ijobs]) \
+        if len(ijobs) else np.zeros(0, dtype=np.int64)
+    rt = np.concatenate([np.arange(sc.workload_earliest_slot[i], sc.workload_window_end[i]) for i in ijobs]) \
+        if len(ijobs) else np.zeros(0, dtype=np.int64)
+    # A run in progress shorter than min_run goes on in slots 0..min_run - done - 1.
+    due = np.maximum(sc.workload_min_run_slots[rw] - sc.workload_run_done_slots[rw], 0) * (sc.workload_run_done_slots[rw] > 0)
+    r_var = m.add_vars("r", len(rw), lower=(rt < due).astype(float), upper=1.0, integer=True)
 
     h = m.add_vars("h", N, upper=1.0, integer=True)
     # Embodied carbon is paid per powered node-slot; always-on nodes are fixed on.
@@ -171,6 +195,28 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
         m.add_rows("job_demand", len(b), np.r_[brow, np.arange(len(b))], np.r_[x, b],
                    np.r_[np.ones(len(x)), -R[start_j].astype(float)], lower=0.0, upper=0.0)
 
+    # -- interruptible jobs: all replicas placed, `duration` run slots, runs of >= min_run ------
+    zi = np.zeros(0, dtype=np.int64)
+    if len(ijobs):
+        irow = np.full(sc.n_workloads, -1); irow[ijobs] = np.arange(len(ijobs))
+        m.add_rows("ijob_demand", len(ijobs), irow[iw], a_var, np.ones(len(iw)), lower=R[ijobs], upper=R[ijobs])
+        m.add_rows("ijob_slots", len(ijobs), irow[rw], r_var, np.ones(len(rw)),
+                   lower=sc.workload_duration_slots[ijobs], upper=sc.workload_duration_slots[ijobs])
+        _min_run_rows(m, sc, ijobs, rw, rt, r_var)
+        # q[i,n,t] >= a[i,n] - M (1 - r[i,t]) over the window: the replicas present when it runs.
+        ifit = np.floor(np.min(np.where(req[iw] > 0, sc.node_capacity[in_] / np.maximum(req[iw], 1e-9), np.inf), axis=1))
+        i_m = np.minimum(R[iw] - sc.workload_min_sites[iw] + 1, np.where(np.isfinite(ifit), ifit, R[iw])).astype(float)
+        first_r = {int(i): k for k, i in zip(np.r_[0, np.cumsum(sc.workload_window_end[ijobs] - sc.workload_earliest_slot[ijobs])[:-1]], ijobs)}
+        span = (sc.workload_window_end[iw] - sc.workload_earliest_slot[iw]).astype(np.int64)
+        zi = np.repeat(np.arange(len(iw)), span)  # pair of each q column
+        zr = np.concatenate([first_r[int(i)] + np.arange(n_) for i, n_ in zip(iw, span)]) if len(iw) else zi
+        q = m.add_vars("q", len(zi), upper=i_m[zi], integer=True)  # = a r, whole replicas (exact rows in CP-SAT)
+        rows = np.arange(len(zi))
+        m.add_rows("ijob_present", len(zi), np.r_[rows, rows, rows], np.r_[q, a_var[zi], r_var[zr]],
+                   np.r_[np.ones(len(zi)), -np.ones(len(zi)), -i_m[zi]], lower=-i_m[zi])
+    else:
+        q, zr = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+
     # -- aggregates: service requests and utilisation per node ---------------------------
     # load <= capacity and util <= usage_max (<= 1) follow from the capacity rows.
     load = m.add_vars("load", N * K, upper=sc.node_capacity.astype(float).ravel(),  # (n, k)
@@ -190,6 +236,11 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     cov_trip = np.repeat(np.arange(len(jj)), cover_len)
     cov_t = cat(cover_t)
     cov_cell = jn[cov_trip] * T + cov_t  # node-slot of each covered (triple, slot)
+    # Every job replica present in a node-slot: x of the start it covers, q of an interruptible one.
+    pres_col = np.r_[x[cov_trip], q].astype(np.int64)
+    pres_cell = np.r_[cov_cell, in_[zi] * T + rt[zr]].astype(np.int64)
+    pres_w = np.r_[jj[cov_trip], iw[zi]].astype(np.int64)
+    pres_t = pres_cell % T if T else pres_cell
 
     # A job's replicas on a node need the node on in every slot of their run:
     # x[j,n,s] <= M o[n,t] with M the most replicas one node can hold (tighter than capacity alone).
@@ -199,13 +250,17 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
         r = np.arange(len(cov_trip))
         m.add_rows("job_on", len(cov_trip), np.r_[r, r], np.r_[x[cov_trip], o[cov_cell]],
                    np.r_[np.ones(len(cov_trip)), -job_m[cov_trip].astype(float)], upper=0.0)
+    if len(zi):  # q[i,n,t] <= M o[n,t]
+        r = np.arange(len(zi))
+        m.add_rows("ijob_on", len(zi), np.r_[r, r], np.r_[q, o[in_[zi] * T + rt[zr]]],
+                   np.r_[np.ones(len(zi)), -i_m[zi]], upper=0.0)
 
     # -- capacity of every resource in every slot, only on a powered node ------------------
     for k in range(K):
         cells = np.arange(N * T)
-        rows = np.r_[cells, cells, cov_cell]
-        cols = np.r_[np.repeat(load[np.arange(N) * K + k], T), o, x[cov_trip]]
-        vals = np.r_[np.ones(N * T), -np.repeat(sc.node_capacity[:, k].astype(float), T), req[jj[cov_trip], k]]
+        rows = np.r_[cells, cells, pres_cell]
+        cols = np.r_[np.repeat(load[np.arange(N) * K + k], T), o, pres_col]
+        vals = np.r_[np.ones(N * T), -np.repeat(sc.node_capacity[:, k].astype(float), T), req[pres_w, k]]
         m.add_rows(f"capacity_{sc.resources[k]}", N * T, rows, cols, vals, upper=0.0)
 
     # -- power: p >= line_l(o, utilisation) for each distinct line of the convex hull -------
@@ -213,11 +268,11 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     for l_idx, (a, s) in enumerate(zip(*_hull_lines(cm))):
         cells = np.arange(N * T)
         a_t, s_t = np.repeat(a, T), np.repeat(s, T)
-        job_util = cm.workload_node_util[jj[cov_trip], jn[cov_trip]]
+        job_util = cm.workload_node_util[pres_w, pres_cell // T if T else pres_cell]
         # p - (a + s bg) o - s util - s sum(job util x) >= 0
-        rows = np.r_[cells, cells, cells, cov_cell]
-        cols = np.r_[p, o, np.repeat(util, T), x[cov_trip]]
-        vals = np.r_[np.ones(N * T), -(a_t + s_t * bg), -s_t, -s_t[cov_cell] * job_util]
+        rows = np.r_[cells, cells, cells, pres_cell]
+        cols = np.r_[p, o, np.repeat(util, T), pres_col]
+        vals = np.r_[np.ones(N * T), -(a_t + s_t * bg), -s_t, -s_t[pres_cell] * job_util]
         m.add_rows(f"power_line_{l_idx}", N * T, rows, cols, vals, lower=0.0)
 
     # -- sites with on-site supply: grid >= energy - supply (+ battery) ------------------------
@@ -263,7 +318,9 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     # -- spread: replicas on at least min_sites distinct sites -----------------------------------
     spread = np.flatnonzero(sc.workload_min_sites > 1)
     for w in spread:
-        if sc.workload_deferrable[w]:
+        if sc.workload_interruptible[w]:
+            sel = np.flatnonzero(iw == w); cols_w, nodes_w = a_var[sel], in_[sel]
+        elif sc.workload_deferrable[w]:
             sel = np.flatnonzero(jj == w); cols_w, nodes_w = x[sel], jn[sel]
         else:
             sel = np.flatnonzero(sw == w); cols_w, nodes_w = y[sel], sn[sel]
@@ -278,9 +335,9 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     # -- tenant quotas: summed requests per slot (services are a constant, jobs depend on their start) --
     for mt, k in zip(*np.nonzero(np.isfinite(sc.tenant_quota))):
         fixed = float((req[services, k] * R[services] * (sc.workload_tenant[services] == mt)).sum())
-        sel = np.flatnonzero(sc.workload_tenant[jj[cov_trip]] == mt)
-        m.add_rows(f"quota_{sc.tenant_ids[mt]}_{sc.resources[k]}", T, cov_t[sel], x[cov_trip[sel]],
-                   req[jj[cov_trip[sel]], k], upper=float(sc.tenant_quota[mt, k]) - fixed)
+        sel = np.flatnonzero(sc.workload_tenant[pres_w] == mt)
+        m.add_rows(f"quota_{sc.tenant_ids[mt]}_{sc.resources[k]}", T, pres_t[sel], pres_col[sel],
+                   req[pres_w[sel], k], upper=float(sc.tenant_quota[mt, k]) - fixed)
 
     # -- never_with: conflicting tenants never share a node within the horizon --------------------
     conflicted = np.flatnonzero(sc.tenant_conflicts.any(axis=1))
@@ -291,7 +348,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
         # One row per pair, x <= R g: CP-SAT propagates these well. One row per (node, tenant,
         # resource) on the tenant's load instead halves the LP time at 1,000 x 100 but cost
         # CP-SAT 8 % at 100 x 20 x 24 (27.96 against 25.88 kg in 30 s).
-        for cols, ws, ns in ((y, sw, sn), (x, jj, jn)):
+        for cols, ws, ns in ((y, sw, sn), (x, jj, jn), (a_var, iw, in_)):
             sel = np.flatnonzero(gpos[sc.workload_tenant[ws]] >= 0)
             if len(sel):
                 gcol = g[ns[sel] * Mc + gpos[sc.workload_tenant[ws[sel]]]]
@@ -316,4 +373,31 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
             m.add_rows("kept_le_y", len(idx), np.r_[r, r], np.r_[kept, y[idx]], np.r_[np.ones(len(idx)), -np.ones(len(idx))], upper=0.0)
         m.objective_offset += obj.migration_g_per_replica * sum(int(R[w]) for w in cm.current_count if not sc.workload_deferrable[w])
 
-    return Formulation(m, sw, sn, jj, jn, js, start_j, start_s, y, x, b, o, p)
+    return Formulation(m, sw, sn, jj, jn, js, start_j, start_s, y, x, b, o, p, iw, in_, a_var, rw, rt, r_var)
+
+
+def _min_run_rows(m: LinearModel, sc, ijobs: np.ndarray, rw: np.ndarray, rt: np.ndarray, r_var: np.ndarray) -> None:
+    """Runs of at least min_run slots: a run starting in slot t (r[t] = 1, r[t-1] = 0) goes on in
+    t+1 .. t+min_run-1, r[t] - r[t-1] - r[t+k] <= 0 for k < min_run. Before the window r is 0,
+    except for a job whose run is in progress at slot 0 (it continues, no start there); past
+    the window r is 0, so a run that could not fit may not start."""
+    pos = {(int(i), int(t)): c for i, t, c in zip(rw, rt, r_var)}
+    rows, cols, vals, n = [], [], [], 0
+    for i in ijobs:
+        mr = int(sc.workload_min_run_slots[i])
+        if mr <= 1:
+            continue
+        e, end = int(sc.workload_earliest_slot[i]), int(sc.workload_window_end[i])
+        running = sc.workload_run_done_slots[i] > 0
+        for t in range(e, end):
+            prev = pos.get((int(i), t - 1))
+            if t == 0 and running:
+                continue  # slot 0 continues the run in progress (its remainder is fixed by r's bounds)
+            for k in range(1, mr):
+                nxt = pos.get((int(i), t + k))
+                rows += [n] * (1 + (prev is not None) + (nxt is not None))
+                cols += [pos[(int(i), t)]] + ([prev] if prev is not None else []) + ([nxt] if nxt is not None else [])
+                vals += [1.0] + ([-1.0] if prev is not None else []) + ([-1.0] if nxt is not None else [])
+                n += 1
+    if n:
+        m.add_rows("ijob_min_run", n, np.asarray(rows), np.asarray(cols), np.asarray(vals), upper=0.0)

@@ -130,6 +130,8 @@ _REPAIR_NODES = 16
 _REBUILD_TRIES = 30
 #: Smallest improvement the local search accepts (guards float noise).
 _MIN_GAIN_G = 1e-6
+#: Distinct slot choices (each node's cheapest) an interruptible job tries before it settles.
+_RUN_CHOICES = 8
 
 
 def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0) -> Placement:
@@ -254,8 +256,14 @@ class _Greedy:
         self.tenant_use = np.zeros((M, T, K)) if self.has_quota else None
         self.placed: list[dict[int, int]] = [{} for _ in range(W)]  # w -> {node: replicas}
         self.start = self.earliest.copy()
+        # Interruptible jobs with a choice of slots: where they run is a slot array, not a start.
+        self.interruptible = sc.workload_interruptible & (sc.workload_window_end - self.earliest > self.duration)
+        self.window_end = sc.workload_window_end
+        self.min_run = sc.workload_min_run_slots
+        self.run_done = sc.workload_run_done_slots
+        self.run_of: dict[int, np.ndarray] = {}
         self.node_groups: list[dict[int, int]] = [{} for _ in range(N)]  # node -> {w: replicas}
-        self.log: list[tuple[int, int, int, int]] | None = None  # undo log of (w, node, k, start)
+        self.log: list[tuple[int, int, int, int | np.ndarray]] | None = None  # undo log of (w, node, k, where)
 
         # Not yet placed demand eligible for each node, per resource, in node fractions (F, amortisation).
         demand = self.R[:, None] * self.req  # W x K
@@ -279,14 +287,23 @@ class _Greedy:
         return np.where(u < 1.0, active, 0.0)
 
     # -- state updates -------------------------------------------------------------------
-    def _apply(self, w: int, n: int, k: int, start: int) -> None:
-        """Add k (or remove -k) replicas of workload w on node n, running from `start`."""
+    def _where(self, w: int) -> int | np.ndarray:
+        """Where w runs, as `_apply` takes it: its start slot, or an interruptible job's slots."""
+        return self.run_of[w] if w in self.run_of else int(self.start[w])
+
+    def _run_index(self, w: int) -> slice | np.ndarray:
+        """Index of w's run slots: a slice from its start, or an interruptible job's slot array."""
+        return self.run_of[w] if w in self.run_of else slice(int(self.start[w]), int(self.start[w]) + int(self.duration[w]))
+
+    def _apply(self, w: int, n: int, k: int, start: int | np.ndarray) -> None:
+        """Add k (or remove -k) replicas of workload w on node n, running from `start` (or in the
+        slots of an array, for an interruptible job)."""
         d = int(self.duration[w])
-        if d == 1:
+        if d == 1 and not isinstance(start, np.ndarray):
             self._apply_slot(w, n, k, start)
         else:
-            run = slice(start, start + d)
-            load, count, u = self.load[n, run], self.count[n, run], self.cpu_util[n, run]  # views
+            run = start if isinstance(start, np.ndarray) else slice(start, start + d)
+            load, count, u = self.load[n, run], self.count[n, run], self.cpu_util[n, run]  # copies for an array
             load += k * self.req[w]
             count += k
             u += k * self.util[w, n]
@@ -295,6 +312,8 @@ class _Greedy:
                 if empty.any():
                     load[empty] = 0.0
                     u[empty] = self.bg[n, run][empty]
+            if isinstance(run, np.ndarray):  # fancy indexing copied: write back
+                self.load[n, run], self.count[n, run], self.cpu_util[n, run] = load, count, u
             on = (count > 0) | self.always_on[n]
             self.on[n, run] = on
             uc = np.minimum(u, 1.0)
@@ -355,7 +374,8 @@ class _Greedy:
         if self.blocked is not None and len(self.conflicts_of[m]):
             self.blocked[self.conflicts_of[m], n] += k
         if self.tenant_use is not None:
-            self.tenant_use[m, start:start + int(self.duration[w])] += k * self.req[w]
+            run = start if isinstance(start, np.ndarray) else slice(start, start + int(self.duration[w]))
+            self.tenant_use[m, run] += k * self.req[w]
         placed = self.placed[w]
         placed[n] = placed.get(n, 0) + k
         if placed[n] == 0:
@@ -549,6 +569,8 @@ class _Greedy:
         R = int(self.R[w])
         if self.whole_horizon[w]:
             return self._fill(w, self._service(w), 0, int(self.earliest[w]), R, set())
+        if self.interruptible[w]:
+            return self._insert_interruptible(w)
         starts = np.arange(int(self.earliest[w]), int(self.latest[w]) + 1)
         c = self._slotted(w, starts)
         if len(starts) == 1:
@@ -585,6 +607,69 @@ class _Greedy:
         self.log = outer
         self.start[w] = starts[best]
         return self._fill(w, c, best, int(starts[best]), R, set())
+
+    def _insert_interruptible(self, w: int) -> int:
+        """An interruptible job: each eligible node's cheapest `duration` slots of the window in
+        runs of at least min_run (`cheapest_runs`, one replica's price per slot with the
+        opening amortised as in `_per_replica`); then, cheapest node first, the replicas are
+        filled into the slots one node chose (all replicas run in the same slots); the first
+        choice that places all of them is kept, else the one that places most."""
+        R, d = int(self.R[w]), int(self.duration[w])
+        window = np.arange(int(self.earliest[w]), int(self.window_end[w]))
+        c = self._in_slots(w, window, allow_open=True, per_slot=True)
+        if not len(c.fit):
+            return 0
+        per = c.dyn + c.opn * (c.share / np.maximum(c.floor, c.share))[:, None]
+        per = np.where(c.fit >= 1, per, np.inf)
+        cost, chosen = cheapest_runs(per, d, int(self.min_run[w]), int(self.run_done[w]) if window[0] == 0 else 0)
+        outer = self.log
+        self.log = [] if outer is None else outer
+        best, best_got = None, -1
+        tried: set[bytes] = set()
+        for i in np.argsort(cost, kind="stable")[:_RUN_CHOICES]:
+            if not np.isfinite(cost[i]) or chosen[i].tobytes() in tried:
+                continue
+            tried.add(chosen[i].tobytes())
+            slots = window[chosen[i]]
+            mark = len(self.log)
+            self.run_of[w] = slots
+            got = self._fill(w, self._in_slots(w, slots), 0, slots, R, set())
+            if got == R:
+                self.log = outer
+                return R
+            if got > best_got:
+                best, best_got = slots, got
+            self._undo(mark)
+        self.log = outer
+        slots = window[:d] if best is None else best
+        self.run_of[w] = slots
+        return self._fill(w, self._in_slots(w, slots), 0, slots, R, set())
+
+    def _in_slots(self, w: int, slots: np.ndarray, allow_open: bool = True, exclude: int = -1,
+                  per_slot: bool = False) -> _Candidates:
+        """Candidates of an interruptible job running in `slots` (sorted): over its eligible
+        nodes, summed over the slots (per slot with `per_slot`, for choosing them)."""
+        idx = np.flatnonzero(self._mask(w, True, exclude))
+        on = self.on[idx][:, slots]
+        fit = np.full(on.shape, np.inf)
+        for k in self.requested[w]:
+            free = self.cap[idx, k][:, None] + _EPS - self.load[idx][:, slots, k]
+            np.minimum(fit, free * self.inv_req[w, k], out=fit)
+        fit = np.floor(fit)
+        if not allow_open:
+            fit = np.where(on, fit, 0.0)
+        win = slice(int(slots[0]), int(slots[-1]) + 1)
+        dyn_slot, open_slot = self._slot_costs(w, idx, win, self.on[idx, win])
+        pick = slots - int(slots[0])
+        dyn_slot, open_slot = dyn_slot[:, pick], open_slot[:, pick]
+        q = self._quota_fit(w, win)[pick]
+        if self.latency_w:
+            dyn_slot = dyn_slot + self.latency_w / len(slots) * self.lat_site[w, self.site[idx]][:, None]
+        if per_slot:
+            return self._amortised(w, idx, np.minimum(fit, float(self.R[w])), dyn_slot, open_slot, q)
+        return self._amortised(w, idx, np.minimum(fit.min(axis=1, keepdims=True), float(self.R[w])),
+                               dyn_slot.sum(axis=1, keepdims=True), open_slot.sum(axis=1, keepdims=True),
+                               q.min(keepdims=True))
 
     def _order(self) -> np.ndarray:
         """The construction order of all workloads (see `_order_of`)."""
@@ -632,11 +717,14 @@ class _Greedy:
 
     # -- local search --------------------------------------------------------------------
     def _place_group(self, w: int, k: int, *, allow_open: bool, exclude: int = -1) -> bool:
-        """Place k more replicas of w at its start, next to its other replicas (spread counts them)."""
-        start = int(self.start[w])
+        """Place k more replicas of w at its start (an interruptible job: in its slots), next to its
+        other replicas (spread counts them)."""
+        start = self._where(w)
         sites = {int(self.site[m]) for m in self.placed[w]}
         if self.whole_horizon[w]:
             c = self._service(w, allow_open=allow_open, exclude=exclude)
+        elif isinstance(start, np.ndarray):
+            c = self._in_slots(w, start, allow_open=allow_open, exclude=exclude)
         else:
             c = self._slotted(w, np.array([start]), allow_open=allow_open, exclude=exclude)
         return self._fill(w, c, 0, start, k, sites) == k
@@ -657,7 +745,7 @@ class _Greedy:
         before = self._objective(ws)
         self.log = []
         for w, k in groups:
-            self._apply(w, n, -k, int(self.start[w]))
+            self._apply(w, n, -k, self._where(w))
         ok = all(self._place_group(w, k, allow_open=False, exclude=n) for w, k in groups)
         return self._settle(ok, ws, before)
 
@@ -671,24 +759,30 @@ class _Greedy:
         feasibility comes before carbon here.
         """
         R = int(self.R[w])
-        old_start = int(self.start[w])
+        old = self._where(w)
         nodes = np.flatnonzero(self.E[w])
         hosted = self.count[nodes].sum(axis=1)
         for n in nodes[np.argsort(hosted, kind="stable")][:_REPAIR_NODES]:
             n = int(n)
             self.log = []
             for v, k in list(self.placed[w].items()):
-                self._apply(w, v, -k, old_start)
+                self._apply(w, v, -k, old)
             evicted = list(self.node_groups[n].items())
             for v, k in evicted:
-                self._apply(v, n, -k, int(self.start[v]))
+                self._apply(v, n, -k, self._where(v))
             if self._insert(w) == R and all(self._place_group(v, k, allow_open=True) for v, k in evicted):
                 self.log = None
                 return True
             self._undo(0)
-            self.start[w] = old_start
+            self._set_where(w, old)
             self.log = None
         return False
+
+    def _set_where(self, w: int, where: int | np.ndarray) -> None:
+        if isinstance(where, np.ndarray):
+            self.run_of[w] = where
+        else:
+            self.start[w] = where
 
     def _try_retime(self, w: int) -> bool:
         """Take job w out and insert it again with everything else in place; keep it if the objective drops."""
@@ -696,13 +790,13 @@ class _Greedy:
         if sum(self.placed[w].values()) != R:
             return False
         before = self._objective([w])
-        old_start = int(self.start[w])
+        old = self._where(w)
         self.log = []
         for n, k in list(self.placed[w].items()):
-            self._apply(w, n, -k, old_start)
+            self._apply(w, n, -k, old)
         if self._settle(self._insert(w) == R, [w], before):
             return True
-        self.start[w] = old_start
+        self._set_where(w, old)
         return False
 
     def _closing_candidates(self) -> np.ndarray:
@@ -721,7 +815,7 @@ class _Greedy:
         on-site surplus ignored: this only ranks moves, the objective judges them)."""
         if self.whole_horizon[w]:
             return self.dyn_rate
-        run = slice(int(self.start[w]), int(self.start[w]) + int(self.duration[w]))
+        run = self._run_index(w)
         return (self.slope[:, run] * self.int_ew[:, run]).sum(axis=1) * self.kwh
 
     def _move_candidates(self) -> list[tuple[float, int, int, int]]:
@@ -732,7 +826,7 @@ class _Greedy:
             placed = self.placed[w]
             if not placed:
                 continue
-            run = slice(int(self.start[w]), int(self.start[w]) + int(self.duration[w]))
+            run = self._run_index(w)
             open_ok = self.E[w] & self.on[:, run].all(axis=1)
             if self.blocked is not None:
                 open_ok &= self.blocked[self.tenant[w]] == 0
@@ -752,8 +846,8 @@ class _Greedy:
         replicas off dst if room is short (a swap when they go to src); keep it if the
         objective drops."""
         k = self.node_groups[src].get(w, 0)
-        start = int(self.start[w])
-        run = slice(start, start + int(self.duration[w]))
+        start = self._where(w)
+        run = self._run_index(w)
         if not k or not self.E[w, dst] or not self.on[dst, run].all():
             return False
         if self.blocked is not None and self.blocked[self.tenant[w], dst] > 0:
@@ -774,7 +868,7 @@ class _Greedy:
         for v, kv in groups:
             if ((self.cap[dst] + _EPS - self.load[dst, run]) >= need).all():
                 break
-            self._apply(v, dst, -kv, int(self.start[v]))
+            self._apply(v, dst, -kv, self._where(v))
             evicted.append((v, kv))
         ok = ((self.cap[dst] + _EPS - self.load[dst, run]) >= need).all()
         if ok:
@@ -798,7 +892,7 @@ class _Greedy:
         self.log = []
         for n in nodes:
             for w, k in list(self.node_groups[int(n)].items()):
-                self._apply(w, int(n), -k, int(self.start[w]))
+                self._apply(w, int(n), -k, self._where(w))
         order = self._order_of(np.array([w for w, _ in groups]))
         ok = True
         for i in order:
@@ -865,7 +959,8 @@ class _Greedy:
             nodes = [next(rest, None) if n is None else n for n in nodes]
             r0 = int(first[w])
             replica_node[r0:r0 + len(nodes)] = [-1 if n is None else n for n in nodes]
-        return Placement.from_replica_nodes(sc, replica_node, start_slot=self.start.copy())
+        return Placement.from_replica_nodes(sc, replica_node, start_slot=self.start.copy(),
+                                            run_slots=dict(self.run_of))
 
 
 @dataclass
@@ -905,3 +1000,48 @@ def _window_sums(x: np.ndarray, d: int) -> np.ndarray:
     """n x (Wn - d + 1): sums of x over every window of d consecutive columns."""
     c = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x, axis=1)], axis=1)
     return c[:, d:] - c[:, :-d]
+
+
+def cheapest_runs(cost: np.ndarray, d: int, min_run: int, done: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `cost` (n x L, inf = not allowed): the cheapest choice of exactly `d` of the L
+    slots whose runs of consecutive slots each last at least `min_run`; (total cost (n,),
+    chosen (n x L bool)). A run in progress with `done` slots behind it continues in slot 0
+    (it needs min_run - done more there, and must not stop earlier). Dynamic programming
+    over the slots, vectorised over rows: state (slots chosen, length of the current run,
+    capped at min_run); inf where no choice exists.
+    """
+    n, L = cost.shape
+    m = max(int(min_run), 1)
+    f = np.full((n, d + 1, m + 1), np.inf)
+    f[:, 0, min(done, m)] = 0.0
+    took = np.zeros((L, n, d + 1, m + 1), dtype=np.int8)  # 1: slot t chosen on the way to this state
+    from_k = np.zeros((L, n, d + 1, m + 1), dtype=np.int16)
+    for t in range(L):
+        new = np.full_like(f, np.inf)
+        # not chosen: the current run must be long enough (k == 0: no run, k == m: long enough)
+        stop = np.minimum(f[:, :, 0], f[:, :, m])
+        new[:, :, 0] = stop
+        from_k[t, :, :, 0] = np.where(f[:, :, m] < f[:, :, 0], m, 0)
+        # chosen: one more slot, the run one longer
+        c = cost[:, t][:, None]
+        for k in range(m + 1):
+            target = min(k + 1, m)
+            val = f[:, :-1, k] + c
+            better = val < new[:, 1:, target]
+            new[:, 1:, target] = np.where(better, val, new[:, 1:, target])
+            took[t, :, 1:, target] = np.where(better, 1, took[t, :, 1:, target])
+            from_k[t, :, 1:, target] = np.where(better, k, from_k[t, :, 1:, target])
+        f = new
+    end = np.minimum(f[:, d, 0], f[:, d, m])
+    k = np.where(f[:, d, m] < f[:, d, 0], m, 0)
+    chosen = np.zeros((n, L), dtype=bool)
+    c = np.full(n, d)
+    rows = np.arange(n)
+    for t in range(L - 1, -1, -1):
+        step = took[t, rows, c, k].astype(bool)
+        chosen[:, t] = step
+        prev_k = from_k[t, rows, c, k].astype(np.int64)
+        c = c - step
+        k = prev_k
+    chosen[~np.isfinite(end)] = False
+    return end, chosen

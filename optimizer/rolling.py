@@ -28,7 +28,11 @@ def current_nodes(scenario: Scenario, placement: Placement, slot: int) -> tuple[
     for w, wid in enumerate(scenario.workload_ids):
         r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
         rows = assign[r0:r0 + n]
-        if scenario.workload_deferrable[w]:
+        if scenario.workload_interruptible[w]:  # its progress is `interruptible_progress`; nodes where it ran last
+            ran = np.flatnonzero((rows[:, :slot] >= 0).any(axis=0))
+            if ran.size and (rows[:, ran[-1]] >= 0).all():
+                current[wid] = [scenario.node_ids[int(x)] for x in rows[:, ran[-1]]]
+        elif scenario.workload_deferrable[w]:
             runs = np.flatnonzero((rows >= 0).any(axis=0))
             if runs.size and runs[0] < slot:  # started before `slot`: running now, or done (`remaining` drops it)
                 running[wid] = int(runs[0])
@@ -39,11 +43,26 @@ def current_nodes(scenario: Scenario, placement: Placement, slot: int) -> tuple[
     return current, running
 
 
+def interruptible_progress(scenario: Scenario, placement: Placement, slot: int) -> dict[str, tuple[int, int]]:
+    """Interruptible job id -> (slots it ran before `slot`, length of its run going on at `slot`,
+    0 when it did not run in slot - 1), for the jobs that ran at all before `slot`."""
+    out = {}
+    for w in np.flatnonzero(scenario.workload_interruptible):
+        r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
+        ran = (placement.assign[r0:r0 + n, :slot] >= 0).any(axis=0)
+        if ran.any():
+            stopped = np.flatnonzero(~ran)
+            out[scenario.workload_ids[w]] = (int(ran.sum()), int(slot - 1 - (stopped[-1] if stopped.size else -1))
+                                             if ran[-1] else 0)
+    return out
+
+
 def replan(scenario: Scenario, placement: Placement, slot: int, options: SolveOptions) -> tuple[Scenario, Plan]:
     """Solve the horizon from `slot` on, starting from `placement` as it runs in `slot`.
 
     Returns the remaining scenario (its slot 0 is `slot` of the original) and its plan.
     """
     current, running = current_nodes(scenario, placement, slot)
-    rest = compile_spec(remaining(scenario.spec, slot, current, running), f"{scenario.source}@slot{slot}")
+    rest = compile_spec(remaining(scenario.spec, slot, current, running, interruptible_progress(scenario, placement, slot)),
+                        f"{scenario.source}@slot{slot}")
     return rest, solve(rest, options)

@@ -137,14 +137,18 @@ def secondary_g(costs: CostModel, placement: Placement, evaluation: Evaluation) 
 
 
 def model_size(costs: CostModel) -> int:
-    """Decision variables of the placement model: eligible service-node pairs plus job node-start triples."""
+    """Decision variables of the placement model: eligible service-node pairs plus job node-start
+    triples (interruptible jobs: node-slot presence)."""
     return int((costs.eligible.sum(axis=1) * starts_per_workload(costs)).sum())
 
 
 def starts_per_workload(costs: CostModel) -> np.ndarray:
+    """W: model columns per eligible node: 1 for a service, a job's possible starts, an
+    interruptible job's window slots."""
     sc = costs.scenario
     windows = sc.workload_latest_start_slot - sc.workload_earliest_slot + 1
-    return np.where(sc.workload_deferrable, windows, 1)
+    spans = sc.workload_window_end - sc.workload_earliest_slot + 1
+    return np.where(sc.workload_interruptible, spans, np.where(sc.workload_deferrable, windows, 1))
 
 
 # ---------------------------------------------------------------------------

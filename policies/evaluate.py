@@ -180,7 +180,7 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
     rep_w = sc.replica_workload
     running = assign >= 0
     r_idx, t_idx = np.nonzero(running)
-    node = assign[r_idx, t_idx]
+    node = assign[r_idx, t_idx].astype(np.int64)  # assign may be int8 or int16 (Placement): no overflow in node * T
     w_of = rep_w[r_idx]
     cell = node * T + t_idx  # flat node-slot index
 
@@ -232,6 +232,26 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
     )
     result.violations = _violations(sc, assign, powered, r_idx, t_idx, node, w_of, cell)
     return result
+
+
+def runs_long_enough(slots: np.ndarray, min_run: int, done: int = 0) -> bool:
+    """Every maximal run of consecutive `slots` (sorted) lasts at least `min_run` slots. A job
+    whose run was in progress at the horizon start with `done` slots behind it continues that
+    run in slot 0: the run then needs only min_run - done more, and must be there at all when
+    done < min_run."""
+    if not len(slots):
+        return done == 0 or done >= min_run
+    breaks = np.flatnonzero(np.diff(slots) > 1)
+    firsts = np.r_[slots[0], slots[breaks + 1]]
+    lasts = np.r_[slots[breaks], slots[-1]]
+    lengths = lasts - firsts + 1
+    need = np.full(len(lengths), min_run)
+    if done:
+        if firsts[0] == 0:
+            need[0] = max(min_run - done, 1)
+        elif done < min_run:
+            return False  # the run in progress stopped before it was long enough
+    return bool((lengths >= need).all())
 
 
 def _slots(mask: np.ndarray) -> tuple[int, ...]:
@@ -321,13 +341,21 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
         any_run = runs.any(axis=0)
         slots = np.flatnonzero(any_run)
         d = int(sc.workload_duration_slots[w])
-        ok = (slots.size == d and (runs == any_run[None, :]).all()
-              and slots[0] >= sc.workload_earliest_slot[w] and slots[0] <= sc.workload_latest_start_slot[w]
-              and slots[-1] - slots[0] == d - 1)
+        together = slots.size == d and (runs == any_run[None, :]).all()
+        if sc.workload_interruptible[w]:
+            m, end = int(sc.workload_min_run_slots[w]), int(sc.workload_window_end[w])
+            ok = (together and slots[0] >= sc.workload_earliest_slot[w] and slots[-1] < end
+                  and runs_long_enough(slots, m, int(sc.workload_run_done_slots[w])))
+            rule = (f"must run {d} slot(s) with all replicas, in runs of at least {m} slot(s), "
+                    f"within slots {sc.workload_earliest_slot[w]}..{end - 1}")
+        else:
+            ok = (together and slots[0] >= sc.workload_earliest_slot[w] and slots[0] <= sc.workload_latest_start_slot[w]
+                  and slots[-1] - slots[0] == d - 1)
+            rule = (f"must run {d} consecutive slot(s) with all replicas, starting in slots "
+                    f"{sc.workload_earliest_slot[w]}..{sc.workload_latest_start_slot[w]}")
         if not ok:
             out.append(Violation(ViolationKind.schedule, sc.workload_ids[w], tuple(slots.tolist()), float(abs(slots.size - d)), "slots",
-                                 f"{sc.workload_ids[w]} must run {d} consecutive slot(s) with all replicas, starting in slots "
-                                 f"{sc.workload_earliest_slot[w]}..{sc.workload_latest_start_slot[w]}"))
+                                 f"{sc.workload_ids[w]} {rule}"))
 
     # Tenant quotas.
     if np.isfinite(sc.tenant_quota).any():

@@ -159,6 +159,29 @@ def test_time_shifting_saves_and_every_job_runs_once_in_its_window():
         assert ev.violation_counts[ViolationKind.schedule] == 0, (name, [v.message for v in ev.violations])
 
 
+def test_noshift_runs_a_job_at_its_nominal_start_and_the_optimizer_may_pause_it():
+    # "train" nominally starts at 18:00 (450 g/kWh), inside its 00-24 window: noshift runs it
+    # 18-21 UTC; "report" has no nominal start and runs from its earliest slot (04:00).
+    sc = (day().workload("batch", cpu=6000, usage=0.9, window=(0, 24), duration_minutes=180, interruptible=True,
+                         nominal_slot=18).build())
+    result = simulate(sc, ["optimizer", "noshift"], options(noise=0.0, lookahead_slots=24))
+    assign = result.runs["noshift"].assign
+    world = result.world
+
+    def slots(policy, wid):
+        w = world.index_of("workload", wid)
+        r0 = int(world.workload_first_replica[w])
+        return np.flatnonzero((result.runs[policy].assign[r0] >= 0)).tolist()
+
+    assert assign.dtype.itemsize <= 8
+    assert slots("noshift", "batch") == [18, 19, 20]
+    assert slots("noshift", "report") == [4, 5]
+    shifted = slots("optimizer", "batch")
+    assert len(shifted) == 3 and np.mean([DE[t] for t in shifted]) < 450  # moved to cleaner slots
+    for name, ev in result.evaluations.items():
+        assert ev.violation_counts[ViolationKind.schedule] == 0, (name, [v.message for v in ev.violations])
+
+
 def test_baselines_are_placed_once_and_compared_on_the_same_world():
     result = simulate(day().build(), ["default", "binpack", "nearest", "greedy", "optimizer", "oracle"],
                       options(horizon_slots=48), engine=LocalProcessEngine(2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +316,10 @@ class _Builder:
         latest = np.zeros(W, dtype=np.int64)
         duration = np.full(W, T, dtype=np.int64)
         deferrable = np.zeros(W, dtype=bool)
+        interruptible = np.zeros(W, dtype=bool)
+        min_run = np.ones(W, dtype=np.int64)
+        nominal = np.zeros(W, dtype=np.int64)
+        run_done = np.zeros(W, dtype=np.int64)
         selectors: list[frozenset] = []
         current: list[list[int] | None] = []
         slot_minutes = spec.horizon.slot_minutes
@@ -352,6 +357,9 @@ class _Builder:
                              f"but the job needs {length}; widen the window or shorten duration_minutes")
                 else:
                     earliest[w], latest[w], duration[w], deferrable[w] = first, end - length, length, True
+                    nominal[w] = first
+                    self._deferral_options(d, path, first, end - length, length, start, slot_minutes, w,
+                                           interruptible, min_run, nominal, run_done)
             selectors.append(frozenset(wl.node_selector.items()))
             if wl.current is not None:
                 if len(wl.current) != wl.replicas:
@@ -365,7 +373,36 @@ class _Builder:
             workload_min_sites=min_sites, workload_earliest_slot=earliest,
             workload_latest_start_slot=latest, workload_duration_slots=duration,
             workload_deferrable=deferrable, workload_selector=selectors, workload_current=current,
+            workload_interruptible=interruptible, workload_min_run_slots=min_run, workload_nominal_slot=nominal,
+            workload_run_done_slots=run_done,
         )
+
+    def _deferral_options(self, d, path: str, first: int, latest: int, length: int, start, slot_minutes: int, w: int,
+                          interruptible, min_run, nominal, run_done) -> None:
+        """Interruption, minimum run, nominal start and a run in progress of one deferrable job."""
+        if d.interruptible:
+            interruptible[w] = True
+            m = math.ceil((d.min_run_minutes or slot_minutes) / slot_minutes)
+            if m > length:
+                self.bad(f"{path}.deferral.min_run_minutes", f"{d.min_run_minutes} min is longer than the job's run "
+                         f"({length} slot(s) of {slot_minutes} min); lower it or lengthen duration_minutes")
+            min_run[w] = min(m, length)
+            if d.current_run_minutes:
+                if d.earliest_start > start:
+                    self.bad(f"{path}.deferral.current_run_minutes", "a run in progress needs earliest_start at or "
+                             "before the horizon start (the job runs now)")
+                run_done[w] = math.ceil(d.current_run_minutes / slot_minutes)
+        else:
+            for name in ("min_run_minutes", "current_run_minutes"):
+                if getattr(d, name):
+                    self.bad(f"{path}.deferral.{name}", "applies to interruptible jobs only; set interruptible: true "
+                             "or remove it")
+        if d.nominal_start is not None:
+            slot = math.ceil((d.nominal_start - start).total_seconds() / 60 / slot_minutes)
+            if d.nominal_start < d.earliest_start or d.nominal_start + timedelta(minutes=d.duration_minutes) > d.deadline:
+                self.bad(f"{path}.deferral.nominal_start", "must lie in the window: at or after earliest_start, and "
+                         "early enough that the run ends by the deadline")
+            nominal[w] = min(max(slot, first), latest)
 
     def _check_feasible(self, sc: Scenario) -> None:
         """Report workloads that no node could ever host, with the tightest reason."""

@@ -39,6 +39,10 @@ workload_earliest_slot         W          first slot it may run in
 workload_latest_start_slot     W          last slot it may start in
 workload_duration_slots        W          slots it runs for
 workload_deferrable            W          start slot is a decision
+workload_interruptible         W          deferrable, may pause and resume at slot boundaries
+workload_min_run_slots         W          interruptible: slots each run lasts at least (1 = any)
+workload_nominal_slot          W          deferrable: start slot without time-shifting
+workload_run_done_slots        W          interruptible, running now: slots of its current run done (0: not running)
 replica_workload               R          workload index of each replica
 workload_first_replica         W          index of replica 0 of each workload
 tenant_dedicated               M          tenant runs only on its own nodes
@@ -46,7 +50,10 @@ tenant_conflicts               M x M      pairs never co-located
 tenant_quota                   M x K      summed-request bound, inf = none
 =============================  =========  =======================================
 
-A non-deferrable workload runs in every slot: earliest 0, duration T.
+A non-deferrable workload runs in every slot: earliest 0, duration T. A
+deferrable job runs `duration` slots inside [earliest, latest_start +
+duration): one block for a plain job, any `duration` slots whose runs each
+last at least `min_run` slots for an interruptible one.
 
 Actual and forecast signals are kept apart: `edgeplace.policies.evaluate` measures a
 placement against the actual series (what happened), the cost model prices
@@ -114,6 +121,10 @@ class Scenario:
     workload_deferrable: np.ndarray
     workload_selector: list[frozenset]
     workload_current: list[list[int] | None]
+    workload_interruptible: np.ndarray
+    workload_min_run_slots: np.ndarray
+    workload_nominal_slot: np.ndarray
+    workload_run_done_slots: np.ndarray
 
     tenant_dedicated: np.ndarray
     tenant_conflicts: np.ndarray
@@ -189,6 +200,11 @@ class Scenario:
     @cached_property
     def node_pue(self) -> np.ndarray:
         return self.site_pue[self.node_site]
+
+    @property
+    def workload_window_end(self) -> np.ndarray:
+        """W: one past the last slot a workload may run in (deferrable: latest start + duration)."""
+        return self.workload_latest_start_slot + self.workload_duration_slots
 
     @cached_property
     def workload_active(self) -> np.ndarray:

@@ -241,12 +241,26 @@ class Spread(_Model):
 
 
 class Deferral(_Model):
-    """A deferrable job: it runs `duration_minutes` in one block, starting no
-    earlier than `earliest_start` and ending by `deadline`."""
+    """A deferrable job: it runs `duration_minutes`, starting no earlier than
+    `earliest_start` and ending by `deadline`; in one block, or, when
+    `interruptible` (checkpointed work), in runs that may pause and resume at
+    slot boundaries, each at least `min_run_minutes` long."""
 
     earliest_start: AwareDatetime
     deadline: AwareDatetime
     duration_minutes: int = Field(gt=0, le=100_000 * 1440, description="Run time [min]; at most the longest horizon.")
+    interruptible: bool = Field(False, description="May pause and resume at slot boundaries (all replicas together, "
+                                                   "on the same nodes).")
+    min_run_minutes: int | None = Field(None, gt=0, le=100_000 * 1440,
+                                        description="Interruptible: each run lasts at least this long [min] "
+                                                    "(default: one slot).")
+    nominal_start: AwareDatetime | None = Field(
+        None, description="When the job would run without time-shifting (its submission or cron time); the "
+                          "no-shift baseline runs it then (default: earliest_start).")
+    current_run_minutes: int = Field(0, ge=0, le=100_000 * 1440,
+                                     description="Interruptible, running now: minutes of its current run done so "
+                                                 "far (set by rolling re-plans; the run goes on until it is "
+                                                 "min_run_minutes long).")
 
 
 class WorkloadKind(str, Enum):

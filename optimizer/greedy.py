@@ -118,6 +118,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edgeplace.policies.costs import CostModel, Objective, price
+from edgeplace.policies.evaluate import runs_long_enough
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
 
@@ -128,13 +129,18 @@ _NO_LIMIT = np.array([np.inf])
 _REPAIR_NODES = 16
 #: Failed rebuilds in a row after which the local search stops (a local optimum).
 _REBUILD_TRIES = 30
+#: The same from a start placement: the plan in force was searched when it was made, so few
+#: random rebuilds are left to pay (a week of 30-minute re-plans: 5 tries give the plan 30 do,
+#: in a fifth of the time).
+_WARM_REBUILD_TRIES = 5
 #: Smallest improvement the local search accepts (guards float noise).
 _MIN_GAIN_G = 1e-6
 #: Distinct slot choices (each node's cheapest) an interruptible job tries before it settles.
 _RUN_CHOICES = 8
 
 
-def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0) -> Placement:
+def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0,
+                 start: Placement | None = None) -> Placement:
     """Construct a placement and improve it by local search (see the module docstring).
 
     Parameters
@@ -143,6 +149,10 @@ def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0) 
     time_limit_s : wall-clock budget of the local search [s]; construction
         always completes. 0 skips the local search.
     seed : breaks ties in the workload order; the same seed gives the same plan.
+    start : a placement to start from (a rolling re-plan: the plan in force,
+        shifted to this horizon). Each workload whose replicas it places by the
+        rules (eligible nodes, its schedule, room on the node) keeps them; the
+        construction places the rest, then the local search runs from there.
 
     Returns
     -------
@@ -151,9 +161,11 @@ def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0) 
     """
     t0 = time.perf_counter()
     g = _Greedy(costs, seed)
+    if start is not None:
+        g.adopt(start)
     g.construct()
     if time_limit_s > 0:
-        g.improve(t0 + time_limit_s)
+        g.improve(t0 + time_limit_s, _REBUILD_TRIES if start is None else _WARM_REBUILD_TRIES)
     return g.placement()
 
 
@@ -688,10 +700,56 @@ class _Greedy:
         jitter = self.rng.random(len(ws))
         return np.lexsort((jitter, -size, scarcity, flexible, newcomer))
 
+    def adopt(self, start: Placement) -> None:
+        """Apply the workloads `start` places by the rules (see `greedy_place`); the others stay
+        for the construction."""
+        sc = self.sc
+        assign = np.asarray(start.assign)
+        if assign.shape != (sc.n_replicas, self.T):
+            raise ValueError(f"start placement has shape {assign.shape}, the scenario needs {(sc.n_replicas, self.T)}")
+        first = sc.workload_first_replica
+        for w in range(self.W):
+            rows = assign[int(first[w]):int(first[w] + self.R[w])]
+            where = self._schedule_of(w, rows)
+            if where is None:
+                continue
+            nodes = rows[:, int(where[0]) if isinstance(where, np.ndarray) else where]
+            counts = np.bincount(nodes, minlength=self.N)
+            used = np.flatnonzero(counts)
+            if not self.E[w, used].all() or (self.blocked is not None and self.blocked[self.tenant[w], used].any()):
+                continue
+            run = where if isinstance(where, np.ndarray) else slice(where, where + int(self.duration[w]))
+            need = counts[used, None, None] * self.req[w][None, None, :]
+            if ((self.load[used][:, run] + need) > self.cap[used][:, None, :] + _EPS).any():
+                continue
+            self._set_where(w, where)
+            for n in used:
+                self._apply(w, int(n), int(counts[n]), where)
+
+    def _schedule_of(self, w: int, rows: np.ndarray) -> int | np.ndarray | None:
+        """Where `rows` (w's replicas x slots) run w, if that is w's schedule with every replica on
+        one node throughout: its start slot, an interruptible job's slots, or None."""
+        running = rows >= 0
+        slots = np.flatnonzero(running.any(axis=0))
+        d = int(self.duration[w])
+        if len(slots) != d or not (running[:, slots]).all() or (rows[:, slots] != rows[:, slots[:1]]).any():
+            return None
+        if self.interruptible[w]:
+            ok = (slots[0] >= self.earliest[w] and slots[-1] < self.window_end[w]
+                  and runs_long_enough(slots, int(self.min_run[w]), int(self.run_done[w])))
+            return slots if ok else None
+        s = int(slots[0])
+        if slots[-1] - s != d - 1 or not self.earliest[w] <= s <= self.latest[w]:
+            return None
+        return s
+
     def construct(self) -> None:
         short = []
         for w in self._order():
             w = int(w)
+            if self.placed[w]:  # adopted from a start placement
+                np.subtract(self.F, (self.R[w] * self.req[w])[:, None] * self.inv_capT, out=self.F, where=self.E[w])
+                continue
             if self._insert(w) < self.R[w]:
                 short.append(w)
             # This demand is no longer to come.
@@ -904,7 +962,7 @@ class _Greedy:
         self.F = saved_F
         return self._settle(ok, ws, before)
 
-    def improve(self, deadline: float) -> None:
+    def improve(self, deadline: float, rebuild_tries: int = _REBUILD_TRIES) -> None:
         """Local search: close wasteful nodes, re-time jobs, move replicas to where their
         dynamic energy is cleaner; stop at a local optimum or the deadline."""
         jobs = [int(w) for w in np.flatnonzero(~self.whole_horizon) if self.E[w].any()]
@@ -931,7 +989,7 @@ class _Greedy:
             # Stuck: rebuild random pairs and triples of open nodes, the most wasteful one
             # always among them, until one pays or a bounded number failed.
             fails = 0
-            while fails < _REBUILD_TRIES and time.perf_counter() < deadline:
+            while fails < rebuild_tries and time.perf_counter() < deadline:
                 open_nodes = self._closing_candidates()
                 if len(open_nodes) < 2:
                     break

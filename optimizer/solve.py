@@ -192,9 +192,13 @@ class Plan:
 Progress = Callable[[str], None]
 
 
-def solve(scenario: Scenario, options: SolveOptions | None = None, progress: Progress | None = None) -> Plan:
-    """Plan `scenario` with the options' solver: the stages in order, then one choice."""
-    run = stages.Planning.start(scenario, options or SolveOptions(), progress)
+def solve(scenario: Scenario, options: SolveOptions | None = None, progress: Progress | None = None,
+          start: Placement | None = None) -> Plan:
+    """Plan `scenario` with the options' solver: the stages in order, then one choice.
+
+    `start`: a placement to begin from (a rolling re-plan's plan in force, on this horizon);
+    the greedy stage keeps what of it still holds (`edgeplace.optimizer.greedy.greedy_place`)."""
+    run = stages.Planning.start(scenario, options or SolveOptions(), progress, start)
     found = stages.greedy(run)                              # construction, local search, repair
     if run.options.bound:
         found += stages.bound(run, found)                   # flow, Lagrangian, LP where it solves

@@ -73,13 +73,15 @@ class Planning:
     started: float
     deadline: float
     say: Progress
+    warm: Placement | None = None  # where to start from (a rolling re-plan's plan in force)
 
     @classmethod
-    def start(cls, scenario: Scenario, options: "SolveOptions", progress: Progress | None) -> "Planning":
+    def start(cls, scenario: Scenario, options: "SolveOptions", progress: Progress | None,
+              warm: Placement | None = None) -> "Planning":
         started = time.perf_counter()
         planned = scenario.as_forecast()
         return cls(planned, price(planned, options.objective), options, started, started + options.time_limit_s,
-                   progress or (lambda _msg: None))
+                   progress or (lambda _msg: None), warm)
 
     def left_s(self) -> float:
         return self.deadline - time.perf_counter()
@@ -159,7 +161,8 @@ def greedy(run: Planning) -> Found:
     """The greedy plan (construction + local search), repaired around its violations when it has any."""
     run.say("greedy warm start")
     opts = run.options
-    plan = run.candidate(greedy_place(run.costs, time_limit_s=min(1.0, opts.time_limit_s), seed=opts.seed), "greedy")
+    plan = run.candidate(greedy_place(run.costs, time_limit_s=min(1.0, opts.time_limit_s), seed=opts.seed,
+                                      start=run.warm), "greedy")
     if plan.feasible:
         return Found([plan])
     run.say("repairing the greedy plan around its violations")

@@ -228,6 +228,46 @@ def test_simulate_command_json(scenario_file, capsys):
     assert "cost_of_forecast_error_kg" in s and "time_shifting_saves_kg" not in s
 
 
+@pytest.mark.parametrize("engine", [InProcessEngine(), LocalProcessEngine(2)], ids=["in-process", "processes"])
+def test_progress_hears_the_slots_of_every_policy(engine):
+    heard: list[tuple[int, int, str]] = []
+    simulate(day().build(), ["default", "optimizer"], options(horizon_slots=48), engine,
+             progress=lambda done, total, what: heard.append((done, total, what)))
+    assert heard and all(total == 2 * 48 for _, total, _ in heard)
+    done = [d for d, _, _ in heard]
+    assert done == sorted(done) and done[-1] == 96  # monotone, up to every slot of both policies
+    assert any(what.startswith("optimizer ") for _, _, what in heard)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_progress_bar_goes_to_a_terminal_only_and_never_into_json(scenario_file, capsys, monkeypatch, terminal):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
+    assert _run(["simulate", scenario_file, "--policies", "default,optimizer", "--horizon", "2d", "--lookahead",
+                 "12h", "--workers", "1", "--quiet", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    json.loads(out)  # stdout is the JSON document and nothing else
+    assert ("ETA" in err and "96/96" in err) is terminal
+    assert err == "" or terminal
+
+
+def test_incremental_replans_only_when_something_changed():
+    # Identical days (no noise): the seasonal forecast of a slot does not move once it is in
+    # view, so a plan changes only when a job enters the 12-slot lookahead, while a job that has
+    # not started could still wait for the slot coming into view (train's window is the whole
+    # day, report's 04-16), or when the plan in force runs out.
+    sc = day().build()
+    every = simulate(sc, ["optimizer"], options(horizon_slots=48, noise=0.0, incremental=False))
+    changed = simulate(sc, ["optimizer"], options(horizon_slots=48, noise=0.0))
+    assert every.runs["optimizer"].replans == 48
+    assert changed.runs["optimizer"].replans < 40
+    e = dict(zip(every.table["policy"], every.table["emissions_kg"]))["optimizer"]
+    c = dict(zip(changed.table["policy"], changed.table["emissions_kg"]))["optimizer"]
+    assert c == pytest.approx(e, rel=0.01)  # the same decisions, up to the heuristic's path
+    assert changed.evaluations["optimizer"].violations == []
+
+
 def test_simulate_command_table(scenario_file, capsys):
     assert _run(["simulate", scenario_file, "--policies", "optimizer,noshift", "--workers", "1", "--quiet"]) == 0
     out = capsys.readouterr().out

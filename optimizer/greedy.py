@@ -259,7 +259,8 @@ class _Greedy:
         self.site_kwh = np.zeros((S, T))
         np.add.at(self.site_kwh, self.site, self.node_kwh)
         # Horizon-wide per-node caches (see the class docstring).
-        self.free_minT = self.cap.T + _EPS  # K x N, least free capacity over the horizon (+ tolerance)
+        self._free_minT = self.cap.T + _EPS  # K x N, least free capacity over the horizon (+ tolerance)
+        self._free_stale = np.zeros(N, dtype=bool)  # nodes whose _free_minT needs recomputing
         self.dyn_rate = (self.slope * self.int_ew).sum(axis=1) * self.kwh  # N, gCO2e per unit utilisation
         self.open_full = (self.open_row * ~self.on).sum(axis=1)  # N, gCO2e to keep the node on all horizon
         self.off_slots = (~self.on).sum(axis=1)  # N
@@ -327,24 +328,38 @@ class _Greedy:
             if isinstance(run, np.ndarray):  # fancy indexing copied: write back
                 self.load[n, run], self.count[n, run], self.cpu_util[n, run] = load, count, u
             on = (count > 0) | self.always_on[n]
+            was_on = self.on[n, run].copy()
             self.on[n, run] = on
             uc = np.minimum(u, 1.0)
             if self.linear[n]:
                 power = self.a[n, 0] + self.s[n, 0] * uc
-                self.slope[n, run] = np.where(u < 1.0, self.s[n, 0], 0.0)
+                slope = np.where(u < 1.0, self.s[n, 0], 0.0)
             else:
                 lines = self.a[n] + self.s[n] * uc[:, None]  # d x L
                 power = lines.max(axis=1)
-                self.slope[n, run] = np.where(u < 1.0, self.s[n, np.argmax(lines + self.s[n] * 1e-9, axis=1)], 0.0)
+                slope = np.where(u < 1.0, self.s[n, np.argmax(lines + self.s[n] * 1e-9, axis=1)], 0.0)
             new_kwh = np.where(on, power * self.kwh[n], 0.0)
             self.site_kwh[self.site[n], run] += new_kwh - self.node_kwh[n, run]
             self.node_kwh[n, run] = new_kwh
-            self.dyn_rate[n] = float(self.slope[n] @ self.int_ew[n]) * self.kwh[n]
-            off = ~self.on[n]
-            self.open_full[n] = float(self.open_row[n] @ off)
-            self.off_slots[n] = int(off.sum())
-        self.free_minT[:, n] = (self.cap[n] + _EPS - self.load[n]).min(axis=0)
+            # Horizon caches, updated by the change in the run's slots only (a year is 17,568 slots).
+            self.dyn_rate[n] += float((slope - self.slope[n, run]) @ self.int_ew[n, run]) * self.kwh[n]
+            self.slope[n, run] = slope
+            flipped = on != was_on
+            if flipped.any():
+                self.open_full[n] -= float(self.open_row[n, run][flipped] @ np.where(on[flipped], 1.0, -1.0))
+                self.off_slots[n] -= int(on[flipped].sum()) - int((~on[flipped]).sum())
+        self._free_stale[n] = True
         self._book(w, n, k, start)
+
+    @property
+    def free_minT(self) -> np.ndarray:
+        """K x N: each node's least free capacity over the horizon (+ tolerance), recomputed for the
+        nodes changed since it was last read (services read it; jobs look at their own slots)."""
+        stale = np.flatnonzero(self._free_stale)
+        if len(stale):
+            self._free_minT[:, stale] = (self.cap[stale, None, :] + _EPS - self.load[stale]).min(axis=1).T
+            self._free_stale[stale] = False
+        return self._free_minT
 
     def _apply_slot(self, w: int, n: int, k: int, t: int) -> None:
         """`_apply` for a run of one slot, in scalars (the common case of a one-slot horizon)."""

@@ -80,6 +80,9 @@ class Formulation:
     run_w: np.ndarray  # r index -> workload
     run_t: np.ndarray  # r index -> slot
     r: np.ndarray
+    #: The node each column belongs to (-1: none, e.g. a job's start, a site's grid energy):
+    #: what splits the model into one block per node (`edgeplace.optimizer.lagrangian`).
+    column_node: np.ndarray | None = None
 
 
 def _run_mask(d: int, starts: np.ndarray, T: int) -> np.ndarray:
@@ -373,7 +376,17 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
             m.add_rows("kept_le_y", len(idx), np.r_[r, r], np.r_[kept, y[idx]], np.r_[np.ones(len(idx)), -np.ones(len(idx))], upper=0.0)
         m.objective_offset += obj.migration_g_per_replica * sum(int(R[w]) for w in cm.current_count if not sc.workload_deferrable[w])
 
-    return Formulation(m, sw, sn, jj, jn, js, start_j, start_s, y, x, b, o, p, iw, in_, a_var, rw, rt, r_var)
+    node_of = [(y, sn), (x, jn), (a_var, in_), (h, np.arange(N)), (o, np.arange(N * T) // max(T, 1)),
+               (p, np.arange(N * T) // max(T, 1)), (q, in_[zi]), (load, np.arange(N * K) // max(K, 1)), (util, np.arange(N))]
+    if len(conflicted):
+        node_of.append((g, np.arange(N * Mc) // Mc))
+    if obj.migration_g_per_replica > 0 and cm.current_count and pairs:
+        node_of.append((kept, sn[idx]))
+    column_node = np.full(m.n_vars, -1, dtype=np.int64)
+    for cols, nodes in node_of:
+        column_node[np.asarray(cols, dtype=np.int64)] = nodes
+    return Formulation(m, sw, sn, jj, jn, js, start_j, start_s, y, x, b, o, p, iw, in_, a_var, rw, rt, r_var,
+                       column_node)
 
 
 def _min_run_rows(m: LinearModel, sc, ijobs: np.ndarray, rw: np.ndarray, rt: np.ndarray, r_var: np.ndarray) -> None:

@@ -203,11 +203,14 @@ def solve(scenario: Scenario, options: SolveOptions | None = None, progress: Pro
     if run.options.bound:
         found += stages.bound(run, found)                   # flow, Lagrangian, LP where it solves
     if run.options.solver != "greedy":
-        if run.full_model_size <= run.options.restrict_above_variables:
+        if run.long_horizon:
+            found += stages.decompose(run, found)           # windows of a few days, exactly, in turn
+        elif run.full_model_size <= run.options.restrict_above_variables:
             found += stages.exact(run, found)               # CP-SAT or HiGHS on the whole model
+            found += stages.search(run, found)              # neighbourhood search until the deadline
         else:
             found += stages.restricted(run, found)          # the same on the pairs the bound prices cheapest
-        found += stages.search(run, found)                  # neighbourhood search until the deadline
+            found += stages.search(run, found)
     return choose(scenario, run, found)
 
 

@@ -24,7 +24,10 @@ stage          what it does
 ``restricted`` for models too large to build whole: the exact solver on the
                pairs the bound prices cheapest plus the best plan's
 ``search``     large-neighbourhood search until the deadline: groups of nodes
-               and windows of slots re-solved exactly (`edgeplace.optimizer.lns`)
+               re-solved exactly (`edgeplace.optimizer.lns`)
+``decompose``  a horizon too long for one model (more than LONG_HORIZON_SLOTS):
+               windows of a few days solved exactly in turn, the windows around
+               the plan's violations first (`edgeplace.optimizer.windows`)
 =============  =================================================================
 """
 
@@ -42,9 +45,11 @@ from edgeplace.optimizer.candidates import Bound, Candidate, Found
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.greedy import greedy_place
 from edgeplace.optimizer.highs_backend import solve_highs
+from edgeplace.optimizer.lagrangian import NodeSplit, lp_duals, solve_lp_duals
 from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult, SolveStatus
+from edgeplace.optimizer.windows import LONG_HORIZON_SLOTS, merged, slot_window
 from edgeplace.policies.costs import CostModel, Objective, price
 from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.placement import Placement
@@ -113,6 +118,11 @@ class Planning:
     def full_model_size(self) -> int:
         return model_size(self.costs)
 
+    @property
+    def long_horizon(self) -> bool:
+        """Too many slots for one model: planned by windows (`decompose`)."""
+        return self.scenario.n_slots > LONG_HORIZON_SLOTS
+
 
 def secondary_g(costs: CostModel, placement: Placement, evaluation: Evaluation) -> float:
     """The objective's secondary terms for a placement [g], as `edgeplace.optimizer.formulation` prices them:
@@ -166,6 +176,8 @@ def greedy(run: Planning) -> Found:
     if plan.feasible:
         return Found([plan])
     run.say("repairing the greedy plan around its violations")
+    if run.long_horizon:
+        return Found([plan]) + _windows(run, plan, violations_only=True, producer="greedy+repair")
     repaired = lns.repair(run.costs, plan, price=run.candidate, solve_step=highs_step(opts))
     return Found([plan] if repaired is plan else [plan, repaired])
 
@@ -184,21 +196,33 @@ def highs_step(options: "SolveOptions"):
 
 
 def bound(run: Planning, found: Found) -> Found:
-    """Lower bounds on planned emissions: the flow bound always; the LP relaxation of the
-    full model when it is small enough to solve in the bound's time."""
+    """Lower bounds on planned emissions: the flow bound always; where the full model is small
+    enough, its LP relaxation and then the Lagrangian bound of its node split at the LP's duals
+    with each node's problem solved with integrality (`edgeplace.optimizer.lagrangian`: at least
+    the LP), within the bound's time."""
     costs = run.carbon_costs
     out = Found()
     flow = flow_bound_g(costs)
     if flow is not None:
         out.bounds.append(Bound(flow, "flow"))
     budget = run.options.bound_budget_s
-    if budget > 0 and model_size(costs) <= FULL_LP_MAX_VARIABLES:
-        run.say("LP relaxation for the lower bound")
-        lp = solve_highs(build(costs).model, time_limit_s=budget, threads=run.options.workers, relax=True)
-        if lp.status is SolveStatus.optimal:
-            out.bounds.append(Bound(lp.objective, "lp"))
-        else:
-            out.details.append(f"LP relaxation: {lp.status.value} ({lp.detail}) within {budget:g} s")
+    if budget <= 0 or run.long_horizon or model_size(costs) > FULL_LP_MAX_VARIABLES:
+        return out
+    deadline = time.perf_counter() + budget
+    run.say("LP relaxation for the lower bound")
+    split = NodeSplit(costs)
+    status, lp_g, duals = solve_lp_duals(split.form.model, budget, run.options.workers)
+    if status is not SolveStatus.optimal:
+        out.details.append(f"LP relaxation: not solved within {budget:.3g} s")
+        return out
+    out.bounds.append(Bound(lp_g, "lp"))
+    left = deadline - time.perf_counter()
+    if left > 0.5:
+        run.say("Lagrangian bound: the LP's duals, one integer problem per node")
+        y = split.multipliers(lp_duals(split.form.model, duals))
+        value, integer_nodes, _ = split.bound(y, integer=True, deadline=deadline)
+        out.bounds.append(Bound(value, "lagrangian", f"{len(split.node_columns)} node problems, "
+                                                     f"{integer_nodes} with integrality"))
     return out
 
 
@@ -301,6 +325,81 @@ def restricted(run: Planning, found: Found) -> Found:
         out.candidates.append(run.candidate(placement_from_values(form, costs, result.values), f"{name} (restricted)",
                                             detail=detail))
     return out
+
+
+# ---------------------------------------------------------------------------
+# decompose
+
+
+#: A window spans at least this many slots, and at least twice the longest job window.
+MIN_WINDOW_SLOTS = 96
+#: Time limit of one window's exact solve [s].
+WINDOW_TIME_LIMIT_S = 3.0
+
+
+def decompose(run: Planning, found: Found) -> Found:
+    """A long horizon: windows of slots re-solved exactly in turn from the best plan, the windows
+    around its violations first, until the deadline (`_windows`)."""
+    return _windows(run, found.best, violations_only=False, producer=f"{found.best.producer} + windows")
+
+
+def _windows(run: Planning, incumbent: Candidate, *, violations_only: bool, producer: str) -> Found:
+    """Windows of `window_slots` slots, overlapping by half: first those around the jobs the plan
+    breaks rules of, then (unless `violations_only`) a sweep over the horizon. Each window's model
+    (`edgeplace.optimizer.windows.slot_window`: free jobs inside, the rest fixed) is solved by
+    HiGHS from the plan; its plan is kept when it is better on the window's slots, priced on the
+    forecast; the whole plan is priced again at the end."""
+    sc, opts = run.scenario, run.options
+    width = window_slots(sc)
+    step_slots = width // 2
+    order = [(max(0, c - step_slots), min(sc.n_slots, max(0, c - step_slots) + width))
+             for c in _violation_slots(sc, incumbent)]
+    if not violations_only:
+        order += [(a, min(a + width, sc.n_slots)) for a in range(0, max(sc.n_slots - step_slots, 1), step_slots)]
+    placement, tried, kept = incumbent.placement, 0, 0
+    for first, end in order:
+        limit = min(WINDOW_TIME_LIMIT_S, run.left_s() - 0.5)
+        if limit <= 0.2 and tried:
+            break
+        window = slot_window(sc, placement, first, end)
+        if window is None:
+            continue
+        tried += 1
+        sub_costs = price(window.scenario, opts.objective)
+        form = build(sub_costs, columns=window.columns)
+        result = solve_highs(form.model, time_limit_s=max(limit, 0.2), threads=opts.workers)
+        if result.values is None:
+            continue
+        sub = placement_from_values(form, sub_costs, result.values)
+        before, after = evaluate(window.scenario, window.start), evaluate(window.scenario, sub)
+        if (len(after.violations), after.emissions_g) < (len(before.violations), before.emissions_g - 1e-6):
+            placement = merged(sc, placement, window, sub)
+            kept += 1
+    out = Found(stats={"windows_tried": tried, "windows_kept": kept},
+                details=[f"windows of {width} slots: kept {kept} of {tried} re-solved"])
+    if kept:
+        out.candidates.append(run.candidate(placement, producer))
+    return out
+
+
+def window_slots(sc: Scenario) -> int:
+    """The width of a decomposition window: at least MIN_WINDOW_SLOTS and twice the longest job window."""
+    windows = sc.workload_window_end - sc.workload_earliest_slot
+    longest = int(windows[sc.workload_deferrable].max(initial=1))
+    return min(max(MIN_WINDOW_SLOTS, 2 * longest), sc.n_slots)
+
+
+def _violation_slots(sc: Scenario, candidate: Candidate) -> list[int]:
+    """Centre slots of the windows that cover the jobs named in the candidate's violations."""
+    index = {wid: i for i, wid in enumerate(sc.workload_ids)}
+    slots = []
+    for v in candidate.planned.violations:
+        w = index.get(v.subject)
+        if w is not None and sc.workload_deferrable[w]:
+            slots.append(int((sc.workload_earliest_slot[w] + sc.workload_window_end[w]) // 2))
+        elif v.slots:
+            slots.append(int(v.slots[0]))
+    return sorted(set(slots))
 
 
 # ---------------------------------------------------------------------------

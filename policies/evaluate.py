@@ -178,8 +178,7 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
         # A (1, T) array would broadcast silently over every node.
         raise ValueError(f"powered has shape {np.shape(placement.powered)}, scenario needs {(N, T)} (nodes x slots)")
     rep_w = sc.replica_workload
-    running = assign >= 0
-    r_idx, t_idx = np.nonzero(running)
+    r_idx, t_idx = np.nonzero(assign >= 0)  # no R x T mask is kept: a year of jobs makes it large
     node = assign[r_idx, t_idx].astype(np.int64)  # assign may be int8 or int16 (Placement): no overflow in node * T
     w_of = rep_w[r_idx]
     cell = node * T + t_idx  # flat node-slot index
@@ -325,14 +324,16 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
                                  "sites", f"{sc.workload_ids[w]} runs on fewer than {sc.workload_min_sites[w]} sites"))
 
     # Schedule: services run in every slot; deferrable jobs in one block inside their window.
-    running = assign >= 0
+    # A service runs in every slot (`Scenario`). Only its rows are looked at slot by slot: R x T
+    # temporaries of a year of thousands of jobs would not fit in memory.
+    running = assign >= 0  # the one R x T mask of the evaluation
     rep_w = sc.replica_workload
-    must = sc.workload_active[rep_w]
-    fixed = ~sc.workload_deferrable[rep_w]
-    wrong_fixed = fixed & (running != must).any(axis=1)
+    fixed_rows = np.flatnonzero(~sc.workload_deferrable[rep_w])
+    wrong_fixed = np.zeros(len(rep_w), dtype=bool)
+    wrong_fixed[fixed_rows] = ~running[fixed_rows].all(axis=1)
     for w in np.unique(rep_w[wrong_fixed]):
-        rows = wrong_fixed & (rep_w == w)
-        slots = (running[rows] != must[rows]).any(axis=0)
+        rows = np.flatnonzero(wrong_fixed & (rep_w == w))
+        slots = (~running[rows]).any(axis=0)
         out.append(Violation(ViolationKind.schedule, sc.workload_ids[w], _slots(slots), float(slots.sum()), "slots",
                              f"{sc.workload_ids[w]} is not running in every slot it must (unplaced or stopped)"))
     for w in np.flatnonzero(sc.workload_deferrable):

@@ -186,8 +186,8 @@ def highs_step(options: "SolveOptions"):
     """The exact solver of neighbourhood steps and repairs: small MILPs with a good incumbent,
     which HiGHS's branch and bound closes better than CP-SAT (1,000 x 100 x 1, 15 s of steps:
     7.24 -> 7.06 kg with HiGHS, 7.32 -> 7.24 with CP-SAT)."""
-    def step(model, _hint, limit_s):
-        return solve_highs(model, time_limit_s=limit_s, threads=options.workers)
+    def step(model, hint, limit_s):
+        return solve_highs(model, time_limit_s=limit_s, threads=options.workers, hint=hint)
     return step
 
 
@@ -283,9 +283,9 @@ def run_exact(model, hint: dict[int, float], options: "SolveOptions", time_limit
         except CpsatRangeError as exc:
             say("CP-SAT cannot represent the model; solving with HiGHS")
             note = f"CP-SAT cannot represent this model ({exc}); solved with HiGHS instead"
-            return solve_highs(model, time_limit_s=time_limit_s, threads=options.workers), "milp", note
+            return solve_highs(model, time_limit_s=time_limit_s, threads=options.workers, hint=hint), "milp", note
     if options.milp_backend == "highs":
-        return solve_highs(model, time_limit_s=time_limit_s, threads=options.workers), "milp", ""
+        return solve_highs(model, time_limit_s=time_limit_s, threads=options.workers, hint=hint), "milp", ""
     from edgeplace.optimizer.pulp_backend import solve_pulp
 
     result = solve_pulp(model, solver=options.milp_backend.removeprefix("pulp-"), time_limit_s=time_limit_s,
@@ -367,7 +367,8 @@ def _windows(run: Planning, incumbent: Candidate, *, violations_only: bool, prod
         tried += 1
         sub_costs = price(window.scenario, opts.objective)
         form = build(sub_costs, columns=window.columns)
-        result = solve_highs(form.model, time_limit_s=max(limit, 0.2), threads=opts.workers)
+        result = solve_highs(form.model, time_limit_s=max(limit, 0.2), threads=opts.workers,
+                             hint=hint_from_placement(form, sub_costs, window.start))
         if result.values is None:
             continue
         sub = placement_from_values(form, sub_costs, result.values)

@@ -33,7 +33,10 @@ def policy_registry() -> dict[str, PolicyFactory]:
 
 
 def make_policy(name: str) -> PlacementPolicy:
-    registry = policy_registry()
+    """A policy by name: a baseline, a solver, or `current` (the scenario's recorded placement)."""
+    from edgeplace.policies.baselines import CurrentPolicy
+
+    registry = {**policy_registry(), CurrentPolicy.name: CurrentPolicy}
     if name not in registry:
         raise InputError("--policy", [Problem(name, f"unknown policy; choose one of {', '.join(registry)}")])
     return registry[name]()

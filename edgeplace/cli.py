@@ -25,7 +25,8 @@ EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 70
 FORMATS = ("table", "json", "csv")
 #: Modules with `add_commands(subparsers) -> {command: handler}`: Kubernetes
 #: (import, serve), signals, what-if planning, reports.
-EXTENSION_MODULES = ("edgeplace.cluster_cli", "edgeplace.signals_cli", "edgeplace.planning_cli", "edgeplace.report_cli")
+EXTENSION_MODULES = ("edgeplace.cluster_cli", "edgeplace.signals_cli", "edgeplace.planning_cli", "edgeplace.report_cli",
+                     "edgeplace.export_cli")
 EXTENSIONS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 

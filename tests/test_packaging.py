@@ -62,3 +62,74 @@ def test_bundled_example_is_package_data():
     config = _config()
     assert config["package-dir"]["edgeplace.examples"] == "examples"
     assert (ROOT / "examples" / "metro-de.yaml").exists()
+
+
+# ---------------------------------------------------------------------------
+# Lock files: runtime pins for the image, test tools apart
+
+
+def _lock(name: str) -> dict[str, str]:
+    """{normalised name: version} of a lock file; every line must be an exact pin."""
+    import re
+
+    pins = {}
+    for line in (ROOT / name).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", line.strip())
+        assert match, f"{name}: {line!r} is not an exact pin (name==version)"
+        pins[_norm(match[1])] = match[2]
+    return pins
+
+
+def _norm(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    import re
+
+    return {_norm(re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", r.strip())[0]) for r in requirements}
+
+
+def test_runtime_and_test_locks_are_disjoint_and_exact():
+    runtime, test = _lock("requirements.lock"), _lock("requirements-test.lock")
+    assert not set(runtime) & set(test), f"in both locks: {sorted(set(runtime) & set(test))}"
+    tools = {"pytest", "hypothesis", "jsonschema", "import-linter", "pytest-timeout", "psutil"}
+    assert tools <= set(test) and not tools & set(runtime), "test tools belong in requirements-test.lock only"
+
+
+def test_runtime_lock_is_the_closure_of_the_dependencies():
+    """Every runtime dependency of pyproject.toml, and every requirement of each locked
+    distribution (as installed here), is pinned in requirements.lock: the image needs nothing else."""
+    from importlib.metadata import distribution
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = _lock("requirements.lock")
+    missing = _requirement_names(project["dependencies"]) - set(runtime)
+    assert not missing, f"dependencies of pyproject.toml missing from requirements.lock: {sorted(missing)}"
+    for name, version in runtime.items():
+        dist = distribution(name)
+        assert dist.version == version, f"{name}: installed {dist.version}, locked {version} (run make setup)"
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                assert _norm(req.name) in runtime, f"{name} needs {req.name}, which requirements.lock lacks"
+
+
+def test_dockerfile_installs_the_runtime_lock_only():
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert any("-r requirements.lock" in line for line in installs), installs
+    assert "requirements-test.lock" not in text and ".[test]" not in text
+    assert any("--no-deps ." in line for line in installs), "edgeplace itself without resolving anything new"
+    copied = [line.split()[1] for line in text.splitlines() if line.startswith("COPY") and "lock" in line]
+    assert copied == ["requirements.lock"], copied
+
+
+def test_setup_installs_both_locks():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-r requirements.lock -r requirements-test.lock" in makefile

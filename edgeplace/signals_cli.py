@@ -198,11 +198,11 @@ def _history_days(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, doc: dict, spec, series: list) -> int:
-    from edgeplace.topology.signals.series import apply_signals, check_against_scenario, write_scenario
+    from edgeplace.topology.signals.series import check_against_scenario, write_signals_back
 
     out = args.output or args.scenario
     check_against_scenario(series, spec, out)
-    write_scenario(apply_signals(doc, series), out)
+    write_signals_back(args.scenario, doc, series, out)
     if not args.quiet:
         print(f"edgeplace: wrote {out}: {len(series)} signal(s)", file=sys.stderr)
         for s in series:

@@ -74,6 +74,37 @@ def test_import_pv_then_back_in_place(tmp_path, original, capsys):
     assert "pvlib clear sky" in capsys.readouterr().err
 
 
+def test_write_back_keeps_comments_key_order_and_untouched_signals(tmp_path):
+    """`signals import/fetch` rewrite the scenario through a round-trip YAML writer: the user's comments
+    (whole-line and trailing), key order and quoting survive; only the series written change."""
+    path = tmp_path / "m.yaml"
+    original_text = EXAMPLE.read_text()
+    path.write_text(original_text)
+    assert run("import", str(path), "--pv", "--loss", "0", "--site", "agg-mainz", "--quiet") == 0
+    text = path.read_text()
+    comments = [line.strip() for line in original_text.splitlines() if line.strip().startswith("#")]
+    assert len(comments) > 10 and all(c in text for c in comments)
+    trailing = [line.split("#", 1)[1] for line in original_text.splitlines()
+                if "#" in line and not line.strip().startswith("#") and '"' not in line.split("#", 1)[0]]
+    assert trailing and all(t in text for t in trailing)
+    top_keys = lambda t: [l.split(":")[0] for l in t.splitlines() if l and l[0].isalpha()]  # noqa: E731
+    assert top_keys(text) == top_keys(original_text)
+    # Everything before the signals is byte-for-byte the user's text.
+    head = original_text.index("\nsignals:")
+    assert text[:head] == original_text[:head]
+    before, after = read_document(EXAMPLE), read_document(path)
+    changed = [i for i, (a, b) in enumerate(zip(before["signals"], after["signals"])) if a != b]
+    assert len(after["signals"]) == len(before["signals"])
+    assert [after["signals"][i].get("site") for i in changed] == ["agg-mainz"]
+
+
+def test_write_back_to_json_and_from_json(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(read_document(EXAMPLE)))
+    assert run("import", str(path), "--pv", "--site", "agg-mainz", "--quiet", "-o", str(tmp_path / "o.yaml")) == 0
+    assert load_scenario(tmp_path / "o.yaml").n_nodes == load_scenario(path).n_nodes
+
+
 def test_import_with_a_forecaster_writes_a_forecast_series(tmp_path):
     # Two days of DE: the day before the horizon (history, 20 g higher) and the horizon day itself.
     rows = [f"{(START + timedelta(hours=h - 24)).isoformat()},DE,{v + 20},gCO2/kWh" for h, v in enumerate(DE)]

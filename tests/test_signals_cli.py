@@ -100,7 +100,7 @@ def test_write_back_keeps_comments_key_order_and_untouched_signals(tmp_path):
 
 def test_write_back_to_json_and_from_json(tmp_path):
     path = tmp_path / "m.json"
-    path.write_text(json.dumps(read_document(EXAMPLE)))
+    path.write_text(json.dumps(read_document(EXAMPLE), default=str))
     assert run("import", str(path), "--pv", "--site", "agg-mainz", "--quiet", "-o", str(tmp_path / "o.yaml")) == 0
     assert load_scenario(tmp_path / "o.yaml").n_nodes == load_scenario(path).n_nodes
 

@@ -130,11 +130,14 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     pv = i.add_argument_group("pvlib")
     pv.add_argument("--pv", action="store_true", help="PV output of the sites with pv_kwp (clear sky unless --irradiance)")
     pv.add_argument("--site", action="append", metavar="ID", help="only these PV sites (repeatable)")
-    pv.add_argument("--tilt", type=_number(0, 90), default=30.0, metavar="DEG", help="module tilt (default 30)")
+    pv.add_argument("--tilt", type=_number(0, 90), default=30.0, metavar="DEG",
+                    help="module tilt for sites without pv_tilt_deg (default 30)")
     pv.add_argument("--azimuth", type=_number(0, 360), default=180.0, metavar="DEG",
-                    help="module azimuth, degrees from north (default 180: south)")
-    pv.add_argument("--loss", type=_number(0, 1), default=0.14, metavar="F",
-                    help="system loss factor (default 0.14, PVWatts)")
+                    help="module azimuth, degrees from north, for sites without pv_azimuth_deg (default 180: south)")
+    pv.add_argument("--loss", type=_number(0, 1), default=0.1408, metavar="F",
+                    help="DC system losses (default 0.1408: PVWatts' 14 %%; the inverter is modelled apart)")
+    pv.add_argument("--iam", choices=("physical", "ashrae", "none"), default="physical",
+                    help="incidence-angle modifier of the beam irradiance (default physical, as pvlib's PVWatts)")
     pv.add_argument("--clear-sky-model", choices=("ineichen", "simplified_solis"), default="ineichen")
     pv.add_argument("--irradiance", metavar="FILE", help="measured irradiance (timestamp, ghi[, dni, dhi] or poa_global)")
     mix = i.add_argument_group("fuel mix")
@@ -332,7 +335,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.pv:
         from edgeplace.topology.signals.pv import PVOptions, pv_signals
 
-        options = PVOptions(tilt_deg=args.tilt, azimuth_deg=args.azimuth, system_loss=args.loss,
+        options = PVOptions(tilt_deg=args.tilt, azimuth_deg=args.azimuth, system_loss=args.loss, iam_model=args.iam,
                             model=args.clear_sky_model)
         series += pv_signals(spec, grid, options, sites=args.site, irradiance=args.irradiance, max_gap_minutes=gap)
     keys = [s.key() for s in series]

@@ -69,8 +69,9 @@ class ServiceConfig:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
 
-    def client(self, service: str, auth_hint: str = "") -> HttpClient:
-        return HttpClient(service, self.policy, sleep=self.sleep, rng=self.rng, auth_hint=auth_hint)
+    def client(self, service: str, auth_hint: str = "", plan_hint: str = "") -> HttpClient:
+        return HttpClient(service, self.policy, sleep=self.sleep, rng=self.rng, auth_hint=auth_hint,
+                          plan_hint=plan_hint)
 
 
 class IntensityService(Protocol):

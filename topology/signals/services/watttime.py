@@ -63,7 +63,9 @@ class WattTime:
         self.base = (config.base_url or config.env.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.env = config.env
         self.now = config.now
-        self.http = config.client(self.label, auth_hint=f"check {USER_ENV} and {PASSWORD_ENV}")
+        self.http = config.client(self.label, auth_hint=f"check {USER_ENV} and {PASSWORD_ENV}",
+                                  plan_hint="WattTime's /v3 data outside CAISO_NORTH needs a subscription that covers "
+                                            "the region (GET /v3/my-access lists yours)")
         self._token: str | None = None
 
     def login(self) -> str:
@@ -71,7 +73,8 @@ class WattTime:
         password = require(self.env, PASSWORD_ENV, self.label, "password")
         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
         url = f"{self.base}/login"
-        doc = self.http.get_json(url, headers={"Authorization": f"Basic {basic}"})
+        # /login checks the user name and password only: a 403 there is the credentials, not the plan.
+        doc = self.http.get_json(url, headers={"Authorization": f"Basic {basic}"}, auth_statuses=(401, 403))
         body = Body(f"{self.label} response from {url}")
         token = body.field(doc, "token", "", str)
         body.check()

@@ -152,6 +152,8 @@ def error_message(body: bytes) -> str:
         doc = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return _excerpt(body)
+    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):  # {"error": {"code": ..., "message": ...}}
+        doc = doc["error"]
     if isinstance(doc, dict):
         parts = [str(doc[k]) for k in ("message", "error", "title", "detail") if isinstance(doc.get(k), (str, int))]
         if parts:

@@ -103,6 +103,8 @@ class Points:
     values: np.ndarray
     step_s: float | None = None
     source: str = ""
+    #: What the source flagged about these values (e.g. how many are estimates), said with the series.
+    notes: tuple[str, ...] = ()
 
 
 def iso(t: datetime | float) -> str:

@@ -201,7 +201,8 @@ def concat(parts: list[Points], source: str) -> Points:
     for p in parts:
         merged.update(zip(p.times_s.tolist(), p.values.tolist()))
     times = np.array(sorted(merged), dtype=float)
-    return Points(times, np.array([merged[t] for t in times], dtype=float), parts[0].step_s, source)
+    notes = tuple(dict.fromkeys(n for p in parts for n in p.notes))
+    return Points(times, np.array([merged[t] for t in times], dtype=float), parts[0].step_s, source, notes)
 
 
 def windows(start: datetime, end: datetime, max_days: float) -> list[tuple[datetime, datetime]]:

@@ -99,6 +99,31 @@ class ForecastArchive:
         return out
 
 
+def fetch_archive(service, zones: dict[str, str], instants: list[datetime]) -> list[IssuedForecast]:
+    """The forecast each scenario region's zone had at each of `instants` (its newest issued by then), from a
+    service with historical forecasts: WattTime (`/v3/forecast/historical`) or the Carbon Aware SDK
+    (`/emissions/forecasts/batch`). One entry per distinct forecast."""
+    from datetime import timedelta
+
+    if service.name not in ("watttime", "carbonaware"):
+        raise InputError(service.label, [Problem("--service", "historical forecasts come from watttime or carbonaware")])
+    out: list[IssuedForecast] = []
+    for region, zone in zones.items():
+        if service.name == "watttime":  # every forecast generated in the period, then the newest at each instant
+            issued = service.historical_forecasts(zone, instants[0] - timedelta(hours=1), instants[-1] + timedelta(seconds=1))
+        else:
+            issued = service.historical_forecasts(zone, instants)
+        kept: dict[float, Points] = {}
+        for at in instants:
+            before = [(s, p) for s, p in issued if s <= at.timestamp()]
+            if not before:
+                raise InputError(service.label, [Problem(f"zone {zone}", f"no forecast was issued by {iso(at)}; "
+                                                                         f"start the archive later")])
+            kept.setdefault(before[-1][0], before[-1][1])
+        out += [IssuedForecast(region, s, p, service.intensity_kind) for s, p in sorted(kept.items())]
+    return out
+
+
 def write_archive_csv(forecasts: Iterable[IssuedForecast], header: str = "") -> str:
     """The archive file text (module docstring)."""
     out = io.StringIO()
@@ -183,4 +208,4 @@ def _time(text: str) -> float:
     return moment.timestamp()
 
 
-__all__ = ["COLUMNS", "ForecastArchive", "IssuedForecast", "read_archive", "write_archive_csv"]
+__all__ = ["COLUMNS", "ForecastArchive", "IssuedForecast", "fetch_archive", "read_archive", "write_archive_csv"]

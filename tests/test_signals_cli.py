@@ -299,4 +299,4 @@ def test_every_command_in_the_user_guide_parses():
     assert len(lines) >= 10
     for argv in lines:
         args = parser.parse_args(argv)
-        assert args.command == "signals" and args.signals_action in ("fetch", "import", "show")
+        assert args.command == "signals" and args.signals_action in ("fetch", "import", "show", "archive")

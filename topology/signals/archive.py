@@ -141,13 +141,10 @@ def write_archive_csv(forecasts: Iterable[IssuedForecast], header: str = "") -> 
 
 def read_archive(path: str | Path) -> ForecastArchive:
     """An archive file; every bad row is reported (file, line, column and the fix)."""
+    from edgeplace.topology.io import read_input_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(str(path), [Problem("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
+    text = read_input_text(path, encoding="utf-8-sig")
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise InputError(str(path), [Problem("", f"no rows; an archive has the columns {', '.join(COLUMNS)}")])

@@ -134,3 +134,29 @@ def test_dockerfile_installs_the_runtime_lock_only():
 def test_setup_installs_both_locks():
     makefile = (ROOT / "Makefile").read_text()
     assert "-r requirements.lock -r requirements-test.lock" in makefile
+
+
+def test_standalone_check_names_every_read_of_the_folder_beside_the_clone(tmp_path):
+    """.ci/check-standalone.sh (run by .ci/run) passes on this repository and fails on a tracked file that
+    would read the design folder beside the clone, naming file and line; prose naming its REFERENCE.md as a
+    source is fine."""
+    import shutil
+    import subprocess
+
+    script = ROOT / ".ci" / "check-standalone.sh"
+    assert subprocess.run(["bash", str(script)], capture_output=True, text=True).returncode == 0
+    repo = tmp_path / "repo"
+    (repo / ".ci").mkdir(parents=True)
+    shutil.copy(script, repo / ".ci" / "check-standalone.sh")
+    folder = "sha" + "red"  # spelt apart, or this very file would be what the check finds
+    (repo / "ok.py").write_text(f"# 3700 kg per server ({folder}/REFERENCE.md)\n")
+    (repo / "README.md").write_text(f"Figures from ../{folder}/REFERENCE.md.\n")
+    (repo / "bad.py").write_text(f'import json\nDATA = Path(__file__).parents[2] / "{folder}" / "data"\n'
+                                 f'X = open("../{folder}/x")\n')
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    done = subprocess.run(["bash", str(repo / ".ci" / "check-standalone.sh")], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "bad.py:2:" in done.stdout and "bad.py:3:" in done.stdout
+    assert "ok.py" not in done.stdout and "README.md" not in done.stdout

@@ -14,7 +14,7 @@ How a run works
 2. **Steps.** At each slot t (every `replan_every` slots) each policy sees
    the rest of the world from t (`edgeplace.topology.transform.remaining`, with the
    replicas where they run now and jobs already started, from
-   `edgeplace.optimizer.rolling.current_nodes`), cut to a lookahead window of L slots,
+   `edgeplace.optimizer.rolling.RunState`), cut to a lookahead window of L slots,
    with forecast series in place of what it cannot know yet; it plans the
    window and the plan's slot t is committed. Jobs that cannot start inside
    the window are left for later steps; a job started keeps running to the
@@ -38,7 +38,11 @@ Forecasters: `persistence`, `seasonal` (seasonal naive, daily) and `ewma`
 (exponentially weighted daily profile) from `edgeplace.topology.signals.forecast`, fed
 everything observed up to the step (the history day, then the world so
 far); `perfect` (the actual series) and `given` (the scenario's own forecast
-series; the horizon must fit the scenario). Forecasts cover grid intensity
+series; the horizon must fit the scenario). `forecast_source`, a forecast
+archive (`edgeplace.topology.signals.archive`: the forecasts WattTime or the
+Carbon Aware SDK had issued), replays real forecasts: each step plans grid
+intensity on the newest forecast issued by the step's start, for the slots it
+reaches; the forecaster fills the slots beyond it and the regions it lacks. Forecasts cover grid intensity
 and renewable supply (the series the model keeps apart); background
 utilisation is taken as known.
 
@@ -136,6 +140,8 @@ class SimulationOptions:
     incremental: bool = True
     noise: float = 1.0
     seed: int = 0
+    #: A `ForecastArchive` of issued grid-intensity forecasts to replay (None: forecasters only).
+    forecast_source: Any = None
 
     def __post_init__(self) -> None:
         if self.forecast not in FORECASTERS:
@@ -413,9 +419,10 @@ def _extended(world: World) -> dict[tuple[str, str], np.ndarray]:
             for s in world.spec.signals if s.series == "actual" and s.signal in FORECAST_KINDS}
 
 
-def forecast_mape_pct(world: World, method: str, lookahead: int, kind: SignalKind = SignalKind.grid_intensity) -> float:
+def forecast_mape_pct(world: World, method: str, lookahead: int, kind: SignalKind = SignalKind.grid_intensity,
+                      archive=None) -> float:
     """Mean absolute percentage error of the forecasts a run uses, over every step and lead time, for `kind`."""
-    if method in ("perfect",):
+    if method in ("perfect",) and archive is None:
         return 0.0
     H = world.spec.horizon.slots
     errors = []
@@ -424,7 +431,7 @@ def forecast_mape_pct(world: World, method: str, lookahead: int, kind: SignalKin
             continue
         for t in range(H):
             L = min(lookahead, H - t)
-            f = forecast_values(method, ext, world.period, t, L)
+            f = _step_forecast(key, method, ext, world.period, t, L, archive, _slot_grid(world.spec, t, L))
             a = ext[world.period + t: world.period + t + L]
             ok = a > 0
             errors.append(np.abs(f[ok] - a[ok]) / a[ok])
@@ -670,6 +677,8 @@ class _Forecasts:
 
     def __init__(self, task: PolicyTask, policy: SimPolicy):
         self.method = task.options.forecast
+        self.archive = task.options.forecast_source
+        self.spec = task.world.spec
         self.actual = policy.knows_actual or self.method == "perfect"
         self.extended = _extended(task.world) if not (self.actual or self.method == "given") else {}
         self.period = task.world.period
@@ -685,7 +694,7 @@ class _Forecasts:
             return window.model_copy(update={"signals": [s for s in window.signals if s.series == "actual"]})
         if self.method == "given":
             return window
-        return _with_forecasts(window, self.extended, self.method, self.period, t)
+        return _with_forecasts(window, self.extended, self.method, self.period, t, self.archive)
 
     def issued(self, window: ScenarioSpec) -> dict[tuple[str, str], np.ndarray]:
         return {_signal_key(s): np.asarray(s.values, dtype=float) for s in window.signals
@@ -714,14 +723,19 @@ class _Forecasts:
             elif self.method == "given":
                 out[key] = self.given_values.get(key, actual)[first:end]
             else:
-                out[key] = forecast_values(self.method, self.extended[key], self.period, t, end - t)[first - t:]
+                out[key] = self.issued_at(key, t, end - t)[first - t:]
         return out
+
+    def issued_at(self, key: tuple[str, str], t: int, length: int) -> np.ndarray:
+        """The forecast of one series issued at slot t for t .. t+length-1 (archive, else forecaster)."""
+        return _step_forecast(key, self.method, self.extended[key], self.period, t, length, self.archive,
+                              _slot_grid(self.spec, t, length))
 
     def changed(self, step: _Step, t: int) -> bool:
         """The forecast issued at t differs from the one the plan was made on, over the slots both cover."""
         for key, old in step.forecast.items():
             rest = old[t - step.at:]
-            new = forecast_values(self.method, self.extended[key], self.period, t, len(rest))
+            new = self.issued_at(key, t, len(rest))
             if not np.allclose(new, rest, rtol=FORECAST_CHANGE_REL, atol=0.0):
                 return True
         return False
@@ -748,15 +762,35 @@ def _row_map(world: Scenario, step: Scenario) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(dst, dtype=np.int64), np.asarray(src, dtype=np.int64)
 
 
-def _with_forecasts(window: ScenarioSpec, extended: dict, method: str, period: int, t: int) -> ScenarioSpec:
+def _with_forecasts(window: ScenarioSpec, extended: dict, method: str, period: int, t: int,
+                    archive=None) -> ScenarioSpec:
     L = window.horizon.slots
+    grid = _slot_grid(window, 0, L)
     signals = [s for s in window.signals if s.series == "actual"]
     for s in list(signals):
         key = _signal_key(s)
         if key in extended:
-            values = forecast_values(method, extended[key], period, t, L)
+            values = _step_forecast(key, method, extended[key], period, t, L, archive, grid)
             signals.append(s.model_copy(update={"series": "forecast", "values": values.tolist()}))
     return window.model_copy(update={"signals": signals})
+
+
+def _step_forecast(key: tuple[str, str], method: str, ext: np.ndarray, period: int, t: int, length: int,
+                   archive, grid) -> np.ndarray:
+    """What a planner sees at slot t for one series: the archived forecast issued by then where it reaches
+    (grid intensity of an archived region), the forecaster elsewhere."""
+    values = forecast_values(method, ext, period, t, length)
+    if archive is not None and key[0] == SignalKind.grid_intensity.value and key[1] in archive.regions:
+        issued = archive.values(key[1], grid)
+        values = np.where(np.isnan(issued), values, issued)
+    return values
+
+
+def _slot_grid(spec: ScenarioSpec, t: int, length: int):
+    from edgeplace.topology.signals.series import SlotGrid
+
+    h = spec.horizon
+    return SlotGrid(h.start + timedelta(minutes=t * h.slot_minutes), length, h.slot_minutes)
 
 
 # ---------------------------------------------------------------------------
@@ -799,6 +833,25 @@ def lookahead_slots(spec: ScenarioSpec, options: SimulationOptions, horizon: int
     return min(L, horizon)
 
 
+def _check_archive(archive, spec: ScenarioSpec, forecast: str) -> None:
+    """The archive must be of this scenario's regions and intensity kind, and replace a forecaster."""
+    problems = []
+    if forecast in ("given", "perfect"):
+        problems.append(Problem("--forecast", f"{forecast} leaves nothing to replay; --forecast-source fills in "
+                                              f"for persistence, seasonal or ewma"))
+    regions = {r.id for r in spec.regions}
+    unknown = sorted(set(archive.regions) - regions)
+    if unknown:
+        problems.append(Problem(archive.source, f"forecasts for region(s) {', '.join(unknown)}, which the scenario "
+                                                f"lacks (its regions: {', '.join(sorted(regions))})"))
+    kind = compile_spec(spec, "<scenario>").intensity_kind
+    if archive.kinds() - {kind}:
+        problems.append(Problem(archive.source, f"holds {', '.join(sorted(archive.kinds()))} intensity; the scenario's "
+                                                f"is {kind}: they measure different things"))
+    if problems:
+        raise InputError("--forecast-source", problems)
+
+
 def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions, engine: Engine | None = None,
              progress: Progress | None = None) -> SimulationResult:
     """Run every policy on the same world and tabulate them side by side.
@@ -815,6 +868,8 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
         if not any(s.series == "forecast" for s in spec.signals):
             raise InputError("--forecast", [Problem("given", "the scenario has no forecast series (signals with "
                                                              "series: forecast)")])
+    if options.forecast_source is not None:
+        _check_archive(options.forecast_source, spec, options.forecast)
     world = build_world(spec, H, noise=options.noise, seed=options.seed, keep_forecasts=options.forecast == "given")
     world_sc = compile_spec(world.spec, f"{scenario.source} (world, {H} slots)")
     L = lookahead_slots(world.spec, options, H)
@@ -855,7 +910,8 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
         "scenario": spec.name, "horizon_slots": H, "horizon_days": H * spec.horizon.slot_minutes / MINUTES_PER_DAY,
         "world": "the scenario" if H <= spec.horizon.slots else repeated,
         "lookahead_slots": L, "replan_every_slots": options.replan_every, "forecast": options.forecast,
-        "intensity_forecast_mape_pct": (forecast_mape_pct(world, options.forecast, L)
+        "forecast_source": (options.forecast_source.source if options.forecast_source is not None else None),
+        "intensity_forecast_mape_pct": (forecast_mape_pct(world, options.forecast, L, archive=options.forecast_source)
                                         if options.forecast != "given" else None),
         "solver": options.solver, "step_time_limit_s": options.step_time_limit_s,
         "migration_g_per_replica": options.migration_g_per_replica,

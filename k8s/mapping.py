@@ -76,6 +76,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgeplace.k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.load import read_document, scenario_from_dict
+from edgeplace.k8s.suspend import ANN_MIN_RUN_MIN, is_interruptible, progress_of
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
 from edgeplace.topology.spec import (SCENARIO_VERSION, Embodied, Isolation, Link, Location, PowerModel, Signal, Tier,
@@ -768,7 +769,8 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
             spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
             template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
             if kind == "Job":
-                if _job_finished(obj) or spec.get("suspend"):
+                # A suspended Job is not planned, unless edgeplace suspends and resumes it (edgeplace.k8s.suspend).
+                if _job_finished(obj) or (spec.get("suspend") and not is_interruptible(obj)):
                     continue
                 replicas = _job_replicas(obj)
             else:
@@ -845,7 +847,19 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
 
         running = [p for p in w.pods if not has_gate(p)]
         bound = sorted((p for p in running if (p.get("spec") or {}).get("nodeName")), key=_name)
-        if w.ref.kind == "Job" and ANN_DEADLINE in ann:
+        if w.ref.kind == "Job" and ANN_DEADLINE in ann and is_interruptible(w.obj):
+            # Paused and resumed by edgeplace: the rest of its run, the run going on included.
+            ran, going = progress_of(w.obj, now)
+            left = problems.number(subject, ann, ANN_DURATION_MIN, "min", 1, 100_000 * 1440, integer=True)
+            deferral = _deferral(w, ann, subject, start, end, slot_minutes, problems, warnings,
+                                 left_minutes=None if left is None else max(math.ceil(left - ran), 1))
+            if deferral is not None:
+                min_run = problems.number(subject, ann, ANN_MIN_RUN_MIN, "min", 1, 100_000 * 1440, integer=True)
+                deferral.update(interruptible=True, current_run_minutes=int(going) if running else 0)
+                if min_run is not None:
+                    deferral["min_run_minutes"] = min(int(min_run), deferral["duration_minutes"])
+                entry["deferral"] = deferral
+        elif w.ref.kind == "Job" and ANN_DEADLINE in ann:
             if running:
                 started_jobs.add(w.id)  # released or running: it runs now, not a deferral decision any more
             else:
@@ -1039,8 +1053,10 @@ def _job_replicas(job: dict) -> int:
 
 
 def _deferral(w: _WorkloadIn, ann: dict[str, str], subject: str, start: datetime, end: datetime,
-              slot_minutes: int, problems: _Problems, warnings: list[str]) -> dict[str, Any] | None:
-    """The deferral window of a Job not started yet, clipped to the horizon; None when it must run now."""
+              slot_minutes: int, problems: _Problems, warnings: list[str],
+              left_minutes: int | None = None) -> dict[str, Any] | None:
+    """The deferral window of a Job not started yet, clipped to the horizon; None when it must run now.
+    `left_minutes`: the run time still to go, when part of it is done (an interruptible Job)."""
     try:
         deadline = _parse_time(ann[ANN_DEADLINE])
     except ValueError:
@@ -1048,6 +1064,8 @@ def _deferral(w: _WorkloadIn, ann: dict[str, str], subject: str, start: datetime
                      f"2026-06-21T18:00:00Z (got {ann[ANN_DEADLINE][:40]!r})")
         return None
     duration = problems.number(subject, ann, ANN_DURATION_MIN, "min", 1, 100_000 * 1440, integer=True)
+    if duration is not None and left_minutes is not None:
+        duration = left_minutes
     if duration is None:
         if ANN_DURATION_MIN not in ann:
             problems.add(subject, _ann_path(ANN_DURATION_MIN), f"is missing: a Job with {ANN_DEADLINE} needs its run time in minutes")

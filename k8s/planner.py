@@ -55,7 +55,7 @@ from typing import Any, Callable, Literal
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from edgeplace.k8s import gates
+from edgeplace.k8s import gates, suspend
 from edgeplace.k8s.extender.table import DEFAULT_VALID_FOR_S, PlanError, build_plan_document
 from edgeplace.k8s.leader import LeaderElector
 from edgeplace.k8s.mapping import (ANN_CORDONED_BY, GATE_DEFERRED, TAINT_POWERED_DOWN, ClusterConfig, ClusterObjects,
@@ -224,6 +224,7 @@ class Planner:
         self.last_round: PlanRound | None = None
         self.last_published: dict[str, Any] | None = None  # the last plan document this planner published
         self.starts: dict[str, datetime] | None = None  # planned starts of deferrable jobs (None: no plan yet)
+        self.running_now: set[str] = set()  # interruptible jobs the plan runs in slot 0 (edgeplace.k8s.suspend)
         self._signatures: dict[str, dict[str, tuple]] = {"pods": {}, "nodes": {}}
         self.listed: set[str] = set()  # kinds whose watch has its initial listing ("nodes", "pods")
         self._watches: list[watch.Watch] = []
@@ -279,6 +280,7 @@ class Planner:
             return self._done(result, "publish_failed", str(exc), started)
         self.last_published = doc
         self.starts = gates.planned_starts(mapped.scenario, plan.placement)
+        self.running_now = suspend.running_in_slot(mapped.scenario, plan.placement)
         down = sorted(n for n, entry in doc["nodes"].items() if not entry["powered"])
         result.powered_down = down
         if self.options.power_down_action != "none":
@@ -307,7 +309,8 @@ class Planner:
                     log.info("planner: released %s/%s (%s)", pod.namespace, pod.name, reason)
             except ApiException as exc:
                 log.warning("planner: cannot release %s/%s: HTTP %s %s", pod.namespace, pod.name, exc.status, exc.reason)
-        return released
+        # Interruptible Jobs: suspended and resumed as the plan's slot 0 (or their deadline) says.
+        return released + suspend.apply(self.core.api_client, objects.jobs, None if starts is None else self.running_now, now)
 
     def release_due(self, now: datetime | None = None) -> list[tuple[str, str]]:
         """Between rounds: release gated pods whose planned start (or latest start) has come."""

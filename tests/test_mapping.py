@@ -349,6 +349,35 @@ def test_deferrable_job_window_gated_pods_and_started_jobs():
     assert m.scenario.workload_deferrable.tolist() == [False, True]
 
 
+def suspended_job(name, annotations, suspend=True):
+    j = job("shop", name, annotations={"edgeplace.io/deadline": "2026-06-21T14:00:00Z",
+                                       "edgeplace.io/duration-minutes": "150", "edgeplace.io/interruptible": "true",
+                                       **annotations})
+    j["spec"]["suspend"] = suspend
+    return j
+
+
+def test_an_interruptible_job_stays_in_the_scenario_suspended_or_running_with_the_rest_of_its_run():
+    # NOW is 10:17: `paused` ran 60 min before (run-minutes), `going` runs since 10:00 with 30 min before.
+    paused = suspended_job("paused", {"edgeplace.io/run-minutes": "60", "edgeplace.io/min-run-minutes": "60"})
+    going = suspended_job("going", {"edgeplace.io/run-minutes": "30", "edgeplace.io/running-since": "2026-06-21T10:00:00Z"},
+                          suspend=False)
+    plain = job("shop", "plain")
+    plain["spec"]["suspend"] = True  # suspended by someone else: not planned
+    objs = world(jobs=[paused, going, plain], pods=[pod("shop", "going-x", "Job", "going", node_name="c1")])
+    m = mapped(objs)
+    w = {x["id"]: x for x in m.document["workloads"]}
+    assert w["shop/paused"]["deferral"] == {"earliest_start": "2026-06-21T10:00:00Z",
+                                            "deadline": "2026-06-21T14:00:00Z", "duration_minutes": 90,
+                                            "interruptible": True, "current_run_minutes": 0, "min_run_minutes": 60}
+    # 150 - (30 + 17) = 103 min left; its run going on is 17 min old.
+    assert w["shop/going"]["deferral"]["duration_minutes"] == 103
+    assert w["shop/going"]["deferral"]["current_run_minutes"] == 17
+    assert w["shop/going"]["current"] == ["c1"]
+    assert "shop/plain" not in w and "shop/going" not in m.started_jobs
+    assert m.scenario.workload_interruptible.tolist() == [True, True]
+
+
 def test_a_job_whose_window_is_too_short_runs_now_with_a_warning():
     ann = {"edgeplace.io/deadline": "2026-06-21T11:00:00Z", "edgeplace.io/duration-minutes": "120"}
     m = mapped(world(jobs=[job("shop", "late", annotations=ann)]))

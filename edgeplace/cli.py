@@ -173,6 +173,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     placement, result = evaluate_source(scenario, placement_file=args.placement, policy=args.policy)
     if args.save:
         placement.save(scenario, args.save)
+    if args.explain:
+        from edgeplace.policies.arithmetic import node_slot_arithmetic, parse_node_slot
+
+        arithmetic = node_slot_arithmetic(result, *parse_node_slot(result, args.explain))
+        if args.format == "json":
+            print(json.dumps(_arithmetic_dict(arithmetic), indent=2, default=str))
+        else:
+            print("\n".join(arithmetic.lines()))
+        return EXIT_VIOLATIONS if result.violations else EXIT_OK
     if args.by == "total":
         _emit(result.totals, args.format, title=f"{scenario.spec.name}: {args.policy or args.placement}")
     else:
@@ -183,6 +192,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if len(result.violations) > 20:
             print(f"  ... and {len(result.violations) - 20} more violations")
     return EXIT_VIOLATIONS if result.violations else EXIT_OK
+
+
+def _arithmetic_dict(arithmetic) -> dict:
+    from dataclasses import asdict
+
+    return asdict(arithmetic)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

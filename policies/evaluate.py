@@ -110,6 +110,7 @@ class Evaluation:
     workload_operational_market_g: np.ndarray  # (W+1) x T
     workload_embodied_g: np.ndarray  # (W+1) x T
     violations: list[Violation] = field(default_factory=list)
+    assign: np.ndarray | None = None  # R x T, the placement evaluated (node index, -1 unplaced)
 
     # -- totals ------------------------------------------------------------
     @cached_property
@@ -330,7 +331,7 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
     result = Evaluation(
         scenario=sc, powered=powered, utilisation=utilisation, it_power_w=it_w, energy_kwh=node_kwh,
         renewable_kwh=node_ren, battery_kwh=node_battery, grid_kwh=node_grid, matched_kwh=node_matched,
-        operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g, **attributed,
+        operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g, **attributed, assign=assign,
     )
     result.violations = _violations(sc, assign, powered, r_idx, t_idx, node, w_of, cell)
     return result

@@ -71,11 +71,15 @@ class ScenarioBuilder:
 
     # -- infrastructure ----------------------------------------------------
     def region(self, id: str, intensity: Values | None = None, unit: str = "gCO2/kWh",
-               kind: str | None = None) -> "ScenarioBuilder":
-        """A grid region; with `intensity`, also its grid_intensity signal (`kind`: average/marginal)."""
-        self._doc["regions"].append({"id": id})
+               kind: str | None = None, factor_type: str | None = None,
+               residual_mix: dict[str, Any] | None = None) -> "ScenarioBuilder":
+        """A grid region; with `intensity`, also its grid_intensity signal (`kind`: average/marginal,
+        `factor_type`: direct/lifecycle); `residual_mix` {g_per_kwh, factor_type, source}."""
+        self._doc["regions"].append({"id": id, **({"residual_mix": residual_mix} if residual_mix else {})})
         if intensity is not None:
             extra = {"intensity_kind": kind} if kind else {}
+            if factor_type:
+                extra["factor_type"] = factor_type
             self.signal("grid_intensity", intensity, unit=unit, region=id, **extra)
         return self
 

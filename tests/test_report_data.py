@@ -129,7 +129,7 @@ def test_tenant_attribution_adds_up_to_the_totals(metro):
         assert body[f"emissions_kg_{when}"].sum() * 1000 == pytest.approx(t["emissions_g"], rel=1e-9)
         assert total[f"emissions_kg_{when}"] * 1000 == pytest.approx(t["emissions_g"], rel=1e-9)
         assert body[f"energy_kwh_{when}"].sum() == pytest.approx(t["energy_kwh"], rel=1e-9)
-        assert body[f"operational_kg_{when}"].sum() * 1000 == pytest.approx(t["operational_emissions_g"], rel=1e-9)
+        assert body[f"operational_location_kg_{when}"].sum() * 1000 == pytest.approx(t["operational_emissions_g"], rel=1e-9)
     summary = next(t.frame for t in report.tables() if t.key == "summary_tenants")
     assert row(summary, "tenant", TOTAL)["emissions_kg"] * 1000 == pytest.approx(report.after.totals["emissions_g"])
     assert row(summary, "tenant", TOTAL)["share_of_emissions_pct"] == pytest.approx(100.0)
@@ -140,12 +140,12 @@ def test_tenant_split_by_requested_cpu(small):
     report = build_report(sc, after, before)
     table = next(t.frame for t in report.tables() if t.key == "tenants")
     # after: n1 hosts w1 (1000) and w2 (2000): 105 g operational split 1/3 : 2/3.
-    assert row(table, "tenant", "t1")["operational_kg_after"] == pytest.approx(0.035)
-    assert row(table, "tenant", "t2")["operational_kg_after"] == pytest.approx(0.070)
-    assert row(table, "tenant", UNALLOCATED)["operational_kg_after"] == pytest.approx(0.0)
+    assert row(table, "tenant", "t1")["operational_location_kg_after"] == pytest.approx(0.035)
+    assert row(table, "tenant", "t2")["operational_location_kg_after"] == pytest.approx(0.070)
+    assert row(table, "tenant", UNALLOCATED)["operational_location_kg_after"] == pytest.approx(0.0)
     # before: n1 is t1's (75 g), n2 t2's (90 g), idle n3 unallocated (60 g).
-    assert row(table, "tenant", "t1")["operational_kg_before"] == pytest.approx(0.075)
-    assert row(table, "tenant", UNALLOCATED)["operational_kg_before"] == pytest.approx(0.060)
+    assert row(table, "tenant", "t1")["operational_location_kg_before"] == pytest.approx(0.075)
+    assert row(table, "tenant", UNALLOCATED)["operational_location_kg_before"] == pytest.approx(0.060)
     summary = next(t.frame for t in report.tables() if t.key == "summary_tenants")
     # Requested core-hours: t1 1 core x 2 h, t2 2 cores x 2 h; 35 g / 2 core-h = 17.5 g per core-hour.
     assert row(summary, "tenant", "t1")["requested_core_h"] == pytest.approx(2.0)

@@ -198,8 +198,10 @@ def test_compare_as_csv_has_a_header(capsys):
     code, out, _ = run(capsys, "compare", EXAMPLE, "--policies", "spread,binpack", "--format", "csv")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("policy,emissions_kg,operational_kg,embodied_kg,")
-    assert lines[0].endswith(",vs_spread_pct")
+    # Operational carbon (named by its basis) and energy first, each with its difference to the
+    # reference baseline; embodied on the fleet basis after them.
+    assert lines[0].startswith("policy,operational_location_kg,d_operational_pct,energy_kwh,d_energy_kwh,"
+                               "renewable_kwh,embodied_fleet_kg,d_embodied_kg,emissions_kg,")
     assert [line.split(",")[0] for line in lines[1:]] == ["spread", "binpack"]
 
 
@@ -220,7 +222,7 @@ def test_plan_writes_json_atomically_and_evaluate_reads_it_back(tmp_path, capsys
     assert doc["plan"]["solver"] == "milp" and doc["plan"]["status"] == "optimal"
     assert doc["plan"]["violations"] == 0
     table = json.loads(out)
-    assert table[0]["policy"] == "plan (milp)" and table[1]["policy"].startswith("best baseline (")
+    assert table[0]["policy"] == "plan (milp)" and table[1]["policy"] in ("spread", "binpack", "nearest", "greedy-carbon")
     assert table[0]["emissions_kg"] == pytest.approx(doc["plan"]["emissions_kg"], rel=1e-12)
     assert 0 <= table[0]["gap_pct"] <= 0.01 + 1e-9  # HiGHS proves optimality within 1e-4
 

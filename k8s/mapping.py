@@ -248,6 +248,8 @@ class RegionConfig(_Cfg):
     description: str = ""
     intensity_g_per_kwh: PerSlot | None = Field(None, description="gCO2e/kWh: a constant or one value per slot.")
     intensity_kind: Literal["average", "marginal"] = "average"
+    factor_type: Literal["direct", "lifecycle"] | None = Field(
+        None, description="direct or lifecycle emission factors (null: not stated); one type for every region.")
 
 
 class SiteConfig(_Cfg):
@@ -959,7 +961,8 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
             values = _per_slot(cfg.intensity_g_per_kwh, slots, f"region {rid}", "(site config regions[].intensity_g_per_kwh)", problems)
             if values is not None:
                 signals.append({"signal": "grid_intensity", "region": rid, "unit": "gCO2/kWh", "values": values,
-                                "intensity_kind": cfg.intensity_kind})
+                                "intensity_kind": cfg.intensity_kind,
+                                **({"factor_type": cfg.factor_type} if cfg.factor_type else {})})
         elif ("grid_intensity", rid) not in passthrough:
             problems.add(f"region {rid}", "(site config regions[].intensity_g_per_kwh)",
                          f"has no carbon intensity: add `regions: [{{id: {rid}, intensity_g_per_kwh: ...}}]` "

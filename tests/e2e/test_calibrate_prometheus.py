@@ -34,9 +34,9 @@ import numpy as np
 import pytest
 import yaml
 
+import edgeplace_e2e_cluster as e2e_cluster  # k8s/e2e/cluster.py, loaded by conftest.py
 from edgeplace.cli import main
 from tests.builders import ScenarioBuilder
-from tests.e2e.conftest import e2e_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -264,3 +264,37 @@ def test_a_window_without_data_fits_nothing_and_writes_nothing(prometheus, scena
     assert code == 3 and out == ""
     assert "n1: no Kepler energy series" in err
     assert scenario.read_text() == before
+
+
+def test_fitted_models_become_node_annotations_the_cluster_mapping_reads(prometheus, scenario, e2e_binaries,
+                                                                         capsys):
+    # A real kube-apiserver: n1 and n2 as Nodes, calibrated with --annotate-nodes; the
+    # mapping that builds scenarios from the cluster then reads the fitted models back.
+    from kubernetes import client
+
+    from edgeplace.k8s.mapping import map_cluster, parse_site_config, read_cluster
+
+    with e2e_cluster.LocalCluster() as cluster:
+        core = client.CoreV1Api(cluster.api_client())
+        for name in ("n1", "n2"):
+            e2e_cluster.create_node(core, name, labels={"edgeplace.io/site": "a", "edgeplace.io/tier": "access",
+                                                      "topology.kubernetes.io/region": "DE"})
+        core.patch_node("n2", {"metadata": {"annotations": {"edgeplace.io/idle-w": "1", "edgeplace.io/max-w": "2"}}})
+        code, _out, err = run(capsys, "calibrate", str(scenario), "--prometheus-url", prometheus, *WINDOW,
+                              "--node", "n1", "--annotate-nodes", "--kubeconfig", str(cluster.kubeconfig))
+        assert code == 0, err
+        code, _out, err = run(capsys, "calibrate", str(scenario), "--prometheus-url", prometheus, *WINDOW,
+                              "--node", "n2", "--form", "points", "--annotate-nodes",
+                              "--kubeconfig", str(cluster.kubeconfig))
+        assert code == 0, err
+        n1 = core.read_node("n1").metadata.annotations
+        assert float(n1["edgeplace.io/idle-w"]) == pytest.approx(100.0, rel=0.02)
+        assert float(n1["edgeplace.io/max-w"]) == pytest.approx(420.0, rel=0.02)
+        n2 = core.read_node("n2").metadata.annotations
+        assert "edgeplace.io/idle-w" not in n2 and "edgeplace.io/max-w" not in n2  # one form per Node
+        assert [float(x) for x in n2["edgeplace.io/power-curve-w"].split(",")] == pytest.approx(N2_CURVE, rel=0.02)
+        config = parse_site_config({"regions": [{"id": "DE", "intensity_g_per_kwh": 300, "factor_type": "lifecycle"}]})
+        mapped = map_cluster(read_cluster(cluster.api_client()), config)
+        spec = {n.id: n.power for n in mapped.scenario.spec.nodes}
+        assert spec["n1"].idle_w == pytest.approx(100.0, rel=0.02)
+        assert spec["n2"].points_w == pytest.approx(N2_CURVE, rel=0.02)

@@ -248,7 +248,7 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
         Section("accounting", SECTIONS["accounting"],
                 ["Operational carbon on both GHG Protocol Scope 2 bases side by side: location-based (grid energy x "
                  "grid intensity) and market-based (after the site's contracts, the rest at the residual mix). "
-                 + market_note(sc).capitalize() + ". The hourly carbon-free energy (CFE) score is the share of each "
+                 + _sentence(market_note(sc)) + ". The hourly carbon-free energy (CFE) score is the share of each "
                  "hour's energy met by on-site renewables or hourly matched contracted supply."],
                 [Table("accounting_sites", "Location- and market-based operational carbon and CFE score per site",
                        accounting_table(sc, ev_before, ev_after, labels)),
@@ -458,8 +458,12 @@ def accounting_table(sc: Scenario, before: Evaluation, after: Evaluation, labels
     for when in ("before", "after"):
         e, c = total[f"energy_kwh_{when}"], total[f"cfe_kwh_{when}"]
         total[f"cfe_score_pct_{when}"] = np.where(e > 0, c / e.where(e > 0) * 100, np.nan)
-    total.loc[total["site"] == TOTAL, "certificate_share_pct"] = np.nan
+    total.loc[total["site"] == TOTAL, ["certificate_share_pct", "region"]] = [np.nan, ""]
     return total[frame.columns]
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def cfe_hourly_table(sc: Scenario, ev: Evaluation) -> pd.DataFrame:

@@ -40,6 +40,7 @@ from edgeplace.optimizer.highs_backend import solve_highs
 from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult, SolveStatus
+from edgeplace.policies.accounting import accounting_facts
 from edgeplace.policies.costs import Objective, price
 from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.placement import Placement
@@ -132,8 +133,6 @@ class Plan:
         }
 
     def to_dict(self, scenario: Scenario) -> dict:
-        from edgeplace.policies.accounting import accounting_facts
-
         doc = self.placement.to_dict(scenario)
         doc["plan"] = {**self.summary(), "model": self.model_stats, "explanation": self.explanation,
                        "accounting": accounting_facts(scenario, self.carbon_basis)}

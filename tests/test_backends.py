@@ -340,7 +340,7 @@ def test_cpsat_completes_the_greedy_hint_and_starts_from_it():
     costs = price(scenario)
     form = build(costs)
     greedy = greedy_place(costs, time_limit_s=0.2, seed=0)
-    greedy_g = evaluate(scenario, greedy).emissions_g
+    greedy_g = evaluate(scenario, greedy).decision_g("location")  # what the model prices
     r = solve_cpsat(form.model, time_limit_s=1.0, workers=2, hint=hint_from_placement(form, costs, greedy))
     assert r.status in (SolveStatus.optimal, SolveStatus.feasible), r.detail
     assert r.detail.endswith("hint completed")

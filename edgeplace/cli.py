@@ -175,11 +175,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.save:
         placement.save(scenario, args.save)
     if args.explain:
+        from dataclasses import asdict
+
         from edgeplace.policies.arithmetic import node_slot_arithmetic, parse_node_slot
 
         arithmetic = node_slot_arithmetic(result, *parse_node_slot(result, args.explain))
         if args.format == "json":
-            print(json.dumps(_arithmetic_dict(arithmetic), indent=2, default=str))
+            print(json.dumps(asdict(arithmetic), indent=2, default=str))
         else:
             print("\n".join(arithmetic.lines()))
         return EXIT_VIOLATIONS if result.violations else EXIT_OK
@@ -193,12 +195,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if len(result.violations) > 20:
             print(f"  ... and {len(result.violations) - 20} more violations")
     return EXIT_VIOLATIONS if result.violations else EXIT_OK
-
-
-def _arithmetic_dict(arithmetic) -> dict:
-    from dataclasses import asdict
-
-    return asdict(arithmetic)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -161,7 +161,7 @@ def node_slot_arithmetic(evaluation: Evaluation, node: int, slot: int) -> NodeSl
     site_energy = float(ev.energy_kwh[at_site, t].sum())
     site_grid = float(ev.grid_kwh[at_site, t].sum())
     site_ren = site_energy - site_grid
-    site_battery = float(ev.battery_kwh[at_site, t].sum())
+    site_battery = float(ev.from_battery_kwh[at_site, t].sum())
     supply_kwh = float(sc.site_renewable_kw[s, t]) * sc.slot_hours
     u = float(ev.utilisation[i, t])
     decile = min(int(np.clip(u, 0.0, 1.0) * 10), 9)

@@ -95,7 +95,7 @@ class Evaluation:
     it_power_w: np.ndarray  # N x T
     energy_kwh: np.ndarray  # N x T, facility (with PUE)
     renewable_kwh: np.ndarray  # N x T, on-site renewable energy used (direct and through the battery)
-    battery_kwh: np.ndarray  # N x T, of renewable_kwh: the part the battery delivered
+    from_battery_kwh: np.ndarray  # N x T, of renewable_kwh: the part the battery delivered
     grid_kwh: np.ndarray  # N x T
     matched_kwh: np.ndarray  # N x T, of grid_kwh: matched hour by hour by contracted supply
     operational_g: np.ndarray  # N x T, location-based
@@ -330,7 +330,7 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
 
     result = Evaluation(
         scenario=sc, powered=powered, utilisation=utilisation, it_power_w=it_w, energy_kwh=node_kwh,
-        renewable_kwh=node_ren, battery_kwh=node_battery, grid_kwh=node_grid, matched_kwh=node_matched,
+        renewable_kwh=node_ren, from_battery_kwh=node_battery, grid_kwh=node_grid, matched_kwh=node_matched,
         operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g, **attributed, assign=assign,
     )
     result.violations = _violations(sc, assign, powered, r_idx, t_idx, node, w_of, cell)

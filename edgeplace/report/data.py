@@ -251,7 +251,7 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
                  + _sentence(market_note(sc)) + ". The hourly carbon-free energy (CFE) score is the share of each "
                  "hour's energy met by on-site renewables or hourly matched contracted supply."],
                 [Table("accounting_sites", "Location- and market-based operational carbon and CFE score per site",
-                       accounting_table(sc, ev_before, ev_after, labels)),
+                       accounting_table(sc, ev_before, ev_after)),
                  Table("cfe_hourly", f"Hourly CFE score per site [%] ({after_label})", cfe_hourly_table(sc, ev_after),
                        detail=True)]),
         Section("explain", SECTIONS["explain"], explain_text(ev_after, after_label)),
@@ -436,7 +436,7 @@ def explain_text(ev: Evaluation, label: str) -> list[str]:
             f"lines give the totals.", *lines]
 
 
-def accounting_table(sc: Scenario, before: Evaluation, after: Evaluation, labels: dict[str, str]) -> pd.DataFrame:
+def accounting_table(sc: Scenario, before: Evaluation, after: Evaluation) -> pd.DataFrame:
     """Per site: contracts, energy, location- and market-based operational carbon and the
     hourly CFE score, before and after; a total row."""
     b, a = before.per_site().set_index("site"), after.per_site().set_index("site")

@@ -33,6 +33,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from edgeplace.argtypes import positive_float, positive_int
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 Handler = Callable[[argparse.Namespace], int]
 
@@ -86,15 +88,16 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
                                                     "whole platform where exported)")
     q.add_argument("--cpu-label", default="instance", metavar="LABEL",
                    help="label of node_cpu_seconds_total holding the node name (host:port matched; default instance)")
-    q.add_argument("--max-interval", type=float, metavar="S",
+    q.add_argument("--max-interval", type=positive_float, metavar="S",
                    help="longest interval between two samples [s] (default 2.5 x the median scrape interval)")
-    q.add_argument("--resolution", type=float, default=DEFAULT_RESOLUTION_S, metavar="S",
+    q.add_argument("--resolution", type=positive_float, default=DEFAULT_RESOLUTION_S, metavar="S",
                    help=f"join scrape intervals into windows of at least S seconds before fitting (default "
                         f"{DEFAULT_RESOLUTION_S:g}): dilutes the error of interpolating CPU time between scrapes")
     q.add_argument("--steady-tolerance", type=_fraction, default=DEFAULT_STEADY_TOLERANCE, metavar="F",
                    help=f"drop windows in which utilisation moves by more than F (default "
                         f"{DEFAULT_STEADY_TOLERANCE:g}; 1 keeps every window)")
-    q.add_argument("--timeout", type=float, default=30.0, metavar="S", help="timeout of one request [s] (default 30)")
+    q.add_argument("--timeout", type=positive_float, default=30.0, metavar="S", help="timeout of one request [s] (default 30)")
+    q.add_argument("--attempts", type=positive_int, default=4, metavar="N", help="tries per request (default 4)")
     f = p.add_argument_group("fit")
     f.add_argument("--node", action="append", metavar="ID", help="only these nodes (repeatable; default: every node)")
     f.add_argument("--form", choices=FORMS, default="linear",
@@ -161,16 +164,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def calibrate(args: argparse.Namespace, nodes: list[str], start_s: float, end_s: float):
     """One row per node (the fit or why there is none) and the fits by node."""
     from edgeplace.policies.calibration import FitRefused, fit_power_model
-    from edgeplace.topology.signals.http import RetryPolicy
+    from edgeplace.topology.errors import InputError, Problem
+    from edgeplace.topology.signals.http import RetryPolicy, ServiceUnavailable
     from edgeplace.topology.signals.kepler import node_power_samples
     from edgeplace.topology.signals.prometheus import Prometheus
     from edgeplace.topology.signals.services import ServiceConfig
 
-    prom = Prometheus(ServiceConfig(base_url=args.prometheus_url, policy=RetryPolicy(timeout_s=args.timeout)))
+    prom = Prometheus(ServiceConfig(base_url=args.prometheus_url, policy=RetryPolicy(attempts=args.attempts,
+                                                                                          timeout_s=args.timeout)))
     zones = [z.strip() for z in args.zones.split(",") if z.strip()] if args.zones else None
-    samples = node_power_samples(prom, nodes, start_s, end_s, source=args.source, zones=zones,
-                                 cpu_label=args.cpu_label, max_interval_s=args.max_interval,
-                                 resolution_s=args.resolution, steady_tolerance=args.steady_tolerance)
+    try:
+        samples = node_power_samples(prom, nodes, start_s, end_s, source=args.source, zones=zones,
+                                     cpu_label=args.cpu_label, max_interval_s=args.max_interval,
+                                     resolution_s=args.resolution, steady_tolerance=args.steady_tolerance)
+    except ServiceUnavailable as exc:
+        raise InputError(f"Prometheus at {prom.base}", [Problem("", f"{exc}; check --prometheus-url (or "
+                                                                    f"$PROMETHEUS_URL) and that the server is up")]) from None
     rows: list[dict[str, Any]] = []
     fits = {}
     for node in nodes:

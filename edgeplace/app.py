@@ -33,7 +33,10 @@ def policy_registry() -> dict[str, PolicyFactory]:
 
 
 def make_policy(name: str) -> PlacementPolicy:
-    registry = policy_registry()
+    """A policy by name: a baseline, a solver, or `current` (the scenario's recorded placement)."""
+    from edgeplace.policies.baselines import CurrentPolicy
+
+    registry = {**policy_registry(), CurrentPolicy.name: CurrentPolicy}
     if name not in registry:
         raise InputError("--policy", [Problem(name, f"unknown policy; choose one of {', '.join(registry)}")])
     return registry[name]()
@@ -118,9 +121,12 @@ def with_reference(table: pd.DataFrame, carbon_basis: str) -> pd.DataFrame:
     ref, meets = reference_baseline(table)
     op = f"operational_{carbon_basis}_kg"
     if ref is not None:
-        table.insert(2, "d_operational_pct", (table[op] / ref[op] - 1.0) * 100.0 if ref[op] > 0 else float("nan"))
-        table.insert(4, "d_energy_kwh", table["energy_kwh"] - ref["energy_kwh"])
-        table.insert(7, "d_embodied_kg", table["embodied_fleet_kg"] - ref["embodied_fleet_kg"])
+        def after(column: str, name: str, values) -> None:
+            table.insert(table.columns.get_loc(column) + 1, name, values)
+
+        after(op, "d_operational_pct", (table[op] / ref[op] - 1.0) * 100.0 if ref[op] > 0 else float("nan"))
+        after("energy_kwh", "d_energy_kwh", table["energy_kwh"] - ref["energy_kwh"])
+        after("embodied_fleet_kg", "d_embodied_kg", table["embodied_fleet_kg"] - ref["embodied_fleet_kg"])
         table.attrs["reference"] = str(ref["policy"])
         table.attrs["reference_meets_rules"] = meets
     table.attrs["carbon_basis"] = carbon_basis
@@ -202,6 +208,19 @@ def demo(scenario: Scenario, time_limit_s: float = 15.0, progress=None):
     return with_reference(table, "location"), plan
 
 
+def facts_lines(result: Evaluation) -> list[str]:
+    """What a table of figures does not show: the PUE applied and which nodes sleep."""
+    sc = result.scenario
+    pues = sorted({float(p) for p in sc.site_pue})
+    pue = (f"PUE {pues[0]:g} at every site" if len(pues) == 1 else
+           f"PUE {pues[0]:g}-{pues[-1]:g} by site") + " (facility energy = IT energy x PUE)"
+    always, part = result.asleep_nodes()
+    lines = [pue, f"nodes asleep for the whole horizon ({len(always)} of {sc.n_nodes}): {', '.join(always) or 'none'}"]
+    if part:
+        lines.append(f"nodes asleep in some slots ({len(part)}): {', '.join(part)}")
+    return lines
+
+
 def _row(policy: str, result: Evaluation, seconds: float, carbon_basis: str = "location") -> dict[str, object]:
     """One row of the comparison tables: a policy's evaluated figures, operational on `carbon_basis`
     and embodied on the fleet basis."""
@@ -211,6 +230,7 @@ def _row(policy: str, result: Evaluation, seconds: float, carbon_basis: str = "l
         "policy": policy,
         f"operational_{carbon_basis}_kg": float(result.operational(carbon_basis).sum()) / 1000,
         "energy_kwh": t["energy_kwh"],
+        "mean_power_w": t["mean_power_w"],
         "renewable_kwh": t["renewable_kwh"],
         "embodied_fleet_kg": t["embodied_emissions_g"] / 1000,
         "emissions_kg": result.emissions_on(carbon_basis) / 1000,

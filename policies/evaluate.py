@@ -121,8 +121,11 @@ class Evaluation:
         energy = float(self.energy_kwh.sum())
         cfe = float(self.cfe_kwh.sum())
         active = self.powered.sum(axis=0)
+        hours = self.scenario.n_slots * self.scenario.slot_hours
         return {
             "energy_kwh": energy,
+            # Facility power (PUE applied) averaged over the horizon: the kWh as a steady draw.
+            "mean_power_w": energy * 1000.0 / hours if hours > 0 else 0.0,
             "renewable_kwh": float(self.renewable_kwh.sum()),
             "grid_kwh": float(self.grid_kwh.sum()),
             "contracted_matched_kwh": float(self.matched_kwh.sum()),
@@ -139,6 +142,13 @@ class Evaluation:
             "mean_utilisation_active": float(self.utilisation[self.powered].mean()) if self.powered.any() else 0.0,
             **{f"{k.value}_violations": n for k, n in self.violation_counts.items()},
         }
+
+    def asleep_nodes(self) -> tuple[list[str], list[str]]:
+        """Node ids powered down in every slot, and those powered down in some slots only."""
+        ids = self.scenario.node_ids
+        on_slots = self.powered.sum(axis=1)
+        return ([ids[i] for i in np.flatnonzero(on_slots == 0)],
+                [ids[i] for i in np.flatnonzero((on_slots > 0) & (on_slots < self.powered.shape[1]))])
 
     @cached_property
     def violation_counts(self) -> dict[ViolationKind, int]:

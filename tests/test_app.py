@@ -46,8 +46,9 @@ def by(table, policy):
 
 
 def test_rows_show_operational_and_energy_first_and_embodied_on_the_fleet_basis(table):
-    assert list(table.columns[:8]) == ["policy", "operational_location_kg", "d_operational_pct", "energy_kwh",
-                                       "d_energy_kwh", "renewable_kwh", "embodied_fleet_kg", "d_embodied_kg"]
+    assert list(table.columns[:9]) == ["policy", "operational_location_kg", "d_operational_pct", "energy_kwh",
+                                       "d_energy_kwh", "mean_power_w", "renewable_kwh", "embodied_fleet_kg",
+                                       "d_embodied_kg"]
     assert by(table, "spread")["operational_location_kg"] == pytest.approx(0.100)
     assert by(table, "spread")["energy_kwh"] == pytest.approx(0.25)
     assert by(table, "binpack")["operational_location_kg"] == pytest.approx(0.060)

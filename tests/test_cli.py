@@ -201,7 +201,7 @@ def test_compare_as_csv_has_a_header(capsys):
     # Operational carbon (named by its basis) and energy first, each with its difference to the
     # reference baseline; embodied on the fleet basis after them.
     assert lines[0].startswith("policy,operational_location_kg,d_operational_pct,energy_kwh,d_energy_kwh,"
-                               "renewable_kwh,embodied_fleet_kg,d_embodied_kg,emissions_kg,")
+                               "mean_power_w,renewable_kwh,embodied_fleet_kg,d_embodied_kg,emissions_kg,")
     assert [line.split(",")[0] for line in lines[1:]] == ["spread", "binpack"]
 
 

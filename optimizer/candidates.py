@@ -25,7 +25,8 @@ class Candidate:
 
     `planned` is `edgeplace.policies.evaluate` of the placement on the
     series the plan is made on (the forecast; the same as the actual ones
-    when the scenario has no forecast), `objective_g` its emissions plus the
+    when the scenario has no forecast), `objective_g` the emissions it can
+    change (`Evaluation.decision_g` on the objective's basis) plus the
     objective's secondary terms (energy and latency weights, migration
     penalty) [gCO2e]: what every choice between plans compares. `optimal`:
     the producer proved it optimal in the modelled space and the model
@@ -62,7 +63,7 @@ Pricer = Callable[[Placement, str], Candidate]
 
 @dataclass(frozen=True)
 class Bound:
-    """A lower bound [gCO2e] on the planned emissions of every plan in the
+    """A lower bound [gCO2e] on the planned objective of every plan in the
     modelled space, and which relaxation proved it (`name`: lagrangian, lp,
     flow, cpsat, highs)."""
 

@@ -12,17 +12,18 @@ the stages before it found, and ends with one chooser (`choose`):
 
 Every candidate is priced on the series the plan is made on (the forecast;
 `Scenario.as_forecast`), never on the actual ones: the chooser keeps the
-candidate with the fewest violations, then the lowest planned objective
-(emissions plus the secondary terms). The plan's reported figures are
-`edgeplace.policies.evaluate` on the actual series; its gap is that of its
-planned objective to the best lower bound (and 0 when a solver proved it
-optimal), and says which bound.
+candidate with the fewest violations, then the lowest planned objective.
+The plan's reported figures are `edgeplace.policies.evaluate` on the actual
+series; its gap is that of its planned objective to the best lower bound
+(and 0 when a solver proved it optimal), and says which bound.
 
-Gap = (planned objective - lower bound) / planned objective, the objective
-being the planned emissions when the objective is pure carbon (the default)
-and emissions plus the secondary terms otherwise (`Plan.gap_basis`). The
-bound holds within the modelled space (see `edgeplace.optimizer.formulation`):
-services keep their node for the horizon.
+The objective is what a placement can change (`Evaluation.decision_g`:
+operational carbon on the objective's Scope 2 basis plus rented nodes'
+embodied carbon; owned nodes' embodied carbon, fleet basis, is the same for
+every plan), plus the secondary terms when the objective has them
+(`Plan.gap_basis` says which). Gap = (planned objective - lower bound) /
+planned objective. The bound holds within the modelled space (see
+`edgeplace.optimizer.formulation`): services keep their node for the horizon.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from edgeplace.optimizer import stages
 from edgeplace.optimizer.candidates import Found
 from edgeplace.optimizer.explain import explain_unplaced
 from edgeplace.optimizer.stages import FULL_LP_MAX_VARIABLES, model_size  # noqa: F401 - re-exported
+from edgeplace.policies.accounting import accounting_facts
 from edgeplace.policies.costs import Objective
 from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.placement import Placement
@@ -120,8 +122,9 @@ class Plan:
     "+ search" when those stages made it), `status` is optimal (proven, in
     the modelled space), feasible or infeasible (it breaks a rule).
     `lower_bound_g` bounds the planned objective of every plan in the
-    modelled space (the planned emissions, plus the secondary terms when the
-    objective has them); `bound_name` says which relaxation proved it.
+    modelled space (the planned emissions a plan can change,
+    `Evaluation.decision_g` on `carbon_basis`, plus the secondary terms when
+    the objective has them); `bound_name` says which relaxation proved it.
     """
 
     placement: Placement
@@ -136,8 +139,10 @@ class Plan:
     planned: Evaluation | None = None
     bound_name: str | None = None
     notes: list[str] = field(default_factory=list)
-    planned_objective_g: float | None = None  # planned emissions + secondary terms; None = planned emissions
-    gap_basis: str = "planned emissions"
+    planned_objective_g: float | None = None  # planned figure + secondary terms; None = the planned figure
+    gap_basis: str = "planned emissions a plan can change (location-based)"
+    #: The Scope 2 basis the objective priced operational carbon on (location | market).
+    carbon_basis: str = "location"
 
     def __post_init__(self) -> None:
         if self.planned is None:
@@ -147,13 +152,14 @@ class Plan:
 
     @property
     def objective_g(self) -> float:
-        """Evaluated emissions on the actual series [gCO2e]."""
-        return self.evaluation.totals["emissions_g"]
+        """The evaluated figure the solver minimised, on the actual series: `Evaluation.decision_g`
+        on the plan's basis [gCO2e]."""
+        return self.evaluation.decision_g(self.carbon_basis)
 
     @property
     def planned_g(self) -> float:
-        """Emissions on the series the plan was made on [gCO2e]."""
-        return self.planned.totals["emissions_g"]
+        """The same figure on the series the plan was made on (the forecast) [gCO2e]."""
+        return self.planned.decision_g(self.carbon_basis)
 
     @property
     def gap(self) -> float | None:
@@ -172,20 +178,22 @@ class Plan:
             "embodied_kg": t["embodied_emissions_g"] / 1000, "energy_kwh": t["energy_kwh"],
             "renewable_kwh": t["renewable_kwh"], "mean_active_nodes": t["mean_active_nodes"],
             "violations": len(self.evaluation.violations),
+            "operational_market_kg": t["operational_market_emissions_g"] / 1000,
+            "objective_kg": self.objective_g / 1000,
             "lower_bound_kg": None if self.lower_bound_g is None else self.lower_bound_g / 1000,
             "bound": self.bound_name,
             "gap_pct": None if self.gap is None else self.gap * 100, "gap_of": self.gap_basis,
             "solve_s": self.solve_seconds,
         }
         if self.planned is not self.evaluation:
-            out["planned_emissions_kg"] = self.planned_g / 1000
+            out["planned_objective_kg"] = self.planned_g / 1000
         return out
 
     def to_dict(self, scenario: Scenario) -> dict:
         doc = self.placement.to_dict(scenario)
         doc["plan"] = {**self.summary(), "model": self.model_stats, "explanation": self.explanation,
                        "detail": self.solver_detail, "notes": self.notes,
-                       "intensity_kind": scenario.intensity_kind, "accounting": "location-based"}
+                       "accounting": accounting_facts(scenario, self.carbon_basis)}
         return doc
 
 
@@ -227,7 +235,8 @@ def choose(scenario: Scenario, run: "stages.Planning", found: Found) -> Plan:
                 None if bound is None else max(0.0, bound.value_g), time.perf_counter() - run.started,
                 found.stats, "; ".join(found.details), planned=best.planned,
                 bound_name=None if bound is None else bound.name, notes=list(found.notes),
-                planned_objective_g=best.objective_g, gap_basis=run.objective_terms)
+                planned_objective_g=best.objective_g, gap_basis=run.objective_terms,
+                carbon_basis=run.costs.objective.carbon_basis)
     if not best.feasible:
         plan.explanation = explain_unplaced(run.costs, best.placement, best.planned)
     return plan

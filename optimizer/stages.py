@@ -94,8 +94,13 @@ class Planning:
     def candidate(self, placement: Placement, producer: str, *, optimal: bool = False, detail: str = "") -> Candidate:
         """`placement` priced on the forecast view: its evaluation and objective."""
         planned = evaluate(self.scenario, placement)
-        return Candidate(placement, planned, planned.emissions_g + secondary_g(self.costs, placement, planned),
+        return Candidate(placement, planned, planned.decision_g(self.basis) + secondary_g(self.costs, placement, planned),
                          producer, optimal, detail)
+
+    @property
+    def basis(self) -> str:
+        """The Scope 2 basis the objective prices operational carbon on."""
+        return self.costs.objective.carbon_basis
 
     @property
     def objective_terms(self) -> str:
@@ -104,15 +109,15 @@ class Planning:
         terms = [name for name, weight in (("energy", obj.energy_weight_g_per_kwh),
                                            ("latency", obj.latency_weight_g_per_ms),
                                            ("migration penalty", obj.migration_g_per_replica)) if weight]
-        return "planned emissions" + (" + " + " + ".join(terms) if terms else "")
+        return f"planned emissions a plan can change ({self.basis}-based)" + (" + " + " + ".join(terms) if terms else "")
 
     @property
     def carbon_costs(self) -> CostModel:
-        """The prices of the pure-carbon objective. A bound on planned emissions bounds the
-        objective too: the secondary terms are never negative."""
+        """The prices of the pure-carbon objective on the same basis. A bound on the planned
+        carbon bounds the objective too: the secondary terms are never negative."""
         if self.costs.objective.carbon_only:
             return self.costs
-        return price(self.scenario, Objective())
+        return price(self.scenario, Objective(carbon_basis=self.basis))
 
     @property
     def full_model_size(self) -> int:
@@ -373,7 +378,8 @@ def _windows(run: Planning, incumbent: Candidate, *, violations_only: bool, prod
             continue
         sub = placement_from_values(form, sub_costs, result.values)
         before, after = evaluate(window.scenario, window.start), evaluate(window.scenario, sub)
-        if (len(after.violations), after.emissions_g) < (len(before.violations), before.emissions_g - 1e-6):
+        basis = run.basis
+        if (len(after.violations), after.decision_g(basis)) < (len(before.violations), before.decision_g(basis) - 1e-6):
             placement = merged(sc, placement, window, sub)
             kept += 1
     out = Found(stats={"windows_tried": tried, "windows_kept": kept},
@@ -412,7 +418,7 @@ def search(run: Planning, found: Found) -> Found:
     if found.proven_optimal or found.model_solved or run.left_s() < 1.0:
         return Found()
     best = found.best
-    run.say(f"neighbourhood search from {best.planned.emissions_g / 1000:.4f} kg")
+    run.say(f"neighbourhood search from {best.objective_g / 1000:.4f} kg")
     improved, tried, kept = lns.improve(run.costs, best, deadline=run.deadline, price=run.candidate,
                                         solve_step=highs_step(run.options), seed=run.options.seed,
                                         max_steps=run.options.search_steps)

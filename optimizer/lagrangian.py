@@ -47,6 +47,10 @@ from edgeplace.optimizer.result import SolveStatus
 from edgeplace.policies.costs import CostModel
 
 _INF = highspy.kHighsInf
+#: Model statuses after which a node problem's (dual) bound is proven: solved, or stopped by a limit.
+_RAN = (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kTimeLimit,
+        highspy.HighsModelStatus.kIterationLimit, highspy.HighsModelStatus.kSolutionLimit,
+        highspy.HighsModelStatus.kInterrupt)
 #: Row families whose rows exist, one for one, in a restricted model (`build(costs, columns=...)`)
 #: and the full one: their multipliers carry over from the restricted LP.
 SHARED_FAMILIES = ("service_demand", "job_start", "job_demand", "ijob_demand", "ijob_slots", "site_grid", "battery")
@@ -98,6 +102,9 @@ class NodeSplit:
         free = self.free_columns
         total += float(np.minimum(reduced[free] * self.lower[free], reduced[free] * self.upper[free]).sum())
         x = np.where(reduced > 0, self.lower, self.upper)  # the box minimisers, replaced for node columns below
+        # The node problems run single-threaded; HiGHS refuses a run ("Not Set") whose thread
+        # count differs from its global scheduler's, which an earlier solve may have started.
+        highspy.Highs.resetGlobalScheduler(True)
         integer_nodes = 0
         nodes = len(self.node_columns)
         for n in range(nodes):
@@ -150,7 +157,9 @@ class NodeSplit:
         h.run()
         info = h.getInfo()
         status = h.getModelStatus()
-        if integer:
+        if status not in _RAN:  # not run at all (its dual bound would read 0): the box is what is proven
+            value = float(np.minimum(reduced[cols] * self.lower[cols], reduced[cols] * self.upper[cols]).sum())
+        elif integer:
             value = float(info.mip_dual_bound)
         elif status == highspy.HighsModelStatus.kOptimal:
             value = float(info.objective_function_value)

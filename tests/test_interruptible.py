@@ -1,7 +1,7 @@
 """Interruptible jobs: pause and resume at slot boundaries, runs of at least a minimum length.
 
-The hand-checked case, `alternating()`: one node (4000 millicores, 100 W idle,
-200 W max, PUE 1.0, embodied 105.5936 g per hour on), six 1-hour slots at
+The hand-checked case, `alternating()`: one rented node (4000 millicores, 100 W
+idle, 200 W max, PUE 1.0, embodied 105.5936 g per hour on, fleet basis), six 1-hour slots at
 400, 100, 400, 100, 400, 100 gCO2/kWh, and job j (2000 millicores, usage 1.0:
 u = 0.5 -> 150 W -> 0.15 kWh per slot) needing 3 slots in the whole window.
     interruptible, any run length: slots 1, 3, 5: 3 x (0.15 x 100 + 105.5936) = 361.78 g
@@ -29,7 +29,7 @@ BLOCK_G = 0.15 * 600 + 3 * EMBODIED_G_PER_H
 
 
 def alternating_doc(**deferral) -> dict:
-    doc = (ScenarioBuilder().slots(6).region("DE", [400, 100, 400, 100, 400, 100]).site("a", pue=1.0)
+    doc = (ScenarioBuilder().slots(6).region("DE", [400, 100, 400, 100, 400, 100]).site("a", pue=1.0, owned=False)
            .node("n1").user("u", site="a").tenant("t1").build_dict())
     d = {"earliest_start": "2026-06-21T00:00:00Z", "deadline": "2026-06-21T06:00:00Z", "duration_minutes": 180,
          "interruptible": True, **deferral}

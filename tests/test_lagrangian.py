@@ -70,3 +70,15 @@ def test_any_multipliers_give_a_valid_bound(case, seed):
     assert value <= lp * (1 + 1e-6)  # never above the LP, the best L over all y
     g = split.subgradient(y, x)
     assert (g[split.row_node >= 0] == 0).all()  # only coupling rows have multipliers
+
+
+def test_the_bound_holds_after_a_solve_with_another_thread_count(case):
+    # HiGHS refuses to run ("Not Set", a dual bound of 0) a model whose thread count differs from
+    # its global scheduler's: an earlier 2-thread solve must not turn the node problems into zeros.
+    split, lp, duals, optimum_bound = case
+    y = split.multipliers(lp_duals(split.form.model, duals))
+    alone, _, _ = split.bound(y, integer=True, deadline=float("inf"))
+    assert solve_highs(split.form.model, time_limit_s=60, threads=2).status is SolveStatus.optimal
+    after, _, _ = split.bound(y, integer=True, deadline=float("inf"))
+    assert after == pytest.approx(alone, rel=1e-9)
+    assert after <= optimum_bound * (1 + 1e-6)

@@ -106,7 +106,7 @@ def test_a_huge_migration_penalty_moves_nothing(solver):
     assert plan.evaluation.violations == []
     assert nodes_now(rest, plan.placement, "web") == ["n1", "n2"]
     # The objective is not pure carbon: the gap is of emissions plus the penalty.
-    assert plan.gap_basis == "planned emissions + migration penalty"
+    assert plan.gap_basis == "planned emissions a plan can change (location-based) + migration penalty"
     assert plan.lower_bound_g <= plan.planned_objective_g * (1 + 1e-6)
 
 

@@ -131,10 +131,10 @@ def test_import_with_a_forecaster_writes_a_forecast_series(tmp_path):
     ("point", np.array(DE, dtype=float)),  # the value at the top of the hour
 ])
 def test_import_of_a_finer_series_takes_the_mean_or_a_point_sample(tmp_path, sample, expected):
-    rows = [f"{(START + timedelta(minutes=15 * q)).isoformat()},DE,{DE[q // 4] + 10 * (q % 4)},gCO2/kWh"
+    rows = [f"{(START + timedelta(minutes=15 * q)).isoformat()},DE,{DE[q // 4] + 10 * (q % 4)},gCO2/kWh,lifecycle"
             for q in range(4 * 24)]
     de = tmp_path / "de.csv"
-    de.write_text("timestamp,region,value,unit\n" + "\n".join(rows) + "\n")
+    de.write_text("timestamp,region,value,unit,factor_type\n" + "\n".join(rows) + "\n")
     path = example_copy(tmp_path)
     assert run("import", str(path), str(de), "--sample", sample, "--quiet") == 0
     sc = load_scenario(path)

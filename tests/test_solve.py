@@ -236,17 +236,18 @@ def test_a_binding_quota_is_met_by_the_exact_solver():
 
 def test_with_a_forecast_the_bound_and_gap_are_of_the_planned_emissions():
     # Forecast 300 g/kWh in both slots; actual 400, 200 (tiny). Planned: n1 0.225 kWh x 300 = 67.5 g
-    # in slot 0, (0.225 - 0.1 PV) x 300 = 37.5 g in slot 1; n2 0.1 kWh x 300 x 2 = 60 g; + embodied.
+    # in slot 0, (0.225 - 0.1 PV) x 300 = 37.5 g in slot 1; n2 0.1 kWh x 300 x 2 = 60 g (the nodes
+    # are owned: their embodied carbon is no plan's to change).
     forecast = tiny().signal("grid_intensity", [300, 300], unit="gCO2/kWh", region="DE", series="forecast").build()
     plan = solve(forecast, opts("milp"))
-    planned = 67.5 + 37.5 + 60 + 4 * 3_700_000 / (4 * 8760)
+    planned = 67.5 + 37.5 + 60
     assert plan.status == "optimal" and plan.gap == 0.0
     assert plan.planned_g == pytest.approx(planned, rel=1e-9)
     assert plan.lower_bound_g <= plan.planned_g * (1 + BOUND_TOL_REL)
-    # Evaluation uses the actual series: the same placement, the same 597.37 g.
+    # Evaluation uses the actual series: the same placement, the same 175 g.
     assert plan.objective_g == pytest.approx(TINY_G, rel=1e-9)
-    assert plan.summary()["planned_emissions_kg"] == pytest.approx(planned / 1000, rel=1e-9)
-    assert "planned_emissions_kg" not in solve(tiny().build(), opts("milp")).summary()
+    assert plan.summary()["planned_objective_kg"] == pytest.approx(planned / 1000, rel=1e-9)
+    assert "planned_objective_kg" not in solve(tiny().build(), opts("milp")).summary()
 
 
 @pytest.mark.parametrize("objective", [
@@ -259,7 +260,7 @@ def test_with_secondary_weights_the_gap_is_of_the_whole_objective(objective):
     # terms are never negative); the gap says what it is of.
     plan = solve(tiny().build(), opts("milp", objective=objective))
     assert plan.status == "optimal" and plan.gap == 0.0
-    assert plan.gap_basis.startswith("planned emissions + ")
+    assert plan.gap_basis.startswith("planned emissions a plan can change (location-based) + ")
     assert plan.planned_objective_g >= plan.planned_g
     assert TINY_G * (1 - OPT_REL) <= plan.lower_bound_g <= plan.planned_objective_g * (1 + BOUND_TOL_REL)
     assert plan.summary()["gap_of"] == plan.gap_basis

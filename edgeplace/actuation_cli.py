@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -141,6 +142,11 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     p.add_argument("--solve", action="store_true", help="plan now instead of reading the published plan (with --dry-run)")
     p.add_argument("--solver", choices=("cpsat", "milp", "greedy"), default="cpsat", help="with --solve (default cpsat)")
     p.add_argument("--time-limit", type=positive_float, default=20.0, metavar="S", help="with --solve (default 20)")
+    p.add_argument("--migration-g-per-replica", type=nonneg_float, default=None, metavar="G",
+                   help="with --solve: the planner's migration penalty [gCO2e] (default: as `serve`)")
+    p.add_argument("--nodes-stay-on", action="store_true",
+                   help="price moves as if emptied nodes stay on (the planner runs without --power apply); "
+                        "default: nodes with a power driver sleep once empty")
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     add_actuation_arguments(p, modes=False)
     return {"rebalance": cmd_rebalance}
@@ -171,16 +177,21 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     mapped = map_cluster(objects, config, MappingOptions(now=now), source=f"cluster {api.configuration.host}")
     if args.solve:
+        from edgeplace.cluster_cli import DEFAULT_MIGRATION_G
         from edgeplace.optimizer.solve import SolveOptions, solve
+        from edgeplace.policies.costs import Objective
 
+        penalty = DEFAULT_MIGRATION_G if args.migration_g_per_replica is None else args.migration_g_per_replica
         plan = solve(mapped.scenario, SolveOptions(solver=args.solver, time_limit_s=args.time_limit,
-                                                   bound_time_limit_s=0.0))
+                                                   bound_time_limit_s=0.0,
+                                                   objective=Objective(migration_g_per_replica=penalty)))
         doc = build_plan_document(mapped.scenario, plan.placement, now=now, evaluation=plan.evaluation)
         source = f"a plan made now ({plan.solver}, {plan.status})"
     else:
         doc, source = _published_plan(api, args, namespace, name)
     mode = "apply" if args.apply else "dry-run"
-    options = actuation_options(args, namespace, rebalance=mode, power="dry-run")
+    options = replace(actuation_options(args, namespace, rebalance=mode, power="dry-run"),
+                      price_sleep=not args.nodes_stay_on)
     # A dry run reads the cluster's move history (hysteresis) and, evicting nothing, never writes it.
     actuator = Actuator(api, options, reader=lambda _api: objects)
     report = actuator.act(mapped, doc, now, time.monotonic(), force_rebalance=True)
@@ -198,7 +209,8 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     if moves:
         print(render(table.drop(columns=["result"] if not args.apply else []), "table"))
     print(f"saving of the moves made: {sum(m.saving_g for m in made):.1f} gCO2e over the plan's {horizon:g} h horizon "
-          f"(evaluated with both placements held over the horizon; migration cost "
+          f"(evaluated with both placements held over the horizon, "
+          f"{'emptied nodes staying on' if args.nodes_stay_on else 'nodes with a power driver asleep once empty'}; migration cost "
           f"{sum(m.cost_g for m in made):.1f} g; {mapped.scenario.intensity_kind} grid intensity, location-based)")
     if report.power is not None and report.power.transitions:
         print("node power steps that would follow (power lifecycle, dry run):")

@@ -302,6 +302,9 @@ class ClusterConfig(_Cfg):
     users: list[UserLocation] = Field(default_factory=list)
     tenants: list[TenantConfig] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list, description="Scenario signals, values from the current slot.")
+    signal_files: list[str] = Field(default_factory=list, description=(
+        "Long-form CSV or Parquet signal files with timestamps (docs/SIGNALS.md), aligned to each round's horizon; "
+        "relative paths are relative to the site config file."))
     node_defaults: NodeDefaults = Field(default_factory=NodeDefaults)
     exclude_namespaces: list[str] | None = Field(None, description=f"Default: {', '.join(DEFAULT_EXCLUDED_NAMESPACES)}.")
 
@@ -319,10 +322,28 @@ def parse_site_config(doc: Any, source: str = "<site config>") -> ClusterConfig:
 
 
 def load_site_config(path: str | None) -> ClusterConfig:
-    """Read and validate a site config file (YAML or JSON); None -> an empty config."""
+    """Read and validate a site config file (YAML or JSON); None -> an empty config.
+
+    Relative `signal_files` are resolved against the file's folder.
+    """
     if path is None:
         return ClusterConfig()
-    return parse_site_config(read_document(path), source=str(path))
+    config = parse_site_config(read_document(path), source=str(path))
+    from pathlib import Path
+
+    base = Path(path).resolve().parent
+    files = [str(p if Path(p).is_absolute() else base / p) for p in config.signal_files]
+    return config.model_copy(update={"signal_files": files})
+
+
+def _file_signals(config: ClusterConfig, start: datetime, slots: int, slot_minutes: int) -> list[dict[str, Any]]:
+    """The site config's signal files aligned to this horizon, as scenario signals (InputError names the file)."""
+    if not config.signal_files:
+        return []
+    from edgeplace.topology.signals.files import load_signal_files
+    from edgeplace.topology.signals.series import SlotGrid
+
+    return [s.to_document() for s in load_signal_files(config.signal_files, SlotGrid(start, slots, slot_minutes))]
 
 
 # ---------------------------------------------------------------------------
@@ -960,7 +981,10 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
         site_entries.append(entry)
 
     region_ids = list(dict.fromkeys([e["region"] for e in site_entries] + [r.id for r in config.regions]))
+    from_files = _file_signals(config, start, slots, slot_minutes)
+    signals.extend(from_files)
     passthrough = {(s.signal.value, s.region) for s in config.signals if s.signal.value == "grid_intensity"}
+    passthrough |= {(s["signal"], s.get("region")) for s in from_files if s["signal"] == "grid_intensity"}
     region_entries = []
     for rid in region_ids:
         cfg = region_cfg.get(rid)

@@ -8,7 +8,10 @@ Each cycle:
 1. lists Nodes, Pods, the workloads and PodDisruptionBudgets;
 2. reconciles the node power lifecycle (`edgeplace.k8s.actuation.power`)
    with the published plan document; a drain starts only where emptying the
-   node pays its migration cost (`rebalance.MoveEvaluator`);
+   node pays its migration cost (`rebalance.MoveEvaluator`) and its pods can
+   go where the plan puts them now (those nodes on and Ready, with room and
+   no tenant they may not share a node with), as Karpenter checks that pods
+   fit elsewhere before it disrupts a node;
 3. every `rebalance_period_s`, runs a rebalancing cycle
    (`edgeplace.k8s.actuation.rebalance`) for the pods not on draining nodes,
    counting as sleepable only the nodes the power lifecycle really switches.
@@ -52,6 +55,9 @@ class ActuationOptions:
     period_s : seconds between cycles between plan rounds
     rebalance_period_s : seconds between rebalancing cycles (its budgets are per cycle)
     namespace : the planner's namespace: power-driver Secrets and the move history ConfigMap
+    price_sleep : price moves as if the power lifecycle switches emptied managed nodes off
+        (None: only when power is "apply"; `edgeplace rebalance` sets it to show what
+        the planner with ``--power apply`` would do)
     """
 
     rebalance: Mode = "dry-run"
@@ -63,6 +69,7 @@ class ActuationOptions:
     rebalancing: RebalanceOptions = field(default_factory=RebalanceOptions)
     powering: PowerOptions = field(default_factory=PowerOptions)
     power_off_command: str | None = None
+    price_sleep: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("rebalance", "power"):
@@ -131,8 +138,8 @@ class Actuator:
             if mapped is not None:
                 sc = mapped.scenario
                 never = {n for n, can in zip(sc.node_ids, sc.node_can_power_down) if not can}
-            pays = self._drain_pays(mapped, objects, doc) if mapped is not None and doc is not None else None
-            report.power = self.power.reconcile(objects, doc, pdbs, now, drain_pays=pays, never_down=never)
+            ready = self._drain_ready(mapped, objects, doc) if mapped is not None and doc is not None else None
+            report.power = self.power.reconcile(objects, doc, pdbs, now, drain_ready=ready, never_down=never)
         due = force_rebalance or self._last_rebalance is None or \
             monotonic - self._last_rebalance >= self.options.rebalance_period_s
         if self.options.rebalance != "off" and mapped is not None and doc is not None and due:
@@ -148,7 +155,8 @@ class Actuator:
         for node in objects.nodes:
             f = node_facts(node)
             state = (power.states.get(f.name) if power is not None else None) or f.state
-            if self.options.power == "apply" and self.power.managed(node):
+            sleeps = self.options.power == "apply" if self.options.price_sleep is None else self.options.price_sleep
+            if sleeps and self.power.managed(node):
                 sleepable.add(f.name)
             if state in (PowerState.DRAINING, PowerState.POWERING_OFF):
                 draining.add(f.name)
@@ -156,27 +164,33 @@ class Actuator:
                 ready.add(f.name)
         return {"sleepable": sleepable, "draining": draining, "ready_nodes": ready}
 
-    def _drain_pays(self, mapped: MappedCluster, objects: ClusterObjects, doc: dict[str, Any]):
-        """node -> (pays, why): emptying the node (its pods to the plan's nodes, the node asleep)
-        saves more than its moves' migration cost (the rebalancer's rule for a group)."""
+    def _drain_ready(self, mapped: MappedCluster, objects: ClusterObjects, doc: dict[str, Any]):
+        """node -> (ready, why): emptying the node (its pods to the plan's nodes, the node asleep)
+        saves more than its moves' migration cost (the rebalancer's rule for a group), and every
+        move can be made now: its target on and Ready, with room, and no tenant it may not share
+        a node with (`rebalance.feasible_now`)."""
         sc = mapped.scenario
         moves, replica_node, _ = _candidates(sc, objects, doc)
-        if not sc.n_replicas:
-            return lambda node: (True, "no replica runs")
         context = self.context(objects, None)
         sleep = np.isin(np.array(sc.node_ids, dtype=object), list(context["sleepable"]))
-        cost = self.options.rebalancing
-        evaluator = MoveEvaluator(sc, replica_node, sleep, cost.cost, cost.objective)
+        options = self.options.rebalancing
+        evaluator = MoveEvaluator(sc, replica_node, sleep, options.cost, options.objective) if sc.n_replicas else None
         index = {n: i for i, n in enumerate(sc.node_ids)}
 
-        def pays(node: str) -> tuple[bool, str]:
+        def ready(node: str) -> tuple[bool, str]:
             group = [m for m in moves if m.source == node]
-            if not group:
+            if not group or evaluator is None:
                 return True, "nothing of the plan's runs on it"
-            saving, _ = evaluator.saving_g((m.replica, index[m.target]) for m in group)
-            total = sum(evaluator.move_cost_g(index[m.target], int(m.pod.requests.get("cpu_millicores", 0)))
-                        for m in group)
-            ok = saving > (1.0 + cost.margin) * total
-            return ok, f"{len(group)} move(s) save {saving:.1f} g, cost {total:.1f} g"
+            absent = sorted({m.target for m in group if m.target not in context["ready_nodes"]})
+            if absent:
+                return False, f"its pods go to {', '.join(absent)}, not on and Ready yet"
+            priced = evaluator.try_moves((m.replica, index[m.target]) for m in group)
+            cost = sum(evaluator.move_cost_g(index[m.target], int(m.pod.requests.get("cpu_millicores", 0)))
+                       for m in group)
+            if priced.new_violations:
+                return False, f"its pods cannot all go where the plan puts them yet: {priced.new_violations[0].message}"
+            if not priced.saving_g > (1.0 + options.margin) * cost:
+                return False, f"emptying it saves {priced.saving_g:.1f} g, less than (1 + {options.margin:g}) x cost {cost:.1f} g"
+            return True, f"{len(group)} move(s) save {priced.saving_g:.1f} g, cost {cost:.1f} g"
 
-        return pays
+        return ready

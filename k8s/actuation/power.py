@@ -65,10 +65,10 @@ from edgeplace.k8s.actuation.evictor import (EvictionFilter, EvictionOptions, Ev
                                              workload_allowance)
 from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.actuation.objects import (ANN_POWER_OPERATION, ANN_POWER_SINCE, ANN_POWER_STATE,
-                                             MANAGED_NODE_ANNOTATIONS, NodeFacts, PodFacts, PowerState, node_facts,
-                                             parse_rfc3339, pod_facts, rfc3339, unschedulable)
-from edgeplace.k8s.mapping import (ANN_CAN_POWER_DOWN, ANN_CORDONED_BY, LABEL_IGNORE, TAINT_POWERED_DOWN,
-                                   ClusterObjects, pod_workload_ids)
+                                             MANAGED_NODE_ANNOTATIONS, NodeFacts, PodFacts, PowerState, fits_node,
+                                             node_facts, parse_rfc3339, pod_facts, rfc3339, unschedulable_since)
+from edgeplace.k8s.mapping import (ANN_CAN_POWER_DOWN, ANN_CORDONED_BY, LABEL_IGNORE, LIFECYCLE_TAINTS,
+                                   TAINT_POWERED_DOWN, ClusterObjects, pod_workload_ids)
 
 log = logging.getLogger("edgeplace.k8s.actuation")
 
@@ -94,7 +94,10 @@ class PowerOptions:
         then it is reported and put back on
     wake_timeout_s : a waking node not Ready by then is reported and another one woken
     wake_retry_s : a node that failed to wake is not chosen again for this long
-    wake_on_pending : wake nodes at once for pods Pending as unschedulable
+    wake_on_pending : wake nodes for pods Pending as unschedulable
+    pending_grace_s : ... once they have been so for this long (a pod evicted by a drain is
+        briefly unschedulable while its planned node wakes)
+    max_concurrent_drains : most nodes draining at once (pods need somewhere to go)
     dry_run : decide and log, change nothing
     """
 
@@ -108,17 +111,22 @@ class PowerOptions:
     wake_timeout_s: float = 600.0
     wake_retry_s: float = 3600.0
     wake_on_pending: bool = True
+    pending_grace_s: float = 30.0
+    max_concurrent_drains: int = 2
     dry_run: bool = False
     eviction: EvictionOptions = field(default_factory=EvictionOptions)
 
     def __post_init__(self) -> None:
-        for name in ("min_on_s", "min_off_s", "drain_timeout_s", "power_off_timeout_s", "wake_timeout_s", "wake_retry_s"):
+        for name in ("min_on_s", "min_off_s", "drain_timeout_s", "power_off_timeout_s", "wake_timeout_s", "wake_retry_s",
+                     "pending_grace_s"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not 0.0 <= self.max_off_fraction <= 1.0 or not 0.0 <= self.min_spare_cpu_fraction < 1.0:
             raise ValueError("max_off_fraction must be in 0..1 and min_spare_cpu_fraction in 0..1 (exclusive)")
         if self.max_nodes_off is not None and self.max_nodes_off < 0:
             raise ValueError("max_nodes_off must be >= 0")
+        if self.max_concurrent_drains < 1:
+            raise ValueError("max_concurrent_drains must be >= 1")
 
 
 @dataclass
@@ -155,8 +163,9 @@ class PowerLifecycle:
     core : a `kubernetes.client.CoreV1Api`
     drivers : the `Drivers` registry (how to switch each node)
     evictor : the `PodEvictor` drains evict through (shares the cycle's budgets)
-    drain_pays : optional `node -> (bool, why)`: whether emptying the node pays its
-        migration cost (the rebalancer's `MoveEvaluator`); None = trust the plan
+    drain_ready : optional `node -> (bool, why)` (per reconcile): whether emptying the
+        node pays its migration cost and its pods can go where the plan puts them now
+        (`edgeplace.k8s.actuation.actuator`); None = trust the plan
     """
 
     def __init__(self, core, drivers: Drivers, evictor: PodEvictor, options: PowerOptions | None = None,
@@ -177,7 +186,7 @@ class PowerLifecycle:
 
     # -- one reconcile ------------------------------------------------------------------
     def reconcile(self, objects: ClusterObjects, doc: dict[str, Any] | None, pdbs: list[dict], now: datetime,
-                  drain_pays: Callable[[str], tuple[bool, str]] | None = None,
+                  drain_ready: Callable[[str], tuple[bool, str]] | None = None,
                   never_down: set[str] | None = None) -> PowerReport:
         """One step for every managed node (at most one state change each); never raises for API trouble.
 
@@ -199,6 +208,7 @@ class PowerLifecycle:
         capacity = self._on_capacity(objects, facts)
         off_count = sum(1 for f in facts.values() if f.state.asleep_or_going)
         limit = self._off_limit(len(facts))
+        draining = sum(1 for f in facts.values() if f.state is PowerState.DRAINING)
         workloads = self._workloads(objects)
 
         for name in sorted(facts):
@@ -206,8 +216,9 @@ class PowerLifecycle:
             self._mark_managed(nodes[name], f)
             state = f.state
             if state is PowerState.ON:
-                off_count += self._from_on(f, nodes[name], pods_on[name], wanted, never_down, off_count, limit,
-                                           capacity, drain_pays, now, report)
+                started = self._from_on(f, pods_on[name], wanted, never_down, off_count, limit, draining,
+                                        capacity, drain_ready, now, report)
+                off_count, draining = off_count + started, draining + started
             elif state is PowerState.DRAINING:
                 self._from_draining(f, pods_on[name], wanted, workloads, pdbs, now, report)
             elif state is PowerState.POWERING_OFF:
@@ -225,9 +236,9 @@ class PowerLifecycle:
         return report
 
     # -- the states ---------------------------------------------------------------------
-    def _from_on(self, f: NodeFacts, node: dict, pods: list[PodFacts], wanted: dict[str, bool], never_down: set[str],
-                 off_count: int, limit: int, capacity: _Capacity,
-                 drain_pays, now: datetime, report: PowerReport) -> int:
+    def _from_on(self, f: NodeFacts, pods: list[PodFacts], wanted: dict[str, bool], never_down: set[str],
+                 off_count: int, limit: int, draining: int, capacity: _Capacity,
+                 drain_ready, now: datetime, report: PowerReport) -> int:
         o = self.options
         if f.has_powered_down_taint or f.cordoned_by_us:
             # A crash between waking's last steps: finish them (untaint, uncordon).
@@ -244,8 +255,10 @@ class PowerLifecycle:
             why = f"on for {int((now - f.since).total_seconds())} s < min_on {o.min_on_s:g} s"
         elif off_count + 1 > limit:
             why = f"{off_count} node(s) are off or on their way; the limit is {limit}"
-        elif drain_pays is not None and not (pays := drain_pays(f.name))[0]:
-            why = f"draining does not pay: {pays[1]}"
+        elif draining >= o.max_concurrent_drains:
+            why = f"{draining} node(s) are draining; at most {o.max_concurrent_drains} at once"
+        elif drain_ready is not None and not (ready := drain_ready(f.name))[0]:
+            why = f"not yet: {ready[1]}"
         elif (spare := self._spare_after(f.name, pods, capacity)) is not None:
             why = spare
         if why is not None:
@@ -260,6 +273,9 @@ class PowerLifecycle:
         o = self.options
         if wanted.get(f.name, False):
             self._write(f, PowerState.ON, now, report, "the plan needs it again: drain cancelled", cordon=False)
+            return
+        if not f.ready and self._reading(f) is PowerReading.OFF:
+            self._write(f, PowerState.OFF, now, report, "it lost power during the drain (the driver reports off)")
             return
         if f.since is not None and now - f.since > timedelta(seconds=o.drain_timeout_s):
             self._event(f.name, "EdgeplaceDrainTimeout", f"the drain did not finish in {o.drain_timeout_s:g} s; "
@@ -327,8 +343,8 @@ class PowerLifecycle:
             self._call(f.name, "power_off", now, report)
 
     def _from_off(self, f: NodeFacts, wanted: dict[str, bool], now: datetime, report: PowerReport) -> None:
-        if f.ready and f.operation.startswith(OP_POWER_OFF):
-            # Someone switched it on by hand: it is on, with our cordon; take it back into service.
+        if f.ready and self._reading(f) is PowerReading.ON:
+            # Someone switched it on by hand (its BMC says on, and it is Ready): take it back into service.
             self._write(f, PowerState.ON, now, report, "it came back on by itself", cordon=False)
             return
         if wanted.get(f.name, False):
@@ -369,11 +385,15 @@ class PowerLifecycle:
         the lowest allocatable CPU): a node is woken only for pods that fit
         nowhere that is coming.
         """
-        states = {n: next((t.target for t in reversed(report.transitions) if t.node == n and t.applied), f.state)
-                  for n, f in facts.items()}
+        changed = {t.node for t in report.transitions}
         failed_now = [n for n, why in report.held.items() if why == "did not wake in time"]
-        pending = [(pod_facts(p), p) for p in objects.pods if unschedulable(pod_facts(p), p)] \
-            if self.options.wake_on_pending else []
+        pending = []
+        if self.options.wake_on_pending:
+            for raw in objects.pods:
+                pod = pod_facts(raw)
+                since = unschedulable_since(pod, raw)
+                if since is not None and now - since >= timedelta(seconds=self.options.pending_grace_s):
+                    pending.append((pod, raw))
         if not pending and not failed_now:
             return
 
@@ -385,19 +405,22 @@ class PowerLifecycle:
             return [facts[n].allocatable_cpu_millicores, facts[n].allocatable_memory_mib]
 
         cost = {n: float((self._doc_nodes.get(n) or {}).get("open_g_per_h") or 0.0) for n in facts}
-        candidates = sorted((n for n, s in states.items() if s is PowerState.OFF and retry_ok(n)),
+        # Only nodes that were off before this round and stayed so (one that just got there may
+        # still look Ready, its power-off in flight).
+        candidates = sorted((n for n, f in facts.items() if f.state is PowerState.OFF and n not in changed and retry_ok(n)),
                             key=lambda n: (cost.get(n, 0.0), facts[n].allocatable_cpu_millicores, n))
         for lost in failed_now:  # a node that did not wake is replaced by another
             if candidates:
                 self._wake(facts[candidates.pop(0)], now, report, f"in place of {lost}, which did not wake")
-        coming = {n: room(n) for n, s in states.items() if s is PowerState.WAKING}
+        coming = {n: room(n) for n, f in facts.items() if f.state is PowerState.WAKING and n not in changed}
+        ignore = (TAINT_POWERED_DOWN, *LIFECYCLE_TAINTS, "node.kubernetes.io/unschedulable")
         for pod, raw in sorted(pending, key=lambda pr: (-pr[0].requests.get("cpu_millicores", 0), pr[0].key)):
             need = [pod.requests.get("cpu_millicores", 0), pod.requests.get("memory_mib", 0)]
-            selector = (raw.get("spec") or {}).get("nodeSelector") or {}
+            spec = raw.get("spec") or {}
 
             def fits(n: str, free: list[int]) -> bool:
                 return (free[0] >= need[0] and free[1] >= need[1]
-                        and all(facts[n].labels.get(k) == str(v) for k, v in selector.items()))
+                        and fits_node(spec, facts[n].labels, facts[n].taints, ignore))
 
             home = next((n for n, free in coming.items() if fits(n, free)), None)
             if home is None:

@@ -119,7 +119,7 @@ class Decision(str, Enum):
     SKIP_PDB = "skip_pdb"  # its PodDisruptionBudget allows no disruption now (or the API answered 429)
     SKIP_PROTECTED = "skip_protected"  # the eviction filter protects the pod
     SKIP_HYSTERESIS = "skip_hysteresis"  # moved too recently, or would move back where it came from
-    SKIP_TARGET = "skip_target"  # the node it should go to is not on and Ready yet
+    SKIP_TARGET = "skip_target"  # its node is not on and Ready yet, or still full (other moves go first)
 
 
 @dataclass
@@ -182,17 +182,29 @@ class MoveEvaluator:
     def move_cost_g(self, target: int, cpu_millicores: int) -> float:
         return self.restart_g(target, cpu_millicores) + self.cost.threshold_g
 
-    def saving_g(self, moves: Iterable[tuple[int, int]]) -> tuple[float, np.ndarray]:
-        """Saving over the horizon of moving replicas (replica, target node) on top of the current state,
-        and the state after them."""
+    def try_moves(self, moves: Iterable[tuple[int, int]]) -> "Priced":
+        """Price moving replicas (replica, target node) on top of the current state."""
         after = self.state.copy()
         for r, target in moves:
             after[r] = target
-        return self.evaluation.emissions_g - self.evaluate(after).emissions_g, after
+        evaluation = self.evaluate(after)
+        before = {(v.kind, v.subject) for v in self.evaluation.violations}
+        new = [v for v in evaluation.violations if (v.kind, v.subject) not in before]
+        return Priced(self.evaluation.emissions_g - evaluation.emissions_g, after, evaluation, new)
 
-    def commit(self, state: np.ndarray) -> None:
-        self.state = state
-        self.evaluation = self.evaluate(state)
+    def commit(self, priced: "Priced") -> None:
+        self.state, self.evaluation = priced.state, priced.evaluation
+
+
+@dataclass
+class Priced:
+    """A group of moves priced: its saving over the horizon [gCO2e], the state after it, and the
+    rules that state breaks and the current one does not (a target still full, a tenant still there)."""
+
+    saving_g: float
+    state: np.ndarray
+    evaluation: Evaluation
+    new_violations: list
 
 
 # ---------------------------------------------------------------------------
@@ -305,28 +317,74 @@ def plan_moves(mapped: MappedCluster, objects: ClusterObjects, doc: dict[str, An
         else:
             open_moves.append(m)
     planned_off = {n for n, e in (doc.get("nodes") or {}).items() if isinstance(e, dict) and e.get("powered") is False}
+    accepted = _price(open_moves, evaluator, planned_off, options, report.horizon_h, node_index)
+    _feasible_now(accepted, MoveEvaluator(sc, replica_node, sleep, options.cost, options.objective), node_index)
+    return report
+
+
+def _price(moves: list[Move], evaluator: MoveEvaluator, planned_off: set[str], options: RebalanceOptions,
+           horizon_h: float, node_index: dict[str, int]) -> list[Move]:
+    """Decide which moves pay; they get EVICT (for now), the others SKIP_SAVING (see the module docstring).
+
+    The plan's moves are priced first all together: moves often pay only
+    jointly (one tenant leaves a node so that another may come). If the whole
+    transition pays and breaks no rule, every move is accepted with an equal
+    share of its saving. Otherwise each node's group is priced on top of the
+    groups accepted before it, nodes the plan lets sleep first.
+    """
+    if not moves:
+        return []
+    whole = evaluator.try_moves((m.replica, node_index[m.target]) for m in moves)
+    cost = sum(m.cost_g for m in moves)
+    if not whole.new_violations and whole.saving_g > (1.0 + options.margin) * cost:
+        for m in moves:
+            m.saving_g, m.decision = whole.saving_g / len(moves), Decision.EVICT
+            m.detail = (f"the plan's {len(moves)} move(s) together save {whole.saving_g:.1f} g over {horizon_h:g} h, "
+                        f"cost {cost:.1f} g")
+        return list(moves)
     groups: dict[str, list[Move]] = defaultdict(list)
-    for m in open_moves:
+    for m in moves:
         groups[m.source].append(m)
-    # Nodes the plan lets sleep first (emptying them is where most saving is), then larger groups.
+    accepted: list[Move] = []
     for source in sorted(groups, key=lambda n: (n not in planned_off, -len(groups[n]), n)):
         group = groups[source]
-        saving, after = evaluator.saving_g((m.replica, node_index[m.target]) for m in group)
-        cost = sum(m.cost_g for m in group)
+        priced = evaluator.try_moves((m.replica, node_index[m.target]) for m in group)
+        saving, cost = priced.saving_g, sum(m.cost_g for m in group)
+        pays = not priced.new_violations and saving > (1.0 + options.margin) * cost
         for m in group:
             m.saving_g = saving / len(group)
-        if saving > (1.0 + options.margin) * cost:
-            evaluator.commit(after)
-            for m in group:
-                m.decision = Decision.EVICT
-                m.detail = (f"{len(group)} move(s) off {source} save {saving:.1f} g over {report.horizon_h:g} h, "
-                            f"cost {cost:.1f} g")
+            m.decision = Decision.EVICT if pays else Decision.SKIP_SAVING
+            m.detail = (f"{len(group)} move(s) off {source} save {saving:.1f} g over {horizon_h:g} h, "
+                        + (f"cost {cost:.1f} g" if pays else
+                           f"breaking a rule until other moves go ({priced.new_violations[0].message})"
+                           if priced.new_violations else f"less than (1 + {options.margin:g}) x cost {cost:.1f} g"))
+        if pays:
+            evaluator.commit(priced)
+            accepted.extend(group)
+    return accepted
+
+
+def _feasible_now(accepted: list[Move], base: MoveEvaluator, node_index: dict[str, int]) -> None:
+    """Keep only the accepted moves the cluster can take now; the others wait (SKIP_TARGET).
+
+    A move is made now only if, from where pods run now, it breaks no rule
+    on its own (its node has room and no tenant it may not share a node with)
+    and together with the moves made before it in this cycle (they do not
+    overfill a node between them). A move that needs another pod to leave
+    first waits for a later cycle: the evicted pod's replacement is placed
+    by kube-scheduler and the extender on the cluster as it is, and the
+    plan they steer by is refreshed only after the pods moved.
+    """
+    made: list[tuple[int, int]] = []
+    for m in accepted:
+        step = (m.replica, node_index[m.target])
+        alone = base.try_moves([step])
+        together = base.try_moves(made + [step]) if made else alone
+        blocked = alone.new_violations or together.new_violations
+        if blocked:
+            m.decision, m.detail = Decision.SKIP_TARGET, f"waits for other moves: {blocked[0].message}"
         else:
-            for m in group:
-                m.decision = Decision.SKIP_SAVING
-                m.detail = (f"{len(group)} move(s) off {source} save {saving:.1f} g over {report.horizon_h:g} h, "
-                            f"less than (1 + {options.margin:g}) x cost {cost:.1f} g")
-    return report
+            made.append(step)
 
 
 # ---------------------------------------------------------------------------
@@ -355,7 +413,7 @@ class Rebalancer:
         _, _, pods_of = _candidates(mapped.scenario, objects, doc)
         allowance = {wid: workload_allowance(pods, pdbs) for wid, pods in pods_of.items()}
         self.evictor.start_cycle()
-        moved = False
+        moved, moving = False, set()
         for m in report.moves:
             if m.decision is not Decision.EVICT:
                 continue
@@ -363,7 +421,8 @@ class Rebalancer:
                 covered = any(pdbs_of(p, pdbs) for p in pods_of.get(m.workload, []))
                 m.decision = Decision.SKIP_PDB if covered else Decision.SKIP_BUDGET
                 m.detail = ("its PodDisruptionBudget allows no more disruption now" if covered
-                            else "another replica of the workload is not Ready yet (one at a time)")
+                            else "one replica at a time: another replica of it moves in this cycle"
+                            if m.workload in moving else "another replica of it is not Ready yet (one at a time)")
                 continue
             why = (f"moving {m.workload} from {m.source} to {m.target} saves {m.saving_g:.1f} gCO2e over "
                    f"{report.horizon_h:g} h (migration cost {m.cost_g:.1f} g)")
@@ -375,6 +434,7 @@ class Rebalancer:
                 m.decision, m.detail = Decision.SKIP_PDB, "the API refused it (429): PodDisruptionBudget"
             elif result in (EvictionResult.EVICTED, EvictionResult.DRY_RUN):
                 allowance[m.workload] -= 1
+                moving.add(m.workload)
                 if result is EvictionResult.EVICTED:
                     history.add(now_record(m.workload, m.source, m.target, m.pod.key, now))
                     moved = True

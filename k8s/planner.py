@@ -221,7 +221,7 @@ class Planner:
         self.elector = elector
         self.reader, self.solver, self.clock = reader, solver, clock
         self.actuator = actuator
-        self.metrics = metrics or (actuator.metrics if actuator is not None and actuator.metrics else PlannerMetrics())
+        self.metrics = metrics or (actuator.metrics if actuator is not None else PlannerMetrics())
         self.last_mapped: MappedCluster | None = None  # the scenario of the last published plan
         self.core = client.CoreV1Api(api_client) if api_client is not None else None
         self.debouncer = Debouncer(self.options.debounce_s, self.options.max_delay_s)

@@ -105,7 +105,7 @@ class Actuator:
         from edgeplace.k8s.mapping import read_cluster
 
         self.options = o = options or ActuationOptions()
-        self.metrics = metrics
+        self.metrics = metrics = metrics or PlannerMetrics()
         self.core = client.CoreV1Api(api_client)
         self.reader = reader or read_cluster
         self.api_client = api_client

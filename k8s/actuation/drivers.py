@@ -33,6 +33,7 @@ certificate). They are read when a call is made and never logged.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import re
 import shlex
@@ -193,30 +194,45 @@ def _ca_file(pem: str) -> str:
 
 
 class IpmiDriver:
-    """IPMI over LAN through `pyghmi` (see the module docstring)."""
+    """IPMI over LAN through `pyghmi` (see the module docstring).
+
+    One pyghmi `Command` per BMC and user, kept open between calls: pyghmi
+    reuses a live session of the same BMC and user, and expects its Commands
+    to live long (a second one would wait on the first one's session).
+    """
 
     name = "ipmi"
+
+    def __init__(self) -> None:
+        self._commands: dict[tuple[str, int, str, str], object] = {}
 
     def _command(self, target: PowerTarget):
         from pyghmi import exceptions as ipmi_exc
         from pyghmi.ipmi import command
 
-        host, _, port = target.need(ANN_BMC_ADDRESS).partition(":")
+        host, _, port_text = target.need(ANN_BMC_ADDRESS).partition(":")
         try:
-            return command.Command(bmc=host, userid=target.credentials.get("username", ""),
-                                   password=target.credentials.get("password", ""), port=int(port or 623))
-        except ipmi_exc.IpmiException as exc:
-            raise PowerError(f"node {target.node}: IPMI {host}:{port or 623}: {exc}") from None
+            port = int(port_text or 623)
         except ValueError:
             raise PowerError(f"node {target.node}: annotation {ANN_BMC_ADDRESS} must be host[:port] "
                              f"(got {target.annotations.get(ANN_BMC_ADDRESS)!r})") from None
+        user, password = target.credentials.get("username", ""), target.credentials.get("password", "")
+        key = (host, port, user, hashlib.sha256(password.encode()).hexdigest())
+        if key not in self._commands:
+            try:
+                self._commands[key] = command.Command(bmc=host, userid=user, password=password, port=port)
+            except ipmi_exc.IpmiException as exc:
+                raise PowerError(f"node {target.node}: IPMI {host}:{port}: {exc}") from None
+        return key, self._commands[key]
 
     def _call(self, target: PowerTarget, fn: Callable) -> dict:
         from pyghmi import exceptions as ipmi_exc
 
+        key, command = self._command(target)
         try:
-            result = fn(self._command(target))
-        except ipmi_exc.IpmiException as exc:
+            result = fn(command)
+        except (ipmi_exc.IpmiException, TypeError, OSError) as exc:
+            self._commands.pop(key, None)  # a broken session: log in afresh next time
             raise PowerError(f"node {target.node}: IPMI: {exc}") from None
         if isinstance(result, dict) and result.get("error"):
             raise PowerError(f"node {target.node}: IPMI: {result['error']}")

@@ -176,6 +176,7 @@ class PowerLifecycle:
         self.filter = EvictionFilter(self.options.eviction)
         self._reported: dict[str, str] = {}  # node -> the last "held" reason logged
         self._doc_nodes: dict[str, Any] = {}  # the plan document's nodes of the current reconcile
+        self._allowance: dict[str, int] = {}  # workload -> replicas that may still be disrupted this round
 
     # -- which nodes --------------------------------------------------------------------
     def managed(self, node: dict) -> bool:
@@ -198,18 +199,23 @@ class PowerLifecycle:
         self._doc_nodes = (doc or {}).get("nodes") or {}
         nodes = {n["metadata"]["name"]: n for n in objects.nodes if self.managed(n)}
         facts = {name: node_facts(n) for name, n in nodes.items()}
+        live = [p for p in (pod_facts(raw) for raw in objects.pods) if p.phase not in ("Succeeded", "Failed")]
         pods_on: dict[str, list[PodFacts]] = defaultdict(list)
-        for p in objects.pods:
-            f = pod_facts(p)
-            if f.node and f.phase not in ("Succeeded", "Failed"):
-                pods_on[f.node].append(f)
+        for p in live:
+            if p.node:
+                pods_on[p.node].append(p)
         wanted = {n: bool(e.get("powered", True)) for n, e in ((doc or {}).get("nodes") or {}).items() if isinstance(e, dict)}
         never_down = set(never_down or ())
         capacity = self._on_capacity(objects, facts)
         off_count = sum(1 for f in facts.values() if f.state.asleep_or_going)
         limit = self._off_limit(len(facts))
         draining = sum(1 for f in facts.values() if f.state is PowerState.DRAINING)
+        # How many more replicas of each workload may be disrupted this round (drains share it).
         workloads = self._workloads(objects)
+        by_workload: dict[str, list[PodFacts]] = defaultdict(list)
+        for p in live:
+            by_workload[workloads.get((p.namespace, p.name), p.key)].append(p)
+        self._allowance = {wid: workload_allowance(group, pdbs) for wid, group in by_workload.items()}
 
         for name in sorted(facts):
             f = facts[name]
@@ -286,10 +292,8 @@ class PowerLifecycle:
         if not blocking:
             self._power_off(f, now, report)
             return
-        stuck = []
-        by_workload: dict[str, list[PodFacts]] = defaultdict(list)
-        for p in pods:
-            by_workload[workloads.get((p.namespace, p.name), p.key)].append(p)
+        stuck, waiting = [], []
+        allowance = self._allowance
         for p in sorted(blocking, key=lambda x: x.key):
             if p.terminating:
                 continue  # on its way out: wait
@@ -298,15 +302,19 @@ class PowerLifecycle:
                 stuck.append(f"{p.key} ({protection.value})")
                 continue
             wid = workloads.get((p.namespace, p.name), p.key)
-            if workload_allowance(by_workload[wid], pdbs) <= 0:
-                continue  # another replica of the workload is down: one at a time
+            if allowance.get(wid, 1) <= 0:
+                waiting.append(p.key)  # a PDB allows nothing now, or another replica is down: one at a time
+                continue
             result = self.evictor.evict(p, p.namespace, f"draining {f.name}: the plan powers it down",
                                         reason="EdgeplaceDrain")
             report.evictions.append((p.key, f.name, result.value))
             if result in (EvictionResult.EVICTED, EvictionResult.DRY_RUN):
-                by_workload[wid].append(p)  # counts as disrupted for the rest of this cycle
+                allowance[wid] = allowance.get(wid, 1) - 1
         if stuck:
             self._hold(f.name, "drain waits for pods edgeplace may not evict: " + ", ".join(stuck[:5]), report)
+        elif waiting:
+            self._hold(f.name, "drain waits for a PodDisruptionBudget or a replica to come back before evicting "
+                       + ", ".join(waiting[:5]), report)
 
     def _power_off(self, f: NodeFacts, now: datetime, report: PowerReport) -> None:
         """draining -> powering-off: write the state and the operation first, then call the driver once."""

@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test unit e2e e2e-build browser bench bench-large lint clean
+.PHONY: setup demo demo-cluster test unit e2e e2e-build browser bench bench-large bench-day lint clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/edgeplace demo
+
+# The bundled example cluster (examples/cluster/) on the real-cluster tier: the default
+# scheduler places it, one plan is published, and `edgeplace rebalance --dry-run` prints
+# the moves edgeplace would make, with the grams each saves.
+demo-cluster: setup e2e-build
+	$(PY) k8s/e2e/example_cluster.py --demo
 
 unit: setup browser
 	$(PY) -m pytest -m "not e2e"
@@ -48,6 +54,10 @@ bench: setup
 
 bench-large: setup
 	$(PY) -m bench.run --large
+
+# A time-compressed day on the real-cluster tier, edgeplace vs the default scheduler (~50 min).
+bench-day: setup e2e-build
+	$(PY) -m bench.bench_actuation_day
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -318,7 +318,8 @@ def plan_moves(mapped: MappedCluster, objects: ClusterObjects, doc: dict[str, An
             open_moves.append(m)
     planned_off = {n for n, e in (doc.get("nodes") or {}).items() if isinstance(e, dict) and e.get("powered") is False}
     accepted = _price(open_moves, evaluator, planned_off, options, report.horizon_h, node_index)
-    _feasible_now(accepted, MoveEvaluator(sc, replica_node, sleep, options.cost, options.objective), node_index)
+    _feasible_now(accepted, MoveEvaluator(sc, replica_node, sleep, options.cost, options.objective), node_index,
+                  limit=3 * max(options.budget.per_cycle, 1))
     return report
 
 
@@ -364,7 +365,7 @@ def _price(moves: list[Move], evaluator: MoveEvaluator, planned_off: set[str], o
     return accepted
 
 
-def _feasible_now(accepted: list[Move], base: MoveEvaluator, node_index: dict[str, int]) -> None:
+def _feasible_now(accepted: list[Move], base: MoveEvaluator, node_index: dict[str, int], limit: int) -> None:
     """Keep only the accepted moves the cluster can take now; the others wait (SKIP_TARGET).
 
     A move is made now only if, from where pods run now, it breaks no rule
@@ -373,10 +374,15 @@ def _feasible_now(accepted: list[Move], base: MoveEvaluator, node_index: dict[st
     overfill a node between them). A move that needs another pod to leave
     first waits for a later cycle: the evicted pod's replacement is placed
     by kube-scheduler and the extender on the cluster as it is, and the
-    plan they steer by is refreshed only after the pods moved.
+    plan they steer by is refreshed only after the pods moved. At most
+    `limit` moves are checked a cycle (the budget evicts fewer anyway).
     """
     made: list[tuple[int, int]] = []
     for m in accepted:
+        if len(made) >= limit:
+            # Enough for this cycle's budget (checking costs two evaluations a move): the rest next cycle.
+            m.decision, m.detail = Decision.SKIP_BUDGET, "the cycle's eviction budget is spent"
+            continue
         step = (m.replica, node_index[m.target])
         alone = base.try_moves([step])
         together = base.try_moves(made + [step]) if made else alone

@@ -68,10 +68,10 @@ lock:
 	rm -rf build/lock
 	$(PYTHON) -m venv build/lock/run && $(PYTHON) -m venv build/lock/test
 	build/lock/run/bin/pip install --quiet --disable-pip-version-check $(if $(UPGRADE),,-c requirements.lock) .
-	build/lock/run/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|setuptools|wheel)( @|==)' | sort -f > build/lock/run.txt
+	build/lock/run/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|wheel)( @|==)' | sort -f > build/lock/run.txt
 	build/lock/test/bin/pip install --quiet --disable-pip-version-check -c build/lock/run.txt \
 	  $(if $(UPGRADE),,$(foreach f,requirements.lock requirements-test.lock,$(if $(wildcard $(f)),-c $(f)))) ".[test]"
-	build/lock/test/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|setuptools|wheel)( @|==)' | sort -f > build/lock/test.txt
+	build/lock/test/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|wheel)( @|==)' | sort -f > build/lock/test.txt
 	{ echo "# edgeplace's runtime dependencies, exact (the image installs these). Regenerate with: make lock"; \
 	  cat build/lock/run.txt; } > requirements.lock
 	{ echo "# The test tools on top of requirements.lock, exact (make setup installs both). Regenerate with: make lock"; \

@@ -25,27 +25,10 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Callable
 
-from edgeplace.argtypes import nonneg_float, positive_float
+from edgeplace.argtypes import fraction, nonneg_float, nonneg_int, positive_float
 
 EXIT_OK, EXIT_USAGE = 0, 2
 FORMATS = ("table", "json", "csv")
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = nonneg_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in 0..1, got {text}")
-    return value
 
 
 def add_actuation_arguments(p: argparse.ArgumentParser, modes: bool = True) -> None:
@@ -60,9 +43,9 @@ def add_actuation_arguments(p: argparse.ArgumentParser, modes: bool = True) -> N
                        help="seconds between actuation cycles between plan rounds (default 10)")
         g.add_argument("--rebalance-period", type=nonneg_float, default=60.0, metavar="S",
                        help="seconds between rebalancing cycles (default 60)")
-    g.add_argument("--max-evictions", type=_count, default=10, metavar="N", help="evictions per cycle (default 10)")
-    g.add_argument("--max-evictions-per-node", type=_count, default=2, metavar="N", help="per node and cycle (default 2)")
-    g.add_argument("--max-evictions-per-tenant", type=_count, default=3, metavar="N",
+    g.add_argument("--max-evictions", type=nonneg_int, default=10, metavar="N", help="evictions per cycle (default 10)")
+    g.add_argument("--max-evictions-per-node", type=nonneg_int, default=2, metavar="N", help="per node and cycle (default 2)")
+    g.add_argument("--max-evictions-per-tenant", type=nonneg_int, default=3, metavar="N",
                    help="per tenant and cycle (default 3)")
     g.add_argument("--restart-seconds", type=nonneg_float, default=60.0, metavar="S",
                    help="a moved pod keeps its CPU request busy this long while it restarts (default 60)")
@@ -81,10 +64,10 @@ def add_actuation_arguments(p: argparse.ArgumentParser, modes: bool = True) -> N
                    help="a node stays on at least S seconds before it may power down (default 1800)")
     g.add_argument("--min-off", type=nonneg_float, default=1800.0, metavar="S",
                    help="and off at least S seconds before the plan may wake it; pending pods wake it at once (default 1800)")
-    g.add_argument("--max-nodes-off", type=_count, default=None, metavar="N", help="most nodes off at once (default: no count)")
-    g.add_argument("--max-off-fraction", type=_fraction, default=0.8, metavar="F",
+    g.add_argument("--max-nodes-off", type=nonneg_int, default=None, metavar="N", help="most nodes off at once (default: no count)")
+    g.add_argument("--max-off-fraction", type=fraction, default=0.8, metavar="F",
                    help="most share of the managed nodes off at once (default 0.8)")
-    g.add_argument("--min-spare-cpu", type=_fraction, default=0.1, metavar="F",
+    g.add_argument("--min-spare-cpu", type=fraction, default=0.1, metavar="F",
                    help="share of the CPU of the nodes staying on that must stay free (default 0.1)")
     g.add_argument("--drain-timeout", type=positive_float, default=1800.0, metavar="S",
                    help="a drain not done by then is abandoned (default 1800)")
@@ -122,7 +105,7 @@ def actuation_options(args: argparse.Namespace, namespace: str, rebalance: str |
 
 
 def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
-    from edgeplace.cluster_cli import cluster_args, ns_name
+    from edgeplace.cluster_cli import cluster_args, plan_location_args
 
     p = sub.add_parser("rebalance", help="move running pods where the published plan wants them",
                        description="Compare where pods run with the published plan and print (--dry-run) or make "
@@ -134,11 +117,7 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     mode.add_argument("--apply", action="store_true", help="evict the pods the decisions move")
     cluster_args(p)
     p.add_argument("--site-config", metavar="FILE", help="site config (see `edgeplace import`)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--plan-file", metavar="FILE", help="read the plan document from FILE")
-    where.add_argument("--configmap", metavar="NS/NAME", type=ns_name,
-                       help="plan ConfigMap (default: edgeplace-system/edgeplace-plan)")
-    p.add_argument("--configmap-key", default="plan.json", metavar="KEY", help="key of the plan in the ConfigMap")
+    plan_location_args(p, "read the plan document from FILE")
     p.add_argument("--solve", action="store_true", help="plan now instead of reading the published plan (with --dry-run)")
     p.add_argument("--solver", choices=("cpsat", "milp", "greedy"), default="cpsat", help="with --solve (default cpsat)")
     p.add_argument("--time-limit", type=positive_float, default=20.0, metavar="S", help="with --solve (default 20)")

@@ -64,6 +64,15 @@ def ns_name(text: str) -> tuple[str, str]:
     return ns, name
 
 
+def plan_location_args(p: argparse.ArgumentParser, file_help: str) -> None:
+    """Where the plan document is: a file, or a ConfigMap and its key."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--plan-file", metavar="FILE", help=file_help)
+    where.add_argument("--configmap", metavar="NS/NAME", type=ns_name,
+                       help="plan ConfigMap (default: edgeplace-system/edgeplace-plan)")
+    p.add_argument("--configmap-key", default="plan.json", metavar="KEY", help="key of the plan in the ConfigMap")
+
+
 def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     """Add `import` and `serve` to `sub` (an argparse subparsers object); return their handlers."""
     p = sub.add_parser("import", help="write a scenario from a live cluster, EdgeSimPy or a topology",
@@ -90,11 +99,7 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
                                    "--planner picks one) until SIGINT or SIGTERM.")
     p.add_argument("--extender", action="store_true", help="run the extender (HTTP)")
     p.add_argument("--planner", action="store_true", help="run the planner loop")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--plan-file", metavar="FILE", help="plan document file: the planner writes it, the extender reads it")
-    where.add_argument("--configmap", metavar="NS/NAME", type=ns_name,
-                       help="plan ConfigMap (default: edgeplace-system/edgeplace-plan)")
-    p.add_argument("--configmap-key", default="plan.json", metavar="KEY", help="key of the plan in the ConfigMap")
+    plan_location_args(p, "plan document file: the planner writes it, the extender reads it")
     g = p.add_argument_group("extender")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
     g.add_argument("--port", type=int, default=8888, help="port (default 8888)")

@@ -119,9 +119,9 @@ class NodeFacts:
     taints: list[dict]
 
 
-def node_ready(node: dict) -> bool:
-    """The node's Ready condition is True."""
-    status = node.get("status") if isinstance(node.get("status"), dict) else {}
+def ready(obj: dict) -> bool:
+    """The object's (a Node's or a Pod's) Ready condition is True."""
+    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
     for cond in status.get("conditions") or []:
         if isinstance(cond, dict) and cond.get("type") == "Ready":
             return cond.get("status") == "True"
@@ -152,7 +152,7 @@ def node_facts(node: dict) -> NodeFacts:
     return NodeFacts(
         name=_name(node), resource_version=str(meta.get("resourceVersion") or ""), state=power_state(node),
         since=parse_rfc3339(ann.get(ANN_POWER_SINCE)), operation=ann.get(ANN_POWER_OPERATION, ""),
-        ready=node_ready(node), unschedulable=bool(spec.get("unschedulable")),
+        ready=ready(node), unschedulable=bool(spec.get("unschedulable")),
         cordoned_by_us=ANN_CORDONED_BY in ann,
         has_powered_down_taint=any(t.get("key") == TAINT_POWERED_DOWN for t in taints),
         annotations=ann, labels=_labels(node), allocatable_cpu_millicores=cpu, allocatable_memory_mib=mem,
@@ -199,14 +199,6 @@ class PodFacts:
         return f"{self.namespace}/{self.name}"
 
 
-def pod_ready(pod: dict) -> bool:
-    status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
-    for cond in status.get("conditions") or []:
-        if isinstance(cond, dict) and cond.get("type") == "Ready":
-            return cond.get("status") == "True"
-    return False
-
-
 def pod_kind(pod: dict) -> tuple[PodKind, tuple[str, str] | None]:
     if ANN_MIRROR in _annotations(pod):
         return PodKind.MIRROR, None
@@ -233,7 +225,7 @@ def pod_facts(pod: dict) -> PodFacts:
     volumes = [v for v in spec.get("volumes") or [] if isinstance(v, dict)]
     return PodFacts(
         namespace=_namespace(pod), name=_name(pod), uid=str(meta.get("uid") or ""), node=spec.get("nodeName"),
-        phase=str(status.get("phase") or "Pending"), ready=pod_ready(pod),
+        phase=str(status.get("phase") or "Pending"), ready=ready(pod),
         terminating=bool(meta.get("deletionTimestamp")), kind=kind, owner=owner, labels=_labels(pod),
         annotations=_annotations(pod), priority_class=str(spec.get("priorityClassName") or ""),
         local_storage=any("emptyDir" in v or "hostPath" in v for v in volumes),

@@ -408,12 +408,12 @@ class NodeLedger:
         self._w.stop()
 
 
-def start_planner_process(kubeconfig: Path, log: Path) -> subprocess.Popen:
+def start_planner_process(kubeconfig: Path, log: Path, metrics_port: int = 0) -> subprocess.Popen:
     exe = Path(sys.executable).parent / "edgeplace"
     argv = [str(exe), "serve", "--planner", "--kubeconfig", str(kubeconfig), "--site-config", SITE_CONFIG,
             "--time-limit", "5", "--period", "30", "--rebalance", "off", "--power", "apply",
             "--actuation-period", "2", "--max-evictions-per-node", "1", "--min-on", "0", "--min-off", "0",
-            "--identity", f"planner-{time.monotonic_ns()}"]
+            "--identity", f"planner-{time.monotonic_ns()}", "--metrics-port", str(metrics_port)]
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -442,10 +442,19 @@ def test_a_planner_killed_mid_drain_finishes_it_exactly_once_after_a_restart(clu
             os.killpg(first.pid, signal.SIGKILL)  # no clean shutdown: the Lease stays held until it expires
             first.wait(timeout=10)
         assert state(nodes(api)[victim]) == "draining"
-        second = start_planner_process(cluster.kubeconfig, log)
+        port = e2e_cluster.free_port()
+        second = start_planner_process(cluster.kubeconfig, log, metrics_port=port)
         try:
             e2e_cluster.wait_for(lambda: state(nodes(api)[victim]) == "off", WAIT,
                                  f"{victim} switched off by the second planner", interval=0.5)
+            # Its metrics say so too, on the port the chart's ServiceMonitor scrapes.
+            import urllib.request
+
+            text = e2e_cluster.wait_for(
+                lambda: (lambda body: body if f'edgeplace_node_power_state{{node="{victim}",state="off"}} 1.0' in body
+                         else None)(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()),
+                30, "the planner's metrics to show the node off")
+            assert "edgeplace_planner_rounds_total" in text and "edgeplace_plan_emissions_grams" in text
         finally:
             os.killpg(second.pid, signal.SIGTERM)
             second.wait(timeout=30)

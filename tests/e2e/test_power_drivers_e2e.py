@@ -101,3 +101,28 @@ def test_redfish_needs_the_system_named_when_a_bmc_has_several(emulator):
 def test_redfish_names_an_unknown_system(emulator):
     with pytest.raises(PowerError, match="node edge-1: Redfish at"):
         RedfishDriver().power_state(target(emulator, "/redfish/v1/Systems/no-such-machine"))
+
+
+def test_credentials_come_from_the_secret_the_node_names(emulator, e2e_binaries):
+    """The drivers edgeplace builds read the node's Secret from the planner's namespace (real API)."""
+    import base64
+
+    from kubernetes import client
+
+    from edgeplace.k8s.actuation.drivers import default_drivers
+
+    with e2e_cluster.LocalCluster() as cluster:
+        api = cluster.api_client()
+        core = client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": "edgeplace-system"}})
+        core.create_namespaced_secret("edgeplace-system", {"metadata": {"name": "bmc-edge"}, "data": {
+            "username": base64.b64encode(b"admin").decode(), "password": base64.b64encode(b"bmc-pass").decode()}})
+        drivers = default_drivers(api, "edgeplace-system")
+        annotations = {**target(emulator, f"/redfish/v1/Systems/{SYSTEMS[1]['uuid']}").annotations}
+        driver = drivers.driver_of(annotations)
+        machine = drivers.target("edge-2", annotations)
+        assert driver.name == "redfish" and driver.power_state(machine) is PowerReading.ON
+        driver.power_off(machine)
+        e2e_cluster.wait_for(lambda: driver.power_state(machine) is PowerReading.OFF, 30, "the system to be off")
+        with pytest.raises(PowerError, match="Secret 'bmc-other' .* does not exist in the planner's namespace"):
+            drivers.target("edge-2", {**annotations, "edgeplace.io/power-secret": "bmc-other"})

@@ -79,15 +79,16 @@ def _hourly(path: Path, key: str, column: str) -> list[float]:
 
 
 def signals_csv(start: datetime, slots: int) -> str:
-    """Long-form signals from `start`, one row per minute for twice `slots` minutes (the planner's
-    24-slot horizon looks ahead past the day's end)."""
+    """Long-form signals, one row per minute, from 10 minutes before `start` (the planner runs before the
+    day begins: hour 0's values) to twice `slots` minutes after it (its 24-slot horizon looks past the
+    day's end)."""
     de = _hourly(ROOT / "examples" / "signals" / "grid-intensity.csv", "DE", "region")
     fr = _hourly(ROOT / "examples" / "signals" / "grid-intensity.csv", "FR", "region")
     pv = _hourly(ROOT / "examples" / "signals" / "pv.csv", "metro-ffm-gallus", "site")  # 40 kWp, as the metro site
     lines = ["timestamp,region,site,value,unit"]
-    for k in range(2 * max(slots, 24)):
-        t = (start + timedelta(minutes=k)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        lines += [f"{t},DE,,{de[k % 24]},gCO2/kWh", f"{t},FR,,{fr[k % 24]},gCO2/kWh", f"{t},,metro-ffm,{pv[k % 24]},kW"]
+    for k in range(-10, 2 * max(slots, 24)):
+        t, h = (start + timedelta(minutes=k)).strftime("%Y-%m-%dT%H:%M:%SZ"), max(k, 0) % 24
+        lines += [f"{t},DE,,{de[h]},gCO2/kWh", f"{t},FR,,{fr[h]},gCO2/kWh", f"{t},,metro-ffm,{pv[h]},kW"]
     return "\n".join(lines) + "\n"
 
 
@@ -245,8 +246,10 @@ def run_day(edgeplace: bool, slots: int, sample_s: float, workdir: Path) -> Run:
     try:
         api = cluster.api_client()
         apps, batch = client.AppsV1Api(api), client.BatchV1Api(api)
-        # The day starts at the next whole minute (= hour 0).
-        start = (datetime.now(timezone.utc) + timedelta(seconds=65)).replace(second=0, microsecond=0)
+        # The day starts at the next whole minute (the signals' grid); the planner starts with it, so
+        # hour 0 begins from the default scheduler's placement and edgeplace's first consolidation is
+        # inside the measured day.
+        start = (datetime.now(timezone.utc) + timedelta(seconds=70)).replace(second=0, microsecond=0)
         plan_config = load_site_config(str(site_config(workdir, start, slots, horizon_slots=24)))
         sample_config = load_site_config(str(site_config(workdir, start, slots, horizon_slots=1)))
         apps.patch_namespaced_deployment_scale("web", "shop", {"spec": {"replicas": WEB_REPLICAS[0]}})
@@ -266,11 +269,12 @@ def run_day(edgeplace: bool, slots: int, sample_s: float, workdir: Path) -> Run:
                                              solve=SolveOptions(solver="cpsat", time_limit_s=5.0, bound_time_limit_s=0.0,
                                                                 objective=Objective(migration_g_per_replica=5.0))),
                               actuator=Actuator(api, actuation))
+        while datetime.now(timezone.utc) < start:
+            time.sleep(0.2)
+        if planner is not None:
             t = threading.Thread(target=planner.run, args=(stop,), daemon=True)
             t.start()
             threads.append(t)
-        while datetime.now(timezone.utc) < start:
-            time.sleep(0.2)
         sampler = Sampler(api, sample_config, start, slots, sample_s, run, planner)
         sampler.start()
         job_created = False

@@ -120,6 +120,7 @@ class Actuator:
         self.rebalancer = Rebalancer(o.rebalancing, self.rebalance_evictor,
                                      store or ConfigMapHistoryStore(api_client, o.namespace), metrics)
         self._last_rebalance: float | None = None
+        self.last_report: ActuationReport | None = None  # the last cycle's (for the CLI, tests, a debug endpoint)
 
     def act(self, mapped: MappedCluster | None, doc: dict[str, Any] | None, now: datetime, monotonic: float,
             force_rebalance: bool = False) -> ActuationReport:
@@ -146,6 +147,7 @@ class Actuator:
             self._last_rebalance = monotonic
             context = self.context(objects, report.power)
             report.rebalance = self.rebalancer.cycle(mapped, objects, doc, now, pdbs, **context)
+        self.last_report = report
         return report
 
     def context(self, objects: ClusterObjects, power: PowerReport | None) -> dict[str, Any]:

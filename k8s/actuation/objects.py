@@ -104,7 +104,6 @@ class NodeFacts:
     """What the power lifecycle needs to know about one Node."""
 
     name: str
-    resource_version: str
     state: PowerState
     since: datetime | None
     operation: str  # the ANN_POWER_OPERATION value, "" when none
@@ -150,7 +149,7 @@ def node_facts(node: dict) -> NodeFacts:
         cpu = mem = 0
     taints = [t for t in spec.get("taints") or [] if isinstance(t, dict)]
     return NodeFacts(
-        name=_name(node), resource_version=str(meta.get("resourceVersion") or ""), state=power_state(node),
+        name=_name(node), state=power_state(node),
         since=parse_rfc3339(ann.get(ANN_POWER_SINCE)), operation=ann.get(ANN_POWER_OPERATION, ""),
         ready=ready(node), unschedulable=bool(spec.get("unschedulable")),
         cordoned_by_us=ANN_CORDONED_BY in ann,

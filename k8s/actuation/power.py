@@ -211,7 +211,7 @@ class PowerLifecycle:
         limit = self._off_limit(len(facts))
         draining = sum(1 for f in facts.values() if f.state is PowerState.DRAINING)
         # How many more replicas of each workload may be disrupted this round (drains share it).
-        workloads = self._workloads(objects)
+        workloads = pod_workload_ids(objects)
         by_workload: dict[str, list[PodFacts]] = defaultdict(list)
         for p in live:
             by_workload[workloads.get((p.namespace, p.name), p.key)].append(p)
@@ -219,7 +219,7 @@ class PowerLifecycle:
 
         for name in sorted(facts):
             f = facts[name]
-            self._mark_managed(nodes[name], f)
+            self._mark_managed(f)
             state = f.state
             if state is PowerState.ON:
                 started = self._from_on(f, pods_on[name], wanted, never_down, off_count, limit, draining,
@@ -546,7 +546,7 @@ class PowerLifecycle:
             log.warning("power: cannot update node %s: HTTP %s %s", name, exc.status, exc.reason)
             return False
 
-    def _mark_managed(self, node: dict, f: NodeFacts) -> None:
+    def _mark_managed(self, f: NodeFacts) -> None:
         """The autoscaler annotations on every managed node (once)."""
         if self.options.dry_run or all(f.annotations.get(k) == v for k, v in MANAGED_NODE_ANNOTATIONS.items()):
             return
@@ -607,9 +607,6 @@ class PowerLifecycle:
         if self.recorder is not None and not self.options.dry_run:
             self.recorder.record(Regarding("Node", node), reason, note, action="Power", warning=warning)
 
-    @staticmethod
-    def _workloads(objects: ClusterObjects) -> dict[tuple[str, str], str]:
-        return pod_workload_ids(objects)
 
 
 @dataclass

@@ -335,8 +335,9 @@ def test_a_pdb_that_allows_nothing_holds_a_drain(cluster, api, extender):
                 and p.metadata.name.startswith("api-")}
     with planner_running(api) as planner:
         def held():
+            report = planner.actuator.last_report
             for name in set(api_pods.values()):
-                why = planner.actuator.power._reported.get(name, "")
+                why = report.power.held.get(name, "") if report and report.power else ""
                 if state(nodes(api)[name]) == "draining" and "PodDisruptionBudget" in why:
                     return name
             return None
@@ -359,8 +360,9 @@ def test_a_bare_pod_keeps_its_node_on(cluster, api, extender):
             "nodeName": target, "containers": [{"name": "sh", "image": "busybox"}]}})
 
         def held():
-            report = planner.actuator.power._reported.get(target, "")
-            return report if "debug-shell (bare)" in report else None
+            report = planner.actuator.last_report
+            why = report.power.held.get(target, "") if report and report.power else ""
+            return why if "debug-shell (bare)" in why else None
 
         e2e_cluster.wait_for(held, WAIT, f"the drain of {target} to wait for the bare pod", interval=0.5)
         assert state(nodes(api)[target]) == "draining"

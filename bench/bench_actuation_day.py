@@ -8,7 +8,7 @@ k8s/e2e/example_cluster.py) through a time-compressed day: **one real minute
 is one hour of the day**. Every minute the grid intensity of DE and FR and
 the metro site's PV output change (the bundled example's 21 June:
 examples/signals/grid-intensity.csv, pv.csv), shop/web scales between 2 and
-10 replicas with the day's demand, the factory's pool is dedicated (always
+20 replicas with the day's demand (its midday peak needs nodes woken), the factory's pool is dedicated (always
 on) and a batch job (analytics/report, 2 pods x 2 cores for 3 hours) may
 run any time before hour 20.
 
@@ -63,7 +63,7 @@ import example_cluster  # noqa: E402
 
 SLOT_S = 60.0  # one real minute = one hour of the day
 #: shop/web replicas in each hour of the day (night low, a working-day plateau, evening fall).
-WEB_REPLICAS = [2, 2, 2, 2, 2, 2, 4, 6, 8, 10, 10, 10, 10, 10, 10, 8, 8, 6, 6, 4, 4, 2, 2, 2]
+WEB_REPLICAS = [2, 2, 2, 2, 2, 2, 4, 6, 8, 12, 16, 20, 20, 16, 12, 8, 8, 6, 6, 4, 4, 2, 2, 2]
 JOB = {"name": "report", "namespace": "analytics", "pods": 2, "cpu": "2", "hours": 3, "created_hour": 1, "deadline_hour": 20}
 
 
@@ -220,8 +220,10 @@ def _job(gated: bool, start: datetime) -> dict:
             "spec": {"parallelism": JOB["pods"], "completions": JOB["pods"], "backoffLimit": 0,
                      "template": {"metadata": {"annotations": {
                          "edgeplace.io/workload": f"{JOB['namespace']}/{JOB['name']}",
-                         # kwok: a job pod completes this long after it runs (3 hours of the day).
-                         "pod-complete.stage.kwok.x-k8s.io/delay": f"{int(JOB['hours'] * SLOT_S)}s"}},
+                         # kwok: a job pod completes this long after it runs (3 hours of the day); the
+                         # jitter bounds the random delay from above, so it must not be below the delay.
+                         "pod-complete.stage.kwok.x-k8s.io/delay": f"{int(JOB['hours'] * SLOT_S)}s",
+                         "pod-complete.stage.kwok.x-k8s.io/jitter-delay": f"{int(JOB['hours'] * SLOT_S) + 2}s"}},
                          "spec": spec}}}
 
 

@@ -82,10 +82,12 @@ def test_emptying_a_node_that_sleeps_pays_and_the_grams_are_the_evaluations():
         r, t = np.nonzero(p.assign >= 0)
         hosts[p.assign[r, t], t] = True
         sleeps = np.array([not n.startswith("factory") for n in sc.node_ids])
-        return evaluate(sc, Placement(p.assign, hosts | ~sleeps[:, None])).emissions_g
+        return evaluate(sc, Placement(p.assign, hosts | ~sleeps[:, None])).decision_g("location")
 
     assert move.saving_g == pytest.approx(emissions(before) - emissions(after), rel=1e-9)
-    assert move.saving_g > 1000  # a 115 W server's idle power and embodied share for 24 h
+    # A 115 W idle server (PUE 1.15, FR grid at ~55 g/kWh) asleep for 24 h; its embodied carbon is owned
+    # (fleet basis): the same whether it sleeps or not.
+    assert 150 < move.saving_g < 250
     assert 2.0 < move.cost_g < 2.5  # the 2 g threshold and a 1-core restart of 60 s
 
 
@@ -116,8 +118,8 @@ def test_protected_pods_draining_nodes_and_unready_targets_are_left_alone():
     moves = by_pod(decide(objects, mapped, doc, ready_nodes=[n for n in ALL if n != "metro-2"]))
     assert moves["shop/api-0"].decision is Decision.SKIP_PROTECTED and moves["shop/api-0"].detail == "opted_out"
     # The pod that opted out keeps edge-ffm-3 on: moving its sibling saves only what that pod draws
-    # (the PV on metro-1's roof), not the node's idle power and embodied share (> 1 kg a day).
-    assert 0 < moves["shop/api-1"].saving_g < 100
+    # (the PV on metro-1's roof), not the node's idle power.
+    assert 0 < moves["shop/api-1"].saving_g < moves["shop/api-0"].saving_g / 4
     assert moves["shop/web-0"].decision is Decision.SKIP_TARGET and "metro-2 is not on and Ready" in moves["shop/web-0"].detail
 
 

@@ -12,13 +12,16 @@ extender steers the new pods to the nodes where the plan wants more
 Whether a move pays (`MoveEvaluator`), all figures from the one evaluation
 (`edgeplace.policies.evaluate`):
 
-    saving_g(group) = E(now) - E(now with the group's moves applied)
+    saving_g(group) = D(now) - D(now with the group's moves applied)
 
-with both placements held over the plan's horizon and a node powered
-exactly when it hosts a replica, or when edgeplace cannot power it down
+where D is `Evaluation.decision_g`: the emissions a placement can change,
+operational on the objective's Scope 2 basis plus rented nodes' embodied
+carbon (an owned node's embodied carbon is the same asleep or awake), with
+both placements held over the plan's horizon and a node powered exactly
+when it hosts a replica, or when edgeplace cannot power it down
 (`sleepable` is False: no power lifecycle, no driver, ``can_power_down:
-false``), so a node that empties saves its idle power and embodied share
-only where it really will sleep. Moves are grouped by the node they leave,
+false``), so a node that empties saves its idle power (and a rented node
+its embodied share) only where it really will sleep. Moves are grouped by the node they leave,
 because emptying a node pays only when its last pod leaves; groups are
 priced one after another, each on top of the groups accepted before it.
 A group is made when
@@ -161,6 +164,7 @@ class MoveEvaluator:
         self.scenario = scenario
         self.sleepable = np.asarray(sleepable, dtype=bool)
         self.cost = cost
+        self.basis = (objective or Objective()).carbon_basis
         self.state = np.asarray(replica_node, dtype=np.int64).copy()
         self.evaluation = self.evaluate(self.state)
         self.marginal_g_per_core_h = marginal_g_per_core_h(price(scenario, objective or Objective()), self.evaluation, 0)
@@ -190,7 +194,7 @@ class MoveEvaluator:
         evaluation = self.evaluate(after)
         before = {(v.kind, v.subject) for v in self.evaluation.violations}
         new = [v for v in evaluation.violations if (v.kind, v.subject) not in before]
-        return Priced(self.evaluation.emissions_g - evaluation.emissions_g, after, evaluation, new)
+        return Priced(self.evaluation.decision_g(self.basis) - evaluation.decision_g(self.basis), after, evaluation, new)
 
     def commit(self, priced: "Priced") -> None:
         self.state, self.evaluation = priced.state, priced.evaluation
@@ -301,7 +305,7 @@ def plan_moves(mapped: MappedCluster, objects: ClusterObjects, doc: dict[str, An
     draining, ready = set(draining), None if ready_nodes is None else set(ready_nodes)
     node_index = {n: i for i, n in enumerate(sc.node_ids)}
     evaluator = MoveEvaluator(sc, replica_node, sleep, options.cost, options.objective)
-    report = RebalanceReport(moves, float(sc.n_slots * sc.slot_hours), evaluator.evaluation.emissions_g)
+    report = RebalanceReport(moves, float(sc.n_slots * sc.slot_hours), evaluator.evaluation.decision_g(evaluator.basis))
     guard = EvictionFilter(options.eviction)
     open_moves = []
     for m in moves:

@@ -124,6 +124,8 @@ OWN_TAINTS = (TAINT_POWERED_DOWN, "node.kubernetes.io/unschedulable")
 ANN_POWER_STATE = "edgeplace.io/power-state"
 #: Power states in which a node is asleep or on its way; its lifecycle taints stay its own.
 ASLEEP_STATES = ("draining", "powering-off", "off", "waking")
+#: Node annotation: when edgeplace last powered the node on and it did not become Ready in time.
+ANN_WAKE_FAILED = "edgeplace.io/wake-failed-at"
 #: Taints the node-lifecycle controller puts on a node that stopped heart-beating or is not ready.
 LIFECYCLE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 
@@ -667,6 +669,12 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
                    and t.get("key") not in OWN_TAINTS and not (asleep and t.get("key") in LIFECYCLE_TAINTS)]
         if foreign:
             excluded_nodes[name] = f"tainted {', '.join(map(str, foreign))} (NoSchedule/NoExecute)"
+            continue
+        if ann.get(ANN_POWER_STATE) == "off" and ANN_WAKE_FAILED in ann:
+            # The plan must not count on a machine that did not come back: it plans around it.
+            excluded_nodes[name] = (f"did not become Ready when last powered on ({ANN_WAKE_FAILED} "
+                                    f"{ann[ANN_WAKE_FAILED]}); power it on by hand, or remove the annotation "
+                                    "to offer it to the plan again")
             continue
         if spec.get("unschedulable") and ANN_CORDONED_BY not in ann:
             excluded_nodes[name] = "cordoned (spec.unschedulable) by someone other than edgeplace"

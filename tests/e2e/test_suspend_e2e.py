@@ -97,3 +97,46 @@ def test_a_job_replaced_under_the_same_name_is_left_alone(cluster):
     stale = next(j for j in old if j.name == "swap")
     assert suspend.set_suspended(batch, stale, False, now) is False  # another uid: not ours to resume
     assert batch.read_namespaced_job("swap", "default").spec.suspend is True
+
+
+def test_a_planner_round_resumes_the_job_its_plan_runs_and_actuates_too(e2e_binaries):
+    # The planner's round on the bundled example cluster, actuation in dry-run: the plan runs an
+    # interruptible Job whose window leaves no choice, the round resumes it (the suspension hook),
+    # and the actuation cycle on the same plan runs as well.
+    import sys
+    from pathlib import Path
+
+    from edgeplace.k8s.actuation.actuator import ActuationOptions, Actuator
+    from edgeplace.k8s.mapping import load_site_config
+    from edgeplace.k8s.planner import Planner, PlannerOptions
+    from edgeplace.k8s.publish import ConfigMapPlanPublisher
+    from edgeplace.optimizer.solve import SolveOptions
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "k8s" / "e2e"))
+    import example_cluster  # k8s/e2e/example_cluster.py
+
+    running = example_cluster.start()
+    try:
+        api_client = running.api_client()
+        batch = client.BatchV1Api(api_client)
+        job = _job("ckpt")
+        now = datetime.now(timezone.utc)
+        job["metadata"]["annotations"].update({"edgeplace.io/duration-minutes": "60",
+                                               "edgeplace.io/deadline": (now + timedelta(minutes=62)).strftime(
+                                                   "%Y-%m-%dT%H:%M:%SZ")})
+        del job["metadata"]["annotations"]["edgeplace.io/min-run-minutes"]
+        batch.create_namespaced_job("analytics", job)
+        ns = example_cluster.PLANNER_NAMESPACE
+        planner = Planner(api_client, ConfigMapPlanPublisher(api_client, ns, identity="e2e"),
+                          load_site_config(str(example_cluster.SITE_CONFIG)),
+                          PlannerOptions(solve=SolveOptions(solver="greedy", time_limit_s=2.0)),
+                          actuator=Actuator(api_client, ActuationOptions(namespace=ns)))
+        round_ = planner.plan_once()
+        assert round_.outcome == "published", round_.detail
+        assert "analytics/ckpt" in planner.running_now
+        assert [r for name, r in round_.released if name == "job analytics/ckpt"] in (["resume: plan"],
+                                                                                       ["resume: deadline"])
+        assert batch.read_namespaced_job("ckpt", "analytics").spec.suspend is False
+        assert planner.actuate() is not None  # the actuation cycle ran on the published plan
+    finally:
+        running.__exit__(None, None, None)

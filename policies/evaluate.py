@@ -101,16 +101,56 @@ class Evaluation:
     operational_g: np.ndarray  # N x T, location-based
     operational_market_g: np.ndarray  # N x T, market-based
     embodied_g: np.ndarray  # N x T, fleet basis
-    tenant_energy_kwh: np.ndarray  # (M+1) x T
-    tenant_operational_g: np.ndarray  # (M+1) x T, location-based
-    tenant_operational_market_g: np.ndarray  # (M+1) x T
-    tenant_embodied_g: np.ndarray  # (M+1) x T, SCI attribution; the last row the unattributed rest
-    workload_energy_kwh: np.ndarray  # (W+1) x T
-    workload_operational_g: np.ndarray  # (W+1) x T
-    workload_operational_market_g: np.ndarray  # (W+1) x T
-    workload_embodied_g: np.ndarray  # (W+1) x T
+    #: What the SCI attribution is made of, per placed replica-slot (see `Attribution`).
+    attribution: "Attribution"
     violations: list[Violation] = field(default_factory=list)
     assign: np.ndarray | None = None  # R x T, the placement evaluated (node index, -1 unplaced)
+
+    # -- attribution (SCI), computed when read: (W+1) x T arrays are large over a year of jobs --
+    @cached_property
+    def _per_tenant(self) -> dict[str, np.ndarray]:
+        return self.attribution.split(self, self.scenario.workload_tenant, len(self.scenario.tenant_ids))
+
+    @cached_property
+    def _per_workload(self) -> dict[str, np.ndarray]:
+        return self.attribution.split(self, None, self.scenario.n_workloads)
+
+    @property
+    def tenant_energy_kwh(self) -> np.ndarray:
+        """(M+1) x T; the last row the unattributed rest (so columns add up)."""
+        return self._per_tenant["energy_kwh"]
+
+    @property
+    def tenant_operational_g(self) -> np.ndarray:
+        """(M+1) x T, location-based."""
+        return self._per_tenant["operational_g"]
+
+    @property
+    def tenant_operational_market_g(self) -> np.ndarray:
+        """(M+1) x T, market-based."""
+        return self._per_tenant["operational_market_g"]
+
+    @property
+    def tenant_embodied_g(self) -> np.ndarray:
+        """(M+1) x T, SCI attribution by share of CPU capacity."""
+        return self._per_tenant["embodied_g"]
+
+    @property
+    def workload_energy_kwh(self) -> np.ndarray:
+        """(W+1) x T; the last row the unattributed rest."""
+        return self._per_workload["energy_kwh"]
+
+    @property
+    def workload_operational_g(self) -> np.ndarray:
+        return self._per_workload["operational_g"]
+
+    @property
+    def workload_operational_market_g(self) -> np.ndarray:
+        return self._per_workload["operational_market_g"]
+
+    @property
+    def workload_embodied_g(self) -> np.ndarray:
+        return self._per_workload["embodied_g"]
 
     # -- totals ------------------------------------------------------------
     @cached_property
@@ -329,18 +369,12 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
         share_of_use = np.where(req_total[cell] > 0, cpu_req / req_total[cell], 0.0)
     capacity = sc.node_capacity[node, CPU].astype(float)
     share_of_capacity = cpu_req / capacity * np.minimum(1.0, capacity / np.maximum(req_total[cell], 1e-12))
-    groups = {"tenant": (sc.workload_tenant[w_of], len(sc.tenant_ids)), "workload": (w_of, sc.n_workloads)}
-    attributed = {}
-    for prefix, (group, size) in groups.items():
-        for name, values, share in (("energy_kwh", node_kwh, share_of_use), ("operational_g", op_g, share_of_use),
-                                    ("operational_market_g", market_g, share_of_use),
-                                    ("embodied_g", emb_g, share_of_capacity)):
-            attributed[f"{prefix}_{name}"] = _attribute(values, cell, group, size, share)
 
     result = Evaluation(
         scenario=sc, powered=powered, utilisation=utilisation, it_power_w=it_w, energy_kwh=node_kwh,
         renewable_kwh=node_ren, from_battery_kwh=node_battery, grid_kwh=node_grid, matched_kwh=node_matched,
-        operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g, **attributed, assign=assign,
+        operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g,
+        attribution=Attribution(cell, w_of, share_of_use, share_of_capacity), assign=assign,
     )
     result.violations = _violations(sc, assign, powered, r_idx, t_idx, node, w_of, cell)
     return result
@@ -371,6 +405,27 @@ def _per_site(sc: Scenario, node_values: np.ndarray) -> np.ndarray:
     out = np.zeros((sc.n_sites, node_values.shape[1]))
     np.add.at(out, sc.node_site, node_values)
     return out
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Per placed replica-slot: its node-slot (`cell`, node x T + slot), its workload, and its
+    shares of the node-slot's energy and operational carbon (`share_of_use`, by CPU request)
+    and of the node's embodied carbon (`share_of_capacity`, by CPU capacity)."""
+
+    cell: np.ndarray
+    workload: np.ndarray
+    share_of_use: np.ndarray
+    share_of_capacity: np.ndarray
+
+    def split(self, ev: "Evaluation", group_of_workload: np.ndarray | None, size: int) -> dict[str, np.ndarray]:
+        """(size+1) x T per figure, by group (`group_of_workload[w]`, or the workload itself)."""
+        group = self.workload if group_of_workload is None else group_of_workload[self.workload]
+        return {name: _attribute(values, self.cell, group, size, share)
+                for name, values, share in (("energy_kwh", ev.energy_kwh, self.share_of_use),
+                                            ("operational_g", ev.operational_g, self.share_of_use),
+                                            ("operational_market_g", ev.operational_market_g, self.share_of_use),
+                                            ("embodied_g", ev.embodied_g, self.share_of_capacity))}
 
 
 def _attribute(values: np.ndarray, cell: np.ndarray, group: np.ndarray, size: int, share: np.ndarray) -> np.ndarray:

@@ -23,13 +23,12 @@ slots (`bench/longhorizon.py`) planned with a stated solver and gap in under
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import time
 
 import pandas as pd
 
-from bench.common import peak_rss_mib, write_section
+from bench.common import in_child, peak_rss_mib, write_section
 
 INSTANCES = [(1_000, 100, 24), (10_000, 1_000, 1)]
 SOLVERS = ("greedy", "cpsat", "milp")
@@ -61,21 +60,6 @@ def _child(spec, solver, time_limit_s, queue) -> None:
                "peak_rss_mib": peak_rss_mib(), "scenario_rss_mib": load_rss})
 
 
-def _run(target, *args, timeout_s: float):
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    try:
-        return queue.get(timeout=timeout_s)
-    except Exception:  # noqa: BLE001 - a child that died or overran is a row, not a crash
-        return None
-    finally:
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-
-
 def _label(spec) -> str:
     return "1 node x 5,000 jobs x 17,568 slots" if spec == "year" else f"{spec[0]:,} x {spec[1]:,} x {spec[2]}"
 
@@ -86,7 +70,7 @@ def run(instances, solvers, time_limit_s: float) -> tuple[pd.DataFrame, list[flo
         results = {}
         for solver in solvers:
             loads.append(os.getloadavg()[0])
-            results[solver] = _run(_child, spec, solver, time_limit_s, timeout_s=6 * time_limit_s + 300)
+            results[solver] = in_child(_child, spec, solver, time_limit_s, timeout_s=6 * time_limit_s + 300)
         done = {s: r for s, r in results.items() if r}
         greedy = done.get("greedy", {}).get("objective_g")
         best_bound = max((r["bound_g"] for r in done.values() if r["bound_g"] is not None), default=None)

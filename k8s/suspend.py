@@ -159,6 +159,8 @@ def set_suspended(batch: client.BatchV1Api, job: InterruptibleJob, suspend: bool
     """Suspend or resume a Job and keep its run time (module docstring); True if this call changed
     it. The patch tests the Job's resourceVersion, so a concurrent change makes it fail (409/422)
     and it is read again; a Job that is gone, replaced (uid) or already so is left alone."""
+    from edgeplace.k8s.gates import json_patch  # gates reads the mapping, which reads this module
+
     for _ in range(attempts):
         try:
             obj = json.loads(batch.read_namespaced_job(job.name, job.namespace, _preload_content=False).data)
@@ -182,17 +184,12 @@ def set_suspended(batch: client.BatchV1Api, job: InterruptibleJob, suspend: bool
                  {"op": "replace" if "annotations" in meta else "add", "path": "/metadata/annotations", "value": ann},
                  {"op": "replace" if "suspend" in (obj.get("spec") or {}) else "add", "path": "/spec/suspend",
                   "value": suspend}]
-        try:
-            batch.patch_namespaced_job(job.name, job.namespace, patch, _content_type="application/json-patch+json",
-                                       _preload_content=False)
+        done = json_patch(batch.patch_namespaced_job, job.namespace, job.name, patch)
+        if done:
             log.info("suspend: %s Job %s/%s (%g min run)", "suspended" if suspend else "resumed", job.namespace,
                      job.name, ran)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            if exc.status not in (409, 422):
-                raise
+        if done is not None:
+            return done
     return False
 
 

@@ -59,7 +59,7 @@ def _notes(summary: dict, seconds: float, workers: int) -> str:
 YEAR_DAYS = 366
 
 
-def year(workers: int = 2) -> None:
+def year(workers: int = 2, days: int = YEAR_DAYS) -> None:
     """A year of 30-minute slots: wall time (target 10 min) and the policies' figures, with the
     load average before and after (the machine is shared)."""
     import os
@@ -70,7 +70,7 @@ def year(workers: int = 2) -> None:
     from edgeplace.topology.generate import generate_scenario
 
     day = generate_scenario(n_workloads=24, n_nodes=10, n_slots=48, slot_minutes=30, seed=3, deferrable_share=0.05)
-    options = SimulationOptions(horizon_slots=YEAR_DAYS * 48, forecast="seasonal", solver="greedy",
+    options = SimulationOptions(horizon_slots=days * 48, forecast="seasonal", solver="greedy",
                                 step_time_limit_s=1.0, seed=0)
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
@@ -78,11 +78,13 @@ def year(workers: int = 2) -> None:
     seconds = time.perf_counter() - started
     table = result.table.copy()
     table["replans"] = [result.runs[p].replans for p in table["policy"]]
-    cols = ["policy", "emissions_kg", "vs_default_pct", "vs_oracle_pct", "violations", "migrations", "replans", "plan_s"]
+    print(f"simulate year: {seconds:.0f} s wall, load average {os.getloadavg()[0]:.2f}", flush=True)
+    cols = [c for c in ("policy", "operational_kg", "operational_vs_default_pct", "operational_vs_oracle_pct",
+                        "embodied_fleet_kg", "violations", "migrations", "replans", "plan_s") if c in table.columns]
     s = result.summary
     write_section("simulate-year", "Simulation: a year of 30-minute slots (incremental re-planning)", table[cols],
                   f"World: a generated day ({day.n_workloads} workloads, {int(day.workload_deferrable.sum())} deferrable "
-                  f"job, {day.n_nodes} nodes, 48 slots of 30 min) repeated to {YEAR_DAYS} days with seeded noise: "
+                  f"job, {day.n_nodes} nodes, 48 slots of 30 min) repeated to {days} days with seeded noise: "
                   f"{s['horizon_slots']:,} slots, {s['deferrable_jobs']} jobs; seasonal forecast, lookahead "
                   f"{s['lookahead_slots']} slots, greedy solver (<= 1 s per re-plan), re-planned only when something "
                   f"changed (a job entered the lookahead, a job waiting could use the slot that came into view, "

@@ -73,7 +73,7 @@ class SolveOptions:
     seed: int = 0
     #: Above this many decision variables (eligible workload-node pairs and job
     #: starts) the full model is not built: the exact solver works on a few pairs
-    #: per workload (`_restricted_solve`). At 1,000 x 100 the full model has 78,000
+    #: per workload (`stages.restricted`). At 1,000 x 100 the full model has 78,000
     #: variables and neither CP-SAT nor HiGHS beats the greedy plan in 30 s, while
     #: the restricted one (about 4,000) improves on it by 5 %.
     restrict_above_variables: int = 20_000

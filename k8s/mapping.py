@@ -73,7 +73,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgeplace.k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
+from edgeplace.k8s.workloads import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, WORKLOAD_KINDS, workload_id
+from edgeplace.k8s.workloads import controller_ref as _controller
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.load import read_document, scenario_from_dict
 from edgeplace.topology.placement import Placement
@@ -129,7 +130,6 @@ DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", 
 DEFAULT_IDLE_W = 115.0
 DEFAULT_MAX_W = 490.0
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 MIB = 2 ** 20
 
 
@@ -404,18 +404,6 @@ def _ann_path(key: str) -> str:
 
 def _label_path(key: str) -> str:
     return f'metadata.labels["{key}"]'
-
-
-def _controller(obj: dict) -> dict | None:
-    """The ownerReference with controller: true (or the only one), if any."""
-    refs = _meta(obj).get("ownerReferences")
-    if not isinstance(refs, list):
-        return None
-    refs = [r for r in refs if isinstance(r, dict)]
-    for ref in refs:
-        if ref.get("controller"):
-            return ref
-    return refs[0] if len(refs) == 1 else None
 
 
 def _parse_time(text: str) -> datetime:
@@ -778,7 +766,7 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
                     continue
             if replicas == 0:
                 continue
-            wid = _annotations(template).get(ANN_WORKLOAD) or f"{ns}/{name}"
+            wid = workload_id(ns, name, _annotations(template))
             workloads_in[(kind, ns, name)] = _WorkloadIn(ref, obj, wid, template, replicas)
 
     # -- pods: current placement, unmanaged load, gates ---------------------------------------
@@ -1111,7 +1099,7 @@ def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Place
     for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
         for obj in items:
             tmpl = (obj.get("spec") or {}).get("template") or {}
-            wid_of[(kind, _namespace(obj), _name(obj))] = _annotations(tmpl).get(ANN_WORKLOAD) or f"{_namespace(obj)}/{_name(obj)}"
+            wid_of[(kind, _namespace(obj), _name(obj))] = workload_id(_namespace(obj), _name(obj), _annotations(tmpl))
     node_index = {n: i for i, n in enumerate(scenario.node_ids)}
     by_workload: dict[str, list[int]] = defaultdict(list)
     for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):

@@ -90,17 +90,18 @@ NODES_ARGS = {"Pod": POD, "Nodes": {"metadata": {}, "items": [node("n1"), node("
 def test_node_cache_capable_args():
     args = parse_extender_args(body(NAMES_ARGS))
     assert args.node_names == ["n1", "n2", "n3"]
-    assert args.nodes is None and args.node_cache_capable
+    assert args.node_list is None and args.node_items is None and args.node_cache_capable
     pod = args.pod
     assert (pod.name, pod.namespace, pod.uid) == ("web-7d9f-x2x4p", "shop", "5f0c2b1e-8d3a-4c1b-9e2f-1a2b3c4d5e6f")
-    assert (pod.workload, pod.tenant, pod.annotated) == ("web", "acme", True)
-    assert pod.cpu_cores() == pytest.approx(0.75)  # 250m + 0.5
+    assert (pod.workload, pod.workload_source, pod.tenant, pod.system) == ("web", "annotation", "acme", False)
+    assert pod.cpu_cores == pytest.approx(0.75)  # 250m + 0.5
 
 
 def test_full_node_args():
     args = parse_extender_args(body(NODES_ARGS))
     assert args.node_names == ["n1", "n2", "n3"]
-    assert not args.node_cache_capable and args.nodes["items"][0] == node("n1")
+    assert not args.node_cache_capable and args.node_list == {"metadata": {}}
+    assert [json.loads(item) for item in args.node_items] == [node("n1"), node("n2"), node("n3")]
 
 
 @pytest.mark.parametrize("doc, names", [
@@ -116,8 +117,8 @@ def test_args_variants(doc, names):
 
 def test_pod_defaults_without_metadata():
     pod = parse_extender_args(body({"Pod": {}, "NodeNames": []})).pod
-    assert (pod.name, pod.namespace, pod.workload, pod.tenant, pod.annotated) == ("", "default", None, None, False)
-    assert pod.cpu_cores() is None
+    assert (pod.name, pod.namespace, pod.workload, pod.workload_source, pod.tenant) == ("", "default", None, "none", None)
+    assert pod.cpu_cores is None
 
 
 @pytest.mark.parametrize("raw, field, message", [
@@ -159,8 +160,8 @@ def test_malformed_args_name_the_field(raw, field, message):
 def test_preemption_args_meta_and_full():
     meta = parse_preemption_args(body({"Pod": POD, "NodeNameToVictims": None, "NodeNameToMetaVictims": {
         "n1": {"Pods": [{"UID": "a"}, {"UID": "b"}], "NumPDBViolations": 1}, "n2": None}}))
-    assert meta.victims == {"n1": {"Pods": [{"UID": "a"}, {"UID": "b"}], "NumPDBViolations": 1},
-                            "n2": {"Pods": [], "NumPDBViolations": 0}}
+    # n2 (null) has no victims: kube-scheduler refuses such a node in an answer, so it is no candidate.
+    assert meta.victims == {"n1": {"Pods": [{"UID": "a"}, {"UID": "b"}], "NumPDBViolations": 1}}
     victim = copy.deepcopy(POD)
     victim["metadata"]["uid"] = "v-1"
     full = parse_preemption_args(body({"Pod": POD, "NodeNameToVictims": {
@@ -426,7 +427,7 @@ def keys(x) -> object:
 def test_go_encoded_args_parse(go_checker, mode, names, cache_capable):
     args = parse_extender_args(go(go_checker, mode))
     assert args.node_names == names and args.node_cache_capable is cache_capable
-    assert (args.pod.workload, args.pod.namespace, args.pod.cpu_cores()) == ("web", "shop", 0.25)
+    assert (args.pod.workload, args.pod.namespace, args.pod.cpu_cores) == ("web", "shop", 0.25)
 
 
 def test_go_encoded_preemption_args_parse(go_checker):

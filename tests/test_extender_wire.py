@@ -346,6 +346,47 @@ func main() {
 		victim.UID = "v1"
 		out = &extenderv1.ExtenderPreemptionArgs{Pod: pod("uid-1"), NodeNameToVictims: map[string]*extenderv1.Victims{
 			"n1": {Pods: []*v1.Pod{victim}, NumPDBViolations: 2}}}
+	case "decode-args", "decode-preempt": // as an extender written in Go would read a request
+		data, _ := io.ReadAll(os.Stdin)
+		var target any = &extenderv1.ExtenderArgs{}
+		if os.Args[1] == "decode-preempt" {
+			target = &extenderv1.ExtenderPreemptionArgs{}
+		}
+		if err := json.Unmarshal(data, target); err != nil {
+			fmt.Fprintln(os.Stderr, "decode:", err)
+			os.Exit(1)
+		}
+		out = target
+	case "sum-priorities": // what prioritizeNodes (schedule_one.go) does with a HostPriorityList: add up per host
+		data, _ := io.ReadAll(os.Stdin)
+		var list extenderv1.HostPriorityList
+		if err := json.Unmarshal(data, &list); err != nil {
+			fmt.Fprintln(os.Stderr, "decode:", err)
+			os.Exit(1)
+		}
+		totals := map[string]int64{}
+		for i := range list {
+			totals[list[i].Host] += list[i].Score
+		}
+		out = totals
+	case "check-preempt-result": // convertToVictims (extender.go), then callExtenders' check (preemption.go)
+		data, _ := io.ReadAll(os.Stdin)
+		var result extenderv1.ExtenderPreemptionResult
+		if err := json.Unmarshal(data, &result); err != nil {
+			fmt.Fprintln(os.Stderr, "decode:", err)
+			os.Exit(1)
+		}
+		for nodeName, victims := range result.NodeNameToMetaVictims {
+			if victims == nil {
+				fmt.Fprintf(os.Stderr, "nil MetaVictims for node %q: convertToVictims dereferences it\n", nodeName)
+				os.Exit(1)
+			}
+			if len(victims.Pods) == 0 {
+				fmt.Fprintf(os.Stderr, "expected at least one victim pod on node %q\n", nodeName)
+				os.Exit(1)
+			}
+		}
+		out = &result
 	default: // decode stdin strictly into the named result type, then encode it again
 		data, _ := io.ReadAll(os.Stdin)
 		targets := map[string]any{"ExtenderFilterResult": &extenderv1.ExtenderFilterResult{},
@@ -405,9 +446,15 @@ def go_checker(tmp_path_factory) -> Path:
 
 
 def go(binary: Path, mode: str, stdin: bytes = b"") -> bytes:
+    ok, out = go_try(binary, mode, stdin)
+    assert ok, out.decode()
+    return out
+
+
+def go_try(binary: Path, mode: str, stdin: bytes = b"") -> tuple[bool, bytes]:
+    """(Go accepted, its output or its error)."""
     done = subprocess.run([str(binary), mode], input=stdin, capture_output=True, timeout=30)
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout
+    return done.returncode == 0, done.stdout if done.returncode == 0 else done.stderr
 
 
 def keys(x) -> object:
@@ -468,3 +515,47 @@ def test_go_decodes_our_preemption_result(go_checker):
 def test_go_decodes_our_error_body_as_a_filter_result(go_checker):
     theirs = json.loads(go(go_checker, "ExtenderFilterResult", error_body("NodeNames: is required")))
     assert theirs["Error"] == "NodeNames: is required"
+
+
+# The reply rules as kube-scheduler's Go client applies them
+
+
+@pytest.mark.parametrize("number", ["0", "7", "-1", "9223372036854775807", "-9223372036854775808",
+                                    "9223372036854775808", "-9223372036854775809", "1.0", "1e3", "2.5", "-0",
+                                    '"1"', "true", "null"])
+def test_numbers_are_accepted_exactly_when_go_decodes_them(go_checker, number):
+    request = json.loads(go(go_checker, "preempt-meta"))
+    raw = json.dumps(request).replace('"NumPDBViolations": 1', f'"NumPDBViolations": {number}').encode()
+    assert number.encode() in raw
+    go_ok, why = go_try(go_checker, "decode-preempt", raw)
+    try:
+        parse_preemption_args(raw)
+        ours = True
+    except WireError as exc:
+        ours = False
+        assert exc.field == "NodeNameToMetaVictims.n1.NumPDBViolations"
+    assert ours == go_ok, (number, why.decode())
+
+
+def test_go_adds_up_each_host_of_our_prioritize_answer_once(go_checker):
+    request = json.loads(go(go_checker, "args-names"))
+    request["NodeNames"] = ["n1", "n2", "n1", "n3", "n2", "n1"]
+    args = parse_extender_args(json.dumps(request).encode())
+    ours = host_priority_list(args.node_names, [10, 4, 7])
+    assert json.loads(go(go_checker, "sum-priorities", ours)) == {"n1": 10, "n2": 4, "n3": 7}
+    # what a reply per copy would have given kube-scheduler: the check can fail
+    naive = host_priority_list(request["NodeNames"], [10, 4, 10, 7, 4, 10])
+    assert json.loads(go(go_checker, "sum-priorities", naive))["n1"] == 30
+
+
+def test_go_accepts_our_preempt_answer_when_some_entries_have_no_victims(go_checker):
+    request = json.loads(go(go_checker, "preempt-meta"))
+    request["NodeNameToMetaVictims"].update({"n2": None, "n3": {"Pods": [], "NumPDBViolations": 0}})
+    args = parse_preemption_args(json.dumps(request).encode())
+    ours = preemption_result(args.victims)
+    ok, why = go_try(go_checker, "check-preempt-result", ours)
+    assert ok, why.decode()
+    assert sorted(json.loads(ours)["NodeNameToMetaVictims"]) == ["n1"]
+    for bad in ({"n2": None}, {"n3": {"Pods": [], "NumPDBViolations": 0}}):  # the check can fail
+        ok, why = go_try(go_checker, "check-preempt-result", json.dumps({"NodeNameToMetaVictims": bad}).encode())
+        assert not ok and (b"nil MetaVictims" in why or b"expected at least one victim" in why), why

@@ -73,8 +73,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgeplace.k8s.workloads import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, WORKLOAD_KINDS, workload_id
-from edgeplace.k8s.workloads import controller_ref as _controller
+from edgeplace.k8s.identity import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, WorkloadKey, workload_id
+from edgeplace.k8s.identity import controller_ref as _controller
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.load import read_document, scenario_from_dict
 from edgeplace.topology.placement import Placement
@@ -130,6 +130,7 @@ DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", 
 DEFAULT_IDLE_W = 115.0
 DEFAULT_MAX_W = 490.0
 
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 MIB = 2 ** 20
 
 
@@ -766,7 +767,7 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
                     continue
             if replicas == 0:
                 continue
-            wid = workload_id(ns, name, _annotations(template))
+            wid = workload_id(_annotations(template), WorkloadKey(kind, ns, name))
             workloads_in[(kind, ns, name)] = _WorkloadIn(ref, obj, wid, template, replicas)
 
     # -- pods: current placement, unmanaged load, gates ---------------------------------------
@@ -1099,7 +1100,7 @@ def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Place
     for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
         for obj in items:
             tmpl = (obj.get("spec") or {}).get("template") or {}
-            wid_of[(kind, _namespace(obj), _name(obj))] = workload_id(_namespace(obj), _name(obj), _annotations(tmpl))
+            wid_of[(kind, _namespace(obj), _name(obj))] = workload_id(_annotations(tmpl), WorkloadKey(kind, _namespace(obj), _name(obj)))
     node_index = {n: i for i, n in enumerate(scenario.node_ids)}
     by_workload: dict[str, list[int]] = defaultdict(list)
     for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):

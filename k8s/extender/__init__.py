@@ -21,7 +21,7 @@ KubeSchedulerConfiguration stanza and the measured figures.
 from edgeplace.k8s.extender.table import (PLAN_VERSION, DecisionTable, Outcome, PlanError, PlanFile, TableSource,
                                           build_plan_document, marginal_g_per_core_h, write_plan_document)
 from edgeplace.k8s.extender.wire import WireError
-from edgeplace.k8s.workloads import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
+from edgeplace.k8s.identity import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
 
 _SERVER_NAMES = ("ExtenderServer", "freeze_heap", "load_token", "make_ssl_context")
 

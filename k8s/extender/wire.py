@@ -35,7 +35,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from edgeplace.k8s.extender.table import Outcome
-from edgeplace.k8s.workloads import TENANT_ANNOTATION, is_system_pod, pod_workload
+from edgeplace.k8s.identity import TENANT_ANNOTATION, owner_workload, workload_id
 
 
 # ensure_ascii: a name holding a lone surrogate ("\ud800" is valid JSON) still encodes.
@@ -89,6 +89,10 @@ def loads(body: bytes) -> Any:
 #: 840k names an 8 MiB body can hold. Larger requests get 400 without a decision.
 DEFAULT_MAX_CANDIDATES = 10_000
 _INT64 = (-2 ** 63, 2 ** 63 - 1)
+#: Namespaces of the cluster's own components, and the built-in priority classes of pods the
+#: cluster cannot run without: such pods are never steered (`PodRef.system`).
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+SYSTEM_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
 
 
 @dataclass(frozen=True)
@@ -98,8 +102,8 @@ class PodRef:
     name: str
     namespace: str
     uid: str
-    workload: str | None  # the workload id: annotation edgeplace.io/workload, else from the controller owner
-    workload_source: str  # annotation | owner | daemonset | none (`edgeplace.k8s.workloads.PodWorkload`)
+    workload: str | None  # the workload id (`edgeplace.k8s.identity.pod_workload_id`); None for a DaemonSet's pod
+    workload_source: str  # annotation | owner | daemonset (never steered) | none
     tenant: str | None  # annotation edgeplace.io/tenant
     system: bool  # a system namespace or a system priority class: never steered
     cpu_cores: float | None  # sum of the containers' CPU requests [cores]; None when the pod states none
@@ -184,7 +188,7 @@ def _candidates(n: int, field: str, limit: int) -> None:
 
 
 def parse_pod(x: Any, field: str = "Pod") -> PodRef:
-    """The Pod: its identity (`edgeplace.k8s.workloads.pod_workload`), tenant and CPU request."""
+    """The Pod: its workload (`edgeplace.k8s.identity`), tenant, whether it is a system pod, CPU request."""
     pod = _obj(x, field, required=True)
     meta = _obj(pod.get("metadata"), f"{field}.metadata") or {}
     annotations = _string_map(meta.get("annotations"), f"{field}.metadata.annotations")
@@ -202,11 +206,17 @@ def parse_pod(x: Any, field: str = "Pod") -> PodRef:
     spec = _obj(pod.get("spec"), f"{field}.spec") or {}
     _str(spec.get("priorityClassName"), f"{field}.spec.priorityClassName")
     namespace = _str(meta.get("namespace"), f"{field}.metadata.namespace") or "default"
-    found = pod_workload(pod)
+    owner = owner_workload(pod)
+    if owner is not None and owner.kind == "DaemonSet":  # pinned to its node by its controller
+        workload, source = None, "daemonset"
+    else:
+        workload = workload_id(annotations, owner)
+        source = "none" if workload is None else "owner" if owner is not None and workload == owner.id else "annotation"
     return PodRef(name=_str(meta.get("name"), f"{field}.metadata.name"), namespace=namespace,
-                  uid=_str(meta.get("uid"), f"{field}.metadata.uid"), workload=found.id,
-                  workload_source=found.source, tenant=annotations.get(TENANT_ANNOTATION) or None,
-                  system=is_system_pod(pod), cpu_cores=pod_cpu_cores(pod))
+                  uid=_str(meta.get("uid"), f"{field}.metadata.uid"), workload=workload, workload_source=source,
+                  tenant=annotations.get(TENANT_ANNOTATION) or None,
+                  system=namespace in SYSTEM_NAMESPACES or spec.get("priorityClassName") in SYSTEM_PRIORITY_CLASSES,
+                  cpu_cores=pod_cpu_cores(pod))
 
 
 def parse_request(verb: str, body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> ExtenderArgs | PreemptionArgs:

@@ -382,6 +382,8 @@ class ExtenderServer:
     cluster : the cluster's name; a plan for another cluster (or naming none) is refused.
         None: any plan is accepted
     offload_bytes : bodies larger than this are parsed in the helper process
+    compact_replies : prioritize lists only the hosts that score above 0, and filter
+        gives short reasons (`table.SHORT_MESSAGES`): the same decisions in fewer bytes
     clock : wall-clock time [s since the epoch], for staleness (tests pass their own)
     """
 
@@ -393,7 +395,7 @@ class ExtenderServer:
                  first_request_timeout_s: float = DEFAULT_FIRST_REQUEST_TIMEOUT_S,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, max_candidates: int = wire.DEFAULT_MAX_CANDIDATES,
                  cluster: str | None = None, offload_bytes: int = DEFAULT_OFFLOAD_BYTES,
-                 clock: Callable[[], float] = time.time):
+                 compact_replies: bool = False, clock: Callable[[], float] = time.time):
         if unannotated not in UNANNOTATED_MODES:
             raise ValueError(f"unannotated must be one of {', '.join(UNANNOTATED_MODES)} (got {unannotated!r})")
         if max_body_bytes < 1:
@@ -420,6 +422,7 @@ class ExtenderServer:
         self.max_candidates = int(max_candidates)
         self.cluster = cluster
         self.offload_bytes = int(offload_bytes)
+        self.compact_replies = bool(compact_replies)
         self.clock = clock
         self._auth = ("Bearer " + token).encode() if token else None
         # CERT_OPTIONAL: the handshake verifies a presented certificate; the verbs require one.
@@ -770,12 +773,12 @@ class ExtenderServer:
             if target is not None:
                 if verb == "filter":
                     decision = table.filter(target, args.node_names)
-                    payload = wire.filter_result(args, decision.codes, decision.messages, table.encoded,
-                                                 decision.columns)
+                    messages, encoded = table.reasons(short=self.compact_replies)
+                    payload = wire.filter_result(args, decision.codes, messages, encoded, decision.columns)
                 elif verb == "prioritize":
                     decision = table.prioritize(target, args.node_names, args.pod.cpu_cores)
                     payload = wire.host_priority_list(args.node_names, decision.scores, table.host_score,
-                                                      decision.columns)
+                                                      decision.columns, omit_zero=self.compact_replies)
                     self.metrics.avoided(decision.avoided_g_per_h)
                 else:
                     keep = table.preempt_keep(target, list(args.victims))
@@ -795,7 +798,7 @@ class ExtenderServer:
         if verb == "filter":
             return 200, wire.filter_result(args)
         if verb == "prioritize":
-            return 200, wire.host_priority_list(args.node_names)
+            return 200, wire.host_priority_list(args.node_names, omit_zero=self.compact_replies)
         return 200, wire.preemption_result(args.victims)
 
     def _target(self, pod: wire.PodRef):
@@ -903,6 +906,8 @@ def add_arguments(parser) -> None:
                         help="pods with no workload and no tenant annotation: neutral answers (default), or their "
                              "namespace's tenant rules")
     parser.add_argument("--path-prefix", default="", help="prefix of the verb paths, e.g. /edgeplace")
+    parser.add_argument("--compact-replies", action="store_true",
+                        help="prioritize lists only hosts scoring above 0; filter gives short reasons")
 
 
 def check_arguments(args) -> str | None:
@@ -930,7 +935,8 @@ def server_from_arguments(args, source: TableSource | None) -> ExtenderServer:
     return ExtenderServer(source, args.host, args.port, token=load_token(args.token_file), ssl_context=context,
                           max_body_bytes=args.max_body_bytes, unannotated=args.unannotated,
                           path_prefix=args.path_prefix, max_connections=args.max_connections,
-                          max_candidates=args.max_candidates, cluster=args.cluster)
+                          max_candidates=args.max_candidates, cluster=args.cluster,
+                          compact_replies=args.compact_replies)
 
 
 def _positive(text: str) -> float:

@@ -113,6 +113,13 @@ class Outcome(IntEnum):
     NEVER_WITH = 3
 
 
+#: The filter's reasons in a compact reply (`ExtenderServer(compact_replies=True)`): the
+#: same outcome, a third of the bytes per failed node.
+SHORT_MESSAGES = {Outcome.ASLEEP: "edgeplace: asleep in the plan",
+                  Outcome.NOT_ALLOWED: "edgeplace: not allowed by the plan",
+                  Outcome.NEVER_WITH: "edgeplace: never_with tenant on node"}
+
+
 class PlanError(InputError):
     """A plan document is invalid; `problems` lists every problem found."""
 
@@ -367,6 +374,7 @@ class DecisionTable:
         self.host_score = [p + b"%d}" % score for score in range(MAX_EXTENDER_PRIORITY + 1) for p in prefix]
         self.messages = self._messages()
         self.encoded = EncodedNodes.build(node_ids, self.messages)
+        self.short_encoded = EncodedNodes.build(node_ids, SHORT_MESSAGES)
 
     # -- loading --------------------------------------------------------------
     @classmethod
@@ -442,6 +450,10 @@ class DecisionTable:
             codes[codes == Outcome.ASLEEP] = Outcome.PASS  # soft rule: wake a node rather than leave the pod pending
             reason = "wake"
         return FilterDecision(codes.tolist(), self.messages, reason, idx.tolist())
+
+    def reasons(self, short: bool = False) -> tuple[dict[int, str], EncodedNodes]:
+        """The reason texts per outcome and their JSON fragments (`SHORT_MESSAGES` when `short`)."""
+        return (SHORT_MESSAGES, self.short_encoded) if short else (self.messages, self.encoded)
 
     def _messages(self) -> dict[int, str]:
         """Reason text per outcome, for the FailedNodes maps (fixed per plan, so the

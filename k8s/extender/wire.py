@@ -409,16 +409,23 @@ def _filter_result_fragments(codes: Sequence[int], columns: Sequence[int], encod
 
 
 def host_priority_list(names: list[str], scores: Sequence[int] | None = None,
-                       host_score: list[bytes] | None = None, columns: Sequence[int] | None = None) -> bytes:
+                       host_score: list[bytes] | None = None, columns: Sequence[int] | None = None,
+                       omit_zero: bool = False) -> bytes:
     """HostPriorityList ``[{"Host": name, "Score": 0..10}, ...]``; `scores` None = all 0 (neutral).
 
     `host_score` (from the decision table) holds the precomputed fragment
     ``{"Host":"<node i>","Score":s}`` at ``s x N + i`` for the table's N
     nodes, and `columns` the column of each name (-1 = not in the table), so
-    known names are not encoded again.
+    known names are not encoded again. `omit_zero` leaves out hosts scoring 0:
+    kube-scheduler adds an extender's score only to the hosts it lists
+    (`prioritizeNodes`), so an absent host and a 0 are the same to it.
     """
     if scores is None:
-        return _DUMPS([{"Host": n, "Score": 0} for n in names]).encode()
+        return b"[]" if omit_zero else _DUMPS([{"Host": n, "Score": 0} for n in names]).encode()
+    if omit_zero:
+        keep = (np.asarray(scores) != 0).tolist()
+        names, scores = list(compress(names, keep)), list(compress(scores, keep))
+        columns = list(compress(columns, keep)) if columns is not None else None
     if host_score is None or columns is None or (len(columns) and min(columns) < 0):
         return _DUMPS([{"Host": n, "Score": int(s)} for n, s in zip(names, scores)]).encode()
     n_nodes = len(host_score) // 11

@@ -136,7 +136,7 @@ def setup_topology(api_client) -> None:
     for name, spec in NODES.items():
         labels = {"edgeplace.io/site": spec["site"], "topology.kubernetes.io/region": spec["region"],
                   "edgeplace.io/tier": spec["tier"], **spec.get("labels", {})}
-        e2e.create_node(core, name, labels=labels, cpu=spec["cpu"], memory=spec["memory"], pods="250")
+        e2e.create_node(core, name, labels=labels, cpu=spec["cpu"], memory=spec["memory"], pods=MAX_PODS)
         core.patch_node(name, {"metadata": {"annotations": spec["annotations"]}})
     for ns, spec in NAMESPACES.items():
         core.create_namespace({"metadata": {"name": ns, "annotations": spec.get("annotations", {})}})
@@ -211,11 +211,14 @@ LARGE_REGIONS = {"PL": 700.0, "DE": 380.0, "SE": 40.0}
 LARGE_WORKLOAD = "shop/web"
 
 
-def setup_large_topology(api_client, n_nodes: int, kwok: bool) -> dict[str, Any]:
+def setup_large_topology(api_client, n_nodes: int) -> dict[str, Any]:
     """`n_nodes` nodes over 20 sites in three grids (a quarter of them 16-core cloud servers in
     SE, the rest 4-core edge boxes), the namespaces, and the Deployment shop/web (6 replicas).
-    Nodes are kwok's when `kwok` (heartbeats, pods go Running), else plain API objects.
-    Returns the site config."""
+    Returns the site config.
+
+    The nodes are plain API objects (`create_node`), as for the 9-node topology: kwok would
+    need kube-controller-manager to lift the not-ready taints, and its ReplicaSet controller
+    would delete the benchmark's pods (owned by a ReplicaSet of 6 replicas)."""
     from kubernetes import client
 
     e2e = load_cluster_module()
@@ -231,12 +234,8 @@ def setup_large_topology(api_client, n_nodes: int, kwok: bool) -> dict[str, Any]
         annotations = ({"edgeplace.io/idle-w": "115", "edgeplace.io/max-w": "490", "edgeplace.io/pue": "1.1"} if cloud
                        else {"edgeplace.io/idle-w": "60", "edgeplace.io/max-w": "150", "edgeplace.io/pue": "1.8"})
         name, cpu, memory = f"n-{i:04d}", "16" if cloud else "4", "64Gi" if cloud else "8Gi"
-        if kwok:
-            e2e.create_kwok_node(core, name, labels=labels, annotations=annotations, cpu=cpu, memory=memory,
-                                 pods="250", extra_allocatable={MANAGED_RESOURCE: "1000"})
-        else:
-            e2e.create_node(core, name, labels=labels, cpu=cpu, memory=memory, pods="250")
-            core.patch_node(name, {"metadata": {"annotations": annotations}})
+        e2e.create_node(core, name, labels=labels, cpu=cpu, memory=memory, pods=MAX_PODS)
+        core.patch_node(name, {"metadata": {"annotations": annotations}})
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(node, range(n_nodes)))
@@ -250,6 +249,9 @@ def setup_large_topology(api_client, n_nodes: int, kwok: bool) -> dict[str, Any]
 # ---------------------------------------------------------------------------
 # TLS and the extender process
 
+#: Pods per node (kubelet's default is 110): room for every pod of a run on one node, so that
+#: the share on the plan's nodes measures the extender's steering, not the nodes' pod limit.
+MAX_PODS = "1100"
 #: The extended resource of the `managedResources` variant (ignoredByScheduler: the
 #: scheduler does not count it; pods that request it are the ones the extender is asked about).
 MANAGED_RESOURCE = "edgeplace.io/placed"
@@ -299,11 +301,19 @@ VARIANTS = (
     Variant("managedResources", managed=True),
 )
 #: At 1,000 nodes kube-scheduler hands the extender a 42 % sample of the feasible nodes
-#: (numFeasibleNodesToFind) unless percentageOfNodesToScore is 100.
-LARGE_VARIANTS = VARIANTS + (
+#: (numFeasibleNodesToFind) unless percentageOfNodesToScore is 100. managedResources changes
+#: nothing when every pod is the plan's (measured at 9 nodes).
+LARGE_VARIANTS = VARIANTS[:4] + (
     Variant("filter + prioritize, all nodes", score_all=True),
+    Variant("compact replies, all nodes", compact=True, score_all=True),
     Variant("prioritize only, compact, all nodes", filter=False, compact=True, score_all=True),
 )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far [s] (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def scheduler_config(extender_url: str | None, profiles: list[str] | None = None, high_qps: bool = False,
@@ -313,6 +323,7 @@ def scheduler_config(extender_url: str | None, profiles: list[str] | None = None
     `certs` (an http:// URL drops TLS)."""
     config = yaml.safe_load(SCHEDULER_CONFIG.read_text())
     config.pop("clientConnection", None)
+    config.pop("percentageOfNodesToScore", None)  # the variant says (stock kube-scheduler without it)
     if high_qps:
         config["clientConnection"] = {"qps": 5000, "burst": 5000}
     if profiles:
@@ -352,14 +363,28 @@ class ExtenderProcess:
         argv = [sys.executable, "-m", "edgeplace.k8s.extender.server", "--plan", str(plan), "--port", str(self.port),
                 *certs.server_args(), *(["--compact-replies"] if compact else [])]
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
-        ctx = ssl.create_default_context(cafile=str(certs.root / "ca.crt"))
-        ctx.check_hostname = False
+        self._client = ssl.create_default_context(cafile=str(certs.root / "ca.crt"))
+        self._client.check_hostname = False  # the certificate names the Service, not 127.0.0.1
+        self._client.load_cert_chain(str(certs.root / "client" / "tls.crt"), str(certs.root / "client" / "tls.key"))
 
         def healthy() -> bool:
-            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2, context=ctx) as resp:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2, context=self._client) as resp:
                 return resp.status == 200
 
         e2e.wait_for(healthy, WAIT_S, f"the extender on {self.url} to load its plan")
+
+    def server_seconds(self) -> tuple[float, float]:
+        """(sum [s], count) of the extender's request histogram over the verbs, from its /metrics."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10, context=self._client) as resp:
+            text = resp.read().decode()
+        total = count = 0.0
+        for line in text.splitlines():
+            for verb in ("filter", "prioritize", "preempt"):
+                if line.startswith(f'edgeplace_extender_request_duration_seconds_sum{{verb="{verb}"}}'):
+                    total += float(line.rsplit(" ", 1)[1])
+                elif line.startswith(f'edgeplace_extender_request_duration_seconds_count{{verb="{verb}"}}'):
+                    count += float(line.rsplit(" ", 1)[1])
+        return total, count
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -381,9 +406,11 @@ def create_pods(api_client, namespace: str, bodies: list[dict[str, Any]]) -> Non
 
 def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pods: int, profile: str,
                        extender_url: str | None, certs: Certs | None = None, variant: Variant = FULL,
-                       planned: set[str] | None = None) -> dict[str, Any]:
+                       planned: set[str] | None = None, extender_pid: int | None = None) -> dict[str, Any]:
     """Schedule `n_pods` pending pods with a fresh scheduler profile; pods/s from the Scheduled
-    events, and the share bound on a node in `planned` (the plan's nodes of the workload)."""
+    events, the share bound on a node in `planned` (the plan's nodes of the workload), and the
+    CPU time kube-scheduler (since its start) and the extender process (`extender_pid`, during
+    the run) spent per pod."""
     from kubernetes import client
 
     e2e = load_cluster_module()
@@ -396,6 +423,7 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     create_pods(api_client, namespace, bodies)
     names = {b["metadata"]["name"] for b in bodies}
     started = time.perf_counter()
+    extender_cpu = cpu_seconds(extender_pid) if extender_pid else 0.0
     cluster.restart_scheduler(scheduler_config(extender_url, ["default-scheduler", profile], high_qps=True,
                                                certs=certs, variant=variant))
     bound: dict[str, str] = {}
@@ -408,6 +436,8 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     e2e.wait_for(all_bound, WAIT_S * max(1, n_pods // 500), f"{n_pods} pods of profile {profile} to be bound",
                  interval=0.5)
     wall = time.perf_counter() - started
+    scheduler_cpu = cpu_seconds(cluster._procs["kube-scheduler"].popen.pid)
+    extender_cpu = cpu_seconds(extender_pid) - extender_cpu if extender_pid else 0.0
 
     def scheduled_events():
         items = events.list_namespaced_event(namespace, field_selector="reason=Scheduled").items
@@ -418,29 +448,40 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     span = (times[-1] - times[0]).total_seconds()
     on_plan = sum(node in planned for node in bound.values()) / n_pods if planned is not None else float("nan")
     return {"pods": n_pods, "pods_per_s": (n_pods - 1) / span if span > 0 else float("inf"),
-            "span_s": span, "wall_s": wall, "on_planned_nodes": on_plan}
+            "span_s": span, "wall_s": wall, "on_planned_nodes": on_plan, "load_1min": os.getloadavg()[0],
+            "scheduler_cpu_ms_per_pod": scheduler_cpu / n_pods * 1000, "extender_cpu_ms_per_pod": extender_cpu / n_pods * 1000}
 
 
 def compare(cluster, api_client, namespace: str, workload: str, extender_url: str, n_pods: int = 200,
             rounds: int = 1, certs: Certs | None = None, variants: tuple[Variant, ...] = (FULL,),
-            urls: dict[bool, str] | None = None, planned: set[str] | None = None) -> list[dict[str, Any]]:
-    """Per round: one run without the extender, then one per variant; one row per run.
-
-    `urls` maps a variant's `compact` to the extender serving that reply (default: `extender_url`)."""
+            urls: dict[bool, str] | None = None, planned: set[str] | None = None,
+            servers: dict[bool, "ExtenderProcess"] | None = None) -> list[dict[str, Any]]:
+    """A warm-up run (not counted), then per round one run without the extender and one per
+    variant, the order rotated by one each round (no configuration always runs first); one
+    row per run. `urls` maps a variant's `compact` to the extender serving that reply
+    (default: `extender_url`), `servers` to the process serving it (then each row has the
+    extender's own mean time per call, `server_ms`)."""
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
     rows = []
-    for r in range(rounds):
-        for i, variant in enumerate((None, *variants)):
-            profile = f"bench-{r}-{i}"
-            url = None if variant is None else (urls or {}).get(variant.compact, extender_url)
-            figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
-                                         variant or FULL, planned)
-            rows.append({"run": r + 1, "scheduler": "without extender" if variant is None else variant.name,
-                         **figures})
-            core.delete_collection_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}",
-                                                  grace_period_seconds=0)
+    order: list[Variant | None] = [None, *variants]
+    runs = [(0, None)] + [(r + 1, v) for r in range(rounds) for v in order[r % len(order):] + order[:r % len(order)]]
+    for i, (run, variant) in enumerate(runs):
+        profile = f"bench-{i}"
+        url = None if variant is None else (urls or {}).get(variant.compact, extender_url)
+        server = None if variant is None or servers is None else servers[variant.compact]
+        before = server.server_seconds() if server else (0.0, 0.0)
+        figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
+                                     variant or FULL, planned, server.proc.pid if server else None)
+        if server:
+            after = server.server_seconds()
+            figures["server_ms"] = (after[0] - before[0]) / max(after[1] - before[1], 1) * 1000
+            figures["calls_per_pod"] = (after[1] - before[1]) / n_pods
+        if run:
+            rows.append({"run": run, "scheduler": "without extender" if variant is None else variant.name, **figures})
+        core.delete_collection_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}",
+                                              grace_period_seconds=0)
     return rows
 
 
@@ -455,7 +496,10 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
 def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None, certs: Certs | None,
               variant: Variant, profile: str) -> dict[str, Any]:
     """Every replica of the 9-node topology's Deployments scheduled with `variant`: the share of
-    pods bound on a node the plan planned for their workload, and the isolation rules broken."""
+    pods bound on a node the plan planned for their workload, and the isolation rules broken.
+    Then under pressure: every node but the factory's dedicated pool is tainted NoSchedule
+    (full, as far as kube-scheduler's own filters go) and two shop pods arrive; they must stay
+    Pending (the pool is the factory's), and `pressure_broken` counts those bound in the pool."""
     from kubernetes import client
 
     e2e = load_cluster_module()
@@ -465,8 +509,9 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
         ns = workload.split("/")[0]
         extra = {MANAGED_RESOURCE: "1"} if variant.managed else None
         for i in range(spec["replicas"]):
-            body = make_pod(api_client, workload, i, scheduler_name=profile, name=f"{profile}-{i}",
-                            labels={"edgeplace-bench": profile}, requests=extra)
+            body = make_pod(api_client, workload, i, scheduler_name=profile,
+                            name=f"{profile}-{workload.split('/')[1]}-{i}", labels={"edgeplace-bench": profile},
+                            requests=extra)
             core.create_namespaced_pod(ns, body)
             pods[(ns, body["metadata"]["name"])] = workload
     cluster.restart_scheduler(scheduler_config(extender_url, ["default-scheduler", profile], certs=certs,
@@ -485,10 +530,35 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
     for node, spec in NODES.items():
         owner = spec.get("labels", {}).get("edgeplace.io/dedicated-to")
         broken += bool(owner and tenants.get(node, set()) - {owner})
-    for ns in {ns for ns, _ in pods}:
+    pool = {n for n, spec in NODES.items() if spec.get("labels", {}).get("edgeplace.io/dedicated-to")}
+    for node in set(NODES) - pool:
+        core.patch_node(node, [{"op": "add", "path": "/spec/taints",
+                                "value": [{"key": "edgeplace-bench/full", "effect": "NoSchedule"}]}])
+    managed = {MANAGED_RESOURCE: "1"} if variant.managed else None
+    extra = [make_pod(api_client, "shop/web", i, scheduler_name=profile, name=f"{profile}-pressure-{i}",
+                      labels={"edgeplace-bench": profile}, requests=managed) for i in range(2)]
+    for body in extra:
+        core.create_namespaced_pod("shop", body)
+
+    def settled():
+        out = []
+        for body in extra:
+            pod = core.read_namespaced_pod(body["metadata"]["name"], "shop")
+            unschedulable = any(c.type == "PodScheduled" and c.reason == "Unschedulable"
+                                for c in pod.status.conditions or [])
+            if not (pod.spec.node_name or unschedulable):
+                return None
+            out.append(pod.spec.node_name)
+        return out
+
+    placed = e2e.wait_for(settled, WAIT_S, "the pressure pods to be bound or unschedulable", interval=0.25)
+    for node in set(NODES) - pool:
+        core.patch_node(node, [{"op": "remove", "path": "/spec/taints"}])
+    for ns in {ns for ns, _ in pods} | {"shop"}:
         core.delete_collection_namespaced_pod(ns, label_selector=f"edgeplace-bench={profile}", grace_period_seconds=0)
     return {"scheduler": variant.name if extender_url else "without extender", "pods": len(pods),
-            "on_planned_nodes": on_plan / len(pods), "isolation_broken": broken}
+            "on_planned_nodes": on_plan / len(pods), "isolation_broken": broken,
+            "pressure_broken": sum(node in pool for node in placed)}
 
 
 # ---------------------------------------------------------------------------
@@ -508,22 +578,20 @@ def plan_of(api_client, site_config: dict[str, Any]) -> dict[str, Any]:
                                evaluation=plan.evaluation)
 
 
-def run_size(n_nodes: int, n_pods: int, rounds: int, kwok: bool, folder: Path) -> tuple[list[dict], list[dict]]:
+def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path) -> tuple[list[dict], list[dict]]:
     """Throughput (and, for the 9-node topology, agreement) rows for one cluster size."""
     from edgeplace.k8s.extender.table import write_plan_document
 
     e2e = load_cluster_module()
     certs = Certs.make(folder / f"certs-{n_nodes}")
-    with e2e.LocalCluster(kwok=kwok and n_nodes > len(NODES)) as cluster:
+    with e2e.LocalCluster() as cluster:
         api = cluster.api_client()
         if n_nodes == len(NODES):
             setup_topology(api)
             site_config, variants, workload = SITE_CONFIG, VARIANTS, "shop/web"
         else:
-            site_config = setup_large_topology(api, n_nodes, kwok)
+            site_config = setup_large_topology(api, n_nodes)
             variants, workload = LARGE_VARIANTS, LARGE_WORKLOAD
-            e2e.wait_for(lambda: sum(map(e2e.node_ready, client_nodes(api))) == n_nodes, WAIT_S * 5,
-                         f"{n_nodes} nodes Ready")
         doc = plan_of(api, site_config)
         plan_path = folder / f"plan-{n_nodes}.json"
         write_plan_document(doc, plan_path)
@@ -532,7 +600,8 @@ def run_size(n_nodes: int, n_pods: int, rounds: int, kwok: bool, folder: Path) -
                    for compact in (False, True)}
         try:
             urls = {compact: server.url for compact, server in servers.items()}
-            rows = compare(cluster, api, "shop", workload, urls[False], n_pods, rounds, certs, variants, urls, planned)
+            rows = compare(cluster, api, "shop", workload, urls[False], n_pods, rounds, certs, variants, urls, planned,
+                           servers)
             for row in rows:
                 row["nodes"] = n_nodes
             agree = []
@@ -546,19 +615,12 @@ def run_size(n_nodes: int, n_pods: int, rounds: int, kwok: bool, folder: Path) -
     return rows, agree
 
 
-def client_nodes(api_client) -> list:
-    from kubernetes import client
-
-    return client.CoreV1Api(api_client).list_node().items
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_k8s_e2e", description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default="9,1000", help="cluster sizes, comma-separated (9 is the cloud-edge "
                                                             "topology; others are generated; default 9,1000)")
     parser.add_argument("--pods", type=int, default=1000, help="pending pods per run (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (without, each variant) (default 3)")
-    parser.add_argument("--plain-nodes", action="store_true", help="generated nodes as plain API objects, not kwok's")
     args = parser.parse_args(argv)
 
     import tempfile
@@ -571,13 +633,16 @@ def main(argv: list[str] | None = None) -> int:
     rows, agree = [], []
     with tempfile.TemporaryDirectory(prefix="edgeplace-bench-") as tmp:
         for n in (int(x) for x in args.nodes.split(",")):
-            r, a = run_size(n, args.pods, args.rounds, not args.plain_nodes, Path(tmp))
+            r, a = run_size(n, args.pods, args.rounds, Path(tmp))
             rows += r
             agree += a
     table = pd.DataFrame(rows)
     summary = (table.groupby(["nodes", "scheduler"], sort=False)
                .agg(pods_per_s=("pods_per_s", "median"), runs_min=("pods_per_s", "min"),
-                    runs_max=("pods_per_s", "max"), on_planned_nodes=("on_planned_nodes", "median"))
+                    runs_max=("pods_per_s", "max"), on_planned_nodes=("on_planned_nodes", "median"),
+                    calls_per_pod=("calls_per_pod", "median"), server_ms=("server_ms", "median"),
+                    scheduler_cpu_ms=("scheduler_cpu_ms_per_pod", "median"),
+                    extender_cpu_ms=("extender_cpu_ms_per_pod", "median"), load_1min=("load_1min", "mean"))
                .reset_index())
     base = summary[summary["scheduler"] == "without extender"].set_index("nodes")["pods_per_s"]
     summary["share_of_without"] = [p / base[n] for n, p in zip(summary["nodes"], summary["pods_per_s"])]
@@ -585,16 +650,22 @@ def main(argv: list[str] | None = None) -> int:
              f"kube-scheduler and the extender in its own process share the 2 cores), {args.pods} pending pods of one "
              f"workload per run (found by the extender from their owner, no annotations), {args.rounds} rounds of "
              f"(without, each variant); rate = (N - 1) / (last - first Scheduled event time), median of the rounds; "
-             f"on_planned_nodes = share of the pods bound on a node the plan puts the workload on. The extender serves "
-             f"mutual TLS (the chart's default). 1-minute load average before the run: {load_before:.2f}. "
-             f"Generated nodes: {'plain API objects' if args.plain_nodes else 'kwok'}.")
+             f"on_planned_nodes = share of the pods bound on a node the plan puts the workload on; calls_per_pod and "
+             f"server_ms: the extender's calls per pod and its own mean time per call (its histogram, wall time: it includes "
+             f"waiting for a core); scheduler_cpu_ms and extender_cpu_ms: CPU time per pod of kube-scheduler "
+             f"(since its start, so with its start-up and informer sync) and of the extender process. The extender serves "
+             f"mutual TLS (the chart's default). Nodes are plain API objects "
+             f"(no kubelets: a pod is scheduled once bound). 1-minute load average before the run: {load_before:.2f}.")
     write_section("k8s_e2e", "Real cluster: kube-scheduler pods/s with and without the extender", summary, notes)
     if agree:
         write_section("k8s_e2e_agreement", "Real cluster: plan agreement of each extender variant (9 nodes)",
                       pd.DataFrame(agree),
                       "Every replica of the 7 Deployments (21 pods) scheduled once per variant in the same run: the "
                       "share bound on a node the plan planned for the pod's workload, and the isolation rules broken "
-                      "(a node with both hospital and cdn, or a dedicated node hosting another tenant).")
+                      "(a node with both hospital and cdn, or a dedicated node hosting another tenant). "
+                      "pressure_broken: then every node but the factory's dedicated pool is tainted NoSchedule and "
+                      "two shop pods arrive; with the filter they stay Pending, without it they bind in the pool "
+                      "(the pool is expressed only by its edgeplace.io/dedicated-to label here, not natively).")
     return 0
 
 

@@ -875,3 +875,51 @@ def test_a_missing_plan_file_is_logged_once(tmp_path, clock, caplog):
 def test_path_prefix_with_a_trailing_slash(table, clock):
     with ExtenderServer(table, clock=clock, path_prefix="/edgeplace/") as srv:
         assert post(srv, "edgeplace/filter", names_args())[0] == 200
+
+
+def test_edgeplace_serve_takes_the_extender_options(tmp_path):
+    """`edgeplace serve --extender` with --path-prefix (a trailing slash), --max-body-bytes and
+    --cluster, as a process: it serves, refuses a large body, and stops cleanly on SIGTERM."""
+    import signal
+    import sys
+
+    plan = tmp_path / "plan.json"
+    doc = plan_doc(generated=datetime.now(timezone.utc) - timedelta(seconds=5))
+    write_plan_document(doc, plan)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edgeplace.cli", "serve", "--extender", "--plan-file", str(plan),
+                             "--port", str(port), "--path-prefix", "/edgeplace/", "--max-body-bytes", "1000",
+                             "--cluster", "server-test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        srv = type("Srv", (), {"port": port, "ssl_context": None})()
+
+        def ready():
+            try:
+                return request(srv, "GET", "/readyz")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(ready, timeout_s=60, what="edgeplace serve to load its plan")
+        assert post(srv, "edgeplace/filter", names_args())[1]["NodeNames"] == ["n1", "n4"]
+        status, out = post(srv, "edgeplace/filter", names_args(nodes=[f"node-{i}" for i in range(200)]))
+        assert status == 413 and "limit of 1000 bytes" in out["Error"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, output
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--path-prefix", "edgeplace"], "--path-prefix must start with '/'"),
+    (["--max-body-bytes", "0"], "must be >= 1"),
+    (["--max-candidates", "many"], "must be a whole number"),
+    (["--client-ca", "ca.crt"], "--client-ca needs --tls-cert"),
+])
+def test_edgeplace_serve_usage_errors(argv, message):
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "edgeplace.cli", "serve", "--extender", "--plan-file", "p.json", *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -118,6 +118,7 @@ def test_scheduler_config_file_is_the_charts_default_scheduler_config():
                                            ("second-scheduler.yaml", "/etc/kubernetes/edgeplace-client")])
 def test_extender_stanza_fails_open_serves_mutual_tls_and_has_no_bind(key, cert_dir):
     config = yaml.safe_load(scheduler_configmap(rendered())["data"][key])
+    assert config["percentageOfNodesToScore"] == 100  # the extender sees every feasible node
     [ext] = config["extenders"]
     assert ext["ignorable"] is True and ext["nodeCacheCapable"] is True
     assert (ext["filterVerb"], ext["prioritizeVerb"], ext["preemptVerb"]) == ("filter", "prioritize", "preempt")
@@ -144,7 +145,7 @@ def test_deployments_run_non_root_read_only_with_their_own_service_accounts():
     [c] = ext["containers"]
     assert c["args"][:2] == ["serve", "--extender"] and "--planner" not in c["args"]
     assert {"--tls-cert=/etc/edgeplace/tls/tls.crt", "--tls-key=/etc/edgeplace/tls/tls.key",
-            "--client-ca=/etc/edgeplace/tls/ca.crt", "--cluster=cluster"} <= set(c["args"])
+            "--client-ca=/etc/edgeplace/tls/ca.crt", "--cluster=cluster", "--compact-replies"} <= set(c["args"])
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert {"name": "tls", "secret": {"secretName": "edgeplace-extender-tls"}} in ext["volumes"]
     [c] = deployments["edgeplace-planner"]["spec"]["template"]["spec"]["containers"]

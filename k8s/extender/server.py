@@ -527,7 +527,7 @@ class ExtenderServer:
 
     def _build_in_helper(self, plan: PlanData) -> DecisionTable:
         try:
-            return self.helper.submit(offload.build_table, plan.data, plan.source).result()
+            return offload.attach(self.helper.submit(offload.build_table, plan.data, plan.source).result())
         except offload.HelperDied:
             log.warning("extender: the helper process died while building a plan; building it here")
             return _build_here(plan)

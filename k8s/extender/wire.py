@@ -115,8 +115,9 @@ class ExtenderArgs:
 
     pod: PodRef
     node_names: list[str]
-    # With full Node objects: the NodeList without its items, and each item's JSON in
-    # node_names order (so an answer is joined, not encoded again). None for NodeNames.
+    # With full Node objects: the NodeList without its items, and (for filter, which answers
+    # with them) each item's JSON in node_names order, so an answer is joined, not encoded
+    # again. Both None for NodeNames; node_items None when not kept.
     node_list: dict | None
     node_items: list[bytes] | None
 
@@ -223,11 +224,15 @@ def parse_request(verb: str, body: bytes, max_candidates: int = DEFAULT_MAX_CAND
     """The arguments of a filter, prioritize or preempt call."""
     if verb == "preempt":
         return parse_preemption_args(body, max_candidates)
-    return parse_extender_args(body, max_candidates)
+    return parse_extender_args(body, max_candidates, keep_nodes=verb == "filter")
 
 
-def parse_extender_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> ExtenderArgs:
-    """ExtenderArgs from a filter or prioritize body; exactly one of Nodes / NodeNames non-null."""
+def parse_extender_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES,
+                        keep_nodes: bool = True) -> ExtenderArgs:
+    """ExtenderArgs from a filter or prioritize body; exactly one of Nodes / NodeNames non-null.
+
+    `keep_nodes`: keep each Node object's JSON for the answer (filter answers with them;
+    prioritize does not, so it skips encoding them: `node_items` is then None)."""
     doc = loads(body)
     if not isinstance(doc, dict):
         raise WireError("body", f"must be a JSON object (ExtenderArgs), got {_kind(doc)}")
@@ -260,9 +265,10 @@ def parse_extender_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATE
         if not isinstance(name, str):
             raise WireError(f"Nodes.items[{i}].metadata.name", f"must be a string (got {_kind(name)})")
         if name not in by_name:
-            by_name[name] = _DUMPS(node).encode()
+            by_name[name] = _DUMPS(node).encode() if keep_nodes else b""
     node_list = {k: v for k, v in nodes.items() if k != "items"}
-    return ExtenderArgs(parse_pod(doc.get("Pod")), list(by_name), node_list, list(by_name.values()))
+    return ExtenderArgs(parse_pod(doc.get("Pod")), list(by_name), node_list,
+                        list(by_name.values()) if keep_nodes else None)
 
 
 def parse_preemption_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> PreemptionArgs:

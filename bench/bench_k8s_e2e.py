@@ -1,13 +1,19 @@
 """Real-cluster benchmark: kube-scheduler's pods/s with and without the edgeplace extender.
 
-    python -m bench.bench_k8s_e2e [--pods 1000] [--rounds 3]
+    python -m bench.bench_k8s_e2e [--nodes 9,1000] [--pods 1000] [--rounds 3]
 
 Starts the e2e control plane (`k8s/e2e/cluster.py`; binaries from
-`k8s/e2e/build.sh`), creates the small cloud-edge topology of
-`tests/e2e/test_extender_e2e.py` (`setup_topology`), plans it, serves the
-plan from an in-process extender on 127.0.0.1, and measures scheduling
-throughput side by side: for each round, `pods` pending pods are scheduled
-once by a profile without the extender and once by a profile with it.
+`k8s/e2e/build.sh`) once per cluster size: the small cloud-edge topology of
+`tests/e2e/test_extender_e2e.py` (`setup_topology`, 9 nodes) or `n`
+generated nodes (`setup_large_topology`). It plans the cluster (greedy),
+serves the plan from the extender in its own process with mutual TLS
+(`ExtenderProcess`, certificates from deploy/make-certs.sh; one with compact
+replies, one without), and measures scheduling throughput side by side: a
+warm-up run, then per round one run without the extender and one per way of
+wiring it (`Variant`: filter + prioritize, prioritize only, compact replies,
+managedResources, percentageOfNodesToScore 100), in an order rotated by one
+each round. The pods belong to a Deployment's ReplicaSet and carry no
+edgeplace annotation.
 
 How it measures (`measure_throughput`): the pods are created for a
 scheduler profile that is not running yet, so they all wait; then
@@ -15,7 +21,12 @@ kube-scheduler is restarted with that profile and the rate is taken from the
 ``Scheduled`` events' microsecond ``eventTime``: (N - 1) / (last - first).
 Pod creation and scheduler start-up are outside the measured interval. The
 scheduler's client rate limit (50 QPS by default) would cap both runs alike,
-so both configurations raise it (``clientConnection.qps/burst``).
+so both configurations raise it (``clientConnection.qps/burst``). Each run
+also records the share of pods bound on the plan's nodes, the CPU time per
+pod of kube-scheduler (since its start) and of the extender process, and the
+extender's calls per pod and mean time per call. On the 9-node topology
+`agreement` then schedules every replica of the 7 Deployments once per
+variant, and once more under pressure (only the dedicated pool free).
 
 The figures go to docs/BENCHMARKS.md (section ``k8s_e2e``) through
 `bench.common.write_section`; the e2e test prints them without writing.

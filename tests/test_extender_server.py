@@ -18,6 +18,7 @@ usable node: 9 x (20 - 5) / (20 - 5)), the rest 0.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -769,48 +770,42 @@ def closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+@contextlib.contextmanager
+def connections(srv: ExtenderServer, source: str, count: int):
+    """`count` open connections from `source`, registered by the server; closed on exit."""
+    socks = [connect(srv, source) for _ in range(count)]
+    try:
+        wait_for(lambda: len(srv._conns) >= count, what=f"{count} connections")
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def test_silent_connections_of_one_address_do_not_lock_out_another(table, clock):
-    with ExtenderServer(table, clock=clock, max_connections=8) as srv:
-        hog = [connect(srv, "127.0.0.2") for _ in range(8)]
-        try:
-            wait_for(lambda: len(srv._conns) == 8, what="8 connections")
-            status, _, data = request_from(srv, "127.0.0.1", "/filter", names_args())
-            assert status == 200 and json.loads(data)["NodeNames"] == ["n1", "n4"]
-            assert sum(map(closed_by_server, hog)) == 1  # one silent connection made room
-            assert metric(srv, "edgeplace_extender_connections_closed_total", reason="evicted") == 1
-        finally:
-            for sock in hog:
-                sock.close()
+    with ExtenderServer(table, clock=clock, max_connections=8) as srv, connections(srv, "127.0.0.2", 8) as hog:
+        status, _, data = request_from(srv, "127.0.0.1", "/filter", names_args())
+        assert status == 200 and json.loads(data)["NodeNames"] == ["n1", "n4"]
+        assert sum(map(closed_by_server, hog)) == 1  # one silent connection made room
+        assert metric(srv, "edgeplace_extender_connections_closed_total", reason="evicted") == 1
 
 
 def test_an_address_at_its_share_is_refused_and_others_still_get_in(table, clock):
-    with ExtenderServer(table, clock=clock, max_connections=4) as srv:
-        hog = [connect(srv, "127.0.0.2") for _ in range(4)]
-        try:
-            for sock in hog:  # each asks once, then idles on keep-alive: none is silent
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                assert read_responses(sock, 1)[0][0] == 200
-            extra = connect(srv, "127.0.0.2")
-            assert closed_by_server(extra) or wait_for(lambda: closed_by_server(extra), what="the refusal")
-            extra.close()
-            assert metric(srv, "edgeplace_extender_connections_closed_total", reason="refused") == 1
-            assert request_from(srv, "127.0.0.1", "/filter", names_args())[0] == 200  # below its share
-            assert sum(map(closed_by_server, hog)) == 1
-        finally:
-            for sock in hog:
-                sock.close()
+    with ExtenderServer(table, clock=clock, max_connections=4) as srv, connections(srv, "127.0.0.2", 4) as hog:
+        for sock in hog:  # each asks once, then idles on keep-alive: none is silent
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(sock, 1)[0][0] == 200
+        with contextlib.closing(connect(srv, "127.0.0.2")) as extra:
+            wait_for(lambda: closed_by_server(extra), what="the refusal")
+        assert metric(srv, "edgeplace_extender_connections_closed_total", reason="refused") == 1
+        assert request_from(srv, "127.0.0.1", "/filter", names_args())[0] == 200  # below its share
+        assert sum(map(closed_by_server, hog)) == 1
 
 
 def test_a_newcomer_replaces_the_silent_connections_of_its_own_address(table, clock):
-    with ExtenderServer(table, clock=clock, max_connections=4) as srv:
-        silent = [connect(srv, "127.0.0.1") for _ in range(4)]
-        try:
-            wait_for(lambda: len(srv._conns) == 4, what="4 connections")
-            assert request_from(srv, "127.0.0.1", "/filter", names_args())[0] == 200
-            assert closed_by_server(silent[0]) or wait_for(lambda: closed_by_server(silent[0]), what="eviction")
-        finally:
-            for sock in silent:
-                sock.close()
+    with ExtenderServer(table, clock=clock, max_connections=4) as srv, connections(srv, "127.0.0.1", 4) as silent:
+        assert request_from(srv, "127.0.0.1", "/filter", names_args())[0] == 200
+        wait_for(lambda: closed_by_server(silent[0]), what="the oldest silent connection to be evicted")
 
 
 def request_from(srv: ExtenderServer, source: str, path: str, body: bytes) -> tuple[int, dict, bytes]:

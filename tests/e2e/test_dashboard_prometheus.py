@@ -1,7 +1,7 @@
 """Every dashboard expression against a real Prometheus scraping a real extender.
 
-Prometheus is Debian's package (`apt-get download`, unpacked into the e2e
-cache; no service is installed). It scrapes the extender's /metrics on
+Prometheus is the one k8s/e2e/build-prometheus.sh builds from its Go module
+(the `prometheus_binaries` fixture). It scrapes the extender's /metrics on
 127.0.0.1 over mutual TLS with the client certificate of deploy/make-certs.sh,
 the way the chart's ServiceMonitor does (server name, CA, client
 certificate), while a client keeps calling the verbs. Then each expression of
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -24,7 +22,6 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -38,39 +35,6 @@ from tests.test_extender_server import names_args, plan_doc, pod
 pytestmark = pytest.mark.e2e
 
 WAIT = 60.0
-
-
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory) -> Path:
-    """The prometheus binary of Debian's package, unpacked into the e2e cache once."""
-    cache = e2e_cluster.cache_dir()
-    found = sorted(cache.glob("prometheus-*/prometheus"))
-    if found:
-        return found[-1]
-
-    def missing(why: str):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {why}", pytrace=False)
-        pytest.skip(why)
-
-    if not (shutil.which("apt-get") and shutil.which("dpkg-deb")):
-        missing("no apt-get/dpkg-deb to fetch Debian's prometheus package")
-    work = tmp_path_factory.mktemp("prometheus-deb")
-    done = subprocess.run(["apt-get", "download", "prometheus"], cwd=work, capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:  # a fresh machine may have no package lists yet
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600)
-        done = subprocess.run(["apt-get", "download", "prometheus"], cwd=work, capture_output=True, text=True,
-                              timeout=600)
-    if done.returncode != 0:
-        missing(f"apt-get download prometheus failed: {done.stderr[-300:]}")
-    [deb] = work.glob("prometheus_*.deb")
-    version = deb.name.split("_")[1].split("+")[0]
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "x")], check=True, timeout=300)
-    target = cache / f"prometheus-{version}"
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(work / "x" / "usr" / "bin" / "prometheus", target / "prometheus.tmp")
-    os.replace(target / "prometheus.tmp", target / "prometheus")
-    return target / "prometheus"
 
 
 class Traffic(threading.Thread):
@@ -105,7 +69,7 @@ def query(port: int, expr: str) -> dict:
         return json.loads(exc.read())
 
 
-def test_every_dashboard_expression_runs_on_prometheus(prometheus, tmp_path):
+def test_every_dashboard_expression_runs_on_prometheus(prometheus_binaries, tmp_path):
     certs = topo.Certs.make(tmp_path / "tls")
     table = DecisionTable.from_document(plan_doc())
     client_ctx = ssl.create_default_context(cafile=str(certs.root / "ca.crt"))
@@ -128,7 +92,7 @@ def test_every_dashboard_expression_runs_on_prometheus(prometheus, tmp_path):
                                "key_file": str(client_dir / "tls.key"), "server_name": "edgeplace.edgeplace-system.svc"},
                 "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}]}]}))
         log = open(tmp_path / "prometheus.log", "wb")
-        proc = subprocess.Popen([str(prometheus), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        proc = subprocess.Popen([str(prometheus_binaries["prometheus"]), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                                  f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
         try:
             def scraped_twice() -> bool:

@@ -203,6 +203,29 @@ def test_prioritize_counts_the_emissions_estimate(server):
     assert after - before == pytest.approx((12.5 - 5.0) * 2)  # (mean - top) x 2 cores
 
 
+def test_compact_replies_give_the_same_decisions_in_fewer_bytes(table, clock, server):
+    with ExtenderServer(table, clock=clock, compact_replies=True) as srv:
+        for args in (names_args(), nodes_args()):
+            full, compact = post(server, "filter", args)[1], post(srv, "filter", args)[1]
+            assert compact == {**full, "FailedNodes": {}, "FailedAndUnresolvableNodes": {}}
+            assert full["FailedNodes"] and full["FailedAndUnresolvableNodes"]
+        # Nothing passes: the reasons are there for FailedScheduling and preemption.
+        nothing = names_args(nodes=["n2", "n5"])
+        assert post(srv, "filter", nothing) == post(server, "filter", nothing)
+        assert post(srv, "prioritize", names_args())[1] == [{"Host": "n1", "Score": 10}, {"Host": "n4", "Score": 9}]
+
+
+def test_filter_that_keeps_the_best_passes_only_the_top_scored_allowed_nodes(table, clock, server):
+    with ExtenderServer(table, clock=clock, filter_keeps="best") as srv:
+        status, out = post(srv, "filter", names_args())
+        assert status == 200
+        full = post(server, "filter", names_args())[1]
+        # n1 (score 10) and n4 (9) are allowed; n4 is outranked, so in neither failure map.
+        assert out == {**full, "NodeNames": ["n1"]}
+        assert post(srv, "filter", nodes_args())[1]["Nodes"]["items"] == [node_object("n1")]
+        assert post(srv, "filter", names_args(nodes=["n4", "n5"]))[1]["NodeNames"] == ["n4"]
+
+
 def test_preempt_drops_nodes_where_eviction_cannot_help(server):
     victims = {n: {"Pods": [{"UID": f"v-{n}"}], "NumPDBViolations": 0} for n in NODES}
     status, out = post(server, "preempt", json.dumps({"Pod": pod(), "NodeNameToMetaVictims": victims}).encode())
@@ -594,6 +617,8 @@ def test_constructor_checks():
         ExtenderServer(path_prefix="edgeplace/")
     with pytest.raises(ValueError, match="max_body_bytes must be >= 1"):
         ExtenderServer(max_body_bytes=0)
+    with pytest.raises(ValueError, match="filter_keeps must be one of allowed, best"):
+        ExtenderServer(filter_keeps="top")
 
 
 def test_start_fails_cleanly_on_a_busy_port(server, table):
@@ -886,7 +911,8 @@ def test_edgeplace_serve_takes_the_extender_options(tmp_path):
         port = probe.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "edgeplace.cli", "serve", "--extender", "--plan-file", str(plan),
                              "--port", str(port), "--path-prefix", "/edgeplace/", "--max-body-bytes", "1000",
-                             "--cluster", "server-test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             "--cluster", "server-test", "--compact-replies", "--filter-keeps", "best"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         srv = type("Srv", (), {"port": port, "ssl_context": None})()
 
@@ -897,7 +923,8 @@ def test_edgeplace_serve_takes_the_extender_options(tmp_path):
                 return False
 
         wait_for(ready, timeout_s=60, what="edgeplace serve to load its plan")
-        assert post(srv, "edgeplace/filter", names_args())[1]["NodeNames"] == ["n1", "n4"]
+        out = post(srv, "edgeplace/filter", names_args())[1]
+        assert out["NodeNames"] == ["n1"] and out["FailedAndUnresolvableNodes"] == {}  # best, compact
         status, out = post(srv, "edgeplace/filter", names_args(nodes=[f"node-{i}" for i in range(200)]))
         assert status == 413 and "limit of 1000 bytes" in out["Error"]
     finally:
@@ -911,6 +938,7 @@ def test_edgeplace_serve_takes_the_extender_options(tmp_path):
     (["--max-body-bytes", "0"], "must be >= 1"),
     (["--max-candidates", "many"], "must be a whole number"),
     (["--client-ca", "ca.crt"], "--client-ca needs --tls-cert"),
+    (["--filter-keeps", "top"], "invalid choice: 'top'"),
 ])
 def test_edgeplace_serve_usage_errors(argv, message):
     import sys

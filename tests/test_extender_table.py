@@ -261,6 +261,39 @@ def test_prioritize_ranks_asleep_nodes_by_wake_cost_when_nothing_is_on(table):
     assert decision.avoided_g_per_h == 0.0
 
 
+def test_filter_that_keeps_the_best_passes_exactly_the_top_scored_of_the_allowed(table):
+    """With best=True the filter passes the nodes the plain filter passes that prioritize
+    scores highest among them (so a prioritize call would change nothing), for every kind
+    of pod and every set of candidates, a node the plan does not know included."""
+    from itertools import combinations
+
+    pool = [*names(table), "new-node"]
+    targets = [table.target("web", None), table.target("api", None), table.target("db", None),
+               table.target(None, "t1"), table.target(None, "zz"), table.target("web", "t2")]
+    seen_outranked = seen_wake = 0
+    for t in targets:
+        for k in range(1, len(pool) + 1):
+            for cands in map(list, combinations(pool, k)):
+                plain, best = table.filter(t, cands), table.filter(t, cands, best=True)
+                scores = table.prioritize(t, cands, None).scores
+                passing = [i for i, c in enumerate(plain.codes) if c == P]
+                top = max((scores[i] for i in passing), default=None)
+                want = [P if i in passing and scores[i] == top else (Outcome.OUTRANKED if i in passing else c)
+                        for i, c in enumerate(plain.codes)]
+                assert best.codes == want, (t.workload, t.tenant, cands)
+                assert best.reason == plain.reason
+                seen_outranked += Outcome.OUTRANKED in best.codes
+                seen_wake += plain.reason == "wake"
+    assert seen_outranked and seen_wake  # both cases were reached
+
+
+def test_filter_that_keeps_the_best_sends_a_planned_pod_to_its_planned_node(table):
+    t = table.target("api", None)
+    assert table.filter(t, ["n1", "n2", "n3", "new-node"], best=True).codes == [NW, A, P, Outcome.OUTRANKED]
+    t = table.target(None, "zz")  # usable n1 (15 g) and n3 (10 g): the cleaner one
+    assert table.filter(t, names(table), best=True).codes == [Outcome.OUTRANKED, A, P, NA]
+
+
 def test_preempt_keeps_only_nodes_where_eviction_can_help(table):
     t = table.target("web", None)
     assert table.preempt_keep(t, ["n1", "n2", "n3", "n4", "unknown"]) == [True, True, False, False, True]

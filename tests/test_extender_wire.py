@@ -207,6 +207,7 @@ def test_pod_cpu_cores_ignores_odd_shapes():
 
 FILTER_KEYS = ["Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"]
 P, A, NA, NW = Outcome.PASS, Outcome.ASLEEP, Outcome.NOT_ALLOWED, Outcome.NEVER_WITH
+O = Outcome.OUTRANKED
 MESSAGES = {A: "asleep", NA: "not allowed", NW: "never with"}
 
 
@@ -270,6 +271,39 @@ def test_filter_result_from_precomputed_fragments_matches():
         fast = filter_result(args, codes, MESSAGES, encoded, [0, 1, 2])
         assert json.loads(fast) == json.loads(filter_result(args, codes, MESSAGES))
         assert list(json.loads(fast)) == FILTER_KEYS
+
+
+def test_filter_result_without_failures_lists_no_failed_node_when_some_node_passes():
+    """failures=False (compact replies): the passing nodes only, in both request forms and from
+    fragments; when nothing passes both maps are written as always (FailedScheduling, preemption)."""
+    from edgeplace.k8s.extender.table import EncodedNodes
+
+    encoded = EncodedNodes.build(["n1", "n2", "n3"], MESSAGES)
+    names_args, nodes_args = parse_extender_args(body(NAMES_ARGS)), parse_extender_args(body(NODES_ARGS))
+    for codes in ([P, A, NW], [NA, P, A], [P, P, P], [O, P, NA]):
+        full = json.loads(filter_result(names_args, codes, MESSAGES))
+        for out in (json.loads(filter_result(names_args, codes, MESSAGES, failures=False)),
+                    json.loads(filter_result(names_args, codes, MESSAGES, encoded, [0, 1, 2], failures=False))):
+            assert out == {**full, "FailedNodes": {}, "FailedAndUnresolvableNodes": {}}
+        out = json.loads(filter_result(nodes_args, codes, MESSAGES, failures=False))
+        assert out["Nodes"] == json.loads(filter_result(nodes_args, codes, MESSAGES))["Nodes"]
+        assert out["FailedNodes"] == {} and out["FailedAndUnresolvableNodes"] == {}
+    for codes in ([NA, A, NW], [A, A, NA]):
+        for args in (names_args, nodes_args):
+            assert filter_result(args, codes, MESSAGES, failures=False) == filter_result(args, codes, MESSAGES)
+        assert json.loads(filter_result(names_args, codes, MESSAGES, encoded, [0, 1, 2], failures=False)) == (
+            json.loads(filter_result(names_args, codes, MESSAGES)))
+
+
+def test_outranked_nodes_are_in_neither_failure_map():
+    from edgeplace.k8s.extender.table import EncodedNodes
+
+    args = parse_extender_args(body(NAMES_ARGS))
+    want = {"Nodes": None, "NodeNames": ["n2"], "FailedNodes": {}, "FailedAndUnresolvableNodes": {"n3": "never with"},
+            "Error": ""}
+    assert json.loads(filter_result(args, [O, P, NW], MESSAGES)) == want
+    encoded = EncodedNodes.build(["n1", "n2", "n3"], MESSAGES)
+    assert json.loads(filter_result(args, [O, P, NW], MESSAGES, encoded, [0, 1, 2])) == want
 
 
 def test_filter_result_escapes_odd_names():
@@ -484,7 +518,8 @@ def test_go_encoded_preemption_args_parse(go_checker):
         "n1": {"Pods": [{"UID": "v1"}], "NumPDBViolations": 2}}
 
 
-@pytest.mark.parametrize("mode, codes", [("args-names", [P, A, NW]), ("args-names", None), ("args-nodes", [NA, P, P])])
+@pytest.mark.parametrize("mode, codes", [("args-names", [P, A, NW]), ("args-names", None), ("args-nodes", [NA, P, P]),
+                                         ("args-names", [O, P, NW])])
 def test_go_decodes_our_filter_result_with_our_exact_keys(go_checker, mode, codes):
     ours = filter_result(parse_extender_args(go(go_checker, mode)), codes, MESSAGES)
     theirs = json.loads(go(go_checker, "ExtenderFilterResult", ours))

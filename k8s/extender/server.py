@@ -92,6 +92,8 @@ DEFAULT_OFFLOAD_BYTES = 256 * 2 ** 10
 #: between the planner's and the extender's machines, not for a wrong clock.
 MAX_FUTURE_PLAN_S = 60.0
 UNANNOTATED_MODES = ("neutral", "namespace")
+#: What the filter passes: every node the plan allows, or only the best-scored of them.
+FILTER_KEEPS = ("allowed", "best")
 VERBS = ("filter", "prioritize", "preempt")
 #: Routes that need the token or the client certificate when one is configured.
 _PROTECTED = (*VERBS, "metrics")
@@ -382,8 +384,12 @@ class ExtenderServer:
     cluster : the cluster's name; a plan for another cluster (or naming none) is refused.
         None: any plan is accepted
     offload_bytes : bodies larger than this are parsed in the helper process
-    compact_replies : prioritize lists only the hosts that score above 0, and filter
-        gives short reasons (`table.SHORT_MESSAGES`): the same decisions in fewer bytes
+    compact_replies : prioritize lists only the hosts that score above 0, and filter lists
+        no failed nodes when some node passes (`wire.filter_result(failures=False)`): the
+        same decisions in fewer bytes
+    filter_keeps : "allowed" (filter passes every node the plan's rules allow; prioritize
+        ranks them) or "best" (only the allowed nodes prioritize would score highest pass,
+        so kube-scheduler needs no prioritize call: `DecisionTable.filter(best=True)`)
     clock : wall-clock time [s since the epoch], for staleness (tests pass their own)
     """
 
@@ -395,9 +401,12 @@ class ExtenderServer:
                  first_request_timeout_s: float = DEFAULT_FIRST_REQUEST_TIMEOUT_S,
                  max_connections: int = DEFAULT_MAX_CONNECTIONS, max_candidates: int = wire.DEFAULT_MAX_CANDIDATES,
                  cluster: str | None = None, offload_bytes: int = DEFAULT_OFFLOAD_BYTES,
-                 compact_replies: bool = False, clock: Callable[[], float] = time.time):
+                 compact_replies: bool = False, filter_keeps: str = "allowed",
+                 clock: Callable[[], float] = time.time):
         if unannotated not in UNANNOTATED_MODES:
             raise ValueError(f"unannotated must be one of {', '.join(UNANNOTATED_MODES)} (got {unannotated!r})")
+        if filter_keeps not in FILTER_KEEPS:
+            raise ValueError(f"filter_keeps must be one of {', '.join(FILTER_KEEPS)} (got {filter_keeps!r})")
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be >= 1 (got {max_body_bytes})")
         if max_candidates < 1 or max_connections < 1:
@@ -423,6 +432,7 @@ class ExtenderServer:
         self.cluster = cluster
         self.offload_bytes = int(offload_bytes)
         self.compact_replies = bool(compact_replies)
+        self.filter_keeps = filter_keeps
         self.clock = clock
         self._auth = ("Bearer " + token).encode() if token else None
         # CERT_OPTIONAL: the handshake verifies a presented certificate; the verbs require one.
@@ -772,9 +782,9 @@ class ExtenderServer:
             reason, table, target = self._target(args.pod)
             if target is not None:
                 if verb == "filter":
-                    decision = table.filter(target, args.node_names)
-                    messages, encoded = table.reasons(short=self.compact_replies)
-                    payload = wire.filter_result(args, decision.codes, messages, encoded, decision.columns)
+                    decision = table.filter(target, args.node_names, best=self.filter_keeps == "best")
+                    payload = wire.filter_result(args, decision.codes, decision.messages, table.encoded,
+                                                 decision.columns, failures=not self.compact_replies)
                 elif verb == "prioritize":
                     decision = table.prioritize(target, args.node_names, args.pod.cpu_cores)
                     payload = wire.host_priority_list(args.node_names, decision.scores, table.host_score,
@@ -907,7 +917,11 @@ def add_arguments(parser) -> None:
                              "namespace's tenant rules")
     parser.add_argument("--path-prefix", default="", help="prefix of the verb paths, e.g. /edgeplace")
     parser.add_argument("--compact-replies", action="store_true",
-                        help="prioritize lists only hosts scoring above 0; filter gives short reasons")
+                        help="prioritize lists only hosts scoring above 0; filter lists no failed nodes when some "
+                             "node passes")
+    parser.add_argument("--filter-keeps", choices=FILTER_KEEPS, default="allowed",
+                        help="filter passes every node the plan allows (default; prioritize ranks them), or only "
+                             "the best of them (then kube-scheduler needs no prioritizeVerb)")
 
 
 def check_arguments(args) -> str | None:
@@ -936,7 +950,7 @@ def server_from_arguments(args, source: TableSource | None) -> ExtenderServer:
                           max_body_bytes=args.max_body_bytes, unannotated=args.unannotated,
                           path_prefix=args.path_prefix, max_connections=args.max_connections,
                           max_candidates=args.max_candidates, cluster=args.cluster,
-                          compact_replies=args.compact_replies)
+                          compact_replies=args.compact_replies, filter_keeps=args.filter_keeps)
 
 
 def _positive(text: str) -> float:

@@ -105,19 +105,15 @@ DEFAULT_VALID_FOR_S = 900.0
 
 
 class Outcome(IntEnum):
-    """What the plan says about one candidate node for one pod (ordered by severity)."""
+    """What the plan says about one candidate node for one pod (the rules' outcomes by severity)."""
 
     PASS = 0
     ASLEEP = 1
     NOT_ALLOWED = 2
     NEVER_WITH = 3
-
-
-#: The filter's reasons in a compact reply (`ExtenderServer(compact_replies=True)`): the
-#: same outcome, a third of the bytes per failed node.
-SHORT_MESSAGES = {Outcome.ASLEEP: "edgeplace: asleep in the plan",
-                  Outcome.NOT_ALLOWED: "edgeplace: not allowed by the plan",
-                  Outcome.NEVER_WITH: "edgeplace: never_with tenant on node"}
+    #: Allowed, but prioritize would score other candidates higher: only in the answer of a
+    #: filter that keeps the best nodes (`DecisionTable.filter(best=True)`), never a table row.
+    OUTRANKED = 4
 
 
 class PlanError(InputError):
@@ -374,7 +370,6 @@ class DecisionTable:
         self.host_score = [p + b"%d}" % score for score in range(MAX_EXTENDER_PRIORITY + 1) for p in prefix]
         self.messages = self._messages()
         self.encoded = EncodedNodes.build(node_ids, self.messages)
-        self.short_encoded = EncodedNodes.build(node_ids, SHORT_MESSAGES)
 
     # -- loading --------------------------------------------------------------
     @classmethod
@@ -440,8 +435,13 @@ class DecisionTable:
         idx = np.array(list(map(self.node_index.get, names, repeat(-1, len(names)))), dtype=np.int64)
         return idx, idx >= 0
 
-    def filter(self, target: Target, names: list[str]) -> FilterDecision:
-        """Outcome per candidate node name (unknown nodes pass)."""
+    def filter(self, target: Target, names: list[str], best: bool = False) -> FilterDecision:
+        """Outcome per candidate node name (unknown nodes pass).
+
+        With `best`, of the candidates that pass only those prioritize would
+        score highest still pass; the others are OUTRANKED. kube-scheduler then
+        needs no prioritize call: it could only add equal scores to the nodes left.
+        """
         idx, known = self._columns(names)
         codes = np.zeros(len(names), dtype=np.int8)
         codes[known] = target.codes[idx[known]]
@@ -449,11 +449,12 @@ class DecisionTable:
         if codes.size and not (codes == Outcome.PASS).any() and (codes == Outcome.ASLEEP).any():
             codes[codes == Outcome.ASLEEP] = Outcome.PASS  # soft rule: wake a node rather than leave the pod pending
             reason = "wake"
+        if best and codes.size:
+            scores = self._ranked(target, idx, known)[0]
+            passing = codes == Outcome.PASS
+            if passing.any():
+                codes[passing & (scores < scores[passing].max())] = Outcome.OUTRANKED
         return FilterDecision(codes.tolist(), self.messages, reason, idx.tolist())
-
-    def reasons(self, short: bool = False) -> tuple[dict[int, str], EncodedNodes]:
-        """The reason texts per outcome and their JSON fragments (`SHORT_MESSAGES` when `short`)."""
-        return (SHORT_MESSAGES, self.short_encoded) if short else (self.messages, self.encoded)
 
     def _messages(self) -> dict[int, str]:
         """Reason text per outcome, for the FailedNodes maps (fixed per plan, so the
@@ -476,19 +477,8 @@ class DecisionTable:
         carbon-blind pick among the same nodes, if kube-scheduler follows it.
         """
         idx, known = self._columns(names)
-        cols = idx[known]
-        scores = np.zeros(len(names), dtype=np.int8)
-        ok = np.zeros(len(names), dtype=bool)
-        ok[known] = target.codes[cols] == Outcome.PASS
-        reason = target.reason
-        if ok.any():
-            scores[known] = target.scores[cols]
-        else:
-            asleep = np.zeros(len(names), dtype=bool)
-            asleep[known] = target.codes[cols] == Outcome.ASLEEP
-            if asleep.any():
-                scores[asleep] = target.wake_scores[idx[asleep]]
-                reason = "wake"
+        scores, ok, wake = self._ranked(target, idx, known)
+        reason = "wake" if wake else target.reason
         avoided = 0.0
         cores = pod_cores if pod_cores else target.planned_cores
         if reason != "wake" and cores > 0 and ok.sum() >= 2:
@@ -496,6 +486,23 @@ class DecisionTable:
             s = scores[ok]
             avoided = float(g.mean() - g[s == s.max()].mean()) * cores * target.usage_fraction
         return PrioritizeDecision(scores.tolist(), reason, avoided, idx.tolist())
+
+    @staticmethod
+    def _ranked(target: Target, idx: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(score 0..10 per candidate, the known candidates that pass, whether the scores are
+        wake scores): the plan's scores when some known candidate passes, else the asleep
+        allowed ones ranked by the cost of waking them; unknown nodes score 0."""
+        cols = idx[known]
+        scores = np.zeros(len(idx), dtype=np.int8)
+        ok = np.zeros(len(idx), dtype=bool)
+        ok[known] = target.codes[cols] == Outcome.PASS
+        if ok.any():
+            scores[known] = target.scores[cols]
+            return scores, ok, False
+        asleep = np.zeros(len(idx), dtype=bool)
+        asleep[known] = target.codes[cols] == Outcome.ASLEEP
+        scores[asleep] = target.wake_scores[idx[asleep]]
+        return scores, ok, bool(asleep.any())
 
     def preempt_keep(self, target: Target, names: list[str]) -> list[bool]:
         """Per candidate node of a preemption: False where evicting cannot help the pod

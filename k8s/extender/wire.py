@@ -358,29 +358,38 @@ def error_body(message: str) -> bytes:
 
 def filter_result(args: ExtenderArgs, codes: Sequence[int] | None = None,
                   messages: dict[int, str] | None = None, encoded: Any = None,
-                  columns: Sequence[int] | None = None) -> bytes:
+                  columns: Sequence[int] | None = None, failures: bool = True) -> bytes:
     """ExtenderFilterResult for `args`; `codes` (Outcome per candidate) None = every node passes.
 
     The passing nodes go back in the form the request used: ``NodeNames``
     (names) for a nodeCacheCapable request, ``Nodes`` (the Node objects,
     unchanged) otherwise; the other field is null, as Go's encoder writes it.
     ``FailedNodes`` holds the asleep nodes (preemption could help elsewhere),
-    ``FailedAndUnresolvableNodes`` the ones no eviction makes usable.
+    ``FailedAndUnresolvableNodes`` the ones no eviction makes usable; OUTRANKED
+    nodes are in neither (the pod has better nodes, so it is not unschedulable).
+
+    `failures` False leaves both maps empty when some node passes: kube-scheduler
+    reads them only when the pod fits no node (the FailedScheduling message and
+    preemption, `findNodesThatPassExtenders` / `FitError`), and a node it finds
+    in neither map counts as UnschedulableAndUnresolvable, as the pod has
+    somewhere to go anyway. When no node passes the maps are always written.
 
     `encoded` (`edgeplace.k8s.extender.table.EncodedNodes`) and `columns` (table column
     per candidate) let a NodeNames answer be joined from precomputed JSON
     fragments; the result is the same bytes' meaning either way.
     """
     names = args.node_names
-    if (codes is not None and encoded is not None and columns is not None and args.node_list is None
+    c = None if codes is None else np.asarray(codes, dtype=np.int8)
+    if c is not None and not failures and (c == Outcome.PASS).any():
+        c = np.where(c == Outcome.PASS, Outcome.PASS, Outcome.OUTRANKED).astype(np.int8)
+    if (c is not None and encoded is not None and columns is not None and args.node_list is None
             and (not len(columns) or min(columns) >= 0)):
-        return _filter_result_fragments(codes, columns, encoded)
+        return _filter_result_fragments(c, columns, encoded)
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}
-    if codes is None:
+    if c is None:
         keep = None
     else:
-        c = np.asarray(codes, dtype=np.int8)
         keep = (c == Outcome.PASS).tolist()
         messages = messages or {}
         # One message per outcome: dict.fromkeys builds each map without a Python loop.
@@ -400,8 +409,7 @@ def filter_result(args: ExtenderArgs, codes: Sequence[int] | None = None,
             + b']},"NodeNames":null,' + tail)
 
 
-def _filter_result_fragments(codes: Sequence[int], columns: Sequence[int], encoded: Any) -> bytes:
-    c = np.asarray(codes, dtype=np.int8)
+def _filter_result_fragments(c: np.ndarray, columns: Sequence[int], encoded: Any) -> bytes:
     cols = np.asarray(columns, dtype=np.int64)
 
     def join(fragments: list[bytes], mask: np.ndarray) -> bytes:

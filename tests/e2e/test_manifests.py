@@ -145,7 +145,7 @@ def test_deployments_run_non_root_read_only_with_their_own_service_accounts():
     [c] = ext["containers"]
     assert c["args"][:2] == ["serve", "--extender"] and "--planner" not in c["args"]
     assert {"--tls-cert=/etc/edgeplace/tls/tls.crt", "--tls-key=/etc/edgeplace/tls/tls.key",
-            "--client-ca=/etc/edgeplace/tls/ca.crt", "--cluster=cluster", "--compact-replies"} <= set(c["args"])
+            "--client-ca=/etc/edgeplace/tls/ca.crt", "--cluster=cluster", "--compact-replies", "--filter-keeps=allowed"} <= set(c["args"])
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert {"name": "tls", "secret": {"secretName": "edgeplace-extender-tls"}} in ext["volumes"]
     [c] = deployments["edgeplace-planner"]["spec"]["template"]["spec"]["containers"]

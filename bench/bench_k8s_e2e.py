@@ -7,11 +7,12 @@ Starts the e2e control plane (`k8s/e2e/cluster.py`; binaries from
 `tests/e2e/test_extender_e2e.py` (`setup_topology`, 9 nodes) or `n`
 generated nodes (`setup_large_topology`). It plans the cluster (greedy),
 serves the plan from the extender in its own process with mutual TLS
-(`ExtenderProcess`, certificates from deploy/make-certs.sh; one with compact
-replies, one without), and measures scheduling throughput side by side: a
+(`ExtenderProcess`, certificates from deploy/make-certs.sh; one per set of
+extender options the variants use), and measures scheduling throughput side by side: a
 warm-up run, then per round one run without the extender and one per way of
 wiring it (`Variant`: filter + prioritize, prioritize only, compact replies,
-managedResources, percentageOfNodesToScore 100), in an order rotated by one
+a filter that keeps only the best nodes, managedResources,
+percentageOfNodesToScore 100), in an order rotated by one
 each round. The pods belong to a Deployment's ReplicaSet and carry no
 edgeplace annotation.
 
@@ -299,8 +300,14 @@ class Variant:
     name: str
     filter: bool = True
     compact: bool = False  # the extender's --compact-replies
+    best: bool = False  # the extender's --filter-keeps best
     managed: bool = False  # managedResources: only pods requesting MANAGED_RESOURCE are sent
     score_all: bool = False  # percentageOfNodesToScore: 100 (the extender sees every feasible node)
+
+    @property
+    def server(self) -> tuple[bool, bool]:
+        """The options of the extender process serving this variant: (compact, best)."""
+        return self.compact, self.best
 
 
 FULL = Variant("filter + prioritize")
@@ -309,6 +316,7 @@ VARIANTS = (
     Variant("prioritize only", filter=False),
     Variant("compact replies", compact=True),
     Variant("prioritize only, compact", filter=False, compact=True),
+    Variant("filter keeps the best, compact", compact=True, best=True),
     Variant("managedResources", managed=True),
 )
 #: At 1,000 nodes kube-scheduler hands the extender a 42 % sample of the feasible nodes
@@ -318,6 +326,7 @@ LARGE_VARIANTS = VARIANTS[:4] + (
     Variant("filter + prioritize, all nodes", score_all=True),
     Variant("compact replies, all nodes", compact=True, score_all=True),
     Variant("prioritize only, compact, all nodes", filter=False, compact=True, score_all=True),
+    Variant("filter keeps the best, compact, all nodes", compact=True, best=True, score_all=True),
 )
 
 
@@ -366,13 +375,14 @@ class ExtenderProcess:
     """`python -m edgeplace.k8s.extender.server` serving a plan file with mutual TLS, in its own
     process as in a cluster (the driver's API calls do not share its interpreter)."""
 
-    def __init__(self, plan: Path, certs: Certs, compact: bool, log: Path):
+    def __init__(self, plan: Path, certs: Certs, compact: bool, log: Path, best: bool = False):
         e2e = load_cluster_module()
         self.port = e2e.free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self._log = open(log, "ab")
         argv = [sys.executable, "-m", "edgeplace.k8s.extender.server", "--plan", str(plan), "--port", str(self.port),
-                *certs.server_args(), *(["--compact-replies"] if compact else [])]
+                *certs.server_args(), *(["--compact-replies"] if compact else []),
+                *(["--filter-keeps", "best"] if best else [])]
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
         self._client = ssl.create_default_context(cafile=str(certs.root / "ca.crt"))
         self._client.check_hostname = False  # the certificate names the Service, not 127.0.0.1
@@ -465,11 +475,11 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
 
 def compare(cluster, api_client, namespace: str, workload: str, extender_url: str, n_pods: int = 200,
             rounds: int = 1, certs: Certs | None = None, variants: tuple[Variant, ...] = (FULL,),
-            urls: dict[bool, str] | None = None, planned: set[str] | None = None,
-            servers: dict[bool, "ExtenderProcess"] | None = None) -> list[dict[str, Any]]:
+            urls: dict[tuple[bool, bool], str] | None = None, planned: set[str] | None = None,
+            servers: dict[tuple[bool, bool], "ExtenderProcess"] | None = None) -> list[dict[str, Any]]:
     """A warm-up run (not counted), then per round one run without the extender and one per
     variant, the order rotated by one each round (no configuration always runs first); one
-    row per run. `urls` maps a variant's `compact` to the extender serving that reply
+    row per run. `urls` maps a variant's `server` options to the extender serving them
     (default: `extender_url`), `servers` to the process serving it (then each row has the
     extender's own mean time per call, `server_ms`)."""
     from kubernetes import client
@@ -480,8 +490,8 @@ def compare(cluster, api_client, namespace: str, workload: str, extender_url: st
     runs = [(0, None)] + [(r + 1, v) for r in range(rounds) for v in order[r % len(order):] + order[:r % len(order)]]
     for i, (run, variant) in enumerate(runs):
         profile = f"bench-{i}"
-        url = None if variant is None else (urls or {}).get(variant.compact, extender_url)
-        server = None if variant is None or servers is None else servers[variant.compact]
+        url = None if variant is None else (urls or {}).get(variant.server, extender_url)
+        server = None if variant is None or servers is None else servers[variant.server]
         before = server.server_seconds() if server else (0.0, 0.0)
         figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
                                      variant or FULL, planned, server.proc.pid if server else None)
@@ -607,19 +617,21 @@ def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path) -> tuple[list
         plan_path = folder / f"plan-{n_nodes}.json"
         write_plan_document(doc, plan_path)
         planned = set(doc["workloads"][workload]["planned_nodes"])
-        servers = {compact: ExtenderProcess(plan_path, certs, compact, folder / f"extender-{n_nodes}-{compact}.log")
-                   for compact in (False, True)}
+        servers = {}
         try:
-            urls = {compact: server.url for compact, server in servers.items()}
-            rows = compare(cluster, api, "shop", workload, urls[False], n_pods, rounds, certs, variants, urls, planned,
-                           servers)
+            for compact, best in sorted({v.server for v in (*variants, *VARIANTS)}):
+                servers[compact, best] = ExtenderProcess(plan_path, certs, compact,
+                                                         folder / f"extender-{n_nodes}-{compact}-{best}.log", best)
+            urls = {options: server.url for options, server in servers.items()}
+            rows = compare(cluster, api, "shop", workload, urls[FULL.server], n_pods, rounds, certs, variants, urls,
+                           planned, servers)
             for row in rows:
                 row["nodes"] = n_nodes
             agree = []
             if n_nodes == len(NODES):
                 agree.append(agreement(cluster, api, doc, None, None, FULL, "agree-plain"))
                 for i, variant in enumerate(VARIANTS):
-                    agree.append(agreement(cluster, api, doc, urls[variant.compact], certs, variant, f"agree-{i}"))
+                    agree.append(agreement(cluster, api, doc, urls[variant.server], certs, variant, f"agree-{i}"))
         finally:
             for server in servers.values():
                 server.stop()

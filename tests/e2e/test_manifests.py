@@ -73,21 +73,20 @@ def test_rbac_is_least_privilege():
     read = {"get", "list", "watch"}
     assert [r["metadata"]["name"] for r in by_kind(items, "ClusterRole")] == ["edgeplace-planner"]
     planner = rules_of(named(items, "ClusterRole", "edgeplace-planner"))
+    # The defaults: actuation in dry-run, so no node writes, no evictions, no Events, no Secrets.
     assert planner == {
-        (("",), ("pods",)): read | {"update", "patch"},  # only gate removal: the ValidatingAdmissionPolicy
-        (("",), ("pods/eviction",)): {"create"},
-        (("",), ("nodes",)): read | {"patch", "update"},
+        (("",), ("pods",)): read | {"patch"},  # only gate removal: the ValidatingAdmissionPolicy
+        (("",), ("nodes",)): read,
         (("",), ("namespaces",)): read,
-        (("", "events.k8s.io"), ("events",)): {"create", "patch"},
         (("policy",), ("poddisruptionbudgets",)): read,
-        (("apps",), ("deployments", "statefulsets", "replicasets", "daemonsets")): read,
-        (("batch",), ("jobs",)): read | {"patch"},
+        (("apps",), ("deployments", "statefulsets", "replicasets")): read,
+        (("batch",), ("jobs",)): read,
     }
     ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"]))
                 for r in named(items, "Role", "edgeplace-planner")["rules"]]
     assert sorted(ns_rules, key=str) == sorted([
-        (["configmaps"], ["edgeplace-plan"], {"get", "update"}), (["leases"], None, {"create"}),
-        (["leases"], ["edgeplace-planner"], {"get", "update"}), (["secrets"], None, {"get"})], key=str)
+        (["configmaps"], ["edgeplace-plan", "edgeplace-rebalance-history"], {"get", "update"}),
+        (["leases"], None, {"create"}), (["leases"], ["edgeplace-planner"], {"get", "update"})], key=str)
     extender = named(items, "Role", "edgeplace-extender")["rules"]
     assert extender == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["edgeplace-plan"],
                          "verbs": ["get"]}]
@@ -107,6 +106,33 @@ def test_the_planners_pod_updates_are_bound_to_a_validating_admission_policy():
     assert "system:serviceaccount:edgeplace-system:edgeplace-planner" in condition["expression"]
     [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
     assert (rule["resources"], rule["operations"]) == (["pods"], ["UPDATE"])
+
+
+@pytest.mark.e2e
+def test_actuation_in_apply_mode_adds_only_what_it_needs(helm):
+    items = [d for d in yaml.safe_load_all(render(helm, "--set", "actuation.rebalance=apply",
+                                                  "--set", "actuation.power=apply")) if d]
+    rules = rules_of(named(items, "ClusterRole", "edgeplace-planner"))
+    assert rules[(("",), ("pods/eviction",))] == {"create"}  # the Eviction API only: PDBs are checked
+    assert rules[(("",), ("nodes",))] == {"get", "list", "watch", "update", "patch"}
+    assert rules[(("events.k8s.io",), ("events",))] == {"create", "patch"}
+    assert "delete" not in set().union(*rules.values())  # never a forced delete
+    ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"]))
+                for r in named(items, "Role", "edgeplace-planner")["rules"]]
+    assert (["secrets"], None, {"get"}) in ns_rules and (["configmaps"], None, {"create"}) in ns_rules
+    # The extender gains nothing.
+    assert len(named(items, "Role", "edgeplace-extender")["rules"]) == 1
+    args = named(items, "Deployment", "edgeplace-planner")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--rebalance=apply" in args and "--power=apply" in args
+    assert not {"--rebalance=apply", "--power=apply"} & set(
+        named(items, "Deployment", "edgeplace-extender")["spec"]["template"]["spec"]["containers"][0]["args"])
+    # Only rebalancing: evictions and Events, but no node writes and no Secrets.
+    items = [d for d in yaml.safe_load_all(render(helm, "--set", "actuation.rebalance=apply")) if d]
+    rules = rules_of(named(items, "ClusterRole", "edgeplace-planner"))
+    assert rules[(("",), ("pods/eviction",))] == {"create"} and rules[(("",), ("nodes",))] == {"get", "list", "watch"}
+    ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"]))
+                for r in named(items, "Role", "edgeplace-planner")["rules"]]
+    assert (["configmaps"], None, {"create"}) in ns_rules and not [r for r in ns_rules if r[0] == ["secrets"]]
 
 
 def test_scheduler_config_file_is_the_charts_default_scheduler_config():
@@ -150,8 +176,11 @@ def test_deployments_run_non_root_read_only_with_their_own_service_accounts():
     assert {"name": "tls", "secret": {"secretName": "edgeplace-extender-tls"}} in ext["volumes"]
     [c] = deployments["edgeplace-planner"]["spec"]["template"]["spec"]["containers"]
     assert c["args"][:2] == ["serve", "--planner"] and "--extender" not in c["args"]
-    [service] = by_kind(items, "Service")
-    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "extender"
+    assert {"--rebalance=dry-run", "--power=dry-run", "--host=0.0.0.0", "--metrics-port=9102"} <= set(c["args"])
+    services = {d["metadata"]["name"]: d["spec"] for d in by_kind(items, "Service")}
+    assert services["edgeplace"]["selector"]["app.kubernetes.io/component"] == "extender"
+    assert services["edgeplace-planner-metrics"]["selector"]["app.kubernetes.io/component"] == "planner"
+    assert services["edgeplace-planner-metrics"]["clusterIP"] == "None"  # every replica is a target
 
 
 def test_the_dashboard_configmap_carries_the_dashboard_file():
@@ -305,7 +334,8 @@ def test_committed_manifests_pass_server_side_dry_run(cluster):
 
 @pytest.mark.e2e
 def test_chart_variants_pass_server_side_dry_run(cluster, helm, crds):
-    text = render(helm, "--set", "planner.powerDownAction=taint", "--set", "extender.tokenSecret=edgeplace-token",
+    text = render(helm, "--set", "actuation.rebalance=apply", "--set", "actuation.power=apply",
+                  "--set", "extender.tokenSecret=edgeplace-token",
                   "--set", "secondScheduler.enabled=true", "--set", "planner.releaseGates=false",
                   "--set", "service.clusterIP=10.96.0.77", "--set", "certManager.enabled=true",
                   "--set", "metrics.serviceMonitor.enabled=true")
@@ -315,7 +345,23 @@ def test_chart_variants_pass_server_side_dry_run(cluster, helm, crds):
     secrets = {d["spec"]["secretName"] for d in by_kind(items, "Certificate")}
     assert {"edgeplace-extender-tls", "edgeplace-scheduler-client-tls"} <= secrets
     [monitor] = by_kind(items, "ServiceMonitor")
-    assert monitor["spec"]["endpoints"][0]["tlsConfig"]["keySecret"]["name"] == "edgeplace-scheduler-client-tls"
+    extender_ep, planner_ep = monitor["spec"]["endpoints"]
+    assert extender_ep["tlsConfig"]["keySecret"]["name"] == "edgeplace-scheduler-client-tls"
+    # Each endpoint's port is on one Service only: the extender's, and the planner's headless one.
+    ports = {d["metadata"]["name"]: {p["name"] for p in d["spec"]["ports"]} for d in by_kind(items, "Service")}
+    assert ports["edgeplace"] == {extender_ep["port"]} and ports["edgeplace-planner-metrics"] == {planner_ep["port"]}
+    assert planner_ep["scheme"] == "http" and planner_ep["path"] == "/metrics"
+    planner = named(items, "Deployment", "edgeplace-planner")["spec"]["template"]["spec"]["containers"][0]
+    assert {"--host=0.0.0.0", "--metrics-port=9102"} <= set(planner["args"])
+    assert planner["ports"] == [{"name": "metrics", "containerPort": 9102, "protocol": "TCP"}]
+    selector = monitor["spec"]["selector"]
+
+    def selects(labels: dict) -> bool:
+        return selector["matchLabels"].items() <= labels.items() and all(
+            labels.get(e["key"]) in e["values"] for e in selector["matchExpressions"])  # operator In
+    assert {e["operator"] for e in selector["matchExpressions"]} == {"In"}
+    assert {d["metadata"]["name"] for d in by_kind(items, "Service") if selects(d["metadata"]["labels"])} == {
+        "edgeplace", "edgeplace-planner-metrics"}
     assert dry_run_apply(cluster.api_client(), items) == []
     plain = [d for d in yaml.safe_load_all(render(helm, "--set", "extender.tls.enabled=false",
                                                   "--set", "planner.enabled=false")) if d]

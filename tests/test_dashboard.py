@@ -1,11 +1,10 @@
 """The Grafana dashboard of the Helm chart (deploy/helm/edgeplace/dashboards/edgeplace.json).
 
 Valid dashboard JSON, and every metric a panel's expression names is one
-edgeplace exports: the extender's from its own registry (`ExtenderMetrics`),
-the planner's from the names the lead's interface lists (INTERFACES.md, the
-team's) until they are defined in the code under k8s/, then from the code.
-Every metric of both is on some panel. tests/e2e/test_dashboard_prometheus.py
-runs every expression against a real Prometheus scraping a real extender.
+edgeplace exports: the extender's from its registry (`ExtenderMetrics`), the
+planner's from its registry (`PlannerMetrics`). Every metric of both is on
+some panel. tests/e2e/test_dashboard_prometheus.py runs every expression
+against a real Prometheus scraping a real extender and a real planner.
 """
 
 from __future__ import annotations
@@ -16,25 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.extender.metrics import ExtenderMetrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARD = ROOT / "deploy" / "helm" / "edgeplace" / "dashboards" / "edgeplace.json"
-#: The planner's metrics as the interface names them (type: counter, gauge or histogram).
-PLANNER_METRICS = {
-    "edgeplace_planner_rounds_total": "counter",
-    "edgeplace_plan_emissions_grams": "gauge",
-    "edgeplace_plan_operational_emissions_grams": "gauge",
-    "edgeplace_plan_energy_kwh": "gauge",
-    "edgeplace_plan_gap_ratio": "gauge",
-    "edgeplace_plan_solve_duration_seconds": "histogram",
-    "edgeplace_plan_nodes_asleep": "gauge",
-    "edgeplace_rebalance_decisions_total": "counter",
-    "edgeplace_evictions_total": "counter",
-    "edgeplace_node_power_state": "gauge",
-    "edgeplace_node_power_transitions_total": "counter",
-    "edgeplace_node_wake_duration_seconds": "histogram",
-}
 SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 METRIC = re.compile(r"\bedgeplace_[a-z0-9_]+\b")
 
@@ -45,19 +30,16 @@ def series(name: str, kind: str) -> set[str]:
     return {base + suffix for suffix in SUFFIXES[kind]}
 
 
-def extender_series() -> dict[str, set[str]]:
-    registry = ExtenderMetrics(lambda: 0.0, lambda: False).registry
+def families(registry) -> dict[str, set[str]]:
     return {family.name: series(family.name, family.type) for family in registry.collect()}
 
 
+def extender_series() -> dict[str, set[str]]:
+    return families(ExtenderMetrics(lambda: 0.0, lambda: False).registry)
+
+
 def planner_series() -> dict[str, set[str]]:
-    """From the code under k8s/ once a planner metric is defined there, else from PLANNER_METRICS."""
-    code = "\n".join(p.read_text() for p in (ROOT / "k8s").rglob("*.py") if "extender" not in p.parts)
-    defined = set(re.findall(r"[\"'](edgeplace_(?:plan|planner|rebalance|evictions|node)_?[a-z0-9_]*)[\"']", code))
-    if defined:  # landed: every name the interface promised must be in the code (with or without _total)
-        missing = [n for n in PLANNER_METRICS if n not in defined and n.removesuffix("_total") not in defined]
-        assert not missing, f"planner metrics named in the interface but not defined under k8s/: {missing}"
-    return {name: series(name, kind) for name, kind in PLANNER_METRICS.items()}
+    return families(PlannerMetrics().registry)
 
 
 @pytest.fixture(scope="module")

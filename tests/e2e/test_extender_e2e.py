@@ -218,6 +218,38 @@ def test_emissions_beat_the_default_scheduler_and_the_best_baseline_that_meets_t
     assert ext_g == pytest.approx(world.plan.objective_g, rel=0.02)
 
 
+def test_a_filter_that_keeps_the_best_binds_every_pod_where_the_plan_says(world):
+    """`--filter-keeps best --compact-replies` through the real kube-scheduler: the same plan
+    agreement and isolation as filter + prioritize (kube-scheduler calls prioritize only on ties)."""
+    server = ExtenderServer(ConfigMapPlanSource(world.api, SYSTEM_NS, poll_interval_s=0.5),
+                            ssl_context=world.certs.server_context(), cluster=topo.SITE_CONFIG["name"],
+                            filter_keeps="best", compact_replies=True).start()
+    try:
+        e2e_cluster.wait_for(lambda: server.table is not None, WAIT, "the second extender to load the plan")
+        world.cluster.restart_scheduler(topo.scheduler_config(server.url, certs=world.certs))
+        pods = {}  # one per replica again, with small requests: the first set still runs
+        for workload, spec in topo.DEPLOYMENTS.items():
+            ns, name = workload.split("/")
+            for i in range(spec["replicas"]):
+                body = topo.make_pod(world.api, workload, i, name=f"best-{name}-{i}", cpu="10m", memory="16Mi")
+                world.core.create_namespaced_pod(ns, body)
+                pods[f"{ns}/{body['metadata']['name']}"] = workload
+        bound = wait_bound(world, pods)
+        off_plan = {key: node for key, node in bound.items()
+                    if node not in world.doc["workloads"][pods[key]]["planned_nodes"]}
+        assert not off_plan, f"pods bound off the plan: {off_plan}"
+        tenants_on: dict[str, set[str]] = {}
+        for key, node in bound.items():
+            tenants_on.setdefault(node, set()).add(key.split("/")[0])
+        assert not any({"hospital", "cdn"} <= t for t in tenants_on.values()), tenants_on
+        filtered = server.metrics.registry.get_sample_value("edgeplace_extender_decisions_total",
+                                                            {"verb": "filter", "reason": "plan"})
+        assert filtered >= len(pods)
+        delete_pods(world, pods)
+    finally:
+        server.stop()
+
+
 def test_throughput_with_and_without_the_extender(world):
     rows = topo.compare(world.cluster, world.api, "shop", "shop/web", world.server.url, n_pods=200, rounds=1,
                         certs=world.certs)

@@ -334,12 +334,15 @@ def test_committed_manifests_pass_server_side_dry_run(cluster):
 
 @pytest.mark.e2e
 def test_chart_variants_pass_server_side_dry_run(cluster, helm, crds):
-    text = render(helm, "--set", "actuation.rebalance=apply", "--set", "actuation.power=apply",
-                  "--set", "extender.tokenSecret=edgeplace-token",
+    text = render(helm, "--set", "actuation.power=apply", "--set", "extender.tokenSecret=edgeplace-token",
                   "--set", "secondScheduler.enabled=true", "--set", "planner.releaseGates=false",
                   "--set", "service.clusterIP=10.96.0.77", "--set", "certManager.enabled=true",
                   "--set", "metrics.serviceMonitor.enabled=true")
     items = [d for d in yaml.safe_load_all(text) if d]
+    # Power in apply mode alone: node writes and evictions (drains); no gate patches without releaseGates.
+    verbs = {r["resources"][0]: set(r["verbs"]) for r in named(items, "ClusterRole", "edgeplace-planner")["rules"]}
+    assert {"update", "patch"} <= verbs["nodes"] and "patch" not in verbs["pods"]
+    assert verbs["pods/eviction"] == {"create"}
     kinds = {d["kind"] for d in items}
     assert {"Certificate", "Issuer", "ServiceMonitor", "ValidatingAdmissionPolicy"} <= kinds
     secrets = {d["spec"]["secretName"] for d in by_kind(items, "Certificate")}

@@ -26,8 +26,7 @@ the duals of a restricted model's LP make the node problems take every
 workload on every node (at 1,000 x 100 x 1, L = -231 to 2,050 g against a
 flow bound of 6,438 g over six rounds of column generation), and
 subgradient steps from the flow relaxation's marginal prices stay just
-below the flow bound (6,435 g after 25 steps). `NodeSplit.subgradient` is
-kept for that ascent.
+below the flow bound (6,435 g after 25 steps).
 
 Every node problem is solved by HiGHS; a node MILP stopped at its time limit
 contributes its proven dual bound, never its incumbent, so the bound stays
@@ -95,7 +94,7 @@ class NodeSplit:
 
     def bound(self, y: np.ndarray, *, integer: bool, deadline: float) -> tuple[float, int, np.ndarray]:
         """L(y) (module docstring), the node problems solved with integrality, and the columns'
-        values in the minimiser (what the subgradient of L at y is made of)."""
+        values in the minimiser."""
         reduced = self.cost - self.a.T @ y
         rhs = np.where(y > 0, self.row_lower, self.row_upper)
         total = float(y[y != 0] @ rhs[y != 0]) + self.offset
@@ -116,20 +115,6 @@ class NodeSplit:
             if values is not None:
                 x[self.node_columns[n]] = values
         return total, integer_nodes, x
-
-    def subgradient(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """dL/dy at y for the minimiser x: the bound pressed on minus the coupling rows' activity
-        (0 on node rows, and where a multiplier sits at 0 on a side the row has no bound)."""
-        activity = self.a @ x
-        g = np.zeros_like(y)
-        c = self.coupling
-        below, above = activity[c] < self.row_lower[c], activity[c] > self.row_upper[c]
-        g[c] = np.where(below, self.row_lower[c] - activity[c], np.where(above, self.row_upper[c] - activity[c], 0.0))
-        # Inside the bounds: the multiplier moves towards 0 (the side it presses on is slack).
-        inside = ~(below | above)
-        g[c[inside]] = np.where(y[c[inside]] > 0, self.row_lower[c[inside]] - activity[c[inside]],
-                                np.where(y[c[inside]] < 0, self.row_upper[c[inside]] - activity[c[inside]], 0.0))
-        return np.nan_to_num(g, posinf=0.0, neginf=0.0)
 
     def _node(self, n: int, reduced: np.ndarray, integer: bool, time_limit_s: float) -> tuple[float, np.ndarray | None]:
         cols, rows = self.node_columns[n], self.node_rows[n]

@@ -583,6 +583,37 @@ def _per_slot(value: PerSlot, slots: int, subject: str, what: str, problems: _Pr
     return [float(value)] * slots
 
 
+@dataclass
+class _Context:
+    """What every part of one mapping shares: the config, the horizon and the problems found."""
+
+    config: ClusterConfig
+    problems: _Problems
+    warnings: list[str]
+    start: datetime
+    end: datetime
+    slots: int
+    slot_minutes: int
+    excluded_ns: set[str]
+    namespaces: dict[str, dict]  # name -> Namespace object
+
+    def tenant_of_namespace(self, ns: str) -> str:
+        """A namespace's tenant: the site config's tenants[].namespaces, else the tenant label, else its name."""
+        configured = next((t.id for t in self.config.tenants if ns in t.namespaces), None)
+        return configured or _labels(self.namespaces.get(ns, {})).get(LABEL_TENANT) or ns
+
+
+@dataclass
+class _Nodes:
+    """The mapped nodes and the site facts they carry."""
+
+    nodes: dict[str, _NodeOut] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)  # node name -> why it is not in the scenario
+    site_region: dict[str, tuple[str, str]] = field(default_factory=dict)  # site -> (region, from which node)
+    site_tier: dict[str, tuple[str, str]] = field(default_factory=dict)
+    site_facts: dict[str, dict[str, tuple[float, str]]] = field(default_factory=lambda: defaultdict(dict))
+
+
 def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
                 options: MappingOptions | None = None, source: str = "cluster") -> MappedCluster:
     """The scenario of a cluster: see the module docstring for every rule.
@@ -592,384 +623,25 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
     config = config or ClusterConfig()
     options = options or MappingOptions()
     now = (options.now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    problems = _Problems()
-    warnings: list[str] = []
-    excluded_ns = set(options.exclude_namespaces if options.exclude_namespaces is not None
-                      else config.exclude_namespaces if config.exclude_namespaces is not None
-                      else DEFAULT_EXCLUDED_NAMESPACES)
     slots, slot_minutes = config.horizon.slots, config.horizon.slot_minutes
     start = horizon_start(now, slot_minutes)
-    end = start + slots * timedelta(minutes=slot_minutes)
+    ctx = _Context(
+        config=config, problems=_Problems(), warnings=[], start=start,
+        end=start + slots * timedelta(minutes=slot_minutes), slots=slots, slot_minutes=slot_minutes,
+        excluded_ns=set(options.exclude_namespaces if options.exclude_namespaces is not None
+                        else config.exclude_namespaces if config.exclude_namespaces is not None
+                        else DEFAULT_EXCLUDED_NAMESPACES),
+        namespaces={_name(ns): ns for ns in objects.namespaces})
+    problems = ctx.problems
 
-    site_cfg = {s.id: s for s in config.sites}
-    region_cfg = {r.id: r for r in config.regions}
-
-    # -- tenants: namespaces and config -------------------------------------------
-    ns_objects = {_name(ns): ns for ns in objects.namespaces}
-    ns_tenant_cfg = {ns: t.id for t in config.tenants for ns in t.namespaces}
-
-    def tenant_of_namespace(ns: str) -> str:
-        if ns in ns_tenant_cfg:
-            return ns_tenant_cfg[ns]
-        label = _labels(ns_objects.get(ns, {})).get(LABEL_TENANT)
-        return label or ns
-
-    # -- nodes ------------------------------------------------------------------------
-    nodes: dict[str, _NodeOut] = {}
-    excluded_nodes: dict[str, str] = {}
-    site_region: dict[str, tuple[str, str]] = {}  # site -> (region, from which node)
-    site_tier: dict[str, tuple[str, str]] = {}
-    site_facts: dict[str, dict[str, tuple[float, str]]] = defaultdict(dict)  # site -> key -> (value, node)
-    default_power_nodes: list[str] = []
-    for node in sorted(objects.nodes, key=_name):
-        name = _name(node)
-        subject = f"Node {name}"
-        labels, ann = _labels(node), _annotations(node)
-        spec = node.get("spec") if isinstance(node.get("spec"), dict) else {}
-        if _truthy(labels.get(LABEL_IGNORE, "")) or _truthy(ann.get(LABEL_IGNORE, "")):
-            excluded_nodes[name] = f"{LABEL_IGNORE}=true"
-            continue
-        taints = [t for t in spec.get("taints") or [] if isinstance(t, dict)]
-        foreign = [t.get("key") for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
-                   and t.get("key") not in OWN_TAINTS]
-        if foreign:
-            excluded_nodes[name] = f"tainted {', '.join(map(str, foreign))} (NoSchedule/NoExecute)"
-            continue
-        if spec.get("unschedulable") and ANN_CORDONED_BY not in ann:
-            excluded_nodes[name] = "cordoned (spec.unschedulable) by someone other than edgeplace"
-            continue
-
-        site = labels.get(LABEL_SITE) or labels.get(LABEL_ZONE) or name
-        if LABEL_SITE not in labels and LABEL_ZONE not in labels:
-            warnings.append(f"{subject}: no {LABEL_SITE} or {LABEL_ZONE} label; the node is a site of its own")
-        cfg = site_cfg.get(site)
-        region = labels.get(LABEL_REGION) or (cfg.region if cfg else None)
-        if not region:
-            problems.add(subject, _label_path(LABEL_REGION),
-                         f"is missing: label the node with its grid region, or give site {site!r} a region in the site config")
-        elif site in site_region and site_region[site][0] != region:
-            problems.add(subject, _label_path(LABEL_REGION), f"is {region!r} but Node {site_region[site][1]} of the "
-                         f"same site {site!r} says {site_region[site][0]!r}; a site draws from one grid region")
-        else:
-            site_region.setdefault(site, (region, name))
-        tier = labels.get(LABEL_TIER) or (cfg.tier.value if cfg and cfg.tier else None)
-        if not tier:
-            problems.add(subject, _label_path(LABEL_TIER), f"is missing: label the node with one of "
-                         f"{', '.join(t.value for t in Tier)}, or give site {site!r} a tier in the site config")
-        elif tier not in {t.value for t in Tier}:
-            problems.add(subject, _label_path(LABEL_TIER), f"must be one of {', '.join(t.value for t in Tier)} (got {tier!r})")
-        elif site in site_tier and site_tier[site][0] != tier:
-            problems.add(subject, _label_path(LABEL_TIER), f"is {tier!r} but Node {site_tier[site][1]} of the same "
-                         f"site {site!r} says {site_tier[site][0]!r}")
-        else:
-            site_tier.setdefault(site, (tier, name))
-        for key, fact, lo, hi, unit in ((ANN_PUE, "pue", 1.0, 5.0, "facility/IT"), (ANN_PV_KWP, "pv_kwp", 0, math.inf, "kWp"),
-                                        (ANN_BATTERY_KWH, "battery_kwh", 0, math.inf, "kWh")):
-            value = problems.number(subject, ann, key, unit, lo, hi)
-            if value is None:
-                continue
-            seen = site_facts[site].get(fact)
-            if seen is not None and seen[0] != value:
-                problems.add(subject, _ann_path(key), f"is {value:g} but Node {seen[1]} of the same site {site!r} "
-                             f"says {seen[0]:g}; annotate every node of a site alike, or set it in the site config")
-            else:
-                site_facts[site].setdefault(fact, (value, name))
-
-        # Capacity from status.allocatable.
-        status = node.get("status") if isinstance(node.get("status"), dict) else {}
-        alloc = status.get("allocatable") if isinstance(status.get("allocatable"), dict) else {}
-        capacity: dict[str, int] = {}
-        for res, q in alloc.items():
-            path = f"status.allocatable.{res}"
-            try:
-                if res == "cpu":
-                    capacity["cpu_millicores"] = cpu_millicores(q, round_up=False)
-                elif res == "memory":
-                    capacity["memory_mib"] = memory_mib(q, round_up=False)
-                elif is_extended_resource(res):
-                    capacity[res] = count_quantity(q)
-            except QuantityError as exc:
-                problems.add(subject, path, str(exc))
-        for res, key in (("cpu", "cpu_millicores"), ("memory", "memory_mib")):
-            if capacity.get(key, 0) <= 0 and not any(p.path == f"{subject} status.allocatable.{res}" for p in problems.items):
-                problems.add(subject, f"status.allocatable.{res}",
-                             f"must be > 0 (got {alloc.get(res)!r}); a node without allocatable {res} cannot host pods")
-
-        # Power model: annotations, else the site's, else the defaults, else REFERENCE.md's server.
-        power: dict[str, Any]
-        idle = problems.number(subject, ann, ANN_IDLE_W, "W", 0, 1e9)
-        peak = problems.number(subject, ann, ANN_MAX_W, "W", 0, 1e9)
-        if ANN_POWER_CURVE_W in ann:
-            if ANN_IDLE_W in ann or ANN_MAX_W in ann:
-                problems.add(subject, _ann_path(ANN_POWER_CURVE_W), f"give either {ANN_POWER_CURVE_W} or "
-                             f"{ANN_IDLE_W} and {ANN_MAX_W}, not both")
-            try:
-                curve = [float(x) for x in ann[ANN_POWER_CURVE_W].split(",")]
-            except ValueError:
-                problems.add(subject, _ann_path(ANN_POWER_CURVE_W), "must be 11 comma-separated numbers [W] "
-                             f"at 0, 10, ..., 100 % load (got {ann[ANN_POWER_CURVE_W][:60]!r})")
-                curve = []
-            power = {"points_w": curve}
-        elif ANN_IDLE_W in ann or ANN_MAX_W in ann:
-            if (ANN_IDLE_W in ann) != (ANN_MAX_W in ann):
-                missing = ANN_MAX_W if ANN_IDLE_W in ann else ANN_IDLE_W
-                problems.add(subject, _ann_path(missing), f"is missing: {ANN_IDLE_W} and {ANN_MAX_W} go together")
-            power = {"idle_w": idle if idle is not None else 0.0, "max_w": peak if peak is not None else 1.0}
-        elif cfg is not None and cfg.power is not None:
-            power = cfg.power.model_dump(exclude_none=True)
-        elif config.node_defaults.power is not None:
-            power = config.node_defaults.power.model_dump(exclude_none=True)
-        else:
-            power = {"idle_w": DEFAULT_IDLE_W, "max_w": DEFAULT_MAX_W}
-            default_power_nodes.append(name)
-
-        entry: dict[str, Any] = {"id": name, "site": site, "capacity": capacity, "power": power,
-                                 "can_power_down": config.node_defaults.can_power_down}
-        if ANN_CAN_POWER_DOWN in ann:
-            flag = _truthy(ann[ANN_CAN_POWER_DOWN])
-            if flag is None:
-                problems.add(subject, _ann_path(ANN_CAN_POWER_DOWN), f"must be true or false (got {ann[ANN_CAN_POWER_DOWN][:20]!r})")
-            else:
-                entry["can_power_down"] = flag
-        kg = problems.number(subject, ann, ANN_EMBODIED_KG, "kgCO2e", 0, 1e9)
-        years = problems.number(subject, ann, ANN_LIFETIME_YEARS, "years", 0.01, 100)
-        if kg is not None or years is not None:
-            base = config.node_defaults.embodied or (cfg.embodied if cfg and cfg.embodied else None) or Embodied()
-            entry["embodied"] = {"per_node_kg": kg if kg is not None else base.per_node_kg,
-                                 "lifetime_years": years if years is not None else base.lifetime_years}
-        elif config.node_defaults.embodied is not None:
-            entry["embodied"] = config.node_defaults.embodied.model_dump()
-        if labels.get(LABEL_DEDICATED):
-            entry["dedicated_to"] = labels[LABEL_DEDICATED]
-        if labels:
-            entry["labels"] = dict(sorted(labels.items()))
-        nodes[name] = _NodeOut(name, site, entry, dict(capacity))
-    if default_power_nodes:
-        warnings.append(f"{len(default_power_nodes)} node(s) state no power model and use a {DEFAULT_IDLE_W:g} W idle / "
-                        f"{DEFAULT_MAX_W:g} W max server (annotate {ANN_IDLE_W} and {ANN_MAX_W}): "
-                        f"{', '.join(default_power_nodes[:10])}{' ...' if len(default_power_nodes) > 10 else ''}")
-    if not nodes and not problems.items:
-        problems.add("", "cluster", "has no node to plan on" + (f" ({len(excluded_nodes)} excluded: "
-                     + "; ".join(f"{n}: {why}" for n, why in list(excluded_nodes.items())[:5]) + ")" if excluded_nodes else ""))
-
-    # -- workloads -----------------------------------------------------------------------
-    rs_owner: dict[tuple[str, str], tuple[str, str] | None] = {}
-    for rs in objects.replicasets:
-        ref = _controller(rs)
-        owner = (ref.get("kind"), ref.get("name")) if ref else None
-        rs_owner[(_namespace(rs), _name(rs))] = owner
-    workloads_in: dict[tuple[str, str, str], _WorkloadIn] = {}
-    for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
-        for obj in sorted(items, key=lambda o: (_namespace(o), _name(o))):
-            ns, name = _namespace(obj), _name(obj)
-            if ns in excluded_ns or _truthy(_annotations(obj).get(LABEL_IGNORE, "")) or _truthy(_labels(obj).get(LABEL_IGNORE, "")):
-                continue
-            ref = WorkloadRef(kind, ns, name)
-            spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-            template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
-            if kind == "Job":
-                if _job_finished(obj) or spec.get("suspend"):
-                    continue
-                replicas = _job_replicas(obj)
-            else:
-                replicas = spec.get("replicas", 1)
-                if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                    problems.add(str(ref), "spec.replicas", f"must be a whole number >= 0 (got {replicas!r})")
-                    continue
-            if replicas == 0:
-                continue
-            wid = _annotations(template).get(ANN_WORKLOAD) or f"{ns}/{name}"
-            workloads_in[(kind, ns, name)] = _WorkloadIn(ref, obj, wid, template, replicas)
-
-    # -- pods: current placement, unmanaged load, gates ---------------------------------------
-    gated: dict[str, list[dict]] = defaultdict(list)
-    for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):
-        status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
-        if status.get("phase") in ("Succeeded", "Failed") or _meta(pod).get("deletionTimestamp"):
-            continue
-        spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
-        owner = _workload_key(pod, rs_owner)
-        w = workloads_in.get(owner) if owner else None
-        node_name = spec.get("nodeName")
-        if w is not None:
-            w.pods.append(pod)
-            if has_gate(pod):
-                gated[w.id].append(pod)
-        elif node_name in nodes:
-            used = pod_requests(spec, f"Pod {_namespace(pod)}/{_name(pod)}", "spec", _Problems())
-            nodes[node_name].used = _add(nodes[node_name].used, used)
-
-    ids_seen: dict[str, WorkloadRef] = {}
-    workload_entries: list[dict[str, Any]] = []
-    workload_refs: list[WorkloadRef] = []
-    started_jobs: set[str] = set()
-    tenants_used: dict[str, str] = {}  # tenant -> a namespace it came from
-    for w in workloads_in.values():
-        subject = str(w.ref)
-        if w.id in ids_seen:
-            problems.add(subject, f'spec.template.{_ann_path(ANN_WORKLOAD)}',
-                         f"workload id {w.id!r} is also the id of {ids_seen[w.id]}; give one of them a distinct "
-                         f"{ANN_WORKLOAD} annotation on its pod template")
-            continue
-        ids_seen[w.id] = w.ref
-        ann = {**_annotations(w.obj)}
-        tmpl_ann = _annotations(w.template)
-        tenant = tmpl_ann.get(ANN_TENANT) or ann.get(ANN_TENANT) or tenant_of_namespace(w.ref.namespace)
-        tenants_used.setdefault(tenant, w.ref.namespace)
-        tspec = w.template.get("spec") if isinstance(w.template.get("spec"), dict) else {}
-        requests = pod_requests(tspec, subject, "spec.template.spec", problems)
-        entry: dict[str, Any] = {"id": w.id, "tenant": tenant,
-                                 "kind": "batch" if w.ref.kind == "Job" else "service",
-                                 "replicas": w.replicas, "requests": requests}
-        usage = problems.number(subject, ann, ANN_CPU_USAGE, "fraction", 0, 1)
-        if usage is not None:
-            entry["cpu_usage_fraction"] = usage
-        selector = tspec.get("nodeSelector")
-        if isinstance(selector, dict) and selector:
-            entry["node_selector"] = {str(k): str(v) for k, v in selector.items()}
-        sla = problems.number(subject, ann, ANN_SLA_MS, "ms", 0, 1e9)
-        users = [u.strip() for u in ann.get(ANN_USERS, "").split(",") if u.strip()]
-        if sla is not None:
-            if not users:
-                problems.add(subject, _ann_path(ANN_USERS), f"is missing: {ANN_SLA_MS} needs the user locations it "
-                             f"applies to (comma-separated ids from the site config's users)")
-            elif sla <= 0:
-                problems.add(subject, _ann_path(ANN_SLA_MS), f"must be > 0 [ms] (got {ann[ANN_SLA_MS]!r})")
-            else:
-                entry["sla"] = {"latency_ms": sla, "users": users}
-        elif users:
-            warnings.append(f"{subject}: {ANN_USERS} without {ANN_SLA_MS} has no effect")
-        min_sites = problems.number(subject, ann, ANN_MIN_SITES, "sites", 1, 10_000, integer=True)
-        if min_sites is not None and min_sites > 1:
-            entry["spread"] = {"min_sites": int(min_sites)}
-
-        running = [p for p in w.pods if not has_gate(p)]
-        bound = sorted((p for p in running if (p.get("spec") or {}).get("nodeName")), key=_name)
-        if w.ref.kind == "Job" and ANN_DEADLINE in ann:
-            if running:
-                started_jobs.add(w.id)  # released or running: it runs now, not a deferral decision any more
-            else:
-                deferral = _deferral(w, ann, subject, start, end, slot_minutes, problems, warnings)
-                if deferral is not None:
-                    entry["deferral"] = deferral
-        elif w.ref.kind != "Job" and (ANN_DEADLINE in ann or ANN_DURATION_MIN in ann):
-            warnings.append(f"{subject}: {ANN_DEADLINE}/{ANN_DURATION_MIN} apply to Jobs only; ignored")
-        current = [(p.get("spec") or {}).get("nodeName") for p in bound]
-        if bound and len(bound) == w.replicas and all(n in nodes for n in current):
-            entry["current"] = current
-        elif bound:
-            warnings.append(f"{subject}: {len(bound)} pod(s) bound for {w.replicas} replica(s)"
-                            + ("" if all(n in nodes for n in current) else " (some on nodes outside the scenario)")
-                            + "; its current placement is left out (no migration penalty this round)")
-        workload_entries.append(entry)
-        workload_refs.append(w.ref)
-
-    # -- unmanaged load: less capacity, more background utilisation ---------------------------
-    for n in nodes.values():
-        if not n.used:
-            continue
-        cap = n.entry["capacity"]
-        for key, used in n.used.items():
-            if key not in cap:
-                continue
-            left = cap[key] - used
-            if left <= 0 and key in ("cpu_millicores", "memory_mib"):
-                warnings.append(f"Node {n.name}: pods outside the scenario request all its {key}; 1 is left to plan with")
-                left = 1
-            cap[key] = max(left, 0)
-        cpu = n.allocatable.get("cpu_millicores", 0)
-        if cpu > 0 and n.used.get("cpu_millicores", 0) > 0:
-            n.entry["background_utilisation"] = round(min(1.0, n.used["cpu_millicores"] / cpu), 6)
-
-    # -- tenants -----------------------------------------------------------------------------------
-    tenant_entries: dict[str, dict[str, Any]] = {}
-    for t in config.tenants:
-        entry = {"id": t.id}
-        if t.quota:
-            entry["quota"] = dict(t.quota)
-        if t.isolation is not None:
-            entry["isolation"] = t.isolation.model_dump()
-        tenant_entries[t.id] = entry
-    for ns_name, ns in sorted(ns_objects.items()):
-        tenant = tenant_of_namespace(ns_name)
-        ann = _annotations(ns)
-        never = [x.strip() for x in ann.get(ANN_NEVER_WITH, "").split(",") if x.strip()]
-        dedicated = _truthy(ann.get(ANN_DEDICATED_NODES, "")) if ANN_DEDICATED_NODES in ann else None
-        if ANN_DEDICATED_NODES in ann and dedicated is None:
-            problems.add(f"Namespace {ns_name}", _ann_path(ANN_DEDICATED_NODES),
-                         f"must be true or false (got {ann[ANN_DEDICATED_NODES][:20]!r})")
-        if not never and not dedicated and tenant not in tenants_used:
-            continue
-        entry = tenant_entries.setdefault(tenant, {"id": tenant})
-        if not never and not dedicated:
-            continue
-        iso = entry.setdefault("isolation", {"dedicated_nodes": False, "never_with": []})
-        iso["never_with"] = sorted(set(iso["never_with"]) | set(never))
-        iso["dedicated_nodes"] = bool(iso["dedicated_nodes"] or dedicated)
-    for tenant in tenants_used:
-        tenant_entries.setdefault(tenant, {"id": tenant})
-    for n in nodes.values():  # a dedicated node's owner must be a tenant
-        owner = n.entry.get("dedicated_to")
-        if owner:
-            tenant_entries.setdefault(owner, {"id": owner})
-    for entry in tenant_entries.values():  # never_with partners must exist too
-        for other in entry.get("isolation", {}).get("never_with", []):
-            tenant_entries.setdefault(other, {"id": other})
-    if not tenant_entries:
-        tenant_entries["default"] = {"id": "default"}  # a scenario needs one tenant, even with no workload
-
-    # -- sites and regions ----------------------------------------------------------------------
-    site_ids = list(dict.fromkeys([n.site for n in nodes.values()] + [s.id for s in config.sites]
-                                  + [u.site for u in config.users]))
-    site_entries = []
-    signals: list[dict[str, Any]] = []
-    for sid in site_ids:
-        cfg = site_cfg.get(sid)
-        region = site_region.get(sid, (cfg.region if cfg else None, ""))[0]
-        tier = site_tier.get(sid, (cfg.tier.value if cfg and cfg.tier else None, ""))[0]
-        if sid not in site_region and not region:
-            problems.add(f"site {sid}", "(site config sites[].region)", "has no grid region: add it to the site config")
-        if sid not in site_tier and not tier:
-            problems.add(f"site {sid}", "(site config sites[].tier)", "has no tier: add it to the site config")
-        if not region or not tier:
-            continue
-        entry: dict[str, Any] = {"id": sid, "tier": tier, "region": region}
-        if cfg is not None:
-            for key in ("location", "embodied"):
-                if getattr(cfg, key) is not None:
-                    entry[key] = getattr(cfg, key).model_dump()
-        for fact in ("pue", "pv_kwp", "battery_kwh"):
-            if fact in site_facts.get(sid, {}):
-                entry[fact] = site_facts[sid][fact][0]
-            elif cfg is not None and getattr(cfg, fact) is not None:
-                entry[fact] = getattr(cfg, fact)
-        if cfg is not None and cfg.renewable_kw is not None:
-            values = _per_slot(cfg.renewable_kw, slots, f"site {sid}", "(site config sites[].renewable_kw)", problems)
-            if values is not None:
-                signals.append({"signal": "renewable_supply", "site": sid, "unit": "kW", "values": values})
-        site_entries.append(entry)
-
-    region_ids = list(dict.fromkeys([e["region"] for e in site_entries] + [r.id for r in config.regions]))
-    passthrough = {(s.signal.value, s.region) for s in config.signals if s.signal.value == "grid_intensity"}
-    region_entries = []
-    for rid in region_ids:
-        cfg = region_cfg.get(rid)
-        region_entries.append({"id": rid, **({"description": cfg.description} if cfg and cfg.description else {})})
-        if cfg is not None and cfg.intensity_g_per_kwh is not None:
-            values = _per_slot(cfg.intensity_g_per_kwh, slots, f"region {rid}", "(site config regions[].intensity_g_per_kwh)", problems)
-            if values is not None:
-                signals.append({"signal": "grid_intensity", "region": rid, "unit": "gCO2/kWh", "values": values,
-                                "intensity_kind": cfg.intensity_kind})
-        elif ("grid_intensity", rid) not in passthrough:
-            problems.add(f"region {rid}", "(site config regions[].intensity_g_per_kwh)",
-                         f"has no carbon intensity: add `regions: [{{id: {rid}, intensity_g_per_kwh: ...}}]` "
-                         "(a constant in gCO2/kWh, or one value per slot) to the site config")
-    for k, sig in enumerate(config.signals):
-        values = list(sig.values)
-        if len(values) < slots:
-            problems.add(f"site config signals[{k}]", "values", f"has {len(values)} values but the horizon has {slots} slots")
-            continue
-        signals.append({**sig.model_dump(exclude_none=True), "values": values[:slots]})
+    mapped_nodes = _map_nodes(objects.nodes, ctx)
+    nodes = mapped_nodes.nodes
+    workloads_in = _collect_workloads(objects, ctx)
+    gated = _attach_pods(objects, workloads_in, nodes)
+    workload_entries, workload_refs, started_jobs, tenants_used = _workload_entries(workloads_in, nodes, ctx)
+    _subtract_unmanaged_load(nodes, ctx.warnings)
+    tenant_entries = _tenant_entries(nodes, tenants_used, ctx)
+    site_entries, region_entries, signals = _sites_and_regions(mapped_nodes, ctx)
 
     if problems.items:
         raise InputError(source, problems.items)
@@ -999,8 +671,449 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
         scenario = scenario_from_dict(json.loads(json.dumps(document)), source=source)
     except InputError as exc:
         raise InputError(source, [_name_origin(p, origins) for p in exc.problems]) from None
-    return MappedCluster(document, scenario, warnings, {e["id"]: r for e, r in zip(workload_entries, workload_refs)},
-                         excluded_nodes, dict(gated), started_jobs)
+    return MappedCluster(document, scenario, ctx.warnings,
+                         {e["id"]: r for e, r in zip(workload_entries, workload_refs)},
+                         mapped_nodes.excluded, dict(gated), started_jobs)
+
+
+# -- nodes ------------------------------------------------------------------------------------
+
+
+def _map_nodes(node_objects: list[dict], ctx: _Context) -> _Nodes:
+    """Every Node that is planned on, with its site facts; the others with the reason."""
+    out = _Nodes()
+    default_power_nodes: list[str] = []
+    for node in sorted(node_objects, key=_name):
+        name = _name(node)
+        why = _node_exclusion(node)
+        if why is not None:
+            out.excluded[name] = why
+            continue
+        out.nodes[name], default_power = _map_node(node, out, ctx)
+        if default_power:
+            default_power_nodes.append(name)
+    if default_power_nodes:
+        ctx.warnings.append(f"{len(default_power_nodes)} node(s) state no power model and use a {DEFAULT_IDLE_W:g} W idle / "
+                            f"{DEFAULT_MAX_W:g} W max server (annotate {ANN_IDLE_W} and {ANN_MAX_W}): "
+                            f"{', '.join(default_power_nodes[:10])}{' ...' if len(default_power_nodes) > 10 else ''}")
+    if not out.nodes and not ctx.problems.items:
+        ctx.problems.add("", "cluster", "has no node to plan on" + (f" ({len(out.excluded)} excluded: "
+                         + "; ".join(f"{n}: {why}" for n, why in list(out.excluded.items())[:5]) + ")" if out.excluded else ""))
+    return out
+
+
+def _node_exclusion(node: dict) -> str | None:
+    """Why a Node is left out of the scenario, or None when it is planned on."""
+    labels, ann = _labels(node), _annotations(node)
+    spec = node.get("spec") if isinstance(node.get("spec"), dict) else {}
+    if _truthy(labels.get(LABEL_IGNORE, "")) or _truthy(ann.get(LABEL_IGNORE, "")):
+        return f"{LABEL_IGNORE}=true"
+    taints = [t for t in spec.get("taints") or [] if isinstance(t, dict)]
+    foreign = [t.get("key") for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
+               and t.get("key") not in OWN_TAINTS]
+    if foreign:
+        return f"tainted {', '.join(map(str, foreign))} (NoSchedule/NoExecute)"
+    if spec.get("unschedulable") and ANN_CORDONED_BY not in ann:
+        return "cordoned (spec.unschedulable) by someone other than edgeplace"
+    return None
+
+
+def _map_node(node: dict, out: _Nodes, ctx: _Context) -> tuple[_NodeOut, bool]:
+    """One Node as a scenario node entry (and whether it fell back to the default power model);
+    records its site's region, tier and facts in `out`."""
+    name = _name(node)
+    subject = f"Node {name}"
+    labels, ann = _labels(node), _annotations(node)
+    problems, config = ctx.problems, ctx.config
+    site = labels.get(LABEL_SITE) or labels.get(LABEL_ZONE) or name
+    if LABEL_SITE not in labels and LABEL_ZONE not in labels:
+        ctx.warnings.append(f"{subject}: no {LABEL_SITE} or {LABEL_ZONE} label; the node is a site of its own")
+    cfg = next((s for s in config.sites if s.id == site), None)
+    _site_labels(subject, name, site, labels, cfg, out, problems)
+    _site_facts(subject, name, site, ann, out, problems)
+    capacity = _node_capacity(node, subject, problems)
+    power, default_power = _node_power(ann, cfg, config, subject, problems)
+    entry: dict[str, Any] = {"id": name, "site": site, "capacity": capacity, "power": power,
+                             "can_power_down": config.node_defaults.can_power_down}
+    if ANN_CAN_POWER_DOWN in ann:
+        flag = _truthy(ann[ANN_CAN_POWER_DOWN])
+        if flag is None:
+            problems.add(subject, _ann_path(ANN_CAN_POWER_DOWN), f"must be true or false (got {ann[ANN_CAN_POWER_DOWN][:20]!r})")
+        else:
+            entry["can_power_down"] = flag
+    kg = problems.number(subject, ann, ANN_EMBODIED_KG, "kgCO2e", 0, 1e9)
+    years = problems.number(subject, ann, ANN_LIFETIME_YEARS, "years", 0.01, 100)
+    if kg is not None or years is not None:
+        base = config.node_defaults.embodied or (cfg.embodied if cfg and cfg.embodied else None) or Embodied()
+        entry["embodied"] = {"per_node_kg": kg if kg is not None else base.per_node_kg,
+                             "lifetime_years": years if years is not None else base.lifetime_years}
+    elif config.node_defaults.embodied is not None:
+        entry["embodied"] = config.node_defaults.embodied.model_dump()
+    if labels.get(LABEL_DEDICATED):
+        entry["dedicated_to"] = labels[LABEL_DEDICATED]
+    if labels:
+        entry["labels"] = dict(sorted(labels.items()))
+    return _NodeOut(name, site, entry, dict(capacity)), default_power
+
+
+def _site_labels(subject: str, name: str, site: str, labels: dict[str, str], cfg: SiteConfig | None,
+                 out: _Nodes, problems: _Problems) -> None:
+    """The node's region and tier labels (or its site config's), which every node of a site must share."""
+    region = labels.get(LABEL_REGION) or (cfg.region if cfg else None)
+    if not region:
+        problems.add(subject, _label_path(LABEL_REGION),
+                     f"is missing: label the node with its grid region, or give site {site!r} a region in the site config")
+    elif site in out.site_region and out.site_region[site][0] != region:
+        problems.add(subject, _label_path(LABEL_REGION), f"is {region!r} but Node {out.site_region[site][1]} of the "
+                     f"same site {site!r} says {out.site_region[site][0]!r}; a site draws from one grid region")
+    else:
+        out.site_region.setdefault(site, (region, name))
+    tier = labels.get(LABEL_TIER) or (cfg.tier.value if cfg and cfg.tier else None)
+    if not tier:
+        problems.add(subject, _label_path(LABEL_TIER), f"is missing: label the node with one of "
+                     f"{', '.join(t.value for t in Tier)}, or give site {site!r} a tier in the site config")
+    elif tier not in {t.value for t in Tier}:
+        problems.add(subject, _label_path(LABEL_TIER), f"must be one of {', '.join(t.value for t in Tier)} (got {tier!r})")
+    elif site in out.site_tier and out.site_tier[site][0] != tier:
+        problems.add(subject, _label_path(LABEL_TIER), f"is {tier!r} but Node {out.site_tier[site][1]} of the same "
+                     f"site {site!r} says {out.site_tier[site][0]!r}")
+    else:
+        out.site_tier.setdefault(site, (tier, name))
+
+
+def _site_facts(subject: str, name: str, site: str, ann: dict[str, str], out: _Nodes, problems: _Problems) -> None:
+    """PUE, PV and battery annotations: facts of the node's site, on which its annotated nodes must agree."""
+    for key, fact, lo, hi, unit in ((ANN_PUE, "pue", 1.0, 5.0, "facility/IT"), (ANN_PV_KWP, "pv_kwp", 0, math.inf, "kWp"),
+                                    (ANN_BATTERY_KWH, "battery_kwh", 0, math.inf, "kWh")):
+        value = problems.number(subject, ann, key, unit, lo, hi)
+        if value is None:
+            continue
+        seen = out.site_facts[site].get(fact)
+        if seen is not None and seen[0] != value:
+            problems.add(subject, _ann_path(key), f"is {value:g} but Node {seen[1]} of the same site {site!r} "
+                         f"says {seen[0]:g}; annotate every node of a site alike, or set it in the site config")
+        else:
+            out.site_facts[site].setdefault(fact, (value, name))
+
+
+def _node_capacity(node: dict, subject: str, problems: _Problems) -> dict[str, int]:
+    """Capacity from status.allocatable: millicores and MiB rounded down, extended resources as counts."""
+    status = node.get("status") if isinstance(node.get("status"), dict) else {}
+    alloc = status.get("allocatable") if isinstance(status.get("allocatable"), dict) else {}
+    capacity: dict[str, int] = {}
+    for res, q in alloc.items():
+        path = f"status.allocatable.{res}"
+        try:
+            if res == "cpu":
+                capacity["cpu_millicores"] = cpu_millicores(q, round_up=False)
+            elif res == "memory":
+                capacity["memory_mib"] = memory_mib(q, round_up=False)
+            elif is_extended_resource(res):
+                capacity[res] = count_quantity(q)
+        except QuantityError as exc:
+            problems.add(subject, path, str(exc))
+    for res, key in (("cpu", "cpu_millicores"), ("memory", "memory_mib")):
+        if capacity.get(key, 0) <= 0 and not any(p.path == f"{subject} status.allocatable.{res}" for p in problems.items):
+            problems.add(subject, f"status.allocatable.{res}",
+                         f"must be > 0 (got {alloc.get(res)!r}); a node without allocatable {res} cannot host pods")
+    return capacity
+
+
+def _node_power(ann: dict[str, str], cfg: SiteConfig | None, config: ClusterConfig, subject: str,
+                problems: _Problems) -> tuple[dict[str, Any], bool]:
+    """The power model: annotations, else the site's, else the defaults, else REFERENCE.md's server
+    (then True: the caller warns)."""
+    idle = problems.number(subject, ann, ANN_IDLE_W, "W", 0, 1e9)
+    peak = problems.number(subject, ann, ANN_MAX_W, "W", 0, 1e9)
+    if ANN_POWER_CURVE_W in ann:
+        if ANN_IDLE_W in ann or ANN_MAX_W in ann:
+            problems.add(subject, _ann_path(ANN_POWER_CURVE_W), f"give either {ANN_POWER_CURVE_W} or "
+                         f"{ANN_IDLE_W} and {ANN_MAX_W}, not both")
+        try:
+            curve = [float(x) for x in ann[ANN_POWER_CURVE_W].split(",")]
+        except ValueError:
+            problems.add(subject, _ann_path(ANN_POWER_CURVE_W), "must be 11 comma-separated numbers [W] "
+                         f"at 0, 10, ..., 100 % load (got {ann[ANN_POWER_CURVE_W][:60]!r})")
+            curve = []
+        return {"points_w": curve}, False
+    if ANN_IDLE_W in ann or ANN_MAX_W in ann:
+        if (ANN_IDLE_W in ann) != (ANN_MAX_W in ann):
+            missing = ANN_MAX_W if ANN_IDLE_W in ann else ANN_IDLE_W
+            problems.add(subject, _ann_path(missing), f"is missing: {ANN_IDLE_W} and {ANN_MAX_W} go together")
+        return {"idle_w": idle if idle is not None else 0.0, "max_w": peak if peak is not None else 1.0}, False
+    if cfg is not None and cfg.power is not None:
+        return cfg.power.model_dump(exclude_none=True), False
+    if config.node_defaults.power is not None:
+        return config.node_defaults.power.model_dump(exclude_none=True), False
+    return {"idle_w": DEFAULT_IDLE_W, "max_w": DEFAULT_MAX_W}, True
+
+
+# -- workloads and their pods ------------------------------------------------------------------
+
+
+def _collect_workloads(objects: ClusterObjects, ctx: _Context) -> dict[tuple[str, str, str], _WorkloadIn]:
+    """Deployments, StatefulSets and Jobs to plan, by (kind, namespace, name)."""
+    workloads_in: dict[tuple[str, str, str], _WorkloadIn] = {}
+    for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
+        for obj in sorted(items, key=lambda o: (_namespace(o), _name(o))):
+            ns, name = _namespace(obj), _name(obj)
+            if ns in ctx.excluded_ns or _truthy(_annotations(obj).get(LABEL_IGNORE, "")) or _truthy(_labels(obj).get(LABEL_IGNORE, "")):
+                continue
+            ref = WorkloadRef(kind, ns, name)
+            spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+            template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+            if kind == "Job":
+                if _job_finished(obj) or spec.get("suspend"):
+                    continue
+                replicas = _job_replicas(obj)
+            else:
+                replicas = spec.get("replicas", 1)
+                if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                    ctx.problems.add(str(ref), "spec.replicas", f"must be a whole number >= 0 (got {replicas!r})")
+                    continue
+            if replicas == 0:
+                continue
+            wid = _annotations(template).get(ANN_WORKLOAD) or f"{ns}/{name}"
+            workloads_in[(kind, ns, name)] = _WorkloadIn(ref, obj, wid, template, replicas)
+    return workloads_in
+
+
+def _attach_pods(objects: ClusterObjects, workloads_in: dict[tuple[str, str, str], _WorkloadIn],
+                 nodes: dict[str, _NodeOut]) -> dict[str, list[dict]]:
+    """Give each workload its live pods; count the others' requests on their nodes (`_NodeOut.used`).
+    Returns the pods held by GATE_DEFERRED per workload id."""
+    rs_owner = _replicaset_owners(objects.replicasets)
+    gated: dict[str, list[dict]] = defaultdict(list)
+    for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):
+        status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
+        if status.get("phase") in ("Succeeded", "Failed") or _meta(pod).get("deletionTimestamp"):
+            continue
+        spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
+        owner = _workload_key(pod, rs_owner)
+        w = workloads_in.get(owner) if owner else None
+        node_name = spec.get("nodeName")
+        if w is not None:
+            w.pods.append(pod)
+            if has_gate(pod):
+                gated[w.id].append(pod)
+        elif node_name in nodes:
+            used = pod_requests(spec, f"Pod {_namespace(pod)}/{_name(pod)}", "spec", _Problems())
+            nodes[node_name].used = _add(nodes[node_name].used, used)
+    return gated
+
+
+def _replicaset_owners(replicasets: list[dict]) -> dict[tuple[str, str], tuple[str, str] | None]:
+    """(namespace, ReplicaSet name) -> (kind, name) of its controller, if any."""
+    rs_owner: dict[tuple[str, str], tuple[str, str] | None] = {}
+    for rs in replicasets:
+        ref = _controller(rs)
+        rs_owner[(_namespace(rs), _name(rs))] = (ref.get("kind"), ref.get("name")) if ref else None
+    return rs_owner
+
+
+def _workload_entries(workloads_in: dict[tuple[str, str, str], _WorkloadIn], nodes: dict[str, _NodeOut], ctx: _Context):
+    """(scenario workload entries, their API objects, deferrable jobs already started, tenant -> a namespace of it)."""
+    ids_seen: dict[str, WorkloadRef] = {}
+    entries: list[dict[str, Any]] = []
+    refs: list[WorkloadRef] = []
+    started_jobs: set[str] = set()
+    tenants_used: dict[str, str] = {}
+    for w in workloads_in.values():
+        if w.id in ids_seen:
+            ctx.problems.add(str(w.ref), f'spec.template.{_ann_path(ANN_WORKLOAD)}',
+                             f"workload id {w.id!r} is also the id of {ids_seen[w.id]}; give one of them a distinct "
+                             f"{ANN_WORKLOAD} annotation on its pod template")
+            continue
+        ids_seen[w.id] = w.ref
+        entry = _workload_entry(w, ctx)
+        tenants_used.setdefault(entry["tenant"], w.ref.namespace)
+        if _workload_schedule(w, entry, nodes, ctx):
+            started_jobs.add(w.id)
+        entries.append(entry)
+        refs.append(w.ref)
+    return entries, refs, started_jobs, tenants_used
+
+
+def _workload_entry(w: _WorkloadIn, ctx: _Context) -> dict[str, Any]:
+    """The scenario entry of one workload: tenant, requests and the edgeplace annotations."""
+    subject, problems = str(w.ref), ctx.problems
+    ann = _annotations(w.obj)
+    tmpl_ann = _annotations(w.template)
+    tenant = tmpl_ann.get(ANN_TENANT) or ann.get(ANN_TENANT) or ctx.tenant_of_namespace(w.ref.namespace)
+    tspec = w.template.get("spec") if isinstance(w.template.get("spec"), dict) else {}
+    requests = pod_requests(tspec, subject, "spec.template.spec", problems)
+    entry: dict[str, Any] = {"id": w.id, "tenant": tenant,
+                             "kind": "batch" if w.ref.kind == "Job" else "service",
+                             "replicas": w.replicas, "requests": requests}
+    usage = problems.number(subject, ann, ANN_CPU_USAGE, "fraction", 0, 1)
+    if usage is not None:
+        entry["cpu_usage_fraction"] = usage
+    selector = tspec.get("nodeSelector")
+    if isinstance(selector, dict) and selector:
+        entry["node_selector"] = {str(k): str(v) for k, v in selector.items()}
+    sla = problems.number(subject, ann, ANN_SLA_MS, "ms", 0, 1e9)
+    users = [u.strip() for u in ann.get(ANN_USERS, "").split(",") if u.strip()]
+    if sla is not None:
+        if not users:
+            problems.add(subject, _ann_path(ANN_USERS), f"is missing: {ANN_SLA_MS} needs the user locations it "
+                         f"applies to (comma-separated ids from the site config's users)")
+        elif sla <= 0:
+            problems.add(subject, _ann_path(ANN_SLA_MS), f"must be > 0 [ms] (got {ann[ANN_SLA_MS]!r})")
+        else:
+            entry["sla"] = {"latency_ms": sla, "users": users}
+    elif users:
+        ctx.warnings.append(f"{subject}: {ANN_USERS} without {ANN_SLA_MS} has no effect")
+    min_sites = problems.number(subject, ann, ANN_MIN_SITES, "sites", 1, 10_000, integer=True)
+    if min_sites is not None and min_sites > 1:
+        entry["spread"] = {"min_sites": int(min_sites)}
+    return entry
+
+
+def _workload_schedule(w: _WorkloadIn, entry: dict[str, Any], nodes: dict[str, _NodeOut], ctx: _Context) -> bool:
+    """Deferral window and current placement of one workload (into `entry`); True for a deferrable
+    Job whose pods were already released or run."""
+    subject, ann = str(w.ref), _annotations(w.obj)
+    started = False
+    running = [p for p in w.pods if not has_gate(p)]
+    bound = sorted((p for p in running if (p.get("spec") or {}).get("nodeName")), key=_name)
+    if w.ref.kind == "Job" and ANN_DEADLINE in ann:
+        if running:
+            started = True  # released or running: it runs now, not a deferral decision any more
+        else:
+            deferral = _deferral(w, ann, subject, ctx.start, ctx.end, ctx.slot_minutes, ctx.problems, ctx.warnings)
+            if deferral is not None:
+                entry["deferral"] = deferral
+    elif w.ref.kind != "Job" and (ANN_DEADLINE in ann or ANN_DURATION_MIN in ann):
+        ctx.warnings.append(f"{subject}: {ANN_DEADLINE}/{ANN_DURATION_MIN} apply to Jobs only; ignored")
+    current = [(p.get("spec") or {}).get("nodeName") for p in bound]
+    if bound and len(bound) == w.replicas and all(n in nodes for n in current):
+        entry["current"] = current
+    elif bound:
+        ctx.warnings.append(f"{subject}: {len(bound)} pod(s) bound for {w.replicas} replica(s)"
+                            + ("" if all(n in nodes for n in current) else " (some on nodes outside the scenario)")
+                            + "; its current placement is left out (no migration penalty this round)")
+    return started
+
+
+def _subtract_unmanaged_load(nodes: dict[str, _NodeOut], warnings: list[str]) -> None:
+    """Pods the scenario does not plan: less capacity on their nodes, and their CPU as background utilisation."""
+    for n in nodes.values():
+        if not n.used:
+            continue
+        cap = n.entry["capacity"]
+        for key, used in n.used.items():
+            if key not in cap:
+                continue
+            left = cap[key] - used
+            if left <= 0 and key in ("cpu_millicores", "memory_mib"):
+                warnings.append(f"Node {n.name}: pods outside the scenario request all its {key}; 1 is left to plan with")
+                left = 1
+            cap[key] = max(left, 0)
+        cpu = n.allocatable.get("cpu_millicores", 0)
+        if cpu > 0 and n.used.get("cpu_millicores", 0) > 0:
+            n.entry["background_utilisation"] = round(min(1.0, n.used["cpu_millicores"] / cpu), 6)
+
+
+# -- tenants, sites and regions ---------------------------------------------------------------
+
+
+def _tenant_entries(nodes: dict[str, _NodeOut], tenants_used: dict[str, str], ctx: _Context) -> dict[str, dict[str, Any]]:
+    """Tenants from the site config and the namespaces' isolation annotations, plus every tenant referred to."""
+    tenant_entries: dict[str, dict[str, Any]] = {}
+    for t in ctx.config.tenants:
+        entry: dict[str, Any] = {"id": t.id}
+        if t.quota:
+            entry["quota"] = dict(t.quota)
+        if t.isolation is not None:
+            entry["isolation"] = t.isolation.model_dump()
+        tenant_entries[t.id] = entry
+    for ns_name, ns in sorted(ctx.namespaces.items()):
+        tenant = ctx.tenant_of_namespace(ns_name)
+        ann = _annotations(ns)
+        never = [x.strip() for x in ann.get(ANN_NEVER_WITH, "").split(",") if x.strip()]
+        dedicated = _truthy(ann.get(ANN_DEDICATED_NODES, "")) if ANN_DEDICATED_NODES in ann else None
+        if ANN_DEDICATED_NODES in ann and dedicated is None:
+            ctx.problems.add(f"Namespace {ns_name}", _ann_path(ANN_DEDICATED_NODES),
+                             f"must be true or false (got {ann[ANN_DEDICATED_NODES][:20]!r})")
+        if not never and not dedicated and tenant not in tenants_used:
+            continue
+        entry = tenant_entries.setdefault(tenant, {"id": tenant})
+        if not never and not dedicated:
+            continue
+        iso = entry.setdefault("isolation", {"dedicated_nodes": False, "never_with": []})
+        iso["never_with"] = sorted(set(iso["never_with"]) | set(never))
+        iso["dedicated_nodes"] = bool(iso["dedicated_nodes"] or dedicated)
+    for tenant in tenants_used:
+        tenant_entries.setdefault(tenant, {"id": tenant})
+    for n in nodes.values():  # a dedicated node's owner must be a tenant
+        owner = n.entry.get("dedicated_to")
+        if owner:
+            tenant_entries.setdefault(owner, {"id": owner})
+    for entry in list(tenant_entries.values()):  # never_with partners must exist too
+        for other in entry.get("isolation", {}).get("never_with", []):
+            tenant_entries.setdefault(other, {"id": other})
+    if not tenant_entries:
+        tenant_entries["default"] = {"id": "default"}  # a scenario needs one tenant, even with no workload
+    return tenant_entries
+
+
+def _sites_and_regions(mapped: _Nodes, ctx: _Context) -> tuple[list[dict], list[dict], list[dict]]:
+    """(site entries, region entries, signals): node facts first, then the site config."""
+    config, problems, slots = ctx.config, ctx.problems, ctx.slots
+    site_cfg = {s.id: s for s in config.sites}
+    region_cfg = {r.id: r for r in config.regions}
+    site_ids = list(dict.fromkeys([n.site for n in mapped.nodes.values()] + [s.id for s in config.sites]
+                                  + [u.site for u in config.users]))
+    site_entries = []
+    signals: list[dict[str, Any]] = []
+    for sid in site_ids:
+        cfg = site_cfg.get(sid)
+        region = mapped.site_region.get(sid, (cfg.region if cfg else None, ""))[0]
+        tier = mapped.site_tier.get(sid, (cfg.tier.value if cfg and cfg.tier else None, ""))[0]
+        if sid not in mapped.site_region and not region:
+            problems.add(f"site {sid}", "(site config sites[].region)", "has no grid region: add it to the site config")
+        if sid not in mapped.site_tier and not tier:
+            problems.add(f"site {sid}", "(site config sites[].tier)", "has no tier: add it to the site config")
+        if not region or not tier:
+            continue
+        entry: dict[str, Any] = {"id": sid, "tier": tier, "region": region}
+        if cfg is not None:
+            for key in ("location", "embodied"):
+                if getattr(cfg, key) is not None:
+                    entry[key] = getattr(cfg, key).model_dump()
+        for fact in ("pue", "pv_kwp", "battery_kwh"):
+            if fact in mapped.site_facts.get(sid, {}):
+                entry[fact] = mapped.site_facts[sid][fact][0]
+            elif cfg is not None and getattr(cfg, fact) is not None:
+                entry[fact] = getattr(cfg, fact)
+        if cfg is not None and cfg.renewable_kw is not None:
+            values = _per_slot(cfg.renewable_kw, slots, f"site {sid}", "(site config sites[].renewable_kw)", problems)
+            if values is not None:
+                signals.append({"signal": "renewable_supply", "site": sid, "unit": "kW", "values": values})
+        site_entries.append(entry)
+
+    region_ids = list(dict.fromkeys([e["region"] for e in site_entries] + [r.id for r in config.regions]))
+    passthrough = {(s.signal.value, s.region) for s in config.signals if s.signal.value == "grid_intensity"}
+    region_entries = []
+    for rid in region_ids:
+        cfg = region_cfg.get(rid)
+        region_entries.append({"id": rid, **({"description": cfg.description} if cfg and cfg.description else {})})
+        if cfg is not None and cfg.intensity_g_per_kwh is not None:
+            values = _per_slot(cfg.intensity_g_per_kwh, slots, f"region {rid}", "(site config regions[].intensity_g_per_kwh)", problems)
+            if values is not None:
+                signals.append({"signal": "grid_intensity", "region": rid, "unit": "gCO2/kWh", "values": values,
+                                "intensity_kind": cfg.intensity_kind})
+        elif ("grid_intensity", rid) not in passthrough:
+            problems.add(f"region {rid}", "(site config regions[].intensity_g_per_kwh)",
+                         f"has no carbon intensity: add `regions: [{{id: {rid}, intensity_g_per_kwh: ...}}]` "
+                         "(a constant in gCO2/kWh, or one value per slot) to the site config")
+    for k, sig in enumerate(config.signals):
+        values = list(sig.values)
+        if len(values) < slots:
+            problems.add(f"site config signals[{k}]", "values", f"has {len(values)} values but the horizon has {slots} slots")
+            continue
+        signals.append({**sig.model_dump(exclude_none=True), "values": values[:slots]})
+    return site_entries, region_entries, signals
 
 
 _INDEXED = re.compile(r"^(nodes|workloads|sites|regions|tenants)\[(\d+)\](.*)$")

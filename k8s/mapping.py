@@ -73,7 +73,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgeplace.k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
+from edgeplace.k8s.identity import (TENANT_ANNOTATION, WORKLOAD_ANNOTATION, ReplicaSetOwners, WorkloadKey, controller_ref,
+                                    owner_workload, pod_workload_id, workload_id)
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.load import read_document, scenario_from_dict
 from edgeplace.topology.placement import Placement
@@ -404,18 +405,6 @@ def _ann_path(key: str) -> str:
 
 def _label_path(key: str) -> str:
     return f'metadata.labels["{key}"]'
-
-
-def _controller(obj: dict) -> dict | None:
-    """The ownerReference with controller: true (or the only one), if any."""
-    refs = _meta(obj).get("ownerReferences")
-    if not isinstance(refs, list):
-        return None
-    refs = [r for r in refs if isinstance(r, dict)]
-    for ref in refs:
-        if ref.get("controller"):
-            return ref
-    return refs[0] if len(refs) == 1 else None
 
 
 def _parse_time(text: str) -> datetime:
@@ -851,9 +840,9 @@ def _node_power(ann: dict[str, str], cfg: SiteConfig | None, config: ClusterConf
 # -- workloads and their pods ------------------------------------------------------------------
 
 
-def _collect_workloads(objects: ClusterObjects, ctx: _Context) -> dict[tuple[str, str, str], _WorkloadIn]:
-    """Deployments, StatefulSets and Jobs to plan, by (kind, namespace, name)."""
-    workloads_in: dict[tuple[str, str, str], _WorkloadIn] = {}
+def _collect_workloads(objects: ClusterObjects, ctx: _Context) -> dict[WorkloadKey, _WorkloadIn]:
+    """Deployments, StatefulSets and Jobs to plan, by their object."""
+    workloads_in: dict[WorkloadKey, _WorkloadIn] = {}
     for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
         for obj in sorted(items, key=lambda o: (_namespace(o), _name(o))):
             ns, name = _namespace(obj), _name(obj)
@@ -873,12 +862,12 @@ def _collect_workloads(objects: ClusterObjects, ctx: _Context) -> dict[tuple[str
                     continue
             if replicas == 0:
                 continue
-            wid = _annotations(template).get(ANN_WORKLOAD) or f"{ns}/{name}"
-            workloads_in[(kind, ns, name)] = _WorkloadIn(ref, obj, wid, template, replicas)
+            key = WorkloadKey(kind, ns, name)
+            workloads_in[key] = _WorkloadIn(ref, obj, workload_id(_annotations(template), key), template, replicas)
     return workloads_in
 
 
-def _attach_pods(objects: ClusterObjects, workloads_in: dict[tuple[str, str, str], _WorkloadIn],
+def _attach_pods(objects: ClusterObjects, workloads_in: dict[WorkloadKey, _WorkloadIn],
                  nodes: dict[str, _NodeOut]) -> dict[str, list[dict]]:
     """Give each workload its live pods; count the others' requests on their nodes (`_NodeOut.used`).
     Returns the pods held by GATE_DEFERRED per workload id."""
@@ -889,7 +878,7 @@ def _attach_pods(objects: ClusterObjects, workloads_in: dict[tuple[str, str, str
         if status.get("phase") in ("Succeeded", "Failed") or _meta(pod).get("deletionTimestamp"):
             continue
         spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
-        owner = _workload_key(pod, rs_owner)
+        owner = owner_workload(pod, rs_owner)
         w = workloads_in.get(owner) if owner else None
         node_name = spec.get("nodeName")
         if w is not None:
@@ -902,16 +891,16 @@ def _attach_pods(objects: ClusterObjects, workloads_in: dict[tuple[str, str, str
     return gated
 
 
-def _replicaset_owners(replicasets: list[dict]) -> dict[tuple[str, str], tuple[str, str] | None]:
-    """(namespace, ReplicaSet name) -> (kind, name) of its controller, if any."""
+def _replicaset_owners(replicasets: list[dict]) -> ReplicaSetOwners:
+    """(namespace, ReplicaSet name) -> (kind, name) of its controller, if any (`edgeplace.k8s.identity`)."""
     rs_owner: dict[tuple[str, str], tuple[str, str] | None] = {}
     for rs in replicasets:
-        ref = _controller(rs)
+        ref = controller_ref(rs)
         rs_owner[(_namespace(rs), _name(rs))] = (ref.get("kind"), ref.get("name")) if ref else None
     return rs_owner
 
 
-def _workload_entries(workloads_in: dict[tuple[str, str, str], _WorkloadIn], nodes: dict[str, _NodeOut], ctx: _Context):
+def _workload_entries(workloads_in: dict[WorkloadKey, _WorkloadIn], nodes: dict[str, _NodeOut], ctx: _Context):
     """(scenario workload entries, their API objects, deferrable jobs already started, tenant -> a namespace of it)."""
     ids_seen: dict[str, WorkloadRef] = {}
     entries: list[dict[str, Any]] = []
@@ -1187,23 +1176,6 @@ def _deferral(w: _WorkloadIn, ann: dict[str, str], subject: str, start: datetime
             "duration_minutes": int(duration)}
 
 
-def _workload_key(pod: dict, rs_owner: dict[tuple[str, str], tuple[str, str] | None]) -> tuple[str, str, str] | None:
-    """(kind, namespace, name) of the workload a pod belongs to: Pod -> ReplicaSet -> Deployment,
-    Pod -> StatefulSet, Pod -> Job; None for other pods."""
-    ref = _controller(pod)
-    if ref is None:
-        return None
-    ns, kind, name = _namespace(pod), ref.get("kind"), ref.get("name")
-    if kind == "ReplicaSet":
-        owner = rs_owner.get((ns, name))
-        if owner and owner[0] == "Deployment":
-            return ("Deployment", ns, str(owner[1]))
-        return None
-    if kind in ("StatefulSet", "Job"):
-        return (kind, ns, str(name))
-    return None
-
-
 def has_gate(pod: dict, gate: str = GATE_DEFERRED) -> bool:
     """The pod is held by the scheduling gate `gate`."""
     spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
@@ -1215,16 +1187,15 @@ def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Place
 
     A workload's replicas take its bound pods' nodes in pod-name order;
     replicas without a bound pod on a scenario node are unplaced (-1). Pods
-    are matched to workloads as in `map_cluster` (owner references, or the
-    ``edgeplace.io/workload`` annotation of a pod with no owner).
+    are matched to workloads as in `map_cluster`: a pod owned by a listed
+    workload belongs to it, any other by `edgeplace.k8s.identity.pod_workload_id`.
     """
-    rs_owner = {(_namespace(rs), _name(rs)): ((_controller(rs) or {}).get("kind"), (_controller(rs) or {}).get("name"))
-                for rs in objects.replicasets}
-    wid_of = {}
+    rs_owner = _replicaset_owners(objects.replicasets)
+    wid_of: dict[WorkloadKey, str] = {}
     for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
         for obj in items:
-            tmpl = (obj.get("spec") or {}).get("template") or {}
-            wid_of[(kind, _namespace(obj), _name(obj))] = _annotations(tmpl).get(ANN_WORKLOAD) or f"{_namespace(obj)}/{_name(obj)}"
+            key = WorkloadKey(kind, _namespace(obj), _name(obj))
+            wid_of[key] = workload_id(_annotations((obj.get("spec") or {}).get("template") or {}), key)
     node_index = {n: i for i, n in enumerate(scenario.node_ids)}
     by_workload: dict[str, list[int]] = defaultdict(list)
     for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):
@@ -1234,8 +1205,9 @@ def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Place
         node = (pod.get("spec") or {}).get("nodeName")
         if node not in node_index:
             continue
-        key = _workload_key(pod, rs_owner)
-        wid = wid_of.get(key) if key else _annotations(pod).get(ANN_WORKLOAD)
+        key = owner_workload(pod, rs_owner)
+        # A pod of a listed workload belongs to it; any other pod by the identity rule (its annotation).
+        wid = wid_of.get(key) if key in wid_of else pod_workload_id(pod, rs_owner)
         if wid:
             by_workload[wid].append(node_index[node])
     replica_node = np.full(scenario.n_replicas, -1, dtype=np.int64)

@@ -86,6 +86,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgeplace.k8s.identity import TENANT_ANNOTATION, WORKLOAD_ANNOTATION  # noqa: F401 (re-exported)
 from edgeplace.policies.costs import CostModel, price
 from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.errors import InputError, Problem
@@ -99,9 +100,6 @@ MAX_EXTENDER_PRIORITY = 10
 #: minutes; if it stops, the extender fails open a quarter of an hour later
 #: rather than steering pods by an ever older picture of the cluster.
 DEFAULT_VALID_FOR_S = 900.0
-#: Workload annotation naming the workload id in the plan, and tenant annotation.
-WORKLOAD_ANNOTATION = "edgeplace.io/workload"
-TENANT_ANNOTATION = "edgeplace.io/tenant"
 
 
 class Outcome(IntEnum):

@@ -20,8 +20,10 @@ from pydantic import ValidationError
 
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.latency import user_site_latency_ms
+from edgeplace.topology.constraints import compile_constraints, effective_node_labels
 from edgeplace.topology.scenario import Scenario
-from edgeplace.topology.spec import SCENARIO_VERSION, ScenarioSpec, SignalKind
+from edgeplace.topology.scheduling_spec import PODS_RESOURCE
+from edgeplace.topology.spec import MAX_COUNT, SCENARIO_VERSION, ScenarioSpec, SignalKind
 
 #: Accepted units per signal and the factor to the canonical unit.
 #: lb/MWh: 453.592 g / 1000 kWh.
@@ -168,6 +170,8 @@ class _Builder:
                               for i, n in enumerate(spec.nodes)], dtype=np.int64)
         node_capacity = np.zeros((N, K), dtype=np.int64)
         rindex = {r: k for k, r in enumerate(resources)}
+        if PODS_RESOURCE in rindex:  # a node that states no pod limit holds any number
+            node_capacity[:, rindex[PODS_RESOURCE]] = MAX_COUNT
         for i, n in enumerate(spec.nodes):
             for name, value in n.capacity.as_dict().items():
                 node_capacity[i, rindex[name]] = value
@@ -180,7 +184,9 @@ class _Builder:
         # SCI: M = TE x (TiR / EL); per powered hour: TE / EL[h].
         node_embodied = np.array([e.per_node_kg * 1000.0 / (e.lifetime_years * 8760.0) if e else 0.0
                                   for e in embodied], dtype=float)
-        node_labels = [frozenset(n.labels.items()) for n in spec.nodes]
+        region_of_site = [spec.sites[i].region if i >= 0 else "" for i in node_site]
+        effective_labels = [effective_node_labels(n.labels, n.id, n.site, region_of_site[i]) for i, n in enumerate(spec.nodes)]
+        node_labels = [frozenset(labels.items()) for labels in effective_labels]
 
         graph_ok = True  # every link end and user site is known: latencies can be computed
         for i, link in enumerate(spec.links):
@@ -222,6 +228,8 @@ class _Builder:
                 self.bad(f"users[{i}].site", f"user location {u.id!r} at site {u.site!r} cannot reach any site with nodes; add a link")
 
         w = self._workloads(resources, rindex, user_lat, node_capacity)
+        constraints = compile_constraints(spec, effective_labels, node_dedicated, w["workload_tenant"], tenant_dedicated,
+                                          self.problems)
         scenario = Scenario(
             spec=spec, source=self.source, resources=resources,
             node_ids=[n.id for n in spec.nodes], site_ids=[s.id for s in spec.sites],
@@ -236,7 +244,7 @@ class _Builder:
             region_intensity_g_per_kwh=intensity, user_site_latency_ms=user_lat,
             region_intensity_forecast_g_per_kwh=intensity_fc, site_renewable_forecast_kw=renewable_fc,
             tenant_dedicated=tenant_dedicated, tenant_conflicts=conflicts, tenant_quota=quota,
-            **w,
+            constraints=constraints, **w,
         )
         if not self.problems:
             self._check_feasible(scenario)
@@ -329,6 +337,8 @@ class _Builder:
                     self.bad(f"{path}.requests.{name}", f"no node offers resource {name!r} (nodes offer: {', '.join(resources)})")
                 else:
                     requests[w, rindex[name]] = value
+            if PODS_RESOURCE in rindex:
+                requests[w, rindex[PODS_RESOURCE]] = 1  # every replica is one pod
             if wl.sla is not None:
                 sla[w] = wl.sla.latency_ms
                 users = [self.ref(self.user, u, f"{path}.sla.users[{k}]", "user location") for k, u in enumerate(wl.sla.users)]

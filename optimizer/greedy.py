@@ -258,8 +258,7 @@ class _Greedy:
         self.ruled = np.zeros(W, dtype=bool)
         self.affinity_level = sc.constraints.affinity_levels(W)  # pod affinity targets go first
         if self.rules is not None:
-            for w in range(W):
-                self.ruled[w] = bool(self.rules.anti_of[w] or w in self.rules.affinity_of or self.rules.spread_of[w])
+            self.ruled[:] = [self.rules.ruled(w) for w in range(W)]
         self.tenant_use = np.zeros((M, T, K)) if self.has_quota else None
         self.placed: list[dict[int, int]] = [{} for _ in range(W)]  # w -> {node: replicas}
         self.start = self.earliest.copy()

@@ -619,9 +619,13 @@ class ConstraintState:
             if a != b:
                 self.anti_of[b].append((k, a))
         self.affinity_of = {a.workload: a for a in c.affinity}
-        self.spread_of: list[list[int]] = [[] for _ in range(n_workloads)]
+        self.spread_of: list[list[int]] = [[] for _ in range(n_workloads)]  # w -> rules of its own
+        self.counted_in: list[list[int]] = [[] for _ in range(n_workloads)]  # w -> others' rules counting it
         for i, s in enumerate(c.spread):
             self.spread_of[s.workload].append(i)
+            for v in s.counted.tolist():
+                if v != s.workload:
+                    self.counted_in[v].append(i)
         self.eligible = [s.eligible_domains(c.node_domain[s.key], int(c.n_domains[s.key])) for s in c.spread]
         # Spread counts only pods on a rule's counting nodes: per rule, its key's domains of those nodes and
         # the counted workloads' replicas there.
@@ -686,7 +690,7 @@ class ConstraintState:
     # -- kube-scheduler's filter for one more pod ------------------------------------------------
     def allowed(self, w: int) -> np.ndarray | None:
         """N bool: nodes where one more replica of w passes the dynamic rules now (None: every node)."""
-        if not (self.anti_of[w] or w in self.affinity_of or self.spread_of[w]):
+        if not self.ruled(w):
             return None
         c = self.c
         N = c.node_domain.shape[1]
@@ -712,7 +716,19 @@ class ConstraintState:
             crowded, lowest = self._spread_counts(i)
             room = crowded + int(s.self_match) - lowest <= s.max_skew
             ok &= (dom >= 0) & room[np.maximum(dom, 0)]
+        for i in self.counted_in[w]:
+            # Another workload's spread counts w: w may not crowd a domain hosting that workload past its
+            # skew (kube-scheduler would not check it then, but the final state must hold).
+            s = c.spread[i]
+            dom = self.spread_domain[i]
+            crowded, lowest = self._spread_counts(i)
+            full = (self.count[s.key][self.row[s.workload]] > 0) & (crowded + 1 - lowest > s.max_skew)
+            ok &= (dom < 0) | ~full[np.maximum(dom, 0)]
         return ok
+
+    def ruled(self, w: int) -> bool:
+        """Some dynamic rule restricts where one more replica of w may go."""
+        return bool(self.anti_of[w] or w in self.affinity_of or self.spread_of[w] or self.counted_in[w])
 
     # -- the final-state rules -----------------------------------------------------------------
     def broken(self, workloads: Iterable[int] | None = None) -> list[Broken]:

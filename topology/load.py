@@ -23,7 +23,7 @@ from edgeplace.topology.latency import user_site_latency_ms
 from edgeplace.topology.constraints import compile_constraints, effective_node_labels
 from edgeplace.topology.scenario import Scenario
 from edgeplace.topology.scheduling_spec import PODS_RESOURCE
-from edgeplace.topology.spec import MAX_COUNT, SCENARIO_VERSION, ScenarioSpec, SignalKind
+from edgeplace.topology.spec import SCENARIO_VERSION, ScenarioSpec, SignalKind
 
 #: Accepted units per signal and the factor to the canonical unit.
 #: lb/MWh: 453.592 g / 1000 kWh.
@@ -170,8 +170,8 @@ class _Builder:
                               for i, n in enumerate(spec.nodes)], dtype=np.int64)
         node_capacity = np.zeros((N, K), dtype=np.int64)
         rindex = {r: k for k, r in enumerate(resources)}
-        if PODS_RESOURCE in rindex:  # a node that states no pod limit holds any number
-            node_capacity[:, rindex[PODS_RESOURCE]] = MAX_COUNT
+        if PODS_RESOURCE in rindex:  # a node that states no pod limit holds every replica there is
+            node_capacity[:, rindex[PODS_RESOURCE]] = max(sum(wl.replicas for wl in spec.workloads), 1)
         for i, n in enumerate(spec.nodes):
             for name, value in n.capacity.as_dict().items():
                 node_capacity[i, rindex[name]] = value
@@ -395,5 +395,29 @@ class _Builder:
             elif not (fits & sla_ok).any():
                 self.bad(f"{path}", f"the nodes within {wl.sla.latency_ms:g} ms of the users of {wl.id!r} are too small for one replica")
             else:
-                self.bad(f"{path}", f"no node within the SLA matches node_selector {dict(wl.node_selector)} "
-                         f"and tenant {wl.tenant!r}'s dedicated-pool rules; relax one of them")
+                self.bad(f"{path}", f"no node within the SLA that fits one replica of {wl.id!r} passes every "
+                         f"placement rule ({self._excluded_by(sc, w, fits & sla_ok)}); relax one of them")
+
+    def _excluded_by(self, sc: Scenario, w: int, candidates: np.ndarray) -> str:
+        """Which rules keep workload w off the `candidates` (N bool), and off how many of them."""
+        rules: list[tuple[str, np.ndarray]] = []
+        wl = self.spec.workloads[w]
+        if wl.node_selector:
+            selector = frozenset(wl.node_selector.items())
+            rules.append((f"node_selector {dict(wl.node_selector)}",
+                          np.fromiter((selector <= labels for labels in sc.node_label_sets), bool, sc.n_nodes)))
+        owner, tenant = sc.node_dedicated_tenant, sc.workload_tenant[w]
+        pool = (owner < 0) | (owner == tenant)
+        if sc.tenant_dedicated[tenant]:
+            pool &= owner == tenant
+        rules.append((f"tenant {wl.tenant!r}'s dedicated pools", pool))
+        names = {"node_affinity": "required node affinity", "taint": "taints it does not tolerate",
+                 "pod_affinity": "topology labels its pod affinity needs",
+                 "topology_spread": "topology labels its topology spread needs"}
+        for rule in sc.constraints.masks:
+            i = np.searchsorted(rule.rows, w)
+            if i < len(rule.rows) and rule.rows[i] == w:
+                rules.append((names[rule.kind], rule.mask[i]))
+        n = int(candidates.sum())
+        parts = [f"{name} excludes {int((candidates & ~ok).sum())} of {n}" for name, ok in rules if (candidates & ~ok).any()]
+        return "; ".join(parts)

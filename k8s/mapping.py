@@ -73,12 +73,17 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# TAINT_POWERED_DOWN: the planner's taint on nodes the plan powers down (NoSchedule, never NoExecute);
+# ANN_CORDONED_BY: the annotation on nodes it cordoned, so it only uncordons its own.
+from edgeplace.k8s.scheduling import ANN_CORDONED_BY, TAINT_POWERED_DOWN, scenario_taints, workload_scheduling
 from edgeplace.k8s.identity import (TENANT_ANNOTATION, WORKLOAD_ANNOTATION, ReplicaSetOwners, WorkloadKey, controller_ref,
                                     owner_workload, pod_workload_id, workload_id)
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.load import read_document, scenario_from_dict
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.constraints import FILTER_EFFECTS, tolerated_seconds
+from edgeplace.topology.scheduling_spec import LABEL_HOSTNAME, LABEL_REGION, PODS_RESOURCE, Taint, Toleration
 from edgeplace.topology.spec import (SCENARIO_VERSION, Embodied, Isolation, Link, Location, PowerModel, Signal, Tier,
                            UserLocation)
 
@@ -113,14 +118,8 @@ ANN_DURATION_MIN = "edgeplace.io/duration-minutes"
 ANN_EARLIEST_START = "edgeplace.io/earliest-start"
 ANN_TENANT = TENANT_ANNOTATION
 ANN_WORKLOAD = WORKLOAD_ANNOTATION
-#: Taint the planner puts on nodes the plan powers down (NoSchedule, never NoExecute).
-TAINT_POWERED_DOWN = "edgeplace.io/powered-down"
 #: Pod scheduling gate that holds a deferrable job's pods until their planned start.
 GATE_DEFERRED = "edgeplace.io/deferred"
-#: Annotation the planner sets on nodes it cordoned, so it only uncordons its own.
-ANN_CORDONED_BY = "edgeplace.io/cordoned-by"
-#: Taints of our own, or the cordon taint: they do not take a node out of the scenario.
-OWN_TAINTS = (TAINT_POWERED_DOWN, "node.kubernetes.io/unschedulable")
 
 #: Namespaces whose workloads are not planned (their pods still use capacity).
 DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "edgeplace-system")
@@ -629,6 +628,8 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
     gated = _attach_pods(objects, workloads_in, nodes)
     workload_entries, workload_refs, started_jobs, tenants_used = _workload_entries(workloads_in, nodes, ctx)
     _subtract_unmanaged_load(nodes, ctx.warnings)
+    _outside_the_plan(nodes, workload_entries, ctx.warnings)
+    _topology_label_warnings(nodes, workload_entries, ctx.warnings)
     tenant_entries = _tenant_entries(nodes, tenants_used, ctx)
     site_entries, region_entries, signals = _sites_and_regions(mapped_nodes, ctx)
 
@@ -650,6 +651,7 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
         "tenants": list(tenant_entries.values()),
         "workloads": workload_entries,
         "signals": signals,
+        "namespaces": [{"id": name, "labels": _labels(ns)} for name, ns in sorted(ctx.namespaces.items()) if _labels(ns)],
     }
     origins = {"nodes": [f"Node {n.name}" for n in nodes.values()],
                "workloads": [str(r) for r in workload_refs],
@@ -692,18 +694,11 @@ def _map_nodes(node_objects: list[dict], ctx: _Context) -> _Nodes:
 
 
 def _node_exclusion(node: dict) -> str | None:
-    """Why a Node is left out of the scenario, or None when it is planned on."""
+    """Why a Node is left out of the scenario, or None when it is planned on. Tainted and
+    cordoned nodes stay in (with their taints): kube-scheduler counts them as topology domains."""
     labels, ann = _labels(node), _annotations(node)
-    spec = node.get("spec") if isinstance(node.get("spec"), dict) else {}
     if _truthy(labels.get(LABEL_IGNORE, "")) or _truthy(ann.get(LABEL_IGNORE, "")):
         return f"{LABEL_IGNORE}=true"
-    taints = [t for t in spec.get("taints") or [] if isinstance(t, dict)]
-    foreign = [t.get("key") for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
-               and t.get("key") not in OWN_TAINTS]
-    if foreign:
-        return f"tainted {', '.join(map(str, foreign))} (NoSchedule/NoExecute)"
-    if spec.get("unschedulable") and ANN_CORDONED_BY not in ann:
-        return "cordoned (spec.unschedulable) by someone other than edgeplace"
     return None
 
 
@@ -742,6 +737,9 @@ def _map_node(node: dict, out: _Nodes, ctx: _Context) -> tuple[_NodeOut, bool]:
         entry["dedicated_to"] = labels[LABEL_DEDICATED]
     if labels:
         entry["labels"] = dict(sorted(labels.items()))
+    taints = scenario_taints(node)
+    if taints:
+        entry["taints"] = taints
     return _NodeOut(name, site, entry, dict(capacity)), default_power
 
 
@@ -797,6 +795,8 @@ def _node_capacity(node: dict, subject: str, problems: _Problems) -> dict[str, i
                 capacity["cpu_millicores"] = cpu_millicores(q, round_up=False)
             elif res == "memory":
                 capacity["memory_mib"] = memory_mib(q, round_up=False)
+            elif res == PODS_RESOURCE:
+                capacity[PODS_RESOURCE] = count_quantity(q)
             elif is_extended_resource(res):
                 capacity[res] = count_quantity(q)
         except QuantityError as exc:
@@ -887,7 +887,7 @@ def _attach_pods(objects: ClusterObjects, workloads_in: dict[WorkloadKey, _Workl
                 gated[w.id].append(pod)
         elif node_name in nodes:
             used = pod_requests(spec, f"Pod {_namespace(pod)}/{_name(pod)}", "spec", _Problems())
-            nodes[node_name].used = _add(nodes[node_name].used, used)
+            nodes[node_name].used = _add(nodes[node_name].used, {**used, PODS_RESOURCE: 1})
     return gated
 
 
@@ -940,6 +940,9 @@ def _workload_entry(w: _WorkloadIn, ctx: _Context) -> dict[str, Any]:
     selector = tspec.get("nodeSelector")
     if isinstance(selector, dict) and selector:
         entry["node_selector"] = {str(k): str(v) for k, v in selector.items()}
+    scheduling = workload_scheduling(w.template, w.ref.namespace, tenant, ctx.warnings, subject)
+    if scheduling is not None:
+        entry["scheduling"] = scheduling
     sla = problems.number(subject, ann, ANN_SLA_MS, "ms", 0, 1e9)
     users = [u.strip() for u in ann.get(ANN_USERS, "").split(",") if u.strip()]
     if sla is not None:
@@ -1001,6 +1004,59 @@ def _subtract_unmanaged_load(nodes: dict[str, _NodeOut], warnings: list[str]) ->
         cpu = n.allocatable.get("cpu_millicores", 0)
         if cpu > 0 and n.used.get("cpu_millicores", 0) > 0:
             n.entry["background_utilisation"] = round(min(1.0, n.used["cpu_millicores"] / cpu), 6)
+
+
+def _outside_the_plan(nodes: dict[str, _NodeOut], workloads: list[dict[str, Any]], warnings: list[str]) -> None:
+    """Nodes no planned workload may use (taints none tolerates, a cordon by someone else) stay in
+    the scenario, as kube-scheduler counts them in topology spread, but always on: they are not
+    edgeplace's to switch off."""
+    tolerations = [[_parse_toleration(t) for t in (w.get("scheduling") or {}).get("tolerations", [])] for w in workloads]
+    closed = []
+    for n in nodes.values():
+        taints = [t for t in n.entry.get("taints", []) if t.get("effect") in FILTER_EFFECTS]
+        if not taints:
+            continue
+        parsed = [_parse_taint(t) for t in taints]
+        if any(all(tolerated_seconds([t for t in tols if t is not None], taint) > 0 for taint in parsed if taint is not None)
+               for tols in tolerations):
+            continue
+        n.entry["can_power_down"] = False
+        closed.append(f"{n.name} ({', '.join(str(t['key']) for t in taints)})")
+    if closed:
+        warnings.append(f"{len(closed)} node(s) no planned workload may use stay on and are planned around: "
+                        + "; ".join(closed[:10]) + (" ..." if len(closed) > 10 else ""))
+
+
+def _parse_toleration(t: dict) -> Toleration | None:
+    try:
+        return Toleration.model_validate(t)
+    except ValidationError:
+        return None  # the scenario's validation reports it against its workload
+
+
+def _parse_taint(t: dict) -> Taint | None:
+    try:
+        return Taint.model_validate(t)
+    except ValidationError:
+        return None
+
+
+def _topology_label_warnings(nodes: dict[str, _NodeOut], workloads: list[dict[str, Any]], warnings: list[str]) -> None:
+    """A node without the hostname, zone or region label a workload's topology rule names is in no
+    domain of that key for kube-scheduler, but in its default one (name, site, region) for edgeplace."""
+    keys = set()
+    for w in workloads:
+        sch = w.get("scheduling") or {}
+        for block in ("pod_affinity", "pod_anti_affinity"):
+            for term in (sch.get(block) or {}).get("required", []):
+                keys.add(term.get("topology_key"))
+        keys |= {c.get("topology_key") for c in sch.get("topology_spread", [])}
+    for key in sorted(keys & {LABEL_HOSTNAME, LABEL_ZONE, LABEL_REGION}):
+        missing = [n.name for n in nodes.values() if key not in n.entry.get("labels", {})]
+        if missing:
+            warnings.append(f"{len(missing)} node(s) lack the label {key} that a workload's topology rule names; "
+                            f"kube-scheduler counts them in no {key} domain, edgeplace in their default one: "
+                            + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
 
 
 # -- tenants, sites and regions ---------------------------------------------------------------

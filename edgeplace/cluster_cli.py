@@ -9,6 +9,7 @@ cluster object, an unreachable API server), 70 internal error.
     edgeplace import --from-cluster [--kubeconfig F] [--context C] [--site-config F] -o scenario.yaml
     edgeplace serve [--extender] [--planner] [--port 8888] [--plan-file F | --configmap NS/NAME]
                     [--token-file F] [--tls-cert F --tls-key F] [--site-config F] ...
+    edgeplace apply-isolation [--kubeconfig F] [--site-config F] [--namespace NS] [--dry-run]
 
 `serve` runs the extender and the planner together unless one of
 `--extender` / `--planner` is given; docs/KUBERNETES.md describes both.
@@ -124,7 +125,19 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     g.add_argument("--lease", type=_ns_name, metavar="NS/NAME", help="leader Lease (default: <plan namespace>/edgeplace-planner)")
     g.add_argument("--identity", help="leader identity (default: hostname + random suffix)")
     g.add_argument("--once", action="store_true", help="planner: plan one round, print its outcome and exit")
-    return {"import": cmd_import, "serve": cmd_serve}
+
+    p = sub.add_parser("apply-isolation", help="keep tenant isolation in the cluster's own taints, labels and admission",
+                       description="Taint dedicated nodes, label namespaces with their tenant and write the admission "
+                                   "policies' parameters (edgeplace.k8s.isolation), so never_with and dedicated pools "
+                                   "hold with the extender down; the chart's admission policies do the rest "
+                                   "(docs/KUBERNETES.md, Isolation). Prints each change.")
+    _cluster_args(p)
+    p.add_argument("--site-config", metavar="FILE", help="site config with tenants (see `edgeplace import`)")
+    p.add_argument("--namespace", default="edgeplace-system", help="namespace of the parameter ConfigMap (default edgeplace-system)")
+    p.add_argument("--exclude-namespace", action="append", metavar="NS",
+                   help="namespace left alone (repeatable; default: kube-system, kube-public, kube-node-lease, edgeplace-system)")
+    p.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+    return {"import": cmd_import, "serve": cmd_serve, "apply-isolation": cmd_apply_isolation}
 
 
 # ---------------------------------------------------------------------------
@@ -332,4 +345,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
             t.join(timeout=15)
         if server is not None:
             server.stop()
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# apply-isolation
+
+
+def cmd_apply_isolation(args: argparse.Namespace) -> int:
+    from kubernetes.client.exceptions import ApiException
+
+    from edgeplace.k8s.isolation import reconcile
+    from edgeplace.k8s.mapping import load_site_config
+    from edgeplace.topology.errors import InputError, Problem
+
+    config = load_site_config(args.site_config)
+    api = connect(args.kubeconfig, args.context, args.in_cluster)
+    objects = read_cluster_or_explain(api)
+    exclude = tuple(args.exclude_namespace) if args.exclude_namespace else None
+    try:
+        done = reconcile(api, config, objects, namespace=args.namespace, exclude_namespaces=exclude, dry_run=args.dry_run)
+    except ApiException as exc:
+        hint = (" (the identity needs nodes update, namespaces patch and configmaps create/update in "
+                f"{args.namespace}: see isolation-rbac.yaml in deploy/helm/edgeplace)" if exc.status in (401, 403) else "")
+        raise InputError(api.configuration.host, [Problem(f"HTTP {exc.status}", f"{exc.reason}{hint}")]) from None
+    verb = "would change" if args.dry_run else "changed"
+    for change in done:
+        print(f"{verb}: {change}")
+    print(f"edgeplace: isolation {'checked' if args.dry_run else 'applied'}: {len(done)} change(s)")
     return EXIT_OK

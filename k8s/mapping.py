@@ -586,9 +586,7 @@ class _Context:
     namespaces: dict[str, dict]  # name -> Namespace object
 
     def tenant_of_namespace(self, ns: str) -> str:
-        """A namespace's tenant: the site config's tenants[].namespaces, else the tenant label, else its name."""
-        configured = next((t.id for t in self.config.tenants if ns in t.namespaces), None)
-        return configured or _labels(self.namespaces.get(ns, {})).get(LABEL_TENANT) or ns
+        return namespace_tenant(ns, self.namespaces, self.config)
 
 
 @dataclass
@@ -1062,6 +1060,36 @@ def _topology_label_warnings(nodes: dict[str, _NodeOut], workloads: list[dict[st
 # -- tenants, sites and regions ---------------------------------------------------------------
 
 
+def namespace_tenant(ns: str, namespaces: dict[str, dict], config: ClusterConfig) -> str:
+    """A namespace's tenant: the site config's tenants[].namespaces, else the tenant label, else its name."""
+    configured = next((t.id for t in config.tenants if ns in t.namespaces), None)
+    return configured or _labels(namespaces.get(ns, {})).get(LABEL_TENANT) or ns
+
+
+def tenant_isolation(namespaces: dict[str, dict], config: ClusterConfig,
+                     problems: _Problems | None = None) -> dict[str, dict[str, Any]]:
+    """Tenant -> {"dedicated_nodes": bool, "never_with": sorted list} for every tenant with a rule, from
+    the site config's tenants and the namespaces' isolation annotations (one-sided never_with as written)."""
+    problems = problems if problems is not None else _Problems()
+    rules: dict[str, dict[str, Any]] = {}
+    for t in config.tenants:
+        if t.isolation is not None:
+            rules[t.id] = t.isolation.model_dump()
+    for ns_name, ns in sorted(namespaces.items()):
+        ann = _annotations(ns)
+        never = [x.strip() for x in ann.get(ANN_NEVER_WITH, "").split(",") if x.strip()]
+        dedicated = _truthy(ann.get(ANN_DEDICATED_NODES, "")) if ANN_DEDICATED_NODES in ann else None
+        if ANN_DEDICATED_NODES in ann and dedicated is None:
+            problems.add(f"Namespace {ns_name}", _ann_path(ANN_DEDICATED_NODES),
+                         f"must be true or false (got {ann[ANN_DEDICATED_NODES][:20]!r})")
+        if not never and not dedicated:
+            continue
+        iso = rules.setdefault(namespace_tenant(ns_name, namespaces, config), {"dedicated_nodes": False, "never_with": []})
+        iso["never_with"] = sorted(set(iso["never_with"]) | set(never))
+        iso["dedicated_nodes"] = bool(iso["dedicated_nodes"] or dedicated)
+    return rules
+
+
 def _tenant_entries(nodes: dict[str, _NodeOut], tenants_used: dict[str, str], ctx: _Context) -> dict[str, dict[str, Any]]:
     """Tenants from the site config and the namespaces' isolation annotations, plus every tenant referred to."""
     tenant_entries: dict[str, dict[str, Any]] = {}
@@ -1069,25 +1097,13 @@ def _tenant_entries(nodes: dict[str, _NodeOut], tenants_used: dict[str, str], ct
         entry: dict[str, Any] = {"id": t.id}
         if t.quota:
             entry["quota"] = dict(t.quota)
-        if t.isolation is not None:
-            entry["isolation"] = t.isolation.model_dump()
         tenant_entries[t.id] = entry
-    for ns_name, ns in sorted(ctx.namespaces.items()):
+    for tenant, iso in tenant_isolation(ctx.namespaces, ctx.config, ctx.problems).items():
+        tenant_entries.setdefault(tenant, {"id": tenant})["isolation"] = iso
+    for ns_name in sorted(ctx.namespaces):
         tenant = ctx.tenant_of_namespace(ns_name)
-        ann = _annotations(ns)
-        never = [x.strip() for x in ann.get(ANN_NEVER_WITH, "").split(",") if x.strip()]
-        dedicated = _truthy(ann.get(ANN_DEDICATED_NODES, "")) if ANN_DEDICATED_NODES in ann else None
-        if ANN_DEDICATED_NODES in ann and dedicated is None:
-            ctx.problems.add(f"Namespace {ns_name}", _ann_path(ANN_DEDICATED_NODES),
-                             f"must be true or false (got {ann[ANN_DEDICATED_NODES][:20]!r})")
-        if not never and not dedicated and tenant not in tenants_used:
-            continue
-        entry = tenant_entries.setdefault(tenant, {"id": tenant})
-        if not never and not dedicated:
-            continue
-        iso = entry.setdefault("isolation", {"dedicated_nodes": False, "never_with": []})
-        iso["never_with"] = sorted(set(iso["never_with"]) | set(never))
-        iso["dedicated_nodes"] = bool(iso["dedicated_nodes"] or dedicated)
+        if tenant in tenants_used:
+            tenant_entries.setdefault(tenant, {"id": tenant})
     for tenant in tenants_used:
         tenant_entries.setdefault(tenant, {"id": tenant})
     for n in nodes.values():  # a dedicated node's owner must be a tenant

@@ -39,6 +39,12 @@ def by_kind(items: list[dict], kind: str) -> list[dict]:
     return [d for d in items if d["kind"] == kind]
 
 
+def main_role(items: list[dict], kind: str) -> dict:
+    """The release's own ClusterRole or Role (isolation-rbac.yaml adds `<name>-isolation` ones)."""
+    [role] = [d for d in by_kind(items, kind) if not d["metadata"]["name"].endswith("-isolation")]
+    return role
+
+
 def rendered() -> list[dict]:
     return docs(MANIFESTS / "edgeplace.yaml")
 
@@ -54,7 +60,7 @@ def scheduler_configmap(items: list[dict]) -> dict:
 
 def test_rbac_is_least_privilege():
     items = rendered()
-    [role] = by_kind(items, "ClusterRole")
+    role = main_role(items, "ClusterRole")
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
     for (groups, resources), verbs in rules.items():
         assert "*" not in groups and "*" not in resources and "*" not in verbs, (groups, resources, verbs)
@@ -64,7 +70,7 @@ def test_rbac_is_least_privilege():
     assert rules[(("",), ("namespaces",))] == read
     assert rules[(("apps",), ("deployments", "statefulsets", "replicasets"))] == read
     assert rules[(("batch",), ("jobs",))] == read
-    [ns_role] = by_kind(items, "Role")
+    ns_role = main_role(items, "Role")
     ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"])) for r in ns_role["rules"]]
     assert (["configmaps"], ["edgeplace-plan"], {"get", "update"}) in ns_rules
     assert (["leases"], None, {"create"}) in ns_rules
@@ -205,7 +211,7 @@ def test_chart_variants_pass_server_side_dry_run(cluster, helm):
                   "--set", "extender.tlsSecret=edgeplace-tls", "--set", "secondScheduler.enabled=true",
                   "--set", "planner.releaseGates=false", "--set", "service.clusterIP=10.96.0.77")
     items = [d for d in yaml.safe_load_all(text) if d]
-    [role] = by_kind(items, "ClusterRole")
+    role = main_role(items, "ClusterRole")
     verbs = {r["resources"][0]: set(r["verbs"]) for r in role["rules"]}
     assert "update" in verbs["nodes"] and "patch" not in verbs["pods"]
     assert dry_run_apply(cluster.api_client(), items) == []

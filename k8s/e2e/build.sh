@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Build the binaries for the real-cluster e2e tier (see k8s/e2e/README.md).
 #
-# - kube-apiserver and kube-scheduler are compiled from the k8s.io/kubernetes
-#   module pinned in k8s/e2e/go.mod into
+# - kube-apiserver, kube-scheduler and kube-controller-manager are compiled
+#   from the k8s.io/kubernetes module pinned in k8s/e2e/go.mod into
 #   ${EDGEPLACE_E2E_CACHE:-$HOME/.cache/edgeplace/e2e}/bin-<version>/
-#   and the build is skipped when both binaries are already there.
+#   and the build is skipped when all three are already there.
+# - kwok (simulated kubelets: nodes with heartbeats, pods that go Running) is
+#   compiled from the sigs.k8s.io/kwok module at KWOK_VERSION into
+#   .../kwok-<version>/kwok, skipped when present.
+# - sushy-tools (a Redfish BMC emulator, for the Redfish power driver's tests)
+#   is installed from PyPI at SUSHY_TOOLS_VERSION into a virtual environment
+#   of its own, .../sushy-tools-<version>/, skipped when present.
 # - helm (for rendering deploy/helm/edgeplace in tests/e2e/test_manifests.py)
 #   is compiled from the helm.sh/helm/v3 module at HELM_VERSION into
 #   ${EDGEPLACE_E2E_CACHE:-$HOME/.cache/edgeplace/e2e}/helm-<version>/helm
 #   and skipped when it is already there (EDGEPLACE_E2E_SKIP_HELM=1 skips it).
-# - etcd and openssl come from Debian packages (etcd-server, openssl) when
-#   they are not on PATH.
+# - etcd is compiled from the go.etcd.io/etcd/server/v3 module pinned in
+#   go.mod (k8s/e2e/cmd/etcd) into the same directory; openssl comes from
+#   Debian's package when it is not on PATH.
 #
 # Idempotent: a second run does nothing but check.
 set -euo pipefail
@@ -34,6 +41,11 @@ bindir="$cache/bin-$k8s_version"
 # Pinned helm release (a version the Go module proxy serves); tests read this line.
 HELM_VERSION=v3.22.0
 helmdir="$cache/helm-$HELM_VERSION"
+# Pinned kwok release (sigs.k8s.io/kwok) and sushy-tools release (PyPI); tests read these lines.
+KWOK_VERSION=v0.8.0
+kwokdir="$cache/kwok-$KWOK_VERSION"
+SUSHY_TOOLS_VERSION=2.2.0
+sushydir="$cache/sushy-tools-$SUSHY_TOOLS_VERSION"
 
 apt_install() {
     # apt_install PACKAGE...: install, refreshing the package lists only if needed.
@@ -47,14 +59,7 @@ apt_install() {
     fi
 }
 
-# --- etcd and openssl ------------------------------------------------------
-if command -v etcd >/dev/null 2>&1; then
-    log "etcd: $(command -v etcd) ($(etcd --version 2>/dev/null | head -n1))"
-else
-    log "etcd not on PATH: installing Debian package etcd-server"
-    apt_install etcd-server
-    log "etcd: $(command -v etcd) ($(etcd --version 2>/dev/null | head -n1))"
-fi
+# --- openssl ------------------------------------------------------------------
 if command -v openssl >/dev/null 2>&1; then
     log "openssl: $(command -v openssl) ($(openssl version))"
 else
@@ -62,18 +67,22 @@ else
     apt_install openssl
 fi
 
-# --- kube-apiserver and kube-scheduler --------------------------------------
-if [[ -x "$bindir/kube-apiserver" && -x "$bindir/kube-scheduler" ]]; then
-    log "kube-apiserver and kube-scheduler $k8s_version already built in $bindir; skipping"
+# --- kube-apiserver, kube-scheduler, kube-controller-manager -----------------
+components=(kube-apiserver kube-scheduler kube-controller-manager)
+have_all=1
+[[ -x "$bindir/etcd" ]] || have_all=0
+for c in "${components[@]}"; do [[ -x "$bindir/$c" ]] || have_all=0; done
+if [[ $have_all == 1 ]]; then
+    log "${components[*]} $k8s_version already built in $bindir; skipping"
 else
     if ! command -v go >/dev/null 2>&1; then
         log "go is not on PATH; install Go (see the go directive in $here/go.mod)" >&2
         exit 1
     fi
-    log "building kube-apiserver and kube-scheduler $k8s_version with $(go version)"
-    log "into $bindir (a first build with empty Go caches took ~6.5 minutes on 2 cores)"
+    log "building ${components[*]} $k8s_version and etcd with $(go version)"
+    log "into $bindir (a first build with empty Go caches took ~8 minutes on 2 cores)"
     mkdir -p "$cache"
-    # Build into a scratch dir and move into place only when both binaries
+    # Build into a scratch dir and move into place only when every binary
     # linked, so an interrupted build never looks like a finished one.
     tmp="$(mktemp -d "$cache/.build-$k8s_version.XXXXXX")"
     trap 'rm -rf "$tmp"' EXIT
@@ -87,11 +96,15 @@ else
         cd "$here"
         CGO_ENABLED=0 GOFLAGS="-mod=mod ${GOFLAGS:-}" \
             go build -trimpath -ldflags="$ldflags" -o "$tmp/" \
-            k8s.io/kubernetes/cmd/kube-apiserver \
-            k8s.io/kubernetes/cmd/kube-scheduler
+            "${components[@]/#/k8s.io/kubernetes/cmd/}"
+        # etcd's own server, from the go.etcd.io/etcd/server/v3 version in go.mod
+        # (cmd/etcd): Debian's etcd 3.4 lacks the watch progress notifications
+        # that kube-apiserver needs to serve streaming lists.
+        CGO_ENABLED=0 GOFLAGS="-mod=mod ${GOFLAGS:-}" \
+            go build -trimpath -ldflags="-s -w" -o "$tmp/etcd" ./cmd/etcd
     )
     mkdir -p "$bindir"
-    mv -f "$tmp/kube-apiserver" "$tmp/kube-scheduler" "$bindir/"
+    for c in "${components[@]}" etcd; do mv -f "$tmp/$c" "$bindir/"; done
     log "built: $(ls -1 "$bindir" | tr '\n' ' ')"
     "$bindir/kube-apiserver" --version | sed 's/^/[e2e-build] /'
 fi
@@ -122,6 +135,59 @@ else
     mv -f "$htmp/bin/helm" "$helmdir/helm"
     rm -rf "$htmp"
     "$helmdir/helm" version --short | sed 's/^/[e2e-build] helm: /'
+fi
+
+# --- kwok ----------------------------------------------------------------------
+if [[ -x "$kwokdir/kwok" ]]; then
+    log "kwok $KWOK_VERSION already built in $kwokdir; skipping"
+else
+    log "building kwok $KWOK_VERSION with $(go version) into $kwokdir (~1.5 minutes on 2 cores)"
+    mkdir -p "$cache"
+    ktmp="$(mktemp -d "$cache/.build-kwok-$KWOK_VERSION.XXXXXX")"
+    (
+        cd "$ktmp"
+        CGO_ENABLED=0 GOBIN="$ktmp/bin" GOFLAGS="-mod=mod ${GOFLAGS:-}" \
+            go install -trimpath -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    ) || { rm -rf "$ktmp"; exit 1; }
+    mkdir -p "$kwokdir"
+    mv -f "$ktmp/bin/kwok" "$kwokdir/kwok"
+    rm -rf "$ktmp"
+    "$kwokdir/kwok" --version | sed 's/^/[e2e-build] /'
+fi
+# kwok runs on Stages (what happens to a node or pod, and when). The plain kwok
+# binary has none built in: take kwok's own stage files from the module the
+# binary was built from (node: initialize + lease heartbeat; pod: ready and
+# delete at once, Job pods complete after the delay their annotation asks).
+if [[ ! -f "$kwokdir/stages.yaml" ]]; then
+    src="$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION/kustomize/stage"
+    if [[ ! -d "$src" ]]; then
+        (cd "$(mktemp -d)" && GOFLAGS=-mod=mod go mod download -x "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null 2>&1) || true
+    fi
+    stmp="$kwokdir/.stages.$$"
+    : > "$stmp"
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+             pod/fast/pod-ready.yaml pod/general/pod-complete.yaml pod/fast/pod-delete.yaml; do
+        [[ -f "$src/$f" ]] || { log "kwok stage file $src/$f is missing" >&2; rm -f "$stmp"; exit 1; }
+        printf -- '---\n' >> "$stmp"
+        cat "$src/$f" >> "$stmp"
+    done
+    mv -f "$stmp" "$kwokdir/stages.yaml"
+    log "kwok stages: $kwokdir/stages.yaml (from $src)"
+fi
+
+# --- sushy-tools (Redfish emulator) -------------------------------------------
+# A venv's scripts name its own path, so it is made where it lives; the stamp
+# file is written last, so an interrupted install never looks finished.
+if [[ -f "$sushydir/.complete" ]]; then
+    log "sushy-tools $SUSHY_TOOLS_VERSION already installed in $sushydir; skipping"
+else
+    log "installing sushy-tools $SUSHY_TOOLS_VERSION from PyPI into $sushydir"
+    rm -rf "$sushydir"
+    mkdir -p "$cache"
+    python3 -m venv "$sushydir"
+    "$sushydir/bin/pip" install --quiet --disable-pip-version-check "sushy-tools==$SUSHY_TOOLS_VERSION"
+    touch "$sushydir/.complete"
+    log "sushy-tools: $("$sushydir/bin/pip" show sushy-tools | awk '/^Version/ {print $2}')"
 fi
 
 log "binaries: $bindir"

@@ -3,10 +3,22 @@
 ``LocalCluster`` starts etcd, a real kube-apiserver and a real kube-scheduler
 (both built by ``k8s/e2e/build.sh`` from the k8s.io/kubernetes module pinned in
 ``k8s/e2e/go.mod``), all bound to 127.0.0.1 on free ports, with certificates
-generated for the run.  There are no kubelets and no controller-manager: Node
-objects are created through the API (see ``create_node``) and kube-scheduler
-binds pods to them through the API, so a pod is "scheduled" once its
-``spec.nodeName`` is set.
+generated for the run.  By default there are no kubelets and no
+controller-manager: Node objects are created through the API (see
+``create_node``) and kube-scheduler binds pods to them through the API, so a
+pod is "scheduled" once its ``spec.nodeName`` is set.
+
+With ``controller_manager=True`` a real kube-controller-manager runs too
+(ReplicaSet, Deployment, Job, DaemonSet, disruption (PDB), node-lifecycle and
+garbage-collector controllers, among the defaults), so evicted pods are
+recreated by their controllers and a node whose heartbeats stop goes NotReady.
+With ``kwok=True`` kwok (sigs.k8s.io/kwok) plays the kubelet of every Node
+created with ``create_kwok_node`` (label ``kwok.x-k8s.io/node: fake``): it keeps the node's Lease and Ready
+condition fresh and takes its pods to Running (Job pods to Succeeded after
+the delay their ``pod-complete.stage.kwok.x-k8s.io/delay`` annotation asks,
+1-6 s by default). ``set_kwok_power(core, name, on)`` stops or resumes that
+for one node: a node switched off stops renewing its Lease and the
+node-lifecycle controller marks it NotReady, as for a machine that lost power.
 
 Usage::
 
@@ -26,8 +38,9 @@ of the ``kubernetes`` client) are used; certificates are made with the
 ``openssl`` command.
 
 Environment:
-    EDGEPLACE_E2E_BIN    directory holding kube-apiserver and kube-scheduler
-                         (default: the build.sh cache dir for the pinned version)
+    EDGEPLACE_E2E_BIN    directory holding kube-apiserver, kube-scheduler and
+                         kube-controller-manager (default: the build.sh cache
+                         dir for the pinned version)
     EDGEPLACE_E2E_CACHE  build.sh cache root (default ~/.cache/edgeplace/e2e)
     EDGEPLACE_E2E_KEEP   if "1", keep the temp dir (certs, data, logs) on exit
 """
@@ -64,6 +77,21 @@ NOT_READY_TAINT_KEYS = (
     "node.kubernetes.io/not-ready",
     "node.kubernetes.io/unreachable",
 )
+
+#: The label (and its values) that decides whether kwok runs a node. A label,
+#: not an annotation: kwok passes a label selector to the API server's watch,
+#: which sends DELETED when a node stops matching, so kwok lets go of it.
+KWOK_NODE_LABEL = "kwok.x-k8s.io/node"
+KWOK_MANAGED = "fake"
+KWOK_POWERED_OFF = "powered-off"
+#: How often the node-lifecycle controller looks at nodes, and how long a node
+#: may miss heartbeats before it is NotReady [s] (kube-controller-manager's
+#: --node-monitor-period / --node-monitor-grace-period; 5 s / 50 s in a real
+#: cluster, shortened so that a powered-off node is noticed within seconds).
+NODE_MONITOR_PERIOD_S = 1
+NODE_MONITOR_GRACE_S = 6
+#: kwok's node Lease duration [s]; it renews at a quarter of it.
+KWOK_LEASE_DURATION_S = 4
 
 DEFAULT_SCHEDULER_CONFIG: dict[str, Any] = {
     "apiVersion": "kubescheduler.config.k8s.io/v1",
@@ -104,21 +132,50 @@ def bin_dir() -> Path:
     return Path(cache) / f"bin-{k8s_version()}"
 
 
+def _build_script_pin(name: str) -> str:
+    """A version pinned in build.sh (``NAME=value``), e.g. KWOK_VERSION -> "v0.8.0"."""
+    text = (HERE / "build.sh").read_text()
+    match = re.search(rf"^{name}=(\S+)$", text, re.M)
+    if not match:
+        raise RuntimeError(f"no {name}= line in {HERE / 'build.sh'}")
+    return match.group(1)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEPLACE_E2E_CACHE") or str(Path.home() / ".cache" / "edgeplace" / "e2e"))
+
+
+def kwok_dir() -> Path:
+    """Where build.sh puts kwok and its stage file."""
+    return cache_dir() / f"kwok-{_build_script_pin('KWOK_VERSION')}"
+
+
+def sushy_emulator() -> Path:
+    """The sushy-tools Redfish emulator command that build.sh installs."""
+    return cache_dir() / f"sushy-tools-{_build_script_pin('SUSHY_TOOLS_VERSION')}" / "bin" / "sushy-emulator"
+
+
 def find_binaries() -> dict[str, str]:
-    """Paths of etcd, kube-apiserver, kube-scheduler and openssl.
+    """Paths of etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok
+    (and its stages file) and openssl.
 
     Raises BinariesMissing, naming what is missing and how to get it.
     """
     found: dict[str, str] = {}
     missing: list[str] = []
     directory = bin_dir()
-    for name in ("kube-apiserver", "kube-scheduler"):
+    for path in (kwok_dir() / "kwok", kwok_dir() / "stages.yaml"):
+        if path.is_file():
+            found[path.name] = str(path)
+        else:
+            missing.append(str(path))
+    for name in ("etcd", "kube-apiserver", "kube-scheduler", "kube-controller-manager"):
         path = directory / name
         if path.is_file() and os.access(path, os.X_OK):
             found[name] = str(path)
         else:
             missing.append(str(path))
-    for name in ("etcd", "openssl"):
+    for name in ("openssl",):
         path = shutil.which(name)
         if path:
             found[name] = path
@@ -127,8 +184,9 @@ def find_binaries() -> dict[str, str]:
     if missing:
         raise BinariesMissing(
             "e2e binaries missing: " + ", ".join(missing)
-            + f". Run {BUILD_SCRIPT} (builds kube-apiserver/kube-scheduler into "
-            "the cache dir and installs etcd-server/openssl with apt-get)."
+            + f". Run {BUILD_SCRIPT} (builds etcd, kube-apiserver, kube-scheduler, "
+            "kube-controller-manager and kwok into the cache dir and installs "
+            "openssl with apt-get when it is missing)."
         )
     return found
 
@@ -180,13 +238,14 @@ def tail(path: Path, lines: int = 40) -> str:
 class _Process:
     """A child process whose stdout and stderr go to a log file."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self._log = open(log_path, "ab")
         self.popen = subprocess.Popen(
             argv,
+            env={**os.environ, **dict(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -233,12 +292,16 @@ class LocalCluster:
         scheduler_config: str | Mapping[str, Any] | None = None,
         startup_timeout: float = 60.0,
         verbosity: int = 1,
+        controller_manager: bool = False,
+        kwok: bool = False,
         feature_gates: Mapping[str, bool] | None = None,
         runtime_config: Mapping[str, str] | None = None,
     ) -> None:
         self.binaries = find_binaries()
         self.startup_timeout = startup_timeout
         self.verbosity = verbosity
+        self.with_controller_manager = controller_manager
+        self.with_kwok = kwok
         self._initial_scheduler_config = scheduler_config
         self.feature_gates = dict(feature_gates or {})
         self.runtime_config = dict(runtime_config or {})
@@ -271,11 +334,15 @@ class LocalCluster:
         self._make_certs()
         self._start_etcd()
         self._start_apiserver()
+        if self.with_controller_manager:
+            self.start_controller_manager()
+        if self.with_kwok:
+            self.start_kwok()
         self.restart_scheduler(self._initial_scheduler_config)
 
     def stop(self) -> None:
-        """Stop scheduler, apiserver and etcd (SIGTERM, then SIGKILL); remove temp files."""
-        for name in ("kube-scheduler", "kube-apiserver", "etcd"):
+        """Stop every component (SIGTERM, then SIGKILL); remove temp files."""
+        for name in ("kwok", "kube-controller-manager", "kube-scheduler", "kube-apiserver", "etcd"):
             proc = self._procs.pop(name, None)
             if proc is not None:
                 proc.stop()
@@ -324,6 +391,62 @@ class LocalCluster:
         # /readyz turns ok once informers have synced and the scheduling loop runs.
         self._wait_healthy(proc, f"https://127.0.0.1:{port}/readyz", tls=True)
 
+    def start_controller_manager(self) -> None:
+        """Start kube-controller-manager (all default controllers) and wait for /healthz."""
+        assert self.workdir is not None and self.kubeconfig is not None, "cluster not started"
+        pki = self.workdir / "pki"
+        port = free_port()
+        argv = [
+            self.binaries["kube-controller-manager"],
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--authentication-skip-lookup=true",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.workdir / 'kcm-certs'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            "--use-service-account-credentials=false",
+            f"--node-monitor-period={NODE_MONITOR_PERIOD_S}s",
+            f"--node-monitor-grace-period={NODE_MONITOR_GRACE_S}s",
+            # Controllers that need a cloud provider or a cluster CIDR are off by default anyway.
+            "--controllers=*,-csrsigning,-csrapproving,-csrcleaner,-bootstrapsigner,-tokencleaner",
+            "--concurrent-deployment-syncs=10",
+            "--concurrent-replicaset-syncs=10",
+            "--kube-api-qps=200",
+            "--kube-api-burst=400",
+            f"--v={self.verbosity}",
+        ]
+        proc = self._spawn("kube-controller-manager", argv, "kube-controller-manager.log")
+        self._wait_healthy(proc, f"https://127.0.0.1:{port}/healthz", tls=True)
+
+    def start_kwok(self) -> None:
+        """Start kwok for the nodes labelled ``kwok.x-k8s.io/node: fake``."""
+        assert self.workdir is not None and self.kubeconfig is not None, "cluster not started"
+        argv = [
+            self.binaries["kwok"],
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={self.binaries['stages.yaml']}",
+            f"--manage-nodes-with-label-selector={KWOK_NODE_LABEL}={KWOK_MANAGED}",
+            "--cidr=10.240.0.0/16",
+            "--node-ip=127.0.0.1",
+            f"--node-lease-duration-seconds={KWOK_LEASE_DURATION_S}",
+        ]
+        proc = self._spawn("kwok", argv, "kwok.log")
+
+        def watching() -> bool:
+            return '"msg":"Watch nodes"' in proc.log_path.read_text(errors="replace")
+
+        self._wait(proc, watching, "kwok to watch nodes")
+
+    def kill(self, name: str) -> None:
+        """Stop one component (e.g. "kwok"), leaving the others running."""
+        proc = self._procs.pop(name, None)
+        if proc is not None:
+            proc.stop()
+
     def log_path(self, name: str) -> Path | None:
         proc = self._procs.get(name)
         return proc.log_path if proc else None
@@ -336,9 +459,9 @@ class LocalCluster:
 
     # -- internals --------------------------------------------------------------
 
-    def _spawn(self, name: str, argv: list[str], log_name: str) -> _Process:
+    def _spawn(self, name: str, argv: list[str], log_name: str, env: Mapping[str, str] | None = None) -> _Process:
         assert self.workdir is not None
-        proc = _Process(name, argv, self.workdir / "logs" / log_name)
+        proc = _Process(name, argv, self.workdir / "logs" / log_name, env=env)
         self._procs[name] = proc
         return proc
 
@@ -572,3 +695,50 @@ def create_node(
         node.spec.taints = taints
         node = core.replace_node(name, node)
     return node
+
+
+def create_kwok_node(
+    core: kubernetes.client.CoreV1Api,
+    name: str,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    cpu: str = "4",
+    memory: str = "8Gi",
+    pods: str = "110",
+    extra_allocatable: Mapping[str, str] | None = None,
+) -> kubernetes.client.V1Node:
+    """Create a Node that kwok runs (LocalCluster(kwok=True)): kwok sets it Ready,
+    renews its Lease and runs the pods bound to it.
+
+    Capacity and allocatable are written through the status subresource (kwok
+    keeps what it finds there).
+    """
+    ann = {"node.alpha.kubernetes.io/ttl": "0", **dict(annotations or {})}
+    lab = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
+           "type": "kwok", **dict(labels or {}), KWOK_NODE_LABEL: KWOK_MANAGED}
+    core.create_node(kubernetes.client.V1Node(
+        metadata=kubernetes.client.V1ObjectMeta(name=name, labels=lab, annotations=ann),
+    ))
+    resources = {"cpu": cpu, "memory": memory, "pods": pods, **dict(extra_allocatable or {})}
+    core.patch_node_status(name, {"status": {"capacity": resources, "allocatable": resources}})
+    return core.read_node(name)
+
+
+def set_kwok_power(core: kubernetes.client.CoreV1Api, name: str, on: bool) -> None:
+    """Switch a kwok node's simulated power: off stops kwok's heartbeats for it
+    (the node-lifecycle controller marks it NotReady within
+    NODE_MONITOR_GRACE_S), on resumes them (Ready again)."""
+    value = KWOK_MANAGED if on else KWOK_POWERED_OFF
+    core.patch_node(name, {"metadata": {"labels": {KWOK_NODE_LABEL: value}}})
+
+
+def node_ready(node: Any) -> bool:
+    """The node's Ready condition is True (a V1Node or its JSON dict)."""
+    status = node.status if hasattr(node, "status") else (node.get("status") or {})
+    conditions = (status.conditions if hasattr(status, "conditions") else status.get("conditions")) or []
+    for cond in conditions:
+        ctype = cond.type if hasattr(cond, "type") else cond.get("type")
+        cstatus = cond.status if hasattr(cond, "status") else cond.get("status")
+        if ctype == "Ready":
+            return cstatus == "True"
+    return False

@@ -256,7 +256,6 @@ class _Greedy:
         # the horizon (services are present all of it); `ruled[w]`: w has such a rule of its own.
         self.rules = ConstraintState(sc.constraints, W, self.whole_horizon) if sc.constraints.dynamic else None
         self.ruled = np.zeros(W, dtype=bool)
-        self.affinity_level = sc.constraints.affinity_levels(W)  # pod affinity targets go first
         if self.rules is not None:
             self.ruled[:] = [self.rules.ruled(w) for w in range(W)]
         self.tenant_use = np.zeros((M, T, K)) if self.has_quota else None
@@ -609,18 +608,19 @@ class _Greedy:
         return self._order_of(np.arange(self.W))
 
     def _order_of(self, ws: np.ndarray) -> np.ndarray:
-        """Positions into `ws`: workloads that other workloads' pod affinity needs before those
-        (`Constraints.affinity_levels`); with a migration penalty, services that have a current
+        """Positions into `ws`: with a migration penalty, services that have a current
         placement first (their current nodes are a packing known to fit); then services
         (and jobs with one possible start); then fewest eligible nodes; then largest
-        normalised request x replicas; seeded ties."""
+        normalised request x replicas; seeded ties; and a workload with required pod
+        affinity moved to just after its targets (so it finds room in their domains)."""
         flexible = self.latest[ws] > self.earliest[ws]
         newcomer = np.array([not (w in self.current and self.whole_horizon[w]) for w in ws.tolist()], dtype=bool)
         scarcity = self.E[ws].sum(axis=1)
         typical = np.median(self.cap, axis=0) if self.N else np.ones(self.K)
         size = (self.req[ws] / np.maximum(typical, 1e-12)).max(axis=1) * self.R[ws]
         jitter = self.rng.random(len(ws))
-        return np.lexsort((jitter, -size, scarcity, flexible, newcomer, self.affinity_level[ws]))
+        order = np.lexsort((jitter, -size, scarcity, flexible, newcomer))
+        return order[self.sc.constraints.targets_first(ws[order], eager=True)]  # pod affinity: right after its targets
 
     def construct(self) -> None:
         short = []
@@ -696,7 +696,8 @@ class _Greedy:
         """
         R = int(self.R[w])
         old_start = int(self.start[w])
-        nodes = np.flatnonzero(self.E[w])
+        # Clearing a node the pod (anti-)affinity or spread rules keep w off would not help.
+        nodes = np.flatnonzero(self.E[w] & self.rules.allowed(w) if self.ruled[w] else self.E[w])
         hosted = self.count[nodes].sum(axis=1)
         for n in nodes[np.argsort(hosted, kind="stable")][:_REPAIR_NODES]:
             n = int(n)

@@ -302,11 +302,10 @@ def _drain(sc: Scenario, make_scorer: Callable[[Scenario, _Cluster], _Scorer]) -
     # Pod (anti-)affinity and topology spread, per pod as kube-scheduler filters; a job counts for the
     # whole horizon (the conservative reading of edgeplace.topology.constraints).
     rules = ConstraintState(sc.constraints, sc.n_workloads, ~sc.workload_deferrable) if sc.constraints.dynamic else None
-    order = scorer.order()
-    # A pod whose affinity targets are not bound waits in kube-scheduler's unschedulable queue until
-    # they are: where that ends is the targets first.
-    order = order[np.argsort(sc.constraints.affinity_levels(sc.n_workloads)[order], kind="stable")]
-    for w in order.tolist():
+    # A pod whose affinity targets are not bound waits in kube-scheduler's unschedulable queue and is
+    # retried once they are: right after its targets.
+    queue = scorer.order()
+    for w in queue[sc.constraints.targets_first(queue)].tolist():
         d, start = durations[w], 0
         if deferrable[w]:
             start = start_slot[w] = scorer.start_slot(w, static[w])

@@ -160,10 +160,12 @@ def connect(kubeconfig: str | None = None, context: str | None = None, in_cluste
         except ConfigException as exc:
             raise InputError("in-cluster config", [Problem("", f"{exc}; run inside a pod or pass --kubeconfig")]) from None
         return client.ApiClient()
+    import yaml
+
     source = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
     try:
         return config.new_client_from_config(config_file=kubeconfig, context=context)
-    except (ConfigException, OSError, TypeError, ValueError) as exc:
+    except (ConfigException, OSError, TypeError, ValueError, yaml.YAMLError) as exc:
         where = f"context {context!r}" if context else ""
         raise InputError(source, [Problem(where, f"cannot load the kubeconfig: {exc}")]) from None
 

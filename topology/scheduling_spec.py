@@ -49,6 +49,16 @@ def _int64(text: str) -> bool:
     return -(2 ** 63) <= int(text, 10) < 2 ** 63
 
 
+def _check_values(op: str, values: list[str]) -> None:
+    """The values an operator takes, as the API server's validation wants them."""
+    if op in ("In", "NotIn") and not values:
+        raise ValueError(f"operator {op} needs at least one value in `values`")
+    if op in ("Exists", "DoesNotExist") and values:
+        raise ValueError(f"operator {op} takes no `values`; remove them")
+    if op in ("Gt", "Lt") and (len(values) != 1 or not _int64(values[0])):
+        raise ValueError(f"operator {op} needs exactly one integer value, e.g. values: ['4'] (got {values})")
+
+
 # ---------------------------------------------------------------------------
 # Label selectors (pods and namespaces) and node selector terms
 
@@ -67,10 +77,7 @@ class LabelSelectorRequirement(_Model):
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> "LabelSelectorRequirement":
-        if self.operator in (SelectorOperator.In, SelectorOperator.NotIn) and not self.values:
-            raise ValueError(f"operator {self.operator.value} needs at least one value in `values`")
-        if self.operator in (SelectorOperator.Exists, SelectorOperator.DoesNotExist) and self.values:
-            raise ValueError(f"operator {self.operator.value} takes no `values`; remove them")
+        _check_values(self.operator.value, self.values)
         return self
 
 
@@ -100,14 +107,7 @@ class NodeSelectorRequirement(_Model):
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> "NodeSelectorRequirement":
-        op = self.operator
-        if op in (NodeSelectorOperator.In, NodeSelectorOperator.NotIn) and not self.values:
-            raise ValueError(f"operator {op.value} needs at least one value in `values`")
-        if op in (NodeSelectorOperator.Exists, NodeSelectorOperator.DoesNotExist) and self.values:
-            raise ValueError(f"operator {op.value} takes no `values`; remove them")
-        if op in (NodeSelectorOperator.Gt, NodeSelectorOperator.Lt):
-            if len(self.values) != 1 or not _int64(self.values[0]):
-                raise ValueError(f"operator {op.value} needs exactly one integer value, e.g. values: ['4'] (got {self.values})")
+        _check_values(self.operator.value, self.values)
         return self
 
 

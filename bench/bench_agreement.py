@@ -249,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
              f"Hard-constraint workloads: {', '.join(f'{x:.1%}' for x in summary['hard'])}; overall: "
              f"{', '.join(f'{x:.1%}' for x in summary['overall'])} (targets 100 % and 95 %); pods pending: "
              f"{', '.join(str(o['pending']) for o in runs)}; rule violations in the real bindings: "
-             f"{', '.join(str(len(o['binding_violations'])) for o in runs)}.")
+             f"{', '.join(str(len(o['binding_violations'])) for o in runs)}. Off the planned class: "
+             + ("; ".join(sorted({f"{r['workload']} {r['replicas'] - r['on_planned_class']} of {r['replicas']}"
+                                  for o in runs for r in o['rows'] if r['on_planned_class'] < r['replicas']})) or "none")
+             + f". The extender's filter calls by reason (last round): {runs[-1]['filter_calls']}; a pod whose "
+             "template has no edgeplace annotation gets neutral answers from an extender that reads only the "
+             "annotation (\"unannotated\"), and kube-scheduler's own scores then pick among the allowed nodes.")
     write_section("k8s_agreement", "Real cluster: plan-vs-bind agreement with scheduling constraints", table, notes)
     return 0
 

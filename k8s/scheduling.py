@@ -24,7 +24,13 @@ What is left out, and why:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationError
+
+from edgeplace.topology.constraints import node_passes
+from edgeplace.topology.scheduling_spec import Scheduling, Taint
 
 #: Taint keys the scenario never carries (see the module docstring).
 TAINT_POWERED_DOWN = "edgeplace.io/powered-down"
@@ -187,4 +193,41 @@ def workload_scheduling(template: dict, namespace: str, tenant: str, warnings: l
     return out
 
 
-__all__ = ["scenario_taints", "workload_scheduling"]
+# ---------------------------------------------------------------------------
+# One pod against one node (kube-scheduler's node filters, for actuation)
+
+
+@dataclass(frozen=True)
+class PodNodeRules:
+    """A pod's nodeSelector, required node affinity and tolerations, read once (`pod_node_rules`)
+    and matched against nodes by the scenario's own matcher (`edgeplace.topology.constraints`)."""
+
+    node_selector: dict[str, str]
+    scheduling: Scheduling | None
+
+    def fits(self, node_name: str, labels: dict[str, str], taints: list[dict],
+             ignore_taints: tuple[str, ...] = ()) -> bool:
+        """Whether kube-scheduler's NodeAffinity and TaintToleration filters let the pod onto the
+        node (its real labels and taints, less `ignore_taints` by key). Resources are the caller's."""
+        try:
+            parsed = [Taint.model_validate({"key": str(t.get("key") or ""), "value": str(t.get("value") or ""),
+                                            "effect": t.get("effect")})
+                      for t in taints if isinstance(t, dict) and t.get("key") not in ignore_taints]
+        except ValidationError:
+            return False  # a taint the API server would not have stored: nothing can be said to fit
+        return node_passes(self.node_selector, self.scheduling, labels, node_name, parsed)
+
+
+def pod_node_rules(spec: dict) -> PodNodeRules | None:
+    """The node rules of a pod spec, or None when they do not validate (the API server would
+    have refused them; no node can be said to fit such a pod)."""
+    spec = _dict(spec)
+    block = workload_scheduling({"spec": spec}, "", "", [], "pod")
+    try:
+        scheduling = Scheduling.model_validate(block) if block else None
+    except ValidationError:
+        return None
+    return PodNodeRules({str(k): str(v) for k, v in _dict(spec.get("nodeSelector")).items()}, scheduling)
+
+
+__all__ = ["PodNodeRules", "pod_node_rules", "scenario_taints", "workload_scheduling"]

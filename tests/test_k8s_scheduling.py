@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from edgeplace.k8s.scheduling import scenario_taints, workload_scheduling
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from edgeplace.k8s.scheduling import pod_node_rules, scenario_taints, workload_scheduling
 from edgeplace.topology.scheduling_spec import Scheduling
+from tests import kube_filters
 
 ZONE, HOST = "topology.kubernetes.io/zone", "kubernetes.io/hostname"
 
@@ -93,3 +97,83 @@ def test_node_taints_without_edgeplace_own_and_a_sleeping_node_lifecycle():
     ours = {"metadata": {"annotations": {"edgeplace.io/cordoned-by": "edgeplace-planner"}},
             "spec": {"unschedulable": True, "taints": [{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]}}
     assert scenario_taints(ours) == []
+
+
+# ---------------------------------------------------------------------------
+# One pod against one node: the matcher actuation uses (wake on pending), against the plain port
+
+KEYS, VALUES = ["a", "b", "cores"], ["1", "2", "5", "x"]
+
+
+@st.composite
+def node_requirement(draw, keys=KEYS) -> dict:
+    op = draw(st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]))
+    if op in ("Exists", "DoesNotExist"):
+        values = []
+    elif op in ("Gt", "Lt"):
+        values = [draw(st.sampled_from(["1", "4"]))]
+    else:
+        values = draw(st.lists(st.sampled_from(VALUES), min_size=1, max_size=2, unique=True))
+    return {"key": draw(st.sampled_from(keys)), "operator": op, "values": values}
+
+
+@st.composite
+def pod_spec(draw) -> dict:
+    spec: dict = {}
+    if draw(st.booleans()):
+        spec["nodeSelector"] = draw(st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=1))
+    if draw(st.booleans()):
+        terms = draw(st.lists(st.fixed_dictionaries({}, optional={
+            "matchExpressions": st.lists(node_requirement(), max_size=2),
+            "matchFields": st.lists(st.fixed_dictionaries({
+                "key": st.just("metadata.name"), "operator": st.sampled_from(["In", "NotIn"]),
+                "values": st.sampled_from([["n1"], ["n2"]])}), max_size=1)}), min_size=1, max_size=2))
+        spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}
+    spec["tolerations"] = draw(st.lists(toleration(), max_size=2))
+    return spec
+
+
+@st.composite
+def toleration(draw) -> dict:
+    """A toleration the API server accepts (no key only with Exists, Exists without a value)."""
+    out = {"operator": draw(st.sampled_from(["Equal", "Exists"]))}
+    if out["operator"] == "Equal" or draw(st.booleans()):
+        out["key"] = draw(st.sampled_from(["gpu", "pool"]))
+    if out["operator"] == "Equal":
+        out["value"] = draw(st.sampled_from(["", "x"]))
+    if draw(st.booleans()):
+        out["effect"] = draw(st.sampled_from(["NoSchedule", "NoExecute", "PreferNoSchedule"]))
+    return out
+
+
+def _snake(term: dict) -> dict:
+    return {"match_expressions": term.get("matchExpressions") or [], "match_fields": term.get("matchFields") or []}
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(spec=pod_spec(), name=st.sampled_from(["n1", "n2"]),
+       labels=st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=3),
+       taints=st.lists(st.fixed_dictionaries({"key": st.sampled_from(["gpu", "pool", "edgeplace.io/powered-down"]),
+                                              "value": st.sampled_from(["", "x"]),
+                                              "effect": st.sampled_from(["NoSchedule", "NoExecute", "PreferNoSchedule"])}),
+                       max_size=2))
+def test_pod_node_rules_agree_with_kube_schedulers_node_filters(spec, name, labels, taints):
+    ignore = ("edgeplace.io/powered-down",)
+    required = (spec.get("affinity") or {}).get("nodeAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+    pod = kube_filters.Pod(key="p", workload="w", namespace="ns", labels={}, node_selector=spec.get("nodeSelector") or {},
+                           required_node_terms=None if required is None else [_snake(t) for t in required["nodeSelectorTerms"]],
+                           tolerations=spec["tolerations"], affinity_terms=[], anti_terms=[], spread=[], requests={},
+                           run_seconds=0.0)
+    node = kube_filters.Node(name, labels, [t for t in taints if t["key"] not in ignore], {})
+    expected = kube_filters.node_affinity_ok(pod, node) and kube_filters.taints_ok(pod, node)
+    assert pod_node_rules(spec).fits(name, labels, taints, ignore) is expected
+
+
+def test_pod_node_rules_of_a_bare_pod_and_of_an_unreadable_one():
+    bare = pod_node_rules({"containers": []})
+    assert bare.fits("n1", {}, [{"key": "x", "effect": "PreferNoSchedule"}])
+    assert not bare.fits("n1", {}, [{"key": "x", "effect": "NoExecute"}])
+    # Gt takes one integer value: the API server refuses anything else, so no node fits such a pod.
+    bad = {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["four"]}]}]}}}}
+    assert pod_node_rules(bad) is None

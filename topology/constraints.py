@@ -89,8 +89,8 @@ import numpy as np
 
 from edgeplace.topology.errors import Problem
 from edgeplace.topology.scheduling_spec import (LABEL_HOSTNAME, LABEL_NAMESPACE_NAME, LABEL_REGION, LABEL_ZONE,
-                                                LabelSelector, NodeAffinity, NodeSelectorTerm, PodAffinityTerm, Taint,
-                                                Toleration)
+                                                LabelSelector, NodeAffinity, NodeSelectorTerm, PodAffinityTerm, Scheduling,
+                                                Taint, Toleration)
 
 #: Taint effects kube-scheduler's TaintToleration filter enforces.
 FILTER_EFFECTS = ("NoSchedule", "NoExecute")
@@ -185,6 +185,26 @@ def tolerated_seconds(tolerations: Iterable[Toleration], taint: Taint) -> float:
                 return float("inf")
             best = max(best, float(max(t.toleration_seconds, 0)))
     return best
+
+
+def taints_tolerated(tolerations: Iterable[Toleration], taints: Iterable[Taint], run_s: float = float("inf")) -> bool:
+    """TaintToleration's filter: every NoSchedule and NoExecute taint tolerated (a NoExecute one for at
+    least `run_s` seconds, how long the pod must stay)."""
+    tolerations = list(tolerations)
+    return all(tolerated_seconds(tolerations, t) >= run_s for t in taints if t.effect.value in FILTER_EFFECTS)
+
+
+def node_passes(node_selector: Mapping[str, str], scheduling: Scheduling | None, labels: Mapping[str, str],
+                node_name: str, taints: Iterable[Taint]) -> bool:
+    """kube-scheduler's node filters for one pod on one node, those that read the node alone:
+    NodeAffinity (`node_selector` and the required terms) and TaintToleration. Resources, pod
+    (anti-)affinity and spread depend on the other pods and are the caller's."""
+    if any(labels.get(k) != v for k, v in node_selector.items()):
+        return False
+    if scheduling is None:
+        return taints_tolerated((), taints)
+    return (node_affinity_matches(scheduling.node_affinity, labels, node_name)
+            and taints_tolerated(scheduling.tolerations, taints))
 
 
 # ---------------------------------------------------------------------------
@@ -543,7 +563,7 @@ def _toleration_masks(spec) -> tuple[np.ndarray, np.ndarray] | None:
     for (_, run), ws in groups.items():
         tols = (spec.workloads[ws[0]].scheduling.tolerations if spec.workloads[ws[0]].scheduling else [])
         for n, taints in tainted:
-            if not all(tolerated_seconds(tols, t) >= run for t in taints):
+            if not taints_tolerated(tols, taints, run):
                 mask[ws, n] = False
     return np.arange(W, dtype=np.int64), mask
 

@@ -75,7 +75,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # TAINT_POWERED_DOWN: the planner's taint on nodes the plan powers down (NoSchedule, never NoExecute);
 # ANN_CORDONED_BY: the annotation on nodes it cordoned, so it only uncordons its own.
-from edgeplace.k8s.scheduling import ANN_CORDONED_BY, TAINT_POWERED_DOWN, scenario_taints, workload_scheduling
+from edgeplace.k8s.scheduling import (ANN_CORDONED_BY, ANN_POWER_STATE, ASLEEP_STATES, LIFECYCLE_TAINTS, TAINT_POWERED_DOWN,
+                                      scenario_taints, workload_scheduling)
 from edgeplace.k8s.identity import (TENANT_ANNOTATION, WORKLOAD_ANNOTATION, ReplicaSetOwners, WorkloadKey, controller_ref,
                                     owner_workload, pod_workload_id, workload_id)
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
@@ -298,6 +299,9 @@ class ClusterConfig(_Cfg):
     users: list[UserLocation] = Field(default_factory=list)
     tenants: list[TenantConfig] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list, description="Scenario signals, values from the current slot.")
+    signal_files: list[str] = Field(default_factory=list, description=(
+        "Long-form CSV or Parquet signal files with timestamps (docs/SIGNALS.md), aligned to each round's horizon; "
+        "relative paths are relative to the site config file."))
     node_defaults: NodeDefaults = Field(default_factory=NodeDefaults)
     exclude_namespaces: list[str] | None = Field(None, description=f"Default: {', '.join(DEFAULT_EXCLUDED_NAMESPACES)}.")
 
@@ -315,10 +319,28 @@ def parse_site_config(doc: Any, source: str = "<site config>") -> ClusterConfig:
 
 
 def load_site_config(path: str | None) -> ClusterConfig:
-    """Read and validate a site config file (YAML or JSON); None -> an empty config."""
+    """Read and validate a site config file (YAML or JSON); None -> an empty config.
+
+    Relative `signal_files` are resolved against the file's folder.
+    """
     if path is None:
         return ClusterConfig()
-    return parse_site_config(read_document(path), source=str(path))
+    config = parse_site_config(read_document(path), source=str(path))
+    from pathlib import Path
+
+    base = Path(path).resolve().parent
+    files = [str(p if Path(p).is_absolute() else base / p) for p in config.signal_files]
+    return config.model_copy(update={"signal_files": files})
+
+
+def _file_signals(config: ClusterConfig, start: datetime, slots: int, slot_minutes: int) -> list[dict[str, Any]]:
+    """The site config's signal files aligned to this horizon, as scenario signals (InputError names the file)."""
+    if not config.signal_files:
+        return []
+    from edgeplace.topology.signals.files import load_signal_files
+    from edgeplace.topology.signals.series import SlotGrid
+
+    return [s.to_document() for s in load_signal_files(config.signal_files, SlotGrid(start, slots, slot_minutes))]
 
 
 # ---------------------------------------------------------------------------
@@ -336,6 +358,7 @@ class ClusterObjects:
     statefulsets: list[dict] = field(default_factory=list)
     jobs: list[dict] = field(default_factory=list)
     replicasets: list[dict] = field(default_factory=list)
+    poddisruptionbudgets: list[dict] = field(default_factory=list)
     #: resourceVersion of each list (for starting watches), by list name.
     resource_versions: dict[str, str] = field(default_factory=dict)
 
@@ -1156,7 +1179,10 @@ def _sites_and_regions(mapped: _Nodes, ctx: _Context) -> tuple[list[dict], list[
         site_entries.append(entry)
 
     region_ids = list(dict.fromkeys([e["region"] for e in site_entries] + [r.id for r in config.regions]))
+    from_files = _file_signals(config, ctx.start, slots, ctx.slot_minutes)
+    signals.extend(from_files)
     passthrough = {(s.signal.value, s.region) for s in config.signals if s.signal.value == "grid_intensity"}
+    passthrough |= {(s["signal"], s.get("region")) for s in from_files if s["signal"] == "grid_intensity"}
     region_entries = []
     for rid in region_ids:
         cfg = region_cfg.get(rid)
@@ -1257,13 +1283,12 @@ def has_gate(pod: dict, gate: str = GATE_DEFERRED) -> bool:
     return any(isinstance(g, dict) and g.get("name") == gate for g in spec.get("schedulingGates") or [])
 
 
-def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Placement:
-    """Where the scenario's workloads run now, from the pods' bindings (`spec.nodeName`).
+def pod_workload_ids(objects: ClusterObjects) -> dict[tuple[str, str], str]:
+    """(namespace, pod name) -> workload id, for the pods of the workloads `map_cluster` reads.
 
-    A workload's replicas take its bound pods' nodes in pod-name order;
-    replicas without a bound pod on a scenario node are unplaced (-1). Pods
-    are matched to workloads as in `map_cluster`: a pod owned by a listed
-    workload belongs to it, any other by `edgeplace.k8s.identity.pod_workload_id`.
+    A pod owned by a listed workload belongs to it, any other by
+    `edgeplace.k8s.identity.pod_workload_id` (owner references, the
+    ``edgeplace.io/workload`` annotation as an override). Pods of no workload are absent.
     """
     rs_owner = _replicaset_owners(objects.replicasets)
     wid_of: dict[WorkloadKey, str] = {}
@@ -1271,25 +1296,54 @@ def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Place
         for obj in items:
             key = WorkloadKey(kind, _namespace(obj), _name(obj))
             wid_of[key] = workload_id(_annotations((obj.get("spec") or {}).get("template") or {}), key)
-    node_index = {n: i for i, n in enumerate(scenario.node_ids)}
-    by_workload: dict[str, list[int]] = defaultdict(list)
-    for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):
-        status = pod.get("status") or {}
-        if status.get("phase") in ("Succeeded", "Failed") or _meta(pod).get("deletionTimestamp"):
-            continue
-        node = (pod.get("spec") or {}).get("nodeName")
-        if node not in node_index:
-            continue
+    out = {}
+    for pod in objects.pods:
         key = owner_workload(pod, rs_owner)
         # A pod of a listed workload belongs to it; any other pod by the identity rule (its annotation).
         wid = wid_of.get(key) if key in wid_of else pod_workload_id(pod, rs_owner)
         if wid:
-            by_workload[wid].append(node_index[node])
+            out[(_namespace(pod), _name(pod))] = wid
+    return out
+
+
+def running_replicas(scenario: Scenario, objects: ClusterObjects) -> dict[tuple[str, str], int]:
+    """(namespace, pod name) -> replica index of the scenario, for pods bound to a scenario node.
+
+    A workload's replicas take its bound, live pods in pod-name order (the
+    order `placement_from_cluster` uses); pods beyond the workload's replica
+    count are left out.
+    """
+    wids = pod_workload_ids(objects)
+    node_index = {n: i for i, n in enumerate(scenario.node_ids)}
+    workload_index = {w: i for i, w in enumerate(scenario.workload_ids)}
+    taken: dict[int, int] = defaultdict(int)
+    out = {}
+    for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):
+        status = pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed") or _meta(pod).get("deletionTimestamp"):
+            continue
+        if (pod.get("spec") or {}).get("nodeName") not in node_index:
+            continue
+        w = workload_index.get(wids.get((_namespace(pod), _name(pod)), ""))
+        if w is None or taken[w] >= int(scenario.workload_replicas[w]):
+            continue
+        out[(_namespace(pod), _name(pod))] = int(scenario.workload_first_replica[w]) + taken[w]
+        taken[w] += 1
+    return out
+
+
+def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Placement:
+    """Where the scenario's workloads run now, from the pods' bindings (`spec.nodeName`).
+
+    A workload's replicas take its bound pods' nodes in pod-name order
+    (`running_replicas`); replicas without a bound pod on a scenario node are
+    unplaced (-1). Pods are matched to workloads by `pod_workload_ids`.
+    """
+    node_index = {n: i for i, n in enumerate(scenario.node_ids)}
+    pods = {(_namespace(p), _name(p)): p for p in objects.pods}
     replica_node = np.full(scenario.n_replicas, -1, dtype=np.int64)
-    for w, wid in enumerate(scenario.workload_ids):
-        r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
-        nodes = by_workload.get(wid, [])[:n]
-        replica_node[r0:r0 + len(nodes)] = nodes
+    for key, r in running_replicas(scenario, objects).items():
+        replica_node[r] = node_index[(pods[key].get("spec") or {}).get("nodeName")]
     return Placement.from_replica_nodes(scenario, replica_node)
 
 
@@ -1315,21 +1369,23 @@ def _list_all(call, **kwargs) -> tuple[list[dict], str]:
 
 
 def read_cluster(api_client) -> ClusterObjects:
-    """List the objects `map_cluster` reads (Nodes, Pods, Namespaces, Deployments,
-    StatefulSets, ReplicaSets, Jobs), as the API server's JSON.
+    """List the objects `map_cluster` and the actuation read (Nodes, Pods, Namespaces,
+    Deployments, StatefulSets, ReplicaSets, Jobs, PodDisruptionBudgets), as the API server's JSON.
 
     Needs get/list on those resources (the chart's ClusterRole).
     """
     from kubernetes import client
 
     core, apps, batch = client.CoreV1Api(api_client), client.AppsV1Api(api_client), client.BatchV1Api(api_client)
+    policy = client.PolicyV1Api(api_client)
     out = ClusterObjects()
     for attr, call in (("nodes", core.list_node), ("pods", core.list_pod_for_all_namespaces),
                        ("namespaces", core.list_namespace),
                        ("deployments", apps.list_deployment_for_all_namespaces),
                        ("statefulsets", apps.list_stateful_set_for_all_namespaces),
                        ("replicasets", apps.list_replica_set_for_all_namespaces),
-                       ("jobs", batch.list_job_for_all_namespaces)):
+                       ("jobs", batch.list_job_for_all_namespaces),
+                       ("poddisruptionbudgets", policy.list_pod_disruption_budget_for_all_namespaces)):
         items, version = _list_all(call)
         setattr(out, attr, items)
         out.resource_versions[attr] = version

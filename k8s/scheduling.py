@@ -24,21 +24,24 @@ What is left out, and why:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from pydantic import ValidationError
 
-from edgeplace.topology.constraints import node_passes
-from edgeplace.topology.scheduling_spec import Scheduling, Taint
+from edgeplace.topology.constraints import node_passes, selector_matches
+from edgeplace.topology.scheduling_spec import LabelSelector, Scheduling, Taint
 
 #: Taint keys the scenario never carries (see the module docstring).
 TAINT_POWERED_DOWN = "edgeplace.io/powered-down"
 TAINT_DEDICATED = "edgeplace.io/dedicated-to"
 TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
 LIFECYCLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
-#: Power states (annotation edgeplace.io/power-state) in which a node is edgeplace's to wake.
-ASLEEP_STATES = ("powering-off", "off", "waking")
+#: Power states (annotation edgeplace.io/power-state, edgeplace.k8s.actuation.power) in which a node is asleep or on
+#: its way: edgeplace's to wake, its node-lifecycle taints its own.
+ASLEEP_STATES = ("draining", "powering-off", "off", "waking")
 ANN_POWER_STATE = "edgeplace.io/power-state"
 ANN_CORDONED_BY = "edgeplace.io/cordoned-by"
 
@@ -218,6 +221,24 @@ class PodNodeRules:
         return node_passes(self.node_selector, self.scheduling, labels, node_name, parsed)
 
 
+def label_selector_matches(selector: Any, labels: dict[str, str]) -> bool:
+    """A metav1.LabelSelector in the API's JSON (a PodDisruptionBudget's, say) against labels, by the
+    scenario's matcher: null matches nothing, {} everything, and so does nothing one the API
+    server would refuse (an unknown operator, In without values)."""
+    if selector is None:
+        return False
+    parsed = _parsed_selector(json.dumps(selector, sort_keys=True))
+    return parsed is not None and selector_matches(parsed, labels)
+
+
+@lru_cache(maxsize=1024)
+def _parsed_selector(text: str) -> LabelSelector | None:
+    try:
+        return LabelSelector.model_validate(_label_selector(json.loads(text)))
+    except ValidationError:
+        return None
+
+
 def pod_node_rules(spec: dict) -> PodNodeRules | None:
     """The node rules of a pod spec, or None when they do not validate (the API server would
     have refused them; no node can be said to fit such a pod)."""
@@ -230,4 +251,4 @@ def pod_node_rules(spec: dict) -> PodNodeRules | None:
     return PodNodeRules({str(k): str(v) for k, v in _dict(spec.get("nodeSelector")).items()}, scheduling)
 
 
-__all__ = ["PodNodeRules", "pod_node_rules", "scenario_taints", "workload_scheduling"]
+__all__ = ["PodNodeRules", "label_selector_matches", "pod_node_rules", "scenario_taints", "workload_scheduling"]

@@ -73,6 +73,8 @@ def add_actuation_arguments(p: argparse.ArgumentParser, modes: bool = True) -> N
                    help="a drain not done by then is abandoned (default 1800)")
     g.add_argument("--wake-timeout", type=positive_float, default=600.0, metavar="S",
                    help="a node not Ready S seconds after power-on is reported and another woken (default 600)")
+    g.add_argument("--wake-retry", type=nonneg_float, default=3600.0, metavar="S",
+                   help="a node that did not wake is tried again for pending pods after S seconds (default 3600)")
     g.add_argument("--no-wake-on-pending", action="store_true",
                    help="do not wake nodes for pods Pending as unschedulable (only when the plan asks)")
     g.add_argument("--power-off-command", metavar="CMD",
@@ -101,6 +103,7 @@ def actuation_options(args: argparse.Namespace, namespace: str, rebalance: str |
         powering=PowerOptions(min_on_s=args.min_on, min_off_s=args.min_off, max_nodes_off=args.max_nodes_off,
                               max_off_fraction=args.max_off_fraction, min_spare_cpu_fraction=args.min_spare_cpu,
                               drain_timeout_s=args.drain_timeout, wake_timeout_s=args.wake_timeout,
+                              wake_retry_s=args.wake_retry,
                               wake_on_pending=not args.no_wake_on_pending, eviction=eviction))
 
 

@@ -121,6 +121,8 @@ ANN_TENANT = TENANT_ANNOTATION
 ANN_WORKLOAD = WORKLOAD_ANNOTATION
 #: Pod scheduling gate that holds a deferrable job's pods until their planned start.
 GATE_DEFERRED = "edgeplace.io/deferred"
+#: Node annotation: when edgeplace last powered the node on and it did not become Ready in time.
+ANN_WAKE_FAILED = "edgeplace.io/wake-failed-at"
 
 #: Namespaces whose workloads are not planned (their pods still use capacity).
 DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "edgeplace-system")
@@ -722,6 +724,10 @@ def _node_exclusion(node: dict) -> str | None:
     labels, ann = _labels(node), _annotations(node)
     if _truthy(labels.get(LABEL_IGNORE, "")) or _truthy(ann.get(LABEL_IGNORE, "")):
         return f"{LABEL_IGNORE}=true"
+    if ann.get(ANN_POWER_STATE) == "off" and ANN_WAKE_FAILED in ann:
+        # The plan must not count on a machine that did not come back: it plans around it.
+        return (f"did not become Ready when last powered on ({ANN_WAKE_FAILED} {ann[ANN_WAKE_FAILED]}); "
+                "power it on by hand, or remove the annotation to offer it to the plan again")
     return None
 
 

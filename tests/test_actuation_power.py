@@ -212,6 +212,18 @@ def test_a_node_that_does_not_wake_in_time_is_reported_and_another_woken():
     assert report.held["cloud-fr-1"] == "did not wake in time"
 
 
+def test_a_node_that_did_not_wake_is_not_woken_again_by_the_plan_until_the_retry_time():
+    objects = world()
+    set_state(objects, "cloud-fr-1", PowerState.OFF, ready=False,
+              **{"edgeplace.io/wake-failed-at": "2026-06-21T09:50:00Z"})
+    life, machines = lifecycle(wake_retry_s=3600)
+    report = life.reconcile(objects, doc([]), [], NOW)  # a plan made before the failure wants it on
+    assert "cloud-fr-1" not in moves(report) and not machines.calls
+    assert "did not wake at 2026-06-21T09:50:00Z" in report.held["cloud-fr-1"]
+    life, _ = lifecycle(wake_retry_s=300)
+    assert moves(life.reconcile(objects, doc([]), [], NOW))["cloud-fr-1"] == ("off", "waking")
+
+
 def test_a_woken_node_that_is_ready_goes_back_into_service():
     objects = world()
     set_state(objects, "cloud-fr-1", PowerState.WAKING, since=NOW - timedelta(minutes=2), ready=True)

@@ -67,8 +67,8 @@ from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.actuation.objects import (ANN_POWER_OPERATION, ANN_POWER_SINCE, ANN_POWER_STATE,
                                              MANAGED_NODE_ANNOTATIONS, NodeFacts, PodFacts, PowerState,
                                              node_facts, parse_rfc3339, pod_facts, rfc3339, unschedulable_since)
-from edgeplace.k8s.mapping import (ANN_CAN_POWER_DOWN, ANN_CORDONED_BY, LABEL_IGNORE, LIFECYCLE_TAINTS,
-                                   TAINT_POWERED_DOWN, ClusterObjects, pod_workload_ids)
+from edgeplace.k8s.mapping import (ANN_CAN_POWER_DOWN, ANN_CORDONED_BY, ANN_WAKE_FAILED, LABEL_IGNORE,
+                                   LIFECYCLE_TAINTS, TAINT_POWERED_DOWN, ClusterObjects, pod_workload_ids)
 from edgeplace.k8s.scheduling import TAINT_UNSCHEDULABLE, pod_node_rules
 
 log = logging.getLogger("edgeplace.k8s.actuation")
@@ -76,8 +76,6 @@ log = logging.getLogger("edgeplace.k8s.actuation")
 #: ``edgeplace.io/power-operation`` values: "<action> <status> <RFC 3339 time>".
 OP_POWER_OFF, OP_POWER_ON = "power-off", "power-on"
 OP_REQUESTED, OP_SENT, OP_FAILED = "requested", "sent", "failed"
-#: The annotation a node that did not wake in time carries (its time): it is not chosen again for a while.
-ANN_WAKE_FAILED = "edgeplace.io/wake-failed-at"
 #: How many power-off calls the current powering-off state has made.
 ANN_POWER_OFF_ATTEMPTS = "edgeplace.io/power-off-attempts"
 
@@ -361,7 +359,16 @@ class PowerLifecycle:
                 self._hold(f.name, f"off for {int((now - f.since).total_seconds())} s < min_off "
                            f"{self.options.min_off_s:g} s", report)
                 return
+            if not self._may_retry_wake(f, now):
+                # A plan made before the failure may still want it; the next one plans around it.
+                self._hold(f.name, f"did not wake at {f.annotations[ANN_WAKE_FAILED]}; not retried for "
+                           f"{self.options.wake_retry_s:g} s", report)
+                return
             self._wake(f, now, report, "the plan needs it in this slot")
+
+    def _may_retry_wake(self, f: NodeFacts, now: datetime) -> bool:
+        failed = parse_rfc3339(f.annotations.get(ANN_WAKE_FAILED))
+        return failed is None or now - failed > timedelta(seconds=self.options.wake_retry_s)
 
     def _wake(self, f: NodeFacts, now: datetime, report: PowerReport, why: str) -> bool:
         if not self._write(f, PowerState.WAKING, now, report, why, operation=_op(OP_POWER_ON, OP_REQUESTED, now)):
@@ -406,17 +413,14 @@ class PowerLifecycle:
         if not pending and not failed_now:
             return
 
-        def retry_ok(n: str) -> bool:
-            t = parse_rfc3339(facts[n].annotations.get(ANN_WAKE_FAILED))
-            return t is None or now - t > timedelta(seconds=self.options.wake_retry_s)
-
         def room(n: str) -> list[int]:
             return [facts[n].allocatable_cpu_millicores, facts[n].allocatable_memory_mib]
 
         cost = {n: float((self._doc_nodes.get(n) or {}).get("open_g_per_h") or 0.0) for n in facts}
         # Only nodes that were off before this round and stayed so (one that just got there may
         # still look Ready, its power-off in flight).
-        candidates = sorted((n for n, f in facts.items() if f.state is PowerState.OFF and n not in changed and retry_ok(n)),
+        candidates = sorted((n for n, f in facts.items() if f.state is PowerState.OFF and n not in changed
+                             and self._may_retry_wake(f, now)),
                             key=lambda n: (cost.get(n, 0.0), facts[n].allocatable_cpu_millicores, n))
         for lost in failed_now:  # a node that did not wake is replaced by another
             if candidates:

@@ -117,6 +117,29 @@ def all_ready(api) -> bool:
     return all((d.status.ready_replicas or 0) == d.spec.replicas for d in deps)
 
 
+def cpu_millicores(quantity: str) -> int:
+    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+
+def overload_web(api) -> int:
+    """Scale shop/web to two replicas more than every node that is on has free CPU for, so
+    some pods stay Pending as unschedulable until a node is woken; returns the replica count."""
+    apps = client.AppsV1Api(api)
+    web = apps.read_namespaced_deployment("web", "shop")
+    per_pod = cpu_millicores(web.spec.template.spec.containers[0].resources.requests["cpu"])
+    requested: dict[str, int] = {}
+    for pod in live_pods(api):
+        for c in pod.spec.containers:
+            requested[pod.spec.node_name] = (requested.get(pod.spec.node_name, 0)
+                                             + cpu_millicores((c.resources.requests or {}).get("cpu", "0")))
+    free = sum(cpu_millicores(n.status.allocatable["cpu"]) - requested.get(name, 0)
+               for name, n in nodes(api).items() if state(n) == "on" and e2e_cluster.node_ready(n)
+               and not n.spec.unschedulable)
+    replicas = web.spec.replicas + free // per_pod + 2
+    apps.patch_namespaced_deployment_scale("web", "shop", {"spec": {"replicas": replicas}})
+    return replicas
+
+
 def settled(api, planner) -> dict | None:
     """The cluster follows the published plan: every node the plan lets sleep is off, the others on,
     every Deployment ready and nothing pending. Returns the plan document then."""
@@ -255,9 +278,7 @@ def test_pending_pods_wake_a_node(cluster, api, extender):
         e2e_cluster.wait_for(lambda: settled(api, planner), WAIT, "the cluster to follow the plan", interval=1.0)
         off = [n for n, node in nodes(api).items() if state(node) == "off"]
         assert off
-        # More load than the nodes that are on can take: 8 more cores of shop/web.
-        apps = client.AppsV1Api(api)
-        apps.patch_namespaced_deployment_scale("web", "shop", {"spec": {"replicas": 22}})
+        overload_web(api)
         e2e_cluster.wait_for(lambda: any(state(nodes(api)[n]) in ("waking", "on") for n in off), WAIT,
                              "a node to be woken for the pending pods", interval=0.5)
         e2e_cluster.wait_for(lambda: all_ready(api), WAIT, "every web pod to run", interval=1.0)
@@ -293,7 +314,7 @@ def test_a_node_that_does_not_wake_is_reported_and_another_woken(cluster, api, e
     drivers = Drivers({"kwok": _Unplugged(core, first)}, lambda name: None)
     power = PowerOptions(**{**POWER.__dict__, "wake_timeout_s": 8})
     with planner_running(api, power=power, drivers=drivers):
-        client.AppsV1Api(api).patch_namespaced_deployment_scale("web", "shop", {"spec": {"replicas": 22}})
+        overload_web(api)
         e2e_cluster.wait_for(lambda: nodes(api)[first].metadata.annotations.get("edgeplace.io/wake-failed-at"), WAIT,
                              f"{first} to be reported as not waking", interval=0.5)
         e2e_cluster.wait_for(lambda: all_ready(api), WAIT, "the web pods to run on another woken node", interval=1.0)

@@ -228,13 +228,14 @@ def test_committed_manifests_pass_server_side_dry_run(cluster):
 
 @pytest.mark.e2e
 def test_chart_variants_pass_server_side_dry_run(cluster, helm):
-    text = render(helm, "--set", "planner.powerDownAction=taint", "--set", "extender.tokenSecret=edgeplace-token",
+    text = render(helm, "--set", "actuation.power=apply", "--set", "extender.tokenSecret=edgeplace-token",
                   "--set", "extender.tlsSecret=edgeplace-tls", "--set", "secondScheduler.enabled=true",
                   "--set", "planner.releaseGates=false", "--set", "service.clusterIP=10.96.0.77")
     items = [d for d in yaml.safe_load_all(text) if d]
     role = main_role(items, "ClusterRole")
     verbs = {r["resources"][0]: set(r["verbs"]) for r in role["rules"]}
-    assert "update" in verbs["nodes"] and "patch" not in verbs["pods"]
+    assert {"update", "patch"} <= verbs["nodes"] and "patch" not in verbs["pods"]
+    assert verbs["pods/eviction"] == {"create"}
     assert dry_run_apply(cluster.api_client(), items) == []
 
 

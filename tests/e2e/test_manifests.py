@@ -85,13 +85,13 @@ def test_rbac_is_least_privilege():
 def test_actuation_in_apply_mode_adds_only_what_it_needs(helm):
     items = [d for d in yaml.safe_load_all(render(helm, "--set", "actuation.rebalance=apply",
                                                   "--set", "actuation.power=apply")) if d]
-    [role] = by_kind(items, "ClusterRole")
+    role = main_role(items, "ClusterRole")
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
     assert rules[(("",), ("pods/eviction",))] == {"create"}  # the Eviction API only: PDBs are checked
     assert rules[(("",), ("nodes",))] == {"get", "list", "watch", "update", "patch"}
     assert rules[(("events.k8s.io",), ("events",))] == {"create", "patch"}
     assert "delete" not in set().union(*rules.values())  # never a forced delete
-    [ns_role] = by_kind(items, "Role")
+    ns_role = main_role(items, "Role")
     ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"])) for r in ns_role["rules"]]
     assert (["secrets"], None, {"get"}) in ns_rules and (["configmaps"], None, {"create"}) in ns_rules
     [dep] = by_kind(items, "Deployment")

@@ -1,6 +1,7 @@
 """What Kubernetes scheduling constraints cost: plan time, plan quality and extender latency, side by side.
 
     python -m bench.bench_constraints [--repeats 2] [--time-limit 20]
+    python -m bench.bench_constraints --base-python ../main/.venv/bin/python   # the code before, same instances
 
 Each generated instance (`edgeplace.topology.generate`, seed 7) is planned as it is
 ("plain") and with `add_kubernetes_constraints` ("k8s": pod limits, a tainted GPU
@@ -89,6 +90,62 @@ def plan_rows(repeats: int, time_limit_s: float, greedy_repeats: int) -> pd.Data
     return pd.DataFrame(rows)
 
 
+#: One plain greedy plan, timed inside the interpreter that runs it (argv: workloads nodes slots);
+#: prints plan_s, construct_s (the fastest of 5 constructions) and the commit of the edgeplace it
+#: imported, as JSON.
+_CODE_RUN = """
+import json, subprocess, sys, time
+from pathlib import Path
+import edgeplace
+from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.solve import SolveOptions, solve
+from edgeplace.policies.costs import price
+from edgeplace.topology import scenario_from_dict
+from edgeplace.topology.generate import generate
+w, n, t = map(int, sys.argv[1:4])
+scenario = scenario_from_dict(generate(w, n, n_slots=t, seed=7))
+started = time.perf_counter()
+solve(scenario, SolveOptions(solver="greedy", time_limit_s=20.0, workers=2, bound_time_limit_s=0.0))
+plan_s = time.perf_counter() - started
+costs = price(scenario)
+construct_s = float("inf")
+for _ in range(5):  # tens of ms: the fastest of 5 is the code, the rest the neighbours' load
+    started = time.perf_counter()
+    greedy_place(costs, time_limit_s=0.0)
+    construct_s = min(construct_s, time.perf_counter() - started)
+root = Path(edgeplace.__file__).resolve().parents[1]
+commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+print(json.dumps({"plan_s": plan_s, "construct_s": construct_s, "commit": commit or str(root)}))
+"""
+
+
+def code_rows(base_python: str, repeats: int) -> pd.DataFrame:
+    """The plain instances' greedy plans by this checkout and by `base_python` (another checkout's
+    interpreter, e.g. main's: the code before the constraints), alternating: what the constraint
+    code costs a scenario that has none."""
+    import json
+    import subprocess
+    import sys
+
+    rows = []
+    for spec in INSTANCES:
+        runs: dict[str, list[dict]] = {"base": [], "this": []}
+        for _ in range(repeats):
+            for who, python in (("base", base_python), ("this", sys.executable)):
+                out = subprocess.run([python, "-c", _CODE_RUN, *map(str, spec)], capture_output=True, text=True,
+                                     check=True, cwd=tempfile.gettempdir())
+                runs[who].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        med = {(k, who): statistics.median(r[k] for r in runs[who]) for k in ("plan_s", "construct_s") for who in runs}
+        rows.append({"instance": "x".join(map(str, spec)), "solver": "greedy", "base": runs["base"][0]["commit"],
+                     "this": runs["this"][0]["commit"],
+                     "plan_s base": med["plan_s", "base"], "plan_s this": med["plan_s", "this"],
+                     "plan ratio": med["plan_s", "this"] / med["plan_s", "base"],
+                     "construct_s base": med["construct_s", "base"], "construct_s this": med["construct_s", "this"],
+                     "construct ratio": med["construct_s", "this"] / med["construct_s", "base"]})
+        print(rows[-1])
+    return pd.DataFrame(rows)
+
+
 def _write_plan(constrained: bool, path: Path) -> dict:
     from bench.bench_extender import N_NODES, N_WORKLOADS, SLOT
     from edgeplace.k8s.extender.table import build_plan_document, write_plan_document
@@ -156,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=3_000, help="extender requests per measurement (default 3000)")
     parser.add_argument("--extender-repeats", type=int, default=10, help="alternating extender measurements (default 10)")
     parser.add_argument("--only", choices=("plans", "extender"), help="run one part (the section then shows that part)")
+    parser.add_argument("--base-python", metavar="PYTHON",
+                        help="instead: time the plain instances' greedy plans by this checkout and by PYTHON, another "
+                             "checkout's interpreter (e.g. main's .venv/bin/python), alternating (section constraints_code)")
     args = parser.parse_args(argv)
+    if args.base_python:
+        return _code_section(args.base_python, args.greedy_repeats)
     load = os.getloadavg()[0]
     plans = plan_rows(args.repeats, args.time_limit, args.greedy_repeats) if args.only != "extender" else pd.DataFrame(
         {"plan ratio": [float("nan")], "violations k8s": [0]})
@@ -187,6 +249,20 @@ def main(argv: list[str] | None = None) -> int:
              "share the 2 cores; the p99 rows move with it).")
     write_section("constraints", "Kubernetes constraints: plan time, emissions and extender latency with and without",
                   table, notes)
+    return 0
+
+
+def _code_section(base_python: str, repeats: int) -> int:
+    load = os.getloadavg()[0]
+    table = code_rows(base_python, repeats)
+    worst = max(table["plan ratio"].max(), table["construct ratio"].max())
+    notes = (f"Target: today's plan time not worse by more than 20 % with the constraint code in (ratio this / base "
+             f"<= {TARGET_RATIO}): **{'met' if worst <= TARGET_RATIO else 'MISSED'}** (worst ratio {worst:.2f}). "
+             f"The same plain instances (no Kubernetes constraints), greedy end to end and its construction alone "
+             f"(fastest of 5 in each run), "
+             f"each run in a fresh interpreter of the checkout named (base, this), alternating, medians of {repeats}; "
+             f"1-minute load average {load:.1f} before and {os.getloadavg()[0]:.1f} after the run.")
+    write_section("constraints_code", "Kubernetes constraints: what their code costs a scenario without them", table, notes)
     return 0
 
 

@@ -124,6 +124,9 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     g.add_argument("--lease", type=ns_name, metavar="NS/NAME", help="leader Lease (default: <plan namespace>/edgeplace-planner)")
     g.add_argument("--identity", help="leader identity (default: hostname + random suffix)")
     g.add_argument("--once", action="store_true", help="planner: plan one round, print its outcome and exit")
+    g.add_argument("--keep-isolation", action="store_true",
+                   help="each round, keep tenant isolation in the cluster's taints, namespace labels and admission "
+                        "parameters (what `edgeplace apply-isolation` does; the ConfigMap in the plan's namespace)")
     g.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                    help="serve the planner's Prometheus metrics on this port (default 0: off)")
     from edgeplace.actuation_cli import add_actuation_arguments
@@ -307,7 +310,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             period_s=args.period, debounce_s=args.debounce, max_delay_s=args.max_delay,
             solve=SolveOptions(solver=args.solver, time_limit_s=args.time_limit, bound_time_limit_s=0.0,
                                objective=Objective(migration_g_per_replica=args.migration_g_per_replica)),
-            valid_for_s=args.valid_for, release_gates=not args.no_release_gates)
+            valid_for_s=args.valid_for, release_gates=not args.no_release_gates,
+            isolation_namespace=namespace if args.keep_isolation else None)
         actuation = actuation_options(args, namespace)
         metrics = PlannerMetrics()
         actuator = (Actuator(api, actuation, metrics, identity=args.identity or "edgeplace-planner")
@@ -322,6 +326,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.once:
         result = planner.plan_once()
         print(f"planner: {result.outcome} in {result.seconds:.2f} s: {result.detail}")
+        for change in result.isolation:
+            print(f"  isolation: {change}")
         for w in result.warnings:
             print(f"  warning: {w}")
         return EXIT_OK if result.outcome in ("published", "unchanged", "superseded") else 1

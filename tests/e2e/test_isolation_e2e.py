@@ -233,3 +233,28 @@ def test_a_binding_to_another_tenants_node_is_rejected(world, how):
         assert not core.read_namespaced_pod("unbound", "shop").spec.node_name
     finally:
         core.delete_namespaced_pod("unbound", "shop", grace_period_seconds=0)
+
+
+def test_the_planner_keeps_isolation_each_round(world, tmp_path):
+    """Someone removes the pool's taint and a tenant label: the planner's next round (the chart runs
+    it with --keep-isolation) writes them back, from its own listing, and still publishes its plan."""
+    from edgeplace.k8s.mapping import load_site_config
+    from edgeplace.k8s.planner import Planner, PlannerOptions
+    from edgeplace.k8s.publish import FilePlanPublisher
+    from edgeplace.optimizer.solve import SolveOptions
+
+    _, api, core, config = world
+    node = core.read_node("factory-2")
+    node.spec.taints = [t for t in node.spec.taints or [] if t.key != "edgeplace.io/dedicated-to"]
+    core.replace_node("factory-2", node)
+    core.patch_namespace("shop", {"metadata": {"labels": {"edgeplace.io/tenant": None}}})
+    planner = Planner(api, FilePlanPublisher(str(tmp_path / "plan.json")), load_site_config(str(config)),
+                      PlannerOptions(solve=SolveOptions(solver="greedy", bound_time_limit_s=0.0),
+                                     isolation_namespace=SYSTEM_NS))
+    result = planner.plan_once()
+    assert result.outcome == "published", result.detail
+    assert sorted(c.split(":")[0] for c in result.isolation) == ["namespace-label shop", "node-taint factory-2"], result.isolation
+    assert ("edgeplace.io/dedicated-to", "factory", "NoSchedule") in {
+        (t.key, t.value, t.effect) for t in core.read_node("factory-2").spec.taints or []}
+    assert core.read_namespace("shop").metadata.labels.get("edgeplace.io/tenant") == "shop"
+    assert planner.plan_once().isolation == []  # in the desired state: nothing more to write

@@ -177,6 +177,7 @@ def agreement(scenario, plan_doc: dict, objects) -> dict[str, Any]:
 
 def run(cluster, api_client, solver: str = "cpsat", time_limit_s: float = 10.0) -> dict[str, Any]:
     """Set up, plan, bind and measure once (on a fresh LocalCluster with controller manager and kwok)."""
+    from edgeplace.k8s.extender.metrics import REASONS
     from edgeplace.k8s.extender.server import ExtenderServer
     from edgeplace.k8s.extender.table import DecisionTable, build_plan_document
     from edgeplace.k8s.mapping import MappingOptions, map_cluster, parse_site_config, read_cluster
@@ -197,7 +198,7 @@ def run(cluster, api_client, solver: str = "cpsat", time_limit_s: float = 10.0) 
             c.type == "PodScheduled" and c.reason == "Unschedulable" for c in p.status.conditions or []))
         decisions = {reason: server.metrics.registry.get_sample_value(
             "edgeplace_extender_decisions_total", {"verb": "filter", "reason": reason}) or 0.0
-            for reason in ("plan", "unannotated")}
+            for reason in REASONS}
     objects = read_cluster(api_client)
     result = agreement(mapped.scenario, doc, objects)
     bindings = evaluate(mapped.scenario, result["placement"])
@@ -252,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
              f"{', '.join(str(len(o['binding_violations'])) for o in runs)}. Off the planned class: "
              + ("; ".join(sorted({f"{r['workload']} {r['replicas'] - r['on_planned_class']} of {r['replicas']}"
                                   for o in runs for r in o['rows'] if r['on_planned_class'] < r['replicas']})) or "none")
-             + f". The extender's filter calls by reason (last round): {runs[-1]['filter_calls']}; a pod whose "
-             "template has no edgeplace annotation gets neutral answers from an extender that reads only the "
-             "annotation (\"unannotated\"), and kube-scheduler's own scores then pick among the allowed nodes.")
+             + f". The extender's filter calls by reason (last round, reasons seen): "
+             f"{ {k: v for k, v in runs[-1]['filter_calls'].items() if v} }; every reason but \"plan\" is a neutral "
+             "answer, after which kube-scheduler's own scores pick among the allowed nodes.")
     write_section("k8s_agreement", "Real cluster: plan-vs-bind agreement with scheduling constraints", table, notes)
     return 0
 

@@ -206,6 +206,14 @@ def test_a_move_onto_a_node_the_pods_rules_forbid_is_never_made(rule, kind):
     assert move.decision is Decision.SKIP_SAVING and "breaking a rule" in move.detail and kind in move.detail
 
 
+def test_a_move_deepening_a_rule_its_workload_already_breaks_is_not_made():
+    # metro-1 was tainted after shop/api's pods got there (NoSchedule evicts nothing): one more api pod
+    # there is one more that kube-scheduler would refuse, though the move empties edge-ffm-3.
+    objects, mapped = constrained_world(_taint_metro_1, **{"shop/api": ["metro-1"] * 3 + ["edge-ffm-3"]})
+    [move] = decide(objects, mapped, plan(mapped, {"shop/api": ["metro-1"] * 4})).moves
+    assert move.decision is Decision.SKIP_SAVING and "taint" in move.detail
+
+
 CONSTRAINT_KINDS = {"node_affinity", "taint", "pod_affinity", "pod_anti_affinity", "topology_spread", "max_pods",
                     "isolation", "capacity"}
 

@@ -49,8 +49,9 @@ import numpy as np
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from edgeplace.k8s.identity import controller_ref
 from edgeplace.k8s.mapping import (ANN_DEADLINE, ANN_DURATION_MIN, ANN_WORKLOAD, GATE_DEFERRED, ClusterObjects, _annotations,
-                         _controller, _meta, _name, _namespace, _parse_time, has_gate)
+                         _meta, _name, _namespace, _parse_time, has_gate)
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
 
@@ -74,7 +75,7 @@ def gated_pods(objects: ClusterObjects, gate: str = GATE_DEFERRED) -> list[Gated
         if not has_gate(pod, gate) or _meta(pod).get("deletionTimestamp"):
             continue
         ns, name = _namespace(pod), _name(pod)
-        ref = _controller(pod)
+        ref = controller_ref(pod)
         job = jobs.get((ns, ref.get("name"))) if ref and ref.get("kind") == "Job" else None
         workload = _annotations(pod).get(ANN_WORKLOAD)
         latest = None

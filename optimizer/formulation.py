@@ -24,6 +24,9 @@ Variables
     chg/dis/soc      battery charge, discharge [kWh] and state of charge [kWh]
     z[w,s]     bin   spread: workload w has a replica at site s
     g[n,m]     bin   tenant m is on node n (only tenants with never_with rules)
+    q[w,k,d]   bin   workload w has a replica in domain d of topology key k (pod affinity,
+                     anti-affinity and topology spread rules, `edgeplace.topology.constraints`)
+    low[r]     int   the emptiest eligible domain's count of spread rule r
     kept[w,n]  cont  replicas of w that stay on their current node n
     load[n,k], util[n]  cont  service requests and utilisation on a node (aggregates)
 
@@ -364,6 +367,10 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
             m.add_rows("never_with", N, np.r_[r, r], np.r_[g[r * Mc + gpos[ta]], g[r * Mc + gpos[tb]]],
                        np.ones(2 * N), upper=1.0)
 
+    # -- Kubernetes pod affinity, anti-affinity and topology spread (over the horizon) -------------
+    if sc.constraints.dynamic:
+        _scheduling_rows(m, sc, sw, sn, y, jj, jn, x, iw, in_, a_var)
+
     # -- migration: replicas kept on their current node are not charged the penalty ---------------
     if obj.migration_g_per_replica > 0 and cm.current_count:
         pairs = [(i, int(cm.current_count[w][n])) for i, (w, n) in enumerate(zip(sw, sn))
@@ -414,3 +421,121 @@ def _min_run_rows(m: LinearModel, sc, ijobs: np.ndarray, rw: np.ndarray, rt: np.
                 n += 1
     if n:
         m.add_rows("ijob_min_run", n, np.asarray(rows), np.asarray(cols), np.asarray(vals), upper=0.0)
+
+
+def _scheduling_rows(m: LinearModel, sc, sw, sn, y, jj, jn, x, iw, in_, a_var) -> None:
+    """Rows of the placement-dependent Kubernetes rules (`edgeplace.topology.constraints`), read over
+    the horizon as that module says: a job counts as present all horizon where presence hurts
+    (anti-affinity, the crowded side of spread) and only services count where it helps (affinity
+    targets, the emptiest domain of spread, besides the rule's own workload).
+
+    Y[w, n] below is y[w,n] for a service, sum_s x[w,n,s] for a job (one start is chosen) and
+    a[w,n] for an interruptible job (its replicas keep their node over its runs).
+    """
+    c = sc.constraints
+    R = sc.workload_replicas.astype(float)
+    service = ~sc.workload_deferrable
+    # Columns of each workload: (node, column) of its y or x variables.
+    cols_of: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for ws, ns, cols in ((sw, sn, y), (jj, jn, x), (iw, in_, a_var)):
+        order = np.argsort(ws, kind="stable")
+        bounds = np.searchsorted(ws[order], np.arange(sc.n_workloads + 1))
+        for w in np.flatnonzero(np.diff(bounds)):
+            sel = order[bounds[w]:bounds[w + 1]]
+            cols_of[int(w)] = (ns[sel], cols[sel])
+
+    def per_domain(ws, domain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(domain, column) of every column of the workloads `ws` on a node with a domain >= 0."""
+        doms, cols = [], []
+        for w in np.atleast_1d(ws).tolist():
+            nodes, columns = cols_of.get(w, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            d = domain[nodes]
+            doms.append(d[d >= 0]); cols.append(columns[d >= 0])
+        return (np.concatenate(doms), np.concatenate(cols)) if doms else (np.zeros(0, np.int64),) * 2
+
+    presence: dict[tuple[int, int], dict[int, int]] = {}
+
+    def present(w: int, k: int) -> dict[int, int]:
+        """domain -> column of q[w,k,d] (domains where w has columns); R_w q >= replicas there."""
+        if (w, k) not in presence:
+            d, cols = per_domain(w, c.node_domain[k])
+            domains = np.unique(d)
+            q = m.add_vars(f"q_{w}_{k}", len(domains), upper=1.0, integer=True)
+            row = np.searchsorted(domains, d)
+            # sum_{n in d} Y[w,n] - R_w q[w,k,d] <= 0
+            m.add_rows(f"presence_{w}_{k}", len(domains), np.r_[row, np.arange(len(domains))], np.r_[cols, q],
+                       np.r_[np.ones(len(cols)), -np.full(len(domains), R[w])], upper=0.0)
+            presence[(w, k)] = dict(zip(domains.tolist(), q.tolist()))
+        return presence[(w, k)]
+
+    # Anti-affinity: a pair never shares a domain; a workload with itself has one replica per domain.
+    for k, a, b in c.anti.tolist():
+        if a == b:
+            d, cols = per_domain(a, c.node_domain[k])
+            domains, row = np.unique(d, return_inverse=True)
+            m.add_rows(f"anti_self_{a}_{k}", len(domains), row, cols, np.ones(len(cols)), upper=1.0)
+            continue
+        qa, qb = present(a, k), present(b, k)
+        both = sorted(set(qa) & set(qb))
+        if both:
+            r = np.arange(len(both))
+            m.add_rows(f"anti_{a}_{b}_{k}", len(both), np.r_[r, r], np.r_[[qa[d] for d in both], [qb[d] for d in both]],
+                       np.ones(2 * len(both)), upper=1.0)
+
+    # Affinity: every domain hosting w hosts a (service) target; without targets, one domain per key.
+    for rule in c.affinity:
+        w = rule.workload
+        targets = rule.targets[service[rule.targets]]
+        for k in rule.keys.tolist():
+            qw = present(w, k)
+            if not qw:
+                continue
+            domains = np.array(sorted(qw))
+            if not len(rule.targets):
+                m.add_rows(f"affinity_one_{w}_{k}", 1, np.zeros(len(domains)), [qw[d] for d in domains], np.ones(len(domains)),
+                           upper=1.0)
+                continue
+            # q[w,k,d] - sum_{v in targets, n in d} y[v,n] <= 0
+            d, cols = per_domain(targets, c.node_domain[k])
+            keep = np.isin(d, domains)
+            row = np.searchsorted(domains, d[keep])
+            r = np.arange(len(domains))
+            m.add_rows(f"affinity_{w}_{k}", len(domains), np.r_[r, row], np.r_[[qw[x] for x in domains], cols[keep]],
+                       np.r_[np.ones(len(domains)), -np.ones(int(keep.sum()))], upper=0.0)
+
+    # Topology spread: a domain hosting w holds at most max_skew counted pods above the emptiest eligible one.
+    for i, rule in enumerate(c.spread):
+        w, k = rule.workload, rule.key
+        domain = np.where(rule.counting_nodes, c.node_domain[k], -1)
+        eligible = np.flatnonzero(rule.eligible_domains(c.node_domain[k], int(c.n_domains[k])))
+        total = float(R[rule.counted].sum())
+        d_all, cols_all = per_domain(rule.counted, domain)  # the crowded side: every counted replica
+        helpers = rule.counted[service[rule.counted] | (rule.counted == w)]
+        d_help, cols_help = per_domain(helpers, domain)
+        few = len(eligible) < rule.min_domains
+        low = m.add_vars(f"low_{i}", 1, upper=0.0 if few else total, integer=True)
+        if not few:
+            # low - sum_{v in helpers, n in e} Y[v,n] <= 0 for every eligible domain e
+            keep = np.isin(d_help, eligible)
+            row = np.searchsorted(eligible, d_help[keep])
+            r = np.arange(len(eligible))
+            m.add_rows(f"spread_low_{i}", len(eligible), np.r_[r, row], np.r_[np.full(len(eligible), low[0]), cols_help[keep]],
+                       np.r_[np.ones(len(eligible)), -np.ones(int(keep.sum()))], upper=0.0)
+        only_itself = len(rule.counted) == 1 and rule.counted[0] == w and service[w]
+        hosting = np.unique(per_domain(w, domain)[0])
+        if not len(hosting):
+            continue
+        keep = np.isin(d_all, hosting)
+        row = np.searchsorted(hosting, d_all[keep])
+        r = np.arange(len(hosting))
+        if only_itself:
+            # sum_{n in d} y[w,n] - low <= max_skew (nothing to check where w is absent)
+            m.add_rows(f"spread_{i}", len(hosting), np.r_[row, r], np.r_[cols_all[keep], np.full(len(hosting), low[0])],
+                       np.r_[np.ones(int(keep.sum())), -np.ones(len(hosting))], upper=float(rule.max_skew))
+            continue
+        # sum_{counted, n in d} Y - low + M q[w,k,d] <= max_skew + M, with M all counted replicas
+        qw = present(w, k)  # w's columns are on counting nodes (eligible nodes pass its affinity and taints)
+        qcols = [qw[d] for d in hosting.tolist()]
+        m.add_rows(f"spread_{i}", len(hosting), np.r_[row, r, r], np.r_[cols_all[keep], np.full(len(hosting), low[0]), qcols],
+                   np.r_[np.ones(int(keep.sum())), -np.ones(len(hosting)), np.full(len(hosting), total)],
+                   upper=float(rule.max_skew) + total)

@@ -119,6 +119,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edgeplace.policies.costs import CostModel, Objective, price
 from edgeplace.policies.evaluate import runs_long_enough
+from edgeplace.topology.constraints import ConstraintState
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
 
@@ -266,6 +267,12 @@ class _Greedy:
         self.off_slots = (~self.on).sum(axis=1)  # N
         # blocked[m, n] > 0: node n hosts a tenant that m must never share a node with.
         self.blocked = np.zeros((M, N), dtype=np.int64) if sc.tenant_conflicts.any() else None
+        # Kubernetes pod (anti-)affinity and topology spread: replicas per topology domain, read over
+        # the horizon (services are present all of it); `ruled[w]`: w has such a rule of its own.
+        self.rules = ConstraintState(sc.constraints, W, self.whole_horizon) if sc.constraints.dynamic else None
+        self.ruled = np.zeros(W, dtype=bool)
+        if self.rules is not None:
+            self.ruled[:] = [self.rules.ruled(w) for w in range(W)]
         self.tenant_use = np.zeros((M, T, K)) if self.has_quota else None
         self.placed: list[dict[int, int]] = [{} for _ in range(W)]  # w -> {node: replicas}
         self.start = self.earliest.copy()
@@ -400,6 +407,8 @@ class _Greedy:
         m = int(self.tenant[w])
         if self.blocked is not None and len(self.conflicts_of[m]):
             self.blocked[self.conflicts_of[m], n] += k
+        if self.rules is not None:
+            self.rules.add(w, n, k)
         if self.tenant_use is not None:
             run = start if isinstance(start, np.ndarray) else slice(start, start + int(self.duration[w]))
             self.tenant_use[m, run] += k * self.req[w]
@@ -429,6 +438,8 @@ class _Greedy:
         ok = self.E[w]
         if self.blocked is not None:
             ok = ok & (self.blocked[self.tenant[w]] == 0)
+        if self.ruled[w]:
+            ok = ok & self.rules.allowed(w)
         if not allow_open and self.whole_horizon[w]:
             ok = ok & (self.off_slots == 0)
         if exclude >= 0:
@@ -559,14 +570,20 @@ class _Greedy:
             site_used = np.zeros(self.S, dtype=bool)
             site_used[list(sites)] = True
         opn_share = opn * c.share
+        ruled = self.ruled[w]
         while remaining > 0:
             ok = fit > 0
             if need > 0:
                 ok &= ~site_used[node_site]
+            if ruled:  # one replica at a time, each where kube-scheduler's rules let it go now
+                allowed = self.rules.allowed(w)
+                ok &= allowed if c.idx is None else allowed[c.idx]
             hold = max(need - 1, 0)  # replicas kept back for the sites still needed
             # k: replicas that would go to each node (fit is at most R, so the first step of a
             # plain fill needs no clipping); k = 0 where nothing fits, masked below.
             k = fit if remaining - hold >= self.R[w] else np.minimum(fit, remaining - hold)
+            if ruled:
+                k = np.minimum(k, 1.0)
             if cur is None:
                 per = dyn + opn_share / np.maximum(c.floor, k * c.share)
             else:
@@ -706,14 +723,16 @@ class _Greedy:
         """Positions into `ws`: with a migration penalty, services that have a current
         placement first (their current nodes are a packing known to fit); then services
         (and jobs with one possible start); then fewest eligible nodes; then largest
-        normalised request x replicas; seeded ties."""
+        normalised request x replicas; seeded ties; and a workload with required pod
+        affinity moved to just after its targets (so it finds room in their domains)."""
         flexible = self.latest[ws] > self.earliest[ws]
         newcomer = np.array([not (w in self.current and self.whole_horizon[w]) for w in ws.tolist()], dtype=bool)
         scarcity = self.E[ws].sum(axis=1)
         typical = np.median(self.cap, axis=0) if self.N else np.ones(self.K)
         size = (self.req[ws] / np.maximum(typical, 1e-12)).max(axis=1) * self.R[ws]
         jitter = self.rng.random(len(ws))
-        return np.lexsort((jitter, -size, scarcity, flexible, newcomer))
+        order = np.lexsort((jitter, -size, scarcity, flexible, newcomer))
+        return order[self.sc.constraints.targets_first(ws[order], eager=True)]  # pod affinity: right after its targets
 
     def adopt(self, start: Placement) -> None:
         """Apply the workloads `start` places by the rules (see `greedy_place`); the others stay
@@ -733,6 +752,8 @@ class _Greedy:
             used = np.flatnonzero(counts)
             if not self.E[w, used].all() or (self.blocked is not None and self.blocked[self.tenant[w], used].any()):
                 continue
+            if self.ruled[w] and not self.rules.allowed(w)[used].all():
+                continue  # the pod (anti-)affinity or spread rules keep w off one of its nodes now
             run = where if isinstance(where, np.ndarray) else slice(where, where + int(self.duration[w]))
             need = counts[used, None, None] * self.req[w][None, None, :]
             if ((self.load[used][:, run] + need) > self.cap[used][:, None, :] + _EPS).any():
@@ -802,10 +823,15 @@ class _Greedy:
             c = self._slotted(w, np.array([start]), allow_open=allow_open, exclude=exclude)
         return self._fill(w, c, 0, start, k, sites) == k
 
+    def _rules_hold(self, ws) -> bool:
+        """The pod (anti-)affinity and spread rules that name any of `ws` hold (a move that takes a
+        replica away can break a rule of a workload it did not move)."""
+        return self.rules is None or not self.rules.broken(ws)
+
     def _settle(self, ok: bool, ws, before: float) -> bool:
         """End a tentative move (recorded in `self.log`): keep it when it placed everything
         (`ok`) and the modelled objective of `ws` dropped below `before`, else undo it."""
-        keep = ok and self._objective(ws) < before - _MIN_GAIN_G
+        keep = ok and self._rules_hold(ws) and self._objective(ws) < before - _MIN_GAIN_G
         if not keep:
             self._undo(0)
         self.log = None
@@ -833,7 +859,8 @@ class _Greedy:
         """
         R = int(self.R[w])
         old = self._where(w)
-        nodes = np.flatnonzero(self.E[w])
+        # Clearing a node the pod (anti-)affinity or spread rules keep w off would not help.
+        nodes = np.flatnonzero(self.E[w] & self.rules.allowed(w) if self.ruled[w] else self.E[w])
         hosted = self.count[nodes].sum(axis=1)
         for n in nodes[np.argsort(hosted, kind="stable")][:_REPAIR_NODES]:
             n = int(n)
@@ -843,7 +870,8 @@ class _Greedy:
             evicted = list(self.node_groups[n].items())
             for v, k in evicted:
                 self._apply(v, n, -k, self._where(v))
-            if self._insert(w) == R and all(self._place_group(v, k, allow_open=True) for v, k in evicted):
+            if (self._insert(w) == R and all(self._place_group(v, k, allow_open=True) for v, k in evicted)
+                    and self._rules_hold([w] + [v for v, _ in evicted])):
                 self.log = None
                 return True
             self._undo(0)

@@ -49,7 +49,9 @@ import numpy as np
 import pandas as pd
 
 from edgeplace.policies.power import energy_kwh, market_based_split, node_power_w, onsite_supply_split
+from edgeplace.topology.constraints import ConstraintState
 from edgeplace.topology.placement import Placement
+from edgeplace.topology.scheduling_spec import PODS_RESOURCE
 from edgeplace.topology.scenario import CPU, Scenario
 
 UNALLOCATED = "(unallocated)"
@@ -66,6 +68,13 @@ class ViolationKind(str, Enum):
     schedule = "schedule"
     quota = "quota"
     power = "power"
+    # Kubernetes scheduling constraints (edgeplace.topology.constraints), as kube-scheduler filters.
+    node_affinity = "node_affinity"
+    taint = "taint"
+    pod_affinity = "pod_affinity"
+    pod_anti_affinity = "pod_anti_affinity"
+    topology_spread = "topology_spread"
+    max_pods = "max_pods"
 
 
 @dataclass(frozen=True)
@@ -453,6 +462,11 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
         over = load - sc.node_capacity[:, k, None]
         for i in np.flatnonzero((over > 0).any(axis=1)):
             worst = float(over[i].max())
+            if res == PODS_RESOURCE:
+                out.append(Violation(ViolationKind.max_pods, sc.node_ids[i], _slots(over[i] > 0), worst, "pods",
+                                     f"node {sc.node_ids[i]} holds up to {worst:g} pod(s) more than its limit of "
+                                     f"{int(sc.node_capacity[i, k])}"))
+                continue
             out.append(Violation(ViolationKind.capacity, sc.node_ids[i], _slots(over[i] > 0), worst, res,
                                  f"node {sc.node_ids[i]} is over its {res} by up to {worst:g}"))
 
@@ -486,6 +500,8 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
             out.append(Violation(ViolationKind.selector, sc.workload_ids[w], tuple(sorted(set(t_idx[sel][wrong].tolist()))),
                                  float(wrong.sum()), "replica-slots",
                                  f"{sc.workload_ids[w]} runs on nodes without labels {dict(sc.workload_selector[w])}"))
+
+    out += _scheduling_violations(sc, t_idx, node, w_of)
 
     # Tenants that must never share a node.
     if sc.tenant_conflicts.any():
@@ -563,4 +579,43 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
     for i in np.flatnonzero(forced_off.any(axis=1)):
         out.append(Violation(ViolationKind.power, sc.node_ids[i], _slots(forced_off[i]), float(forced_off[i].sum()), "slots",
                              f"node {sc.node_ids[i]} may not power down (can_power_down: false)"))
+    return out
+
+
+_STATIC_RULE = {"node_affinity": "does not match its required node affinity",
+                "taint": "has a NoSchedule or NoExecute taint it does not tolerate (long enough)",
+                "pod_affinity": "lacks a topology label its pod affinity names",
+                "topology_spread": "lacks a topology label its topology spread constraint names"}
+
+
+def _scheduling_violations(sc: Scenario, t_idx, node, w_of) -> list[Violation]:
+    """Kubernetes scheduling constraints: static node rules per replica, and the placement-dependent
+    rules (pod affinity, anti-affinity, topology spread) as a state every slot must be in."""
+    c = sc.constraints
+    out: list[Violation] = []
+    for rule in c.masks:
+        row_of = np.full(sc.n_workloads, -1)
+        row_of[rule.rows] = np.arange(len(rule.rows))
+        r = row_of[w_of]
+        bad = r >= 0
+        bad[bad] = ~rule.mask[r[bad], node[bad]]
+        for w in np.unique(w_of[bad]):
+            sel = bad & (w_of == w)
+            nodes = sorted({sc.node_ids[i] for i in node[sel]})
+            out.append(Violation(ViolationKind(rule.kind), sc.workload_ids[w], tuple(sorted(set(t_idx[sel].tolist()))),
+                                 float(sel.sum()), "replica-slots",
+                                 f"{sc.workload_ids[w]} runs on {', '.join(nodes[:5])}, which {_STATIC_RULE[rule.kind]}"))
+    if not c.dynamic:
+        return out
+    state = ConstraintState(c, sc.n_workloads, np.ones(sc.n_workloads, dtype=bool))
+    found: dict[tuple[str, int], tuple[list[int], str]] = {}
+    for t in range(sc.n_slots):
+        now = t_idx == t
+        state.load(w_of[now], node[now])
+        for b in state.broken():
+            slots, _ = found.setdefault((b.kind, b.workload), ([], b.message))
+            slots.append(t)
+    for (kind, w), (slots, message) in found.items():
+        out.append(Violation(ViolationKind(kind), sc.workload_ids[w], tuple(slots), float(len(slots)), "slots",
+                             f"{sc.workload_ids[w]} breaks its {kind.replace('_', ' ')}: {message}"))
     return out

@@ -20,7 +20,8 @@ node_dedicated_tenant          N          tenant index, -1 = shared
 node_embodied_g_per_h          N          amortised embodied carbon [gCO2e/h]
 node_owned                     N          owned (embodied spent on or off) or rented by the hour
 node_background_util           N x T      CPU utilisation from outside [0..1]
-node_label_sets                N          frozenset of (key, value) labels
+node_label_sets                N          frozenset of (key, value) labels, with hostname,
+                                          zone (the site) and region filled in
 site_region                    S          grid region index of each site
 site_pue                       S          facility / IT power
 site_renewable_kw              S x T      on-site renewable supply [kW]
@@ -53,6 +54,8 @@ workload_first_replica         W          index of replica 0 of each workload
 tenant_dedicated               M          tenant runs only on its own nodes
 tenant_conflicts               M x M      pairs never co-located
 tenant_quota                   M x K      summed-request bound, inf = none
+constraints                    -          Kubernetes scheduling constraints, compiled
+                                          (`edgeplace.topology.constraints`)
 =============================  =========  =======================================
 
 A non-deferrable workload runs in every slot: earliest 0, duration T. A
@@ -74,6 +77,7 @@ from functools import cached_property
 
 import numpy as np
 
+from edgeplace.topology.constraints import Constraints
 from edgeplace.topology.spec import ScenarioSpec
 
 CPU = 0  # resource index of cpu_millicores
@@ -140,6 +144,8 @@ class Scenario:
     tenant_dedicated: np.ndarray
     tenant_conflicts: np.ndarray
     tenant_quota: np.ndarray
+
+    constraints: Constraints = field(default_factory=Constraints)
 
     _index: dict = field(default_factory=dict, repr=False)
 
@@ -238,9 +244,12 @@ class Scenario:
     def workload_node_allowed(self) -> np.ndarray:
         """W x N: the node may host the workload, latency aside.
 
-        Rules: node selector, dedicated pools (both ways), and one replica
-        fitting the node's capacity at all. The Kubernetes-like baselines use
-        this (they know nothing of SLAs); `workload_node_eligible` adds the SLA.
+        Rules: node selector, dedicated pools (both ways), one replica
+        fitting the node's capacity at all, and the static Kubernetes rules of
+        `constraints` (required node affinity, taints, the topology labels
+        pod affinity and DoNotSchedule spread need). The Kubernetes-like
+        baselines use this (they know nothing of SLAs);
+        `workload_node_eligible` adds the SLA.
         """
         ok = (self.workload_requests[:, None, :] <= self.node_capacity[None, :, :]).all(axis=2)
         tenant = self.workload_tenant
@@ -256,6 +265,8 @@ class Scenario:
         for selector, rows in by_selector.items():
             match = np.fromiter((selector <= labels for labels in self.node_label_sets), bool, self.n_nodes)
             ok[rows] &= match[None, :]
+        for rule in self.constraints.masks:
+            ok[rule.rows] &= rule.mask
         return ok
 
     @cached_property

@@ -210,3 +210,22 @@ def test_the_rest_of_an_interrupted_job_keeps_its_window_and_run_in_progress():
     assert plan.evaluation.violations == []
     assert runs(plan)[0] == 0  # the run in progress goes on until it is two slots long
     assert "j" not in {w.id for w in remaining(spec, 4, progress={"j": (3, 0)}).workloads}  # done
+
+
+@pytest.mark.parametrize("solver", ["cpsat", "milp"])
+def test_the_exact_model_keeps_interruptible_jobs_apart_under_pod_anti_affinity(solver):
+    # Two interruptible jobs that may not share a node (required anti-affinity by hostname, over
+    # the horizon): sharing one node would save an idle node, so a model without their a[i,n]
+    # columns in the anti-affinity rows would put them together.
+    anti = {"labels": {"app": "ckpt"}, "pod_anti_affinity": {"required": [
+        {"label_selector": {"match_labels": {"app": "ckpt"}}, "topology_key": "kubernetes.io/hostname"}]}}
+    b = ScenarioBuilder().slots(3).region("DE", [400, 100, 400]).site("a", pue=1.0).node("n1").node("n2").tenant("t1")
+    for j in ("j1", "j2"):
+        b.workload(j, cpu=1000, window=(0, 3), duration_minutes=60, interruptible=True, scheduling=anti)
+    sc = b.build()
+    plan = solve(sc, SolveOptions(solver=solver, time_limit_s=10))
+    assert plan.evaluation.violations == []
+    nodes = {j: set(plan.placement.assign[sc.workload_first_replica[sc.index_of("workload", j)]].tolist()) - {-1}
+             for j in ("j1", "j2")}
+    assert len(nodes["j1"]) == len(nodes["j2"]) == 1 and nodes["j1"] != nodes["j2"]
+    assert plan.solver == solver

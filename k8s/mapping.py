@@ -583,6 +583,17 @@ def _per_slot(value: PerSlot, slots: int, subject: str, what: str, problems: _Pr
     return [float(value)] * slots
 
 
+def namespace_tenants(objects: ClusterObjects, config: ClusterConfig):
+    """namespace name -> tenant id: the site config's ``tenants[].namespaces``, else the
+    namespace's ``edgeplace.io/tenant`` label, else the namespace name."""
+    labels = {_name(ns): _labels(ns).get(LABEL_TENANT) for ns in objects.namespaces}
+    by_config = {ns: t.id for t in config.tenants for ns in t.namespaces}
+
+    def tenant_of(ns: str) -> str:
+        return by_config.get(ns) or labels.get(ns) or ns
+    return tenant_of
+
+
 def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
                 options: MappingOptions | None = None, source: str = "cluster") -> MappedCluster:
     """The scenario of a cluster: see the module docstring for every rule.
@@ -606,13 +617,7 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
 
     # -- tenants: namespaces and config -------------------------------------------
     ns_objects = {_name(ns): ns for ns in objects.namespaces}
-    ns_tenant_cfg = {ns: t.id for t in config.tenants for ns in t.namespaces}
-
-    def tenant_of_namespace(ns: str) -> str:
-        if ns in ns_tenant_cfg:
-            return ns_tenant_cfg[ns]
-        label = _labels(ns_objects.get(ns, {})).get(LABEL_TENANT)
-        return label or ns
+    tenant_of_namespace = namespace_tenants(objects, config)
 
     # -- nodes ------------------------------------------------------------------------
     nodes: dict[str, _NodeOut] = {}

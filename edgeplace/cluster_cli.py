@@ -124,7 +124,29 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     g.add_argument("--lease", type=_ns_name, metavar="NS/NAME", help="leader Lease (default: <plan namespace>/edgeplace-planner)")
     g.add_argument("--identity", help="leader identity (default: hostname + random suffix)")
     g.add_argument("--once", action="store_true", help="planner: plan one round, print its outcome and exit")
+    _kueue_args(p)
     return {"import": cmd_import, "serve": cmd_serve}
+
+
+def _kueue_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Kueue (docs/KUBERNETES.md, \"Batch jobs through Kueue\")")
+    g.add_argument("--kueue", action="store_true",
+                   help="run the Kueue AdmissionCheck controller with the planner: hold Workloads until their planned slot")
+    g.add_argument("--fleet-config", metavar="FILE",
+                   help="plan over the worker clusters this site config names (clusters: [...]) and steer MultiKueue's "
+                        "dispatch from the manager cluster (implies --kueue; instead of --site-config)")
+    g.add_argument("--kueue-controller-name", default="edgeplace.io/carbon-aware", metavar="NAME",
+                   help="the AdmissionChecks' spec.controllerName edgeplace serves (default edgeplace.io/carbon-aware)")
+    g.add_argument("--kueue-min-defer", type=_nonneg, default=30.0, metavar="S",
+                   help="waits at least this long give the quota back until the planned start (default 30)")
+    g.add_argument("--kueue-plan-wait", type=_nonneg, default=120.0, metavar="S",
+                   help="admit a Workload no plan included within S seconds of its quota reservation (default 120)")
+    g.add_argument("--kueue-watchdog", action="store_true",
+                   help="run only the fail-open watchdog: admit held Workloads once edgeplace is down for --grace seconds")
+    g.add_argument("--grace", type=_nonneg, default=300.0, metavar="S",
+                   help="watchdog: how long edgeplace may be down before held Workloads are admitted (default 300)")
+    g.add_argument("--multikueue", action="store_true",
+                   help="watchdog: edgeplace is MultiKueue's dispatcher here; when it is down, nominate every active cluster")
 
 
 # ---------------------------------------------------------------------------
@@ -241,8 +263,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edgeplace.optimizer.solve import SolveOptions
     from edgeplace.policies.costs import Objective
 
-    run_extender = args.extender or not args.planner
-    run_planner = args.planner or not args.extender
+    if (args.kueue or args.fleet_config or args.kueue_watchdog) and "/" not in args.kueue_controller_name:
+        return _usage(f"--kueue-controller-name must be a domain-prefixed name such as edgeplace.io/carbon-aware "
+                      f"(got {args.kueue_controller_name!r})")
+    if args.kueue_watchdog:
+        return _serve_watchdog(args)
+    if args.multikueue:
+        return _usage("--multikueue is a watchdog option; add --kueue-watchdog")
+    want_kueue = args.kueue or bool(args.fleet_config)
+    run_extender = args.extender or not (args.planner or want_kueue)
+    run_planner = args.planner or want_kueue or not args.extender
+    if args.fleet_config and (args.site_config or args.extender):
+        return _usage("--fleet-config replaces --site-config and plans jobs only (no extender): drop "
+                      + ("--site-config" if args.site_config else "--extender"))
+    if args.fleet_config and args.power_down_action != "none":
+        return _usage("--power-down-action acts on one cluster's nodes; it does not combine with --fleet-config")
     if bool(args.tls_cert) != bool(args.tls_key):
         return _usage("--tls-cert and --tls-key go together")
     if args.client_ca and not args.tls_cert:
@@ -277,7 +312,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = ExtenderServer(source, args.host, args.port, token=token, ssl_context=context,
                                 unannotated=args.unannotated, path_prefix=args.path_prefix)
 
-    planner = elector = None
+    planner = elector = controller = None
     if run_planner:
         config = load_site_config(args.site_config)
         publisher = (FilePlanPublisher(args.plan_file) if args.plan_file
@@ -290,14 +325,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             solve=SolveOptions(solver=args.solver, time_limit_s=args.time_limit, bound_time_limit_s=0.0,
                                objective=Objective(migration_g_per_replica=args.migration_g_per_replica)),
             valid_for_s=args.valid_for, power_down_action=args.power_down_action,
-            release_gates=not args.no_release_gates)
+            release_gates=not args.no_release_gates and not args.fleet_config)
         planner = Planner(api, publisher, config, options, elector)
+        if want_kueue:
+            controller = _attach_kueue(args, api, planner, elector)
 
     if args.once:
         result = planner.plan_once()
         print(f"planner: {result.outcome} in {result.seconds:.2f} s: {result.detail}")
         for w in result.warnings:
             print(f"  warning: {w}")
+        if controller is not None:
+            for action in controller.reconcile():
+                print(f"kueue: {action.workload}: {action.state} ({action.reason}) {action.detail}")
         return EXIT_OK if result.outcome in ("published", "unchanged", "superseded") else 1
 
     stop = threading.Event()
@@ -321,6 +361,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             t = threading.Thread(target=planner.run, args=(stop,), name="edgeplace-planner", daemon=True)
             t.start()
             threads.append(t)
+        if controller is not None:
+            t = threading.Thread(target=controller.run, args=(stop,), name="edgeplace-kueue", daemon=True)
+            t.start()
+            threads.append(t)
         stop.wait()
     except OSError as exc:  # e.g. the port is taken
         from edgeplace.topology.errors import InputError, Problem
@@ -332,4 +376,72 @@ def cmd_serve(args: argparse.Namespace) -> int:
             t.join(timeout=15)
         if server is not None:
             server.stop()
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# Kueue (imported only with --kueue, --fleet-config or --kueue-watchdog)
+
+
+def _kueue_ready(api) -> None:
+    """Kueue's API must be served: a clear `InputError` (exit 3) when its CRDs are not installed."""
+    from edgeplace.k8s.kueue import KueueMissing, check_kueue_installed
+    from edgeplace.topology.errors import InputError, Problem
+
+    server = getattr(api.configuration, "host", "the API server")
+    try:
+        check_kueue_installed(api)
+    except KueueMissing as exc:
+        raise InputError(server, [Problem("kueue.x-k8s.io", str(exc))]) from None
+    except Exception as exc:  # noqa: BLE001 - unreachable API server: say so, no traceback
+        if type(exc).__module__.startswith(("urllib3", "ssl", "socket")) or isinstance(exc, OSError):
+            raise InputError(server, [Problem("", f"cannot reach the API server: {type(exc).__name__}: {exc}")]) from None
+        raise
+
+
+def _attach_kueue(args: argparse.Namespace, api, planner, elector):
+    """The Kueue AdmissionCheck controller (and, with --fleet-config, the fleet reader and the dispatcher)."""
+    import time
+
+    from edgeplace.k8s.kueue import KueueController, KueueOptions, map_with_kueue, read_with_kueue
+
+    _kueue_ready(api)
+    options = KueueOptions(controller_name=args.kueue_controller_name, min_defer_s=args.kueue_min_defer,
+                           plan_wait_s=args.kueue_plan_wait)
+    dispatcher = None
+    planner.mapper = map_with_kueue
+    if args.fleet_config:
+        from edgeplace.k8s.multicluster import Fleet, MultiKueueDispatcher, NoPublisher, load_fleet_config
+
+        fleet = Fleet(api, load_fleet_config(args.fleet_config), connect, kubeconfig=args.kubeconfig)
+        planner.reader, planner.config = fleet.read, fleet.config.site_config
+        if not args.plan_file:
+            planner.publisher = NoPublisher()
+        dispatcher = MultiKueueDispatcher(api, options)
+    else:
+        planner.reader = read_with_kueue
+    controller = KueueController(api, options, elector, dispatcher=dispatcher,
+                                 trigger=lambda: planner.debouncer.mark(time.monotonic()))
+    planner.plan_listeners.append(controller.on_plan)
+    return controller
+
+
+def _serve_watchdog(args: argparse.Namespace) -> int:
+    """`serve --kueue-watchdog`: the fail-open watchdog alone, until SIGINT or SIGTERM."""
+    if args.extender or args.planner or args.kueue or args.fleet_config or args.once:
+        return _usage("--kueue-watchdog runs alone (it must keep working when edgeplace is down): drop --extender, "
+                      "--planner, --kueue, --fleet-config and --once")
+    from edgeplace.k8s.kueue_failopen import FailOpenWatchdog
+    from edgeplace.k8s.publish import DEFAULT_NAMESPACE
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    api = connect(args.kubeconfig, args.context, args.in_cluster)
+    _kueue_ready(api)
+    lease_ns, lease_name = args.lease or ((args.configmap or (DEFAULT_NAMESPACE, ""))[0], "edgeplace-planner")
+    watchdog = FailOpenWatchdog(api, lease_ns, lease_name, args.grace, args.kueue_controller_name, args.multikueue)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("edgeplace.serve").info("kueue watchdog on lease %s/%s, grace %g s", lease_ns, lease_name, args.grace)
+    watchdog.run(stop)
     return EXIT_OK

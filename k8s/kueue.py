@@ -7,40 +7,50 @@ the controller of one such check (``spec.controllerName:
 edgeplace.io/carbon-aware`` by default): it holds a Workload until the slot
 the plan chose for its Job, then lets it go.
 
-Decisions (`decide`), for a Workload whose edgeplace check is ``Pending``
-and whose quota is reserved (one fixed set of reasons):
+Decisions (`decide`, `decide_held`; one fixed set of reasons), for a
+Workload whose edgeplace check is ``Pending`` and whose quota is reserved:
 
 =====================  ========  ==================================================
-reason                 state     when
+reason                 action    when
 =====================  ========  ==================================================
-``planned_start``      Ready     the plan's start slot of the job has begun
-``deadline``           Ready     its latest start (deadline - duration) has come
-``not_deferred``       Ready     the job has no deadline, its window is too short,
+``planned_start``      ready     the plan's start slot of the job has begun
+``deadline``           ready     its latest start (deadline - duration) has come
+``not_deferred``       ready     the job has no deadline, its window is too short,
                                  or the plan does not place it: not ours to hold
-``not_a_job``          Ready     the Workload's owner is not a batch/v1 Job
-``no_plan``            Ready     no plan included it within ``plan_wait_s``
-``deferred``           Retry     the planned start is at least ``min_defer_s`` away:
-                                 give the quota back, Kueue requeues it then
-``starting``           Pending   the planned start is less than ``min_defer_s`` away
-``waiting_for_plan``   Pending   created after the last plan; a round is triggered
+``not_a_job``          ready     the Workload's owner is not a batch/v1 Job
+``no_plan``            ready     no plan included it within ``plan_wait_s``
+``deferred``           hold      the planned start is at least ``min_defer_s`` away
+``starting``           wait      the planned start is less than ``min_defer_s`` away
+``waiting_for_plan``   wait      created after the last plan; a round is triggered
 =====================  ========  ==================================================
 
-Why ``Retry`` and not a long ``Pending``: a Pending check keeps the quota
-reserved (and under MultiKueue the copy in a worker cluster would already
-run, since MultiKueue does not wait for other checks). ``Retry`` with
-``requeueAfterSeconds`` makes Kueue evict the Workload (the Job never
-started, so nothing stops), give its quota back and requeue it at the
-planned start (``status.requeueState.requeueAt``, Kueue's own state): the
-wait is kept by Kueue, so it survives edgeplace being down. When the
-Workload comes back it reserves quota again, the check is ``Pending`` again,
-and (the slot having begun) edgeplace sets it ``Ready``. The plan therefore
-never has to count quota for jobs that wait, which is what the scenario's
-tenant quotas (per slot) assume.
+*ready* sets the check ``Ready`` (Kueue admits the Workload once its other
+checks are Ready too); *wait* leaves it ``Pending`` with a message; *hold*
+deactivates the Workload (``spec.active: false``, Kueue's own way to hold
+one: it evicts it at once, so its quota goes back to the ClusterQueue) and
+records the planned start in ``edgeplace.io/held-until``. A held Workload is
+*released* (``spec.active: true``) when its planned start or latest start
+comes, or when a newer plan runs it now; a newer plan that moves its start
+updates ``held-until`` (reason ``replanned``). Released, Kueue requeues it,
+reserves its quota again, and the check (still ``Pending``) goes ``Ready``.
 
-State lives in the cluster: the check's state and message, and annotations
-on the Workload (``edgeplace.io/planned-start``, ``edgeplace.io/latest-start``,
-``edgeplace.io/admission-decision``); a restarted controller, another replica
-or the fail-open watchdog (`edgeplace.k8s.kueue_failopen`) read them.
+Why not a long ``Pending`` or ``Retry``: a Pending check keeps the quota
+reserved, so jobs waiting for a green slot would block the tenant's other
+jobs (and under MultiKueue a copy in a worker would start at once, since
+MultiKueue does not wait for other checks). ``Retry`` with
+``requeueAfterSeconds`` (KEP-3258) is meant to give the quota back until the
+requeue, but Kueue v0.17.0 evicts the Workload only once the delay is over
+(pkg/controller/core/workload_controller.go returns early while
+``requeueState.requeueAt`` is in the future), so the quota stays reserved
+for the whole wait. Deactivating gives it back now, which is what the
+scenario's per-slot tenant quotas assume.
+
+State lives in the cluster, in wall-clock time: the check's state and
+message, and annotations on the Workload (``edgeplace.io/held-until``,
+``planned-start``, ``latest-start``, ``admission-decision``). A restarted
+controller, another replica, or the fail-open watchdog
+(`edgeplace.k8s.kueue_failopen`, which also releases held Workloads at their
+``held-until``) carry on from them.
 
 Quotas (`tenant_quotas`): each tenant's nominal quota is the sum over the
 ClusterQueues its namespaces' LocalQueues point to, summed over flavors;
@@ -85,6 +95,8 @@ DEFAULT_CONTROLLER_NAME = "edgeplace.io/carbon-aware"
 ANN_PLANNED_START = "edgeplace.io/planned-start"
 ANN_LATEST_START = "edgeplace.io/latest-start"
 ANN_DECISION = "edgeplace.io/admission-decision"
+#: Wall-clock time until which edgeplace holds a Workload inactive (``spec.active: false``).
+ANN_HELD_UNTIL = "edgeplace.io/held-until"
 
 CheckState = Literal["Pending", "Ready", "Retry", "Rejected"]
 
@@ -140,7 +152,9 @@ def _time(text: Any) -> datetime | None:
 
 
 def _rfc3339(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """RFC 3339 in UTC; milliseconds only when the time has a fraction (time-compressed runs)."""
+    t = t.astimezone(timezone.utc)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{t.microsecond // 1000:03d}Z" if t.microsecond else "Z")
 
 
 # ---------------------------------------------------------------------------
@@ -369,11 +383,8 @@ def planning_view(objects: ClusterObjects, workloads: Iterable[dict]) -> Cluster
 
     Kueue keeps the Jobs it manages suspended (``spec.suspend``) until it
     admits their Workload; the mapping skips suspended Jobs, so a Job Kueue
-    holds is shown unsuspended: to the plan it is a job not started yet. A
-    Job waiting in Kueue's requeue until the start edgeplace chose cannot
-    start earlier: its earliest start is that planned start. A Job MultiKueue
-    runs in a worker cluster (``status.clusterName`` set) is left out here:
-    the worker's copy stands for it.
+    holds is shown unsuspended: to the plan it is a job not started yet (one
+    edgeplace holds may still be moved to an earlier or later slot).
     """
     by_job = workloads_by_job(workloads)
     jobs = []
@@ -383,18 +394,11 @@ def planning_view(objects: ClusterObjects, workloads: Iterable[dict]) -> Cluster
             continue
         wl = by_job.get((_namespace(job), _name(job)))
         spec = job.get("spec") or {}
-        if wl is not None and (wl.get("status") or {}).get("clusterName") and spec.get("managedBy") == MULTIKUEUE_MANAGED_BY:
-            continue
         if not spec.get("suspend") or admitted(wl):
             jobs.append(job)
             continue
         held = copy.deepcopy(job)
         held["spec"]["suspend"] = False
-        planned = _time(_annotations(wl or {}).get(ANN_PLANNED_START))
-        if planned is not None:
-            ann = held["metadata"].setdefault("annotations", {})
-            own = _time(ann.get(ANN_EARLIEST_START))
-            ann[ANN_EARLIEST_START] = _rfc3339(max(planned, own) if own else planned)
         jobs.append(held)
     view = copy.copy(objects)
     view.jobs = jobs
@@ -406,6 +410,7 @@ class KueueClusterObjects(ClusterObjects):
     """A cluster's objects plus Kueue's (what `read_with_kueue` returns and `map_with_kueue` maps)."""
 
     kueue: KueueObjects = field(default_factory=KueueObjects)
+    notes: list[str] = field(default_factory=list)  # what the reader could not read, for the round's warnings
 
 
 def read_with_kueue(api_client) -> KueueClusterObjects:
@@ -423,7 +428,7 @@ def map_with_kueue(objects: ClusterObjects, config: ClusterConfig, options: Mapp
     quotas, warnings = tenant_quotas(kueue, objects, config)
     mapped = map_cluster(planning_view(objects, kueue.workloads), config_with_quotas(config, quotas), options,
                          source=source)
-    mapped.warnings[:0] = warnings
+    mapped.warnings[:0] = list(getattr(objects, "notes", [])) + warnings
     return mapped
 
 
@@ -467,17 +472,20 @@ class PlanView:
 
 
 Reason = Literal["planned_start", "deadline", "not_deferred", "not_a_job", "no_plan", "deferred", "starting",
-                 "waiting_for_plan", "fail_open"]
+                 "waiting_for_plan", "replanned", "fail_open"]
 
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with one Workload's edgeplace check (see the module docstring's table)."""
+    """What to do with one Workload (see the module docstring's table).
 
-    state: CheckState
+    action : ``ready`` (check Ready), ``hold`` (deactivate until `planned_start`),
+        ``wait`` (check stays Pending) or ``release`` (reactivate a held Workload)
+    """
+
+    action: Literal["ready", "hold", "wait", "release"]
     reason: Reason
     message: str
-    requeue_after_s: int | None = None  # wall-clock seconds, with state Retry
     planned_start: datetime | None = None  # plan clock
     latest_start: datetime | None = None  # plan clock
 
@@ -487,8 +495,8 @@ class KueueOptions:
     """How the AdmissionCheck controller behaves.
 
     controller_name : the AdmissionChecks it serves (``spec.controllerName``)
-    min_defer_s : waits at least this long [wall-clock s] give the quota back (Retry);
-        shorter ones keep the check Pending until the slot begins
+    min_defer_s : waits at least this long [wall-clock s] hold the Workload inactive (its quota given
+        back); shorter ones keep the check Pending until the slot begins
     plan_wait_s : a Workload no plan has included yet is admitted after this long [wall-clock s]
         from its quota reservation (fail open: a planner that cannot plan holds nothing for long)
     resync_s : full re-read of Workloads at least this often [wall-clock s] (a watch triggers sooner)
@@ -517,47 +525,80 @@ def reserved_at(wl: dict) -> datetime | None:
     return _time(cond.get("lastTransitionTime"))
 
 
+def held_until(wl: dict) -> datetime | None:
+    """Wall-clock time until which edgeplace holds the (inactive) Workload; None if it holds none."""
+    if (wl.get("spec") or {}).get("active", True) is not False:
+        return None
+    return _time(_annotations(wl).get(ANN_HELD_UNTIL))
+
+
+def _plan_start(job: dict, plan: PlanView | None) -> tuple[bool, datetime | None]:
+    """(the plan includes the job, its planned start if the plan defers it)."""
+    wid = job_workload_id(job)
+    if plan is None or wid not in plan.workloads:
+        return False, None
+    return True, plan.starts.get(wid)
+
+
 def decide(wl: dict, job: dict | None, plan: PlanView | None, now: datetime, clock: ScaledClock,
            options: KueueOptions) -> Decision:
-    """The edgeplace check's state for a Workload whose check is Pending and whose quota is reserved.
+    """What to do with a Workload whose edgeplace check is Pending and whose quota is reserved.
 
     `now` is on the plan clock (`clock`); `job` is the Workload's owner Job
     (None if it has none or it is gone).
     """
     if job is None:
-        return Decision("Ready", "not_a_job", "edgeplace: the workload is not a batch Job; not held")
+        return Decision("ready", "not_a_job", "edgeplace: the workload is not a batch Job; not held")
     latest = latest_start(job)
     if ANN_DEADLINE not in _annotations(job):
-        return Decision("Ready", "not_deferred", f"edgeplace: no {ANN_DEADLINE} annotation; admitted now")
+        return Decision("ready", "not_deferred", f"edgeplace: no {ANN_DEADLINE} annotation; admitted now")
     if latest is not None and now >= latest:
-        return Decision("Ready", "deadline", f"edgeplace: latest start {_rfc3339(latest)} (deadline - duration) "
+        return Decision("ready", "deadline", f"edgeplace: latest start {_rfc3339(latest)} (deadline - duration) "
                         f"reached; admitted", latest_start=latest)
-    wid = job_workload_id(job)
+    known, start = _plan_start(job, plan)
     created = _time(_meta(job).get("creationTimestamp"))
     created = clock.from_wall(created) if created else None
-    if plan is None or (wid not in plan.workloads and (created is None or created > plan.made_at)):
+    if not known and (plan is None or created is None or created > plan.made_at):
         since = reserved_at(wl)
         waited = (ScaledClock.wall() - since).total_seconds() if since else 0.0
         if waited >= options.plan_wait_s:
-            return Decision("Ready", "no_plan", f"edgeplace: no plan included the job within {options.plan_wait_s:g} s "
+            return Decision("ready", "no_plan", f"edgeplace: no plan included the job within {options.plan_wait_s:g} s "
                             f"of its quota reservation; admitted without a carbon-aware decision", latest_start=latest)
-        return Decision("Pending", "waiting_for_plan", "edgeplace: waiting for a plan that includes this job",
+        return Decision("wait", "waiting_for_plan", "edgeplace: waiting for a plan that includes this job",
                         latest_start=latest)
-    start = plan.starts.get(wid)
     if start is None:
-        return Decision("Ready", "not_deferred", "edgeplace: the plan runs this job now (not deferrable in its "
+        return Decision("ready", "not_deferred", "edgeplace: the plan runs this job now (not deferrable in its "
                         "window, or not placed); admitted", latest_start=latest)
     if now >= start:
-        return Decision("Ready", "planned_start", f"edgeplace: planned start {_rfc3339(start)} reached; admitted",
+        return Decision("ready", "planned_start", f"edgeplace: planned start {_rfc3339(start)} reached; admitted",
                         planned_start=start, latest_start=latest)
-    wait_s = clock.wall_seconds((start - now).total_seconds())
     when = (f"planned start {_rfc3339(start)} (plan of {_rfc3339(plan.made_at)})"
             + (f", latest start {_rfc3339(latest)}" if latest else ""))
-    if wait_s >= options.min_defer_s:
-        return Decision("Retry", "deferred", f"edgeplace: deferred to its greenest slot: {when}; Kueue requeues it then",
-                        requeue_after_s=math.ceil(wait_s), planned_start=start, latest_start=latest)
-    return Decision("Pending", "starting", f"edgeplace: held until its {when}", planned_start=start,
-                    latest_start=latest)
+    if clock.wall_seconds((start - now).total_seconds()) >= options.min_defer_s:
+        return Decision("hold", "deferred", f"edgeplace: deferred to its greenest slot: {when}; the workload is "
+                        f"inactive (its quota given back) until then", planned_start=start, latest_start=latest)
+    return Decision("wait", "starting", f"edgeplace: held until its {when}", planned_start=start, latest_start=latest)
+
+
+def decide_held(wl: dict, job: dict | None, plan: PlanView | None, now: datetime, clock: ScaledClock) -> Decision:
+    """What to do with a Workload edgeplace holds inactive: release it when its start has come, or move its start."""
+    until = clock.from_wall(held_until(wl) or ScaledClock.wall())
+    if job is None:
+        return Decision("release", "not_a_job", "edgeplace: the workload's Job is gone; released")
+    latest = latest_start(job)
+    if latest is not None and now >= latest:
+        return Decision("release", "deadline", "edgeplace: latest start reached; released", latest_start=latest)
+    known, start = _plan_start(job, plan)
+    if known and start is None:
+        return Decision("release", "not_deferred", "edgeplace: the plan runs this job now; released",
+                        latest_start=latest)
+    start = start if known else until
+    if now >= start:
+        return Decision("release", "planned_start", f"edgeplace: planned start {_rfc3339(start)} reached; released",
+                        planned_start=start, latest_start=latest)
+    return Decision("hold", "replanned" if abs((start - until).total_seconds()) >= 1 else "deferred",
+                    f"edgeplace: deferred to its greenest slot: planned start {_rfc3339(start)}; the workload is "
+                    f"inactive (its quota given back) until then", planned_start=start, latest_start=latest)
 
 
 # ---------------------------------------------------------------------------
@@ -570,26 +611,29 @@ def _custom(api_client):
     return client.CustomObjectsApi(api_client)
 
 
-def annotate_workload(api_client, wl: dict, values: Mapping[str, str | None]) -> dict:
-    """Merge `values` into the Workload's annotations (None removes a key); the Workload as it is now."""
+def patch_workload(api_client, wl: dict, annotations: Mapping[str, str | None], active: bool | None = None) -> dict:
+    """Merge `annotations` (None removes a key) and ``spec.active`` into the Workload; the Workload as it is now.
+
+    Nothing is written when nothing changes.
+    """
     current = _annotations(wl)
-    patch = {k: v for k, v in values.items() if current.get(k) != v and not (v is None and k not in current)}
+    changed = {k: v for k, v in annotations.items() if current.get(k) != v and not (v is None and k not in current)}
+    patch: dict[str, Any] = {"metadata": {"annotations": changed}} if changed else {}
+    if active is not None and (wl.get("spec") or {}).get("active", True) is not active:
+        patch["spec"] = {"active": active}
     if not patch:
         return wl
     resp = _custom(api_client).patch_namespaced_custom_object(
-        GROUP, VERSION, _namespace(wl), "workloads", _name(wl), {"metadata": {"annotations": patch}},
-        _preload_content=False)
+        GROUP, VERSION, _namespace(wl), "workloads", _name(wl), patch, _preload_content=False)
     return json.loads(resp.data)
 
 
-def write_check(api_client, wl: dict, check: str, state: CheckState, message: str,
-                requeue_after_s: int | None = None) -> bool:
+def write_check(api_client, wl: dict, check: str, state: CheckState, message: str) -> bool:
     """Set the Workload's `check` entry (state, message; lastTransitionTime when the state changes).
 
     A replace of the status carrying the read's resourceVersion: a Workload
     that changed in between (409) is left alone and False returned; the next
-    reconcile decides again from a fresh read. A Retry is only written to a
-    Workload whose quota is still reserved (Kueue evicts only those).
+    pass decides again from a fresh read.
     """
     from kubernetes.client.exceptions import ApiException
 
@@ -601,12 +645,8 @@ def write_check(api_client, wl: dict, check: str, state: CheckState, message: st
     if entry.get("state") == state and entry.get("message") == message:
         return True
     if entry.get("state") != state:
-        entry["lastTransitionTime"] = _rfc3339(ScaledClock.wall())
+        entry["lastTransitionTime"] = _rfc3339(ScaledClock.wall().replace(microsecond=0))
     entry["state"], entry["message"] = state, message[:32768]
-    if requeue_after_s is not None:
-        entry["requeueAfterSeconds"] = int(requeue_after_s)
-    else:
-        entry.pop("requeueAfterSeconds", None)
     try:
         _custom(api_client).replace_namespaced_custom_object_status(
             GROUP, VERSION, _namespace(wl), "workloads", _name(wl), body, _preload_content=False)
@@ -617,15 +657,33 @@ def write_check(api_client, wl: dict, check: str, state: CheckState, message: st
     return True
 
 
-def apply_decision(api_client, wl: dict, check: str, decision: Decision) -> bool:
-    """Record `decision` on the Workload: annotations first, then the check's state."""
-    wl = annotate_workload(api_client, wl, {
-        ANN_PLANNED_START: _rfc3339(decision.planned_start) if decision.planned_start else None,
-        ANN_LATEST_START: _rfc3339(decision.latest_start) if decision.latest_start else None,
-        ANN_DECISION: decision.reason})
-    if decision.state == "Retry" and reserved_at(wl) is None:
-        return False  # its reservation went meanwhile; a Retry now would strand it
-    return write_check(api_client, wl, check, decision.state, decision.message, decision.requeue_after_s)
+def _decision_annotations(decision: Decision, clock: ScaledClock) -> dict[str, str | None]:
+    """The decision as the Workload's annotations, in wall-clock time (what Kueue and the watchdog live by)."""
+    def wall(t: datetime | None) -> str | None:
+        return _rfc3339(clock.to_wall(t)) if t is not None else None
+
+    return {ANN_PLANNED_START: wall(decision.planned_start), ANN_LATEST_START: wall(decision.latest_start),
+            ANN_DECISION: decision.reason,
+            ANN_HELD_UNTIL: wall(decision.planned_start) if decision.action == "hold" else None}
+
+
+def apply_decision(api_client, wl: dict, check: str, decision: Decision, clock: ScaledClock) -> bool:
+    """Record `decision` on the Workload: annotations (and ``spec.active``), then the check's state."""
+    active = {"hold": False, "release": True}.get(decision.action)
+    if decision.action == "hold" and held_until(wl) is None and reserved_at(wl) is None:
+        return False  # not ours to hold any more (its reservation went meanwhile): decide again next pass
+    wl = patch_workload(api_client, wl, _decision_annotations(decision, clock), active)
+    if decision.action == "release":
+        return True  # Kueue requeues it; the check is decided again once its quota is reserved
+    if decision.action == "hold":
+        # Kueue evicts the Workload right after it is deactivated: say why in the check, on a fresh read.
+        for _ in range(3):
+            if write_check(api_client, wl, check, "Pending", decision.message):
+                break
+            wl = get_workload(api_client, _namespace(wl), _name(wl)) or wl
+        return True
+    state: CheckState = "Ready" if decision.action == "ready" else "Pending"
+    return write_check(api_client, wl, check, state, decision.message)
 
 
 def get_workload(api_client, namespace: str, name: str) -> dict | None:
@@ -655,7 +713,8 @@ def mark_checks_active(api_client, checks: Iterable[dict], controller_name: str)
             continue
         body = copy.deepcopy(ac)
         conds = [c for c in (body.setdefault("status", {}).get("conditions") or []) if c.get("type") != "Active"]
-        conds.append({"type": "Active", "status": "True", "reason": "Active", "lastTransitionTime": _rfc3339(ScaledClock.wall()),
+        conds.append({"type": "Active", "status": "True", "reason": "Active",
+                      "lastTransitionTime": _rfc3339(ScaledClock.wall().replace(microsecond=0)),
                       "message": f"{controller_name} is running", "observedGeneration": _meta(ac).get("generation", 0)})
         body["status"]["conditions"] = conds
         try:
@@ -674,10 +733,11 @@ def mark_checks_active(api_client, checks: Iterable[dict], controller_name: str)
 
 @dataclass(frozen=True)
 class Action:
-    """One decision the controller wrote: workload "namespace/name", the check state and why."""
+    """One decision written: workload "namespace/name", what was done (ready, hold, wait, release,
+    nominated) and why."""
 
     workload: str
-    state: str
+    action: str
     reason: str
     detail: str = ""
 
@@ -707,9 +767,9 @@ class KueueController:
         self.dispatcher = dispatcher
         self.trigger = trigger
         self.plan: PlanView | None = None
-        self.actions: list[Action] = []  # every decision written so far (bounded), newest last
+        self.actions: list[Action] = []  # the decisions written so far (the last 1000), newest last
         self._dirty = threading.Event()
-        self._due: float | None = None  # monotonic time of the next planned start held Pending
+        self._due: float | None = None  # monotonic time of the next start a held or waiting Workload has
 
     def leading(self) -> bool:
         return self.elector is None or self.elector.is_leader
@@ -733,31 +793,46 @@ class KueueController:
         self._due = None
         waiting = False
         for wl in workloads:
-            for check in ours:
-                entry = check_state(wl, check)
-                if entry is None or entry.get("state") != "Pending" or reserved_at(wl) is None:
-                    continue
-                if is_true(wl, "Finished") or (wl.get("spec") or {}).get("active") is False:
-                    continue
-                job = self._job(owner_job(wl), jobs)
-                decision = decide(wl, job, self.plan, now, self.clock, self.options)
-                waiting |= decision.reason == "waiting_for_plan"
-                if decision.reason == "starting" and decision.planned_start is not None:
-                    due = time.monotonic() + self.clock.wall_seconds((decision.planned_start - now).total_seconds())
-                    self._due = due if self._due is None else min(self._due, due)
-                if decision.state == "Pending" and entry.get("message") == decision.message:
-                    continue
-                if self.leading() and apply_decision(self.api_client, wl, check, decision):
-                    actions.append(Action(f"{_namespace(wl)}/{_name(wl)}", decision.state, decision.reason,
-                                          decision.message))
-                    log.info("kueue: %s/%s check %s -> %s (%s)", _namespace(wl), _name(wl), check, decision.state,
-                             decision.reason)
+            decision, check = self._decide(wl, ours, jobs, now)
+            if decision is None:
+                continue
+            waiting |= decision.reason == "waiting_for_plan"
+            if decision.action in ("hold", "wait") and decision.planned_start is not None:
+                due = time.monotonic() + self.clock.wall_seconds((decision.planned_start - now).total_seconds())
+                self._due = due if self._due is None else min(self._due, due)
+            if self._unchanged(wl, check, decision):
+                continue
+            if self.leading() and apply_decision(self.api_client, wl, check, decision, self.clock):
+                actions.append(Action(f"{_namespace(wl)}/{_name(wl)}", decision.action, decision.reason,
+                                      decision.message))
+                log.info("kueue: %s/%s %s (%s)", _namespace(wl), _name(wl), decision.action, decision.reason)
         if waiting and self.trigger is not None:
             self.trigger()
         if self.dispatcher is not None and self.leading():
             actions += self.dispatcher.reconcile(workloads, self.plan, now, ours)
         self.actions = (self.actions + actions)[-1000:]
         return actions
+
+    def _decide(self, wl: dict, ours: set[str], jobs: dict, now: datetime) -> tuple[Decision | None, str]:
+        """The decision for one Workload and the name of its edgeplace check (None: nothing to decide)."""
+        check = next((c for c in sorted(ours) if check_state(wl, c) is not None), None)
+        if check is None or is_true(wl, "Finished"):
+            return None, ""
+        if held_until(wl) is not None:
+            return decide_held(wl, self._job(owner_job(wl), jobs), self.plan, now, self.clock), check
+        if (check_state(wl, check) or {}).get("state") != "Pending" or reserved_at(wl) is None:
+            return None, check
+        if (wl.get("spec") or {}).get("active") is False:
+            return None, check  # deactivated by someone else: not ours to decide
+        return decide(wl, self._job(owner_job(wl), jobs), self.plan, now, self.clock, self.options), check
+
+    def _unchanged(self, wl: dict, check: str, decision: Decision) -> bool:
+        """The Workload already says what `decision` would write."""
+        ann = _annotations(wl)
+        wanted = _decision_annotations(decision, self.clock)
+        if any(ann.get(k) != v for k, v in wanted.items()):
+            return False
+        return decision.action in ("hold", "wait") and (check_state(wl, check) or {}).get("message") == decision.message
 
     def _job(self, ref: tuple[str, str] | None, cache: dict) -> dict | None:
         if ref is None:

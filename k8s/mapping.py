@@ -850,9 +850,16 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
 
         running = [p for p in w.pods if not has_gate(p)]
         bound = sorted((p for p in running if (p.get("spec") or {}).get("nodeName")), key=_name)
+        # A Job with a start time and no gated pod has run (its pods may be between
+        # retries or just finished): not a deferral decision any more either.
+        began = bool(running) or (bool(((w.obj.get("status") or {}) if isinstance(w.obj.get("status"), dict) else {})
+                                       .get("startTime")) and w.id not in gated)
         if w.ref.kind == "Job" and ANN_DEADLINE in ann:
-            if running:
+            if began:
                 started_jobs.add(w.id)  # released or running: it runs now, not a deferral decision any more
+                remaining = _remaining_run(w, ann, start, slots, slot_minutes)
+                if remaining is not None:
+                    entry["deferral"] = remaining
             else:
                 deferral = _deferral(w, ann, subject, start, end, slot_minutes, problems, warnings)
                 if deferral is not None:
@@ -1077,6 +1084,31 @@ def _deferral(w: _WorkloadIn, ann: dict[str, str], subject: str, start: datetime
     return {"earliest_start": (start + first * slot).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "deadline": (start + last * slot).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "duration_minutes": int(duration)}
+
+
+def _remaining_run(w: _WorkloadIn, ann: dict[str, str], start: datetime, slots: int,
+                   slot_minutes: int) -> dict[str, Any] | None:
+    """The slots a started deferrable Job still runs in: from now to its start + duration (at least one slot).
+
+    A window exactly as long as the run, so the plan keeps it where it is in
+    time and its requests (and its tenant's quota) count only until it is
+    expected to end, not over the whole horizon. None when its duration or
+    start time is unknown.
+    """
+    try:
+        duration = float(ann[ANN_DURATION_MIN])
+    except (KeyError, ValueError):
+        return None
+    status = w.obj.get("status") if isinstance(w.obj.get("status"), dict) else {}
+    times = [_parse_time(t) for t in [status.get("startTime")] + [(p.get("status") or {}).get("startTime")
+                                                                  for p in w.pods] if isinstance(t, str)]
+    if not times or not math.isfinite(duration) or duration <= 0:
+        return None
+    end = min(times) + timedelta(minutes=duration)
+    need = min(max(math.ceil((end - start) / timedelta(minutes=slot_minutes)), 1), slots)
+    return {"earliest_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "deadline": (start + need * timedelta(minutes=slot_minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "duration_minutes": need * slot_minutes}
 
 
 def _workload_key(pod: dict, rs_owner: dict[tuple[str, str], tuple[str, str] | None]) -> tuple[str, str, str] | None:

@@ -59,7 +59,7 @@ from edgeplace.k8s import gates
 from edgeplace.k8s.extender.table import DEFAULT_VALID_FOR_S, PlanError, build_plan_document
 from edgeplace.k8s.leader import LeaderElector
 from edgeplace.k8s.mapping import (ANN_CORDONED_BY, GATE_DEFERRED, TAINT_POWERED_DOWN, ClusterConfig, ClusterObjects,
-                         MappingOptions, map_cluster, read_cluster)
+                         MappedCluster, MappingOptions, map_cluster, read_cluster)
 from edgeplace.k8s.publish import PublishError
 from edgeplace.optimizer.solve import Plan, SolveOptions, solve
 from edgeplace.topology.errors import InputError
@@ -206,19 +206,25 @@ class Planner:
     elector : a `LeaderElector`; None = always act (a single replica)
     reader, solver, clock : injectable for tests (default: `read_cluster`,
         `edgeplace.optimizer.solve.solve`, the UTC wall clock)
+    mapper : objects -> scenario (default `map_cluster`; Kueue's `edgeplace.k8s.kueue.map_with_kueue`)
+
+    `plan_listeners` are called with (mapped cluster, plan, now) after each
+    successful solve, before publishing (Kueue's admission controller is one).
     """
 
     def __init__(self, api_client, publisher: Publisher, config: ClusterConfig | None = None,
                  options: PlannerOptions | None = None, elector: LeaderElector | None = None,
                  reader: Callable[[Any], ClusterObjects] = read_cluster,
                  solver: Callable[[Scenario, SolveOptions], Plan] = solve,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 mapper: Callable[[ClusterObjects, ClusterConfig, MappingOptions], MappedCluster] = map_cluster):
         self.api_client = api_client
         self.publisher = publisher
         self.config = config or ClusterConfig()
         self.options = options or PlannerOptions()
         self.elector = elector
-        self.reader, self.solver, self.clock = reader, solver, clock
+        self.reader, self.solver, self.clock, self.mapper = reader, solver, clock, mapper
+        self.plan_listeners: list[Callable[[MappedCluster, Plan, datetime], None]] = []
         self.core = client.CoreV1Api(api_client) if api_client is not None else None
         self.debouncer = Debouncer(self.options.debounce_s, self.options.max_delay_s)
         self.last_round: PlanRound | None = None
@@ -255,7 +261,7 @@ class Planner:
         except Exception as exc:  # noqa: BLE001 - API down: keep the old plan
             return self._done(result, "mapping_failed", f"cannot read the cluster: {type(exc).__name__}: {exc}", started)
         try:
-            mapped = map_cluster(objects, self.config, MappingOptions(now=now))
+            mapped = self.mapper(objects, self.config, MappingOptions(now=now))
         except InputError as exc:
             # Deadlines still hold: release what must start now even without a plan.
             result.released = self._release(objects, None, now)
@@ -272,6 +278,8 @@ class Planner:
                                   now=now, evaluation=plan.evaluation)
         if not self.leading():  # lost the lease while solving: publish nothing
             return self._done(result, "not_leader", "lost leadership while solving", started)
+        for listener in self.plan_listeners:
+            listener(mapped, plan, now)
         try:
             published = self.publisher.publish(doc)
         except (PublishError, PlanError, ApiException, OSError) as exc:

@@ -301,8 +301,8 @@ def cluster_queue(name: str, cpu: str, memory: str = "64Gi", checks: list[str] |
         "resourceGroups": [{"coveredResources": ["cpu", "memory"], "flavors": [
             {"name": flavor, "resources": [{"name": "cpu", "nominalQuota": cpu},
                                            {"name": "memory", "nominalQuota": memory}]}]}]}
-    if checks:
-        spec["admissionChecks"] = list(checks)
+    if checks:  # v1beta2 has only the strategy form (no onFlavors: every flavor)
+        spec["admissionChecksStrategy"] = {"admissionChecks": [{"name": c} for c in checks]}
     return {"kind": "ClusterQueue", "metadata": {"name": name}, "spec": spec}
 
 
@@ -347,3 +347,113 @@ def dump(obj: Any) -> str:
     return json.dumps(obj, indent=1, default=str)[:4000]
 
 
+
+
+def anchored_config(config, anchor, now, series: Mapping[str, list[float]]):
+    """`config` (a `ClusterConfig`) with each region's intensity taken from `series` anchored at `anchor`.
+
+    A site config's per-slot lists start at the current slot; a test or a
+    benchmark that crosses slot boundaries needs them fixed in time: values[k]
+    is the intensity of the slot starting at anchor + k slots. Slots past the
+    end of a series repeat its last value.
+    """
+    from edgeplace.k8s.mapping import RegionConfig, horizon_start
+
+    slot_min = config.horizon.slot_minutes
+    first = int((horizon_start(now, slot_min) - anchor).total_seconds() // (slot_min * 60))
+    regions = []
+    for rid, values in series.items():
+        window = [values[min(max(first + k, 0), len(values) - 1)] for k in range(config.horizon.slots)]
+        regions.append(RegionConfig(id=rid, intensity_g_per_kwh=window))
+    return config.model_copy(update={"regions": regions})
+
+
+def on_plan_clock(objects, clock):
+    """`objects` with the start times the mapping reads (Jobs' and pods' ``status.startTime``) on the plan clock.
+
+    The cluster's timestamps are wall-clock; a time-compressed run plans on
+    a faster clock, so a running job's expected end is computed there.
+    """
+    from edgeplace.k8s.kueue import _rfc3339, _time
+
+    def shifted(items):
+        out = []
+        for obj in items:
+            started = _time((obj.get("status") or {}).get("startTime"))
+            if started is not None:
+                obj = {**obj, "status": {**obj["status"], "startTime": _rfc3339(clock.from_wall(started))}}
+            out.append(obj)
+        return out
+
+    view = copy.copy(objects)
+    view.jobs, view.pods = shifted(objects.jobs), shifted(objects.pods)
+    return view
+
+
+class EdgeplaceRunner:
+    """edgeplace's planner and Kueue controller in this process, on a (time-compressed) `ScaledClock`.
+
+    What ``edgeplace serve --kueue`` (or ``--fleet-config``) runs, with the
+    plan's intensities anchored in time (`anchored_config`) so that a run can
+    cross slot boundaries. `stop(crash=True)` stops without releasing the
+    Lease, as a killed process would.
+    """
+
+    def __init__(self, api_client, config, series: Mapping[str, list[float]], anchor, clock, fleet=None,
+                 lease: tuple[str, str] = ("edgeplace-system", "edgeplace-planner"), solver: str = "cpsat",
+                 time_limit_s: float = 5.0, min_defer_s: float = 2.0, plan_wait_s: float = 30.0,
+                 period_s: float = 3.0) -> None:
+        import threading
+
+        from edgeplace.k8s.kueue import KueueController, KueueOptions, map_with_kueue, read_with_kueue
+        from edgeplace.k8s.leader import LeaderElector
+        from edgeplace.k8s.multicluster import MultiKueueDispatcher, NoPublisher
+        from edgeplace.k8s.planner import Planner, PlannerOptions
+        from edgeplace.optimizer.solve import SolveOptions
+
+        self.threading = threading
+        self.clock = clock
+        self.plans: list[Any] = []  # (mapped, plan, now) of every round
+        options = KueueOptions(min_defer_s=min_defer_s, plan_wait_s=plan_wait_s, resync_s=2.0, tick_s=0.2)
+        self.elector = LeaderElector(api_client, lease[0], lease[1], lease_duration_s=4.0, renew_deadline_s=3.0,
+                                     retry_period_s=1.0)
+
+        def mapper(objects, cfg, mapping_options):
+            return map_with_kueue(on_plan_clock(objects, clock), anchored_config(cfg, anchor, mapping_options.now, series),
+                                  mapping_options)
+
+        self.planner = Planner(
+            api_client, NoPublisher(), config,
+            PlannerOptions(period_s=period_s, debounce_s=0.5, max_delay_s=2.0, tick_s=0.2, valid_for_s=3600.0,
+                           release_gates=False,
+                           solve=SolveOptions(solver=solver, time_limit_s=time_limit_s, bound_time_limit_s=0.0)),
+            self.elector, reader=fleet.read if fleet is not None else read_with_kueue, clock=clock.now, mapper=mapper)
+        dispatcher = MultiKueueDispatcher(api_client, options, clock) if fleet is not None else None
+        self.controller = KueueController(api_client, options, self.elector, clock, dispatcher,
+                                          trigger=lambda: self.planner.debouncer.mark(time.monotonic()))
+        self.planner.plan_listeners += [self.controller.on_plan, lambda *a: self.plans.append(a)]
+        self._stop = threading.Event()
+        self._threads: list[Any] = []
+        self.last_renew: float | None = None  # monotonic time of the last successful renewal
+
+    def _renew(self) -> None:
+        while not self._stop.is_set():
+            if self.elector.try_acquire_or_renew():
+                self.last_renew = time.monotonic()
+            self._stop.wait(self.elector.retry_period_s)
+
+    def start(self) -> "EdgeplaceRunner":
+        for target, name in ((self._renew, "lease"), (lambda: self.planner.run(self._stop), "planner"),
+                             (lambda: self.controller.run(self._stop), "kueue")):
+            t = self.threading.Thread(target=target, name=f"edgeplace-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        e2e_cluster.wait_for(lambda: self.elector.is_leader, 30, "edgeplace to hold its lease")
+        return self
+
+    def stop(self, crash: bool = False) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=20)
+        if not crash:
+            self.elector.release()

@@ -394,6 +394,8 @@ def planning_view(objects: ClusterObjects, workloads: Iterable[dict]) -> Cluster
             continue
         wl = by_job.get((_namespace(job), _name(job)))
         spec = job.get("spec") or {}
+        if wl is not None and is_true(wl, "Finished"):
+            continue  # done (under MultiKueue the manager's copy of the Job may never say so itself)
         if not spec.get("suspend") or admitted(wl):
             jobs.append(job)
             continue
@@ -499,6 +501,8 @@ class KueueOptions:
         back); shorter ones keep the check Pending until the slot begins
     plan_wait_s : a Workload no plan has included yet is admitted after this long [wall-clock s]
         from its quota reservation (fail open: a planner that cannot plan holds nothing for long)
+    dispatch_timeout_s : with MultiKueue, a Workload the chosen worker has not reserved this long after
+        its quota reservation [wall-clock s] is offered to every Active worker
     resync_s : full re-read of Workloads at least this often [wall-clock s] (a watch triggers sooner)
     tick_s : how often the loop looks at triggers and timers [wall-clock s]
     """
@@ -506,6 +510,7 @@ class KueueOptions:
     controller_name: str = DEFAULT_CONTROLLER_NAME
     min_defer_s: float = 30.0
     plan_wait_s: float = 120.0
+    dispatch_timeout_s: float = 300.0
     resync_s: float = 10.0
     tick_s: float = 0.5
 
@@ -513,8 +518,9 @@ class KueueOptions:
         if not self.controller_name or "/" not in self.controller_name:
             raise ValueError(f"controller_name must be a domain-prefixed name such as {DEFAULT_CONTROLLER_NAME} "
                              f"(got {self.controller_name!r})")
-        if not (self.min_defer_s >= 0 and self.plan_wait_s >= 0 and self.resync_s > 0 and self.tick_s > 0):
-            raise ValueError("min_defer_s and plan_wait_s must be >= 0, resync_s and tick_s > 0")
+        if not (self.min_defer_s >= 0 and self.plan_wait_s >= 0 and self.dispatch_timeout_s >= 0
+                and self.resync_s > 0 and self.tick_s > 0):
+            raise ValueError("min_defer_s, plan_wait_s and dispatch_timeout_s must be >= 0, resync_s and tick_s > 0")
 
 
 def reserved_at(wl: dict) -> datetime | None:

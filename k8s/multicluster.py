@@ -40,6 +40,9 @@ reason             nominated clusters
                    Workload's MultiKueueConfig, as Kueue's default (AllAtOnce) would
 ``no_plan``        no plan included the job within ``plan_wait_s``: every Active cluster
 ``not_placed``     the plan does not place the job: every Active cluster
+``not_reserved``   the chosen cluster has not reserved it within ``dispatch_timeout_s``
+                   of its quota reservation (its queue is full, or it stopped
+                   answering without MultiKueue noticing): every Active cluster
 ``deadline``       its latest start has come and no cluster has reserved it: every
                    Active cluster
 =================  ==============================================================
@@ -182,6 +185,8 @@ def merge_fleet(manager: ClusterObjects, kueue, workers: dict[str, ClusterObject
             continue  # runs in the manager, if anywhere: not on the workers' nodes
         wl = by_job.get((_namespace(job), _name(job)))
         where = ((wl or {}).get("status") or {}).get("clusterName")
+        if where and where not in workers:
+            continue  # runs in a worker this round could not read: neither it nor its nodes are in the plan
         if where:  # dispatched: it stays in its cluster
             job = copy.deepcopy(job)
             tmpl = job["spec"].setdefault("template", {}).setdefault("spec", {})
@@ -294,22 +299,45 @@ def decide_dispatch(wl: dict, job_id: str | None, plan: PlanView | None, eligibl
         if waited < options.plan_wait_s:
             return Dispatch(None, "waiting_for_plan")
         return Dispatch(tuple(eligible), "no_plan")
-    if planned in eligible:
-        return Dispatch((planned,), "plan")
-    return Dispatch(tuple(eligible), "unreachable")
+    if planned not in eligible:
+        return Dispatch(tuple(eligible), "unreachable")
+    waited = (ScaledClock.wall() - reserved_at(wl)).total_seconds()
+    if current == (planned,) and waited >= options.dispatch_timeout_s and len(eligible) > 1:
+        return Dispatch(tuple(eligible), "not_reserved")
+    return Dispatch((planned,), "plan")
+
+
+#: The field manager of Kueue's own admission status writes (sigs.k8s.io/kueue pkg/constants, ``AdmissionName``).
+KUEUE_ADMISSION_MANAGER = "kueue-admission"
 
 
 def nominate(api_client, wl: dict, clusters: tuple[str, ...]) -> bool:
-    """Set ``status.nominatedClusterNames`` (resourceVersion-checked; False on a conflict or a gone Workload)."""
+    """Set ``status.nominatedClusterNames`` (resourceVersion-checked; False on a conflict or a gone Workload).
+
+    Written the way Kueue's own dispatchers write it: a server-side apply of
+    the Workload's status as ``kueue-admission``, Kueue's admission field
+    manager. When a worker reserves the Workload, MultiKueue applies
+    ``clusterName`` *without* the nominations, as that manager; server-side
+    apply then drops them only if they are that manager's. Written by any
+    other manager they would stay, and the API server would refuse
+    ``clusterName`` next to them ("mutually exclusive"): the job would run
+    in the worker while the manager never learnt where. The apply carries the
+    whole status as read (so no field Kueue owns is dropped) and the read's
+    resourceVersion.
+    """
     from kubernetes.client.exceptions import ApiException
 
     from edgeplace.k8s.kueue import GROUP, VERSION
 
-    body = copy.deepcopy(wl)
-    body.setdefault("status", {})["nominatedClusterNames"] = list(clusters)
+    meta = wl.get("metadata") or {}
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Workload",
+            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                         "resourceVersion": meta.get("resourceVersion")},
+            "status": {**copy.deepcopy(wl.get("status") or {}), "nominatedClusterNames": list(clusters)}}
     try:
-        _custom(api_client).replace_namespaced_custom_object_status(GROUP, VERSION, _namespace(wl), "workloads",
-                                                                    _name(wl), body, _preload_content=False)
+        _custom(api_client).patch_namespaced_custom_object_status(
+            GROUP, VERSION, _namespace(wl), "workloads", _name(wl), body, field_manager=KUEUE_ADMISSION_MANAGER,
+            force=True, _content_type="application/apply-patch+yaml", _preload_content=False)
     except ApiException as exc:
         if exc.status in (404, 409):
             return False

@@ -6,11 +6,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test unit e2e e2e-build browser bench bench-large lint clean
+.PHONY: setup demo test unit e2e e2e-build browser bench bench-large lint lock clean
 
-$(STAMP): pyproject.toml requirements.lock
+# Developers get the runtime pins and the test tools; the image gets requirements.lock only.
+$(STAMP): pyproject.toml requirements.lock requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock -r requirements-test.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
@@ -48,6 +49,23 @@ bench: setup
 
 bench-large: setup
 	$(PY) -m bench.run --large
+
+# Rewrite both lock files from pyproject.toml: keeps today's pins where they still satisfy
+# the ranges, resolves what is new (make lock UPGRADE=1: resolve everything afresh).
+# requirements.lock = edgeplace's runtime closure; requirements-test.lock = what the
+# test extra adds on top (pytest, hypothesis, jsonschema, dask, import-linter, ...).
+lock:
+	rm -rf build/lock
+	$(PYTHON) -m venv build/lock/run && $(PYTHON) -m venv build/lock/test
+	build/lock/run/bin/pip install --quiet --disable-pip-version-check $(if $(UPGRADE),,-c requirements.lock) .
+	build/lock/run/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|setuptools|wheel)( @|==)' | sort -f > build/lock/run.txt
+	build/lock/test/bin/pip install --quiet --disable-pip-version-check -c build/lock/run.txt \
+	  $(if $(UPGRADE),,$(foreach f,requirements.lock requirements-test.lock,$(if $(wildcard $(f)),-c $(f)))) ".[test]"
+	build/lock/test/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|setuptools|wheel)( @|==)' | sort -f > build/lock/test.txt
+	{ echo "# edgeplace's runtime dependencies, exact (the image installs these). Regenerate with: make lock"; \
+	  cat build/lock/run.txt; } > requirements.lock
+	{ echo "# The test tools on top of requirements.lock, exact (make setup installs both). Regenerate with: make lock"; \
+	  grep -vxFf build/lock/run.txt build/lock/test.txt; } > requirements-test.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -33,7 +33,10 @@ def policy_registry() -> dict[str, PolicyFactory]:
 
 
 def make_policy(name: str) -> PlacementPolicy:
-    registry = policy_registry()
+    """A policy by name: a baseline, a solver, or `current` (the scenario's recorded placement)."""
+    from edgeplace.policies.baselines import CurrentPolicy
+
+    registry = {**policy_registry(), CurrentPolicy.name: CurrentPolicy}
     if name not in registry:
         raise InputError("--policy", [Problem(name, f"unknown policy; choose one of {', '.join(registry)}")])
     return registry[name]()
@@ -132,6 +135,19 @@ def demo(scenario: Scenario, time_limit_s: float = 15.0, progress=None):
     return table, plan
 
 
+def facts_lines(result: Evaluation) -> list[str]:
+    """What a table of figures does not show: the PUE applied and which nodes sleep."""
+    sc = result.scenario
+    pues = sorted({float(p) for p in sc.site_pue})
+    pue = (f"PUE {pues[0]:g} at every site" if len(pues) == 1 else
+           f"PUE {pues[0]:g}-{pues[-1]:g} by site") + " (facility energy = IT energy x PUE)"
+    always, part = result.asleep_nodes()
+    lines = [pue, f"nodes asleep for the whole horizon ({len(always)} of {sc.n_nodes}): {', '.join(always) or 'none'}"]
+    if part:
+        lines.append(f"nodes asleep in some slots ({len(part)}): {', '.join(part)}")
+    return lines
+
+
 def _row(policy: str, result: Evaluation, seconds: float) -> dict[str, object]:
     """One row of the comparison tables: a policy's evaluated figures."""
     t = result.totals
@@ -142,6 +158,7 @@ def _row(policy: str, result: Evaluation, seconds: float) -> dict[str, object]:
         "operational_kg": t["operational_emissions_g"] / 1000,
         "embodied_kg": t["embodied_emissions_g"] / 1000,
         "energy_kwh": t["energy_kwh"],
+        "mean_power_w": t["mean_power_w"],
         "renewable_kwh": t["renewable_kwh"],
         "active_nodes": t["mean_active_nodes"],
         "sla_viol": t["sla_violations"],

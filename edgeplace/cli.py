@@ -25,7 +25,8 @@ EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 70
 FORMATS = ("table", "json", "csv")
 #: Modules with `add_commands(subparsers) -> {command: handler}`: Kubernetes
 #: (import, serve), signals, what-if planning, reports.
-EXTENSION_MODULES = ("edgeplace.cluster_cli", "edgeplace.signals_cli", "edgeplace.planning_cli", "edgeplace.report_cli")
+EXTENSION_MODULES = ("edgeplace.cluster_cli", "edgeplace.signals_cli", "edgeplace.planning_cli", "edgeplace.report_cli",
+                     "edgeplace.export_cli")
 EXTENSIONS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -168,6 +169,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         _emit(breakdown(result, args.by), args.format)
     if args.format == "table":
+        from edgeplace.app import facts_lines
+
+        for line in facts_lines(result):
+            print(line)
         for v in result.violations[:20]:
             print(f"  {v.kind.value}: {v.message}")
         if len(result.violations) > 20:
@@ -214,6 +219,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         gap = "n/a (no bound)" if plan.gap is None else f"{plan.gap * 100:.2f} %"
         print(f"gap to lower bound: {gap}; solve time {plan.solve_seconds:.2f} s; "
               f"SLA check: {'all met' if not plan.evaluation.violation_counts['sla'] else 'VIOLATED'}")
+        from edgeplace.app import facts_lines
+
+        for line in facts_lines(plan.evaluation):
+            print(line)
         for line in plan.explanation:
             print(f"  {line}")
     return EXIT_OK if plan.evaluation.feasible else EXIT_VIOLATIONS

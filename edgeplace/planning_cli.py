@@ -140,6 +140,9 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     p.add_argument("--lookahead", metavar="DURATION", help="window each step plans (default: 1d)")
     p.add_argument("--forecast", choices=FORECASTERS, default="seasonal",
                    help="what planners see of the future (default: seasonal naive)")
+    p.add_argument("--forecast-source", metavar="FILE",
+                   help="a forecast archive (`edgeplace signals archive`): replay the grid-intensity forecasts a "
+                        "service had issued at each step; --forecast fills what they do not reach")
     p.add_argument("--solver", choices=SOLVER_CHOICES, default="greedy",
                    help="solver of optimizer/oracle/noshift (default: greedy)")
     p.add_argument("--step-time-limit", type=_positive_float, default=1.0, metavar="S",
@@ -312,18 +315,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     policies = parse_policies(args.policies)
     scenario = load_scenario(args.scenario)
     minutes = scenario.spec.horizon.slot_minutes
+    archive = None
+    if args.forecast_source:
+        from edgeplace.topology.signals.archive import read_archive
+
+        archive = read_archive(args.forecast_source)
     options = SimulationOptions(
         horizon_slots=parse_duration_slots(args.horizon, minutes) if args.horizon else None,
         lookahead_slots=parse_duration_slots(args.lookahead, minutes, "--lookahead") if args.lookahead else None,
         forecast=args.forecast, solver=args.solver, step_time_limit_s=args.step_time_limit,
         solver_threads=args.solver_threads, migration_g_per_replica=args.migration_g, replan_every=args.replan_every,
-        noise=args.noise, seed=args.seed)
+        noise=args.noise, seed=args.seed, forecast_source=archive)
     with _progress(args, "policies") as progress:
         result = simulate(scenario, policies, options, _engine(args), progress=progress)
     s = result.summary
     _emit_with_summary(result.table, s, args.format,
                        f"{scenario.spec.name}: {s['horizon_slots']} slots ({s['horizon_days']:g} d), {s['forecast']} "
-                       f"forecast, re-planned every {options.replan_every} slot(s) over {s['lookahead_slots']} slots "
+                       f"forecast{' + issued forecasts of ' + args.forecast_source if archive else ''}, re-planned every {options.replan_every} slot(s) over {s['lookahead_slots']} slots "
                        f"with {options.solver} ({options.step_time_limit_s:g} s/step); evaluated on the actual "
                        f"signals", "policies")
     return EXIT_OK

@@ -24,6 +24,7 @@ import math
 import sys
 import warnings
 from typing import Any, Callable, Iterable, Iterator
+from pathlib import Path
 
 EXIT_OK, EXIT_USAGE = 0, 2
 SERVICES = ("electricitymaps", "watttime", "ukgrid", "carbonaware", "prometheus")
@@ -121,6 +122,25 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
                    help="label holding the node name (default instance; host:port is matched too)")
     g.add_argument("--query", metavar="PROMQL", help="utilisation query [fraction] (default: node_exporter CPU)")
 
+    a = actions.add_parser("archive", help="the forecasts a service had issued over the horizon, to replay in simulate",
+                           description="Fetch the historical forecasts (watttime: /v3/forecast/historical; "
+                                       "carbonaware: /emissions/forecasts/batch) that were current at each re-plan "
+                                       "instant of the scenario's horizon, and write them as a forecast archive "
+                                       "(CSV) for `edgeplace simulate --forecast-source`.")
+    a.add_argument("scenario", help="scenario file (YAML or JSON): its horizon and regions")
+    a.add_argument("-o", "--output", required=True, metavar="FILE", help="the archive CSV to write")
+    a.add_argument("--service", required=True, choices=("watttime", "carbonaware"), help="where to fetch from")
+    a.add_argument("--zone", action="append", type=_pair(str, "REGION=ZONE"), metavar="REGION=ZONE",
+                   help="the service's zone for a scenario region (repeatable; default: each region's id)")
+    a.add_argument("--every-minutes", type=_number(1, 1440), metavar="M",
+                   help="one forecast per M minutes, as a planner re-planning that often had (default: one slot)")
+    a.add_argument("--base-url", metavar="URL", help="the service's base URL (default: documented URL or environment)")
+    a.add_argument("--intensity-kind", choices=("average", "marginal"),
+                   help="carbonaware: the kind its data source gives (required for carbonaware)")
+    a.add_argument("--timeout", type=_number(0, 300, low_open=True), default=10.0, metavar="S",
+                   help="timeout of one request [s] (default 10)")
+    a.add_argument("--quiet", action="store_true", help="no summary on standard error")
+
     i = actions.add_parser("import", help="signals from CSV/Parquet files, pvlib or a fuel mix",
                            description="Read signal files (docs/SIGNALS.md: timestamp with offset, region|site|node, "
                                        "value, unit), compute PV with pvlib, or derive intensity from a fuel mix, "
@@ -130,11 +150,14 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     pv = i.add_argument_group("pvlib")
     pv.add_argument("--pv", action="store_true", help="PV output of the sites with pv_kwp (clear sky unless --irradiance)")
     pv.add_argument("--site", action="append", metavar="ID", help="only these PV sites (repeatable)")
-    pv.add_argument("--tilt", type=_number(0, 90), default=30.0, metavar="DEG", help="module tilt (default 30)")
+    pv.add_argument("--tilt", type=_number(0, 90), default=30.0, metavar="DEG",
+                    help="module tilt for sites without pv_tilt_deg (default 30)")
     pv.add_argument("--azimuth", type=_number(0, 360), default=180.0, metavar="DEG",
-                    help="module azimuth, degrees from north (default 180: south)")
-    pv.add_argument("--loss", type=_number(0, 1), default=0.14, metavar="F",
-                    help="system loss factor (default 0.14, PVWatts)")
+                    help="module azimuth, degrees from north, for sites without pv_azimuth_deg (default 180: south)")
+    pv.add_argument("--loss", type=_number(0, 1), default=0.1408, metavar="F",
+                    help="DC system losses (default 0.1408: PVWatts' 14 %%; the inverter is modelled apart)")
+    pv.add_argument("--iam", choices=("physical", "ashrae", "none"), default="physical",
+                    help="incidence-angle modifier of the beam irradiance (default physical, as pvlib's PVWatts)")
     pv.add_argument("--clear-sky-model", choices=("ineichen", "simplified_solis"), default="ineichen")
     pv.add_argument("--irradiance", metavar="FILE", help="measured irradiance (timestamp, ghi[, dni, dhi] or poa_global)")
     mix = i.add_argument_group("fuel mix")
@@ -155,7 +178,7 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
 
 
 def cmd_signals(args: argparse.Namespace) -> int:
-    handler = {"fetch": cmd_fetch, "import": cmd_import, "show": cmd_show}[args.signals_action]
+    handler = {"fetch": cmd_fetch, "import": cmd_import, "show": cmd_show, "archive": cmd_archive}[args.signals_action]
     with warnings.catch_warnings(record=True) as caught:
         from edgeplace.topology.signals.cache import SignalWarning
 
@@ -198,11 +221,11 @@ def _history_days(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, doc: dict, spec, series: list) -> int:
-    from edgeplace.topology.signals.series import apply_signals, check_against_scenario, write_scenario
+    from edgeplace.topology.signals.series import check_against_scenario, write_signals_back
 
     out = args.output or args.scenario
     check_against_scenario(series, spec, out)
-    write_scenario(apply_signals(doc, series), out)
+    write_signals_back(args.scenario, doc, series, out)
     if not args.quiet:
         print(f"edgeplace: wrote {out}: {len(series)} signal(s)", file=sys.stderr)
         for s in series:
@@ -294,6 +317,47 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# archive
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from edgeplace.topology.io import atomic_write_text
+    from edgeplace.topology.signals.archive import fetch_archive, write_archive_csv
+    from edgeplace.topology.signals.http import RetryPolicy
+    from edgeplace.topology.signals.series import SlotGrid
+    from edgeplace.topology.signals.services import ServiceConfig, service_registry
+
+    if args.intensity_kind and args.service != "carbonaware":
+        return _usage("--intensity-kind is for carbonaware (WattTime's co2_moer is marginal)")
+    _, spec = _open(args.scenario)
+    grid = SlotGrid.from_horizon(spec.horizon)
+    zones = dict(args.zone) if args.zone else {r.id: r.id for r in spec.regions}
+    unknown = sorted(set(zones) - {r.id for r in spec.regions})
+    if unknown:
+        return _usage(f"--zone names region(s) {', '.join(unknown)} not in the scenario")
+    config = ServiceConfig(base_url=args.base_url, policy=RetryPolicy(timeout_s=args.timeout),
+                           intensity_kind=args.intensity_kind)
+    service = service_registry()[args.service](config)
+    every = timedelta(minutes=args.every_minutes or spec.horizon.slot_minutes)
+    instants, t = [], grid.start
+    while t < grid.end:
+        instants.append(t)
+        t += every
+    forecasts = fetch_archive(service, zones, instants)
+    header = (f"edgeplace forecast archive: {service.label}, {service.intensity_kind} intensity, "
+              f"{', '.join(f'region {r} = {z}' for r, z in zones.items())}\n"
+              f"the newest forecast issued by each of {len(instants)} instants from {instants[0].isoformat()}, "
+              f"every {every.total_seconds() / 60:g} min")
+    atomic_write_text(Path(args.output), write_archive_csv(forecasts, header))
+    if not args.quiet:
+        print(f"edgeplace: wrote {args.output}: {len(forecasts)} issued forecast(s) for {len(zones)} region(s)",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
 # import
 
 
@@ -332,7 +396,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if args.pv:
         from edgeplace.topology.signals.pv import PVOptions, pv_signals
 
-        options = PVOptions(tilt_deg=args.tilt, azimuth_deg=args.azimuth, system_loss=args.loss,
+        options = PVOptions(tilt_deg=args.tilt, azimuth_deg=args.azimuth, system_loss=args.loss, iam_model=args.iam,
                             model=args.clear_sky_model)
         series += pv_signals(spec, grid, options, sites=args.site, irradiance=args.irradiance, max_gap_minutes=gap)
     keys = [s.key() for s in series]

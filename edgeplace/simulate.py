@@ -38,7 +38,11 @@ Forecasters: `persistence`, `seasonal` (seasonal naive, daily) and `ewma`
 (exponentially weighted daily profile) from `edgeplace.topology.signals.forecast`, fed
 everything observed up to the step (the history day, then the world so
 far); `perfect` (the actual series) and `given` (the scenario's own forecast
-series; the horizon must fit the scenario). Forecasts cover grid intensity
+series; the horizon must fit the scenario). `forecast_source`, a forecast
+archive (`edgeplace.topology.signals.archive`: the forecasts WattTime or the
+Carbon Aware SDK had issued), replays real forecasts: each step plans grid
+intensity on the newest forecast issued by the step's start, for the slots it
+reaches; the forecaster fills the slots beyond it and the regions it lacks. Forecasts cover grid intensity
 and renewable supply (the series the model keeps apart); background
 utilisation is taken as known.
 
@@ -123,6 +127,8 @@ class SimulationOptions:
     replan_every: int = 1
     noise: float = 1.0
     seed: int = 0
+    #: A `ForecastArchive` of issued grid-intensity forecasts to replay (None: forecasters only).
+    forecast_source: Any = None
 
     def __post_init__(self) -> None:
         if self.forecast not in FORECASTERS:
@@ -384,9 +390,10 @@ def _extended(world: World) -> dict[tuple[str, str], np.ndarray]:
             for s in world.spec.signals if s.series == "actual" and s.signal in FORECAST_KINDS}
 
 
-def forecast_mape_pct(world: World, method: str, lookahead: int, kind: SignalKind = SignalKind.grid_intensity) -> float:
+def forecast_mape_pct(world: World, method: str, lookahead: int, kind: SignalKind = SignalKind.grid_intensity,
+                      archive=None) -> float:
     """Mean absolute percentage error of the forecasts a run uses, over every step and lead time, for `kind`."""
-    if method in ("perfect",):
+    if method in ("perfect",) and archive is None:
         return 0.0
     H = world.spec.horizon.slots
     errors = []
@@ -395,7 +402,7 @@ def forecast_mape_pct(world: World, method: str, lookahead: int, kind: SignalKin
             continue
         for t in range(H):
             L = min(lookahead, H - t)
-            f = forecast_values(method, ext, world.period, t, L)
+            f = _step_forecast(key, method, ext, world.period, t, L, archive, _slot_grid(world.spec, t, L))
             a = ext[world.period + t: world.period + t + L]
             ok = a > 0
             errors.append(np.abs(f[ok] - a[ok]) / a[ok])
@@ -473,7 +480,7 @@ def run_policy(task: PolicyTask) -> PolicyRun:
             if policy.knows_actual or opts.forecast == "perfect":
                 window = window.model_copy(update={"signals": [s for s in window.signals if s.series == "actual"]})
             elif opts.forecast != "given":
-                window = _with_forecasts(window, extended, opts.forecast, task.world.period, t)
+                window = _with_forecasts(window, extended, opts.forecast, task.world.period, t, opts.forecast_source)
             step_sc = compile_spec(window, f"{task.source}@slot{t}")
             t0 = time.perf_counter()
             step_placement = plan(step_sc)
@@ -513,15 +520,35 @@ def _row_map(world: Scenario, step: Scenario) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(dst, dtype=np.int64), np.asarray(src, dtype=np.int64)
 
 
-def _with_forecasts(window: ScenarioSpec, extended: dict, method: str, period: int, t: int) -> ScenarioSpec:
+def _with_forecasts(window: ScenarioSpec, extended: dict, method: str, period: int, t: int,
+                    archive=None) -> ScenarioSpec:
     L = window.horizon.slots
+    grid = _slot_grid(window, 0, L)
     signals = [s for s in window.signals if s.series == "actual"]
     for s in list(signals):
         key = _signal_key(s)
         if key in extended:
-            values = forecast_values(method, extended[key], period, t, L)
+            values = _step_forecast(key, method, extended[key], period, t, L, archive, grid)
             signals.append(s.model_copy(update={"series": "forecast", "values": values.tolist()}))
     return window.model_copy(update={"signals": signals})
+
+
+def _step_forecast(key: tuple[str, str], method: str, ext: np.ndarray, period: int, t: int, length: int,
+                   archive, grid) -> np.ndarray:
+    """What a planner sees at slot t for one series: the archived forecast issued by then where it reaches
+    (grid intensity of an archived region), the forecaster elsewhere."""
+    values = forecast_values(method, ext, period, t, length)
+    if archive is not None and key[0] == SignalKind.grid_intensity.value and key[1] in archive.regions:
+        issued = archive.values(key[1], grid)
+        values = np.where(np.isnan(issued), values, issued)
+    return values
+
+
+def _slot_grid(spec: ScenarioSpec, t: int, length: int):
+    from edgeplace.topology.signals.series import SlotGrid
+
+    h = spec.horizon
+    return SlotGrid(h.start + timedelta(minutes=t * h.slot_minutes), length, h.slot_minutes)
 
 
 # ---------------------------------------------------------------------------
@@ -563,6 +590,25 @@ def lookahead_slots(spec: ScenarioSpec, options: SimulationOptions, horizon: int
     return min(L, horizon)
 
 
+def _check_archive(archive, spec: ScenarioSpec, forecast: str) -> None:
+    """The archive must be of this scenario's regions and intensity kind, and replace a forecaster."""
+    problems = []
+    if forecast in ("given", "perfect"):
+        problems.append(Problem("--forecast", f"{forecast} leaves nothing to replay; --forecast-source fills in "
+                                              f"for persistence, seasonal or ewma"))
+    regions = {r.id for r in spec.regions}
+    unknown = sorted(set(archive.regions) - regions)
+    if unknown:
+        problems.append(Problem(archive.source, f"forecasts for region(s) {', '.join(unknown)}, which the scenario "
+                                                f"lacks (its regions: {', '.join(sorted(regions))})"))
+    kind = compile_spec(spec, "<scenario>").intensity_kind
+    if archive.kinds() - {kind}:
+        problems.append(Problem(archive.source, f"holds {', '.join(sorted(archive.kinds()))} intensity; the scenario's "
+                                                f"is {kind}: they measure different things"))
+    if problems:
+        raise InputError("--forecast-source", problems)
+
+
 def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions, engine: Engine | None = None,
              progress: Progress | None = None) -> SimulationResult:
     """Run every policy on the same world and tabulate them side by side."""
@@ -575,6 +621,8 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
         if not any(s.series == "forecast" for s in spec.signals):
             raise InputError("--forecast", [Problem("given", "the scenario has no forecast series (signals with "
                                                              "series: forecast)")])
+    if options.forecast_source is not None:
+        _check_archive(options.forecast_source, spec, options.forecast)
     world = build_world(spec, H, noise=options.noise, seed=options.seed, keep_forecasts=options.forecast == "given")
     world_sc = compile_spec(world.spec, f"{scenario.source} (world, {H} slots)")
     L = lookahead_slots(world.spec, options, H)
@@ -611,7 +659,8 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
         "scenario": spec.name, "horizon_slots": H, "horizon_days": H * spec.horizon.slot_minutes / MINUTES_PER_DAY,
         "world": "the scenario" if H <= spec.horizon.slots else repeated,
         "lookahead_slots": L, "replan_every_slots": options.replan_every, "forecast": options.forecast,
-        "intensity_forecast_mape_pct": (forecast_mape_pct(world, options.forecast, L)
+        "forecast_source": (options.forecast_source.source if options.forecast_source is not None else None),
+        "intensity_forecast_mape_pct": (forecast_mape_pct(world, options.forecast, L, archive=options.forecast_source)
                                         if options.forecast != "given" else None),
         "solver": options.solver, "step_time_limit_s": options.step_time_limit_s,
         "migration_g_per_replica": options.migration_g_per_replica,

@@ -64,6 +64,7 @@ import numpy as np
 
 from edgeplace.policies.base import PlacementPolicy, PolicyFactory
 from edgeplace.policies.power import node_power_w
+from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import CPU, MEMORY, Scenario
 
@@ -621,6 +622,26 @@ class GreedyCarbonPolicy:
         return Placement.from_replica_nodes(scenario, nodes, starts)
 
 
+class CurrentPolicy:
+    """The scenario's own `current` placement, every node on (the cluster as it runs today).
+
+    Not a baseline of `compare` (most scenarios have no `current`); `evaluate --policy
+    current` and `report --baseline current` use it."""
+
+    name = "current"
+    description = "the placement the scenario records as current (workloads' `current`), every node on"
+
+    def place(self, scenario: Scenario) -> Placement:
+        missing = [w for w, cur in zip(scenario.workload_ids, scenario.workload_current) if cur is None]
+        if missing:
+            raise InputError("current", [Problem("workloads", f"{len(missing)} workload(s) have no `current` placement "
+                                                              f"(e.g. {', '.join(missing[:3])}); give every workload "
+                                                              f"`current`, or choose a baseline policy")])
+        replica_node = np.concatenate([np.asarray(c, dtype=np.int64) for c in scenario.workload_current]) \
+            if scenario.n_workloads else np.zeros(0, dtype=np.int64)
+        return Placement.from_replica_nodes(scenario, replica_node, powered=_all_on(scenario))
+
+
 def _all_on(sc: Scenario) -> np.ndarray:
     return np.ones((sc.n_nodes, sc.n_slots), dtype=bool)
 
@@ -633,6 +654,7 @@ def baseline_registry() -> dict[str, PolicyFactory]:
 
 __all__ = [
     "BinpackPolicy",
+    "CurrentPolicy",
     "GreedyCarbonPolicy",
     "NearestPolicy",
     "SpreadPolicy",

@@ -88,8 +88,11 @@ class Evaluation:
     def totals(self) -> dict[str, float]:
         op, emb = float(self.operational_g.sum()), float(self.embodied_g.sum())
         active = self.powered.sum(axis=0)
+        hours = self.scenario.n_slots * self.scenario.slot_hours
         return {
             "energy_kwh": float(self.energy_kwh.sum()),
+            # Facility power (PUE applied) averaged over the horizon: the kWh as a steady draw.
+            "mean_power_w": float(self.energy_kwh.sum()) * 1000.0 / hours if hours > 0 else 0.0,
             "renewable_kwh": float(self.renewable_kwh.sum()),
             "grid_kwh": float(self.grid_kwh.sum()),
             "operational_emissions_g": op,
@@ -100,6 +103,13 @@ class Evaluation:
             "mean_utilisation_active": float(self.utilisation[self.powered].mean()) if self.powered.any() else 0.0,
             **{f"{k.value}_violations": n for k, n in self.violation_counts.items()},
         }
+
+    def asleep_nodes(self) -> tuple[list[str], list[str]]:
+        """Node ids powered down in every slot, and those powered down in some slots only."""
+        ids = self.scenario.node_ids
+        on_slots = self.powered.sum(axis=1)
+        return ([ids[i] for i in np.flatnonzero(on_slots == 0)],
+                [ids[i] for i in np.flatnonzero((on_slots > 0) & (on_slots < self.powered.shape[1]))])
 
     @cached_property
     def violation_counts(self) -> dict[ViolationKind, int]:

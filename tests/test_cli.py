@@ -189,7 +189,7 @@ def test_evaluate_breakdown_by_site_as_json(capsys):
 def test_unknown_policy_is_invalid_input_with_the_list(capsys):
     code, out, err = run(capsys, "evaluate", EXAMPLE, "--policy", "nope")
     assert code == 3 and out == ""
-    assert "nope: unknown policy; choose one of spread, binpack, nearest, greedy-carbon, greedy, cpsat, milp" in err
+    assert "nope: unknown policy; choose one of spread, binpack, nearest, greedy-carbon, greedy, cpsat, milp, current" in err
     code, _, err = run(capsys, "compare", EXAMPLE, "--policies", "spread,nope")
     assert code == 3 and "nope: unknown policy; choose from spread" in err
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from tests.builders import run_cli
 from edgeplace.topology import InputError
 
 EXAMPLE = "examples/metro-de.yaml"
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "edgesimpy" / "sample_dataset1.json"
+SAMPLE = Path(__file__).resolve().parent / "data" / "edgesimpy" / "rhine-line.json"
 
 
 def run(argv: list[str]) -> int:
@@ -86,11 +85,7 @@ def test_unknown_baseline(plan_file, tmp_path, capsys):
 
 
 def test_imported_edgesimpy_scenario_against_its_current_placement(tmp_path):
-    """End to end: import the EdgeSimPy sample, then report a plan against the dataset's own placement."""
-    if not SAMPLE.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{SAMPLE} is missing: shared/ must be beside the repository")
-        pytest.skip(f"the EdgeSimPy sample is not at {SAMPLE}")
+    """End to end: import the EdgeSimPy fixture, then report a plan against the dataset's own placement."""
     from edgeplace.import_sources import write_scenario
     from edgeplace.topology.importers.edgesimpy import import_edgesimpy
 

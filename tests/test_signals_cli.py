@@ -68,10 +68,45 @@ def test_import_pv_then_back_in_place(tmp_path, original, capsys):
     assert run("import", str(path), "--pv", "--loss", "0", "--site", "agg-mainz") == 0
     sc = load_scenario(path)
     mainz = sc.index_of("site", "agg-mainz")
-    assert sc.site_renewable_kw[mainz].sum() == pytest.approx(179.5, abs=0.2)   # test_signals_pv documents it
+    from edgeplace.topology.signals.pv import PVOptions, pv_signals
+    from edgeplace.topology.signals.series import SlotGrid
+
+    [expected] = pv_signals(original.spec, SlotGrid(START, 24, 60), PVOptions(system_loss=0.0), sites=["agg-mainz"])
+    np.testing.assert_allclose(sc.site_renewable_kw[mainz], expected.values, rtol=1e-9)  # the library's chain
     metro = sc.index_of("site", "metro-ffm-gallus")
     np.testing.assert_array_equal(sc.site_renewable_kw[metro], original.site_renewable_kw[metro])  # untouched
     assert "pvlib clear sky" in capsys.readouterr().err
+
+
+def test_write_back_keeps_comments_key_order_and_untouched_signals(tmp_path):
+    """`signals import/fetch` rewrite the scenario through a round-trip YAML writer: the user's comments
+    (whole-line and trailing), key order and quoting survive; only the series written change."""
+    path = tmp_path / "m.yaml"
+    original_text = EXAMPLE.read_text()
+    path.write_text(original_text)
+    assert run("import", str(path), "--pv", "--loss", "0", "--site", "agg-mainz", "--quiet") == 0
+    text = path.read_text()
+    comments = [line.strip() for line in original_text.splitlines() if line.strip().startswith("#")]
+    assert len(comments) > 10 and all(c in text for c in comments)
+    trailing = [line.split("#", 1)[1] for line in original_text.splitlines()
+                if "#" in line and not line.strip().startswith("#") and '"' not in line.split("#", 1)[0]]
+    assert trailing and all(t in text for t in trailing)
+    top_keys = lambda t: [l.split(":")[0] for l in t.splitlines() if l and l[0].isalpha()]  # noqa: E731
+    assert top_keys(text) == top_keys(original_text)
+    # Everything before the signals is byte-for-byte the user's text.
+    head = original_text.index("\nsignals:")
+    assert text[:head] == original_text[:head]
+    before, after = read_document(EXAMPLE), read_document(path)
+    changed = [i for i, (a, b) in enumerate(zip(before["signals"], after["signals"])) if a != b]
+    assert len(after["signals"]) == len(before["signals"])
+    assert [after["signals"][i].get("site") for i in changed] == ["agg-mainz"]
+
+
+def test_write_back_to_json_and_from_json(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(read_document(EXAMPLE), default=str))
+    assert run("import", str(path), "--pv", "--site", "agg-mainz", "--quiet", "-o", str(tmp_path / "o.yaml")) == 0
+    assert load_scenario(tmp_path / "o.yaml").n_nodes == load_scenario(path).n_nodes
 
 
 def test_import_with_a_forecaster_writes_a_forecast_series(tmp_path):
@@ -264,4 +299,4 @@ def test_every_command_in_the_user_guide_parses():
     assert len(lines) >= 10
     for argv in lines:
         args = parser.parse_args(argv)
-        assert args.command == "signals" and args.signals_action in ("fetch", "import", "show")
+        assert args.command == "signals" and args.signals_action in ("fetch", "import", "show", "archive")

@@ -58,7 +58,7 @@ def test_success_history_within_the_last_day(server, tmp_path):
     assert (series.signal.value, series.intensity_kind, series.series) == ("grid_intensity", "average", "actual")
     seen = server.seen[0]
     assert seen.headers["auth-token"] == "secret-token"
-    assert seen.query == {"zone": ["DE"], "emissionFactorType": ["lifecycle"]}
+    assert seen.query == {"zone": ["DE"], "emissionFactorType": ["lifecycle"], "disableCallerLookup": ["true"]}
     assert list(tmp_path.rglob("*.json")), "the answer is cached"
     assert "secret-token" not in "".join(p.read_text() for p in tmp_path.rglob("*.json"))
 

@@ -55,6 +55,11 @@ class Seen:
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
+
+    def json(self) -> Any:
+        return json.loads(self.body.decode())
 
 
 class LoopbackServer:
@@ -73,11 +78,16 @@ class LoopbackServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.do_GET()
+
             def do_GET(self) -> None:
                 parts = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
                 with outer._lock:
                     outer.seen.append(Seen(parts.path, urllib.parse.parse_qs(parts.query),
-                                           {k.lower(): v for k, v in self.headers.items()}))
+                                           {k.lower(): v for k, v in self.headers.items()}, self.command, body))
                     queue = outer.routes.get(parts.path)
                     reply = (queue.pop(0) if len(queue) > 1 else queue[0]) if queue else Reply(404, {"message": "no route"})
                 if reply.stall_s:
@@ -88,9 +98,11 @@ class LoopbackServer:
                     self.send_response(reply.status)
                     for k, v in reply.headers.items():
                         self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
+                    if reply.status not in (204, 304):  # no body, no Content-Length (RFC 9110)
+                        self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
+                    if reply.status not in (204, 304):
+                        self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -165,12 +177,37 @@ def test_success_sends_params_and_headers(server):
     assert seen.headers["user-agent"].startswith("edgeplace")
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_auth_failure_is_an_input_error_naming_the_fix(server, status):
-    server.script("/data", Reply(status, {"message": "invalid token"}))
-    with pytest.raises(ServiceAuthError, match=r"HTTP %d.*invalid token.*set TEST_TOKEN" % status):
+def test_auth_failure_is_an_input_error_naming_the_fix(server):
+    server.script("/data", Reply(401, {"message": "invalid token"}))
+    with pytest.raises(ServiceAuthError, match=r"HTTP 401.*invalid token.*set TEST_TOKEN"):
         client().get(f"{server.url}/data")
     assert len(server.seen) == 1  # never retried
+
+
+def test_forbidden_is_the_plan_not_the_credentials(server):
+    from edgeplace.topology.signals.http import ServicePlanError
+
+    server.script("/data", Reply(403, {"message": "zone not in your plan"}))
+    with pytest.raises(ServicePlanError, match=r"HTTP 403: the credentials were accepted, but the account's plan "
+                                               r"does not include this request \(zone not in your plan\)") as info:
+        client().get(f"{server.url}/data")
+    assert not isinstance(info.value, ServiceAuthError) and "TEST_TOKEN" not in str(info.value)
+    assert len(server.seen) == 1
+
+
+def test_no_content_is_no_data_not_a_broken_body(server):
+    from edgeplace.topology.signals.http import ServiceNoData
+
+    server.script("/data", Reply(204))
+    with pytest.raises(ServiceNoData, match="HTTP 204: the service has no data for this request"):
+        client().get_json(f"{server.url}/data")
+
+
+def test_post_sends_a_json_body(server):
+    server.script("/batch", Reply(200, [{"ok": True}]))
+    assert client().post_json(f"{server.url}/batch", [{"location": "eastus"}]) == [{"ok": True}]
+    seen = server.seen[0]
+    assert (seen.method, seen.json(), seen.headers["content-type"]) == ("POST", [{"location": "eastus"}], "application/json")
 
 
 def test_other_4xx_is_a_request_error_with_the_service_message(server):

@@ -52,13 +52,10 @@ SIGNAL_TARGET = {
 def read_document(path: str | Path, *, json_only: bool = False) -> Any:
     """Parse a YAML or JSON file (by its suffix, or JSON whatever the suffix with
     `json_only`); raise InputError naming the file on failure."""
+    from edgeplace.topology.io import read_input_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(str(path), [Problem("", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), [Problem("", f"cannot read the file: {exc}")]) from None
+    text = read_input_text(path)
     try:
         if json_only or path.suffix.lower() == ".json":
             return json.loads(text)  # also reads the `Infinity` some tools write

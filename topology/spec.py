@@ -104,6 +104,10 @@ class Site(_Model):
     location: Location | None = None
     pue: float = Field(DEFAULT_PUE, ge=1.0, le=5.0, description="Power usage effectiveness (facility / IT).")
     pv_kwp: float = Field(0.0, ge=0, description="On-site PV peak power [kWp].")
+    pv_tilt_deg: float | None = Field(None, ge=0, le=90, description="PV module tilt [deg from horizontal, 0..90]; "
+                                                                    "none: `signals import --pv --tilt` (default 30).")
+    pv_azimuth_deg: float | None = Field(None, ge=0, le=360, description="PV module azimuth [deg from north, 180 = "
+                                                                        "south, 0..360]; none: `--azimuth` (default 180).")
     battery_kwh: float = Field(0.0, ge=0, description="On-site battery capacity [kWh].")
     embodied: Embodied = Field(default_factory=Embodied, description="Default embodied carbon of this site's nodes.")
 

@@ -120,14 +120,12 @@ def load_plan(scenario: Scenario, path: str) -> tuple[Placement, dict[str, Any]]
 
 def current_placement(scenario: Scenario) -> Placement:
     """The scenario's `current` placement with every node on (today's cluster), for `--baseline current`."""
-    missing = [w for w, cur in zip(scenario.workload_ids, scenario.workload_current) if cur is None]
-    if missing:
-        raise InputError("--baseline current", [Problem("", f"{len(missing)} workload(s) have no `current` placement "
-                                                            f"(e.g. {', '.join(missing[:3])}); choose a baseline policy")])
-    replica_node = np.concatenate([np.asarray(c, dtype=np.int64) for c in scenario.workload_current]) \
-        if scenario.n_workloads else np.zeros(0, dtype=np.int64)
-    return Placement.from_replica_nodes(scenario, replica_node,
-                                        powered=np.ones((scenario.n_nodes, scenario.n_slots), dtype=bool))
+    from edgeplace.policies.baselines import CurrentPolicy
+
+    try:
+        return CurrentPolicy().place(scenario)
+    except InputError as exc:
+        raise InputError("--baseline current", [Problem(p.path, p.message) for p in exc.problems]) from None
 
 
 def make_report(scenario: Scenario, plan_file: str | None = None, baseline: str = "spread",

@@ -75,6 +75,10 @@ class ImportResult:
 
     document: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    #: The source's own identity of each imported entity, by edgeplace id:
+    #: {"workloads": {"svc-3-web": ["Service", 3]}, "nodes": {"es-2": ["EdgeServer", 2]}}
+    #: (filled by importers whose sources have ids; used to write results back).
+    source_ids: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
 
 
 def slug(text: str, fallback: str) -> str:
@@ -141,17 +145,19 @@ def skeleton(name: str, description: str, options: ImportOptions, notes: list[st
 
 
 def site_fields(options: ImportOptions) -> dict[str, Any]:
-    """Fields every imported site gets from the options (region, PUE when given)."""
-    out: dict[str, Any] = {"region": options.region}
-    if options.pue is not None:
-        out["pue"] = options.pue
-    return out
+    """Fields every imported site gets from the options: region and PUE, written out even when it is
+    the format's default so that the file states the PUE its figures use."""
+    return {"region": options.region, "pue": applied_pue(options)}
+
+
+def applied_pue(options: ImportOptions) -> float:
+    from edgeplace.topology.spec import DEFAULT_PUE
+
+    return DEFAULT_PUE if options.pue is None else options.pue
 
 
 def pue_note(options: ImportOptions) -> str:
-    from edgeplace.topology.spec import DEFAULT_PUE
-
     if options.pue is None:
-        return (f"no PUE in the source: sites get the format's default {DEFAULT_PUE} (typical enterprise / "
-                f"colocation, shared/REFERENCE.md); use PUE 1.0 to count IT energy only")
-    return f"no PUE in the source: every site gets PUE {options.pue} (from the options)"
+        return (f"no PUE in the source: every site is written with PUE {applied_pue(options)}, the format's "
+                f"default (typical enterprise / colocation); pass --pue 1.0 to count IT energy only")
+    return f"no PUE in the source: every site gets PUE {options.pue} (from --pue)"

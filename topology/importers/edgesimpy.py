@@ -22,10 +22,19 @@ The mapping (docs/IMPORTERS.md has it as a table, with the reasons):
                                   cpu_demand x 1000 millicores, memory_demand MiB,
                                   SLA = the tightest delay_slas of the app's users,
                                   current = the server it is placed on
-    ContainerRegistry r        -> workload registry-r (no SLA) on its server
+    ContainerRegistry r        -> workload registry-r (no SLA) fixed on its server:
+                                  node_selector kubernetes.io/hostname = that node
+                                  (its images and layers live there, and EdgeSimPy
+                                  pulls every layer from it), current = that node
 
-Written from the format (the sample dataset's structure), not from
-EdgeSimPy's code.
+`apply_placement` goes the other way: a dataset with services moved to the
+servers a plan chose (service and server relationships, server demands, the
+layers a moved service needs on its new server, users' delays and paths),
+in EdgeSimPy's own ids. `placement_ids` gives the plan as
+{"service id": server id}.
+
+Written from the format (EdgeSimPy's dataset structure and the loader that
+reads it, `Simulator.initialize`), not from EdgeSimPy's code.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.load import read_document
 from edgeplace.topology.importers.common import ImportOptions, ImportResult, pue_note, site_fields, skeleton, slug
 
+#: Node label that pins a workload to one node (the Kubernetes well-known label).
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 #: Power of a server whose dataset gives no power model: a recent 1-2 socket
 #: server at about 115 W idle / 490 W max (SPECpower, shared/REFERENCE.md
 #: "Power of compute nodes").
@@ -66,6 +77,7 @@ class _Mapper:
         self.data, self.options, self.source, self.name = data, options, source, name
         self.problems: list[Problem] = []
         self.notes: list[str] = []
+        self._sla_noted: set[int] = set()
 
     # -- reading helpers ---------------------------------------------------------
     def bad(self, path: str, message: str) -> None:
@@ -143,6 +155,7 @@ class _Mapper:
                                                                  "dataset lists them under 'EdgeServer'")])
         opts = self.options
         doc = skeleton(self.name, f"Imported from the EdgeSimPy dataset {Path(self.source).name}.", opts, self.notes)
+        self.ids: dict[str, dict[str, tuple[str, int]]] = {"workloads": {}, "nodes": {}}
         self.notes.append(pue_note(opts))
 
         switches = {a["id"]: (p, a, r) for p, a, r in self.entities("NetworkSwitch")}
@@ -211,9 +224,11 @@ class _Mapper:
                 "capacity": {"cpu_millicores": int(round(cpu * 1000)), "memory_mib": int(round(memory))},
                 "power": power,
             }
+            node["labels"] = {HOSTNAME_LABEL: node["id"]}
             if isinstance(attrs.get("model_name"), str) and attrs["model_name"]:
-                node["labels"] = {"model": attrs["model_name"]}
+                node["labels"]["model"] = attrs["model_name"]
             doc["nodes"].append(node)
+            self.ids["nodes"][node["id"]] = ("EdgeServer", s)
         if other_models:
             self.notes.append(f"power models {', '.join(sorted(other_models))} are approximated as linear between "
                               f"static and max power (only {LINEAR_MODEL} maps exactly)")
@@ -251,14 +266,21 @@ class _Mapper:
                 if sla is not None:
                     workload["sla"] = sla
             doc["workloads"].append(workload)
+            self.ids["workloads"][workload["id"]] = ("Service", v)
         if multi:
             self.notes.append(f"{multi} service(s) belong to multi-service applications: each service gets the "
                               f"application's delay SLA on its own (the chain's summed delay is not modelled)")
         for r, (path, attrs, rels) in registries.items():
-            doc["workloads"].append(self._workload(f"registry-{r}", path, attrs, rels, servers))
+            workload = self._workload(f"registry-{r}", path, attrs, rels, servers)
+            if workload.get("current"):
+                # Fixed: the registry's images and layers live on its server and every pull comes from it.
+                workload["node_selector"] = {HOSTNAME_LABEL: workload["current"][0]}
+            doc["workloads"].append(workload)
+            self.ids["workloads"][workload["id"]] = ("ContainerRegistry", r)
         if registries:
             self.notes.append(f"{len(registries)} container registr{'y' if len(registries) == 1 else 'ies'} "
-                              f"mapped to workloads without an SLA on their current server")
+                              f"fixed on {'its' if len(registries) == 1 else 'their'} server (node_selector "
+                              f"{HOSTNAME_LABEL}; its images and layers live there), no SLA")
 
         # What is left out, said once.
         if switches:
@@ -270,7 +292,7 @@ class _Mapper:
                           "(services run in every slot), site coordinates (EdgeSimPy's grid is not geographic)")
         if self.problems:
             raise InputError(self.source, self.problems)
-        return ImportResult(doc, self.notes)
+        return ImportResult(doc, self.notes, self.ids)
 
     def _workload(self, wid: str, path: str, attrs: dict, rels: dict, servers: dict) -> dict[str, Any]:
         cpu = self.number(attrs, f"{path}.attributes", "cpu_demand")
@@ -301,7 +323,8 @@ class _Mapper:
             served.append(f"user-{u}")
         if not bounds:
             return None
-        if len(set(bounds)) > 1:
+        if len(set(bounds)) > 1 and app not in self._sla_noted:
+            self._sla_noted.add(app)
             self.notes.append(f"application {app}: users have delay SLAs {sorted(set(bounds))} ms; its services "
                               f"get the tightest, {min(bounds):g} ms")
         return {"latency_ms": min(bounds), "users": served}
@@ -309,3 +332,164 @@ class _Mapper:
 
 def _is_id(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# ---------------------------------------------------------------------------
+# Writing a plan back: EdgeSimPy ids and a dataset with the placement applied
+
+
+def placement_ids(scenario, placement, source_ids: dict[str, dict[str, tuple[str, int]]]) -> dict[str, int]:
+    """{"service id": server id} of the services a placement puts (their node in the first slot they run).
+
+    `scenario` and `placement` are edgeplace's; `source_ids` is `ImportResult.source_ids`
+    of the import that made the scenario. Services keep their node for the horizon in
+    edgeplace's model, so one server per service is the whole plan.
+    """
+    workloads, nodes = source_ids.get("workloads", {}), source_ids.get("nodes", {})
+    problems, out = [], {}
+    for w, wid in enumerate(scenario.workload_ids):
+        cls, ident = workloads.get(wid, (None, None))
+        if cls != "Service":
+            continue
+        row = placement.assign[int(scenario.workload_first_replica[w])]
+        placed = row[row >= 0]
+        node = scenario.node_ids[int(placed[0])] if placed.size else None
+        if node is None:
+            problems.append(Problem(f"workloads.{wid}", "is not placed in any slot; a dataset needs a server for it"))
+        elif node not in nodes:
+            problems.append(Problem(f"workloads.{wid}", f"runs on node {node!r}, which is no EdgeServer of the dataset"))
+        else:
+            out[str(ident)] = nodes[node][1]
+    if problems:
+        raise InputError("placement", problems)
+    return out
+
+
+def apply_placement(data: dict, assignment: dict[str, int], source: str = "<edgesimpy>") -> dict:
+    """A copy of an EdgeSimPy dataset with each service on the server `assignment` names.
+
+    Updated the way EdgeSimPy's own provisioning leaves a dataset: the service's
+    `server` and the servers' `services`; servers' `cpu_demand` and `memory_demand`;
+    every layer of the service's image on its new server (a new ContainerLayer
+    when it is missing there, counted in `disk_demand`; layers left behind stay as
+    cache); users' `delays` and `communication_paths` over the shortest-delay
+    switch paths. Raises InputError when a server is unknown or would be over
+    its CPU, memory or disk capacity.
+    """
+    import copy
+
+    out = copy.deepcopy(data)
+    servers = {item["attributes"]["id"]: item for item in out.get("EdgeServer", [])}
+    services = {item["attributes"]["id"]: item for item in out.get("Service", [])}
+    images = {item["attributes"].get("digest"): item for item in out.get("ContainerImage", [])}
+    layers = out.setdefault("ContainerLayer", [])
+    layer_by_id = {item["attributes"]["id"]: item for item in layers}
+    problems: list[Problem] = []
+    for sid, target in sorted(assignment.items(), key=lambda kv: int(kv[0])):
+        service = services.get(int(sid))
+        if service is None:
+            problems.append(Problem(f"Service {sid}", "is not in the dataset"))
+            continue
+        if target not in servers:
+            problems.append(Problem(f"Service {sid}", f"is placed on EdgeServer {target}, which is not in the dataset"))
+            continue
+        rels, attrs = service["relationships"], service["attributes"]
+        old = (rels.get("server") or {}).get("id")
+        if old == target:
+            continue
+        if old in servers:
+            _move_demand(servers[old], attrs, -1)
+            servers[old]["relationships"]["services"] = [r for r in servers[old]["relationships"].get("services", [])
+                                                          if r.get("id") != service["attributes"]["id"]]
+        new = servers[target]
+        _move_demand(new, attrs, +1)
+        new["relationships"].setdefault("services", []).append({"class": "Service", "id": attrs["id"]})
+        rels["server"] = {"class": "EdgeServer", "id": target}
+        image = images.get(attrs.get("image_digest"))
+        if image is not None:
+            _pull_layers(new, image["attributes"].get("layers_digests") or [], layers, layer_by_id)
+    for sid, server in servers.items():
+        a = server["attributes"]
+        for used, cap in (("cpu_demand", "cpu"), ("memory_demand", "memory"), ("disk_demand", "disk")):
+            if isinstance(a.get(cap), (int, float)) and a.get(used, 0) > a[cap]:
+                problems.append(Problem(f"EdgeServer {sid}.{used}", f"{a[used]:g} exceeds its {cap} {a[cap]:g}"))
+    if problems:
+        raise InputError(source, problems)
+    _update_user_paths(out, servers, services)
+    return out
+
+
+def _move_demand(server: dict, service_attrs: dict, sign: int) -> None:
+    a = server["attributes"]
+    for key in ("cpu_demand", "memory_demand"):
+        a[key] = a.get(key, 0) + sign * service_attrs.get(key, 0)
+
+
+def _pull_layers(server: dict, digests: list[str], layers: list[dict], layer_by_id: dict[int, dict]) -> None:
+    """Give `server` every layer in `digests` it lacks, as EdgeSimPy's layer download would."""
+    rels = server["relationships"]
+    have = {layer_by_id[r["id"]]["attributes"].get("digest") for r in rels.get("container_layers", [])
+            if r.get("id") in layer_by_id}
+    for digest in digests:
+        if digest in have:
+            continue
+        template = next((item for item in layers if item["attributes"].get("digest") == digest), None)
+        if template is None:
+            continue
+        lid = max(layer_by_id, default=0) + 1
+        layer = {"attributes": {**template["attributes"], "id": lid},
+                 "relationships": {"server": {"class": "EdgeServer", "id": server["attributes"]["id"]}}}
+        layers.append(layer)
+        layer_by_id[lid] = layer
+        rels.setdefault("container_layers", []).append({"class": "ContainerLayer", "id": lid})
+        server["attributes"]["disk_demand"] = server["attributes"].get("disk_demand", 0) + template["attributes"].get("size", 0)
+        have.add(digest)
+
+
+def _update_user_paths(data: dict, servers: dict, services: dict) -> None:
+    """Each user's path to its applications' services (user's switch, then service to service in order) and the
+    delay it adds up to: the base station's wireless delay plus the links' delays."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    for link in data.get("NetworkLink", []):
+        ends = [n.get("id") for n in link["relationships"].get("nodes", [])]
+        if len(ends) == 2:
+            graph.add_edge(ends[0], ends[1], delay=float(link["attributes"].get("delay", 0)))
+    stations = {item["attributes"]["id"]: item for item in data.get("BaseStation", [])}
+    apps = {item["attributes"]["id"]: item for item in data.get("Application", [])}
+
+    def switch_of_server(sid):
+        rels = servers[sid]["relationships"]
+        if rels.get("network_switch"):
+            return rels["network_switch"]["id"]
+        station = stations.get((rels.get("base_station") or {}).get("id"))
+        return ((station or {}).get("relationships", {}).get("network_switch") or {}).get("id")
+
+    for user in data.get("User", []):
+        attrs, rels = user["attributes"], user["relationships"]
+        station = stations.get((rels.get("base_station") or {}).get("id"))
+        if station is None or not isinstance(attrs.get("delays"), dict):
+            continue
+        here = (station["relationships"].get("network_switch") or {}).get("id")
+        for app_key in list(attrs["delays"]):
+            app = apps.get(int(app_key))
+            if app is None:
+                continue
+            hops = [switch_of_server(services[r["id"]]["relationships"]["server"]["id"])
+                    for r in app["relationships"].get("services", [])
+                    if r.get("id") in services and services[r["id"]]["relationships"].get("server")]
+            if here is None or None in hops:
+                continue
+            paths, delay, src = [], float(station["attributes"].get("wireless_delay", 0)), here
+            try:
+                for dst in hops:
+                    path = [src] if src == dst else nx.shortest_path(graph, src, dst, weight="delay")
+                    delay += nx.path_weight(graph, path, weight="delay") if len(path) > 1 else 0.0
+                    paths.append(path)
+                    src = dst
+            except nx.NetworkXException:  # no path: EdgeSimPy would not find one either; leave the user as it was
+                continue
+            attrs["delays"][app_key] = int(delay) if delay.is_integer() else delay
+            if isinstance(attrs.get("communication_paths"), dict):
+                attrs["communication_paths"][app_key] = paths

@@ -94,6 +94,8 @@ def fetch_intensity(service: IntensityService, zones: Mapping[str, str], grid: S
                   and s.series == series]
         values, notes, source = _settle(found.get(key), reason, grid, what, max_gap_minutes, backup,
                                         service.intensity_kind, f"region {region}")
+        if reason is None:
+            notes = [*found[key].notes, *notes]  # what the service flagged (estimated values, ...)
         problems = _range_problems(SignalKind.grid_intensity, values, what)
         if problems:
             raise InputError(service.label, problems)

@@ -6,8 +6,14 @@ Outcomes of a request, mapped once:
 what happened                      what the caller gets
 =================================  ==========================================
 2xx                                the `Response`
-401, 403                           `ServiceAuthError` (an `InputError`): the
+204 No Content (`get_json`)        `ServiceNoData` (an `InputError`): the
+                                   service has nothing for this request
+401 Unauthorized                   `ServiceAuthError` (an `InputError`): the
                                    message names the environment variables
+403 Forbidden                      `ServicePlanError` (an `InputError`): the
+                                   credentials are good but the account's
+                                   plan does not cover this zone or endpoint;
+                                   the service's own message is quoted
 429 Too Many Requests              retried after `Retry-After` (seconds or an
                                    HTTP date; capped), else after back-off
 500, 502, 503, 504, connection     retried with exponential back-off and
@@ -79,11 +85,28 @@ class ServiceUnavailable(Exception):
 
 
 class ServiceAuthError(InputError):
-    """401/403: missing or wrong credentials."""
+    """401: missing or wrong credentials."""
+
+
+class ServicePlanError(InputError):
+    """403: the credentials were accepted, but the account's plan does not include what was asked."""
+
+
+class ServiceNoData(InputError):
+    """204 No Content: the service answered, with nothing for this zone and period."""
 
 
 class ServiceRequestError(InputError):
     """A 4xx other than auth and rate limits: the request itself is wrong (unknown zone, bad time range)."""
+
+
+#: How a refused request reads, by status (the service's own reason follows).
+REFUSALS = {
+    400: "the service rejected the request as invalid",
+    404: "the service has no such resource (zone, location or endpoint)",
+    422: "the service could not process the request's parameters",
+    501: "the service does not implement this for its configured data source",
+}
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
@@ -129,6 +152,8 @@ def error_message(body: bytes) -> str:
         doc = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return _excerpt(body)
+    if isinstance(doc, dict) and isinstance(doc.get("error"), dict):  # {"error": {"code": ..., "message": ...}}
+        doc = doc["error"]
     if isinstance(doc, dict):
         parts = [str(doc[k]) for k in ("message", "error", "title", "detail") if isinstance(doc.get(k), (str, int))]
         if parts:
@@ -155,23 +180,35 @@ class HttpClient:
 
     def __init__(self, service: str, policy: RetryPolicy = RetryPolicy(), *,
                  sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None, auth_hint: str = ""):
+                 rng: random.Random | None = None, auth_hint: str = "", plan_hint: str = ""):
         self.service = service
         self.policy = policy
         self.sleep = sleep
         self.clock = clock
         self.rng = rng or random.Random()
         self.auth_hint = auth_hint
+        self.plan_hint = plan_hint
         self._direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._default = urllib.request.build_opener()
 
     def get(self, url: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
-            headers: Mapping[str, str] | None = None) -> Response:
+            headers: Mapping[str, str] | None = None, auth_statuses: tuple[int, ...] = (401,)) -> Response:
         """One logical GET: retried per the policy; see the module docstring for the outcomes."""
+        return self.request("GET", url, params, headers, auth_statuses=auth_statuses)
+
+    def request(self, method: str, url: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
+                headers: Mapping[str, str] | None = None, json_body: Any = None,
+                auth_statuses: tuple[int, ...] = (401,)) -> Response:
+        """One logical request (GET, or POST with a JSON body), retried per the policy.
+        `auth_statuses`: what means wrong credentials here (a login endpoint also says so with 403)."""
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urllib.parse.urlencode(params, doseq=True)}"
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, "Accept": "application/json",
-                                                       **(headers or {})})
+        data = None
+        all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
+        if json_body is not None:
+            data = json.dumps(json_body).encode("utf-8")
+            all_headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=all_headers, method=method)
         host = urllib.parse.urlsplit(url).hostname or ""
         opener = self._direct if host in LOOPBACK_HOSTS else self._default
         policy = self.policy
@@ -193,13 +230,19 @@ class HttpClient:
                     return Response(resp.status, resp.headers, body, url)
             except urllib.error.HTTPError as exc:
                 body = _read_error_body(exc)
-                if exc.code in (401, 403):
+                if exc.code in auth_statuses:
                     raise ServiceAuthError(f"{self.service} ({url})", [Problem(
                         f"HTTP {exc.code}", f"the service refused the credentials ({error_message(body)}); "
-                                            f"{self.auth_hint or 'check the credentials'}")]) from None
+                                    f"{self.auth_hint or 'check the credentials'}")]) from None
+                if exc.code == 403:
+                    raise ServicePlanError(f"{self.service} ({url})", [Problem(
+                        "HTTP 403", f"the credentials were accepted, but the account's plan does not include this "
+                                    f"request ({error_message(body)}); "
+                                    f"{self.plan_hint or 'ask for a zone or endpoint your plan covers'}")]) from None
                 if exc.code not in RETRY_STATUSES:
+                    what = REFUSALS.get(exc.code, "the service rejected the request")
                     raise ServiceRequestError(f"{self.service} ({url})", [Problem(
-                        f"HTTP {exc.code}", f"the service rejected the request: {error_message(body)}")]) from None
+                        f"HTTP {exc.code}", f"{what}: {error_message(body)}")]) from None
                 reason = f"HTTP {exc.code} {error_message(body)}".strip()
                 retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
             except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
@@ -221,8 +264,18 @@ class HttpClient:
         raise ServiceUnavailable(self.service, url, f"{reason} (after {attempt} attempt(s))")
 
     def get_json(self, url: str, params: Mapping[str, Any] | Sequence[tuple[str, Any]] | None = None,
-                 headers: Mapping[str, str] | None = None) -> Any:
-        return parse_json(self.get(url, params, headers), self.service)
+                 headers: Mapping[str, str] | None = None, auth_statuses: tuple[int, ...] = (401,)) -> Any:
+        return self._json(self.get(url, params, headers, auth_statuses=auth_statuses))
+
+    def post_json(self, url: str, body: Any, headers: Mapping[str, str] | None = None) -> Any:
+        return self._json(self.request("POST", url, None, headers, json_body=body))
+
+    def _json(self, response: Response) -> Any:
+        if response.status == 204:
+            raise ServiceNoData(f"{self.service} ({response.url})", [Problem(
+                "HTTP 204", "the service has no data for this request (No Content); ask for a period and "
+                            "location its data source covers")])
+        return parse_json(response, self.service)
 
 
 def _read_error_body(exc: urllib.error.HTTPError) -> bytes:
@@ -246,6 +299,8 @@ __all__ = [
     "Response",
     "RetryPolicy",
     "ServiceAuthError",
+    "ServiceNoData",
+    "ServicePlanError",
     "ServiceRequestError",
     "ServiceUnavailable",
     "backoff_delay",

@@ -5,30 +5,44 @@ turbidity climatology (or the simplified Solis model), from a site's
 coordinates; no data download. With a measured-irradiance file, the same
 chain runs on the measurements instead.
 
-The chain, one plain function per step (pvlib names in brackets):
+The chain is pvlib's PVWatts chain, as `ModelChain.with_pvwatts` runs it
+(tests/test_signals_pv.py checks the daily yield against that ModelChain
+within 1 %), one plain function per step (pvlib names in brackets):
 
 1. sun position at each sample [`solarposition.get_solarposition`];
 2. irradiance on the horizontal: clear sky [`Location.get_clearsky`], or
    measured GHI (DNI and DHI split off with Erbs when not measured
    [`irradiance.erbs`]);
 3. irradiance in the module plane, Perez transposition
-   [`irradiance.get_total_irradiance`], ground albedo 0.25;
-4. cell temperature, SAPM open-rack glass/polymer
-   [`temperature.sapm_cell`] at an assumed ambient temperature and wind
-   speed (a clear-sky day has no weather);
-5. DC power, PVWatts [`pvsystem.pvwatts_dc`]:
-   P_dc = P_kWp x POA / 1000 W/m2 x (1 + gamma x (T_cell - 25 C));
-6. delivered power P = P_dc x (1 - system loss): soiling, shading, wiring,
-   mismatch, inverter and availability in one factor, 14 % by default
-   (PVWatts v5's default total loss).
+   [`irradiance.get_total_irradiance`], ground albedo 0.25; angle of
+   incidence [`irradiance.aoi`];
+4. effective irradiance: the beam part times an incidence-angle modifier
+   (reflection off the module glass at oblique sun), physical (Fresnel and
+   Beer's law, pvlib's ModelChain default) or ASHRAE [`iam.physical`,
+   `iam.ashrae`], plus the diffuse part;
+5. cell temperature, SAPM open-rack glass/polymer [`temperature.sapm_cell`]
+   from the plane-of-array irradiance at an assumed ambient temperature and
+   wind speed (a clear-sky day has no weather);
+6. DC power, PVWatts [`pvsystem.pvwatts_dc`]:
+   P_dc = P_kWp x E_eff / 1000 W/m2 x (1 + gamma x (T_cell - 25 C));
+7. DC losses x (1 - loss): PVWatts' system losses [`pvsystem.pvwatts_losses`]
+   (soiling 2 %, shading 3 %, mismatch 2 %, wiring 2 %, connections 0.5 %,
+   light-induced degradation 1.5 %, nameplate 1 %, availability 3 %,
+   compounding to 14.08 %, the "14 %" of the PVWatts manual). They do not
+   include the inverter, which PVWatts models on its own:
+8. AC power, PVWatts inverter [`inverter.pvwatts`]: nominal efficiency 96 %
+   (part-load curve of the PVWatts manual), sized by the DC/AC ratio 1.2
+   (PVWatts' default: inverter AC rating = kWp / 1.2), clipping above it.
+   `PVOptions(inverter=False)` stops at DC (a DC-coupled site).
 
 Slot values are means over `sample_minutes` samples taken at the middle of
 equal sub-intervals of each slot [kW].
 
 Calibration (tests/test_signals_pv.py): Berlin (52.52 N, 13.405 E) on
-21 June 2026, 30 deg tilt facing south, gives 7.46 kWh per kWp before the
-system loss (shared/REFERENCE.md: "about 7.4"; the test allows +/- 3 %) and
-6.42 kWh per kWp with the default 14 % loss.
+21 June 2026, 30 deg tilt facing south, gives 7.46 kWh per kWp of module
+DC output without incidence-angle, system or inverter losses
+(shared/REFERENCE.md: "about 7.4"; the test allows +/- 3 %) and
+6.02 kWh per kWp delivered (AC) with the defaults.
 
 References: Holmgren, Hansen, Mikofski, "pvlib python", JOSS 3(29), 2018;
 Ineichen & Perez, Solar Energy 73(3), 2002; Dobos, "PVWatts Version 5
@@ -56,8 +70,12 @@ from edgeplace.topology.signals.files import Problems, TooManyProblems, parse_nu
 from edgeplace.topology.signals.series import SignalSeries, SlotGrid
 from edgeplace.topology.spec import ScenarioSpec, SignalKind
 
-#: PVWatts v5 default total system loss (Dobos 2014, NREL/TP-6A20-62641).
-DEFAULT_SYSTEM_LOSS = 0.14
+#: PVWatts' default DC system losses compounded (pvlib `pvwatts_losses()`: 14.08 %;
+#: Dobos 2014, NREL/TP-6A20-62641). The inverter is not among them.
+DEFAULT_SYSTEM_LOSS = 0.1408
+#: PVWatts inverter: nominal efficiency and the DC/AC sizing ratio (PVWatts defaults).
+DEFAULT_INVERTER_EFFICIENCY = 0.96
+DEFAULT_DC_AC_RATIO = 1.2
 #: Power temperature coefficient of standard crystalline modules [1/K] (PVWatts v5).
 DEFAULT_GAMMA_PER_K = -0.0047
 #: Tilt [deg] and azimuth [deg from north, 180 = south] when a site gives none:
@@ -87,6 +105,12 @@ class PVOptions:
     albedo: float = 0.25
     model: Literal["ineichen", "simplified_solis"] = "ineichen"
     sample_minutes: float = 5.0
+    #: Incidence-angle modifier of the beam irradiance: physical (pvlib's PVWatts default), ashrae, or none.
+    iam_model: Literal["physical", "ashrae", "none"] = "physical"
+    #: AC output through the PVWatts inverter; False: DC after the system losses.
+    inverter: bool = True
+    inverter_efficiency: float = DEFAULT_INVERTER_EFFICIENCY
+    dc_ac_ratio: float = DEFAULT_DC_AC_RATIO
 
     def __post_init__(self) -> None:
         checks = [
@@ -100,6 +124,11 @@ class PVOptions:
             (0 <= self.albedo <= 1, f"albedo must be 0..1 (got {self.albedo})"),
             (self.model in ("ineichen", "simplified_solis"), f"model must be ineichen or simplified_solis (got {self.model!r})"),
             (0 < self.sample_minutes <= 60, f"sample_minutes must be in (0, 60] (got {self.sample_minutes})"),
+            (self.iam_model in ("physical", "ashrae", "none"), f"iam_model must be physical, ashrae or none "
+                                                              f"(got {self.iam_model!r})"),
+            (0.5 <= self.inverter_efficiency <= 1, f"inverter efficiency is a fraction 0.5..1, e.g. 0.96 "
+                                                   f"(got {self.inverter_efficiency})"),
+            (0.5 <= self.dc_ac_ratio <= 3, f"the DC/AC ratio is 0.5..3, e.g. 1.2 (got {self.dc_ac_ratio})"),
         ]
         bad = [why for ok, why in checks if not ok]
         if bad:
@@ -144,8 +173,9 @@ def clear_sky(lat: float, lon: float, times: pd.DatetimeIndex, model: str = "ine
     return pd.concat([position[["apparent_zenith", "zenith", "azimuth"]], sky[["ghi", "dni", "dhi"]]], axis=1)
 
 
-def plane_of_array(sky: pd.DataFrame, tilt_deg: float, azimuth_deg: float, albedo: float) -> pd.Series:
-    """Irradiance in the module plane [W/m2], Perez transposition."""
+def plane_of_array(sky: pd.DataFrame, tilt_deg: float, azimuth_deg: float, albedo: float) -> pd.DataFrame:
+    """Irradiance in the module plane [W/m2], Perez transposition: poa_global, poa_direct,
+    poa_diffuse, and the angle of incidence aoi [deg]."""
     import pvlib
 
     with _quiet_pandas_deprecations():
@@ -154,23 +184,47 @@ def plane_of_array(sky: pd.DataFrame, tilt_deg: float, azimuth_deg: float, albed
         poa = pvlib.irradiance.get_total_irradiance(
             tilt_deg, azimuth_deg, sky["apparent_zenith"], sky["azimuth"], sky["dni"], sky["ghi"], sky["dhi"],
             dni_extra=dni_extra, airmass=airmass, albedo=albedo, model="perez")
-    return poa["poa_global"].fillna(0.0).clip(lower=0.0)
+        aoi = pvlib.irradiance.aoi(tilt_deg, azimuth_deg, sky["apparent_zenith"], sky["azimuth"])
+    out = poa[["poa_global", "poa_direct", "poa_diffuse"]].fillna(0.0).clip(lower=0.0)
+    out["aoi"] = aoi
+    return out
 
 
-def delivered_kw(poa_w_per_m2: np.ndarray, temp_air_c: np.ndarray | float, wind_m_per_s: np.ndarray | float,
-                 kwp: float, gamma_per_k: float, system_loss: float) -> np.ndarray:
-    """Delivered PV power [kW] from plane-of-array irradiance [W/m2].
+def effective_irradiance(poa: pd.DataFrame, iam_model: str) -> np.ndarray:
+    """Beam x incidence-angle modifier + diffuse [W/m2] (pvlib ModelChain's effective irradiance)."""
+    import pvlib
 
-    P = kWp x POA / 1000 x (1 + gamma x (T_cell - 25)) x (1 - loss), with
-    T_cell from the SAPM open-rack glass/polymer model.
+    aoi = poa["aoi"].to_numpy()
+    if iam_model == "physical":
+        iam = pvlib.iam.physical(aoi)
+    elif iam_model == "ashrae":
+        iam = pvlib.iam.ashrae(aoi)
+    else:
+        iam = np.ones_like(aoi)
+    return poa["poa_direct"].to_numpy() * np.nan_to_num(np.asarray(iam, dtype=float)) + poa["poa_diffuse"].to_numpy()
+
+
+def delivered_kw(poa_w_per_m2: np.ndarray, effective_w_per_m2: np.ndarray, temp_air_c: np.ndarray | float,
+                 wind_m_per_s: np.ndarray | float, kwp: float, options: "PVOptions") -> np.ndarray:
+    """Delivered PV power [kW]: steps 5-8 of the module docstring.
+
+    P_dc = kWp x E_eff / 1000 x (1 + gamma x (T_cell - 25)) x (1 - loss), T_cell from the
+    SAPM open-rack glass/polymer model at the plane-of-array irradiance; then the PVWatts
+    inverter (unless `options.inverter` is False).
     """
     import pvlib
 
     params = pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"]["open_rack_glass_polymer"]
     poa = np.asarray(poa_w_per_m2, dtype=float)
     cell = pvlib.temperature.sapm_cell(poa, temp_air_c, wind_m_per_s, **params)
-    dc = pvlib.pvsystem.pvwatts_dc(poa, cell, kwp, gamma_per_k)
-    return np.clip(np.asarray(dc, dtype=float) * (1.0 - system_loss), 0.0, None)
+    dc = np.asarray(pvlib.pvsystem.pvwatts_dc(np.asarray(effective_w_per_m2, dtype=float), cell, kwp,
+                                              options.gamma_per_k), dtype=float) * (1.0 - options.system_loss)
+    dc = np.clip(dc, 0.0, None)
+    if not options.inverter or kwp <= 0:
+        return dc
+    pdc0 = kwp / options.dc_ac_ratio / options.inverter_efficiency  # DC input at the AC rating kWp / ratio
+    ac = pvlib.inverter.pvwatts(dc, pdc0, eta_inv_nom=options.inverter_efficiency)
+    return np.clip(np.nan_to_num(np.asarray(ac, dtype=float)), 0.0, None)
 
 
 def _slot_means(samples: np.ndarray, grid: SlotGrid) -> np.ndarray:
@@ -186,8 +240,8 @@ def clear_sky_kw(lat: float, lon: float, kwp: float, grid: SlotGrid, options: PV
     times = sample_times(grid, options.sample_minutes)
     sky = clear_sky(lat, lon, times, options.model)
     poa = plane_of_array(sky, options.tilt_deg, options.azimuth_deg, options.albedo)
-    power = delivered_kw(poa.to_numpy(), options.temp_air_c, options.wind_m_per_s, kwp,
-                         options.gamma_per_k, options.system_loss)
+    power = delivered_kw(poa["poa_global"].to_numpy(), effective_irradiance(poa, options.iam_model),
+                         options.temp_air_c, options.wind_m_per_s, kwp, options)
     return _slot_means(power, grid)
 
 
@@ -306,17 +360,31 @@ def measured_kw(lat: float, lon: float, kwp: float, data: Irradiance, grid: Slot
             dhi = np.where(missing, np.asarray(split["dhi"], dtype=float), dhi)
         sky = pd.DataFrame({"apparent_zenith": position["apparent_zenith"].to_numpy(),
                             "azimuth": position["azimuth"].to_numpy(), "ghi": ghi, "dni": dni, "dhi": dhi}, index=mid)
-        poa = plane_of_array(sky, options.tilt_deg, options.azimuth_deg, options.albedo).to_numpy()
-        poa = np.where(np.isnan(ghi), np.nan, poa)
+        components = plane_of_array(sky, options.tilt_deg, options.azimuth_deg, options.albedo)
+        poa = np.where(np.isnan(ghi), np.nan, components["poa_global"].to_numpy())
+        effective = effective_irradiance(components, options.iam_model)
+    else:
+        # Measured in the plane: no beam/diffuse split, so no incidence-angle modifier (a module-plane
+        # pyranometer or reference cell already sees what arrives there).
+        effective = np.nan_to_num(poa, nan=0.0)
     temp = np.where(np.isnan(data.temp_air[order]), options.temp_air_c, data.temp_air[order])
     wind = np.where(np.isnan(data.wind[order]), options.wind_m_per_s, data.wind[order])
-    power = delivered_kw(np.nan_to_num(poa, nan=0.0), temp, wind, 1.0, options.gamma_per_k, options.system_loss) * kwp
+    power = delivered_kw(np.nan_to_num(poa, nan=0.0), effective, temp, wind, kwp, options)
     power = np.where(np.isnan(poa), np.nan, power)  # a missing measurement is a gap
     labels = [f"{data.row_word} {data.rows[i]}" for i in order]
     result = align(t, power, grid, step_s=step, max_gap_s=max_gap_minutes * 60.0, labels=labels, what=what, fix="add rows")
     if result.values is None:
         raise InputError(data.source, result.problems)
     return result.values
+
+
+def site_options(site, options: PVOptions) -> PVOptions:
+    """`options` with the site's own mount: its `pv_tilt_deg` / `pv_azimuth_deg` where it sets them."""
+    from dataclasses import replace
+
+    return replace(options,
+                   tilt_deg=options.tilt_deg if site.pv_tilt_deg is None else site.pv_tilt_deg,
+                   azimuth_deg=options.azimuth_deg if site.pv_azimuth_deg is None else site.pv_azimuth_deg)
 
 
 def pv_signals(spec: ScenarioSpec, grid: SlotGrid, options: PVOptions = PVOptions(), *,
@@ -346,15 +414,17 @@ def pv_signals(spec: ScenarioSpec, grid: SlotGrid, options: PVOptions = PVOption
     for site_id in chosen:
         site = by_id[site_id]
         assert site.location is not None  # checked above
+        mount = site_options(site, options)
+        chain = (f"tilt {mount.tilt_deg:g}, azimuth {mount.azimuth_deg:g}, iam {mount.iam_model}, "
+                 f"DC loss {mount.system_loss:g}, {'PVWatts inverter' if mount.inverter else 'DC'}")
         if irradiance is None:
-            values = clear_sky_kw(site.location.lat, site.location.lon, site.pv_kwp, grid, options)
-            source = (f"pvlib clear sky ({options.model}), tilt {options.tilt_deg:g}, azimuth {options.azimuth_deg:g}, "
-                      f"loss {options.system_loss:g}")
+            values = clear_sky_kw(site.location.lat, site.location.lon, site.pv_kwp, grid, mount)
+            source = f"pvlib clear sky ({mount.model}), {chain}"
         else:
             data = read_irradiance(irradiance, site=site_id)
-            values = measured_kw(site.location.lat, site.location.lon, site.pv_kwp, data, grid, options,
+            values = measured_kw(site.location.lat, site.location.lon, site.pv_kwp, data, grid, mount,
                                  max_gap_minutes=max_gap_minutes, what=f"site {site_id} (PV)")
-            source = f"pvlib from measured irradiance {irradiance}"
+            source = f"pvlib from measured irradiance {irradiance}, {chain}"
         out.append(SignalSeries(SignalKind.renewable_supply, site_id, values, "actual", source=source))
     return out
 
@@ -367,8 +437,10 @@ __all__ = [
     "clear_sky_kw",
     "daily_yield_kwh_per_kwp",
     "delivered_kw",
+    "effective_irradiance",
     "measured_kw",
     "plane_of_array",
     "pv_signals",
     "read_irradiance",
+    "site_options",
 ]

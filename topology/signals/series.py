@@ -103,6 +103,8 @@ class Points:
     values: np.ndarray
     step_s: float | None = None
     source: str = ""
+    #: What the source flagged about these values (e.g. how many are estimates), said with the series.
+    notes: tuple[str, ...] = ()
 
 
 def iso(t: datetime | float) -> str:
@@ -175,18 +177,80 @@ def apply_signals(document: dict[str, Any], series: Iterable[SignalSeries]) -> d
     Other signals stay as they are, in their order."""
     doc = copy.deepcopy(document)
     signals = doc.get("signals")
-    signals = list(signals) if isinstance(signals, list) else []
-    position = {signal_key(s): i for i, s in enumerate(signals)}
-    for s in series:
-        entry = s.to_document()
-        i = position.get(s.key())
-        if i is None:
-            position[s.key()] = len(signals)
-            signals.append(entry)
-        else:
-            signals[i] = entry
-    doc["signals"] = signals
+    doc["signals"] = list(signals) if isinstance(signals, list) else []
+    _put_signals(doc["signals"], [s.to_document() for s in series])
     return doc
+
+
+def _put_signals(signals: list, entries: list[dict[str, Any]], replace=None) -> None:
+    """Replace the entry of the same (signal, target, series) in `signals`, else append (in place).
+    `replace(old, new)` may carry something of the old entry over (its comments)."""
+    position = {signal_key(s): i for i, s in enumerate(signals)}
+    for entry in entries:
+        key = signal_key(entry)
+        if key in position:
+            if replace is not None:
+                replace(signals[position[key]], entry)
+            signals[position[key]] = entry
+        else:
+            position[key] = len(signals)
+            signals.append(entry)
+
+
+def _keep_anchors(node: Any) -> None:
+    """Write every anchor the user named, also those no alias uses (the writer drops those by default)."""
+    anchor = getattr(node, "anchor", None)
+    if anchor is not None and getattr(anchor, "value", None):
+        anchor.always_dump = True
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        _keep_anchors(child)
+
+
+def _sequence_offset(text: str) -> int:
+    """How far the file indents a block sequence's dash under its key ("key:\n  - a" is 2, "key:\n- a" 0):
+    the round-trip writer cannot tell by itself and would re-indent every list."""
+    import re
+
+    match = re.search(r"^( *)[^\s#-][^:\n]*:[ \t]*(?:#.*)?\n(?:[ \t]*(?:#.*)?\n)*( *)- ", text, re.M)
+    return max(0, len(match[2]) - len(match[1])) if match else 2
+
+
+def render_roundtrip_yaml(original_text: str, series: Iterable[SignalSeries]) -> str:
+    """The original YAML text with the series put in (`apply_signals`), written by a round-trip
+    YAML library (ruamel.yaml): comments, key order, quoting and flow styles of everything
+    else stay as the user wrote them. New value lists are written in flow style."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 4096  # one line per value list, as the plain writer does
+    offset = _sequence_offset(original_text)
+    rt.indent(mapping=2, sequence=offset + 2, offset=offset)
+    data = rt.load(original_text)
+    if not isinstance(data, CommentedMap):
+        raise ValueError("a scenario file is a mapping")
+    _keep_anchors(data)
+    if not isinstance(data.get("signals"), CommentedSeq):
+        data["signals"] = CommentedSeq()
+    entries = []
+    for s in series:
+        entry = CommentedMap(s.to_document())
+        values = CommentedSeq(entry["values"])
+        values.fa.set_flow_style()
+        entry["values"] = values
+        entries.append(entry)
+    def keep_comments(old, new):  # comments on the keys both entries have stay with them
+        if isinstance(old, CommentedMap):
+            new.ca.items.update({k: v for k, v in old.ca.items.items() if k in new})
+
+    _put_signals(data["signals"], entries, keep_comments)
+    out = io.StringIO()
+    rt.dump(data, out)
+    return out.getvalue()
 
 
 class _FlowListDumper(yaml.SafeDumper):
@@ -222,10 +286,29 @@ def write_scenario(document: dict[str, Any], path: str | Path) -> Scenario:
     """Check `document` as a whole (`edgeplace.topology.load`), then write it atomically.
 
     Nothing is written when the scenario has a problem: the `InputError`
-    lists them all. Comments of the original YAML file are not kept.
+    lists them all. Writes the document afresh (no comments); see
+    `write_signals_back` to keep a YAML file's comments.
     """
     scenario = scenario_from_dict(document, source=str(path))
     atomic_write_text(path, render_document(document, path))
+    return scenario
+
+
+def write_signals_back(source: str | Path, document: dict[str, Any], series: list[SignalSeries],
+                       path: str | Path) -> Scenario:
+    """Write `document` with `series` put in to `path`, keeping the comments and key order of the
+    YAML file `source` it was read from (JSON, either way, is written afresh).
+
+    What is checked is what is written: the round-trip text is parsed back with the loader
+    every command uses and validated as a whole before the atomic write; nothing is written
+    when it has a problem.
+    """
+    if Path(source).suffix.lower() == ".json" or Path(path).suffix.lower() == ".json":
+        return write_scenario(apply_signals(document, series), path)
+    text = render_roundtrip_yaml(Path(source).read_text(encoding="utf-8"), series)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    scenario = scenario_from_dict(yaml.load(text, Loader=loader), source=str(path))  # noqa: S506 - a safe loader
+    atomic_write_text(path, text)
     return scenario
 
 

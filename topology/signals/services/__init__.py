@@ -69,8 +69,9 @@ class ServiceConfig:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
 
-    def client(self, service: str, auth_hint: str = "") -> HttpClient:
-        return HttpClient(service, self.policy, sleep=self.sleep, rng=self.rng, auth_hint=auth_hint)
+    def client(self, service: str, auth_hint: str = "", plan_hint: str = "") -> HttpClient:
+        return HttpClient(service, self.policy, sleep=self.sleep, rng=self.rng, auth_hint=auth_hint,
+                          plan_hint=plan_hint)
 
 
 class IntensityService(Protocol):
@@ -200,7 +201,8 @@ def concat(parts: list[Points], source: str) -> Points:
     for p in parts:
         merged.update(zip(p.times_s.tolist(), p.values.tolist()))
     times = np.array(sorted(merged), dtype=float)
-    return Points(times, np.array([merged[t] for t in times], dtype=float), parts[0].step_s, source)
+    notes = tuple(dict.fromkeys(n for p in parts for n in p.notes))
+    return Points(times, np.array([merged[t] for t in times], dtype=float), parts[0].step_s, source, notes)
 
 
 def windows(start: datetime, end: datetime, max_days: float) -> list[tuple[datetime, datetime]]:

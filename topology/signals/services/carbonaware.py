@@ -9,9 +9,15 @@
              "optimalDataPoints": [...],
              "forecastData": [{"location": "...", "timestamp": "...", "duration": 5, "value": 380.5}, ...]}]
 
+    POST /emissions/forecasts/batch   [{"requestedAt": "...", "location": "westeurope"}, ...]
+        -> one EmissionsForecast (the shape above) per request: the forecast that was current at
+           `requestedAt` (historical forecasts, for back-testing)
+
 `duration` is a .NET TimeSpan ("00:05:00", "1.00:00:00") in emissions data
 and minutes in forecast data. Errors come as ValidationProblemDetails
-({"title", "status", "detail", "errors"}).
+({"type", "title", "status", "detail", "traceId", "errors"}); the emissions
+endpoints answer 204 No Content when the data source has nothing for the
+location and period, the forecast endpoints 501 when it cannot forecast.
 
 The SDK passes on what its configured data source provides: WattTime data is
 *marginal*, Electricity Maps data *average*. The API does not say which, so
@@ -64,7 +70,9 @@ class CarbonAwareSdk:
         self.intensity_kind = config.intensity_kind
         token = (config.env.get(TOKEN_ENV) or "").strip()
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = config.client(self.label, auth_hint=f"check {TOKEN_ENV} (the gateway in front of the SDK refused it)")
+        self.http = config.client(self.label, auth_hint=f"check {TOKEN_ENV} (the gateway in front of the SDK refused it)",
+                                  plan_hint="the SDK passes on its data source's refusal: that account's plan does not "
+                                            "cover this location")
 
     def emissions(self, location: str, start: datetime, end: datetime) -> Points:
         url = f"{self.base}/emissions/bylocation"
@@ -99,10 +107,35 @@ class CarbonAwareSdk:
         if not isinstance(doc, list) or not doc:
             body.bad("body", "should be a list with one forecast per location")
             body.check()
-        data = body.field(doc[0], "forecastData", "[0]", list)
+        points = self._forecast_data(body, doc[0], "[0]", f"{self.label} location {location} (forecast)")
+        body.check()
+        return points
+
+    def historical_forecasts(self, location: str, requested_at: list[datetime]) -> list[tuple[float, Points]]:
+        """The forecast that was current at each of `requested_at`: (its generatedAt epoch s, its points),
+        oldest first; one POST for the whole batch."""
+        url = f"{self.base}/emissions/forecasts/batch"
+        doc = self.http.post_json(url, [{"requestedAt": iso(t), "location": location} for t in requested_at],
+                                  self.headers)
+        body = Body(f"{self.label} response from {url}")
+        if not isinstance(doc, list):
+            body.bad("body", f"should be a list with one forecast per request, got {type(doc).__name__}")
+            body.check()
+        out: dict[float, Points] = {}
+        for i, item in enumerate(doc):
+            at = parse_timestamp(body, body.field(item, "generatedAt", f"[{i}]"), f"[{i}].generatedAt")
+            points = self._forecast_data(body, item, f"[{i}]", f"{self.label} location {location} (forecast)")
+            if at is not None:
+                out[at] = points
+        body.check()
+        return sorted(out.items())
+
+    def _forecast_data(self, body: Body, forecast, where0: str, source: str) -> Points:
+        """The `forecastData` of one EmissionsForecast as Points (duration in minutes)."""
+        data = body.field(forecast, "forecastData", where0, list)
         times, values, steps = [], [], []
         for i, item in enumerate(data or []):
-            where = f"[0].forecastData[{i}]"
+            where = f"{where0}.forecastData[{i}]"
             t = parse_timestamp(body, body.field(item, "timestamp", where), f"{where}.timestamp")
             v = parse_number(body, body.field(item, "value", where), f"{where}.value", nullable=False)
             minutes = body.field(item, "duration", where, (int, float), optional=True)
@@ -111,9 +144,8 @@ class CarbonAwareSdk:
             if t is not None:
                 times.append(t)
                 values.append(v)
-        body.check()
         return Points(np.asarray(times, dtype=float), np.asarray(values, dtype=float),
-                      float(np.median(steps)) if steps else None, f"{self.label} location {location} (forecast)")
+                      float(np.median(steps)) if steps else None, source)
 
     def points(self, zone: str, start: datetime, end: datetime, series: str) -> Points:
         return self.forecast(zone) if series == "forecast" else self.emissions(zone, start, end)

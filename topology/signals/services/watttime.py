@@ -7,6 +7,10 @@ Requests:
     GET /v3/signal-index?region=CAISO_NORTH&signal_type=co2_moer
     GET /v3/forecast?region=..&signal_type=co2_moer&horizon_hours=24      (0..72)
     GET /v3/historical?region=..&signal_type=co2_moer&start=..&end=..     (<= 32 days a request)
+    GET /v3/forecast/historical?region=..&signal_type=co2_moer&start=..&end=..
+                                    the forecasts generated in [start, end] (one day a request)
+        -> {"data": [{"generated_at": "...", "forecast": [{"point_time": "...", "value": 870.2}, ...]}, ...],
+            "meta": {..., "generated_at_period_seconds": 300}}
     header on /v3: Authorization: Bearer <token>
 
 Responses: {"data": [{"point_time": "2026-06-21T00:00:00+00:00", "value": 870.2}, ...],
@@ -32,7 +36,8 @@ from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.load import SIGNAL_UNITS
 from edgeplace.topology.signals.http import ServiceAuthError
 from edgeplace.topology.signals.series import Points, iso
-from edgeplace.topology.signals.services import Body, ServiceConfig, concat, require, series_points, windows
+from edgeplace.topology.signals.services import (Body, ServiceConfig, concat, parse_timestamp, require, series_points,
+                                                 windows)
 from edgeplace.topology.spec import SignalKind
 
 USER_ENV = "WATTTIME_USERNAME"
@@ -63,7 +68,9 @@ class WattTime:
         self.base = (config.base_url or config.env.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.env = config.env
         self.now = config.now
-        self.http = config.client(self.label, auth_hint=f"check {USER_ENV} and {PASSWORD_ENV}")
+        self.http = config.client(self.label, auth_hint=f"check {USER_ENV} and {PASSWORD_ENV}",
+                                  plan_hint="WattTime's /v3 data outside CAISO_NORTH needs a subscription that covers "
+                                            "the region (GET /v3/my-access lists yours)")
         self._token: str | None = None
 
     def login(self) -> str:
@@ -71,7 +78,8 @@ class WattTime:
         password = require(self.env, PASSWORD_ENV, self.label, "password")
         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
         url = f"{self.base}/login"
-        doc = self.http.get_json(url, headers={"Authorization": f"Basic {basic}"})
+        # /login checks the user name and password only: a 403 there is the credentials, not the plan.
+        doc = self.http.get_json(url, headers={"Authorization": f"Basic {basic}"}, auth_statuses=(401, 403))
         body = Body(f"{self.label} response from {url}")
         token = body.field(doc, "token", "", str)
         body.check()
@@ -131,6 +139,33 @@ class WattTime:
             parts.append(self._data(url, doc, region))
         points = concat(parts, f"{self.label} {self.signal_type} region {region}")
         return Points(points.times_s, points.values, parts[0].step_s if parts else None, points.source)
+
+    def historical_forecasts(self, region: str, start: datetime, end: datetime) -> list[tuple[float, Points]]:
+        """Every co2_moer forecast generated in [start, end): (generated_at epoch s, its points [gCO2/kWh]),
+        oldest first. One request per day (WattTime's limit for this endpoint)."""
+        if self.signal_type != "co2_moer":
+            raise InputError(self.label, [Problem("signal_type", "WattTime forecasts co2_moer only")])
+        out: dict[float, Points] = {}
+        for a, b in windows(start, end, 1):
+            url, doc = self._get("forecast/historical", {"region": region, "signal_type": self.signal_type,
+                                                         "start": iso(a), "end": iso(b)})
+            body = Body(f"{self.label} response from {url}")
+            meta = body.field(doc, "meta", "", dict)
+            units = body.field(meta, "units", "meta", str) if meta is not None else None
+            step = body.field(meta, "data_point_period_seconds", "meta", (int, float), optional=True) if meta else None
+            if units is not None and units not in UNITS:
+                body.bad("meta.units", f"{units!r} is not an intensity unit we read ({', '.join(UNITS)})")
+            factor = UNITS.get(units or "", 1.0)
+            for i, issued in enumerate(body.field(doc, "data", "", list) or []):
+                where = f"data[{i}]"
+                at = parse_timestamp(body, body.field(issued, "generated_at", where), f"{where}.generated_at")
+                points = series_points(body, body.field(issued, "forecast", where, list) or [], f"{where}.forecast",
+                                       "point_time", "value", factor=factor, step_s=float(step) if step else None,
+                                       source=f"{self.label} co2_moer forecast region {region}")
+                if at is not None and at < end.timestamp():
+                    out[at] = points
+            body.check()
+        return sorted(out.items())
 
     def points(self, zone: str, start: datetime, end: datetime, series: str) -> Points:
         if series == "forecast":

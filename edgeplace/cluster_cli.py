@@ -278,6 +278,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                       + ("--site-config" if args.site_config else "--extender"))
     if args.fleet_config and args.power_down_action != "none":
         return _usage("--power-down-action acts on one cluster's nodes; it does not combine with --fleet-config")
+    fleet_config = None
+    if args.fleet_config:  # check the file before connecting anywhere
+        from edgeplace.k8s.multicluster import load_fleet_config
+
+        fleet_config = load_fleet_config(args.fleet_config)
     if bool(args.tls_cert) != bool(args.tls_key):
         return _usage("--tls-cert and --tls-key go together")
     if args.client_ca and not args.tls_cert:
@@ -328,7 +333,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             release_gates=not args.no_release_gates and not args.fleet_config)
         planner = Planner(api, publisher, config, options, elector)
         if want_kueue:
-            controller = _attach_kueue(args, api, planner, elector)
+            controller = _attach_kueue(args, api, planner, elector, fleet_config)
 
     if args.once:
         result = planner.plan_once()
@@ -399,8 +404,8 @@ def _kueue_ready(api) -> None:
         raise
 
 
-def _attach_kueue(args: argparse.Namespace, api, planner, elector):
-    """The Kueue AdmissionCheck controller (and, with --fleet-config, the fleet reader and the dispatcher)."""
+def _attach_kueue(args: argparse.Namespace, api, planner, elector, fleet_config=None):
+    """The Kueue AdmissionCheck controller (and, with a fleet config, the fleet reader and the dispatcher)."""
     import time
 
     from edgeplace.k8s.kueue import KueueController, KueueOptions, map_with_kueue, read_with_kueue
@@ -410,10 +415,10 @@ def _attach_kueue(args: argparse.Namespace, api, planner, elector):
                            plan_wait_s=args.kueue_plan_wait)
     dispatcher = None
     planner.mapper = map_with_kueue
-    if args.fleet_config:
-        from edgeplace.k8s.multicluster import Fleet, MultiKueueDispatcher, NoPublisher, load_fleet_config
+    if fleet_config is not None:
+        from edgeplace.k8s.multicluster import Fleet, MultiKueueDispatcher, NoPublisher
 
-        fleet = Fleet(api, load_fleet_config(args.fleet_config), connect, kubeconfig=args.kubeconfig)
+        fleet = Fleet(api, fleet_config, connect, kubeconfig=args.kubeconfig)
         planner.reader, planner.config = fleet.read, fleet.config.site_config
         if not args.plan_file:
             planner.publisher = NoPublisher()

@@ -83,19 +83,23 @@ class FailOpenWatchdog:
         self._started = monotonic()
         self._seen = None
 
-    def down_for(self) -> float:
-        """Seconds edgeplace has been down as observed (0 while it holds and renews its Lease)."""
+    def read_lease(self) -> dict | None:
+        """edgeplace's Lease as JSON, None if there is none."""
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        now = self._monotonic()
         try:
-            lease = json.loads(client.CoordinationV1Api(self.api_client).read_namespaced_lease(
+            return json.loads(client.CoordinationV1Api(self.api_client).read_namespaced_lease(
                 self.lease_name, self.lease_namespace, _preload_content=False).data)
         except ApiException as exc:
             if exc.status != 404:
                 raise
-            lease = None
+            return None
+
+    def down_for(self) -> float:
+        """Seconds edgeplace has been down as observed (0 while it holds and renews its Lease)."""
+        lease = self.read_lease()
+        now = self._monotonic()
         self._seen = observe_lease(self._seen, lease, now)
         alive_until = self._seen.held_until if self._seen is not None else self._started
         return max(0.0, now - alive_until)

@@ -342,7 +342,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  warning: {w}")
         if controller is not None:
             for action in controller.reconcile():
-                print(f"kueue: {action.workload}: {action.state} ({action.reason}) {action.detail}")
+                print(f"kueue: {action.workload}: {action.action} ({action.reason}) {action.detail}")
         return EXIT_OK if result.outcome in ("published", "unchanged", "superseded") else 1
 
     stop = threading.Event()

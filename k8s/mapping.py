@@ -1092,8 +1092,11 @@ def _remaining_run(w: _WorkloadIn, ann: dict[str, str], start: datetime, slots: 
 
     A window exactly as long as the run, so the plan keeps it where it is in
     time and its requests (and its tenant's quota) count only until it is
-    expected to end, not over the whole horizon. None when its duration or
-    start time is unknown.
+    expected to end, not over the whole horizon. A job that started within
+    the first tenth of a slot counts from that slot's start: edgeplace
+    releases jobs at slot starts, and the seconds Kueue or the scheduler take
+    to start them are not a slot more. None when its duration or start time
+    is unknown.
     """
     try:
         duration = float(ann[ANN_DURATION_MIN])
@@ -1104,8 +1107,12 @@ def _remaining_run(w: _WorkloadIn, ann: dict[str, str], start: datetime, slots: 
                                                                   for p in w.pods] if isinstance(t, str)]
     if not times or not math.isfinite(duration) or duration <= 0:
         return None
-    end = min(times) + timedelta(minutes=duration)
-    need = min(max(math.ceil((end - start) / timedelta(minutes=slot_minutes)), 1), slots)
+    slot = timedelta(minutes=slot_minutes)
+    began = min(times)
+    slot_start = horizon_start(began, slot_minutes)
+    if began - slot_start < slot / 10:
+        began = slot_start
+    need = min(max(math.ceil((began + timedelta(minutes=duration) - start) / slot), 1), slots)
     return {"earliest_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "deadline": (start + need * timedelta(minutes=slot_minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "duration_minutes": need * slot_minutes}

@@ -43,10 +43,12 @@ def test_without_kueue_flags_nothing_of_kueue_is_loaded(tmp_path):
     probe = ("import sys\n"
              "from edgeplace.cli import main\n"
              f"rc = main(['validate', {str(ROOT / 'examples' / 'metro-de.yaml')!r}])\n"
+             # the planner's own path (it fails to connect: exit 3) loads edgeplace.k8s, but not Kueue's modules
+             f"rc += main(['serve', '--planner', '--once', '--kubeconfig', {str(tmp_path / 'absent')!r}])\n"
              "loaded = sorted(m for m in sys.modules if m.startswith('edgeplace.k8s.'))\n"
              "print('RESULT', rc, loaded)\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     rc, _, loaded = out.strip().splitlines()[-1].removeprefix("RESULT ").partition(" ")
-    assert rc == "0"
+    assert rc == "3" and "edgeplace.k8s.planner" in loaded
     for module in ("kueue", "kueue_failopen", "multicluster"):
         assert f"edgeplace.k8s.{module}'" not in loaded, loaded

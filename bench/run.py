@@ -1,6 +1,6 @@
 """Run the benchmarks: `python -m bench.run [NAME ...] [--large]`.
 
-Names: load_eval, solvers, extender, k8s_e2e (needs k8s/e2e/build.sh), simulate. Without names, all that exist run at the
+Names: load_eval, solvers, extender, k8s_e2e and kueue (need k8s/e2e/build.sh), simulate. Without names, all that exist run at the
 default (CI-friendly) sizes; `--large` adds the largest instances.
 """
 
@@ -11,7 +11,7 @@ import importlib
 import sys
 
 BENCHES = {"load_eval": "bench.bench_load_eval", "solvers": "bench.bench_solvers", "extender": "bench.bench_extender",
-           "k8s_e2e": "bench.bench_k8s_e2e", "simulate": "bench.bench_simulate"}
+           "k8s_e2e": "bench.bench_k8s_e2e", "simulate": "bench.bench_simulate", "kueue": "bench.bench_kueue"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -267,7 +267,7 @@ class KueueRunner:
             self.proc = None
 
     def restart(self, config: Mapping[str, Any] | None = None) -> None:
-        """Stop kueue and start it again (with `config` merged in, if given)."""
+        """Stop kueue and start it again (with the top-level sections of `config` replacing its own, if given)."""
         self.stop()
         if config is not None:
             self.extra_config = {**self.extra_config, **config}
@@ -457,3 +457,125 @@ class EdgeplaceRunner:
             t.join(timeout=20)
         if not crash:
             self.elector.release()
+
+
+class KueueFleet:
+    """A MultiKueue fleet on loopback: a manager cluster and worker clusters, each its own LocalCluster with Kueue.
+
+    workers : worker name -> its node names (kwok nodes, `cpu` CPUs each, a 100 W / 300 W power model)
+    tenants : namespace -> CPU quota of its ClusterQueue (in the manager and in every worker)
+    edgeplace : the manager's Kueue uses edgeplace as its MultiKueue dispatcher and its ClusterQueues list
+        edgeplace's check; False: Kueue's default (AllAtOnce) dispatch and the MultiKueue check only.
+        `set_edgeplace` switches (restarting the manager's Kueue).
+
+    The workers run kube-controller-manager (the Job controller) and kwok, so
+    MultiKueue's copies of the Jobs really run there.
+    """
+
+    def __init__(self, workers: Mapping[str, list[str]], tenants: Mapping[str, str], cpu: str = "4",
+                 edgeplace: bool = True, check: str = "edgeplace-carbon") -> None:
+        self.worker_nodes = dict(workers)
+        self.tenants = dict(tenants)
+        self.cpu = cpu
+        self.edgeplace = edgeplace
+        self.check = check
+        self.clusters: dict[str, e2e_cluster.LocalCluster] = {}
+        self._runners: list[KueueRunner] = []
+        self.manager_kueue: KueueRunner | None = None
+
+    def __enter__(self) -> "KueueFleet":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.stop()
+
+    @property
+    def manager(self) -> e2e_cluster.LocalCluster:
+        return self.clusters["manager"]
+
+    def _manager_config(self) -> dict:
+        mk = {"workerLostTimeout": "30s", "gcInterval": "30s"}
+        if self.edgeplace:
+            mk["dispatcherName"] = "edgeplace.io/carbon-aware"
+        return {"multiKueue": mk}
+
+    def _queues(self, cluster, checks: list[str] | None) -> None:
+        custom = kueue_api(cluster)
+        create(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": "default"}})
+        for ns, quota in self.tenants.items():
+            create(custom, "clusterqueues", cluster_queue(f"cq-{ns}", cpu=quota, memory="64Gi", checks=checks))
+            create(custom, "localqueues", {"kind": "LocalQueue", "metadata": {"name": "lq"},
+                                           "spec": {"clusterQueue": f"cq-{ns}"}}, namespace=ns)
+
+    def start(self) -> None:
+        # kube-controller-manager in the manager too: its garbage collector removes the Workloads of deleted Jobs
+        # (its Job controller leaves Jobs managed by MultiKueue alone).
+        self.clusters["manager"] = e2e_cluster.LocalCluster(controller_manager=True).__enter__()
+        for name in self.worker_nodes:
+            self.clusters[name] = e2e_cluster.LocalCluster(controller_manager=True, kwok=True).__enter__()
+        for name in self.worker_nodes:
+            runner = KueueRunner(self.clusters[name], name=f"kueue-{name}").__enter__()
+            self._runners.append(runner)
+        self.manager_kueue = KueueRunner(self.manager, name="kueue-manager", config=self._manager_config()).__enter__()
+        self._runners.append(self.manager_kueue)
+        for name, nodes in self.worker_nodes.items():
+            cluster = self.clusters[name]
+            core = kubernetes.client.CoreV1Api(cluster.api_client())
+            for ns in self.tenants:
+                core.create_namespace({"metadata": {"name": ns}})
+            for node in nodes:
+                e2e_cluster.create_kwok_node(core, node, cpu=self.cpu, memory="16Gi", pods="50",
+                                             annotations={"edgeplace.io/idle-w": "100", "edgeplace.io/max-w": "300"})
+            self._queues(cluster, None)
+        mcore = kubernetes.client.CoreV1Api(self.manager.api_client())
+        for ns in [*self.tenants, "edgeplace-system"]:
+            mcore.create_namespace({"metadata": {"name": ns}})
+        custom = kueue_api(self.manager)
+        for name in self.worker_nodes:
+            mcore.create_namespaced_secret(NAMESPACE, {"metadata": {"name": f"{name}-kubeconfig"}, "data": {
+                "kubeconfig": base64.b64encode(inline_kubeconfig(self.clusters[name]).encode()).decode()}})
+            create(custom, "multikueueclusters", {"kind": "MultiKueueCluster", "metadata": {"name": name}, "spec": {
+                "clusterSource": {"kubeConfig": {"location": f"{name}-kubeconfig", "locationType": "Secret"}}}})
+        create(custom, "multikueueconfigs", {"kind": "MultiKueueConfig", "metadata": {"name": "fleet"},
+                                             "spec": {"clusters": list(self.worker_nodes)}})
+        create(custom, "admissionchecks", {"kind": "AdmissionCheck", "metadata": {"name": "multikueue"}, "spec": {
+            "controllerName": "kueue.x-k8s.io/multikueue",
+            "parameters": {"apiGroup": "kueue.x-k8s.io", "kind": "MultiKueueConfig", "name": "fleet"}}})
+        create(custom, "admissionchecks", {"kind": "AdmissionCheck", "metadata": {"name": self.check},
+                                           "spec": {"controllerName": "edgeplace.io/carbon-aware"}})
+        self._queues(self.manager, self._checks())
+        for name in self.worker_nodes:
+            e2e_cluster.wait_for(lambda n=name: condition_time(custom.get_cluster_custom_object(
+                "kueue.x-k8s.io", "v1beta2", "multikueueclusters", n), "Active"), 120, f"{name} Active")
+        for name, nodes in self.worker_nodes.items():
+            core = kubernetes.client.CoreV1Api(self.clusters[name].api_client())
+            for node in nodes:
+                e2e_cluster.wait_for(lambda n=node: e2e_cluster.node_ready(core.read_node(n)), 120, f"{node} Ready")
+
+    def _checks(self) -> list[str]:
+        return [self.check, "multikueue"] if self.edgeplace else ["multikueue"]
+
+    def set_edgeplace(self, on: bool) -> None:
+        """Switch between edgeplace's dispatch and check and Kueue's default (restarts the manager's Kueue)."""
+        if on == self.edgeplace:
+            return
+        self.edgeplace = on
+        custom = kueue_api(self.manager)
+        for ns in self.tenants:
+            custom.patch_cluster_custom_object("kueue.x-k8s.io", "v1beta2", "clusterqueues", f"cq-{ns}", {"spec": {
+                "admissionChecksStrategy": {"admissionChecks": [{"name": c} for c in self._checks()]}}})
+        assert self.manager_kueue is not None
+        self.manager_kueue.restart({"multiKueue": self._manager_config()["multiKueue"]})
+
+    def stop(self) -> None:
+        for runner in reversed(self._runners):
+            runner.stop()
+        self._runners.clear()
+        for cluster in reversed(list(self.clusters.values())):
+            cluster.__exit__(None, None, None)
+        self.clusters.clear()

@@ -19,7 +19,6 @@ time-compressed clock and nominates the worker cluster of the plan.
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime, timedelta, timezone
 
 import edgeplace_e2e_cluster as e2e_cluster  # k8s/e2e/cluster.py, loaded by conftest.py
@@ -44,53 +43,11 @@ FLEET = {
 }
 
 
-def _queues(custom, checks: list[str] | None = None) -> None:
-    e2e_kueue.create(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": "default"}})
-    e2e_kueue.create(custom, "clusterqueues", e2e_kueue.cluster_queue("batch", cpu="8", memory="16Gi", checks=checks))
-    e2e_kueue.create(custom, "localqueues", {"kind": "LocalQueue", "metadata": {"name": "lq"},
-                                             "spec": {"clusterQueue": "batch"}}, namespace=NS)
-
-
 @pytest.fixture(scope="module")
 def fleet(e2e_binaries, kueue_binary):
     """{"manager": LocalCluster, "worker-de": ..., "worker-se": ...}, each with Kueue running."""
-    with e2e_cluster.LocalCluster() as manager, \
-            e2e_cluster.LocalCluster(controller_manager=True, kwok=True) as de, \
-            e2e_cluster.LocalCluster(controller_manager=True, kwok=True) as se:
-        workers = {"worker-de": de, "worker-se": se}
-        with e2e_kueue.KueueRunner(de, name="kueue-de"), e2e_kueue.KueueRunner(se, name="kueue-se"), \
-                e2e_kueue.KueueRunner(manager, name="kueue-manager", config={"multiKueue": {
-                    "dispatcherName": "edgeplace.io/carbon-aware", "workerLostTimeout": "30s", "gcInterval": "30s"}}):
-            for name, cluster in workers.items():
-                core = client.CoreV1Api(cluster.api_client())
-                core.create_namespace({"metadata": {"name": NS}})
-                prefix = name.split("-")[1]
-                for k in (1, 2):
-                    e2e_cluster.create_kwok_node(core, f"{prefix}-{k}", cpu="4", memory="8Gi", pods="20",
-                                                 annotations={"edgeplace.io/idle-w": "100", "edgeplace.io/max-w": "300"})
-                _queues(e2e_kueue.kueue_api(cluster))
-            mcore = client.CoreV1Api(manager.api_client())
-            for ns in (NS, "edgeplace-system"):
-                mcore.create_namespace({"metadata": {"name": ns}})
-            custom = e2e_kueue.kueue_api(manager)
-            for name, cluster in workers.items():
-                mcore.create_namespaced_secret("kueue-system", {"metadata": {"name": f"{name}-kubeconfig"}, "data": {
-                    "kubeconfig": base64.b64encode(e2e_kueue.inline_kubeconfig(cluster).encode()).decode()}})
-                e2e_kueue.create(custom, "multikueueclusters", {"kind": "MultiKueueCluster", "metadata": {"name": name},
-                                 "spec": {"clusterSource": {"kubeConfig": {"location": f"{name}-kubeconfig",
-                                                                           "locationType": "Secret"}}}})
-            e2e_kueue.create(custom, "multikueueconfigs", {"kind": "MultiKueueConfig", "metadata": {"name": "fleet"},
-                                                           "spec": {"clusters": list(workers)}})
-            e2e_kueue.create(custom, "admissionchecks", {"kind": "AdmissionCheck", "metadata": {"name": "multikueue"},
-                             "spec": {"controllerName": "kueue.x-k8s.io/multikueue", "parameters": {
-                                 "apiGroup": "kueue.x-k8s.io", "kind": "MultiKueueConfig", "name": "fleet"}}})
-            e2e_kueue.create(custom, "admissionchecks", {"kind": "AdmissionCheck", "metadata": {"name": "edgeplace-carbon"},
-                                                         "spec": {"controllerName": "edgeplace.io/carbon-aware"}})
-            _queues(custom, checks=["edgeplace-carbon", "multikueue"])
-            for name in workers:
-                e2e_cluster.wait_for(lambda n=name: e2e_kueue.condition_time(custom.get_cluster_custom_object(
-                    "kueue.x-k8s.io", "v1beta2", "multikueueclusters", n), "Active"), WAIT, f"{name} Active")
-            yield {"manager": manager, **workers}
+    with e2e_kueue.KueueFleet({"worker-de": ["de-1", "de-2"], "worker-se": ["se-1", "se-2"]}, {NS: "8"}) as running:
+        yield running.clusters
 
 
 def _runner(fleet, series) -> tuple[e2e_kueue.EdgeplaceRunner, ScaledClock, datetime]:

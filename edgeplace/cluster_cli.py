@@ -179,14 +179,20 @@ def connect(kubeconfig: str | None = None, context: str | None = None, in_cluste
 
 def read_cluster_or_explain(api_client):
     """`edgeplace.k8s.mapping.read_cluster`, with API and connection failures as one `InputError`."""
+    from edgeplace.k8s.mapping import read_cluster
+
+    return call_or_explain(api_client, lambda: read_cluster(api_client))
+
+
+def call_or_explain(api_client, call: Callable[[], object]):
+    """`call()`, with API and connection failures as one `InputError` naming the API server."""
     from kubernetes.client.exceptions import ApiException
 
-    from edgeplace.k8s.mapping import read_cluster
     from edgeplace.topology.errors import InputError, Problem
 
     server = getattr(api_client.configuration, "host", "the API server")
     try:
-        return read_cluster(api_client)
+        return call()
     except ApiException as exc:
         hint = (" (the identity lacks list permission: see the ClusterRole in deploy/helm/edgeplace)"
                 if exc.status in (401, 403) else "")
@@ -393,15 +399,11 @@ def _kueue_ready(api) -> None:
     from edgeplace.k8s.kueue import KueueMissing, check_kueue_installed
     from edgeplace.topology.errors import InputError, Problem
 
-    server = getattr(api.configuration, "host", "the API server")
     try:
-        check_kueue_installed(api)
+        call_or_explain(api, lambda: check_kueue_installed(api))
     except KueueMissing as exc:
-        raise InputError(server, [Problem("kueue.x-k8s.io", str(exc))]) from None
-    except Exception as exc:  # noqa: BLE001 - unreachable API server: say so, no traceback
-        if type(exc).__module__.startswith(("urllib3", "ssl", "socket")) or isinstance(exc, OSError):
-            raise InputError(server, [Problem("", f"cannot reach the API server: {type(exc).__name__}: {exc}")]) from None
-        raise
+        raise InputError(getattr(api.configuration, "host", "the API server"),
+                         [Problem("kueue.x-k8s.io", str(exc))]) from None
 
 
 def _attach_kueue(args: argparse.Namespace, api, planner, elector, fleet_config=None):

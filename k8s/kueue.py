@@ -75,7 +75,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Literal, Mapping
 
-from edgeplace.k8s.mapping import (ANN_DEADLINE, ANN_DURATION_MIN, ANN_EARLIEST_START, ANN_WORKLOAD, ClusterConfig,
+from edgeplace.k8s.mapping import (ANN_DEADLINE, ANN_DURATION_MIN, ANN_WORKLOAD, ClusterConfig,
                                    ClusterObjects, MappedCluster, MappingOptions, QuantityError, TenantConfig,
                                    _annotations, _controller, _labels, _meta, _name, _namespace, _parse_time,
                                    count_quantity, cpu_millicores, is_extended_resource, map_cluster, memory_mib,
@@ -275,10 +275,19 @@ def latest_start(job: dict) -> datetime | None:
         return None
 
 
-def our_checks(objects: KueueObjects, controller_name: str) -> set[str]:
+def checks_of(admission_checks: Iterable[dict], controller_name: str) -> set[str]:
     """Names of the AdmissionChecks whose controller is `controller_name`."""
-    return {_name(ac) for ac in objects.admission_checks
-            if (ac.get("spec") or {}).get("controllerName") == controller_name}
+    return {_name(ac) for ac in admission_checks if (ac.get("spec") or {}).get("controllerName") == controller_name}
+
+
+def edgeplace_check(wl: dict, ours: set[str]) -> str | None:
+    """The name of the Workload's check among `ours` (its ClusterQueue lists at most one in practice)."""
+    return next((c for c in sorted(ours) if check_state(wl, c) is not None), None)
+
+
+def ours_ready(wl: dict, ours: set[str]) -> bool:
+    """Every one of `ours` the Workload has is Ready (True when its ClusterQueue lists none)."""
+    return all((check_state(wl, c) or {}).get("state", "Ready") == "Ready" for c in ours)
 
 
 # ---------------------------------------------------------------------------
@@ -692,6 +701,24 @@ def apply_decision(api_client, wl: dict, check: str, decision: Decision, clock: 
     return write_check(api_client, wl, check, state, decision.message)
 
 
+def read_job(api_client, ref: tuple[str, str] | None, cache: dict) -> dict | None:
+    """The Job (namespace, name) as JSON, None if there is none; each read once per `cache` (one pass)."""
+    if ref is None:
+        return None
+    if ref not in cache:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            cache[ref] = json.loads(client.BatchV1Api(api_client).read_namespaced_job(
+                ref[1], ref[0], _preload_content=False).data)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            cache[ref] = None
+    return cache[ref]
+
+
 def get_workload(api_client, namespace: str, name: str) -> dict | None:
     from kubernetes.client.exceptions import ApiException
 
@@ -791,7 +818,7 @@ class KueueController:
         name = self.options.controller_name
         checks_json = list_kueue(self.api_client, "admission_checks")
         mark_checks_active(self.api_client, checks_json, name)
-        ours = {_name(ac) for ac in checks_json if (ac.get("spec") or {}).get("controllerName") == name}
+        ours = checks_of(checks_json, name)
         workloads = list_kueue(self.api_client, "workloads")
         now = self.clock.now()
         actions: list[Action] = []
@@ -821,7 +848,7 @@ class KueueController:
 
     def _decide(self, wl: dict, ours: set[str], jobs: dict, now: datetime) -> tuple[Decision | None, str]:
         """The decision for one Workload and the name of its edgeplace check (None: nothing to decide)."""
-        check = next((c for c in sorted(ours) if check_state(wl, c) is not None), None)
+        check = edgeplace_check(wl, ours)
         if check is None or is_true(wl, "Finished"):
             return None, ""
         if held_until(wl) is not None:
@@ -841,20 +868,7 @@ class KueueController:
         return decision.action in ("hold", "wait") and (check_state(wl, check) or {}).get("message") == decision.message
 
     def _job(self, ref: tuple[str, str] | None, cache: dict) -> dict | None:
-        if ref is None:
-            return None
-        if ref not in cache:
-            from kubernetes import client
-            from kubernetes.client.exceptions import ApiException
-
-            try:
-                cache[ref] = json.loads(client.BatchV1Api(self.api_client).read_namespaced_job(
-                    ref[1], ref[0], _preload_content=False).data)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                cache[ref] = None
-        return cache[ref]
+        return read_job(self.api_client, ref, cache)
 
     def _watch(self, stop: threading.Event) -> None:
         """Mark the controller dirty on every Workload event (the watch only triggers; reconcile lists)."""

@@ -49,8 +49,9 @@ import time
 from typing import Callable
 
 from edgeplace.k8s.kueue import (ANN_DECISION, ANN_HELD_UNTIL, ANN_LATEST_START, DEFAULT_CONTROLLER_NAME, Action,
-                                 KueueObjects, ScaledClock, _rfc3339, _time, check_state, held_until, is_true, list_kueue,
-                                 mark_checks_active, patch_workload, reserved_at, write_check)
+                                 KueueObjects, ScaledClock, _rfc3339, _time, check_state, checks_of, edgeplace_check,
+                                 held_until, is_true, list_kueue, mark_checks_active, patch_workload, reserved_at,
+                                 write_check)
 from edgeplace.k8s.leader import observe_lease
 from edgeplace.k8s.mapping import _annotations, _name, _namespace
 
@@ -110,12 +111,12 @@ class FailOpenWatchdog:
         failing_open = down >= self.grace_s
         checks = list_kueue(self.api_client, "admission_checks")
         mark_checks_active(self.api_client, checks, self.controller_name)
-        ours = {_name(ac) for ac in checks if (ac.get("spec") or {}).get("controllerName") == self.controller_name}
+        ours = checks_of(checks, self.controller_name)
         workloads = list_kueue(self.api_client, "workloads")
         wall = ScaledClock.wall()
         actions = []
         for wl in workloads:
-            check = next((c for c in sorted(ours) if check_state(wl, c) is not None), None)
+            check = edgeplace_check(wl, ours)
             if check is None or is_true(wl, "Finished"):
                 continue
             key = f"{_namespace(wl)}/{_name(wl)}"

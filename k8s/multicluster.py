@@ -66,9 +66,9 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgeplace.k8s.kueue import (ANN_LATEST_START, MULTIKUEUE_CONTROLLER, MULTIKUEUE_MANAGED_BY, Action, KueueClusterObjects,
-                                 KueueOptions, PlanView, ScaledClock, _custom, _time, check_state, is_true,
-                                 job_workload_id, read_kueue, reserved_at, workloads_by_job)
+from edgeplace.k8s.kueue import (ANN_LATEST_START, MULTIKUEUE_CONTROLLER, MULTIKUEUE_MANAGED_BY, Action,
+                                 KueueClusterObjects, KueueOptions, PlanView, ScaledClock, _custom, _time, checks_of,
+                                 is_true, job_workload_id, ours_ready, read_kueue, reserved_at, workloads_by_job)
 from edgeplace.k8s.mapping import (LABEL_SITE, ClusterConfig, ClusterObjects, _meta, _name, _namespace,
                                    parse_site_config, read_cluster)
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
@@ -246,8 +246,7 @@ class Fleet:
 
 def multikueue_check(workload: dict, kueue) -> tuple[str, dict] | None:
     """(name, status entry) of the Workload's MultiKueue admission check, if its ClusterQueue has one."""
-    names = {_name(ac) for ac in kueue.admission_checks
-             if (ac.get("spec") or {}).get("controllerName") == MULTIKUEUE_CONTROLLER}
+    names = checks_of(kueue.admission_checks, MULTIKUEUE_CONTROLLER)
     for entry in (workload.get("status") or {}).get("admissionChecks") or []:
         if entry.get("name") in names:
             return entry["name"], entry
@@ -361,14 +360,13 @@ class MultiKueueDispatcher:
                              multikueue_clusters=list_kueue(self.api_client, "multikueue_clusters"),
                              multikueue_configs=list_kueue(self.api_client, "multikueue_configs"))
         actions = []
-        jobs: dict[tuple[str, str], str | None] = {}
+        jobs: dict[tuple[str, str], dict | None] = {}
         for wl in workloads:
             mk = multikueue_check(wl, kueue)
             if mk is None or mk[1].get("state") != "Pending" or is_true(wl, "Finished"):
                 continue
-            ours_ready = all((check_state(wl, c) or {}).get("state", "Ready") == "Ready" for c in ours)
-            decision = decide_dispatch(wl, self._job_id(wl, jobs), plan, eligible_clusters(mk[0], kueue), ours_ready,
-                                       now, self.clock, self.options)
+            decision = decide_dispatch(wl, self._job_id(wl, jobs), plan, eligible_clusters(mk[0], kueue),
+                                       ours_ready(wl, ours), now, self.clock, self.options)
             key = f"{_namespace(wl)}/{_name(wl)}"
             self.last[key] = decision
             current = tuple((wl.get("status") or {}).get("nominatedClusterNames") or ())
@@ -380,24 +378,10 @@ class MultiKueueDispatcher:
         return actions
 
     def _job_id(self, wl: dict, cache: dict) -> str | None:
-        from edgeplace.k8s.kueue import owner_job
+        from edgeplace.k8s.kueue import owner_job, read_job
 
-        ref = owner_job(wl)
-        if ref is None:
-            return None
-        if ref not in cache:
-            from kubernetes import client
-            from kubernetes.client.exceptions import ApiException
-
-            try:
-                job = json.loads(client.BatchV1Api(self.api_client).read_namespaced_job(
-                    ref[1], ref[0], _preload_content=False).data)
-                cache[ref] = job_workload_id(job)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                cache[ref] = None
-        return cache[ref]
+        job = read_job(self.api_client, owner_job(wl), cache)
+        return job_workload_id(job) if job is not None else None
 
 
 def fallback_nominations(api_client, workloads: list[dict], kueue, ours: set[str]) -> list[Action]:
@@ -408,7 +392,7 @@ def fallback_nominations(api_client, workloads: list[dict], kueue, ours: set[str
         status = wl.get("status") or {}
         if mk is None or mk[1].get("state") != "Pending" or status.get("clusterName") or reserved_at(wl) is None:
             continue
-        if not all((check_state(wl, c) or {}).get("state", "Ready") == "Ready" for c in ours):
+        if not ours_ready(wl, ours):
             continue
         eligible = tuple(eligible_clusters(mk[0], kueue))
         current = tuple(status.get("nominatedClusterNames") or ())

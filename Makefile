@@ -28,9 +28,11 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 # The real-cluster tier: kube-apiserver and kube-scheduler built from the
-# k8s.io/kubernetes Go module, cached under ~/.cache/edgeplace/e2e.
+# k8s.io/kubernetes Go module, cached under ~/.cache/edgeplace/e2e; Prometheus
+# and promtool (calibration tests) from their module, in ~/.cache/edgeplace.
 e2e-build:
 	bash k8s/e2e/build.sh
+	bash k8s/e2e/build-prometheus.sh
 
 e2e: setup e2e-build
 	$(PY) -m pytest -m e2e tests/e2e

@@ -24,9 +24,9 @@ from edgeplace.topology.errors import InputError
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 70
 FORMATS = ("table", "json", "csv")
 #: Modules with `add_commands(subparsers) -> {command: handler}`: Kubernetes
-#: (import, serve), signals, what-if planning, reports.
+#: (import, serve), signals, what-if planning, reports, exports, power-curve calibration.
 EXTENSION_MODULES = ("edgeplace.cluster_cli", "edgeplace.signals_cli", "edgeplace.planning_cli", "edgeplace.report_cli",
-                     "edgeplace.export_cli")
+                     "edgeplace.export_cli", "edgeplace.calibrate_cli")
 EXTENSIONS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -36,6 +36,12 @@ def _scenario_arg(p: argparse.ArgumentParser) -> None:
 
 def _format_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+
+
+def _carbon_basis_arg(p: argparse.ArgumentParser, objective: bool = False) -> None:
+    what = "the optimizer minimises and the table shows" if objective else "the table shows"
+    p.add_argument("--carbon-basis", choices=("location", "market"), default="location",
+                   help=f"GHG Protocol Scope 2 basis of the operational carbon {what} (default: location)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,14 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--placement", metavar="FILE", help="placement JSON (as written by `plan -o` or `evaluate --save`)")
     src.add_argument("--policy", metavar="NAME", help="a baseline or solver name (see `edgeplace compare --help`)")
     p.add_argument("--save", metavar="FILE", help="also write the evaluated placement as JSON")
-    p.add_argument("--by", choices=("total", "site", "node", "tenant", "slot"), default="total",
-                   help="breakdown to print (default: total)")
+    p.add_argument("--by", choices=("total", "site", "node", "tenant", "workload", "slot"), default="total",
+                   help="breakdown to print (default: total); tenant and workload use the SCI attribution")
+    p.add_argument("--explain", metavar="NODE,SLOT",
+                   help="print the arithmetic behind one node-slot (slot: index or ISO start time)")
     _format_arg(p)
 
     p = sub.add_parser("compare", help="all baselines (and solvers) side by side",
                        description="Run each policy on the scenario and compare the evaluated results.")
     _scenario_arg(p)
     p.add_argument("--policies", metavar="A,B,...", help="comma-separated policy names (default: every baseline)")
+    _carbon_basis_arg(p)
     _format_arg(p)
 
     p = sub.add_parser("plan", help="carbon-aware placement with a proven gap",
@@ -84,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-weight-g-per-ms", type=_nonneg_float, default=0.0, metavar="G",
                    help="secondary term [gCO2e per replica-ms of worst user latency] (default: 0)")
     p.add_argument("--no-bound", action="store_true", help="skip the LP relaxation (no gap is reported)")
+    _carbon_basis_arg(p, objective=True)
     p.add_argument("--dump-model", metavar="FILE", help="write the model as an MPS file for debugging")
     p.add_argument("-o", "--output", metavar="FILE", help="write the plan (placement + figures) as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress messages on standard error")
@@ -164,6 +174,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     placement, result = evaluate_source(scenario, placement_file=args.placement, policy=args.policy)
     if args.save:
         placement.save(scenario, args.save)
+    if args.explain:
+        from dataclasses import asdict
+
+        from edgeplace.policies.arithmetic import node_slot_arithmetic, parse_node_slot
+
+        arithmetic = node_slot_arithmetic(result, *parse_node_slot(result, args.explain))
+        if args.format == "json":
+            print(json.dumps(asdict(arithmetic), indent=2, default=str))
+        else:
+            print("\n".join(arithmetic.lines()))
+        return EXIT_VIOLATIONS if result.violations else EXIT_OK
     if args.by == "total":
         _emit(result.totals, args.format, title=f"{scenario.spec.name}: {args.policy or args.placement}")
     else:
@@ -182,20 +203,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from edgeplace.app import compare_policies
+    from edgeplace.policies.accounting import basis_line
     from edgeplace.topology import load_scenario
 
     scenario = load_scenario(args.scenario)
     names = [n.strip() for n in args.policies.split(",") if n.strip()] if args.policies else None
-    table = compare_policies(scenario, names)
+    table = compare_policies(scenario, names, args.carbon_basis)
     _emit(table, args.format, title=f"{scenario.spec.name}: {scenario.n_workloads} workloads, "
-          f"{scenario.n_replicas} replicas, {scenario.n_nodes} nodes, {scenario.n_slots} slots "
-          f"({scenario.intensity_kind} grid intensity, location-based)")
+          f"{scenario.n_replicas} replicas, {scenario.n_nodes} nodes, {scenario.n_slots} slots\n"
+          f"{basis_line(scenario, args.carbon_basis)}; {_reference_text(table)}")
     return EXIT_OK
 
 
+def _reference_text(table) -> str:
+    if "reference" not in table.attrs:
+        return "no baseline in the table: d_* columns left out"
+    meets = "meets every rule" if table.attrs["reference_meets_rules"] else "no baseline meets every rule: fewest violations"
+    return f"d_* = row minus {table.attrs['reference']} ({meets})"
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
-    from edgeplace.app import plan_with_baseline
+    from edgeplace.app import headline, plan_with_baseline
     from edgeplace.optimizer.solve import SolveOptions
+    from edgeplace.policies.accounting import basis_line
     from edgeplace.policies.costs import Objective
     from edgeplace.topology import load_scenario
 
@@ -206,7 +236,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         solver=args.solver, time_limit_s=args.time_limit, workers=args.workers, milp_backend=args.milp_backend,
         seed=args.seed, bound_time_limit_s=0.0 if args.no_bound else args.time_limit,
         objective=Objective(migration_g_per_replica=args.migration_g_per_replica,
-                            latency_weight_g_per_ms=args.latency_weight_g_per_ms),
+                            latency_weight_g_per_ms=args.latency_weight_g_per_ms, carbon_basis=args.carbon_basis),
     )
     say = None if args.quiet else (lambda msg: print(f"edgeplace: {msg}", file=sys.stderr, flush=True))
     plan, table = plan_with_baseline(scenario, options, progress=say, dump_model=args.dump_model)
@@ -214,10 +244,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from edgeplace.topology.io import atomic_write_text
 
         atomic_write_text(Path(args.output), json.dumps(plan.to_dict(scenario), indent=1) + "\n")
-    _emit(table, args.format, title=f"{scenario.spec.name}: plan by {plan.solver} ({plan.status}) next to the best baseline")
+    _emit(table, args.format, title=f"{scenario.spec.name}: plan by {plan.solver} ({plan.status}) next to the "
+          f"reference baseline\nobjective: {args.carbon_basis}-based operational carbon; "
+          f"{basis_line(scenario, args.carbon_basis)}; {_reference_text(table)}")
     if args.format == "table":
+        for line in headline(table, str(table["policy"].iloc[0]), args.carbon_basis):
+            print(line)
         gap = "n/a (no bound)" if plan.gap is None else f"{plan.gap * 100:.2f} %"
-        print(f"gap to lower bound: {gap}; solve time {plan.solve_seconds:.2f} s; "
+        print(f"gap to lower bound: {gap} (of the emissions a plan can change); solve time {plan.solve_seconds:.2f} s; "
               f"SLA check: {'all met' if not plan.evaluation.violation_counts['sla'] else 'VIOLATED'}")
         from edgeplace.app import facts_lines
 
@@ -229,7 +263,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edgeplace.app import demo, example_path
+    from edgeplace.app import demo, example_path, headline
+    from edgeplace.policies.accounting import basis_line
     from edgeplace.topology import load_scenario
 
     path = example_path("metro-de.yaml")
@@ -238,17 +273,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"edgeplace demo: {path}")
         print(f"{scenario.spec.name}: {scenario.n_workloads} workloads ({scenario.n_replicas} replicas, "
               f"{int(scenario.workload_deferrable.sum())} deferrable), {scenario.n_nodes} nodes at {scenario.n_sites} sites, "
-              f"{len(scenario.tenant_ids)} tenants, {scenario.n_slots} slots of {scenario.slot_hours:g} h "
-              f"({scenario.intensity_kind} grid intensity, location-based)\n")
+              f"{len(scenario.tenant_ids)} tenants, {scenario.n_slots} slots of {scenario.slot_hours:g} h\n")
     say = None if args.format != "table" else (lambda msg: print(f"edgeplace: {msg}", file=sys.stderr, flush=True))
     table, plan = demo(scenario, time_limit_s=args.time_limit, progress=say)
-    _emit(table, args.format, title="every policy on the same scenario, evaluated by one function:")
+    _emit(table, args.format, title=f"every policy on the same scenario, evaluated by one function\n"
+          f"{basis_line(scenario)}; {_reference_text(table)}")
     if args.format == "table":
-        spread = float(table.loc[table["policy"] == "spread", "emissions_kg"].iloc[0])
-        saved = (1 - plan.objective_g / 1000 / spread) * 100
         gap = "no bound" if plan.gap is None else f"{plan.gap * 100:.1f} % from the lower bound"
-        print(f"\nplan ({plan.solver}, {plan.status}): {plan.objective_g / 1000:.2f} kgCO2e, {saved:.1f} % less than "
-              f"Kubernetes-default spreading, {plan.evaluation.violation_counts['sla']} SLA violations, {gap}")
+        print(f"\nplan ({plan.solver}, {plan.status}, {gap}):")
+        for line in headline(table, f"plan ({plan.solver})", "location")[1:]:
+            print(line)
     return EXIT_OK
 
 

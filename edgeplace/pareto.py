@@ -129,11 +129,13 @@ def run_point(task: PointTask) -> dict[str, Any]:
     except InputError as exc:
         return {"status": "invalid", "message": "; ".join(str(p) for p in exc.problems[:2])}
     plan = solve(scenario, options)
-    t = plan.evaluation.totals
+    ev, t = plan.evaluation, plan.evaluation.totals
     rows = _selected_rows(scenario, task.workloads)
     return {
         "status": plan.status, "solver": plan.solver,
-        "emissions_kg": t["emissions_g"] / 1000, "energy_kwh": t["energy_kwh"],
+        "emissions_kg": ev.emissions_on(plan.carbon_basis) / 1000,
+        "operational_kg": float(ev.operational(plan.carbon_basis).sum()) / 1000,
+        "embodied_fleet_kg": t["embodied_emissions_g"] / 1000, "energy_kwh": t["energy_kwh"],
         "active_nodes": t["mean_active_nodes"], "sla_viol": t["sla_violations"],
         "violations": len(plan.evaluation.violations),
         "mean_sla_ms": _mean_sla_ms(scenario, rows), "mean_latency_ms": mean_latency_ms(scenario, plan.placement, rows),

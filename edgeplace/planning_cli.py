@@ -74,6 +74,9 @@ def _solver_args(p: argparse.ArgumentParser, default_limit: float) -> None:
                    help="threads of each solve (default: 1; the cases already run in parallel)")
     g.add_argument("--seed", type=int, default=0, help="random seed for the solvers (default: 0)")
     g.add_argument("--no-bound", action="store_true", help="skip the LP bound (no gap column; faster)")
+    g.add_argument("--carbon-basis", choices=("location", "market"), default="location",
+                   help="GHG Protocol Scope 2 basis of the operational carbon the plans minimise and the table "
+                        "shows (default: location)")
 
 
 def _wrap(text: str) -> str:
@@ -184,8 +187,11 @@ def _engine_conflict(args: argparse.Namespace) -> str | None:
 def _solve_options(args: argparse.Namespace):
     from edgeplace.optimizer.solve import SolveOptions
 
+    from edgeplace.policies.costs import Objective
+
     return SolveOptions(solver=args.solver, time_limit_s=args.time_limit, workers=args.solver_threads, seed=args.seed,
-                        bound_time_limit_s=0.0 if args.no_bound else args.time_limit)
+                        bound_time_limit_s=0.0 if args.no_bound else args.time_limit,
+                        objective=Objective(carbon_basis=args.carbon_basis))
 
 
 @contextmanager
@@ -248,6 +254,7 @@ def _emit_with_summary(table, summary: dict[str, Any], fmt: str, title: str, row
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
+    from edgeplace.policies.accounting import basis_line
     from edgeplace.sweep import ResultsFile
     from edgeplace.whatif import run_whatif
     from edgeplace.topology import load_scenario
@@ -267,7 +274,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         table = table.drop(columns=["message"]) if not table["message"].astype(bool).any() else table
     _emit(table, args.format, title=f"{scenario.spec.name}: {result.cases} case(s) + base, solver {args.solver} "
           f"({args.time_limit:g} s), on {result.engine}; {result.computed} computed, {result.reused} reused "
-          f"(location-based, {scenario.intensity_kind} grid intensity; d_* = case - base)")
+          f"\n{basis_line(scenario, args.carbon_basis)}; d_* = case - base")
     return EXIT_OK
 
 

@@ -62,11 +62,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     report = make_report(scenario, plan_file=args.plan, baseline=args.baseline, solve_options=options, progress=say)
     out = write_report(report, args.output)
     if not args.quiet:
-        before, after = report.before.totals, report.after.totals
-        change = (after["emissions_g"] / before["emissions_g"] - 1) * 100 if before["emissions_g"] > 0 else 0.0
         print(f"edgeplace: wrote {out}/report.html, report.md and {len(report.tables()) + 2} CSV files", file=sys.stderr)
-        print(f"  {report.after_label}: {after['emissions_g'] / 1000:,.2f} kgCO2e, {after['energy_kwh']:,.1f} kWh; "
-              f"{report.before_label}: {before['emissions_g'] / 1000:,.2f} kgCO2e ({change:+.1f} %)", file=sys.stderr)
+        print(f"  {report.after_label}: {report.section('summary').text[0]}", file=sys.stderr)
         for w in report.warnings:
             print(f"  warning: {w}", file=sys.stderr)
     return EXIT_OK

@@ -116,6 +116,9 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
                    help="watttime: co2_moer (marginal, default) or co2_aoer (average, history only)")
     f.add_argument("--intensity-kind", choices=("average", "marginal"),
                    help="carbonaware: the kind its data source gives (required for carbonaware)")
+    f.add_argument("--factor-type", choices=("direct", "lifecycle"),
+                   help="electricitymaps: emission factors to ask for (default lifecycle); carbonaware: what its "
+                        "data source gives (default: not stated)")
     g = f.add_argument_group("prometheus")
     g.add_argument("--node", action="append", metavar="ID", help="only these nodes (repeatable; default: all)")
     g.add_argument("--node-label", default="instance", metavar="LABEL",
@@ -281,10 +284,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         return _usage("--signal-type is for watttime")
     if args.intensity_kind and args.service != "carbonaware":
         return _usage("--intensity-kind is for carbonaware (the other services say which kind they give)")
+    if args.factor_type and args.service not in ("electricitymaps", "carbonaware"):
+        return _usage("--factor-type is for electricitymaps and carbonaware (ukgrid and watttime give direct factors)")
     doc, spec = _open(args.scenario)
     grid = SlotGrid.from_horizon(spec.horizon)
     config = ServiceConfig(base_url=args.base_url, policy=RetryPolicy(attempts=args.attempts, timeout_s=args.timeout),
-                           signal_type=args.signal_type, intensity_kind=args.intensity_kind)
+                           signal_type=args.signal_type, intensity_kind=args.intensity_kind,
+                           emission_factor_type=args.factor_type)
     cache = SignalCache(args.cache_dir)
     work = history_grid(grid, _history_days(args)) if args.forecaster else grid
     fallback = load_signal_files(args.fallback_file, work, max_gap_minutes=args.max_gap_minutes) if args.fallback_file else []

@@ -248,6 +248,8 @@ class RegionConfig(_Cfg):
     description: str = ""
     intensity_g_per_kwh: PerSlot | None = Field(None, description="gCO2e/kWh: a constant or one value per slot.")
     intensity_kind: Literal["average", "marginal"] = "average"
+    factor_type: Literal["direct", "lifecycle"] | None = Field(
+        None, description="direct or lifecycle emission factors (null: not stated); one type for every region.")
 
 
 class SiteConfig(_Cfg):
@@ -971,7 +973,8 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
             values = _per_slot(cfg.intensity_g_per_kwh, slots, f"region {rid}", "(site config regions[].intensity_g_per_kwh)", problems)
             if values is not None:
                 signals.append({"signal": "grid_intensity", "region": rid, "unit": "gCO2/kWh", "values": values,
-                                "intensity_kind": cfg.intensity_kind})
+                                "intensity_kind": cfg.intensity_kind,
+                                **({"factor_type": cfg.factor_type} if cfg.factor_type else {})})
         elif ("grid_intensity", rid) not in passthrough:
             problems.add(f"region {rid}", "(site config regions[].intensity_g_per_kwh)",
                          f"has no carbon intensity: add `regions: [{{id: {rid}, intensity_g_per_kwh: ...}}]` "
@@ -1228,3 +1231,27 @@ def summary(mapped: MappedCluster) -> dict[str, Any]:
             "replicas": sc.n_replicas, "deferrable_jobs": int(sc.workload_deferrable.sum()),
             "running_with_current": sum(1 for c in sc.workload_current if c is not None),
             "warnings": len(mapped.warnings)}
+
+
+def power_annotations(power: dict[str, Any]) -> dict[str, str | None]:
+    """A scenario `power` entry ({idle_w, max_w} or {points_w}) as the Node annotations this
+    mapping reads; the other form's keys are None (removed by a merge patch), since a Node
+    may carry only one form."""
+    if "points_w" in power:
+        return {ANN_POWER_CURVE_W: ",".join(f"{float(p):g}" for p in power["points_w"]), ANN_IDLE_W: None, ANN_MAX_W: None}
+    return {ANN_IDLE_W: f"{float(power['idle_w']):g}", ANN_MAX_W: f"{float(power['max_w']):g}", ANN_POWER_CURVE_W: None}
+
+
+def set_node_annotations(api_client, annotations: dict[str, dict[str, str | None]]) -> None:
+    """Merge-patch each Node's annotations (None removes a key). Needs patch on nodes.
+    A Node that does not exist is an `InputError` naming it; nothing after it is patched."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+    for node, values in annotations.items():
+        try:
+            core.patch_node(node, {"metadata": {"annotations": values}})
+        except ApiException as exc:
+            raise InputError(f"Node {node}", [Problem("metadata.annotations", f"patch refused: HTTP {exc.status} "
+                                                                             f"{exc.reason}")]) from None

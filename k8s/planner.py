@@ -294,7 +294,8 @@ class Planner:
         result.released = self._release(objects, self.starts, now)
         return self._done(result, "published" if published.outcome in ("created", "updated") else published.outcome,
                           f"{published.outcome} {self.publisher.where} ({plan.solver}, {plan.status}, "
-                          f"{plan.objective_g / 1000:.3f} kgCO2e over the horizon)", started)
+                          f"{plan.evaluation.totals['operational_emissions_g'] / 1000:.3f} kgCO2e operational "
+                          f"(location-based) over the horizon)", started)
 
     @staticmethod
     def _done(result: PlanRound, outcome: str, detail: str, started: float) -> PlanRound:

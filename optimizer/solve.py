@@ -13,7 +13,10 @@ Models above `SolveOptions.restrict_above_variables` are solved restricted
 the greedy plan use (plus a few cheap ones), then large-neighbourhood search
 (`edgeplace.optimizer.lns`).
 
-Gap = (evaluated emissions - lower bound) / evaluated emissions, where the
+Gap = (evaluated figure - lower bound) / evaluated figure, where the figure
+is what a placement can change (`Evaluation.decision_g`: operational carbon on
+the objective's Scope 2 basis plus rented nodes' embodied carbon; owned nodes'
+embodied carbon, fleet basis, is the same for every plan) and the
 lower bound is the best of the solver's proven bound, the LP relaxation of
 the same model (when it solves within `bound_time_limit_s`) and the flow
 bound of `edgeplace.optimizer.bound` (milliseconds, weaker). It is a gap within the modelled space (see
@@ -37,6 +40,7 @@ from edgeplace.optimizer.highs_backend import solve_highs
 from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult, SolveStatus
+from edgeplace.policies.accounting import accounting_facts
 from edgeplace.policies.costs import Objective, price
 from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.placement import Placement
@@ -98,14 +102,17 @@ class Plan:
     model_stats: dict[str, int] = field(default_factory=dict)
     solver_detail: str = ""
     explanation: list[str] = field(default_factory=list)
+    #: The Scope 2 basis the objective priced operational carbon on (location | market).
+    carbon_basis: str = "location"
 
     @property
     def objective_g(self) -> float:
-        return self.evaluation.totals["emissions_g"]
+        """The evaluated figure the solver minimised: `Evaluation.decision_g` on the plan's basis [gCO2e]."""
+        return self.evaluation.decision_g(self.carbon_basis)
 
     @property
     def gap(self) -> float | None:
-        """Relative gap of the evaluated emissions to the lower bound (0.01 = 1 %)."""
+        """Relative gap of the evaluated objective figure to the lower bound (0.01 = 1 %)."""
         if self.lower_bound_g is None or self.objective_g <= 0:
             return None
         return max(0.0, (self.objective_g - self.lower_bound_g) / self.objective_g)
@@ -118,6 +125,8 @@ class Plan:
             "embodied_kg": t["embodied_emissions_g"] / 1000, "energy_kwh": t["energy_kwh"],
             "renewable_kwh": t["renewable_kwh"], "mean_active_nodes": t["mean_active_nodes"],
             "violations": len(self.evaluation.violations),
+            "operational_market_kg": t["operational_market_emissions_g"] / 1000,
+            "objective_kg": self.objective_g / 1000,
             "lower_bound_kg": None if self.lower_bound_g is None else self.lower_bound_g / 1000,
             "gap_pct": None if self.gap is None else self.gap * 100,
             "solve_s": self.solve_seconds,
@@ -126,7 +135,7 @@ class Plan:
     def to_dict(self, scenario: Scenario) -> dict:
         doc = self.placement.to_dict(scenario)
         doc["plan"] = {**self.summary(), "model": self.model_stats, "explanation": self.explanation,
-                       "intensity_kind": scenario.intensity_kind, "accounting": "location-based"}
+                       "accounting": accounting_facts(scenario, self.carbon_basis)}
         return doc
 
 
@@ -198,7 +207,7 @@ def _restricted_solve(scenario, costs, greedy, greedy_eval, options: SolveOption
         candidate_plan = (candidate, evaluate(scenario, candidate))
         if _better(costs, candidate_plan, best):
             best, name = candidate_plan, options.solver
-    say(f"neighbourhood search from {best[1].emissions_g / 1000:.4f} kg")
+    say(f"neighbourhood search from {best[1].decision_g(costs.objective.carbon_basis) / 1000:.4f} kg")
     best, tried, kept = lns.improve(costs, best, deadline=deadline, better=lambda a, b: _better(costs, a, b),
                                     solve_step=_highs_step(options), seed=options.seed)
     stats.update({"lns_steps": tried, "lns_improvements": kept})
@@ -243,8 +252,9 @@ def _better(costs, a: tuple[Placement, Evaluation], b: tuple[Placement, Evaluati
     terms the solvers minimise (a plan that saves 5 g by moving 10 replicas at a
     20 g migration penalty is worse, not better)."""
     (pa, ea), (pb, eb) = a, b
-    return ((len(ea.violations), ea.emissions_g + _secondary_g(costs, pa, ea))
-            <= (len(eb.violations), eb.emissions_g + _secondary_g(costs, pb, eb) + 1e-9))
+    basis = costs.objective.carbon_basis
+    return ((len(ea.violations), ea.decision_g(basis) + _secondary_g(costs, pa, ea))
+            <= (len(eb.violations), eb.decision_g(basis) + _secondary_g(costs, pb, eb) + 1e-9))
 
 
 def _secondary_g(costs, placement: Placement, evaluation: Evaluation) -> float:
@@ -315,7 +325,7 @@ def _lp_bound(costs, options: SolveOptions, say: Progress, form=None) -> float |
 
 def _plan(scenario, costs, placement, evaluation, solver, status, bound, started, stats, detail) -> Plan:
     plan = Plan(placement, evaluation, solver, status, _carbon_bound(costs, bound), time.perf_counter() - started,
-                stats, detail)
+                stats, detail, carbon_basis=costs.objective.carbon_basis)
     if not evaluation.feasible:
         plan.explanation = explain_unplaced(costs, placement, evaluation)
         # The status is the plan's: one that breaks a rule is no "optimal" or "fallback" plan,
@@ -329,7 +339,8 @@ def _carbon_bound(costs, bound: float | None) -> float | None:
     objective is pure carbon (secondary weights would shift it)."""
     sc = costs.scenario
     forecast_is_actual = (np.array_equal(sc.region_intensity_forecast_g_per_kwh, sc.region_intensity_g_per_kwh)
-                          and np.array_equal(sc.site_renewable_forecast_kw, sc.site_renewable_kw))
+                          and np.array_equal(sc.site_renewable_forecast_kw, sc.site_renewable_kw)
+                          and np.array_equal(sc.site_contracted_forecast_kw, sc.site_contracted_kw))
     if bound is None or not costs.objective.carbon_only or not forecast_is_actual:
         return None  # the bound is on what the model prices, which is then not what evaluation measures
     # A pure-carbon objective is never negative, but CP-SAT's bound on its scaled

@@ -63,6 +63,7 @@ from typing import Callable
 import numpy as np
 
 from edgeplace.policies.base import PlacementPolicy, PolicyFactory
+from edgeplace.policies.costs import embodied_g_per_powered_h
 from edgeplace.policies.power import node_power_w
 from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.placement import Placement
@@ -449,7 +450,7 @@ class _CarbonScorer(_Scorer):
         kwh_per_w = sc.node_pue * sc.slot_hours / 1000.0  # facility kWh per W of IT power for one slot
         self.intensity = sc.region_intensity_forecast_g_per_kwh[sc.node_region].T  # T x N [g/kWh], as forecast
         self.open_kwh = (node_power_w(curve, sc.node_background_util) * kwh_per_w[:, None]).T  # T x N
-        self.embodied_g = sc.node_embodied_g_per_h * sc.slot_hours  # N, per powered slot
+        self.embodied_g = embodied_g_per_powered_h(sc) * sc.slot_hours  # N, per powered slot (fleet basis: 0 if owned)
         self.dyn_kwh_per_util = (curve[:, 10] - curve[:, 0]) * kwh_per_w  # N
         self.cpu_capacity = sc.node_capacity[:, CPU].astype(float)
         self.cpu_used = sc.workload_requests[:, CPU] * sc.workload_cpu_usage  # W, millicores busy per replica

@@ -6,18 +6,29 @@ model, so a new pricing rule changes this module and no solver.
 
 Prices are in gCO2e. The objective a solver minimises is
 
-    sum_s,t intensity[s,t] x grid_kwh[s,t]                   operational
-  + sum_n,t on[n,t] x embodied_g_per_slot[n]                  embodied (SCI M)
+    sum_s,t intensity[s,t] x grid_kwh[s,t]                   operational (Scope 2 basis below)
+  + sum_n,t on[n,t] x embodied_g_per_slot[n]                  embodied of rented nodes
   + energy_weight_g_per_kwh x sum facility energy              optional secondary
   + latency_weight_g_per_ms x sum replicas x latency [ms]      optional secondary
   + migration_g_per_replica x replicas moved off `current`     optional
 
-with grid_kwh[s,t] = max(0, site facility energy - on-site renewable supply)
+with grid_kwh[s,t] = max(0, site facility energy - carbon-free supply[s,t])
 (batteries only lower it) and facility energy = PUE x h / 1000 x node IT power,
 node IT power = the convex hull of its power curve at the node's utilisation.
-The first two terms are exactly what `edgeplace.policies.evaluate` reports for a
+
+The Scope 2 basis is the user's choice (`Objective.carbon_basis`):
+- location (default): supply = on-site renewables, intensity = the region's grid intensity;
+- market: supply = on-site renewables + hourly contracted supply (PPA), intensity =
+  the region's residual mix (or grid intensity) x (1 - the site's certificate share).
+
+Embodied carbon is priced on the fleet basis: an owned node's embodied carbon
+is spent whether it is on or off, a constant no placement changes, so it is
+not priced at all (it must not drive decisions); a node rented by the hour
+(`owned: false`) costs its amortised embodied carbon per powered slot.
+
+The first two terms are exactly what `Evaluation.decision_g` reports for a
 placement (up to the convex hull and battery dispatch, which make the model a
-relaxation: its optimum never exceeds the evaluated emissions).
+relaxation: its optimum never exceeds the evaluated figure).
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgeplace.policies.evaluate import CARBON_BASES
 from edgeplace.topology.scenario import CPU, Scenario
 
 
@@ -36,8 +48,12 @@ class Objective:
     energy_weight_g_per_kwh: float = 0.0
     latency_weight_g_per_ms: float = 0.0
     migration_g_per_replica: float = 0.0
+    #: GHG Protocol Scope 2 basis of the operational term: "location" or "market".
+    carbon_basis: str = "location"
 
     def __post_init__(self) -> None:
+        if self.carbon_basis not in CARBON_BASES:
+            raise ValueError(f"carbon_basis must be one of {', '.join(CARBON_BASES)} (got {self.carbon_basis!r})")
         for name in ("energy_weight_g_per_kwh", "latency_weight_g_per_ms", "migration_g_per_replica"):
             if getattr(self, name) < 0 or not np.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number >= 0 (got {getattr(self, name)})")
@@ -106,9 +122,9 @@ class CostModel:
     power_intercept_w: np.ndarray  # N x L
     power_slope_w: np.ndarray  # N x L (per unit utilisation)
     kwh_per_w_slot: np.ndarray  # N
-    site_supply_kwh: np.ndarray  # S x T
-    site_intensity_g_per_kwh: np.ndarray  # S x T
-    embodied_g_per_slot: np.ndarray  # N
+    site_supply_kwh: np.ndarray  # S x T, carbon-free supply on the objective's basis
+    site_intensity_g_per_kwh: np.ndarray  # S x T, of the energy beyond it
+    embodied_g_per_slot: np.ndarray  # N, per powered slot: 0 for owned nodes (fleet basis)
     current_count: dict[int, np.ndarray] = field(default_factory=dict)  # w -> N replica counts now
 
     def node_usage_max(self) -> np.ndarray:
@@ -145,10 +161,29 @@ class CostModel:
         return base_w * self.kwh_per_w_slot[:, None] * self.node_intensity_g_per_kwh + self.embodied_g_per_slot[:, None]
 
 
+def embodied_g_per_powered_h(scenario: Scenario) -> np.ndarray:
+    """N: embodied carbon a node costs per powered hour on the fleet basis [gCO2e/h]:
+    its amortised rate if rented by the hour, 0 if owned (spent on or off)."""
+    return np.where(scenario.node_owned, 0.0, scenario.node_embodied_g_per_h)
+
+
+def supply_and_intensity(scenario: Scenario, basis: str) -> tuple[np.ndarray, np.ndarray]:
+    """S x T carbon-free supply [kW] and the intensity of grid energy beyond it
+    [gCO2e/kWh] as planning sees them (forecast series), on a Scope 2 basis."""
+    sc = scenario
+    if basis == "location":
+        return sc.site_renewable_forecast_kw, sc.region_intensity_forecast_g_per_kwh[sc.site_region]
+    residual = np.where(np.isnan(sc.region_residual_g_per_kwh)[:, None], sc.region_intensity_forecast_g_per_kwh,
+                        np.nan_to_num(sc.region_residual_g_per_kwh)[:, None])
+    uncovered = 1.0 - sc.site_renewable_share[:, None]
+    return sc.site_renewable_forecast_kw + sc.site_contracted_forecast_kw, residual[sc.site_region] * uncovered
+
+
 def price(scenario: Scenario, objective: Objective | None = None) -> CostModel:
     """Price a scenario: the arrays every solver minimises over."""
     sc = scenario
     objective = objective or Objective()
+    supply_kw, intensity = supply_and_intensity(sc, objective.carbon_basis)
     intercept, slope = convex_segments_w(sc.node_power_curve_w)
     util = (sc.workload_requests[:, CPU] * sc.workload_cpu_usage)[:, None] / sc.node_capacity[None, :, CPU]
     current: dict[int, np.ndarray] = {}
@@ -164,8 +199,8 @@ def price(scenario: Scenario, objective: Objective | None = None) -> CostModel:
         power_slope_w=slope,
         kwh_per_w_slot=sc.node_pue * sc.slot_hours / 1000.0,
         # Planning prices what it can know: the forecast series (equal to the actual ones when none given).
-        site_supply_kwh=sc.site_renewable_forecast_kw * sc.slot_hours,
-        site_intensity_g_per_kwh=sc.region_intensity_forecast_g_per_kwh[sc.site_region],
-        embodied_g_per_slot=sc.node_embodied_g_per_h * sc.slot_hours,
+        site_supply_kwh=supply_kw * sc.slot_hours,
+        site_intensity_g_per_kwh=intensity,
+        embodied_g_per_slot=embodied_g_per_powered_h(sc) * sc.slot_hours,
         current_count=current,
     )

@@ -11,14 +11,32 @@ The arithmetic, per node i and slot t (h = slot length in hours):
     energy[i,t]  = it_w x PUE(site) x h / 1000                  [kWh, facility]
 per site s: renewables first, then battery, then grid (edgeplace.policies.power.onsite_supply_split);
     grid[i,t]    = energy[i,t] x grid[s,t] / energy[s,t]        (pro rata within the site)
-    op_g[i,t]    = grid[i,t] x intensity[region(s), t]          [gCO2e]
-    emb_g[i,t]   = powered[i,t] x embodied_kg x 1000 / (lifetime_h) x h   (SCI M per node-hour)
 
-Attribution to tenants: a node-slot's energy, emissions and embodied carbon
-go to the tenants on it in proportion to their CPU requests (SCI's
-resources-reserved share); what no tenant reserved (idle nodes, unrequested
-capacity of embodied carbon) goes to `(unallocated)`, so per-tenant figures
-add up to the total.
+Operational carbon on both GHG Protocol Scope 2 bases (edgeplace.policies.power.market_based_split):
+
+    op_g[i,t]        = grid[i,t] x intensity[region(s), t]                    location-based [gCO2e]
+    matched[s,t]     = min(grid[s,t], contracted[s,t] x h)    hourly matched contracted supply (PPA)
+    uncovered[s,t]   = (grid[s,t] - matched[s,t]) x (1 - renewable_share[s])  after certificates
+    market_g[i,t]    = grid[i,t] / grid[s,t] x uncovered[s,t] x residual[region(s)]   market-based
+                       (residual = the region's residual mix; without one, the location intensity)
+    cfe[i,t]         = energy[i,t] x (renewable[s,t] + matched[s,t]) / energy[s,t]    carbon-free energy
+
+Embodied carbon on the fleet basis (the hardware's manufacture, amortised per
+GSF SCI over its lifetime EL):
+
+    emb_g[i,t]   = embodied_kg x 1000 / EL[h] x h     for an owned node, on or off
+                 = powered[i,t] x the same            for a node rented by the hour (`owned: false`)
+
+Sleeping an owned node changes its operational emissions only: its embodied
+carbon was emitted when it was built. Adding or removing nodes changes it.
+
+Attribution (SCI, for per-tenant and per-workload figures): a node-slot's
+energy and operational emissions go to the replicas on it in proportion to
+their CPU requests; its embodied carbon by SCI's M = TE x TiR/EL x RR/ToR,
+i.e. each replica's requested share of the node's CPU capacity (RR/ToR) for
+the slot (TiR). What no replica reserved goes to `(unallocated)`: idle
+capacity of powered nodes, and the whole share of sleeping owned nodes
+(reserved by no one, still owned). So the rows add up to the fleet total.
 """
 
 from __future__ import annotations
@@ -30,11 +48,13 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from edgeplace.policies.power import energy_kwh, node_power_w, onsite_supply_split
+from edgeplace.policies.power import energy_kwh, market_based_split, node_power_w, onsite_supply_split
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import CPU, Scenario
 
 UNALLOCATED = "(unallocated)"
+#: Scope 2 bases: the Evaluation array of each, and how a table names it.
+CARBON_BASES = ("location", "market")
 
 
 class ViolationKind(str, Enum):
@@ -67,36 +87,55 @@ class Violation:
 @dataclass(eq=False)
 class Evaluation:
     """Figures of one placement. Arrays are per node (N), site (S), tenant (M+1,
-    the last being `(unallocated)`) and slot (T)."""
+    the last being `(unallocated)`), workload (W+1, the same) and slot (T)."""
 
     scenario: Scenario
     powered: np.ndarray  # N x T bool
     utilisation: np.ndarray  # N x T, CPU [0..]
     it_power_w: np.ndarray  # N x T
     energy_kwh: np.ndarray  # N x T, facility (with PUE)
-    renewable_kwh: np.ndarray  # N x T, on-site renewable energy used
+    renewable_kwh: np.ndarray  # N x T, on-site renewable energy used (direct and through the battery)
+    from_battery_kwh: np.ndarray  # N x T, of renewable_kwh: the part the battery delivered
     grid_kwh: np.ndarray  # N x T
-    operational_g: np.ndarray  # N x T
-    embodied_g: np.ndarray  # N x T
+    matched_kwh: np.ndarray  # N x T, of grid_kwh: matched hour by hour by contracted supply
+    operational_g: np.ndarray  # N x T, location-based
+    operational_market_g: np.ndarray  # N x T, market-based
+    embodied_g: np.ndarray  # N x T, fleet basis
     tenant_energy_kwh: np.ndarray  # (M+1) x T
-    tenant_operational_g: np.ndarray  # (M+1) x T
-    tenant_embodied_g: np.ndarray  # (M+1) x T
+    tenant_operational_g: np.ndarray  # (M+1) x T, location-based
+    tenant_operational_market_g: np.ndarray  # (M+1) x T
+    tenant_embodied_g: np.ndarray  # (M+1) x T, SCI attribution; the last row the unattributed rest
+    workload_energy_kwh: np.ndarray  # (W+1) x T
+    workload_operational_g: np.ndarray  # (W+1) x T
+    workload_operational_market_g: np.ndarray  # (W+1) x T
+    workload_embodied_g: np.ndarray  # (W+1) x T
     violations: list[Violation] = field(default_factory=list)
+    assign: np.ndarray | None = None  # R x T, the placement evaluated (node index, -1 unplaced)
 
     # -- totals ------------------------------------------------------------
     @cached_property
     def totals(self) -> dict[str, float]:
+        """Headline figures. `operational_emissions_g` is location-based,
+        `embodied_emissions_g` the fleet basis; `emissions_g` their sum."""
         op, emb = float(self.operational_g.sum()), float(self.embodied_g.sum())
+        energy = float(self.energy_kwh.sum())
+        cfe = float(self.cfe_kwh.sum())
         active = self.powered.sum(axis=0)
         hours = self.scenario.n_slots * self.scenario.slot_hours
         return {
-            "energy_kwh": float(self.energy_kwh.sum()),
+            "energy_kwh": energy,
             # Facility power (PUE applied) averaged over the horizon: the kWh as a steady draw.
-            "mean_power_w": float(self.energy_kwh.sum()) * 1000.0 / hours if hours > 0 else 0.0,
+            "mean_power_w": energy * 1000.0 / hours if hours > 0 else 0.0,
             "renewable_kwh": float(self.renewable_kwh.sum()),
             "grid_kwh": float(self.grid_kwh.sum()),
+            "contracted_matched_kwh": float(self.matched_kwh.sum()),
+            "cfe_kwh": cfe,
+            "cfe_score_pct": cfe / energy * 100 if energy > 0 else float("nan"),
             "operational_emissions_g": op,
+            "operational_market_emissions_g": float(self.operational_market_g.sum()),
             "embodied_emissions_g": emb,
+            "embodied_owned_g": float(self.embodied_g[self.scenario.node_owned].sum()),
+            "embodied_attributed_g": float(self.tenant_embodied_g[:-1].sum()),
             "emissions_g": op + emb,
             "mean_active_nodes": float(active.mean()) if active.size else 0.0,
             "peak_active_nodes": int(active.max()) if active.size else 0,
@@ -124,7 +163,29 @@ class Evaluation:
 
     @property
     def emissions_g(self) -> float:
+        """Location-based operational plus fleet embodied emissions [gCO2e]."""
         return self.totals["emissions_g"]
+
+    @property
+    def cfe_kwh(self) -> np.ndarray:
+        """N x T carbon-free energy: on-site renewables plus hourly matched contracted supply [kWh]."""
+        return self.renewable_kwh + self.matched_kwh
+
+    def operational(self, basis: str) -> np.ndarray:
+        """N x T operational emissions on a Scope 2 basis (location or market) [gCO2e]."""
+        if basis not in CARBON_BASES:
+            raise ValueError(f"carbon basis must be one of {', '.join(CARBON_BASES)} (got {basis!r})")
+        return self.operational_g if basis == "location" else self.operational_market_g
+
+    def emissions_on(self, basis: str) -> float:
+        """Operational emissions on `basis` plus fleet embodied emissions [gCO2e]."""
+        return float(self.operational(basis).sum()) + self.totals["embodied_emissions_g"]
+
+    def decision_g(self, basis: str) -> float:
+        """The emissions a placement can change [gCO2e]: operational on `basis`
+        plus the embodied carbon of rented nodes (owned nodes' embodied carbon is
+        the same whatever the plan). What solvers minimise and gaps refer to."""
+        return self.emissions_on(basis) - self.totals["embodied_owned_g"]
 
     # -- tables ------------------------------------------------------------
     def per_node(self) -> pd.DataFrame:
@@ -137,27 +198,55 @@ class Evaluation:
             "energy_kwh": self.energy_kwh.sum(axis=1),
             "renewable_kwh": self.renewable_kwh.sum(axis=1),
             "grid_kwh": self.grid_kwh.sum(axis=1),
+            "cfe_kwh": self.cfe_kwh.sum(axis=1),
             "operational_emissions_g": self.operational_g.sum(axis=1),
+            "operational_market_emissions_g": self.operational_market_g.sum(axis=1),
             "embodied_emissions_g": self.embodied_g.sum(axis=1),
         })
 
     def per_site(self) -> pd.DataFrame:
+        """Per site; `cfe_score_pct` is the hourly matched carbon-free share of the site's
+        energy (sum over slots of carbon-free energy / sum of energy)."""
         sc = self.scenario
         df = self.per_node().drop(columns=["node"]).groupby("site", sort=False).agg(
             nodes=("powered_slots", "size"), powered_node_slots=("powered_slots", "sum"),
             energy_kwh=("energy_kwh", "sum"), renewable_kwh=("renewable_kwh", "sum"),
-            grid_kwh=("grid_kwh", "sum"), operational_emissions_g=("operational_emissions_g", "sum"),
+            grid_kwh=("grid_kwh", "sum"), cfe_kwh=("cfe_kwh", "sum"),
+            operational_emissions_g=("operational_emissions_g", "sum"),
+            operational_market_emissions_g=("operational_market_emissions_g", "sum"),
             embodied_emissions_g=("embodied_emissions_g", "sum"))
         df.insert(0, "tier", [sc.spec.sites[sc.index_of("site", s)].tier.value for s in df.index])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            df["cfe_score_pct"] = np.where(df["energy_kwh"] > 0, df["cfe_kwh"] / df["energy_kwh"] * 100, np.nan)
         return df.reset_index()
 
+    def site_cfe_pct(self) -> np.ndarray:
+        """S x T hourly carbon-free energy score per site [%] (NaN where the site draws nothing)."""
+        sc = self.scenario
+        energy, cfe = np.zeros((sc.n_sites, sc.n_slots)), np.zeros((sc.n_sites, sc.n_slots))
+        np.add.at(energy, sc.node_site, self.energy_kwh)
+        np.add.at(cfe, sc.node_site, self.cfe_kwh)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(energy > 0, cfe / energy * 100, np.nan)
+
     def per_tenant(self) -> pd.DataFrame:
-        names = [*self.scenario.tenant_ids, UNALLOCATED]
+        """Per tenant (SCI attribution), the last row `(unallocated)`; rows add up to the totals."""
+        return self._attributed("tenant", [*self.scenario.tenant_ids, UNALLOCATED], "tenant")
+
+    def per_workload(self) -> pd.DataFrame:
+        """Per workload (SCI attribution), the last row `(unallocated)`; rows add up to the totals."""
+        sc = self.scenario
+        frame = self._attributed("workload", [*sc.workload_ids, UNALLOCATED], "workload")
+        frame.insert(1, "tenant", [sc.tenant_ids[m] for m in sc.workload_tenant] + [""])
+        return frame
+
+    def _attributed(self, prefix: str, names: list[str], label: str) -> pd.DataFrame:
         return pd.DataFrame({
-            "tenant": names,
-            "energy_kwh": self.tenant_energy_kwh.sum(axis=1),
-            "operational_emissions_g": self.tenant_operational_g.sum(axis=1),
-            "embodied_emissions_g": self.tenant_embodied_g.sum(axis=1),
+            label: names,
+            "energy_kwh": getattr(self, f"{prefix}_energy_kwh").sum(axis=1),
+            "operational_emissions_g": getattr(self, f"{prefix}_operational_g").sum(axis=1),
+            "operational_market_emissions_g": getattr(self, f"{prefix}_operational_market_g").sum(axis=1),
+            "embodied_sci_emissions_g": getattr(self, f"{prefix}_embodied_g").sum(axis=1),
         })
 
     def per_slot(self) -> pd.DataFrame:
@@ -169,7 +258,9 @@ class Evaluation:
             "energy_kwh": self.energy_kwh.sum(axis=0),
             "renewable_kwh": self.renewable_kwh.sum(axis=0),
             "grid_kwh": self.grid_kwh.sum(axis=0),
+            "cfe_kwh": self.cfe_kwh.sum(axis=0),
             "operational_emissions_g": self.operational_g.sum(axis=0),
+            "operational_market_emissions_g": self.operational_market_g.sum(axis=0),
             "embodied_emissions_g": self.embodied_g.sum(axis=0),
         })
 
@@ -177,7 +268,7 @@ class Evaluation:
 def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
     """Energy, emissions and every rule check of `placement` on `scenario`."""
     sc = scenario
-    N, T, M = sc.n_nodes, sc.n_slots, len(sc.tenant_ids)
+    N, T = sc.n_nodes, sc.n_slots
     assign = np.asarray(placement.assign)
     if assign.shape != (sc.n_replicas, T):
         raise ValueError(f"placement has shape {assign.shape}, scenario needs {(sc.n_replicas, T)} (replicas x slots)")
@@ -205,43 +296,73 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
     derived = hosting | ~sc.node_can_power_down[:, None]
     powered = derived if placement.powered is None else np.asarray(placement.powered, dtype=bool)
 
-    # Energy: IT power -> facility energy -> renewables/battery/grid -> emissions.
+    # Energy: IT power -> facility energy -> renewables/battery/grid.
     it_w = np.where(powered, node_power_w(sc.node_power_curve_w, utilisation), 0.0)
     node_kwh = energy_kwh(it_w * sc.node_pue[:, None], sc.slot_hours)
-    site_kwh = np.zeros((sc.n_sites, T))
-    np.add.at(site_kwh, sc.node_site, node_kwh)
+    site_kwh = _per_site(sc, node_kwh)
     supply_kwh = energy_kwh(sc.site_renewable_kw * 1000.0, sc.slot_hours)
     site_ren, site_grid = onsite_supply_split(site_kwh, supply_kwh, sc.site_battery_kwh)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        grid_share = np.where(site_kwh > 0, site_grid / site_kwh, 0.0)
-    node_grid = node_kwh * grid_share[sc.node_site]
+    site_direct = np.minimum(site_kwh, supply_kwh)  # the rest of site_ren came through the battery
+
+    # Scope 2: location-based, and market-based after contractual instruments.
+    market_intensity = np.where(np.isnan(sc.region_residual_g_per_kwh)[:, None], sc.region_intensity_g_per_kwh,
+                                np.nan_to_num(sc.region_residual_g_per_kwh)[:, None])[sc.site_region]
+    site_matched, site_market_g = market_based_split(
+        site_grid, energy_kwh(sc.site_contracted_kw * 1000.0, sc.slot_hours), sc.site_renewable_share, market_intensity)
+
+    # Back to nodes, pro rata within the site.
+    def share_of(site_part: np.ndarray, site_whole: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(site_whole > 0, site_part / site_whole, 0.0)[sc.node_site]
+
+    node_grid = node_kwh * share_of(site_grid, site_kwh)
     node_ren = node_kwh - node_grid
+    node_battery = node_kwh * share_of(site_ren - site_direct, site_kwh)
+    node_matched = node_grid * share_of(site_matched, site_grid)
     op_g = node_grid * sc.region_intensity_g_per_kwh[sc.node_region]
-    emb_g = powered * (sc.node_embodied_g_per_h * sc.slot_hours)[:, None]
+    market_g = node_grid * share_of(site_market_g, site_grid)
+    emb_g = np.where(sc.node_owned[:, None], True, powered) * (sc.node_embodied_g_per_h * sc.slot_hours)[:, None]
 
-    # Attribution to tenants by share of CPU requested on the node-slot.
-    tenant_cpu = np.bincount(cell * M + sc.workload_tenant[w_of], weights=cpu_req,
-                             minlength=N * T * M)[: N * T * M].reshape(N, T, M)
-    req_total = tenant_cpu.sum(axis=2)
+    # Attribution to replicas (SCI): energy and operational carbon by share of the
+    # node-slot's CPU requests; embodied by share of the node's CPU capacity.
+    req_total = per_cell(cpu_req)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share_of_use = np.where(req_total[..., None] > 0, tenant_cpu / req_total[..., None], 0.0)
-    share_of_capacity = np.minimum(tenant_cpu / sc.node_capacity[:, CPU, None, None], 1.0)
-    share_of_capacity *= np.minimum(1.0, 1.0 / np.maximum(share_of_capacity.sum(axis=2, keepdims=True), 1e-12))
-
-    def attribute(values: np.ndarray, share: np.ndarray) -> np.ndarray:
-        per_tenant = np.einsum("nt,ntm->mt", values, share)
-        rest = values.sum(axis=0) - per_tenant.sum(axis=0)
-        return np.vstack([per_tenant, rest[None, :]])
+        share_of_use = np.where(req_total[cell] > 0, cpu_req / req_total[cell], 0.0)
+    capacity = sc.node_capacity[node, CPU].astype(float)
+    share_of_capacity = cpu_req / capacity * np.minimum(1.0, capacity / np.maximum(req_total[cell], 1e-12))
+    groups = {"tenant": (sc.workload_tenant[w_of], len(sc.tenant_ids)), "workload": (w_of, sc.n_workloads)}
+    attributed = {}
+    for prefix, (group, size) in groups.items():
+        for name, values, share in (("energy_kwh", node_kwh, share_of_use), ("operational_g", op_g, share_of_use),
+                                    ("operational_market_g", market_g, share_of_use),
+                                    ("embodied_g", emb_g, share_of_capacity)):
+            attributed[f"{prefix}_{name}"] = _attribute(values, cell, group, size, share)
 
     result = Evaluation(
         scenario=sc, powered=powered, utilisation=utilisation, it_power_w=it_w, energy_kwh=node_kwh,
-        renewable_kwh=node_ren, grid_kwh=node_grid, operational_g=op_g, embodied_g=emb_g,
-        tenant_energy_kwh=attribute(node_kwh, share_of_use),
-        tenant_operational_g=attribute(op_g, share_of_use),
-        tenant_embodied_g=attribute(emb_g, share_of_capacity),
+        renewable_kwh=node_ren, from_battery_kwh=node_battery, grid_kwh=node_grid, matched_kwh=node_matched,
+        operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g, **attributed, assign=assign,
     )
     result.violations = _violations(sc, assign, powered, r_idx, t_idx, node, w_of, cell)
     return result
+
+
+def _per_site(sc: Scenario, node_values: np.ndarray) -> np.ndarray:
+    """S x T sums of an N x T array over each site's nodes."""
+    out = np.zeros((sc.n_sites, node_values.shape[1]))
+    np.add.at(out, sc.node_site, node_values)
+    return out
+
+
+def _attribute(values: np.ndarray, cell: np.ndarray, group: np.ndarray, size: int, share: np.ndarray) -> np.ndarray:
+    """(size+1) x T: `values` (N x T) split over the replica-slots in `cell` by `share`,
+    summed per `group`; the last row is what no replica took (so columns add up)."""
+    T = values.shape[1]
+    t = cell % T
+    per_group = np.bincount(group * T + t, weights=values.reshape(-1)[cell] * share,
+                            minlength=size * T)[: size * T].reshape(size, T)
+    rest = values.sum(axis=0) - per_group.sum(axis=0)
+    return np.vstack([per_group, rest[None, :]])
 
 
 def _slots(mask: np.ndarray) -> tuple[int, ...]:

@@ -71,11 +71,15 @@ class ScenarioBuilder:
 
     # -- infrastructure ----------------------------------------------------
     def region(self, id: str, intensity: Values | None = None, unit: str = "gCO2/kWh",
-               kind: str | None = None) -> "ScenarioBuilder":
-        """A grid region; with `intensity`, also its grid_intensity signal (`kind`: average/marginal)."""
-        self._doc["regions"].append({"id": id})
+               kind: str | None = None, factor_type: str | None = None,
+               residual_mix: dict[str, Any] | None = None) -> "ScenarioBuilder":
+        """A grid region; with `intensity`, also its grid_intensity signal (`kind`: average/marginal,
+        `factor_type`: direct/lifecycle); `residual_mix` {g_per_kwh, factor_type, source}."""
+        self._doc["regions"].append({"id": id, **({"residual_mix": residual_mix} if residual_mix else {})})
         if intensity is not None:
             extra = {"intensity_kind": kind} if kind else {}
+            if factor_type:
+                extra["factor_type"] = factor_type
             self.signal("grid_intensity", intensity, unit=unit, region=id, **extra)
         return self
 
@@ -215,13 +219,15 @@ def place(scenario: Scenario, workloads: dict[str, Any], powered_down: dict[str,
     return Placement.from_dict(scenario, doc)
 
 
-def tiny() -> ScenarioBuilder:
+def tiny(owned: bool = True) -> ScenarioBuilder:
     """The 'tiny' scenario (2 slots; access site `a` with PV, cloud site `c` 10 ms away;
-    n2 always on; one workload `w` of 2000 millicores with a 5 ms SLA for user `u`)."""
+    n2 always on; one workload `w` of 2000 millicores with a 5 ms SLA for user `u`).
+    `owned=False` rents both sites' nodes by the hour: their embodied carbon is then
+    charged per powered slot and priced in the objective."""
     return (ScenarioBuilder("tiny").slots(2)
             .region("DE", [400, 200])
-            .site("a", tier="access", pue=1.5, pv_kwp=1, renewable=[0, 0.1])
-            .site("c", tier="cloud", pue=1.0)
+            .site("a", tier="access", pue=1.5, pv_kwp=1, renewable=[0, 0.1], owned=owned)
+            .site("c", tier="cloud", pue=1.0, owned=owned)
             .node("n1", site="a")
             .node("n2", site="c", can_power_down=False)
             .link("a", "c", 10)

@@ -66,11 +66,13 @@ def battery_scenario():
     early surplus can serve the later slots; cloud `c` 10 ms away. t1 and t2
     never share a node; `web` spreads over both sites; `batch` (2 slots of
     2000 millicores) may start in slot 0, 1 or 2. Nodes are the builder's
-    default 4000 millicores, 100 W idle / 200 W max."""
+    default 4000 millicores, 100 W idle / 200 W max, rented by the hour, so the
+    objective also prices embodied carbon per powered slot (as measured for
+    CPSAT_OBJECTIVE_REL)."""
     return (ScenarioBuilder("battery").slots(4)
             .region("DE", [300, 250, 450, 500])
-            .site("a", tier="access", pue=1.5, renewable=[1.2, 0.6, 0, 0], battery_kwh=1.0)
-            .site("c", tier="cloud", pue=1.1)
+            .site("a", tier="access", pue=1.5, renewable=[1.2, 0.6, 0, 0], battery_kwh=1.0, owned=False)
+            .site("c", tier="cloud", pue=1.1, owned=False)
             .node("n1", site="a").node("n2", site="a").node("n3", site="c")
             .link("a", "c", 10)
             .user("u", site="a", access_ms=1)
@@ -338,7 +340,7 @@ def test_cpsat_completes_the_greedy_hint_and_starts_from_it():
     costs = price(scenario)
     form = build(costs)
     greedy = greedy_place(costs, time_limit_s=0.2, seed=0)
-    greedy_g = evaluate(scenario, greedy).emissions_g
+    greedy_g = evaluate(scenario, greedy).decision_g("location")  # what the model prices
     r = solve_cpsat(form.model, time_limit_s=1.0, workers=2, hint=hint_from_placement(form, costs, greedy))
     assert r.status in (SolveStatus.optimal, SolveStatus.feasible), r.detail
     assert r.detail.endswith("hint completed")

@@ -1,8 +1,10 @@
 """edgeplace.optimizer.bound: the flow bound is valid (<= LP relaxation <= MILP optimum) and None when CPU runs out.
 
 Hand cases use one slot of 1 h, PUE 1.0, 400 gCO2/kWh and nodes of the
-builder's default (4000 millicores, 100 W idle / 200 W max), with embodied
-carbon 876 kg over 1 year = 876,000 g / 8760 h = 100 g per node-hour.
+builder's default (4000 millicores, 100 W idle / 200 W max), rented by the
+hour (`owned: false`, so the objective charges embodied carbon per powered
+slot) with embodied carbon 876 kg over 1 year = 876,000 g / 8760 h = 100 g
+per node-hour.
 A node on for the slot with nothing on it: 0.1 kWh x 400 = 40 g + 100 g = 140 g
 ("fixed"), 140 / 4000 = 0.035 g per requested millicore. Dynamic power at the
 slope 100 W per unit utilisation: 0.1 kWh x 400 = 40 g per unit, 0.01 g per
@@ -36,7 +38,7 @@ def fresh_highs_thread_pool():
 
 def one_site(slots: int = 1, intensity=400, **site) -> ScenarioBuilder:
     return (ScenarioBuilder().slots(slots).region("DE", intensity)
-            .site("a", pue=1.0, embodied=EMBODIED_100, **site).user("u", site="a").tenant("t1"))
+            .site("a", pue=1.0, embodied=EMBODIED_100, owned=False, **site).user("u", site="a").tenant("t1"))
 
 
 def three_bounds(sc) -> tuple[float | None, float, float]:
@@ -100,7 +102,8 @@ def test_services_keep_their_node_over_the_horizon():
     # = 120 g. It keeps one node: 2000 x (250 g fixed + 50 g dynamic) / 4000 = 150 g, the bound.
     # The MILP pays the whole node: 250 g + 0.05 kWh x (400 + 100) = 275 g.
     sc = (ScenarioBuilder().slots(2).region("R1", [400, 100]).region("R2", [100, 400])
-          .site("a", region="R1", pue=1.0, embodied=EMBODIED_100).site("b", region="R2", pue=1.0, embodied=EMBODIED_100)
+          .site("a", region="R1", pue=1.0, embodied=EMBODIED_100, owned=False)
+          .site("b", region="R2", pue=1.0, embodied=EMBODIED_100, owned=False)
           .node("n1", site="a").node("n2", site="b").user("u", site="a").tenant("t1")
           .workload("w", cpu=2000).build())
     fb, lp, opt = three_bounds(sc)

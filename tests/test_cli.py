@@ -198,8 +198,10 @@ def test_compare_as_csv_has_a_header(capsys):
     code, out, _ = run(capsys, "compare", EXAMPLE, "--policies", "spread,binpack", "--format", "csv")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith("policy,emissions_kg,operational_kg,embodied_kg,")
-    assert lines[0].endswith(",vs_spread_pct")
+    # Operational carbon (named by its basis) and energy first, each with its difference to the
+    # reference baseline; embodied on the fleet basis after them.
+    assert lines[0].startswith("policy,operational_location_kg,d_operational_pct,energy_kwh,d_energy_kwh,"
+                               "mean_power_w,renewable_kwh,embodied_fleet_kg,d_embodied_kg,emissions_kg,")
     assert [line.split(",")[0] for line in lines[1:]] == ["spread", "binpack"]
 
 
@@ -220,7 +222,7 @@ def test_plan_writes_json_atomically_and_evaluate_reads_it_back(tmp_path, capsys
     assert doc["plan"]["solver"] == "milp" and doc["plan"]["status"] == "optimal"
     assert doc["plan"]["violations"] == 0
     table = json.loads(out)
-    assert table[0]["policy"] == "plan (milp)" and table[1]["policy"].startswith("best baseline (")
+    assert table[0]["policy"] == "plan (milp)" and table[1]["policy"] in ("spread", "binpack", "nearest", "greedy-carbon")
     assert table[0]["emissions_kg"] == pytest.approx(doc["plan"]["emissions_kg"], rel=1e-12)
     assert 0 <= table[0]["gap_pct"] <= 0.01 + 1e-9  # HiGHS proves optimality within 1e-4
 
@@ -314,6 +316,40 @@ def test_demo_runs_end_to_end_as_json(capsys):
     assert plan["emissions_kg"] < rows["spread"]["emissions_kg"]
 
 
+def test_demo_prints_the_operational_saving_and_kwh_first_against_a_named_baseline(capsys):
+    # The headline against the reference (the best baseline that meets every rule) and
+    # against spread, redone here from the evaluations of the two baselines and the
+    # plan's row: operational change in % and kg, energy in kWh, embodied (fleet).
+    from edgeplace.app import example_path
+    from edgeplace.policies.baselines import baseline_registry
+    from edgeplace.policies.evaluate import evaluate
+    from edgeplace.topology import load_scenario
+
+    code, out, _ = run(capsys, "demo", "--time-limit", "2")
+    assert code == 0
+    assert "operational: location-based, average, lifecycle factors; embodied: fleet (owned nodes on or off)" in out
+    assert "d_* = row minus greedy-carbon (meets every rule)" in out
+    sc = load_scenario(example_path("metro-de.yaml"))
+    evals = {name: evaluate(sc, baseline_registry()[name]().place(sc)) for name in ("greedy-carbon", "spread")}
+    lines = out.splitlines()
+    header = lines.index(next(x for x in lines if x.lstrip().startswith("policy ")))
+    plan_row = next(x for x in lines[header:] if x.lstrip().startswith("plan ("))
+    plan_op_kg, _d, plan_kwh = (float(v) for v in plan_row.split(")")[1].split()[:3])
+    for name, label in (("greedy-carbon", "the best baseline that meets every rule"),
+                        ("spread", "Kubernetes-default spreading, breaks 9 SLA rule(s)")):
+        t = evals[name].totals
+        op_kg = t["operational_emissions_g"] / 1000
+        line = next(x for x in lines if x.startswith(f"  vs {name} ("))
+        assert f"({label}): operational " in line
+        pct = float(line.split("operational ")[1].split(" %")[0])
+        # The line rounds to 0.1 %, the table prints kg to 2 decimals (+/- 0.005 kg).
+        assert pct == pytest.approx((plan_op_kg / op_kg - 1) * 100, abs=0.05 + 0.005 / op_kg * 100)
+        kwh = float(line.split("energy ")[1].split(" kWh")[0])
+        assert kwh == pytest.approx(plan_kwh - t["energy_kwh"], abs=0.06)
+        assert "embodied (fleet)" in line
+        assert line.index("operational") < line.index("energy") < line.index("embodied")
+
+
 # ---------------------------------------------------------------------------
 # Internal errors and the installed script
 
@@ -341,3 +377,16 @@ def test_the_installed_script_reports_input_problems_without_a_traceback(tmp_pat
     assert done.returncode == 3
     assert f"{path}: 1 problem(s)" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_evaluate_explain_prints_one_node_slot_and_refuses_a_bad_one(capsys):
+    code, out, _ = run(capsys, "evaluate", EXAMPLE, "--policy", "greedy-carbon", "--explain", "metro-2,12")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("node metro-2 at site metro-ffm-gallus (region DE), slot 12 (2026-06-21 12:00 UTC")
+    steps = [line.split(":")[0].strip() for line in lines[1:]]
+    assert steps[:5] == ["load", "power from the curve" if "asleep" not in lines[0] else "power", "facility energy",
+                         "site metro-ffm-gallus", "grid energy"]
+    assert any(line.strip().startswith("embodied (fleet)") for line in lines)
+    code, out, err = run(capsys, "evaluate", EXAMPLE, "--policy", "greedy-carbon", "--explain", "metro-2,99")
+    assert code == 3 and out == "" and "slot 99 is outside the horizon (0..23)" in err

@@ -3,7 +3,9 @@
 Each figure is worked out by hand in the comments. Shared constants:
 - default node: 4000 millicores, linear 100 W idle / 200 W max;
 - embodied (SCI M, shared/REFERENCE.md): 3700 kgCO2e over 4 years
-  = 3,700,000 g / (4 x 8760 h) = 105.593607... g per powered node-hour.
+  = 3,700,000 g / (4 x 8760 h) = 105.593607... g per node-hour; on the fleet
+  basis an owned node pays it every slot, on or off; a rented one
+  (`owned: false`) only while powered.
 """
 
 from __future__ import annotations
@@ -138,8 +140,8 @@ def test_embodied_share_per_sci():
     ev = evaluate(sc, place(sc, {"w": ["n1"]}))
     assert ev.embodied_g == approx(np.full((2, 2), EMBODIED_G_PER_H))
     df = ev.per_tenant().set_index("tenant")
-    assert df.loc["t1", "embodied_emissions_g"] == approx(EMBODIED_G_PER_H)
-    assert df.loc[UNALLOCATED, "embodied_emissions_g"] == approx(3 * EMBODIED_G_PER_H)
+    assert df.loc["t1", "embodied_sci_emissions_g"] == approx(EMBODIED_G_PER_H)
+    assert df.loc[UNALLOCATED, "embodied_sci_emissions_g"] == approx(3 * EMBODIED_G_PER_H)
 
 
 def test_embodied_override_per_site_and_node():
@@ -189,9 +191,10 @@ def test_two_tenants_on_one_node_share_by_cpu_requests_and_add_up():
     assert df["energy_kwh"].tolist() == approx([0.075, 0.075, 0.0])
     assert df["operational_emissions_g"].tolist() == approx([30.0, 30.0, 0.0])
     q = EMBODIED_G_PER_H / 4
-    assert df["embodied_emissions_g"].tolist() == approx([q, q, 2 * q])
-    for col in ("energy_kwh", "operational_emissions_g", "embodied_emissions_g"):
+    assert df["embodied_sci_emissions_g"].tolist() == approx([q, q, 2 * q])
+    for col in ("energy_kwh", "operational_emissions_g"):
         assert df[col].sum() == approx(ev.per_node()[col].sum())
+    assert df["embodied_sci_emissions_g"].sum() == approx(ev.per_node()["embodied_emissions_g"].sum())
 
 
 def test_per_tenant_figures_add_up_to_totals_per_slot():
@@ -217,13 +220,14 @@ def test_tables_per_node_site_and_slot_agree_with_totals():
     assert slot["active_nodes"].tolist() == [2, 2]
 
 
-def test_powered_down_nodes_draw_nothing():
-    # n1 hosts nothing and may power down: no energy, no embodied carbon.
+def test_powered_down_nodes_draw_nothing_but_keep_their_embodied_carbon():
+    # n1 hosts nothing and may power down: no energy; owned, so its embodied
+    # carbon (fleet basis) stays: 105.59 g per slot, all of it (unallocated).
     sc = tiny().build()
     ev = evaluate(sc, place(sc, {"w": ["n2"]}))
     assert not ev.powered[0].any()
     assert ev.energy_kwh[0] == approx([0.0, 0.0])
-    assert ev.embodied_g[0] == approx([0.0, 0.0])
+    assert ev.embodied_g[0] == approx([EMBODIED_G_PER_H] * 2)
     # n2 at c: 2000/4000 -> 150 W -> 0.15 kWh x [400, 200] = 60 + 30 g
     assert ev.operational_g[1] == approx([60.0, 30.0])
 
@@ -232,9 +236,10 @@ def test_explicit_power_down_of_an_idle_node():
     sc = one_node(slots=2).node("n2").workload("w", cpu=2000).build()
     powered = np.array([[True, True], [True, False]])
     ev = evaluate(sc, Placement.from_replica_nodes(sc, np.array([0]), powered=powered))
-    # n2 on in slot 0 with nothing: idle 100 W -> 0.1 kWh; off in slot 1 -> nothing.
+    # n2 on in slot 0 with nothing: idle 100 W -> 0.1 kWh; off in slot 1 -> no energy,
+    # the same embodied carbon (owned).
     assert ev.energy_kwh[1] == approx([0.1, 0.0])
-    assert ev.embodied_g[1] == approx([EMBODIED_G_PER_H, 0.0])
+    assert ev.embodied_g[1] == approx([EMBODIED_G_PER_H, EMBODIED_G_PER_H])
     assert ev.feasible
 
 
@@ -282,7 +287,8 @@ def test_deferrable_job_counted_only_in_its_run_slots():
     assert ev.powered[0].tolist() == [False, False, True, False]
     assert ev.energy_kwh[0] == approx([0.0, 0.0, 0.15, 0.0])
     assert ev.totals["operational_emissions_g"] == approx(45.0)
-    assert ev.totals["embodied_emissions_g"] == approx(EMBODIED_G_PER_H)
+    # Owned: 4 slots of embodied carbon whatever runs (fleet basis).
+    assert ev.totals["embodied_emissions_g"] == approx(4 * EMBODIED_G_PER_H)
     assert ev.feasible
 
 
@@ -577,3 +583,114 @@ def test_violation_as_dict_and_counts():
     assert ev.violation_counts[ViolationKind.capacity] == 1
     assert ev.totals["capacity_violations"] == 1
     assert not ev.feasible
+
+
+# ---------------------------------------------------------------------------
+# Embodied bases: fleet (owned on or off, rented while powered) and SCI attribution
+
+
+def test_fleet_basis_owned_node_pays_embodied_asleep_rented_node_only_while_powered():
+    # 2 slots. Owned n1 (site a) sleeps in slot 1; rented n2 (site r, owned: false) sleeps in slot 1.
+    # Fleet embodied: n1 2 x 105.5936 = 211.187 g; n2 1 x 105.5936 g. Total 316.781 g.
+    sc = (ScenarioBuilder().slots(2).region("DE", 400).site("a", pue=1.0).node("n1")
+          .site("r", tier="cloud", pue=1.0, owned=False).node("n2").tenant("t1").build())
+    powered = np.array([[True, False], [True, False]])
+    ev = evaluate(sc, Placement.from_replica_nodes(sc, np.zeros(0, dtype=int), powered=powered))
+    assert ev.embodied_g == approx(np.array([[EMBODIED_G_PER_H] * 2, [EMBODIED_G_PER_H, 0.0]]))
+    assert ev.totals["embodied_emissions_g"] == approx(3 * EMBODIED_G_PER_H)
+    assert ev.totals["embodied_owned_g"] == approx(2 * EMBODIED_G_PER_H)
+    # decision_g: operational (2 nodes x 0.1 kWh x 400 = 80 g in slot 0) + rented embodied 105.5936 g.
+    assert ev.totals["operational_emissions_g"] == approx(80.0)
+    assert ev.decision_g("location") == approx(80.0 + EMBODIED_G_PER_H)
+
+
+def test_sleeping_changes_only_operational_on_the_fleet_basis():
+    # Two owned nodes, one replica. Both on: 150 W + 100 W = 0.25 kWh x 400 = 100 g; one asleep: 60 g.
+    # Embodied: 2 nodes x 105.5936 g either way.
+    sc = one_node().node("n2").workload("w", cpu=2000).build()
+    both = evaluate(sc, Placement.from_replica_nodes(sc, np.array([0]), powered=np.ones((2, 1), bool)))
+    one = evaluate(sc, place(sc, {"w": ["n1"]}))
+    assert both.totals["operational_emissions_g"] == approx(100.0)
+    assert one.totals["operational_emissions_g"] == approx(60.0)
+    assert both.totals["embodied_emissions_g"] == one.totals["embodied_emissions_g"] == approx(2 * EMBODIED_G_PER_H)
+
+
+def test_sci_attribution_of_a_sleeping_node_goes_to_unallocated():
+    # n1 hosts w (1000 of 4000 m): SCI RR/ToR = 1/4 -> 26.398 g to t1, 79.195 g unallocated.
+    # n2 asleep (owned): nobody reserves it -> its 105.5936 g unallocated.
+    sc = one_node().node("n2").workload("w", cpu=1000).build()
+    ev = evaluate(sc, place(sc, {"w": ["n1"]}))
+    df = ev.per_tenant().set_index("tenant")
+    assert df.loc["t1", "embodied_sci_emissions_g"] == approx(EMBODIED_G_PER_H / 4)
+    assert df.loc[UNALLOCATED, "embodied_sci_emissions_g"] == approx(EMBODIED_G_PER_H * 7 / 4)
+    assert ev.totals["embodied_attributed_g"] == approx(EMBODIED_G_PER_H / 4)
+    per_w = ev.per_workload().set_index("workload")
+    assert per_w.loc["w", "embodied_sci_emissions_g"] == approx(EMBODIED_G_PER_H / 4)
+    assert per_w.loc["w", "tenant"] == "t1"
+    assert per_w["embodied_sci_emissions_g"].sum() == approx(ev.totals["embodied_emissions_g"])
+
+
+def test_per_workload_splits_a_tenant_by_cpu_requests():
+    # a (1000 m) and b (3000 m) of t1 on n1: u = 1 -> 200 W -> 0.2 kWh x 400 = 80 g: 20 g and 60 g.
+    sc = one_node().workload("a", cpu=1000).workload("b", cpu=3000).build()
+    ev = evaluate(sc, place(sc, {"a": ["n1"], "b": ["n1"]}))
+    per_w = ev.per_workload().set_index("workload")
+    assert per_w.loc["a", "operational_emissions_g"] == approx(20.0)
+    assert per_w.loc["b", "operational_emissions_g"] == approx(60.0)
+    assert per_w.loc[UNALLOCATED, "operational_emissions_g"] == approx(0.0)
+    assert ev.per_tenant().set_index("tenant").loc["t1", "operational_emissions_g"] == approx(80.0)
+
+
+# ---------------------------------------------------------------------------
+# Scope 2: location- and market-based, hourly carbon-free energy
+
+
+def market_site(share: float = 0.0, contracted=None, residual: float | None = None) -> ScenarioBuilder:
+    """n1 at site a (PUE 1), 2 slots at 400 and 200 g/kWh; w at 2000 m -> 150 W -> 0.15 kWh a slot."""
+    mix = None if residual is None else {"g_per_kwh": residual, "factor_type": "direct", "source": "test figure"}
+    b = ScenarioBuilder().slots(2).region("DE", [400, 200], factor_type="direct", residual_mix=mix)
+    b.site("a", pue=1.0, contracts={"renewable_share": share} if share else None)
+    if contracted is not None:
+        b.signal("contracted_supply", contracted, unit="kW", site="a")
+    return b.node("n1").tenant("t1").workload("w", cpu=2000)
+
+
+def test_market_based_equals_location_based_without_instruments():
+    sc = market_site().build()
+    ev = evaluate(sc, place(sc, {"w": ["n1"]}))
+    # 0.15 x 400 + 0.15 x 200 = 90 g both ways.
+    assert ev.totals["operational_emissions_g"] == approx(90.0)
+    assert ev.totals["operational_market_emissions_g"] == approx(90.0)
+
+
+def test_certificates_cover_a_share_at_the_residual_mix():
+    # 50 % certificates, residual 500 g/kWh: 0.15 x 0.5 x 500 = 37.5 g per slot -> 75 g;
+    # location-based stays 90 g.
+    sc = market_site(share=0.5, residual=500).build()
+    ev = evaluate(sc, place(sc, {"w": ["n1"]}))
+    assert ev.operational_market_g[0] == approx([37.5, 37.5])
+    assert ev.totals["operational_emissions_g"] == approx(90.0)
+    # Certificates are not hourly matched: no carbon-free energy.
+    assert ev.totals["cfe_kwh"] == approx(0.0)
+
+
+def test_hourly_matched_supply_then_certificates():
+    # Contracted 0.1 kW in slot 0 (0.1 kWh), 0.3 kW in slot 1 (surplus 0.15 kWh, not carried).
+    # slot 0: matched 0.1, uncovered 0.05 x (1 - 0.2) x 400 (no residual: location intensity) = 16 g;
+    # slot 1: matched 0.15, nothing left: 0 g.
+    # CFE: (0.1 + 0.15) / 0.3 kWh = 83.33 %.
+    sc = market_site(share=0.2, contracted=[0.1, 0.3]).build()
+    ev = evaluate(sc, place(sc, {"w": ["n1"]}))
+    assert ev.matched_kwh[0] == approx([0.1, 0.15])
+    assert ev.operational_market_g[0] == approx([16.0, 0.0])
+    assert ev.totals["cfe_score_pct"] == approx(0.25 / 0.3 * 100)
+    assert ev.site_cfe_pct()[0] == approx([0.1 / 0.15 * 100, 100.0])
+    assert ev.per_site()["cfe_score_pct"].tolist() == approx([0.25 / 0.3 * 100])
+
+
+def test_cfe_counts_on_site_renewables():
+    # 0.05 kW of PV in slot 0 (0.05 kWh of 0.15): CFE 1/3 in slot 0, 0 in slot 1.
+    sc = market_site().signal("renewable_supply", [0.05, 0.0], unit="kW", site="a").build()
+    ev = evaluate(sc, place(sc, {"w": ["n1"]}))
+    assert ev.site_cfe_pct()[0] == approx([100 / 3, 0.0])
+    assert ev.operational_market_g[0] == approx([0.1 * 400, 0.15 * 200])

@@ -56,11 +56,20 @@ def objective_and_evaluation(sc):
 
 
 def test_objective_of_tiny_is_its_hand_figure():
-    # tests/test_solve.py: 90 + 25 + 40 + 20 g operational + 422.3744 g embodied.
+    # tests/test_solve.py: 90 + 25 + 40 + 20 g operational; the owned nodes' embodied carbon
+    # (422.3744 g, fleet basis) is the same for every plan and not priced.
     objective, ev = objective_and_evaluation(tiny().build())
     assert ev.violations == []
+    assert objective == pytest.approx(175.0, rel=1e-9)
+    assert objective == pytest.approx(ev.decision_g("location"), rel=1e-6)
+    assert ev.emissions_g == pytest.approx(175.0 + 422.3744292237443, rel=1e-9)
+
+
+def test_objective_of_rented_tiny_prices_embodied_per_powered_slot():
+    # Rented by the hour: 175 g operational + 4 powered node-slots x 105.5936 g = 597.3744 g.
+    objective, ev = objective_and_evaluation(tiny(owned=False).build())
     assert objective == pytest.approx(597.3744292237443, rel=1e-9)
-    assert objective == pytest.approx(ev.emissions_g, rel=1e-6)
+    assert objective == pytest.approx(ev.decision_g("location"), rel=1e-6) == ev.emissions_g
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -69,7 +78,7 @@ def test_objective_equals_evaluated_emissions_on_linear_battery_less_instances(s
     sc = scenario_from_dict(doc)
     objective, ev = objective_and_evaluation(sc)
     assert ev.violations == []
-    assert objective == pytest.approx(ev.emissions_g, rel=1e-6)
+    assert objective == pytest.approx(ev.decision_g("location"), rel=1e-6)
 
 
 def test_objective_equals_evaluated_emissions_with_pv_and_deferrable_jobs():
@@ -82,7 +91,7 @@ def test_objective_equals_evaluated_emissions_with_pv_and_deferrable_jobs():
           .workload("job", cpu=3000, replicas=2, window=(0, 3), duration_minutes=60, usage=0.9).build())
     objective, ev = objective_and_evaluation(sc)
     assert ev.violations == []
-    assert objective == pytest.approx(ev.emissions_g, rel=1e-6)
+    assert objective == pytest.approx(ev.decision_g("location"), rel=1e-6)
 
 
 def test_the_model_is_a_relaxation_where_a_curve_is_concave():
@@ -92,9 +101,8 @@ def test_the_model_is_a_relaxation_where_a_curve_is_concave():
     sc = (ScenarioBuilder().slots(1).region("DE", 400).site("a", pue=1.0).node("n1", points_w=points)
           .user("u", site="a").tenant("t1").workload("w", cpu=2000, sla_ms=5, users=["u"]).build())
     objective, ev = objective_and_evaluation(sc)
-    embodied = 3_700_000 / (4 * 8760)
-    assert ev.emissions_g == pytest.approx(0.190 * 400 + embodied, rel=1e-9)
-    assert objective == pytest.approx(0.150 * 400 + embodied, rel=1e-6)
+    assert ev.decision_g("location") == pytest.approx(0.190 * 400, rel=1e-9)
+    assert objective == pytest.approx(0.150 * 400, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -134,13 +142,16 @@ def test_always_on_nodes_have_o_fixed_to_one():
 
 
 def test_embodied_cost_sits_on_o_and_energy_cost_on_p():
-    # tiny: n1 at `a` (PV, so p is priced through grid, not directly), n2 at `c` (PUE 1.0,
+    # tiny, rented: n1 at `a` (PV, so p is priced through grid, not directly), n2 at `c` (PUE 1.0,
     # 400 then 200 g/kWh: 1 W for 1 h = 0.001 kWh -> 0.4 g then 0.2 g).
-    sc = tiny().build()
+    sc = tiny(owned=False).build()
     form = build(price(sc))
     cost, *_ = form.model.arrays()
     embodied = 3_700_000 / (4 * 8760)
     assert cost[form.o] == pytest.approx([embodied] * 4)
+    # Owned (the default), embodied carbon is the same for every plan: o costs nothing.
+    owned_cost, *_ = build(price(tiny().build())).model.arrays()
+    assert owned_cost[form.o] == pytest.approx([0.0] * 4)
     p = form.p.reshape(sc.n_nodes, sc.n_slots)
     assert cost[p[0]].tolist() == [0.0, 0.0]
     assert cost[p[1]] == pytest.approx([0.4, 0.2])

@@ -46,14 +46,14 @@ def start_of(sc: Scenario, placement: Placement, workload: str) -> int:
 
 def test_consolidates_two_small_replicas_and_sleeps_the_other_node():
     # Two replicas of 1000 millicores. One node: idle 0.1 kWh + 2 x 0.025 kWh = 0.15 kWh
-    # -> 60 g at 400 g/kWh + 105.6 g embodied = 165.6 g. Two nodes would pay the idle
-    # and embodied twice (2 x (0.125 x 400 + 105.6) = 311.2 g).
+    # -> 60 g at 400 g/kWh. Two nodes would pay the idle power twice (2 x 0.125 x 400 = 100 g).
+    # (Embodied carbon of the owned nodes is the same either way: fleet basis.)
     sc = (ScenarioBuilder().slots(1).region("DE", 400).site("a", pue=1.0).node("n1").node("n2")
           .tenant("t1").workload("w", cpu=1000, replicas=2).build())
     placement, ev = run(sc)
     assert len(set(nodes_of(sc, placement, "w"))) == 1
     assert ev.powered[:, 0].sum() == 1
-    assert ev.emissions_g == pytest.approx(0.15 * 400 + EMBODIED_G_PER_H)
+    assert ev.decision_g("location") == pytest.approx(0.15 * 400)
     assert ev.feasible
 
 
@@ -74,8 +74,8 @@ def test_low_carbon_region_when_the_sla_allows_edge_when_it_forces(sla_ms, expec
 
 def test_deferrable_job_runs_on_the_pv_site_at_noon():
     # Site "pv" has 5 kW of PV in slots 11-13 only (5 kWh per slot, far above the node's
-    # 0.15 kWh): the job there costs only embodied carbon (105.6 g). Anywhere else it pays
-    # grid energy: the cloud node at 100 g/kWh costs 0.15 x 100 + 105.6 = 120.6 g.
+    # 0.15 kWh): the job there costs nothing the plan can change (0 g). Anywhere else it pays
+    # grid energy: the cloud node at 100 g/kWh costs 0.15 x 100 = 15 g.
     pv = [5.0 if 11 <= t <= 13 else 0.0 for t in range(24)]
     sc = (ScenarioBuilder()
           .region("DE", 400).site("pv", pue=1.0, tier="access", pv_kwp=6, renewable=pv).node("n-pv")
@@ -84,21 +84,21 @@ def test_deferrable_job_runs_on_the_pv_site_at_noon():
     placement, ev = run(sc)
     assert nodes_of(sc, placement, "job") == ["n-pv"]
     assert 11 <= start_of(sc, placement, "job") <= 13
-    assert ev.emissions_g == pytest.approx(EMBODIED_G_PER_H)
+    assert ev.decision_g("location") == pytest.approx(0.0)
     assert ev.totals["grid_kwh"] == pytest.approx(0.0)
     assert ev.feasible
 
 
 def test_deferrable_job_shifts_to_the_greenest_slots():
     # 500 g/kWh all day except 60 g/kWh in slots 15 and 16; a 2-slot job starting 2..20
-    # (window [2, 22)) should run in 15-16: 2 x 0.15 kWh x 60 = 18 g + 2 x 105.6 g.
+    # (window [2, 22)) should run in 15-16: 2 x 0.15 kWh x 60 = 18 g.
     intensity = [500.0] * 24
     intensity[15] = intensity[16] = 60.0
     sc = (ScenarioBuilder().region("DE", intensity).site("a", pue=1.0).node("n1").tenant("t1")
           .workload("job", cpu=2000, window=(2, 22), duration_minutes=120).build())
     placement, ev = run(sc)
     assert start_of(sc, placement, "job") == 15
-    assert ev.emissions_g == pytest.approx(2 * 0.15 * 60 + 2 * EMBODIED_G_PER_H)
+    assert ev.decision_g("location") == pytest.approx(2 * 0.15 * 60)
     assert ev.feasible
 
 
@@ -332,18 +332,25 @@ def test_greedy_policy_places_a_scenario():
     assert evaluate(sc, placement).feasible
 
 
-def test_workload_requests_a_resource_only_some_nodes_have():
-    # The gpu job can only go to the gpu node, on the dirty grid. "web" then joins it there:
-    # 1000 millicores add 25 W -> 0.025 kWh x 800 = 20 g, less than opening the clean node
-    # (0.125 kWh x 50 = 6.25 g + 105.6 g embodied).
+@pytest.mark.parametrize("owned, web_on", [
+    # Owned nodes: embodied carbon is spent on or off, so opening the clean node costs its
+    # idle power only, 0.125 kWh x 50 = 6.25 g, less than joining the gpu node on the dirty
+    # grid (1000 millicores add 25 W -> 0.025 kWh x 800 = 20 g).
+    (True, "n-cpu"),
+    # Rented by the hour: opening the clean node also costs its embodied carbon,
+    # 6.25 g + 105.6 g > 20 g, so "web" joins the gpu node.
+    (False, "n-gpu"),
+])
+def test_workload_requests_a_resource_only_some_nodes_have(owned, web_on):
+    # The gpu job can only go to the gpu node, on the dirty grid.
     sc = (ScenarioBuilder().slots(1)
-          .region("PL", 800).site("dirty", pue=1.0).node("n-gpu", resources={"gpu": 1})
-          .region("FR", 50).site("clean", pue=1.0).node("n-cpu")
+          .region("PL", 800).site("dirty", pue=1.0, owned=owned).node("n-gpu", resources={"gpu": 1})
+          .region("FR", 50).site("clean", pue=1.0, owned=owned).node("n-cpu")
           .tenant("t1").workload("train", cpu=1000, resources={"gpu": 1})
           .workload("web", cpu=1000).build())
     placement, ev = run(sc)
     assert nodes_of(sc, placement, "train") == ["n-gpu"]
-    assert nodes_of(sc, placement, "web") == ["n-gpu"]
+    assert nodes_of(sc, placement, "web") == [web_on]
     assert ev.feasible
 
 

@@ -593,3 +593,116 @@ def test_forecast_series_are_kept_apart_from_actual():
     assert sc.region_intensity_forecast_g_per_kwh[g].tolist() == [100.0, 50.0]
     assert sc.region_intensity_g_per_kwh[g].tolist() == actual.region_intensity_g_per_kwh[g].tolist()
     assert np.array_equal(sc.site_renewable_forecast_kw, sc.site_renewable_kw)
+
+
+# ---------------------------------------------------------------------------
+# Emission-factor types, contracts and residual mixes
+
+
+def two_regions(de: str | None, fr: str | None) -> ScenarioBuilder:
+    """Regions DE and FR, one site and node each, intensity signals with the given factor types."""
+    return (ScenarioBuilder().slots(2).region("DE", [400, 200], factor_type=de).region("FR", 50, factor_type=fr)
+            .site("a", region="DE").node("n1").site("b", region="FR").node("n2").tenant("t1"))
+
+
+def test_one_factor_type_for_the_whole_scenario_is_recorded():
+    sc = two_regions("lifecycle", "lifecycle").build()
+    assert sc.factor_type == "lifecycle"
+    assert two_regions(None, None).build().factor_type is None
+
+
+@pytest.mark.parametrize("de, fr, listing", [
+    ("direct", "lifecycle", "DE: direct; FR: lifecycle"),
+    ("direct", None, "DE: direct; FR: not stated"),
+])
+def test_mixed_factor_types_are_refused_naming_the_regions_and_the_fix(de, fr, listing):
+    with pytest.raises(InputError) as exc:
+        two_regions(de, fr).build()
+    problem = assert_problem(exc.value.problems, "signals", "factor types differ between regions")
+    assert listing in problem.message
+    assert "Electricity Maps with emissionFactorType" in problem.message and "conversion:" in problem.message
+
+
+def test_a_stated_sourced_conversion_makes_the_types_agree():
+    # GB's direct series x 1.2 (a stated ratio) becomes lifecycle: 200 -> 240, 100 -> 120 g/kWh.
+    b = two_regions("lifecycle", "direct")
+    fr = b._doc["signals"][1]
+    fr.update(values=[200, 100], conversion={"to": "lifecycle", "multiplier": 1.2, "source": "test ratio, 2026"})
+    sc = b.build()
+    assert sc.factor_type == "lifecycle"
+    assert sc.region_intensity_g_per_kwh[1].tolist() == pytest.approx([240.0, 120.0])
+
+
+@pytest.mark.parametrize("mutate, path, match", [
+    (lambda s: s.pop("factor_type"), "signals[1].conversion", "set factor_type .direct or lifecycle. to the type of the values"),
+    (lambda s: s["conversion"].update(to="direct"), "signals[1].conversion.to", "already direct; remove the conversion"),
+])
+def test_conversion_problems(mutate, path, match):
+    b = two_regions("lifecycle", "direct")
+    fr = b._doc["signals"][1]
+    fr["conversion"] = {"to": "lifecycle", "multiplier": 1.2, "source": "test ratio"}
+    mutate(fr)
+    with pytest.raises(InputError) as exc:
+        b.build()
+    assert_problem(exc.value.problems, path, match)
+
+
+def test_conversion_needs_a_source():
+    b = two_regions("lifecycle", "direct")
+    b._doc["signals"][1]["conversion"] = {"to": "lifecycle", "multiplier": 1.2, "source": ""}
+    with pytest.raises(InputError) as exc:
+        b.build()
+    assert_problem(exc.value.problems, "signals[1].conversion.source", "at least 3 characters")
+
+
+def test_factor_type_on_a_supply_signal_is_refused():
+    b = two_regions("lifecycle", "lifecycle").signal("renewable_supply", 0.1, unit="kW", site="a", factor_type="direct")
+    with pytest.raises(InputError) as exc:
+        b.build()
+    assert_problem(exc.value.problems, "signals[2]", "apply to grid_intensity signals only")
+
+
+def test_a_residual_mix_of_another_factor_type_is_refused():
+    mix = {"g_per_kwh": 700, "factor_type": "direct", "source": "test"}
+    b = two_regions("lifecycle", "lifecycle")
+    b._doc["regions"][0]["residual_mix"] = mix
+    with pytest.raises(InputError) as exc:
+        b.build()
+    assert "DE: direct, lifecycle" in assert_problem(exc.value.problems, "signals", "factor types differ").message
+
+
+def test_contracts_and_contracted_supply_compile():
+    b = two_regions("lifecycle", "lifecycle")
+    b._doc["regions"][0]["residual_mix"] = {"g_per_kwh": 700, "factor_type": "lifecycle", "source": "test"}
+    b._doc["sites"][0]["contracts"] = {"renewable_share": 0.4, "description": "GoOs"}
+    b._doc["sites"][1]["owned"] = False
+    sc = b.signal("contracted_supply", [500, 0], unit="W", site="a").build()
+    assert sc.site_renewable_share.tolist() == [0.4, 0.0]
+    assert sc.site_contracted_kw[0].tolist() == pytest.approx([0.5, 0.0])
+    assert sc.site_contracted_forecast_kw[0].tolist() == pytest.approx([0.5, 0.0])
+    assert np.isnan(sc.region_residual_g_per_kwh[1]) and sc.region_residual_g_per_kwh[0] == 700
+    assert sc.node_owned.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("mutate, path, match", [
+    (setp("sites[0].contracts", {"renewable_share": 1.5}), "sites[0].contracts.renewable_share", "must be <= 1.0"),
+    (setp("regions[0].residual_mix", {"g_per_kwh": 700, "factor_type": "direct"}), "regions[0].residual_mix.source",
+     "is required but missing"),
+    (setp("regions[0].residual_mix", {"g_per_kwh": 700, "factor_type": "average", "source": "x"}),
+     "regions[0].residual_mix.factor_type", "'direct' or 'lifecycle'"),
+])
+def test_contract_and_residual_mix_field_problems(mutate, path, match):
+    doc = two_regions("lifecycle", "lifecycle").build_dict()
+    mutate(doc)
+    assert_problem(problems_of(doc), path, match)
+
+
+def test_the_schema_documents_the_accounting_fields():
+    from edgeplace.topology import schema_dict
+
+    defs = schema_dict()["$defs"]
+    assert {"renewable_share", "description"} <= set(defs["Contracts"]["properties"])
+    assert {"g_per_kwh", "factor_type", "source"} <= set(defs["ResidualMix"]["properties"])
+    assert "owned" in defs["Site"]["properties"] and "contracts" in defs["Site"]["properties"]
+    assert "factor_type" in defs["Signal"]["properties"] and "conversion" in defs["Signal"]["properties"]
+    assert "contracted_supply" in defs["SignalKind"]["enum"]

@@ -129,7 +129,7 @@ def test_tenant_attribution_adds_up_to_the_totals(metro):
         assert body[f"emissions_kg_{when}"].sum() * 1000 == pytest.approx(t["emissions_g"], rel=1e-9)
         assert total[f"emissions_kg_{when}"] * 1000 == pytest.approx(t["emissions_g"], rel=1e-9)
         assert body[f"energy_kwh_{when}"].sum() == pytest.approx(t["energy_kwh"], rel=1e-9)
-        assert body[f"operational_kg_{when}"].sum() * 1000 == pytest.approx(t["operational_emissions_g"], rel=1e-9)
+        assert body[f"operational_location_kg_{when}"].sum() * 1000 == pytest.approx(t["operational_emissions_g"], rel=1e-9)
     summary = next(t.frame for t in report.tables() if t.key == "summary_tenants")
     assert row(summary, "tenant", TOTAL)["emissions_kg"] * 1000 == pytest.approx(report.after.totals["emissions_g"])
     assert row(summary, "tenant", TOTAL)["share_of_emissions_pct"] == pytest.approx(100.0)
@@ -140,12 +140,12 @@ def test_tenant_split_by_requested_cpu(small):
     report = build_report(sc, after, before)
     table = next(t.frame for t in report.tables() if t.key == "tenants")
     # after: n1 hosts w1 (1000) and w2 (2000): 105 g operational split 1/3 : 2/3.
-    assert row(table, "tenant", "t1")["operational_kg_after"] == pytest.approx(0.035)
-    assert row(table, "tenant", "t2")["operational_kg_after"] == pytest.approx(0.070)
-    assert row(table, "tenant", UNALLOCATED)["operational_kg_after"] == pytest.approx(0.0)
+    assert row(table, "tenant", "t1")["operational_location_kg_after"] == pytest.approx(0.035)
+    assert row(table, "tenant", "t2")["operational_location_kg_after"] == pytest.approx(0.070)
+    assert row(table, "tenant", UNALLOCATED)["operational_location_kg_after"] == pytest.approx(0.0)
     # before: n1 is t1's (75 g), n2 t2's (90 g), idle n3 unallocated (60 g).
-    assert row(table, "tenant", "t1")["operational_kg_before"] == pytest.approx(0.075)
-    assert row(table, "tenant", UNALLOCATED)["operational_kg_before"] == pytest.approx(0.060)
+    assert row(table, "tenant", "t1")["operational_location_kg_before"] == pytest.approx(0.075)
+    assert row(table, "tenant", UNALLOCATED)["operational_location_kg_before"] == pytest.approx(0.060)
     summary = next(t.frame for t in report.tables() if t.key == "summary_tenants")
     # Requested core-hours: t1 1 core x 2 h, t2 2 cores x 2 h; 35 g / 2 core-h = 17.5 g per core-hour.
     assert row(summary, "tenant", "t1")["requested_core_h"] == pytest.approx(2.0)
@@ -259,3 +259,31 @@ def test_make_report_reads_a_plan_file(small, tmp_path):
     report = make_report(sc, plan_file=str(tmp_path / "plan.json"), baseline="spread")
     assert report.after_label == "plan (plan.json)"
     assert report.after.totals["energy_kwh"] == pytest.approx(evaluate(sc, after).totals["energy_kwh"])
+
+
+def test_accounting_section_shows_both_scope2_bases_and_the_hourly_cfe_score():
+    # 2 slots at 400 g/kWh, residual mix 500 g/kWh. Site a: 50 % certificates and 0.1 kW
+    # contracted in slot 0; n1 runs w (150 W -> 0.15 kWh a slot, PUE 1).
+    #   location: 2 x 0.15 x 400 = 120 g; market: slot 0 (0.15 - 0.1) x 0.5 x 500 = 12.5 g,
+    #   slot 1 0.15 x 0.5 x 500 = 37.5 g -> 50 g. CFE: 0.1 of 0.3 kWh = 33.3 % (slot 0: 66.7 %, slot 1: 0).
+    mix = {"g_per_kwh": 500, "factor_type": "lifecycle", "source": "test figure"}
+    sc = (ScenarioBuilder().slots(2).region("DE", 400, factor_type="lifecycle", residual_mix=mix)
+          .site("a", pue=1.0, contracts={"renewable_share": 0.5}).node("n1")
+          .signal("contracted_supply", [0.1, 0.0], unit="kW", site="a").tenant("t1").workload("w", cpu=2000).build())
+    placement = place(sc, {"w": ["n1"]})
+    report = build_report(sc, placement, placement)
+    section = report.section("accounting")
+    table = next(t.frame for t in section.tables if t.key == "accounting_sites")
+    a = row(table, "site", "a")
+    assert a["certificate_share_pct"] == pytest.approx(50.0) and a["contracted_kwh"] == pytest.approx(0.1)
+    assert a["operational_location_kg_after"] == pytest.approx(0.120)
+    assert a["operational_market_kg_after"] == pytest.approx(0.050)
+    assert a["cfe_score_pct_after"] == pytest.approx(100 / 3)
+    assert row(table, "site", TOTAL)["cfe_score_pct_after"] == pytest.approx(100 / 3)
+    hourly = next(t.frame for t in section.tables if t.key == "cfe_hourly")
+    assert hourly["a"].tolist() == pytest.approx([200 / 3, 0.0])
+    assert "residual mix for DE" in " ".join(section.text)
+    summary = " ".join(report.section("summary").text)
+    assert "market-based" in summary and "hourly carbon-free score 33.3 %" in summary
+    explain = report.section("explain").text
+    assert explain[1].startswith("node n1 at site a") and any("operational (market-based)" in x for x in explain)

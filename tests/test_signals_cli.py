@@ -111,10 +111,10 @@ def test_write_back_to_json_and_from_json(tmp_path):
 
 def test_import_with_a_forecaster_writes_a_forecast_series(tmp_path):
     # Two days of DE: the day before the horizon (history, 20 g higher) and the horizon day itself.
-    rows = [f"{(START + timedelta(hours=h - 24)).isoformat()},DE,{v + 20},gCO2/kWh" for h, v in enumerate(DE)]
-    rows += [f"{(START + timedelta(hours=h)).isoformat()},DE,{v},gCO2/kWh" for h, v in enumerate(DE)]
+    rows = [f"{(START + timedelta(hours=h - 24)).isoformat()},DE,{v + 20},gCO2/kWh,lifecycle" for h, v in enumerate(DE)]
+    rows += [f"{(START + timedelta(hours=h)).isoformat()},DE,{v},gCO2/kWh,lifecycle" for h, v in enumerate(DE)]
     de = tmp_path / "de.csv"
-    de.write_text("timestamp,region,value,unit\n" + "\n".join(rows) + "\n")
+    de.write_text("timestamp,region,value,unit,factor_type\n" + "\n".join(rows) + "\n")
     path = example_copy(tmp_path)
     assert run("import", str(path), str(de), "--forecaster", "seasonal", "--quiet") == 0
     sc = load_scenario(path)
@@ -234,7 +234,7 @@ def test_fetch_from_electricity_maps_then_offline_then_down(em, tmp_path, capsys
     em.script("/v3/carbon-intensity/history", Reply(503, {"message": "down"}))
     capsys.readouterr()
     assert run("fetch", str(path), *common, "--attempts", "1") == 0
-    assert "edgeplace: warning: Electricity Maps zone DE (average, actual): the service is unreachable" in \
+    assert "edgeplace: warning: Electricity Maps zone DE (average, lifecycle factors, actual): the service is unreachable" in \
         capsys.readouterr().err
 
 
@@ -300,3 +300,16 @@ def test_every_command_in_the_user_guide_parses():
     for argv in lines:
         args = parser.parse_args(argv)
         assert args.command == "signals" and args.signals_action in ("fetch", "import", "show", "archive")
+
+
+def test_import_of_a_series_without_its_factor_type_into_a_lifecycle_scenario_is_refused(tmp_path):
+    # The example states lifecycle factors for every region; a DE file that states none would mix them.
+    rows = [f"{(START + timedelta(hours=h)).isoformat()},DE,{v},gCO2/kWh" for h, v in enumerate(DE)]
+    de = tmp_path / "de.csv"
+    de.write_text("timestamp,region,value,unit\n" + "\n".join(rows) + "\n")
+    path = example_copy(tmp_path)
+    before = path.read_text()
+    with pytest.raises(InputError, match=r"factor types differ between regions \(DE: not stated; FR: lifecycle") as exc:
+        run("import", str(path), str(de), "--quiet")
+    assert "conversion" in str(exc.value) and "state factor_type on every series" in str(exc.value)
+    assert path.read_text() == before  # nothing written

@@ -29,6 +29,7 @@ class Stub:
 
     name = "stub"
     label = "Stub"
+    factor_type = None
 
     def __init__(self, *answers, kind="average"):
         self.answers = list(answers)

@@ -137,7 +137,7 @@ def test_with_a_perfect_seasonal_forecast_the_optimizer_is_the_oracle():
 @pytest.mark.parametrize("forecast", ["persistence", "seasonal"])
 def test_the_oracle_is_never_worse_than_the_forecast_driven_optimizer(forecast):
     result = simulate(day().build(), ["optimizer", "oracle"], options(horizon_slots=72, forecast=forecast, seed=3))
-    em = dict(zip(result.table["policy"], result.table["emissions_kg"]))
+    em = dict(zip(result.table["policy"], result.table["operational_kg"]))
     # Same world, solver, steps and budget; only the information differs. Heuristic
     # steps may differ a little either way: 1 % tolerance.
     assert em["oracle"] <= em["optimizer"] * 1.01
@@ -149,7 +149,7 @@ def test_the_oracle_is_never_worse_than_the_forecast_driven_optimizer(forecast):
 
 def test_time_shifting_saves_and_every_job_runs_once_in_its_window():
     result = simulate(day().build(), ["optimizer", "noshift"], options(horizon_slots=48, noise=0.0, replan_every=2))
-    em = dict(zip(result.table["policy"], result.table["emissions_kg"]))
+    em = dict(zip(result.table["policy"], result.table["operational_kg"]))
     # noshift runs "train" (6000 mc, 90 %) at 00-03 UTC at 400 g/kWh; shifted it runs
     # in the 150 g/kWh afternoon next to the PV: at least its dynamic energy
     # 0.9 x 6000/8000 x 100 W x 1.5 x 3 h = 0.30 kWh x 250 g/kWh = 76 g per day.
@@ -165,8 +165,11 @@ def test_baselines_are_placed_once_and_compared_on_the_same_world():
     t = result.table.set_index("policy")
     assert (t.loc[["default", "binpack", "nearest"], "migrations"] == 0).all()
     assert t.loc["optimizer", "emissions_kg"] < t.loc["default", "emissions_kg"]
-    assert t.loc["oracle", "vs_oracle_pct"] == 0
-    assert t.loc["default", "vs_default_pct"] == 0
+    assert t.loc["oracle", "operational_vs_oracle_pct"] == 0
+    assert t.loc["default", "operational_vs_default_pct"] == 0
+    # Operational carbon and energy come first; embodied on the fleet basis after them.
+    assert list(result.table.columns[:6]) == ["policy", "operational_kg", "operational_vs_default_pct",
+                                              "operational_vs_oracle_pct", "energy_kwh", "embodied_fleet_kg"]
     # the same world for all: services run every slot, so the same replica-slots are placed
     counts = {p: int((r.assign >= 0).sum()) for p, r in result.runs.items()}
     assert len(set(counts.values())) == 1, counts

@@ -222,11 +222,12 @@ def test_whatif_json_and_csv(tmp_path, capsys):
                  "--quiet", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["isolation"] for r in rows] == [BASE, "on", "off"]
-    assert rows[2]["d_emissions_kg"] < 0
+    assert rows[2]["d_operational_kg"] < 0 and rows[2]["d_emissions_kg"] < 0
     assert _run(["whatif", scenario, "--vary", "isolation=on,off", "--solver", "greedy", "--workers", "1",
                  "--quiet", "--format", "csv"]) == 0
     csv = capsys.readouterr().out.splitlines()
-    assert csv[0].startswith("isolation,status,emissions_kg,d_emissions_kg") and len(csv) == 4
+    assert csv[0].startswith("isolation,status,operational_kg,d_operational_kg,d_operational_pct,energy_kwh,"
+                             "d_energy_kwh,embodied_fleet_kg,d_embodied_fleet_kg,emissions_kg") and len(csv) == 4
 
 
 def test_help_lists_the_keys(capsys):
@@ -246,3 +247,22 @@ def test_progress_goes_to_stderr_and_the_table_to_stdout(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "whatif cases" in captured.err and "3/3" in captured.err
     assert captured.out.startswith("isolation,status") and "whatif cases" not in captured.out
+
+
+def test_removing_nodes_changes_embodied_carbon_sleeping_them_does_not():
+    # shared_edge: 3 owned nodes of 3,700 kg over 4 years = 105.5936 g/h, 24 h each:
+    # 3 x 2534.2466 g = 7.6027 kg embodied (fleet), whatever the plan sleeps.
+    # isolation=off lets one edge node sleep: operational drops, embodied stays.
+    # nodes[e]=1 removes e2 from the fleet: embodied drops by 2534.2466 g = 2.5342 kg.
+    per_node_kg = 3_700_000 / (4 * 8760) * 24 / 1000
+    result = run_whatif(shared_edge().build(), ["isolation=on,off", "nodes[e]=2,1"], GREEDY, InProcessEngine())
+    t = result.table
+    base = t.iloc[0]
+    assert base["embodied_fleet_kg"] == pytest.approx(3 * per_node_kg, rel=1e-9)
+    sleeps = row(t, isolation="off", **{"nodes[e]": "2"})
+    assert sleeps["active_nodes"] < base["active_nodes"]
+    assert sleeps["d_operational_kg"] < 0
+    assert sleeps["d_embodied_fleet_kg"] == pytest.approx(0.0, abs=1e-9)
+    removed = row(t, isolation="off", **{"nodes[e]": "1"})
+    assert removed["nodes"] == 2
+    assert removed["d_embodied_fleet_kg"] == pytest.approx(-per_node_kg, rel=1e-9)

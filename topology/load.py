@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ SIGNAL_UNITS: dict[SignalKind, dict[str, float]] = {
     },
     SignalKind.renewable_supply: {"kW": 1.0, "W": 0.001, "MW": 1000.0},
     SignalKind.background_utilisation: {"fraction": 1.0, "%": 0.01, "percent": 0.01},
+    SignalKind.contracted_supply: {"kW": 1.0, "W": 0.001, "MW": 1000.0},
 }
 #: Plausible ranges after conversion: a value outside is almost always a unit
 #: mix-up. The dirtiest lifecycle factor (coal) is about 1000 gCO2e/kWh
@@ -41,11 +43,13 @@ SIGNAL_RANGES = {
     SignalKind.grid_intensity: (0.0, 2000.0),
     SignalKind.renewable_supply: (0.0, 1e9),  # 1 TW: beyond any site; keeps energy sums finite
     SignalKind.background_utilisation: (0.0, 1.0),
+    SignalKind.contracted_supply: (0.0, 1e9),
 }
 SIGNAL_TARGET = {
     SignalKind.grid_intensity: "region",
     SignalKind.renewable_supply: "site",
     SignalKind.background_utilisation: "node",
+    SignalKind.contracted_supply: "site",
 }
 
 
@@ -120,6 +124,21 @@ def _check_ids(spec: ScenarioSpec, problems: list[Problem]) -> None:
             seen.add(item.id)
 
 
+@dataclass(frozen=True)
+class _Signals:
+    """The signal arrays of a scenario (actual and, where planning sees them, forecast)."""
+
+    intensity: np.ndarray
+    renewable: np.ndarray
+    background: np.ndarray
+    contracted: np.ndarray
+    intensity_forecast: np.ndarray
+    renewable_forecast: np.ndarray
+    contracted_forecast: np.ndarray
+    intensity_kind: str
+    factor_type: str | None
+
+
 class _Builder:
     """Builds the arrays of a Scenario, appending problems as it finds them."""
 
@@ -160,6 +179,8 @@ class _Builder:
                                 for i, s in enumerate(spec.sites)], dtype=np.int64)
         site_pue = np.array([s.pue for s in spec.sites], dtype=float)
         site_battery = np.array([s.battery_kwh for s in spec.sites], dtype=float)
+        site_share = np.array([s.contracts.renewable_share if s.contracts else 0.0 for s in spec.sites], dtype=float)
+        residual = np.array([r.residual_mix.g_per_kwh if r.residual_mix else np.nan for r in spec.regions], dtype=float)
 
         node_site = np.array([self.ref(self.site, n.site, f"nodes[{i}].site", "site")
                               for i, n in enumerate(spec.nodes)], dtype=np.int64)
@@ -178,6 +199,8 @@ class _Builder:
         node_embodied = np.array([e.per_node_kg * 1000.0 / (e.lifetime_years * 8760.0) if e else 0.0
                                   for e in embodied], dtype=float)
         node_labels = [frozenset(n.labels.items()) for n in spec.nodes]
+        node_owned = np.array([spec.sites[node_site[i]].owned if node_site[i] >= 0 else True
+                               for i in range(N)], dtype=bool)
 
         graph_ok = True  # every link end and user site is known: latencies can be computed
         for i, link in enumerate(spec.links):
@@ -209,7 +232,7 @@ class _Builder:
                 self.bad(f"tenants[{j}].isolation.dedicated_nodes",
                          f"tenant {t.id!r} must run on dedicated nodes but no node has dedicated_to: {t.id}")
 
-        intensity, renewable, background, kind, intensity_fc, renewable_fc = self._signals(site_region, node_site)
+        sig = self._signals(site_region, node_site)
         user_lat = (user_site_latency_ms(spec) if graph_ok
                     else np.zeros((len(spec.users), S)))
         sites_with_nodes = np.zeros(S, dtype=bool)
@@ -224,14 +247,18 @@ class _Builder:
             node_ids=[n.id for n in spec.nodes], site_ids=[s.id for s in spec.sites],
             region_ids=[r.id for r in spec.regions], user_ids=[u.id for u in spec.users],
             tenant_ids=[t.id for t in spec.tenants], workload_ids=[x.id for x in spec.workloads],
-            intensity_kind=kind, slot_start=spec.horizon.start, slot_hours=self.slot_hours,
+            intensity_kind=sig.intensity_kind, factor_type=sig.factor_type,
+            slot_start=spec.horizon.start, slot_hours=self.slot_hours,
             node_site=node_site, node_capacity=node_capacity, node_power_curve_w=node_curve,
             node_can_power_down=node_can_down, node_dedicated_tenant=node_dedicated,
-            node_embodied_g_per_h=node_embodied, node_background_util=background,
+            node_embodied_g_per_h=node_embodied, node_owned=node_owned, node_background_util=sig.background,
             node_label_sets=node_labels, site_region=site_region, site_pue=site_pue,
-            site_renewable_kw=renewable, site_battery_kwh=site_battery,
-            region_intensity_g_per_kwh=intensity, user_site_latency_ms=user_lat,
-            region_intensity_forecast_g_per_kwh=intensity_fc, site_renewable_forecast_kw=renewable_fc,
+            site_renewable_kw=sig.renewable, site_battery_kwh=site_battery,
+            site_renewable_share=site_share, site_contracted_kw=sig.contracted,
+            site_contracted_forecast_kw=sig.contracted_forecast,
+            region_intensity_g_per_kwh=sig.intensity, region_residual_g_per_kwh=residual,
+            user_site_latency_ms=user_lat,
+            region_intensity_forecast_g_per_kwh=sig.intensity_forecast, site_renewable_forecast_kw=sig.renewable_forecast,
             tenant_dedicated=tenant_dedicated, tenant_conflicts=conflicts, tenant_quota=quota,
             **w,
         )
@@ -243,18 +270,20 @@ class _Builder:
         extras = sorted({name for n in self.spec.nodes for name in (n.capacity.model_extra or {})})
         return ["cpu_millicores", "memory_mib", *extras]
 
-    def _signals(self, site_region: np.ndarray, node_site: np.ndarray):
+    def _signals(self, site_region: np.ndarray, node_site: np.ndarray) -> "_Signals":
         spec, T = self.spec, self.T
         intensity = np.full((len(spec.regions), T), np.nan)
         renewable = np.zeros((len(spec.sites), T))
+        contracted = np.zeros((len(spec.sites), T))
         background = np.tile(np.array([n.background_utilisation for n in spec.nodes], dtype=float)[:, None], (1, T))
         tables = {"region": self.region, "site": self.site, "node": self.node}
         arrays = {SignalKind.grid_intensity: intensity, SignalKind.renewable_supply: renewable,
-                  SignalKind.background_utilisation: background}
+                  SignalKind.background_utilisation: background, SignalKind.contracted_supply: contracted}
         # Forecasts: NaN = "no forecast given", filled from the actual series below.
         forecasts = {kind: np.full_like(array, np.nan) for kind, array in arrays.items()}
         seen: set[tuple[str, str, str]] = set()
         kinds: set[str] = set()
+        factor_types: dict[str, set[str | None]] = {}  # region id -> factor types of its intensity series
         for i, sig in enumerate(spec.signals):
             path = f"signals[{i}]"
             target_field = SIGNAL_TARGET[sig.signal]
@@ -273,6 +302,15 @@ class _Builder:
             if key in seen:
                 self.bad(path, f"a second {sig.series} {sig.signal.value} signal for {target_field} {given[target_field]!r}; keep one")
             seen.add(key)
+            if sig.signal is not SignalKind.grid_intensity and (sig.factor_type is not None or sig.conversion is not None):
+                self.bad(path, f"factor_type and conversion apply to grid_intensity signals only; remove them from this "
+                               f"{sig.signal.value} signal")
+                continue
+            if sig.signal is SignalKind.grid_intensity:
+                factor_type = self._factor_type(sig, path)
+                factor_types.setdefault(given[target_field], set()).add(factor_type)
+                if factor is not None and sig.conversion is not None:
+                    factor *= sig.conversion.multiplier
             if idx < 0 or factor is None or len(sig.values) != T:
                 continue
             values = np.asarray(sig.values, dtype=float) * factor
@@ -292,11 +330,43 @@ class _Builder:
             used = bool((site_region == g).any())
             if used and np.isnan(intensity[g]).any() and (SignalKind.grid_intensity.value, region.id, "actual") not in seen:
                 self.bad("signals", f"region {region.id!r} has sites but no grid_intensity signal; add one with {T} values in gCO2/kWh")
+        factor_type = self._one_factor_type(factor_types)
         intensity = np.nan_to_num(intensity, nan=0.0)
-        forecast = {kind: np.where(np.isnan(forecasts[kind]), arrays[kind] if kind is not SignalKind.grid_intensity else intensity,
-                                   forecasts[kind]) for kind in arrays}
-        return (intensity, renewable, background, (kinds.pop() if len(kinds) == 1 else "average"),
-                forecast[SignalKind.grid_intensity], forecast[SignalKind.renewable_supply])
+        actual = {**arrays, SignalKind.grid_intensity: intensity}
+        forecast = {kind: np.where(np.isnan(forecasts[kind]), actual[kind], forecasts[kind]) for kind in arrays}
+        return _Signals(intensity=intensity, renewable=renewable, background=background, contracted=contracted,
+                        intensity_forecast=forecast[SignalKind.grid_intensity],
+                        renewable_forecast=forecast[SignalKind.renewable_supply],
+                        contracted_forecast=forecast[SignalKind.contracted_supply],
+                        intensity_kind=kinds.pop() if len(kinds) == 1 else "average", factor_type=factor_type)
+
+    def _factor_type(self, sig, path: str) -> str | None:
+        """The factor type a grid-intensity series has after its conversion, if any."""
+        if sig.conversion is None:
+            return sig.factor_type
+        if sig.factor_type is None:
+            self.bad(f"{path}.conversion", "says what the values become but not what they are; set factor_type "
+                                           "(direct or lifecycle) to the type of the values as written")
+        elif sig.factor_type == sig.conversion.to:
+            self.bad(f"{path}.conversion.to", f"the values are already {sig.factor_type}; remove the conversion")
+        return sig.conversion.to
+
+    def _one_factor_type(self, by_region: dict[str, set[str | None]]) -> str | None:
+        """The scenario's emission-factor type: one for every region, or a problem naming the regions."""
+        for region in self.spec.regions:
+            if region.residual_mix is not None and region.id in by_region:
+                by_region[region.id] = by_region[region.id] | {region.residual_mix.factor_type}
+        types = {t for ts in by_region.values() for t in ts}
+        if len(types) <= 1:
+            return next(iter(types), None)
+        listing = "; ".join(f"{r}: {', '.join(sorted(t or 'not stated' for t in ts))}"
+                            for r, ts in sorted(by_region.items()))
+        self.bad("signals", f"grid_intensity factor types differ between regions ({listing}); direct factors "
+                            f"(combustion only) and lifecycle factors (with upstream and construction) do not compare. "
+                            f"Fetch every region with the same type (e.g. Electricity Maps with emissionFactorType=direct "
+                            f"or lifecycle), or add `conversion: {{to: ..., multiplier: ..., source: ...}}` with a "
+                            f"published ratio to the series of the other type, and state factor_type on every series")
+        return None
 
     def _workloads(self, resources, rindex, user_lat, node_capacity) -> dict[str, Any]:
         spec, T = self.spec, self.T

@@ -18,13 +18,18 @@ node_power_curve_w             N x 11     power at 0, 10, ..., 100 % CPU [W]
 node_can_power_down            N          False = always on
 node_dedicated_tenant          N          tenant index, -1 = shared
 node_embodied_g_per_h          N          amortised embodied carbon [gCO2e/h]
+node_owned                     N          owned (embodied spent on or off) or rented by the hour
 node_background_util           N x T      CPU utilisation from outside [0..1]
 node_label_sets                N          frozenset of (key, value) labels
 site_region                    S          grid region index of each site
 site_pue                       S          facility / IT power
 site_renewable_kw              S x T      on-site renewable supply [kW]
 site_battery_kwh               S          battery capacity [kWh]
+site_renewable_share           S          grid energy covered by certificates / green tariff [0..1]
+site_contracted_kw             S x T      hourly matched contracted supply (PPA), actual [kW]
+site_contracted_forecast_kw    S x T      the same as planning sees it [kW]
 region_intensity_g_per_kwh     G x T      grid carbon intensity, actual [gCO2e/kWh]
+region_residual_g_per_kwh      G          residual-mix factor, NaN = none given [gCO2e/kWh]
 region_intensity_forecast_...  G x T      the same as planning sees it (forecast)
 site_renewable_forecast_kw     S x T      renewable supply as planning sees it [kW]
 user_site_latency_ms           U x S      one-way user-to-site latency [ms]
@@ -80,6 +85,7 @@ class Scenario:
     tenant_ids: list[str]
     workload_ids: list[str]
     intensity_kind: str
+    factor_type: str | None  # direct | lifecycle | None (not stated), one for every region
     slot_start: datetime
     slot_hours: float
 
@@ -89,6 +95,7 @@ class Scenario:
     node_can_power_down: np.ndarray
     node_dedicated_tenant: np.ndarray
     node_embodied_g_per_h: np.ndarray
+    node_owned: np.ndarray
     node_background_util: np.ndarray
     node_label_sets: list[frozenset]
 
@@ -96,7 +103,11 @@ class Scenario:
     site_pue: np.ndarray
     site_renewable_kw: np.ndarray
     site_battery_kwh: np.ndarray
+    site_renewable_share: np.ndarray
+    site_contracted_kw: np.ndarray
+    site_contracted_forecast_kw: np.ndarray
     region_intensity_g_per_kwh: np.ndarray
+    region_residual_g_per_kwh: np.ndarray
     user_site_latency_ms: np.ndarray
     region_intensity_forecast_g_per_kwh: np.ndarray
     site_renewable_forecast_kw: np.ndarray

@@ -90,11 +90,44 @@ class Embodied(_Model):
                                   description="Amortisation lifetime [years]; under 0.01 (4 days) is a unit mistake.")
 
 
+FactorType = Literal["direct", "lifecycle"]
+
+
+class ResidualMix(_Model):
+    """The region's residual mix: the emission factor of grid electricity that no
+    contractual instrument claims (AIB publishes one per European country and
+    year). Market-based figures charge energy no instrument covers at it."""
+
+    g_per_kwh: float = Field(ge=0, le=2000, description="Residual-mix emission factor [gCO2e/kWh].")
+    factor_type: FactorType = Field(description="direct (combustion only) or lifecycle; must match the "
+                                                "region's grid_intensity signals.")
+    source: str = Field(min_length=1, description="Where the figure comes from (publisher, edition, year).")
+
+
+class Contracts(_Model):
+    """A site's contractual instruments for market-based Scope 2 accounting (GHG
+    Protocol Scope 2 Guidance, 2015).
+
+    Hourly matched supply (a PPA's delivery profile) is a `contracted_supply`
+    signal of the site; it covers the site's grid energy hour by hour. The
+    `renewable_share` (unbundled certificates such as GoOs or RECs, or a green
+    tariff) covers that share of the grid energy left after hourly matching,
+    volume-matched over the reporting period, not hour by hour.
+    """
+
+    renewable_share: float = Field(0.0, ge=0, le=1, description="Share of the site's grid energy covered by "
+                                                                 "certificates or a green tariff (fraction).")
+    description: str = Field("", description="What the instruments are (supplier, certificate type, PPA).")
+
+
 class Region(_Model):
     """A grid region: the carbon intensity of its electricity comes from signals."""
 
     id: str = Field(min_length=1)
     description: str = ""
+    residual_mix: ResidualMix | None = Field(
+        None, description="Market-based accounting: the factor for energy no contract covers; without it the "
+                          "location-based intensity is used (the GHG Protocol's last resort).")
 
 
 class Site(_Model):
@@ -110,6 +143,11 @@ class Site(_Model):
                                                                         "south, 0..360]; none: `--azimuth` (default 180).")
     battery_kwh: float = Field(0.0, ge=0, description="On-site battery capacity [kWh].")
     embodied: Embodied = Field(default_factory=Embodied, description="Default embodied carbon of this site's nodes.")
+    owned: bool = Field(
+        True, description="True: the operator owns the site's nodes, whose embodied carbon is spent whether they "
+                          "are on or off (fleet basis). False: capacity rented by the hour (a public cloud region), "
+                          "whose embodied carbon is charged per powered hour.")
+    contracts: Contracts | None = Field(None, description="Scope 2 contractual instruments (market-based accounting).")
 
 
 class Capacity(BaseModel):
@@ -278,6 +316,17 @@ class SignalKind(str, Enum):
     grid_intensity = "grid_intensity"
     renewable_supply = "renewable_supply"
     background_utilisation = "background_utilisation"
+    contracted_supply = "contracted_supply"
+
+
+class FactorConversion(_Model):
+    """Turn a grid-intensity series of one factor type into another by a stated
+    multiplier: values x multiplier, now of type `to` (e.g. direct -> lifecycle
+    with a country's lifecycle / direct ratio from a published source)."""
+
+    to: FactorType = Field(description="The factor type after conversion.")
+    multiplier: float = Field(gt=0, le=10, description="converted = value x multiplier.")
+    source: str = Field(min_length=3, description="Where the multiplier comes from (publisher, table, year).")
 
 
 class Signal(_Model):
@@ -287,11 +336,19 @@ class Signal(_Model):
     region: str | None = None
     site: str | None = None
     node: str | None = None
-    unit: str = Field(description="gCO2/kWh for grid_intensity, kW for renewable_supply, fraction for utilisation.")
+    unit: str = Field(description="gCO2/kWh for grid_intensity, kW for renewable_supply and contracted_supply, "
+                                  "fraction for utilisation.")
     values: list[float]
     intensity_kind: Literal["average", "marginal"] = Field(
         "average", description="Grid intensity only: location-based average or marginal emission factor."
     )
+    factor_type: FactorType | None = Field(
+        None, description="Grid intensity only: direct (combustion, as the GB carbon intensity API and WattTime "
+                          "publish) or lifecycle (with upstream and construction, the Electricity Maps default); "
+                          "null = not stated. One type for the whole scenario.")
+    conversion: FactorConversion | None = Field(
+        None, description="Grid intensity only: convert these values to another factor type with a stated, "
+                          "sourced multiplier.")
     series: Literal["actual", "forecast"] = Field(
         "actual", description="actual: what happens (evaluation uses it); forecast: what planning sees "
                               "(defaults to the actual series when absent)."
@@ -327,7 +384,10 @@ __all__ = [
     "SCENARIO_VERSION",
     "Capacity",
     "Deferral",
+    "Contracts",
     "Embodied",
+    "FactorConversion",
+    "FactorType",
     "Horizon",
     "Isolation",
     "Link",
@@ -336,6 +396,7 @@ __all__ = [
     "PowerModel",
     "Region",
     "Requests",
+    "ResidualMix",
     "ScenarioSpec",
     "Signal",
     "SignalKind",

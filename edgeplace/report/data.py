@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from edgeplace.policies.accounting import EMBODIED_BASES, market_note
 from edgeplace.policies.evaluate import UNALLOCATED, Evaluation, evaluate
 from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.placement import Placement
@@ -47,6 +48,8 @@ SECTIONS: dict[str, str] = {
     "headroom": "Headroom per SLA class and site",
     "renewables": "Renewable self-consumption per site",
     "tenants": "Energy and emissions per tenant",
+    "accounting": "Location- and market-based carbon, hourly carbon-free energy",
+    "explain": "One node-slot by hand",
     "method": "Method and definitions",
 }
 #: Largest node count drawn row by row in the node heatmap; above it only the site heatmap is drawn.
@@ -236,10 +239,20 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
                 ["renewables"] if (sc.site_renewable_kw > 0).any() else []),
         Section("tenants", SECTIONS["tenants"],
                 [f"Energy and emissions attributed to each tenant by its share of requested CPU on each node and "
-                 f"slot (embodied carbon by its share of the node's capacity); what no tenant requested is "
-                 f"{UNALLOCATED}. The rows add up to the totals."],
+                 f"slot; embodied carbon by SCI (its share of the node's capacity for the slot: {EMBODIED_BASES['sci']}). "
+                 f"What no tenant requested is {UNALLOCATED}. The rows add up to the totals."],
                 [Table("tenants", "Per tenant, before and after", tenant_table(sc, ev_before, ev_after))],
                 ["tenants"]),
+        Section("accounting", SECTIONS["accounting"],
+                ["Operational carbon on both GHG Protocol Scope 2 bases side by side: location-based (grid energy x "
+                 "grid intensity) and market-based (after the site's contracts, the rest at the residual mix). "
+                 + _sentence(market_note(sc)) + ". The hourly carbon-free energy (CFE) score is the share of each "
+                 "hour's energy met by on-site renewables or hourly matched contracted supply."],
+                [Table("accounting_sites", "Location- and market-based operational carbon and CFE score per site",
+                       accounting_table(sc, ev_before, ev_after)),
+                 Table("cfe_hourly", f"Hourly CFE score per site [%] ({after_label})", cfe_hourly_table(sc, ev_after),
+                       detail=True)]),
+        Section("explain", SECTIONS["explain"], explain_text(ev_after, after_label)),
         Section("method", SECTIONS["method"], _method_text(sc, labels)),
     ]
     return Report(sc, before_label, after_label, ev_before, ev_after, meta, sections, node_util, site_util, warnings)
@@ -298,8 +311,10 @@ def totals_table(before: Evaluation, after: Evaluation, labels: dict[str, str]) 
     rows = []
     for name, key, scale in (
         ("energy_kwh", "energy_kwh", 1.0), ("renewable_kwh", "renewable_kwh", 1.0), ("grid_kwh", "grid_kwh", 1.0),
-        ("operational_emissions_kg", "operational_emissions_g", 1e-3),
-        ("embodied_emissions_kg", "embodied_emissions_g", 1e-3), ("emissions_kg", "emissions_g", 1e-3),
+        ("operational_location_kg", "operational_emissions_g", 1e-3),
+        ("operational_market_kg", "operational_market_emissions_g", 1e-3),
+        ("embodied_fleet_kg", "embodied_emissions_g", 1e-3), ("emissions_kg", "emissions_g", 1e-3),
+        ("cfe_score_pct", "cfe_score_pct", 1.0),
         ("mean_active_nodes", "mean_active_nodes", 1.0), ("peak_active_nodes", "peak_active_nodes", 1.0),
         ("mean_utilisation_of_active_nodes_pct", "mean_utilisation_active", 100.0),
     ):
@@ -341,9 +356,11 @@ def site_summary(sc: Scenario, ev: Evaluation, load: np.ndarray) -> pd.DataFrame
             "active_node_h": per["powered_node_slots"] * sc.slot_hours,
             "energy_kwh": per["energy_kwh"],
             "renewable_share_pct": np.where(per["energy_kwh"] > 0, per["renewable_kwh"] / per["energy_kwh"] * 100, np.nan),
-            "operational_emissions_kg": per["operational_emissions_g"] / 1000,
-            "embodied_emissions_kg": per["embodied_emissions_g"] / 1000,
+            "operational_location_kg": per["operational_emissions_g"] / 1000,
+            "operational_market_kg": per["operational_market_emissions_g"] / 1000,
+            "embodied_fleet_kg": per["embodied_emissions_g"] / 1000,
             "emissions_kg": emissions_g / 1000,
+            "cfe_score_pct": per["cfe_score_pct"],
             "grid_energy_g_per_kwh": np.where(per["grid_kwh"] > 0, per["operational_emissions_g"] / per["grid_kwh"], np.nan),
             "cpu_utilisation_of_powered_pct": np.where(pc[order] > 0, us[order] / pc[order] * 100, np.nan),
             "cpu_requested_of_powered_pct": np.where(pc[order] > 0, req[order] / pc[order] * 100, np.nan),
@@ -357,12 +374,13 @@ def tenant_summary(sc: Scenario, ev: Evaluation, placement: Placement) -> pd.Dat
     """Energy, emissions and requested core-hours per tenant, with emissions per core-hour."""
     per = ev.per_tenant()
     core_h = _tenant_core_hours(sc, placement)
-    emissions_g = per["operational_emissions_g"] + per["embodied_emissions_g"]
+    emissions_g = per["operational_emissions_g"] + per["embodied_sci_emissions_g"]
     frame = pd.DataFrame({
         "tenant": per["tenant"],
         "energy_kwh": per["energy_kwh"],
-        "operational_emissions_kg": per["operational_emissions_g"] / 1000,
-        "embodied_emissions_kg": per["embodied_emissions_g"] / 1000,
+        "operational_location_kg": per["operational_emissions_g"] / 1000,
+        "operational_market_kg": per["operational_market_emissions_g"] / 1000,
+        "embodied_sci_kg": per["embodied_sci_emissions_g"] / 1000,
         "emissions_kg": emissions_g / 1000,
         "share_of_emissions_pct": emissions_g / max(float(emissions_g.sum()), 1e-300) * 100,
         "requested_core_h": core_h,
@@ -387,18 +405,71 @@ def _tenant_core_hours(sc: Scenario, placement: Placement) -> np.ndarray:
 def tenant_table(sc: Scenario, before: Evaluation, after: Evaluation) -> pd.DataFrame:
     """Energy and emissions per tenant before and after; rows add up to the totals (last row)."""
     b, a = before.per_tenant(), after.per_tenant()
-    eb = (b["operational_emissions_g"] + b["embodied_emissions_g"]) / 1000
-    ea = (a["operational_emissions_g"] + a["embodied_emissions_g"]) / 1000
+    eb = (b["operational_emissions_g"] + b["embodied_sci_emissions_g"]) / 1000
+    ea = (a["operational_emissions_g"] + a["embodied_sci_emissions_g"]) / 1000
     frame = pd.DataFrame({
         "tenant": a["tenant"],
         "energy_kwh_before": b["energy_kwh"], "energy_kwh_after": a["energy_kwh"],
-        "operational_kg_before": b["operational_emissions_g"] / 1000,
-        "operational_kg_after": a["operational_emissions_g"] / 1000,
-        "embodied_kg_before": b["embodied_emissions_g"] / 1000, "embodied_kg_after": a["embodied_emissions_g"] / 1000,
+        "operational_location_kg_before": b["operational_emissions_g"] / 1000,
+        "operational_location_kg_after": a["operational_emissions_g"] / 1000,
+        "operational_market_kg_before": b["operational_market_emissions_g"] / 1000,
+        "operational_market_kg_after": a["operational_market_emissions_g"] / 1000,
+        "embodied_sci_kg_before": b["embodied_sci_emissions_g"] / 1000,
+        "embodied_sci_kg_after": a["embodied_sci_emissions_g"] / 1000,
         "emissions_kg_before": eb, "emissions_kg_after": ea,
         "emissions_change_kg": ea - eb,
     })
     return _with_total(frame, "tenant")
+
+
+def explain_text(ev: Evaluation, label: str) -> list[str]:
+    """The arithmetic of the node-slot with the largest operational emissions in `ev` (or the
+    first node-slot when nothing emits), as `edgeplace evaluate --explain` prints it."""
+    from edgeplace.policies.arithmetic import node_slot_arithmetic
+
+    i, t = np.unravel_index(int(np.argmax(ev.operational_g)), ev.operational_g.shape)
+    lines = node_slot_arithmetic(ev, int(i), int(t)).lines()
+    return [f"The node-slot of {label} with the largest operational emissions, step by step (any other: "
+            f"edgeplace evaluate SCENARIO --placement PLAN --explain NODE,SLOT). Summed over every node-slot these "
+            f"lines give the totals.", *lines]
+
+
+def accounting_table(sc: Scenario, before: Evaluation, after: Evaluation) -> pd.DataFrame:
+    """Per site: contracts, energy, location- and market-based operational carbon and the
+    hourly CFE score, before and after; a total row."""
+    b, a = before.per_site().set_index("site"), after.per_site().set_index("site")
+    order = list(a.index)
+    idx = [sc.index_of("site", x) for x in order]
+    frame = pd.DataFrame({
+        "site": order,
+        "region": [sc.region_ids[sc.site_region[i]] for i in idx],
+        "certificate_share_pct": sc.site_renewable_share[idx] * 100,
+        "contracted_kwh": sc.site_contracted_kw[idx].sum(axis=1) * sc.slot_hours,
+    })
+    for when, per in (("before", b), ("after", a)):
+        frame[f"energy_kwh_{when}"] = per.loc[order, "energy_kwh"].to_numpy()
+        frame[f"operational_location_kg_{when}"] = per.loc[order, "operational_emissions_g"].to_numpy() / 1000
+        frame[f"operational_market_kg_{when}"] = per.loc[order, "operational_market_emissions_g"].to_numpy() / 1000
+        frame[f"cfe_kwh_{when}"] = per.loc[order, "cfe_kwh"].to_numpy()
+        frame[f"cfe_score_pct_{when}"] = per.loc[order, "cfe_score_pct"].to_numpy()
+    total = _with_total(frame.drop(columns=[c for c in frame.columns if c.startswith("cfe_score")]), "site")
+    for when in ("before", "after"):
+        e, c = total[f"energy_kwh_{when}"], total[f"cfe_kwh_{when}"]
+        total[f"cfe_score_pct_{when}"] = np.where(e > 0, c / e.where(e > 0) * 100, np.nan)
+    total.loc[total["site"] == TOTAL, ["certificate_share_pct", "region"]] = [np.nan, ""]
+    return total[frame.columns]
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def cfe_hourly_table(sc: Scenario, ev: Evaluation) -> pd.DataFrame:
+    """Site x slot hourly carbon-free energy score [%] (empty where the site draws nothing)."""
+    cfe = ev.site_cfe_pct()
+    frame = pd.DataFrame(cfe.T, columns=sc.site_ids)
+    frame.insert(0, "slot_start", [sc.slot_time(t).strftime("%Y-%m-%d %H:%M") for t in range(sc.n_slots)])
+    return frame
 
 
 def _with_total(frame: pd.DataFrame, label_column: str) -> pd.DataFrame:
@@ -503,12 +574,15 @@ def consolidation_table(sc: Scenario, before: Evaluation, after: Evaluation) -> 
         "powered_h_after": after.powered.sum(axis=1) * sc.slot_hours,
         "energy_kwh_before": pb["energy_kwh"], "energy_kwh_after": pa["energy_kwh"],
         "emissions_kg_before": emb_b / 1000, "emissions_kg_after": emb_a / 1000,
+        "operational_saved_kg": (pb["operational_emissions_g"] - pa["operational_emissions_g"]) / 1000,
+        "embodied_saved_kg": (pb["embodied_emissions_g"] - pa["embodied_emissions_g"]) / 1000,
     })
     frame["energy_saved_kwh"] = frame["energy_kwh_before"] - frame["energy_kwh_after"]
     frame["emissions_saved_kg"] = frame["emissions_kg_before"] - frame["emissions_kg_after"]
     frame["sleep_h"] = frame["powered_h_before"] - frame["powered_h_after"]
     cols = ["node", "site", "powered_h_before", "powered_h_after", "sleep_h", "energy_kwh_before", "energy_kwh_after",
-            "energy_saved_kwh", "emissions_kg_before", "emissions_kg_after", "emissions_saved_kg"]
+            "energy_saved_kwh", "operational_saved_kg", "embodied_saved_kg", "emissions_kg_before",
+            "emissions_kg_after", "emissions_saved_kg"]
     frame = frame[cols]
     cand = frame[sleeps].sort_values("emissions_saved_kg", ascending=False)
     rest = frame[~sleeps]
@@ -525,19 +599,24 @@ def idle_nodes_table(sc: Scenario, cases: list[tuple[str, Evaluation, tuple[np.n
     for label, ev, (idle, asleep) in cases:
         pn, pz = ev.per_node(), asleep.per_node()
         saved_kwh = (pn["energy_kwh"] - pz["energy_kwh"]).to_numpy()
-        saved_g = (pn["operational_emissions_g"] + pn["embodied_emissions_g"]
-                   - pz["operational_emissions_g"] - pz["embodied_emissions_g"]).to_numpy()
+        saved_op = (pn["operational_emissions_g"] - pz["operational_emissions_g"]).to_numpy()
+        saved_emb = (pn["embodied_emissions_g"] - pz["embodied_emissions_g"]).to_numpy()
         for i in np.flatnonzero(idle.any(axis=1)):
             rows.append({"placement": label, "node": sc.node_ids[i], "site": sc.site_ids[sc.node_site[i]],
-                         "idle_h": float(idle[i].sum() * sc.slot_hours),
-                         "energy_saved_kwh": float(saved_kwh[i]), "emissions_saved_kg": float(saved_g[i] / 1000)})
+                         "idle_h": float(idle[i].sum() * sc.slot_hours), "energy_saved_kwh": float(saved_kwh[i]),
+                         "operational_saved_kg": float(saved_op[i] / 1000), "embodied_saved_kg": float(saved_emb[i] / 1000),
+                         "emissions_saved_kg": float((saved_op[i] + saved_emb[i]) / 1000)})
         # Nodes without idle slots can still change (shared on-site supply), so the
         # placement's total is the difference of the whole evaluations.
+        a, z = ev.totals, asleep.totals
         rows.append({"placement": label, "node": TOTAL, "site": "",
                      "idle_h": float(idle.sum() * sc.slot_hours),
-                     "energy_saved_kwh": ev.totals["energy_kwh"] - asleep.totals["energy_kwh"],
-                     "emissions_saved_kg": (ev.totals["emissions_g"] - asleep.totals["emissions_g"]) / 1000})
-    return pd.DataFrame(rows, columns=["placement", "node", "site", "idle_h", "energy_saved_kwh", "emissions_saved_kg"])
+                     "energy_saved_kwh": a["energy_kwh"] - z["energy_kwh"],
+                     "operational_saved_kg": (a["operational_emissions_g"] - z["operational_emissions_g"]) / 1000,
+                     "embodied_saved_kg": (a["embodied_emissions_g"] - z["embodied_emissions_g"]) / 1000,
+                     "emissions_saved_kg": (a["emissions_g"] - z["emissions_g"]) / 1000})
+    return pd.DataFrame(rows, columns=["placement", "node", "site", "idle_h", "energy_saved_kwh", "operational_saved_kg",
+                                       "embodied_saved_kg", "emissions_saved_kg"])
 
 
 def headroom_table(sc: Scenario, ev: Evaluation, load: np.ndarray) -> pd.DataFrame:
@@ -621,8 +700,9 @@ def renewables_table(sc: Scenario, before: Evaluation, after: Evaluation) -> pd.
 
 def accounting_basis(sc: Scenario) -> str:
     kind = {"average": "grid-average", "marginal": "marginal"}.get(sc.intensity_kind, sc.intensity_kind)
-    return (f"location-based with {kind} emission factors (intensity_kind: {sc.intensity_kind}); operational "
-            f"plus embodied carbon (GSF SCI: embodied carbon amortised over the lifetime, per powered hour)")
+    factor = f"{sc.factor_type} factors" if sc.factor_type else "factor type not stated"
+    return (f"operational carbon location-based with {kind} emission factors ({factor}), market-based beside it; "
+            f"embodied carbon on the fleet basis ({EMBODIED_BASES['fleet']}); per-tenant figures by SCI attribution")
 
 
 def _meta(sc: Scenario, before_label: str, after_label: str, plan_info: dict[str, Any] | None) -> dict[str, str]:
@@ -641,6 +721,10 @@ def _meta(sc: Scenario, before_label: str, after_label: str, plan_info: dict[str
         facts = [f"{k} {plan_info[k]}" for k in ("solver", "status") if plan_info.get(k) is not None]
         if plan_info.get("gap_pct") is not None:
             facts.append(f"gap {float(plan_info['gap_pct']):.2f} %")
+        basis = (plan_info.get("accounting") or {}).get("objective_carbon_basis") \
+            if isinstance(plan_info.get("accounting"), dict) else None
+        if basis:
+            facts.append(f"objective {basis}-based operational carbon")
         if facts:
             meta["plan"] = ", ".join(facts) + " (as the solver reported it; every figure here is re-evaluated)"
     return meta
@@ -651,18 +735,27 @@ def _summary_text(sc: Scenario, before: Evaluation, after: Evaluation, load: np.
     a, b = after.totals, before.totals
     core_h = float(_core_hours(sc, load).sum())
     ren = a["renewable_kwh"] / a["energy_kwh"] * 100 if a["energy_kwh"] > 0 else 0.0
-    change = (a["emissions_g"] / b["emissions_g"] - 1) * 100 if b["emissions_g"] > 0 else float("nan")
+
+    def change_pct(key: str) -> str:
+        return f"{(a[key] / b[key] - 1) * 100:+.1f} %" if b[key] > 0 else "n/a"
+
+    d_emb = (a["embodied_emissions_g"] - b["embodied_emissions_g"]) / 1000
+    embodied = "unchanged" if abs(d_emb) < 5e-4 else f"{d_emb:+,.2f} kg (rented capacity)"
+    rules = "meets every rule" if before.feasible else f"breaks {len(before.violations)} rule(s)"
     lines = [
+        f"Against {labels['before']} ({rules}): operational {change_pct('operational_emissions_g')} "
+        f"({(a['operational_emissions_g'] - b['operational_emissions_g']) / 1000:+,.2f} kg, location-based; "
+        f"market-based {change_pct('operational_market_emissions_g')}), energy "
+        f"{a['energy_kwh'] - b['energy_kwh']:+,.1f} kWh; embodied (fleet) {embodied}.",
         f"Over the horizon, {labels['after']} uses {a['energy_kwh']:,.1f} kWh of facility energy "
-        f"({ren:.1f} % from on-site renewables) and emits {a['emissions_g'] / 1000:,.2f} kgCO2e "
-        f"({a['operational_emissions_g'] / 1000:,.2f} operational, {a['embodied_emissions_g'] / 1000:,.2f} embodied).",
+        f"({ren:.1f} % from on-site renewables; hourly carbon-free score {a['cfe_score_pct']:.1f} %) and emits "
+        f"{a['operational_emissions_g'] / 1000:,.2f} kgCO2e operational (location-based; "
+        f"{a['operational_market_emissions_g'] / 1000:,.2f} market-based) plus "
+        f"{a['embodied_emissions_g'] / 1000:,.2f} kgCO2e embodied (fleet basis).",
         f"On average {a['mean_active_nodes']:.1f} of {sc.n_nodes} nodes are on, at "
         f"{a['mean_utilisation_active'] * 100:.1f} % mean CPU utilisation; workloads request "
         f"{core_h:,.1f} core-hours, i.e. {a['emissions_g'] / core_h if core_h > 0 else float('nan'):,.1f} gCO2e "
-        f"per requested core-hour.",
-        f"Against {labels['before']} ({b['emissions_g'] / 1000:,.2f} kgCO2e, {b['energy_kwh']:,.1f} kWh, "
-        f"{b['mean_active_nodes']:.1f} nodes on): {change:+.1f} % emissions, "
-        f"{a['energy_kwh'] - b['energy_kwh']:+,.1f} kWh energy.",
+        f"per requested core-hour (location-based operational plus fleet embodied).",
         f"Carbon accounting: {accounting_basis(sc)}.",
     ]
     return lines
@@ -674,9 +767,16 @@ def _method_text(sc: Scenario, labels: dict[str, str]) -> list[str]:
         "(edgeplace.policies.evaluate.evaluate) applied to a placement; savings are differences of two evaluations.",
         "Energy is facility energy: IT power from each node's power curve at its CPU utilisation, times the "
         "site's PUE. On-site renewables serve the site first, then its battery, then the grid.",
-        f"Operational emissions = grid energy x the region's {sc.intensity_kind} grid intensity per slot "
-        "(location-based). Embodied emissions = the node's embodied carbon / lifetime, per powered hour (SCI M).",
-        "Tenant attribution: each node-slot's energy and operational emissions split by requested CPU; embodied "
-        f"carbon by requested share of the node's CPU capacity; the rest is {UNALLOCATED}.",
+        f"Operational emissions, location-based = grid energy x the region's {sc.intensity_kind} grid intensity per "
+        "slot. Market-based (GHG Protocol Scope 2) = grid energy not matched hour by hour by contracted supply, "
+        "less the site's certificate share, x the region's residual mix; " + market_note(sc) + ".",
+        "Hourly carbon-free energy (CFE) score = (on-site renewables + hourly matched contracted supply) / "
+        "energy, summed over the slots; certificates matched over the year do not count, nor does the grid's own "
+        "carbon-free share (no signal for it).",
+        "Embodied emissions, fleet basis: every owned node's embodied carbon / lifetime for every hour, on or off "
+        "(sleeping saves operational carbon only); nodes rented by the hour (owned: false) only while powered.",
+        "Tenant attribution (SCI, M = TE x TiR/EL x RR/ToR): each node-slot's energy and operational emissions "
+        "split by requested CPU; embodied carbon by requested share of the node's CPU capacity; the rest "
+        f"(idle capacity and sleeping nodes) is {UNALLOCATED}, so tenant rows add up to the fleet total.",
         f"Before = {labels['before']}; after = {labels['after']}. Utilisation includes background load.",
     ]

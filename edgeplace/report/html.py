@@ -54,6 +54,7 @@ figcaption { color: var(--muted); font-size: 12px; }
 details { margin: 8px 0; }
 details summary { cursor: pointer; font-weight: 600; }
 .note { color: var(--muted); font-size: 12px; }
+pre { font-size: 12px; background: #f6f8fa; padding: 8px 10px; overflow-x: auto; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 8px; }
 @media print {
   body { max-width: none; padding: 0 10mm; font-size: 11px; }
@@ -149,6 +150,8 @@ def render_html(report: Report, figures: dict[str, bytes]) -> str:
     parts = []
     for s in report.sections:
         text = "".join(f"<p>{html.escape(t)}</p>" for t in s.text)
+        if s.key == "explain" and s.text:  # the arithmetic lines keep their layout
+            text = f"<p>{html.escape(s.text[0])}</p><pre>{html.escape(chr(10).join(s.text[1:]))}</pre>"
         if s.key == "summary":
             text = f'<div class="keyfacts">{text}</div>'
         figs = "".join(_html_figure(k, figures[k]) for k in s.figures if k in figures)
@@ -205,8 +208,11 @@ def render_markdown(report: Report, figure_files: dict[str, str]) -> str:
         out += [f"> **Warning:** {w}", ""]
     for s in report.sections:
         out += [f"## {s.title}", ""]
-        for t in s.text:
-            out += [t, ""]
+        if s.key == "explain" and s.text:
+            out += [s.text[0], "", "```", *s.text[1:], "```", ""]
+        else:
+            for t in s.text:
+                out += [t, ""]
         for k in s.figures:
             if k in figure_files:
                 out += [f"![{FIGURES[k][1]}]({figure_files[k]})", ""]

@@ -105,7 +105,7 @@ def active_nodes(report: Report) -> bytes:
     ax1.set_title("Active nodes per slot", fontsize=10)
     ax2.set_ylabel("emissions [kgCO2e per slot]")
     ax2.set_ylim(bottom=0)
-    ax2.set_title("Emissions per slot (operational + embodied)", fontsize=10)
+    ax2.set_title("Emissions per slot (operational location-based + embodied fleet)", fontsize=10)
     for ax in (ax1, ax2):
         _slot_ticks(report, ax, sc.n_slots)
         ax.grid(alpha=0.3)
@@ -146,10 +146,10 @@ def tenants(report: Report) -> bytes:
     for offset, per, label, colour in ((-h / 2, b, report.before_label, BEFORE_COLOUR),
                                        (h / 2, a, report.after_label, AFTER_COLOUR)):
         op = per["operational_emissions_g"].to_numpy() / 1000
-        emb = per["embodied_emissions_g"].to_numpy() / 1000
-        ax.barh(y + offset, op, height=h, color=colour, label=f"{label}: operational")
+        emb = per["embodied_sci_emissions_g"].to_numpy() / 1000
+        ax.barh(y + offset, op, height=h, color=colour, label=f"{label}: operational (location-based)")
         ax.barh(y + offset, emb, left=op, height=h, color=colour, alpha=0.45, hatch="//",
-                label=f"{label}: embodied")
+                label=f"{label}: embodied (SCI share)")
     ax.set_yticks(y)
     ax.set_yticklabels(names)
     ax.invert_yaxis()

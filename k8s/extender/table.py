@@ -27,12 +27,12 @@ Field meanings and units:
 
 - ``score_g`` [gCO2e per core-hour]: marginal emissions of one more busy CPU
   core on the node in this slot (see `marginal_g_per_core_h`). Operational
-  only: a powered node's embodied carbon and idle power are already paid
-  (the objective charges them per powered node-hour), and asleep nodes are
+  only: a powered node's idle power (and, for a node rented by the hour, its
+  embodied carbon) is already paid, and asleep nodes are
   filtered, so their opening cost is not in it.
 - ``open_g_per_h`` [gCO2e/h]: what keeping the node on costs with only its
   background load (idle + background power at grid intensity, plus embodied
-  carbon, `edgeplace.policies.costs.CostModel.open_g`); used only to rank asleep nodes
+  carbon for rented nodes only, `edgeplace.policies.costs.CostModel.open_g`); used only to rank asleep nodes
   when the extender has to let one wake.
 - ``tenants``: tenants present on the node at plan time: the plan's replicas
   in this slot and the replicas running when the plan was made (the union,

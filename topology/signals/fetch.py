@@ -86,14 +86,16 @@ def fetch_intensity(service: IntensityService, zones: Mapping[str, str], grid: S
     out = []
     unit = canonical_unit(SignalKind.grid_intensity)
     for region, zone in zones.items():
-        key = f"{zone}|{service.intensity_kind}|{series}"
-        what = f"{service.label} zone {zone} ({service.intensity_kind}, {series})"
+        factor = service.factor_type or "unstated"
+        # Direct and lifecycle answers of one zone are different series: the factor type is in the key.
+        key = f"{zone}|{service.intensity_kind}|{series}" + ("" if service.factor_type is None else f"|{factor}")
+        what = f"{service.label} zone {zone} ({service.intensity_kind}, {factor} factors, {series})"
         fetch = None if offline else (lambda z=zone, k=key: {k: service.points(z, grid.start, grid.end, series)})
         found, reason = _resolve(service.name, [key], fetch, cache, unit)
         backup = [s for s in fallback if s.signal is SignalKind.grid_intensity and s.target_id == region
                   and s.series == series]
         values, notes, source = _settle(found.get(key), reason, grid, what, max_gap_minutes, backup,
-                                        service.intensity_kind, f"region {region}")
+                                        service.intensity_kind, f"region {region}", service.factor_type)
         if reason is None:
             notes = [*found[key].notes, *notes]  # what the service flagged (estimated values, ...)
         problems = _range_problems(SignalKind.grid_intensity, values, what)
@@ -101,12 +103,13 @@ def fetch_intensity(service: IntensityService, zones: Mapping[str, str], grid: S
             raise InputError(service.label, problems)
         out.append(SignalSeries(SignalKind.grid_intensity, region, values, series,
                                 service.intensity_kind, source=source or f"{service.label} zone {zone}",
-                                notes=tuple(notes)))
+                                notes=tuple(notes), factor_type=service.factor_type))
     return out
 
 
 def _settle(points: Points | None, reason: str | None, grid: SlotGrid, what: str, max_gap_minutes: float,
-            backup: Sequence[SignalSeries], intensity_kind: str | None, target: str) -> tuple[np.ndarray, list[str], str]:
+            backup: Sequence[SignalSeries], intensity_kind: str | None, target: str,
+            factor_type: str | None = None) -> tuple[np.ndarray, list[str], str]:
     """Aligned values, notes and a source line from fresh points, the cache or a fallback series (module docstring)."""
     if reason is None:
         assert points is not None  # fresh answers always carry points
@@ -129,6 +132,10 @@ def _settle(points: Points | None, reason: str | None, grid: SlotGrid, what: str
         if intensity_kind is not None and s.intensity_kind != intensity_kind:
             raise InputError(what, [Problem(target, f"the fallback file gives {s.intensity_kind} intensity but the "
                                                     f"service gives {intensity_kind}; they are not interchangeable")])
+        if factor_type is not None and s.factor_type != factor_type:
+            raise InputError(what, [Problem(target, f"the fallback file gives {s.factor_type or 'unstated'} factors but "
+                                                    f"the service gives {factor_type}; set factor_type in the file to "
+                                                    f"what it holds, or fetch the other type")])
         why = "offline" if reason == "offline" else f"the service is unreachable ({reason})"
         warnings.warn(SignalWarning(f"{what}: {why} and the cache does not cover the horizon; using {s.source}"),
                       stacklevel=3)

@@ -12,7 +12,8 @@ timestamp       yes       start of the interval the value covers, ISO 8601
                           offset are refused: around a daylight-saving change
                           they are ambiguous (02:30 twice) or do not exist.
 region | site   one of    the series' target: a region row is grid_intensity,
-| node                    a site row renewable_supply, a node row
+| node                    a site row renewable_supply (or contracted_supply
+                          with the signal column), a node row
                           background_utilisation (`edgeplace.topology.load.SIGNAL_TARGET`)
 value           yes       a number; empty, NaN or NA means missing (a gap)
 unit            yes       per row; the units of `edgeplace.topology.load.SIGNAL_UNITS`
@@ -20,8 +21,10 @@ unit            yes       per row; the units of `edgeplace.topology.load.SIGNAL_
                           MW; fraction, %), and for sites also energy per
                           interval: kWh, Wh, MWh
 signal          no        grid_intensity | renewable_supply |
-                          background_utilisation; must match the target
+                          contracted_supply | background_utilisation; must
+                          match the target
 intensity_kind  no        average (default) | marginal; region rows only
+factor_type     no        direct | lifecycle; region rows only (empty: not stated)
 series          no        actual (default) | forecast
 ==============  ========  ===================================================
 
@@ -57,8 +60,10 @@ from edgeplace.topology.signals.series import SignalSeries, SlotGrid, canonical_
 from edgeplace.topology.spec import SignalKind
 
 TARGETS = ("region", "site", "node")
-KIND_OF_TARGET = {target: kind for kind, target in SIGNAL_TARGET.items()}
-SIGNAL_COLUMNS = ("timestamp", *TARGETS, "value", "unit", "signal", "intensity_kind", "series")
+#: The kind a row of each target holds when the `signal` column is empty (the first listed for it).
+KIND_OF_TARGET = {target: kind for kind, target in reversed(list(SIGNAL_TARGET.items()))}
+SIGNAL_COLUMNS = ("timestamp", *TARGETS, "value", "unit", "signal", "intensity_kind", "factor_type", "series")
+FACTOR_TYPES = ("direct", "lifecycle")
 SIGNAL_REQUIRED = ("timestamp", "value", "unit")
 #: Energy per interval accepted for renewable supply, factor to kWh; summed into slots.
 ENERGY_UNITS: dict[SignalKind, dict[str, float]] = {
@@ -330,7 +335,7 @@ class SignalRows:
     """The valid rows of a signal file, in canonical units and UTC.
 
     `frame` columns: signal (SignalKind value), target_id, series,
-    intensity_kind, time_s (epoch seconds), value (canonical unit; kWh for
+    intensity_kind, factor_type ("" = not stated), time_s (epoch seconds), value (canonical unit; kWh for
     energy rows), energy (bool), row (line or row number). Rows with a
     missing value are not in it: they are gaps.
     """
@@ -359,7 +364,7 @@ def read_signal_file(path: str | Path) -> SignalRows:
     """Read and check a signal file; `InputError` lists every problem found."""
     table = read_table(path, SIGNAL_COLUMNS, SIGNAL_REQUIRED)
     problems = Problems(table.source)
-    out: dict[str, list[Any]] = {k: [] for k in ("signal", "target_id", "series", "intensity_kind",
+    out: dict[str, list[Any]] = {k: [] for k in ("signal", "target_id", "series", "intensity_kind", "factor_type",
                                                   "time_s", "value", "energy", "row", "raw", "unit")}
     try:
         if table.naive_time_type:
@@ -406,10 +411,11 @@ def _check_row(table: Table, cols: dict[str, list[Any]], i: int, problems: Probl
             problems.add(where(i, "signal"), f"{_short(signal_text)} is not a signal; use one of "
                                              f"{', '.join(k.value for k in SignalKind)}")
             return
-        if SignalKind(signal_text) is not kind:
+        if SIGNAL_TARGET[SignalKind(signal_text)] != target:
             problems.add(where(i, "signal"), f"a {target} row holds {kind.value}, not {signal_text}; "
                                              f"use the {SIGNAL_TARGET[SignalKind(signal_text)]} column for {signal_text}")
             return
+        kind = SignalKind(signal_text)
     series = cell_text(cols["series"][i]) or "actual"
     if series not in ("actual", "forecast"):
         problems.add(where(i, "series"), f"{_short(series)} must be actual or forecast")
@@ -420,6 +426,13 @@ def _check_row(table: Table, cols: dict[str, list[Any]], i: int, problems: Probl
         return
     if intensity_kind == "marginal" and kind is not SignalKind.grid_intensity:
         problems.add(where(i, "intensity_kind"), "applies to region (grid intensity) rows only; leave it empty")
+        return
+    factor_type = cell_text(cols["factor_type"][i]) or None
+    if factor_type is not None and factor_type not in FACTOR_TYPES:
+        problems.add(where(i, "factor_type"), f"{_short(factor_type)} must be direct or lifecycle (or empty: not stated)")
+        return
+    if factor_type is not None and kind is not SignalKind.grid_intensity:
+        problems.add(where(i, "factor_type"), "applies to region (grid intensity) rows only; leave it empty")
         return
     unit = cell_text(cols["unit"][i])
     if not unit:
@@ -444,6 +457,7 @@ def _check_row(table: Table, cols: dict[str, list[Any]], i: int, problems: Probl
     out["target_id"].append(target_id)
     out["series"].append(series)
     out["intensity_kind"].append(intensity_kind)
+    out["factor_type"].append(factor_type or "")
     out["time_s"].append(time_s)
     out["value"].append(value * (energy_factor if energy else factor))
     out["energy"].append(energy)
@@ -521,6 +535,11 @@ def rows_to_series(rows: SignalRows, grid: SlotGrid, *, max_gap_minutes: float =
             problems.append(Problem(what, "mixes average and marginal intensities; keep one kind per series "
                                           "(they measure different things)"))
             continue
+        factor_types = sorted(set(group["factor_type"]))
+        if len(factor_types) > 1:
+            problems.append(Problem(what, f"mixes factor types ({', '.join(t or 'empty' for t in factor_types)}); "
+                                          "keep one per series (direct and lifecycle factors do not compare)"))
+            continue
         if group["energy"].nunique() > 1:
             problems.append(Problem(what, "mixes energy units (kWh) and power units (kW); use one kind of unit per series"))
             continue
@@ -536,7 +555,8 @@ def rows_to_series(rows: SignalRows, grid: SlotGrid, *, max_gap_minutes: float =
         if energy and ((values < lo) | (values > hi)).any():
             problems.append(Problem(what, f"the energy per slot gives a mean power outside {lo:g}..{hi:g} kW; check the unit"))
             continue
-        out.append(SignalSeries(kind, target_id, values, which, kinds[0], source=rows.source, notes=tuple(result.notes)))
+        out.append(SignalSeries(kind, target_id, values, which, kinds[0], source=rows.source, notes=tuple(result.notes),
+                                factor_type=factor_types[0] or None))
     if problems:
         raise InputError(rows.source, problems)
     return out
@@ -559,14 +579,17 @@ def load_signal_files(paths: Iterable[str | Path], grid: SlotGrid, *,
 def write_signal_csv(series: Iterable[SignalSeries], grid: SlotGrid, header: str = "") -> str:
     """Series as a long-form CSV (one row per slot) that `read_signal_file` reads back."""
     lines = [f"# {line}".rstrip() for line in header.splitlines()]
-    lines.append("timestamp,region,site,node,value,unit,intensity_kind,series")
+    lines.append("timestamp,region,site,node,value,unit,signal,intensity_kind,factor_type,series")
     edges = grid.edges_s()
     for s in series:
         cells = {"region": "", "site": "", "node": ""}
         cells[s.target] = s.target_id
-        kind = s.intensity_kind if s.signal is SignalKind.grid_intensity else ""
+        intensity = s.signal is SignalKind.grid_intensity
+        kind = s.intensity_kind if intensity else ""
+        factor = (s.factor_type or "") if intensity else ""
         for t, v in zip(edges[:-1], np.asarray(s.values, dtype=float)):
-            lines.append(f"{iso(t)},{cells['region']},{cells['site']},{cells['node']},{float(v)!r},{s.unit},{kind},{s.series}")
+            lines.append(f"{iso(t)},{cells['region']},{cells['site']},{cells['node']},{float(v)!r},{s.unit},"
+                         f"{s.signal.value},{kind},{factor},{s.series}")
     return "\n".join(lines) + "\n"
 
 

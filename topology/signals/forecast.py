@@ -117,7 +117,7 @@ def forecast_series(history: SignalSeries, grid: SlotGrid, method: str, *, alpha
         raise InputError(f"{method} forecast", [Problem(history.label(), str(exc))]) from None
     return SignalSeries(history.signal, history.target_id, values, "forecast", history.intensity_kind,
                         source=f"{method} forecast from {history.source or 'history'}",
-                        notes=(f"{history.label()}: {methods[method].summary}",))
+                        notes=(f"{history.label()}: {methods[method].summary}",), factor_type=history.factor_type)
 
 
 def forecast_errors(actual: np.ndarray, forecast: np.ndarray) -> dict[str, float]:

@@ -200,7 +200,7 @@ def mix_signals(path: str | Path, grid: SlotGrid, factors: Mapping[str, float] |
         problems.extend(result.problems)
         if result.values is not None:
             target = (regions or {}).get(region, region)
-            out.append(SignalSeries(SignalKind.grid_intensity, target, result.values, "actual", "average",
+            out.append(SignalSeries(SignalKind.grid_intensity, target, result.values, "actual", "average", factor_type="lifecycle",
                                     source=f"fuel mix {path} x IPCC AR5 lifecycle factors", notes=tuple(result.notes)))
     if problems:
         raise InputError(str(path), problems)

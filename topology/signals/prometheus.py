@@ -74,21 +74,29 @@ class Prometheus:
     def query_range(self, query: str, start_s: float, end_s: float, step_s: float) -> list[RangeSeries]:
         """Evaluate `query` at start, start + step, ..., end (epoch seconds), split into requests of MAX_STEPS."""
         url = f"{self.base}/api/v1/query_range"
-        merged: dict[tuple, tuple[dict[str, str], dict[float, float]]] = {}
+        chunks = []
         a = start_s
         while a <= end_s:
             b = min(end_s, a + (MAX_STEPS - 1) * step_s)
             doc = self.http.get_json(url, {"query": query, "start": _num(a), "end": _num(b), "step": f"{_num(step_s)}s"},
                                      self.headers)
-            for s in self._matrix(url, doc):
-                key = tuple(sorted(s.labels.items()))
-                merged.setdefault(key, (s.labels, {}))[1].update(zip(s.times_s.tolist(), s.values.tolist()))
+            chunks.append(self._matrix(url, doc))
             a = b + step_s
-        out = []
-        for labels, samples in merged.values():
-            times = np.array(sorted(samples), dtype=float)
-            out.append(RangeSeries(labels, times, np.array([samples[t] for t in times], dtype=float)))
-        return out
+        return _merged(chunks)
+
+    def raw_samples(self, selector: str, start_s: float, end_s: float, chunk_s: float = 6 * 3600) -> list[RangeSeries]:
+        """Every stored sample of the series `selector` matches in (start, end] (epoch seconds), as
+        scraped: instant queries of the range selector `selector[chunk]` at each chunk's end (a range
+        selector is left-open, so the chunks neither overlap nor leave gaps)."""
+        url = f"{self.base}/api/v1/query"
+        chunks = []
+        a = start_s
+        while a < end_s:
+            b = min(end_s, a + chunk_s)
+            doc = self.http.get_json(url, {"query": f"{selector}[{_num(b - a)}s]", "time": _num(b)}, self.headers)
+            chunks.append(self._matrix(url, doc))
+            a = b
+        return _merged(chunks)
 
     def _matrix(self, url: str, doc) -> list[RangeSeries]:
         body = Body(f"{self.label} response from {url}")
@@ -163,6 +171,20 @@ class Prometheus:
             key = (s.labels.get("namespace", ""), s.labels.get("pod", ""))
             out[key] = Points(s.times_s, s.values, grid.slot_seconds, f"{self.label} pod {key[0]}/{key[1]}")
         return out
+
+
+def _merged(chunks: Sequence[list[RangeSeries]]) -> list[RangeSeries]:
+    """The series of several answers joined by their labels, samples in time order."""
+    merged: dict[tuple, tuple[dict[str, str], dict[float, float]]] = {}
+    for chunk in chunks:
+        for s in chunk:
+            key = tuple(sorted(s.labels.items()))
+            merged.setdefault(key, (s.labels, {}))[1].update(zip(s.times_s.tolist(), s.values.tolist()))
+    out = []
+    for labels, samples in merged.values():
+        times = np.array(sorted(samples), dtype=float)
+        out.append(RangeSeries(labels, times, np.array([samples[t] for t in times], dtype=float)))
+    return out
 
 
 def match_node(value: str, node_ids: Sequence[str] | Mapping[str, object]) -> str | None:

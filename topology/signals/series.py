@@ -4,7 +4,8 @@
 is one signal resampled onto such a grid, in the canonical unit of its kind
 (gCO2/kWh, kW, fraction: the first unit of `edgeplace.topology.load.SIGNAL_UNITS`),
 tagged with what it is for: `series` actual (evaluation) or forecast
-(planning), and for grid intensity `intensity_kind` average or marginal.
+(planning), and for grid intensity `intensity_kind` average or marginal and
+`factor_type` direct or lifecycle.
 Every source in this package (files, pvlib, services, Prometheus,
 forecasters) produces `SignalSeries`; `apply_signals` puts them into a
 scenario document and `write_scenario` checks the result as a whole before
@@ -27,7 +28,7 @@ from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.io import atomic_write_text
 from edgeplace.topology.load import SIGNAL_TARGET, SIGNAL_UNITS, scenario_from_dict
 from edgeplace.topology.scenario import Scenario
-from edgeplace.topology.spec import Horizon, ScenarioSpec, SignalKind
+from edgeplace.topology.spec import FactorType, Horizon, ScenarioSpec, SignalKind
 
 Series = Literal["actual", "forecast"]
 IntensityKind = Literal["average", "marginal"]
@@ -131,6 +132,8 @@ class SignalSeries:
     intensity_kind: IntensityKind = "average"
     source: str = ""
     notes: tuple[str, ...] = field(default=())
+    #: Grid intensity only: "direct" or "lifecycle" emission factors, None when the source does not say.
+    factor_type: FactorType | None = None
 
     @property
     def target(self) -> str:
@@ -153,6 +156,8 @@ class SignalSeries:
         doc: dict[str, Any] = {"signal": self.signal.value, self.target: self.target_id, "unit": self.unit}
         if self.signal is SignalKind.grid_intensity:
             doc["intensity_kind"] = self.intensity_kind
+            if self.factor_type is not None:
+                doc["factor_type"] = self.factor_type
         doc["series"] = self.series
         doc["values"] = [_round_sig(float(v), digits) for v in self.values]
         return doc

@@ -63,8 +63,9 @@ class ServiceConfig:
     signal_type: str = "co2_moer"
     #: Carbon Aware SDK: the kind its data source provides (WattTime: marginal; Electricity Maps: average).
     intensity_kind: Literal["average", "marginal"] | None = None
-    #: Electricity Maps: lifecycle (default, matches the AR5 factors) or direct emission factors.
-    emission_factor_type: str = "lifecycle"
+    #: Electricity Maps: lifecycle (default, matches the AR5 factors) or direct emission factors;
+    #: Carbon Aware SDK: what its data source gives (None: not stated).
+    emission_factor_type: Literal["direct", "lifecycle"] | None = None
     now: Callable[[], datetime] = utc_now
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random | None = None
@@ -87,6 +88,8 @@ class IntensityService(Protocol):
     name: str
     label: str
     intensity_kind: str
+    #: direct (combustion) or lifecycle emission factors; None when the service does not say.
+    factor_type: str | None
 
     def points(self, zone: str, start: datetime, end: datetime, series: str) -> Points: ...
 

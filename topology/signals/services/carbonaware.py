@@ -68,6 +68,7 @@ class CarbonAwareSdk:
             raise InputError(self.label, problems)
         self.base = str(base).rstrip("/")
         self.intensity_kind = config.intensity_kind
+        self.factor_type = config.emission_factor_type  # as told (--factor-type); None: not stated
         token = (config.env.get(TOKEN_ENV) or "").strip()
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = config.client(self.label, auth_hint=f"check {TOKEN_ENV} (the gateway in front of the SDK refused it)",

@@ -54,7 +54,7 @@ class ElectricityMaps:
         self.base = (config.base_url or config.env.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.env = config.env
         self.now = config.now
-        self.factor_type = config.emission_factor_type
+        self.factor_type = config.emission_factor_type or "lifecycle"
         self.http = config.client(self.label, auth_hint=f"check {TOKEN_ENV} (a token from the Electricity Maps API portal)",
                                   plan_hint="the token's plan lists the zones and endpoints it covers (forecasts and "
                                             "past-range need a plan that includes them)")

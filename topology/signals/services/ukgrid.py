@@ -56,6 +56,9 @@ class UkCarbonIntensity:
     name = "ukgrid"
     label = "GB carbon intensity"
     intensity_kind = "average"
+    #: The API's factors count combustion at the power station only (its methodology
+    #: paper; no upstream or lifecycle emissions).
+    factor_type = "direct"
 
     def __init__(self, config: ServiceConfig):
         self.base = (config.base_url or config.env.get(URL_ENV) or DEFAULT_URL).rstrip("/")

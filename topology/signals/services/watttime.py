@@ -65,6 +65,8 @@ class WattTime:
                                                                  f"use co2_moer (marginal) or co2_aoer (average)")])
         self.signal_type = config.signal_type
         self.intensity_kind = SIGNAL_TYPES[config.signal_type]
+        #: WattTime's rates are power-plant stack emissions (direct), not lifecycle.
+        self.factor_type = "direct"
         self.base = (config.base_url or config.env.get(URL_ENV) or DEFAULT_URL).rstrip("/")
         self.env = config.env
         self.now = config.now

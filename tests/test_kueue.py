@@ -172,8 +172,8 @@ def test_a_cluster_queue_quota_sums_its_flavors_in_scenario_units():
 
 
 def test_tenant_quotas_follow_local_queues_and_split_shared_queues():
-    kueue = KueueObjects(cluster_queues=[_cq("team-a", {"cpu": "4", "nvidia.com/gpu": "2"}), _cq("shared", {"cpu": "3"})],
-                         local_queues=[_lq("a1", "team-a"), _lq("a2", "team-a"), _lq("b", "shared"), _lq("c", "shared")])
+    kueue = KueueObjects(cluster_queues=[_cq("team-a", {"cpu": "4", "nvidia.com/gpu": "2"}), _cq("common", {"cpu": "3"})],
+                         local_queues=[_lq("a1", "team-a"), _lq("a2", "team-a"), _lq("b", "common"), _lq("c", "common")])
     objects = ClusterObjects(nodes=[_node()], namespaces=[{"metadata": {"name": n}} for n in ("a1", "a2", "b", "c")])
     config = parse_site_config({"tenants": [{"id": "team-a", "namespaces": ["a1", "a2"]}]})
     quotas, warnings = tenant_quotas(kueue, objects, config)

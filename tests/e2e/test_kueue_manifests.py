@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import edgeplace_e2e_cluster as e2e_cluster  # k8s/e2e/cluster.py, loaded by conftest.py
-from test_manifests import DEPLOY, MANIFESTS, by_kind, docs, dry_run_apply, helm, render  # noqa: F401 (helm: fixture)
+from tests.e2e.test_manifests import DEPLOY, MANIFESTS, by_kind, docs, dry_run_apply, helm, render  # noqa: F401 (helm: fixture)
 
 
 def test_kueue_rbac_is_least_privilege():

@@ -39,7 +39,6 @@ timestamps.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -73,19 +72,11 @@ FLEET = {
 }
 
 
-def _load(name: str, path: Path):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def harness():
     """k8s/e2e/cluster.py and k8s/e2e/kueue.py (not a package), loaded as tests/e2e/conftest.py does."""
-    e2e = _load("edgeplace_e2e_cluster", ROOT / "k8s" / "e2e" / "cluster.py")
-    return e2e, _load("edgeplace_e2e_kueue", ROOT / "k8s" / "e2e" / "kueue.py")
+    from bench.common import load_e2e_module
+
+    return (load_e2e_module("edgeplace_e2e_cluster", "cluster.py"), load_e2e_module("edgeplace_e2e_kueue", "kueue.py"))
 
 
 # ---------------------------------------------------------------------------
@@ -272,10 +263,14 @@ def day_scenario(jobs: list[DayJob], records: dict[str, dict[str, Any]]):
         rec = records.get(j.name, {})
         ran = (rec["end"] - rec["start"]) if rec.get("start") and rec.get("end") else timedelta(minutes=j.minutes)
         minutes = EVAL_MINUTES * max(1, math.ceil(ran / step))
+        earliest = _floor(j.arrival, step)
+        # A run longer than its window would make the scenario invalid: the window grows to hold it once, so a
+        # late start still shows as a deadline violation (and in missed_deadlines, from the timestamps).
+        deadline = max(_ceil(j.deadline, step), earliest + timedelta(minutes=minutes))
         workloads.append({"id": j.name, "tenant": j.tenant, "kind": "batch", "replicas": 1,
                           "requests": {"cpu_millicores": 1000 * j.cpu, "memory_mib": 64},
-                          "deferral": {"earliest_start": _floor(j.arrival, step).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                       "deadline": _ceil(j.deadline, step).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                          "deferral": {"earliest_start": earliest.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                       "deadline": deadline.strftime("%Y-%m-%dT%H:%M:%SZ"),
                                        "duration_minutes": minutes}})
     doc = {
         "version": 1, "name": "day-of-jobs",

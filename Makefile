@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test unit e2e e2e-build browser bench bench-large lint lock clean
+.PHONY: setup demo demo-cluster test unit e2e e2e-build browser bench bench-large bench-day lint lock clean
 
 # Developers get the runtime pins and the test tools; the image gets requirements.lock only.
 $(STAMP): pyproject.toml requirements.lock requirements-test.lock
@@ -19,6 +19,12 @@ setup: $(STAMP)
 
 demo: setup
 	$(VENV)/bin/edgeplace demo
+
+# The bundled example cluster (examples/cluster/) on the real-cluster tier: the default
+# scheduler places it, one plan is published, and `edgeplace rebalance --dry-run` prints
+# the moves edgeplace would make, with the grams each saves.
+demo-cluster: setup e2e-build
+	$(PY) k8s/e2e/example_cluster.py --demo
 
 unit: setup browser
 	$(PY) -m pytest -m "not e2e"
@@ -52,6 +58,10 @@ bench: setup
 bench-large: setup
 	$(PY) -m bench.run --large
 
+# A time-compressed day on the real-cluster tier, edgeplace vs the default scheduler (~50 min).
+bench-day: setup e2e-build
+	$(PY) -m bench.bench_actuation_day
+
 # Rewrite both lock files from pyproject.toml: keeps today's pins where they still satisfy
 # the ranges, resolves what is new (make lock UPGRADE=1: resolve everything afresh).
 # requirements.lock = edgeplace's runtime closure; requirements-test.lock = what the
@@ -60,10 +70,10 @@ lock:
 	rm -rf build/lock
 	$(PYTHON) -m venv build/lock/run && $(PYTHON) -m venv build/lock/test
 	build/lock/run/bin/pip install --quiet --disable-pip-version-check $(if $(UPGRADE),,-c requirements.lock) .
-	build/lock/run/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|setuptools|wheel)( @|==)' | sort -f > build/lock/run.txt
+	build/lock/run/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|wheel)( @|==)' | sort -f > build/lock/run.txt
 	build/lock/test/bin/pip install --quiet --disable-pip-version-check -c build/lock/run.txt \
 	  $(if $(UPGRADE),,$(foreach f,requirements.lock requirements-test.lock,$(if $(wildcard $(f)),-c $(f)))) ".[test]"
-	build/lock/test/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|setuptools|wheel)( @|==)' | sort -f > build/lock/test.txt
+	build/lock/test/bin/pip freeze --all --exclude-editable | grep -viE '^(edgeplace|pip|wheel)( @|==)' | sort -f > build/lock/test.txt
 	{ echo "# edgeplace's runtime dependencies, exact (the image installs these). Regenerate with: make lock"; \
 	  cat build/lock/run.txt; } > requirements.lock
 	{ echo "# The test tools on top of requirements.lock, exact (make setup installs both). Regenerate with: make lock"; \

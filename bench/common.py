@@ -64,7 +64,7 @@ def machine() -> str:
 
 def write_section(name: str, title: str, table: pd.DataFrame, notes: str = "") -> None:
     """Print `table` and replace the `name` section of docs/BENCHMARKS.md with it."""
-    command = "python -m bench.run " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("run.py") else " ".join(["python", *sys.argv])
+    command = " ".join(["python", "-m", f"bench.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = (f"<!-- bench:{name} -->\n## {title}\n\n"
             f"Command: `{command.strip()}` ({stamp}; {machine()})\n\n"

@@ -25,12 +25,29 @@ def nonneg_float(text: str) -> float:
 
 def positive_int(text: str) -> int:
     """A whole number >= 1."""
+    return _whole(text, 1)
+
+
+def nonneg_int(text: str) -> int:
+    """A whole number >= 0."""
+    return _whole(text, 0)
+
+
+def fraction(text: str) -> float:
+    """A number in 0..1."""
+    value = nonneg_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in 0..1, got {text}")
+    return value
+
+
+def _whole(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be >= {least}, got {text}")
     return value
 
 

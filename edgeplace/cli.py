@@ -24,9 +24,9 @@ from edgeplace.topology.errors import InputError
 EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 70
 FORMATS = ("table", "json", "csv")
 #: Modules with `add_commands(subparsers) -> {command: handler}`: Kubernetes
-#: (import, serve), signals, what-if planning, reports, exports, power-curve calibration.
-EXTENSION_MODULES = ("edgeplace.cluster_cli", "edgeplace.signals_cli", "edgeplace.planning_cli", "edgeplace.report_cli",
-                     "edgeplace.export_cli", "edgeplace.calibrate_cli")
+#: (import, serve), actuation (rebalance), signals, what-if planning, reports, exports, power-curve calibration.
+EXTENSION_MODULES = ("edgeplace.cluster_cli", "edgeplace.actuation_cli", "edgeplace.signals_cli",
+                     "edgeplace.planning_cli", "edgeplace.report_cli", "edgeplace.export_cli", "edgeplace.calibrate_cli")
 EXTENSIONS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 

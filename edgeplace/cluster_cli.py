@@ -8,7 +8,8 @@ cluster object, an unreachable API server), 70 internal error.
 
     edgeplace import --from-cluster [--kubeconfig F] [--context C] [--site-config F] -o scenario.yaml
     edgeplace serve [--extender] [--planner] [--port 8888] [--plan-file F | --configmap NS/NAME]
-                    [--token-file F] [--tls-cert F --tls-key F] [--site-config F] ...
+                    [--token-file F] [--tls-cert F --tls-key F] [--site-config F]
+                    [--rebalance off|dry-run|apply] [--power off|dry-run|apply] ...
 
 `serve` runs the extender and the planner together unless one of
 `--extender` / `--planner` is given; docs/KUBERNETES.md describes both.
@@ -28,9 +29,13 @@ from pathlib import Path
 from typing import Callable
 
 EXIT_OK, EXIT_USAGE = 0, 2
+#: The planner's default migration penalty [gCO2e per moved replica]: above the rebalancer's
+#: default cost of one move (a 60 s restart, about 0.1-0.3 g on the example's nodes, plus its
+#: 2 g threshold, with the 20 % margin), so what the plan moves, the rebalancer agrees to move.
+DEFAULT_MIGRATION_G = 5.0
 
 
-def _cluster_args(p: argparse.ArgumentParser) -> None:
+def cluster_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("cluster connection")
     g.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     g.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current context)")
@@ -52,11 +57,20 @@ def _positive(kind: type) -> Callable[[str], float]:
 
 
 
-def _ns_name(text: str) -> tuple[str, str]:
+def ns_name(text: str) -> tuple[str, str]:
     ns, sep, name = text.partition("/")
     if not sep or not ns or not name or "/" in name:
         raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {text!r}")
     return ns, name
+
+
+def plan_location_args(p: argparse.ArgumentParser, file_help: str) -> None:
+    """Where the plan document is: a file, or a ConfigMap and its key."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--plan-file", metavar="FILE", help=file_help)
+    where.add_argument("--configmap", metavar="NS/NAME", type=ns_name,
+                       help="plan ConfigMap (default: edgeplace-system/edgeplace-plan)")
+    p.add_argument("--configmap-key", default="plan.json", metavar="KEY", help="key of the plan in the ConfigMap")
 
 
 def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
@@ -71,7 +85,7 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     sources = add_import_arguments(p)
     sources.required = True
     sources.add_argument("--from-cluster", action="store_true", help="read the cluster of the kubeconfig")
-    _cluster_args(p)
+    cluster_args(p)
     p.add_argument("--site-config", metavar="FILE",
                    help="YAML with what the cluster does not know: grid intensity per region, sites, links, users, tenants")
     p.add_argument("--exclude-namespace", action="append", metavar="NS",
@@ -85,11 +99,7 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
                                    "--planner picks one) until SIGINT or SIGTERM.")
     p.add_argument("--extender", action="store_true", help="run the extender (HTTP)")
     p.add_argument("--planner", action="store_true", help="run the planner loop")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--plan-file", metavar="FILE", help="plan document file: the planner writes it, the extender reads it")
-    where.add_argument("--configmap", metavar="NS/NAME", type=_ns_name,
-                       help="plan ConfigMap (default: edgeplace-system/edgeplace-plan)")
-    p.add_argument("--configmap-key", default="plan.json", metavar="KEY", help="key of the plan in the ConfigMap")
+    plan_location_args(p, "plan document file: the planner writes it, the extender reads it")
     g = p.add_argument_group("extender")
     g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
     g.add_argument("--port", type=int, default=8888, help="port (default 8888)")
@@ -104,7 +114,7 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
                    help="pods without edgeplace annotations: neutral answers, or their namespace's tenant rules")
     g.add_argument("--path-prefix", default="", help="prefix of the verb paths, e.g. /edgeplace")
     g = p.add_argument_group("planner")
-    _cluster_args(p)
+    cluster_args(p)
     g.add_argument("--site-config", metavar="FILE", help="site config (see `edgeplace import`)")
     g.add_argument("--period", type=_positive(float), default=300.0, metavar="S", help="plan at least every S seconds (default 300)")
     g.add_argument("--debounce", type=_nonneg, default=5.0, metavar="S",
@@ -113,17 +123,21 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
                    help="but plan at most S seconds after the first change (default 30)")
     g.add_argument("--solver", choices=("cpsat", "milp", "greedy"), default="cpsat", help="solver (default cpsat)")
     g.add_argument("--time-limit", type=_positive(float), default=20.0, metavar="S", help="solver time limit (default 20)")
-    g.add_argument("--migration-g-per-replica", type=_nonneg, default=0.0, metavar="G",
-                   help="penalty [gCO2e] for planning a running replica onto another node (default 0)")
+    g.add_argument("--migration-g-per-replica", type=_nonneg, default=DEFAULT_MIGRATION_G, metavar="G",
+                   help=f"penalty [gCO2e] for planning a running replica onto another node (default {DEFAULT_MIGRATION_G:g}: "
+                        "a plan moves a pod only for more than that, and never between equal nodes)")
     g.add_argument("--valid-for", type=_positive(float), default=900.0, metavar="S",
                    help="a plan is valid this long without a newer one; then the extender fails open (default 900)")
-    g.add_argument("--power-down-action", choices=("none", "taint", "cordon"), default="none",
-                   help="what to do to nodes the plan powers down (default none; never evicts)")
     g.add_argument("--no-release-gates", action="store_true", help="do not remove edgeplace.io/deferred gates")
     g.add_argument("--no-leader-elect", action="store_true", help="plan without a Lease (a single replica only)")
-    g.add_argument("--lease", type=_ns_name, metavar="NS/NAME", help="leader Lease (default: <plan namespace>/edgeplace-planner)")
+    g.add_argument("--lease", type=ns_name, metavar="NS/NAME", help="leader Lease (default: <plan namespace>/edgeplace-planner)")
     g.add_argument("--identity", help="leader identity (default: hostname + random suffix)")
     g.add_argument("--once", action="store_true", help="planner: plan one round, print its outcome and exit")
+    g.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
+                   help="serve the planner's Prometheus metrics on this port (default 0: off)")
+    from edgeplace.actuation_cli import add_actuation_arguments
+
+    add_actuation_arguments(p)
     _kueue_args(p)
     return {"import": cmd_import, "serve": cmd_serve}
 
@@ -260,6 +274,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from edgeplace.actuation_cli import actuation_options
+    from edgeplace.k8s.actuation.actuator import Actuator
+    from edgeplace.k8s.actuation.metrics import PlannerMetrics
     from edgeplace.k8s.extender.server import ExtenderServer, load_token, make_ssl_context
     from edgeplace.k8s.extender.table import PlanFile
     from edgeplace.k8s.leader import LeaderElector
@@ -282,8 +299,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.fleet_config and (args.site_config or args.extender):
         return _usage("--fleet-config replaces --site-config and plans jobs only (no extender): drop "
                       + ("--site-config" if args.site_config else "--extender"))
-    if args.fleet_config and args.power_down_action != "none":
-        return _usage("--power-down-action acts on one cluster's nodes; it does not combine with --fleet-config")
+    if args.fleet_config and "apply" in (args.rebalance, args.power):
+        return _usage("--rebalance and --power act on one cluster's nodes; with --fleet-config actuation is off "
+                      "(drop --rebalance apply / --power apply)")
     fleet_config = None
     if args.fleet_config:  # check the file before connecting anywhere
         from edgeplace.k8s.multicluster import load_fleet_config
@@ -299,6 +317,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         run_extender = False  # `serve --once`: one planner round only
     if not 0 < args.port < 65536:
         return _usage(f"--port must be 1..65535 (got {args.port})")
+    if not 0 <= args.metrics_port < 65536:
+        return _usage(f"--metrics-port must be 0..65535 (got {args.metrics_port})")
     if args.debounce > args.max_delay:
         return _usage(f"--debounce ({args.debounce:g}) must be <= --max-delay ({args.max_delay:g})")
     namespace, name = args.configmap or (DEFAULT_NAMESPACE, DEFAULT_NAME)
@@ -335,11 +355,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
             period_s=args.period, debounce_s=args.debounce, max_delay_s=args.max_delay,
             solve=SolveOptions(solver=args.solver, time_limit_s=args.time_limit, bound_time_limit_s=0.0,
                                objective=Objective(migration_g_per_replica=args.migration_g_per_replica)),
-            valid_for_s=args.valid_for, power_down_action=args.power_down_action,
-            release_gates=not args.no_release_gates and not args.fleet_config)
-        planner = Planner(api, publisher, config, options, elector)
+            valid_for_s=args.valid_for, release_gates=not args.no_release_gates and not args.fleet_config)
+        # Over a fleet the plan's nodes are other clusters' (`<cluster>/<node>`): nothing to actuate here.
+        actuation = actuation_options(args, namespace, *(("off", "off") if args.fleet_config else ()))
+        metrics = PlannerMetrics()
+        actuator = (Actuator(api, actuation, metrics, identity=args.identity or "edgeplace-planner")
+                    if actuation.enabled and not args.once else None)
+        planner = Planner(api, publisher, config, options, elector, actuator=actuator, metrics=metrics)
         if want_kueue:
             controller = _attach_kueue(args, api, planner, elector, fleet_config)
+        if args.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(args.metrics_port, addr=args.host, registry=metrics.registry)
+            log.info("planner metrics on http://%s:%d/metrics", args.host, args.metrics_port)
 
     if args.once:
         result = planner.plan_once()

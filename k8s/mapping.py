@@ -120,6 +120,14 @@ GATE_DEFERRED = "edgeplace.io/deferred"
 ANN_CORDONED_BY = "edgeplace.io/cordoned-by"
 #: Taints of our own, or the cordon taint: they do not take a node out of the scenario.
 OWN_TAINTS = (TAINT_POWERED_DOWN, "node.kubernetes.io/unschedulable")
+#: Node annotation of the power lifecycle (edgeplace.k8s.actuation.power): on, draining, powering-off, off, waking.
+ANN_POWER_STATE = "edgeplace.io/power-state"
+#: Power states in which a node is asleep or on its way; its lifecycle taints stay its own.
+ASLEEP_STATES = ("draining", "powering-off", "off", "waking")
+#: Node annotation: when edgeplace last powered the node on and it did not become Ready in time.
+ANN_WAKE_FAILED = "edgeplace.io/wake-failed-at"
+#: Taints the node-lifecycle controller puts on a node that stopped heart-beating or is not ready.
+LIFECYCLE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 
 #: Namespaces whose workloads are not planned (their pods still use capacity).
 DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "edgeplace-system")
@@ -298,6 +306,9 @@ class ClusterConfig(_Cfg):
     users: list[UserLocation] = Field(default_factory=list)
     tenants: list[TenantConfig] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list, description="Scenario signals, values from the current slot.")
+    signal_files: list[str] = Field(default_factory=list, description=(
+        "Long-form CSV or Parquet signal files with timestamps (docs/SIGNALS.md), aligned to each round's horizon; "
+        "relative paths are relative to the site config file."))
     node_defaults: NodeDefaults = Field(default_factory=NodeDefaults)
     exclude_namespaces: list[str] | None = Field(None, description=f"Default: {', '.join(DEFAULT_EXCLUDED_NAMESPACES)}.")
 
@@ -315,10 +326,28 @@ def parse_site_config(doc: Any, source: str = "<site config>") -> ClusterConfig:
 
 
 def load_site_config(path: str | None) -> ClusterConfig:
-    """Read and validate a site config file (YAML or JSON); None -> an empty config."""
+    """Read and validate a site config file (YAML or JSON); None -> an empty config.
+
+    Relative `signal_files` are resolved against the file's folder.
+    """
     if path is None:
         return ClusterConfig()
-    return parse_site_config(read_document(path), source=str(path))
+    config = parse_site_config(read_document(path), source=str(path))
+    from pathlib import Path
+
+    base = Path(path).resolve().parent
+    files = [str(p if Path(p).is_absolute() else base / p) for p in config.signal_files]
+    return config.model_copy(update={"signal_files": files})
+
+
+def _file_signals(config: ClusterConfig, start: datetime, slots: int, slot_minutes: int) -> list[dict[str, Any]]:
+    """The site config's signal files aligned to this horizon, as scenario signals (InputError names the file)."""
+    if not config.signal_files:
+        return []
+    from edgeplace.topology.signals.files import load_signal_files
+    from edgeplace.topology.signals.series import SlotGrid
+
+    return [s.to_document() for s in load_signal_files(config.signal_files, SlotGrid(start, slots, slot_minutes))]
 
 
 # ---------------------------------------------------------------------------
@@ -336,6 +365,7 @@ class ClusterObjects:
     statefulsets: list[dict] = field(default_factory=list)
     jobs: list[dict] = field(default_factory=list)
     replicasets: list[dict] = field(default_factory=list)
+    poddisruptionbudgets: list[dict] = field(default_factory=list)
     #: resourceVersion of each list (for starting watches), by list name.
     resource_versions: dict[str, str] = field(default_factory=dict)
 
@@ -637,10 +667,19 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
             excluded_nodes[name] = f"{LABEL_IGNORE}=true"
             continue
         taints = [t for t in spec.get("taints") or [] if isinstance(t, dict)]
+        # A node edgeplace put to sleep is NotReady and tainted so by the node-lifecycle
+        # controller; it stays in the scenario, as a node the plan may wake.
+        asleep = ann.get(ANN_POWER_STATE) in ASLEEP_STATES
         foreign = [t.get("key") for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
-                   and t.get("key") not in OWN_TAINTS]
+                   and t.get("key") not in OWN_TAINTS and not (asleep and t.get("key") in LIFECYCLE_TAINTS)]
         if foreign:
             excluded_nodes[name] = f"tainted {', '.join(map(str, foreign))} (NoSchedule/NoExecute)"
+            continue
+        if ann.get(ANN_POWER_STATE) == "off" and ANN_WAKE_FAILED in ann:
+            # The plan must not count on a machine that did not come back: it plans around it.
+            excluded_nodes[name] = (f"did not become Ready when last powered on ({ANN_WAKE_FAILED} "
+                                    f"{ann[ANN_WAKE_FAILED]}); power it on by hand, or remove the annotation "
+                                    "to offer it to the plan again")
             continue
         if spec.get("unschedulable") and ANN_CORDONED_BY not in ann:
             excluded_nodes[name] = "cordoned (spec.unschedulable) by someone other than edgeplace"
@@ -964,7 +1003,10 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
         site_entries.append(entry)
 
     region_ids = list(dict.fromkeys([e["region"] for e in site_entries] + [r.id for r in config.regions]))
+    from_files = _file_signals(config, start, slots, slot_minutes)
+    signals.extend(from_files)
     passthrough = {(s.signal.value, s.region) for s in config.signals if s.signal.value == "grid_intensity"}
+    passthrough |= {(s["signal"], s.get("region")) for s in from_files if s["signal"] == "grid_intensity"}
     region_entries = []
     for rid in region_ids:
         cfg = region_cfg.get(rid)
@@ -1144,13 +1186,13 @@ def has_gate(pod: dict, gate: str = GATE_DEFERRED) -> bool:
     return any(isinstance(g, dict) and g.get("name") == gate for g in spec.get("schedulingGates") or [])
 
 
-def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Placement:
-    """Where the scenario's workloads run now, from the pods' bindings (`spec.nodeName`).
+def pod_workload_ids(objects: ClusterObjects) -> dict[tuple[str, str], str]:
+    """(namespace, pod name) -> workload id, for the pods of the workloads `map_cluster` reads.
 
-    A workload's replicas take its bound pods' nodes in pod-name order;
-    replicas without a bound pod on a scenario node are unplaced (-1). Pods
-    are matched to workloads as in `map_cluster` (owner references, or the
-    ``edgeplace.io/workload`` annotation of a pod with no owner).
+    Owner references as in `map_cluster` (Pod -> ReplicaSet -> Deployment,
+    StatefulSet, Job, the template's ``edgeplace.io/workload`` annotation
+    naming the id), or the ``edgeplace.io/workload`` annotation of a pod with
+    no known owner. Pods of no workload are absent.
     """
     rs_owner = {(_namespace(rs), _name(rs)): ((_controller(rs) or {}).get("kind"), (_controller(rs) or {}).get("name"))
                 for rs in objects.replicasets}
@@ -1159,24 +1201,54 @@ def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Place
         for obj in items:
             tmpl = (obj.get("spec") or {}).get("template") or {}
             wid_of[(kind, _namespace(obj), _name(obj))] = _annotations(tmpl).get(ANN_WORKLOAD) or f"{_namespace(obj)}/{_name(obj)}"
+    out = {}
+    for pod in objects.pods:
+        key = _workload_key(pod, rs_owner)
+        wid = wid_of.get(key) if key else _annotations(pod).get(ANN_WORKLOAD)
+        if wid:
+            out[(_namespace(pod), _name(pod))] = wid
+    return out
+
+
+def running_replicas(scenario: Scenario, objects: ClusterObjects) -> dict[tuple[str, str], int]:
+    """(namespace, pod name) -> replica index of the scenario, for pods bound to a scenario node.
+
+    A workload's replicas take its bound, live pods in pod-name order (the
+    order `placement_from_cluster` uses); pods beyond the workload's replica
+    count are left out.
+    """
+    wids = pod_workload_ids(objects)
     node_index = {n: i for i, n in enumerate(scenario.node_ids)}
-    by_workload: dict[str, list[int]] = defaultdict(list)
+    workload_index = {w: i for i, w in enumerate(scenario.workload_ids)}
+    taken: dict[int, int] = defaultdict(int)
+    out = {}
     for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):
         status = pod.get("status") or {}
         if status.get("phase") in ("Succeeded", "Failed") or _meta(pod).get("deletionTimestamp"):
             continue
-        node = (pod.get("spec") or {}).get("nodeName")
-        if node not in node_index:
+        if (pod.get("spec") or {}).get("nodeName") not in node_index:
             continue
-        key = _workload_key(pod, rs_owner)
-        wid = wid_of.get(key) if key else _annotations(pod).get(ANN_WORKLOAD)
-        if wid:
-            by_workload[wid].append(node_index[node])
+        w = workload_index.get(wids.get((_namespace(pod), _name(pod)), ""))
+        if w is None or taken[w] >= int(scenario.workload_replicas[w]):
+            continue
+        out[(_namespace(pod), _name(pod))] = int(scenario.workload_first_replica[w]) + taken[w]
+        taken[w] += 1
+    return out
+
+
+def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Placement:
+    """Where the scenario's workloads run now, from the pods' bindings (`spec.nodeName`).
+
+    A workload's replicas take its bound pods' nodes in pod-name order
+    (`running_replicas`); replicas without a bound pod on a scenario node are
+    unplaced (-1). Pods are matched to workloads as in `map_cluster` (owner
+    references, or the ``edgeplace.io/workload`` annotation of a pod with no owner).
+    """
+    node_index = {n: i for i, n in enumerate(scenario.node_ids)}
+    pods = {(_namespace(p), _name(p)): p for p in objects.pods}
     replica_node = np.full(scenario.n_replicas, -1, dtype=np.int64)
-    for w, wid in enumerate(scenario.workload_ids):
-        r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
-        nodes = by_workload.get(wid, [])[:n]
-        replica_node[r0:r0 + len(nodes)] = nodes
+    for key, r in running_replicas(scenario, objects).items():
+        replica_node[r] = node_index[(pods[key].get("spec") or {}).get("nodeName")]
     return Placement.from_replica_nodes(scenario, replica_node)
 
 
@@ -1202,21 +1274,23 @@ def _list_all(call, **kwargs) -> tuple[list[dict], str]:
 
 
 def read_cluster(api_client) -> ClusterObjects:
-    """List the objects `map_cluster` reads (Nodes, Pods, Namespaces, Deployments,
-    StatefulSets, ReplicaSets, Jobs), as the API server's JSON.
+    """List the objects `map_cluster` and the actuation read (Nodes, Pods, Namespaces,
+    Deployments, StatefulSets, ReplicaSets, Jobs, PodDisruptionBudgets), as the API server's JSON.
 
     Needs get/list on those resources (the chart's ClusterRole).
     """
     from kubernetes import client
 
     core, apps, batch = client.CoreV1Api(api_client), client.AppsV1Api(api_client), client.BatchV1Api(api_client)
+    policy = client.PolicyV1Api(api_client)
     out = ClusterObjects()
     for attr, call in (("nodes", core.list_node), ("pods", core.list_pod_for_all_namespaces),
                        ("namespaces", core.list_namespace),
                        ("deployments", apps.list_deployment_for_all_namespaces),
                        ("statefulsets", apps.list_stateful_set_for_all_namespaces),
                        ("replicasets", apps.list_replica_set_for_all_namespaces),
-                       ("jobs", batch.list_job_for_all_namespaces)):
+                       ("jobs", batch.list_job_for_all_namespaces),
+                       ("poddisruptionbudgets", policy.list_pod_disruption_budget_for_all_namespaces)):
         items, version = _list_all(call)
         setattr(out, attr, items)
         out.resource_versions[attr] = version

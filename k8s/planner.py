@@ -14,10 +14,12 @@ One round (`Planner.plan_once`):
 3. turn slot 0 of the plan into the extender's plan document
    (`edgeplace.k8s.extender.table.build_plan_document`) and publish it
    (`edgeplace.k8s.publish`: resourceVersion-checked, validated first);
-4. optionally taint or cordon the nodes the plan powers down in slot 0 and
-   undo that on nodes it powers up (off by default; never evicts);
-5. release the scheduling gates of deferrable Jobs whose planned start has
-   come (`edgeplace.k8s.gates`).
+4. release the scheduling gates of deferrable Jobs whose planned start has
+   come (`edgeplace.k8s.gates`);
+5. carry the plan out (`edgeplace.k8s.actuation`): drain and power off the
+   nodes it lets sleep and wake the ones it needs, and move running pods
+   where the move pays (after every round, and every
+   `ActuationOptions.period_s` between rounds).
 
 A failed mapping or solve publishes nothing, so the last good plan stays in
 place (and the extender fails open once its ``valid_until`` passes).
@@ -50,24 +52,24 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from edgeplace.k8s import gates
+from edgeplace.k8s.actuation.actuator import Actuator
+from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.extender.table import DEFAULT_VALID_FOR_S, PlanError, build_plan_document
 from edgeplace.k8s.leader import LeaderElector
-from edgeplace.k8s.mapping import (ANN_CORDONED_BY, GATE_DEFERRED, TAINT_POWERED_DOWN, ClusterConfig, ClusterObjects,
-                         MappedCluster, MappingOptions, map_cluster, read_cluster)
+from edgeplace.k8s.mapping import (GATE_DEFERRED, ClusterConfig, ClusterObjects, MappedCluster, MappingOptions,
+                                   map_cluster, read_cluster)
 from edgeplace.k8s.publish import PublishError
 from edgeplace.optimizer.solve import Plan, SolveOptions, solve
 from edgeplace.topology.errors import InputError
 from edgeplace.topology.scenario import Scenario
 
 log = logging.getLogger("edgeplace.k8s.planner")
-
-PowerDownAction = Literal["none", "taint", "cordon"]
 
 
 # ---------------------------------------------------------------------------
@@ -141,8 +143,6 @@ class PlannerOptions:
     debounce_s, max_delay_s : see `Debouncer` [s]
     solve : solver options (objective with the migration penalty [gCO2e per moved replica])
     valid_for_s : how long a published plan stays valid without a newer one [s]
-    power_down_action : "none" (default), "taint" (NoSchedule taint
-        edgeplace.io/powered-down) or "cordon" on nodes the plan powers down
     release_gates : remove edgeplace.io/deferred gates at planned starts
     tick_s : how often the loop checks triggers and gate releases [s]
     """
@@ -153,13 +153,10 @@ class PlannerOptions:
     solve: SolveOptions = field(default_factory=lambda: SolveOptions(solver="cpsat", time_limit_s=20.0,
                                                                      bound_time_limit_s=0.0))
     valid_for_s: float = DEFAULT_VALID_FOR_S
-    power_down_action: PowerDownAction = "none"
     release_gates: bool = True
     tick_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.power_down_action not in ("none", "taint", "cordon"):
-            raise ValueError(f"power_down_action must be none, taint or cordon (got {self.power_down_action!r})")
         if not (self.period_s > 0 and self.tick_s > 0 and self.valid_for_s > 0):
             raise ValueError("period_s, tick_s and valid_for_s must be > 0")
         if self.valid_for_s <= self.period_s:
@@ -204,6 +201,9 @@ class Planner:
     config : the site config (`edgeplace.k8s.mapping.ClusterConfig`)
     options : `PlannerOptions`
     elector : a `LeaderElector`; None = always act (a single replica)
+    actuator : an `edgeplace.k8s.actuation.actuator.Actuator` that carries plans
+        out; None = publish only
+    metrics : the `PlannerMetrics` to record into (default: a new registry)
     reader, solver, clock : injectable for tests (default: `read_cluster`,
         `edgeplace.optimizer.solve.solve`, the UTC wall clock)
     mapper : objects -> scenario (default `map_cluster`; Kueue's `edgeplace.k8s.kueue.map_with_kueue`)
@@ -217,6 +217,7 @@ class Planner:
                  reader: Callable[[Any], ClusterObjects] = read_cluster,
                  solver: Callable[[Scenario, SolveOptions], Plan] = solve,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 actuator: Actuator | None = None, metrics: PlannerMetrics | None = None,
                  mapper: Callable[[ClusterObjects, ClusterConfig, MappingOptions], MappedCluster] = map_cluster):
         self.api_client = api_client
         self.publisher = publisher
@@ -225,6 +226,9 @@ class Planner:
         self.elector = elector
         self.reader, self.solver, self.clock, self.mapper = reader, solver, clock, mapper
         self.plan_listeners: list[Callable[[MappedCluster, Plan, datetime], None]] = []
+        self.actuator = actuator
+        self.metrics = metrics or (actuator.metrics if actuator is not None else PlannerMetrics())
+        self.last_mapped: MappedCluster | None = None  # the scenario of the last published plan
         self.core = client.CoreV1Api(api_client) if api_client is not None else None
         self.debouncer = Debouncer(self.options.debounce_s, self.options.max_delay_s)
         self.last_round: PlanRound | None = None
@@ -246,6 +250,7 @@ class Planner:
         with self._lock:
             round_ = self._plan_once(now or self.clock())
         self.last_round = round_
+        self.metrics.round(round_.outcome)
         level = logging.INFO if round_.outcome in ("published", "unchanged", "superseded", "not_leader") else logging.WARNING
         log.log(level, "planner: round %s in %.2f s%s", round_.outcome, round_.seconds,
                 f": {round_.detail}" if round_.detail else "")
@@ -285,12 +290,11 @@ class Planner:
         except (PublishError, PlanError, ApiException, OSError) as exc:
             result.released = self._release(objects, None, now)
             return self._done(result, "publish_failed", str(exc), started)
-        self.last_published = doc
+        self.last_published, self.last_mapped = doc, mapped
         self.starts = gates.planned_starts(mapped.scenario, plan.placement)
         down = sorted(n for n, entry in doc["nodes"].items() if not entry["powered"])
         result.powered_down = down
-        if self.options.power_down_action != "none":
-            self._apply_power_down(objects, set(down))
+        self.metrics.plan(plan, len(down))
         result.released = self._release(objects, self.starts, now)
         return self._done(result, "published" if published.outcome in ("created", "updated") else published.outcome,
                           f"{published.outcome} {self.publisher.where} ({plan.solver}, {plan.status}, "
@@ -333,64 +337,14 @@ class Planner:
         times |= {g.latest_start for g in gates.gated_pods(objects) if g.latest_start is not None}
         return sorted(times)
 
-    # -- power-down actions -------------------------------------------------------------
-    def _apply_power_down(self, objects: ClusterObjects, down: set[str]) -> None:
-        """Taint or cordon the nodes in `down`, undo it on the others (only what we did). Never evicts."""
-        action = self.options.power_down_action
-        for node in objects.nodes:
-            name = (node.get("metadata") or {}).get("name")
-            try:
-                if action == "taint":
-                    self._set_taint(name, name in down)
-                else:
-                    self._set_cordon(name, name in down)
-            except ApiException as exc:
-                log.warning("planner: cannot %s node %s: HTTP %s %s", action, name, exc.status, exc.reason)
-
-    def _set_taint(self, name: str, on: bool, attempts: int = 3) -> None:
-        for _ in range(attempts):
-            node = json.loads(self.core.read_node(name, _preload_content=False).data)
-            taints = list((node.get("spec") or {}).get("taints") or [])
-            has = any(t.get("key") == TAINT_POWERED_DOWN for t in taints)
-            if has == on:
-                return
-            if on:
-                taints.append({"key": TAINT_POWERED_DOWN, "value": "true", "effect": "NoSchedule"})
-            else:
-                taints = [t for t in taints if t.get("key") != TAINT_POWERED_DOWN]
-            node.setdefault("spec", {})["taints"] = taints
-            try:
-                self.core.replace_node(name, node, _preload_content=False)  # resourceVersion-checked
-                log.info("planner: %s taint %s on node %s", "set" if on else "removed", TAINT_POWERED_DOWN, name)
-                return
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-
-    def _set_cordon(self, name: str, on: bool, attempts: int = 3) -> None:
-        for _ in range(attempts):
-            node = json.loads(self.core.read_node(name, _preload_content=False).data)
-            spec, meta = node.setdefault("spec", {}), node.setdefault("metadata", {})
-            ann = meta.setdefault("annotations", {}) or {}
-            ours = ANN_CORDONED_BY in ann
-            if on:
-                if spec.get("unschedulable"):
-                    return  # cordoned already (by us or by someone else: leave it)
-                spec["unschedulable"] = True
-                ann[ANN_CORDONED_BY] = "edgeplace-planner"
-            else:
-                if not ours:
-                    return  # never uncordon a node someone else cordoned
-                spec["unschedulable"] = False
-                ann.pop(ANN_CORDONED_BY, None)
-            meta["annotations"] = ann
-            try:
-                self.core.replace_node(name, node, _preload_content=False)
-                log.info("planner: %s node %s", "cordoned" if on else "uncordoned", name)
-                return
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
+    # -- actuation ----------------------------------------------------------------------
+    def actuate(self, now: datetime | None = None, force_rebalance: bool = False):
+        """One actuation cycle on the last published plan (`Actuator.act`); None without an actuator,
+        when not leading, or before the first plan (the power lifecycle still finishes steps it began)."""
+        if self.actuator is None or not self.leading():
+            return None
+        return self.actuator.act(self.last_mapped, self.last_published, now or self.clock(), time.monotonic(),
+                                 force_rebalance=force_rebalance)
 
     # -- watching ---------------------------------------------------------------------
     def observe(self, kind: str, event_type: str, obj: dict, now: float | None = None) -> bool:
@@ -478,6 +432,7 @@ class Planner:
                 t.start()
                 threads.append(t)
         next_round = time.monotonic()
+        next_actuation = next_round
         was_leading = False
         while not stop.is_set():
             now = time.monotonic()
@@ -487,8 +442,14 @@ class Planner:
             was_leading = leading
             if leading and (now >= next_round or self.debouncer.due(now)):
                 self.debouncer.reset()
-                self.plan_once()
+                published = self.plan_once().outcome == "published"
                 next_round = time.monotonic() + self.options.period_s
+                if self.actuator is not None:
+                    self.actuate(force_rebalance=published)
+                    next_actuation = time.monotonic() + self.actuator.options.period_s
+            elif leading and self.actuator is not None and now >= next_actuation:
+                self.actuate()
+                next_actuation = time.monotonic() + self.actuator.options.period_s
             elif leading and self._release_at and self._release_at[0] <= self.clock():
                 self.release_due()  # recomputes _release_at from what is still gated
                 wall = self.clock()

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
     (["--multikueue"], "--multikueue is a watchdog option"),
     (["--fleet-config", "f.yaml", "--site-config", "s.yaml"], "--fleet-config replaces --site-config"),
     (["--fleet-config", "f.yaml", "--extender"], "drop --extender"),
-    (["--fleet-config", "f.yaml", "--power-down-action", "taint"], "does not combine with --fleet-config"),
+    (["--fleet-config", "f.yaml", "--power", "apply"], "with --fleet-config actuation is off"),
+    (["--fleet-config", "f.yaml", "--rebalance", "apply"], "with --fleet-config actuation is off"),
     (["--kueue", "--kueue-controller-name", "carbon"], "must be a domain-prefixed name"),
 ])
 def test_conflicting_kueue_flags_are_usage_errors(argv, message, capsys):

@@ -248,6 +248,8 @@ def test_power_curve_embodied_and_always_on_annotations():
     ({"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}, "tainted"),
     ({"unschedulable": True}, "cordoned"),
     ({"labels": {"edgeplace.io/ignore": "true"}}, "edgeplace.io/ignore"),
+    ({"annotations": {"edgeplace.io/power-state": "off", "edgeplace.io/wake-failed-at": "2026-06-21T09:50:00Z"},
+      "taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]}, "did not become Ready"),
 ])
 def test_nodes_left_out(extra, why):
     m = mapped(world(nodes=[node("x", **extra)]))
@@ -258,6 +260,14 @@ def test_own_taint_and_own_cordon_keep_a_node_in():
     objs = world(nodes=[node("t", taints=[{"key": "edgeplace.io/powered-down", "effect": "NoSchedule"}]),
                         node("c", unschedulable=True, annotations={"edgeplace.io/cordoned-by": "edgeplace-planner"})])
     assert {"t", "c"} <= set(mapped(objs).scenario.node_ids)
+
+
+def test_a_node_edgeplace_put_to_sleep_stays_in_as_a_node_the_plan_may_wake():
+    objs = world(nodes=[node("s", unschedulable=True, annotations={"edgeplace.io/power-state": "off",
+                                                                  "edgeplace.io/cordoned-by": "edgeplace-planner"},
+                             taints=[{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"},
+                                     {"key": "edgeplace.io/powered-down", "effect": "NoSchedule"}])])
+    assert "s" in mapped(objs).scenario.node_ids
 
 
 # ---------------------------------------------------------------------------

@@ -195,8 +195,22 @@ def test_only_the_leader_plans():
 
 
 def test_planner_options_are_checked():
-    with pytest.raises(ValueError, match="power_down_action"):
-        PlannerOptions(power_down_action="evict")
+    with pytest.raises(ValueError, match="must be > 0"):
+        PlannerOptions(period_s=0)
+
+
+def test_a_published_round_sets_the_plan_metrics_from_its_evaluation():
+    planner = Planner(None, _Recorder(), CONFIG, OPTIONS, reader=lambda _api: _cluster())
+    assert planner.plan_once(NOW).outcome == "published"
+    m = planner.metrics
+    assert m.value("edgeplace_planner_rounds_total", {"outcome": "published"}) == 1
+    assert m.value("edgeplace_plan_emissions_grams") > m.value("edgeplace_plan_operational_emissions_grams") > 0
+    assert m.value("edgeplace_plan_energy_kwh") > 0
+    assert m.value("edgeplace_plan_nodes_asleep") == 1  # pl-1 (see the round test above)
+    assert m.value("edgeplace_plan_solve_duration_seconds_count") == 1
+    planner.reader = lambda _api: (_ for _ in ()).throw(ConnectionError("down"))
+    planner.plan_once(NOW)
+    assert m.value("edgeplace_planner_rounds_total", {"outcome": "mapping_failed"}) == 1
 
 
 # ---------------------------------------------------------------------------

@@ -698,12 +698,15 @@ def create_kwok_node(
     """
     ann = {"node.alpha.kubernetes.io/ttl": "0", **dict(annotations or {})}
     lab = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
-           "type": "kwok", **dict(labels or {}), KWOK_NODE_LABEL: KWOK_MANAGED}
+           "type": "kwok", **dict(labels or {}), KWOK_NODE_LABEL: KWOK_POWERED_OFF}
     core.create_node(kubernetes.client.V1Node(
         metadata=kubernetes.client.V1ObjectMeta(name=name, labels=lab, annotations=ann),
     ))
     resources = {"cpu": cpu, "memory": memory, "pods": pods, **dict(extra_allocatable or {})}
     core.patch_node_status(name, {"status": {"capacity": resources, "allocatable": resources}})
+    # Only now hand the node to kwok: its initialize stage keeps the allocatable it finds, and
+    # writes its own defaults (1k CPUs, 1Ti) when it comes first.
+    set_kwok_power(core, name, on=True)
     return core.read_node(name)
 
 

@@ -59,17 +59,38 @@ def test_rbac_is_least_privilege():
     for (groups, resources), verbs in rules.items():
         assert "*" not in groups and "*" not in resources and "*" not in verbs, (groups, resources, verbs)
     read = {"get", "list", "watch"}
-    assert rules[(("",), ("nodes",))] == read  # powerDownAction none: no node writes
+    # The defaults: actuation in dry-run, so no node writes, no evictions, no Events, no Secrets.
+    assert rules[(("",), ("nodes",))] == read
     assert rules[(("",), ("pods",))] == read | {"patch"}  # removing scheduling gates only
     assert rules[(("",), ("namespaces",))] == read
     assert rules[(("apps",), ("deployments", "statefulsets", "replicasets"))] == read
     assert rules[(("batch",), ("jobs",))] == read
+    assert rules[(("policy",), ("poddisruptionbudgets",))] == read
+    assert (("",), ("pods/eviction",)) not in rules and (("events.k8s.io",), ("events",)) not in rules
     [ns_role] = by_kind(items, "Role")
     ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"])) for r in ns_role["rules"]]
-    assert (["configmaps"], ["edgeplace-plan"], {"get", "update"}) in ns_rules
+    assert (["configmaps"], ["edgeplace-plan", "edgeplace-rebalance-history"], {"get", "update"}) in ns_rules
     assert (["leases"], None, {"create"}) in ns_rules
     assert (["leases"], ["edgeplace-planner"], {"get", "update"}) in ns_rules
     assert len(ns_rules) == 3
+
+
+@pytest.mark.e2e
+def test_actuation_in_apply_mode_adds_only_what_it_needs(helm):
+    items = [d for d in yaml.safe_load_all(render(helm, "--set", "actuation.rebalance=apply",
+                                                  "--set", "actuation.power=apply")) if d]
+    [role] = by_kind(items, "ClusterRole")
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    assert rules[(("",), ("pods/eviction",))] == {"create"}  # the Eviction API only: PDBs are checked
+    assert rules[(("",), ("nodes",))] == {"get", "list", "watch", "update", "patch"}
+    assert rules[(("events.k8s.io",), ("events",))] == {"create", "patch"}
+    assert "delete" not in set().union(*rules.values())  # never a forced delete
+    [ns_role] = by_kind(items, "Role")
+    ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"])) for r in ns_role["rules"]]
+    assert (["secrets"], None, {"get"}) in ns_rules and (["configmaps"], None, {"create"}) in ns_rules
+    [dep] = by_kind(items, "Deployment")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--rebalance=apply" in args and "--power=apply" in args
 
 
 def test_scheduler_config_file_is_the_charts_default_scheduler_config():

@@ -307,11 +307,15 @@ def evaluate_day(jobs: list[DayJob], records: dict[str, dict[str, Any]]) -> dict
     node_index = {n: i for i, n in enumerate(scenario.node_ids)}
     replica_node = np.full(scenario.n_replicas, -1, dtype=np.int64)
     start_slot = np.zeros(scenario.n_workloads, dtype=np.int64)
+    arrival = {j.name: j.arrival for j in jobs}
     for w, wid in enumerate(scenario.workload_ids):
         rec = records.get(wid, {})
         if rec.get("node") in node_index and rec.get("start") is not None:
             replica_node[int(scenario.workload_first_replica[w])] = node_index[rec["node"]]
-            start_slot[w] = min(max(int((rec["start"] - DAY) // step), 0), scenario.n_slots - 1)
+            # The API's timestamps are whole seconds (a second is `speed` plan seconds): a pod that seems to
+            # have started before its Job was submitted started when it was submitted.
+            began = max(rec["start"], arrival[wid])
+            start_slot[w] = min(max(int((began - DAY) // step), 0), scenario.n_slots - 1)
     ev = evaluate(scenario, Placement.from_replica_nodes(scenario, replica_node, start_slot=start_slot))
     missed = sum(1 for j in jobs if records.get(j.name, {}).get("end") is None or records[j.name]["end"] > j.deadline)
     delays = [(r["admitted"] - r["created"]) / HOUR for r in records.values() if r.get("admitted")]

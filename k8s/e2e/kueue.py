@@ -330,7 +330,11 @@ def batch_job(name: str, queue: str, cpu: str = "1", run_s: float = 2.0, annotat
     """A suspended batch/v1 Job for LocalQueue `queue`; its kwok pods finish `run_s` after they start."""
     spec: dict[str, Any] = {
         "suspend": True, "parallelism": parallelism, "completions": parallelism, "backoffLimit": 0,
-        "template": {"metadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": f"{int(run_s * 1000)}ms"}},
+        # kwok draws the delay between `delay` and `jitter-delay` (default 5 s): without a jitter above the
+        # delay a longer run would end within 5 s.
+        "template": {"metadata": {"annotations": {"pod-complete.stage.kwok.x-k8s.io/delay": f"{int(run_s * 1000)}ms",
+                                                  "pod-complete.stage.kwok.x-k8s.io/jitter-delay":
+                                                      f"{int(run_s * 1000) + 500}ms"}},
                      "spec": {"restartPolicy": "Never",
                               "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists"}],
                               "containers": [{"name": "main", "image": "registry.invalid/job",

@@ -26,11 +26,10 @@ second or two Kueue and kwok take to start a job is 2-4 plan minutes):
 Where and when each job really ran is recorded from the workers' pods (node,
 start) and the manager's Jobs (completion); the figures come from
 `edgeplace.policies.evaluate` of that record against a scenario of the day on
-5-minute slots (nodes, hourly intensities and quotas the same for both runs;
-each job with the run time it really had): a job counts in the 5-minute slot
-its pod started in and the following ones until it ended; idle nodes sleep.
-`violations` are the rule breaks evaluate finds in that record (capacity,
-quota, deadlines, at 5-minute resolution). Deadlines, admission
+1-minute slots (nodes, hourly intensities and quotas the same for both runs;
+each job in the minutes from its pod's start to its end, the API's
+whole-second timestamps); idle nodes sleep. `violations` are the rule breaks
+evaluate finds in that record (capacity, quota, schedule windows). Deadlines, admission
 delay (Workload created -> Admitted) and quota overruns (a tenant's CPUs
 running at once above its ClusterQueue's nominal quota) come from the
 timestamps.
@@ -243,14 +242,15 @@ def _ts(text: Any) -> datetime:
 # The evaluation
 
 
-#: Resolution of the evaluation [min]: a job counts in the 5-minute slots its pod ran in, so two jobs that ran one
-#: after the other within an hour do not count as running at once.
-EVAL_MINUTES = 5
+#: Resolution of the evaluation [min]: a job counts in the minutes its pod ran in. The API's timestamps are whole
+#: seconds (2 plan minutes at the default speed) and Kueue takes a second or more to admit the next job when one
+#: ends, so a job that follows another does not share a slot with it (at 5-minute slots it could).
+EVAL_MINUTES = 1
 
 
 def day_scenario(jobs: list[DayJob], records: dict[str, dict[str, Any]]):
-    """The day as a scenario on 5-minute slots: the workers' nodes (sleeping when idle), both regions' hourly
-    intensities, the tenants' quotas, and each job with the run time it really had (at least one slot)."""
+    """The day as a scenario on `EVAL_MINUTES` slots: the workers' nodes (sleeping when idle), both regions' hourly
+    intensities, the tenants' quotas, and each job with the slots it really ran in (at least one)."""
     from edgeplace.k8s.mapping import cpu_millicores
     from edgeplace.topology import scenario_from_dict
 
@@ -261,11 +261,15 @@ def day_scenario(jobs: list[DayJob], records: dict[str, dict[str, Any]]):
     workloads = []
     for j in jobs:
         rec = records.get(j.name, {})
-        ran = (rec["end"] - rec["start"]) if rec.get("start") and rec.get("end") else timedelta(minutes=j.minutes)
-        minutes = EVAL_MINUTES * max(1, math.ceil(ran / step))
-        earliest = _floor(j.arrival, step)
+        # Submission and start are the API's timestamps (same truncation to the second): the window opens at the
+        # submission as recorded, and a job covers the slots from its start's to its end's.
+        earliest = _floor(min(j.arrival, rec.get("created") or j.arrival), step)
+        if rec.get("start") and rec.get("end"):
+            minutes = EVAL_MINUTES * max(1, math.ceil((rec["end"] - DAY) / step) - math.floor((rec["start"] - DAY) / step))
+        else:
+            minutes = j.minutes
         # A run longer than its window would make the scenario invalid: the window grows to hold it once, so a
-        # late start still shows as a deadline violation (and in missed_deadlines, from the timestamps).
+        # late start still shows as a schedule violation (and in missed_deadlines, from the timestamps).
         deadline = max(_ceil(j.deadline, step), earliest + timedelta(minutes=minutes))
         workloads.append({"id": j.name, "tenant": j.tenant, "kind": "batch", "replicas": 1,
                           "requests": {"cpu_millicores": 1000 * j.cpu, "memory_mib": 64},
@@ -307,15 +311,11 @@ def evaluate_day(jobs: list[DayJob], records: dict[str, dict[str, Any]]) -> dict
     node_index = {n: i for i, n in enumerate(scenario.node_ids)}
     replica_node = np.full(scenario.n_replicas, -1, dtype=np.int64)
     start_slot = np.zeros(scenario.n_workloads, dtype=np.int64)
-    arrival = {j.name: j.arrival for j in jobs}
     for w, wid in enumerate(scenario.workload_ids):
         rec = records.get(wid, {})
         if rec.get("node") in node_index and rec.get("start") is not None:
             replica_node[int(scenario.workload_first_replica[w])] = node_index[rec["node"]]
-            # The API's timestamps are whole seconds (a second is `speed` plan seconds): a pod that seems to
-            # have started before its Job was submitted started when it was submitted.
-            began = max(rec["start"], arrival[wid])
-            start_slot[w] = min(max(int((began - DAY) // step), 0), scenario.n_slots - 1)
+            start_slot[w] = min(max(int((rec["start"] - DAY) // step), 0), scenario.n_slots - 1)
     ev = evaluate(scenario, Placement.from_replica_nodes(scenario, replica_node, start_slot=start_slot))
     missed = sum(1 for j in jobs if records.get(j.name, {}).get("end") is None or records[j.name]["end"] > j.deadline)
     delays = [(r["admitted"] - r["created"]) / HOUR for r in records.values() if r.get("admitted")]
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     op_saving = 1 - ours["operational_kg"] / base["operational_kg"]
     notes = (f"{args.jobs} jobs (seed {args.seed}) of two tenants over one day, on a clock {args.speed:g}x the wall "
              f"clock (an hour in {3600 / args.speed:.0f} s). Figures: `edgeplace.policies.evaluate` of where (node) "
-             f"and when (5-minute slots from its start to its end) each job's pod really ran, on 4 owned nodes of "
+             f"and when (the 1-minute slots from its start to its end) each job's pod really ran, on 4 owned nodes of "
              f"100 W idle / 300 W max that sleep when idle. Headline: operational carbon, location-based, average "
              f"grid intensity (DE and SE daily profiles in bench/bench_kueue.py): edgeplace "
              f"{ours['operational_kg']:.3f} kgCO2e against {base['operational_kg']:.3f} for Kueue's default dispatch "

@@ -18,6 +18,15 @@ kubelet reports them.
 Latencies include the Python client's own time, so they overstate what
 kube-scheduler's Go client would see; "server ms" is the server-side mean from
 its own histogram (parsed body to answer written).
+
+Heavy callers (section ``extender_heavy``), same server process: one client
+process times ordinary filter calls (1,000 names) back to back while (a)
+nothing else happens, (b) 2,000 connections from another address
+(127.0.0.2) stay silent and a third client keeps an 8 MiB request in flight
+(838k names, refused by the candidate cap after parsing; or 2,000 Node
+objects, parsed and answered), (c) a 14 MB plan is reloaded: once built in
+the helper process (what the server does) and once built in a thread of the
+server's own process (what it did before).
 """
 
 from __future__ import annotations
@@ -260,7 +269,163 @@ def run(names_requests: int = 5_000, full_requests: int = 200) -> tuple[pd.DataF
     return pd.DataFrame(rows), info
 
 
+# ---------------------------------------------------------------------------
+# Heavy callers and plan reloads
+
+
+def _timed_filters(port: int, body: bytes, stop_at: float, out, source: str = "127.0.0.1") -> None:
+    """Filter calls back to back on one connection until `stop_at`; put [(t0, t1)] (time.time)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    req = b"POST /filter HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    buf, spans = bytearray(), []
+    while time.time() < stop_at:
+        t0 = time.time()
+        sock.sendall(req)
+        status, _ = _read_response(sock, buf)
+        spans.append((t0, time.time(), status))
+    sock.close()
+    out.put(spans)
+
+
+def _heavy_server(plan_path: str, ready, stop, command) -> None:
+    """The extender for the heavy runs. A `command` reloads the plan from a thread, as the
+    server's poller does: "helper" builds the table in the helper process (the server's way),
+    "here" in that thread of this process (the way before)."""
+    import threading
+
+    from edgeplace.k8s.extender.server import ExtenderServer, freeze_heap
+    from edgeplace.k8s.extender.table import PlanFile
+
+    server = ExtenderServer(PlanFile(plan_path, poll_interval_s=3600), first_request_timeout_s=600).start()
+    server.helper.warm()
+    freeze_heap()
+    ready.put(server.port)
+    while not stop.is_set():
+        try:
+            cmd = command.get(timeout=0.1)
+        except Exception:  # queue.Empty
+            continue
+        build = server._build_in_helper if cmd == "helper" else None
+        t = threading.Thread(target=server.reload, args=(build,))
+        t.start()
+        t.join()
+        ready.put("reloaded")
+    server.stop()
+
+
+def synthetic_plan(n_nodes: int, n_workloads: int, allowed: int, seed: int = 3) -> dict:
+    """A valid plan document of about 14 MB (inline allowed_nodes lists, no shared node sets)."""
+    from datetime import datetime, timedelta, timezone
+
+    rng = np.random.default_rng(seed)
+    now = datetime.now(timezone.utc)
+    nodes = {f"node-{i:05d}": {"site": f"s{i % 50}", "powered": bool(i % 3), "score_g": float(rng.uniform(1, 40)),
+                               "open_g_per_h": 100.0, "tenants": [f"t{i % 7}"]} for i in range(n_nodes)}
+    names = list(nodes)
+    workloads = {}
+    for w in range(n_workloads):
+        pick = rng.choice(n_nodes, allowed, replace=False)
+        workloads[f"ns/w{w:05d}"] = {"tenant": f"t{w % 7}", "cpu_millicores": 500,
+                                     "allowed_nodes": [names[i] for i in pick],
+                                     "planned_nodes": {names[pick[0]]: 1, names[pick[1]]: 1}}
+    return {"version": 1, "scenario": "synthetic", "cluster": "synthetic", "generated_at": now.isoformat(),
+            "valid_until": (now + timedelta(hours=6)).isoformat(), "slot": {"index": 0}, "nodes": nodes,
+            "workloads": workloads, "tenants": {f"t{k}": {"never_with": []} for k in range(7)}}
+
+
+def _latency_row(case: str, spans: list, window: tuple[float, float] | None = None) -> dict:
+    """Latency of the calls that overlapped `window` (all calls when None)."""
+    if window is not None:
+        spans = [s for s in spans if s[1] >= window[0] and s[0] <= window[1]]
+    lat = np.array([(t1 - t0) * 1000 for t0, t1, _ in spans])
+    return {"case": case, "calls": len(lat), "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "max_ms": float(lat.max()),
+            "non_200": sum(st != 200 for _, _, st in spans)}
+
+
+def run_heavy(seconds: float = 4.0) -> tuple[pd.DataFrame, dict]:
+    from tests.test_extender_heavy import nodes_body, names_body
+    from tests.test_extender_server import pod
+
+    ctx = mp.get_context("spawn")
+    load_before = os.getloadavg()[0]
+    rows, info = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        plan_path = Path(tmp) / "plan.json"
+        doc = make_plan(plan_path)["doc"]
+        normal = json.dumps({"Pod": _pod(list(doc["workloads"])[0], 1), "Nodes": None,
+                             "NodeNames": list(doc["nodes"])}).encode()
+        ready, stop, command = ctx.Queue(), ctx.Event(), ctx.Queue()
+        server = ctx.Process(target=_heavy_server, args=(str(plan_path), ready, stop, command))
+        server.start()
+        try:
+            port = ready.get(timeout=120)
+
+            def timed(seconds_: float) -> list:
+                out = ctx.Queue()
+                client = ctx.Process(target=_timed_filters, args=(port, normal, time.time() + seconds_, out))
+                client.start()
+                spans = out.get(timeout=seconds_ + 120)
+                client.join()
+                return spans
+
+            rows.append(_latency_row("alone", timed(seconds)))
+            idle = [socket.create_connection(("127.0.0.1", port), timeout=30, source_address=("127.0.0.2", 0))
+                    for _ in range(2_000)]
+            try:
+                for label, heavy_body in (("838k names (400)", names_body()), ("2,000 Node objects (200)", nodes_body())):
+                    heavy_out = ctx.Queue()
+                    heavy = ctx.Process(target=_timed_filters, args=(port, heavy_body, time.time() + seconds + 1,
+                                                                     heavy_out, "127.0.0.3"))
+                    heavy.start()
+                    time.sleep(0.5)  # the first heavy request is under way
+                    spans = timed(seconds)
+                    heavy_spans = heavy_out.get(timeout=300)
+                    heavy.join()
+                    row = _latency_row(f"2,000 silent connections + 8 MiB in flight: {label}", spans)
+                    row["heavy_answered"] = len(heavy_spans)
+                    row["heavy_s_each"] = float(np.mean([b - a for a, b, _ in heavy_spans]))
+                    rows.append(row)
+            finally:
+                for sock in idle:
+                    sock.close()
+            # A 14 MB plan reloaded while the client calls: in the helper process, then in a thread here.
+            big = json.dumps(synthetic_plan(5_000, 3_000, 400), separators=(",", ":")).encode()
+            info["reload_mib"] = len(big) / 2 ** 20
+            for how, cmd in (("helper process", "helper"), ("thread in the server", "here")):
+                (plan_path.parent / "next.json").write_bytes(big)
+                os.replace(plan_path.parent / "next.json", plan_path)  # a new file: the source sees a change
+                out = ctx.Queue()
+                client = ctx.Process(target=_timed_filters, args=(port, normal, time.time() + 30, out))
+                client.start()
+                time.sleep(1.0)
+                started = time.time()
+                command.put(cmd)
+                assert ready.get(timeout=300) == "reloaded"
+                done = time.time()
+                spans = out.get(timeout=120)
+                client.join()
+                row = _latency_row(f"14 MB plan reloaded, built in the {how}", spans, (started, done))
+                row["reload_s"] = done - started
+                rows.append(row)
+        finally:
+            stop.set()
+            server.join(timeout=60)
+    info["load_before"] = load_before
+    return pd.DataFrame(rows), info
+
+
 def main() -> None:
+    heavy, heavy_info = run_heavy()
+    write_section("extender_heavy", "Scheduler extender: heavy callers and plan reloads", heavy,
+                  f"Ordinary filter calls (1,000 candidate names, one keep-alive connection, a client process) "
+                  f"while: nothing else happens; 2,000 connections from another address stay silent and another "
+                  f"client keeps an 8 MiB request in flight (heavy_answered: how many it got answered in the window, "
+                  f"heavy_s_each: seconds per heavy request); a {heavy_info['reload_mib']:.1f} MiB plan (5,000 nodes, "
+                  f"3,000 workloads) is reloaded, built in the helper process (the server's way) or in a thread of "
+                  f"the server's process (before), latency of the calls that overlapped the reload (reload_s). "
+                  f"1-minute load average before the run: {heavy_info['load_before']:.2f}.")
     table, info = run()
     names = table[table["candidates"] == "NodeNames"]
     full = table[table["candidates"] == "Node objects"]

@@ -1,13 +1,20 @@
 """Real-cluster benchmark: kube-scheduler's pods/s with and without the edgeplace extender.
 
-    python -m bench.bench_k8s_e2e [--pods 1000] [--rounds 3]
+    python -m bench.bench_k8s_e2e [--nodes 9,1000] [--pods 1000] [--rounds 3]
 
 Starts the e2e control plane (`k8s/e2e/cluster.py`; binaries from
-`k8s/e2e/build.sh`), creates the small cloud-edge topology of
-`tests/e2e/test_extender_e2e.py` (`setup_topology`), plans it, serves the
-plan from an in-process extender on 127.0.0.1, and measures scheduling
-throughput side by side: for each round, `pods` pending pods are scheduled
-once by a profile without the extender and once by a profile with it.
+`k8s/e2e/build.sh`) once per cluster size: the small cloud-edge topology of
+`tests/e2e/test_extender_e2e.py` (`setup_topology`, 9 nodes) or `n`
+generated nodes (`setup_large_topology`). It plans the cluster (greedy),
+serves the plan from the extender in its own process with mutual TLS
+(`ExtenderProcess`, certificates from deploy/make-certs.sh; one per set of
+extender options the variants use), and measures scheduling throughput side by side: a
+warm-up run, then per round one run without the extender and one per way of
+wiring it (`Variant`: filter + prioritize, prioritize only, compact replies,
+a filter that keeps only the best nodes, managedResources,
+percentageOfNodesToScore 100), in an order rotated by one
+each round. The pods belong to a Deployment's ReplicaSet and carry no
+edgeplace annotation.
 
 How it measures (`measure_throughput`): the pods are created for a
 scheduler profile that is not running yet, so they all wait; then
@@ -15,7 +22,12 @@ kube-scheduler is restarted with that profile and the rate is taken from the
 ``Scheduled`` events' microsecond ``eventTime``: (N - 1) / (last - first).
 Pod creation and scheduler start-up are outside the measured interval. The
 scheduler's client rate limit (50 QPS by default) would cap both runs alike,
-so both configurations raise it (``clientConnection.qps/burst``).
+so both configurations raise it (``clientConnection.qps/burst``). Each run
+also records the share of pods bound on the plan's nodes, the CPU time per
+pod of kube-scheduler (since its start) and of the extender process, and the
+extender's calls per pod and mean time per call. On the 9-node topology
+`agreement` then schedules every replica of the 7 Deployments once per
+variant, and once more under pressure (only the dedicated pool free).
 
 The figures go to docs/BENCHMARKS.md (section ``k8s_e2e``) through
 `bench.common.write_section`; the e2e test prints them without writing.
@@ -24,10 +36,17 @@ The figures go to docs/BENCHMARKS.md (section ``k8s_e2e``) through
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import copy
+import hashlib
+import os
+import ssl
 import statistics
+import subprocess
 import sys
 import time
+import urllib.request
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -105,108 +124,336 @@ def load_cluster_module():
     return load_e2e_module("edgeplace_e2e_cluster", "cluster.py")
 
 
+def template_hash(workload: str) -> str:
+    """The pod-template-hash of a Deployment's ReplicaSet (deterministic here; the Deployment
+    controller hashes the template)."""
+    return hashlib.sha256(workload.encode()).hexdigest()[:10]
+
+
+def replicaset_name(workload: str) -> str:
+    return f"{workload.split('/')[1]}-{template_hash(workload)}"
+
+
 def setup_topology(api_client) -> None:
     """Create the Nodes, Namespaces and Deployments (with their ReplicaSets; no pods yet)."""
     from kubernetes import client
 
     e2e = load_cluster_module()
-    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
+    core = client.CoreV1Api(api_client)
     for name, spec in NODES.items():
         labels = {"edgeplace.io/site": spec["site"], "topology.kubernetes.io/region": spec["region"],
                   "edgeplace.io/tier": spec["tier"], **spec.get("labels", {})}
-        e2e.create_node(core, name, labels=labels, cpu=spec["cpu"], memory=spec["memory"], pods="250")
+        e2e.create_node(core, name, labels=labels, cpu=spec["cpu"], memory=spec["memory"], pods=MAX_PODS)
         core.patch_node(name, {"metadata": {"annotations": spec["annotations"]}})
     for ns, spec in NAMESPACES.items():
         core.create_namespace({"metadata": {"name": ns, "annotations": spec.get("annotations", {})}})
     for key, spec in DEPLOYMENTS.items():
-        ns, name = key.split("/")
         annotations = {}
         if spec["sla_ms"] is not None:
             annotations = {"edgeplace.io/sla-ms": str(spec["sla_ms"]), "edgeplace.io/users": spec["users"]}
-        template = pod_template(key, spec["cpu"])
-        dep = apps.create_namespaced_deployment(ns, {
-            "metadata": {"name": name, "annotations": annotations},
-            "spec": {"replicas": spec["replicas"], "selector": {"matchLabels": {"app": name}}, "template": template}})
-        # No controller-manager here: make the ReplicaSet the Deployment controller would, by hand.
-        apps.create_namespaced_replica_set(ns, {
-            "metadata": {"name": f"{name}-rs", "labels": {"app": name},
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
-                                              "uid": dep.metadata.uid, "controller": True}]},
-            "spec": {"replicas": spec["replicas"], "selector": {"matchLabels": {"app": name}}, "template": template}})
+        create_deployment(api_client, key, spec["replicas"], spec["cpu"], annotations)
+
+
+def create_deployment(api_client, workload: str, replicas: int, cpu: str, annotations: dict[str, str]) -> None:
+    """A Deployment and the ReplicaSet its controller would make (no controller-manager here)."""
+    from kubernetes import client
+
+    apps = client.AppsV1Api(api_client)
+    ns, name = workload.split("/")
+    template = pod_template(workload, cpu)
+    dep = apps.create_namespaced_deployment(ns, {
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": template}})
+    rs_template = copy.deepcopy(template)
+    rs_template["metadata"]["labels"]["pod-template-hash"] = template_hash(workload)
+    apps.create_namespaced_replica_set(ns, {
+        "metadata": {"name": replicaset_name(workload), "labels": rs_template["metadata"]["labels"],
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                                          "uid": dep.metadata.uid, "controller": True}]},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": rs_template["metadata"]["labels"]},
+                 "template": rs_template}})
 
 
 def pod_template(workload: str, cpu: str) -> dict[str, Any]:
-    return {"metadata": {"labels": {"app": workload.split("/")[1]}, "annotations": {"edgeplace.io/workload": workload}},
+    """A pod template without edgeplace annotations: the extender finds the workload from the owner."""
+    return {"metadata": {"labels": {"app": workload.split("/")[1]}},
             "spec": {"containers": [{"name": "main", "image": "registry.k8s.io/pause:3.10",
                                      "resources": {"requests": {"cpu": cpu, "memory": "256Mi"}}}]}}
 
 
+_RS_UID: dict[tuple[int, str], str] = {}
+
+
 def make_pod(api_client, workload: str, index: int, scheduler_name: str | None = None,
              name: str | None = None, labels: dict[str, str] | None = None, cpu: str | None = None,
-             memory: str | None = None) -> dict[str, Any]:
-    """A pod of a Deployment's ReplicaSet, as the ReplicaSet controller would create it."""
+             memory: str | None = None, requests: dict[str, str] | None = None) -> dict[str, Any]:
+    """A pod of a Deployment's ReplicaSet, as the ReplicaSet controller would create it
+    (owner reference, pod-template-hash label, the template's annotations: none)."""
     from kubernetes import client
 
     ns, dname = workload.split("/")
-    rs = client.AppsV1Api(api_client).read_namespaced_replica_set(f"{dname}-rs", ns)
-    spec = DEPLOYMENTS[workload]
+    key = (id(api_client), workload)
+    if key not in _RS_UID:
+        _RS_UID[key] = client.AppsV1Api(api_client).read_namespaced_replica_set(replicaset_name(workload), ns).metadata.uid
+    spec = DEPLOYMENTS.get(workload, {"cpu": "500m"})
     body = copy.deepcopy(pod_template(workload, spec["cpu"]))
     body["metadata"].update(name=name or f"{dname}-{index}", ownerReferences=[
-        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs.metadata.name, "uid": rs.metadata.uid,
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replicaset_name(workload), "uid": _RS_UID[key],
          "controller": True}])
-    body["metadata"]["labels"].update(labels or {})
-    requests = body["spec"]["containers"][0]["resources"]["requests"]
-    requests.update({k: v for k, v in (("cpu", cpu), ("memory", memory)) if v})
+    body["metadata"]["labels"].update({"pod-template-hash": template_hash(workload), **(labels or {})})
+    container = body["spec"]["containers"][0]["resources"]
+    container["requests"].update({k: v for k, v in (("cpu", cpu), ("memory", memory)) if v})
+    if requests:  # extended resources: requests and limits must be equal
+        container["requests"].update(requests)
+        container["limits"] = dict(requests)
     if scheduler_name:
         body["spec"]["schedulerName"] = scheduler_name
     return body
 
 
-def scheduler_config(extender_url: str | None, profiles: list[str] | None = None,
-                     high_qps: bool = False) -> dict[str, Any]:
+# ---------------------------------------------------------------------------
+# 1,000 nodes
+
+LARGE_REGIONS = {"PL": 700.0, "DE": 380.0, "SE": 40.0}
+LARGE_WORKLOAD = "shop/web"
+
+
+def setup_large_topology(api_client, n_nodes: int) -> dict[str, Any]:
+    """`n_nodes` nodes over 20 sites in three grids (a quarter of them 16-core cloud servers in
+    SE, the rest 4-core edge boxes), the namespaces, and the Deployment shop/web (6 replicas).
+    Returns the site config.
+
+    The nodes are plain API objects (`create_node`), as for the 9-node topology: kwok would
+    need kube-controller-manager to lift the not-ready taints, and its ReplicaSet controller
+    would delete the benchmark's pods (owned by a ReplicaSet of 6 replicas)."""
+    from kubernetes import client
+
+    e2e = load_cluster_module()
+    core = client.CoreV1Api(api_client)
+    regions = list(LARGE_REGIONS)
+
+    def node(i: int) -> None:
+        cloud = i % 4 == 0
+        site = f"site-{i % 20:02d}"
+        region = "SE" if cloud else regions[i % 2]
+        labels = {"edgeplace.io/site": site if not cloud else f"cloud-{i % 5}", "topology.kubernetes.io/region": region,
+                  "edgeplace.io/tier": "cloud" if cloud else "access"}
+        annotations = ({"edgeplace.io/idle-w": "115", "edgeplace.io/max-w": "490", "edgeplace.io/pue": "1.1"} if cloud
+                       else {"edgeplace.io/idle-w": "60", "edgeplace.io/max-w": "150", "edgeplace.io/pue": "1.8"})
+        name, cpu, memory = f"n-{i:04d}", "16" if cloud else "4", "64Gi" if cloud else "8Gi"
+        e2e.create_node(core, name, labels=labels, cpu=cpu, memory=memory, pods=MAX_PODS)
+        core.patch_node(name, {"metadata": {"annotations": annotations}})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(node, range(n_nodes)))
+    for ns in NAMESPACES:
+        core.create_namespace({"metadata": {"name": ns}})
+    create_deployment(api_client, LARGE_WORKLOAD, 6, "500m", {})
+    return {"name": "bench-large", "horizon": {"slots": 4, "slot_minutes": 60},
+            "regions": [{"id": r, "intensity_g_per_kwh": g} for r, g in LARGE_REGIONS.items()]}
+
+
+# ---------------------------------------------------------------------------
+# TLS and the extender process
+
+#: Pods per node (kubelet's default is 110): room for every pod of a run on one node, so that
+#: the share on the plan's nodes measures the extender's steering, not the nodes' pod limit.
+MAX_PODS = "1100"
+#: The extended resource of the `managedResources` variant (ignoredByScheduler: the
+#: scheduler does not count it; pods that request it are the ones the extender is asked about).
+MANAGED_RESOURCE = "edgeplace.io/placed"
+
+
+@dataclass(frozen=True)
+class Certs:
+    """The files of deploy/make-certs.sh: the extender's (server/) and kube-scheduler's (client/)."""
+
+    root: Path
+
+    @classmethod
+    def make(cls, folder: Path) -> "Certs":
+        subprocess.run(["bash", str(ROOT / "deploy" / "make-certs.sh"), str(folder)], check=True, capture_output=True,
+                       timeout=120)
+        return cls(folder)
+
+    def server_context(self):
+        from edgeplace.k8s.extender.server import make_ssl_context
+
+        server = self.root / "server"
+        return make_ssl_context(server / "tls.crt", server / "tls.key", client_ca_file=server / "ca.crt")
+
+    def server_args(self) -> list[str]:
+        server = self.root / "server"
+        return ["--tls-cert", str(server / "tls.crt"), "--tls-key", str(server / "tls.key"),
+                "--client-ca", str(server / "ca.crt")]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to wire the extender into kube-scheduler (module docstring)."""
+
+    name: str
+    filter: bool = True
+    compact: bool = False  # the extender's --compact-replies
+    best: bool = False  # the extender's --filter-keeps best
+    managed: bool = False  # managedResources: only pods requesting MANAGED_RESOURCE are sent
+    score_all: bool = False  # percentageOfNodesToScore: 100 (the extender sees every feasible node)
+
+    @property
+    def server(self) -> tuple[bool, bool]:
+        """The options of the extender process serving this variant: (compact, best)."""
+        return self.compact, self.best
+
+
+FULL = Variant("filter + prioritize")
+VARIANTS = (
+    FULL,
+    Variant("prioritize only", filter=False),
+    Variant("compact replies", compact=True),
+    Variant("prioritize only, compact", filter=False, compact=True),
+    Variant("filter keeps the best, compact", compact=True, best=True),
+    Variant("managedResources", managed=True),
+)
+#: At 1,000 nodes kube-scheduler hands the extender a 42 % sample of the feasible nodes
+#: (numFeasibleNodesToFind) unless percentageOfNodesToScore is 100. managedResources changes
+#: nothing when every pod is the plan's (measured at 9 nodes).
+LARGE_VARIANTS = VARIANTS[:4] + (
+    Variant("filter + prioritize, all nodes", score_all=True),
+    Variant("compact replies, all nodes", compact=True, score_all=True),
+    Variant("prioritize only, compact, all nodes", filter=False, compact=True, score_all=True),
+    Variant("filter keeps the best, compact, all nodes", compact=True, best=True, score_all=True),
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far [s] (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scheduler_config(extender_url: str | None, profiles: list[str] | None = None, high_qps: bool = False,
+                     certs: Certs | None = None, variant: Variant = FULL) -> dict[str, Any]:
     """deploy/kube-scheduler-config.yaml with the extender at `extender_url` (None: no extender),
-    the given profiles, and the kubeconfig left to LocalCluster."""
+    the given profiles, the kubeconfig left to LocalCluster, and the client certificate of
+    `certs` (an http:// URL drops TLS)."""
     config = yaml.safe_load(SCHEDULER_CONFIG.read_text())
     config.pop("clientConnection", None)
+    config.pop("percentageOfNodesToScore", None)  # the variant says (stock kube-scheduler without it)
     if high_qps:
         config["clientConnection"] = {"qps": 5000, "burst": 5000}
     if profiles:
         config["profiles"] = [{"schedulerName": p} for p in profiles]
     if extender_url is None:
         config.pop("extenders", None)
-    else:
-        for ext in config["extenders"]:
-            ext["urlPrefix"] = extender_url
+        return config
+    if variant.score_all:
+        config["percentageOfNodesToScore"] = 100
+    for ext in config["extenders"]:
+        ext["urlPrefix"] = extender_url
+        if not variant.filter:
+            ext.pop("filterVerb")
+        if variant.managed:
+            ext["managedResources"] = [{"name": MANAGED_RESOURCE, "ignoredByScheduler": True}]
+        if extender_url.startswith("https://"):
+            if certs is None:
+                raise ValueError("an https:// extender needs the client certificate (certs)")
+            client_dir = certs.root / "client"
+            ext["tlsConfig"].update(caFile=str(client_dir / "ca.crt"), certFile=str(client_dir / "tls.crt"),
+                                    keyFile=str(client_dir / "tls.key"))
+        else:
+            ext["enableHTTPS"] = False
+            ext.pop("tlsConfig", None)
     return config
+
+
+class ExtenderProcess:
+    """`python -m edgeplace.k8s.extender.server` serving a plan file with mutual TLS, in its own
+    process as in a cluster (the driver's API calls do not share its interpreter)."""
+
+    def __init__(self, plan: Path, certs: Certs, compact: bool, log: Path, best: bool = False):
+        e2e = load_cluster_module()
+        self.port = e2e.free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._log = open(log, "ab")
+        argv = [sys.executable, "-m", "edgeplace.k8s.extender.server", "--plan", str(plan), "--port", str(self.port),
+                *certs.server_args(), *(["--compact-replies"] if compact else []),
+                *(["--filter-keeps", "best"] if best else [])]
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
+        self._client = ssl.create_default_context(cafile=str(certs.root / "ca.crt"))
+        self._client.check_hostname = False  # the certificate names the Service, not 127.0.0.1
+        self._client.load_cert_chain(str(certs.root / "client" / "tls.crt"), str(certs.root / "client" / "tls.key"))
+
+        def healthy() -> bool:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=2, context=self._client) as resp:
+                return resp.status == 200
+
+        e2e.wait_for(healthy, WAIT_S, f"the extender on {self.url} to load its plan")
+
+    def server_seconds(self) -> tuple[float, float]:
+        """(sum [s], count) of the extender's request histogram over the verbs, from its /metrics."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10, context=self._client) as resp:
+            text = resp.read().decode()
+        total = count = 0.0
+        for line in text.splitlines():
+            for verb in ("filter", "prioritize", "preempt"):
+                if line.startswith(f'edgeplace_extender_request_duration_seconds_sum{{verb="{verb}"}}'):
+                    total += float(line.rsplit(" ", 1)[1])
+                elif line.startswith(f'edgeplace_extender_request_duration_seconds_count{{verb="{verb}"}}'):
+                    count += float(line.rsplit(" ", 1)[1])
+        return total, count
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self._log.close()
 
 
 # ---------------------------------------------------------------------------
 # Measuring
 
 
+def create_pods(api_client, namespace: str, bodies: list[dict[str, Any]]) -> None:
+    from kubernetes import client
+
+    core = client.CoreV1Api(api_client)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda b: core.create_namespaced_pod(namespace, b), bodies))
+
+
 def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pods: int, profile: str,
-                       extender_url: str | None) -> dict[str, float]:
-    """Schedule `n_pods` pending pods with a fresh scheduler profile; pods/s from the Scheduled events."""
+                       extender_url: str | None, certs: Certs | None = None, variant: Variant = FULL,
+                       planned: set[str] | None = None, extender_pid: int | None = None) -> dict[str, Any]:
+    """Schedule `n_pods` pending pods with a fresh scheduler profile; pods/s from the Scheduled
+    events, the share bound on a node in `planned` (the plan's nodes of the workload), and the
+    CPU time kube-scheduler (since its start) and the extender process (`extender_pid`, during
+    the run) spent per pod."""
     from kubernetes import client
 
     e2e = load_cluster_module()
     core, events = client.CoreV1Api(api_client), client.EventsV1Api(api_client)
     # Small requests, so that capacity never limits the run: it measures the scheduling path.
+    extra = {MANAGED_RESOURCE: "1"} if variant.managed else None
     bodies = [make_pod(api_client, workload, i, scheduler_name=profile, name=f"{profile}-{i}",
-                       labels={"edgeplace-bench": profile}, cpu="10m", memory="16Mi") for i in range(n_pods)]
-    for body in bodies:
-        core.create_namespaced_pod(namespace, body)
+                       labels={"edgeplace-bench": profile}, cpu="10m", memory="16Mi", requests=extra)
+              for i in range(n_pods)]
+    create_pods(api_client, namespace, bodies)
     names = {b["metadata"]["name"] for b in bodies}
     started = time.perf_counter()
-    cluster.restart_scheduler(scheduler_config(extender_url, ["default-scheduler", profile], high_qps=True))
+    extender_cpu = cpu_seconds(extender_pid) if extender_pid else 0.0
+    cluster.restart_scheduler(scheduler_config(extender_url, ["default-scheduler", profile], high_qps=True,
+                                               certs=certs, variant=variant))
+    bound: dict[str, str] = {}
 
     def all_bound():
         pods = core.list_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}").items
-        return sum(1 for p in pods if p.spec.node_name) == n_pods
+        bound.update({p.metadata.name: p.spec.node_name for p in pods if p.spec.node_name})
+        return len(bound) == n_pods
 
-    # A slow poll: this process also serves the extender, and listing 200 pods costs CPU it needs.
-    e2e.wait_for(all_bound, WAIT_S, f"{n_pods} pods of profile {profile} to be bound", interval=0.5)
+    e2e.wait_for(all_bound, WAIT_S * max(1, n_pods // 500), f"{n_pods} pods of profile {profile} to be bound",
+                 interval=0.5)
     wall = time.perf_counter() - started
+    scheduler_cpu = cpu_seconds(cluster._procs["kube-scheduler"].popen.pid)
+    extender_cpu = cpu_seconds(extender_pid) - extender_cpu if extender_pid else 0.0
 
     def scheduled_events():
         items = events.list_namespaced_event(namespace, field_selector="reason=Scheduled").items
@@ -215,69 +462,228 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
 
     times = sorted(e2e.wait_for(scheduled_events, WAIT_S, f"Scheduled events of profile {profile}"))
     span = (times[-1] - times[0]).total_seconds()
+    on_plan = sum(node in planned for node in bound.values()) / n_pods if planned is not None else float("nan")
     return {"pods": n_pods, "pods_per_s": (n_pods - 1) / span if span > 0 else float("inf"),
-            "span_s": span, "wall_s": wall}
+            "span_s": span, "wall_s": wall, "on_planned_nodes": on_plan, "load_1min": os.getloadavg()[0],
+            "scheduler_cpu_ms_per_pod": scheduler_cpu / n_pods * 1000, "extender_cpu_ms_per_pod": extender_cpu / n_pods * 1000}
 
 
 def compare(cluster, api_client, namespace: str, workload: str, extender_url: str, n_pods: int = 200,
-            rounds: int = 1) -> list[dict[str, Any]]:
-    """Alternate without / with the extender `rounds` times; one row per run."""
+            rounds: int = 1, certs: Certs | None = None, variants: tuple[Variant, ...] = (FULL,),
+            urls: dict[tuple[bool, bool], str] | None = None, planned: set[str] | None = None,
+            servers: dict[tuple[bool, bool], "ExtenderProcess"] | None = None) -> list[dict[str, Any]]:
+    """A warm-up run (not counted), then per round one run without the extender and one per
+    variant, the order rotated by one each round (no configuration always runs first); one
+    row per run. `urls` maps a variant's `server` options to the extender serving them
+    (default: `extender_url`), `servers` to the process serving it (then each row has the
+    extender's own mean time per call, `server_ms`)."""
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
     rows = []
-    for r in range(rounds):
-        for label, url in (("without extender", None), ("with extender", extender_url)):
-            profile = f"bench-{r}-{'ext' if url else 'plain'}"
-            figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url)
-            rows.append({"run": r + 1, "scheduler": label, **figures})
-            core.delete_collection_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}",
-                                                  grace_period_seconds=0)
+    order: list[Variant | None] = [None, *variants]
+    runs = [(0, None)] + [(r + 1, v) for r in range(rounds) for v in order[r % len(order):] + order[:r % len(order)]]
+    for i, (run, variant) in enumerate(runs):
+        profile = f"bench-{i}"
+        url = None if variant is None else (urls or {}).get(variant.server, extender_url)
+        server = None if variant is None or servers is None else servers[variant.server]
+        before = server.server_seconds() if server else (0.0, 0.0)
+        figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
+                                     variant or FULL, planned, server.proc.pid if server else None)
+        if server:
+            after = server.server_seconds()
+            figures["server_ms"] = (after[0] - before[0]) / max(after[1] - before[1], 1) * 1000
+            figures["calls_per_pod"] = (after[1] - before[1]) / n_pods
+        if run:
+            rows.append({"run": run, "scheduler": "without extender" if variant is None else variant.name, **figures})
+        core.delete_collection_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}",
+                                              grace_period_seconds=0)
     return rows
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
-    by = {label: [r["pods_per_s"] for r in rows if r["scheduler"] == label]
-          for label in ("without extender", "with extender")}
+    """Median pods/s per scheduler configuration."""
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        by.setdefault(r["scheduler"], []).append(r["pods_per_s"])
     return {label: statistics.median(v) for label, v in by.items()}
+
+
+def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None, certs: Certs | None,
+              variant: Variant, profile: str) -> dict[str, Any]:
+    """Every replica of the 9-node topology's Deployments scheduled with `variant`: the share of
+    pods bound on a node the plan planned for their workload, and the isolation rules broken.
+    Then under pressure: every node but the factory's dedicated pool is tainted NoSchedule
+    (full, as far as kube-scheduler's own filters go) and two shop pods arrive; they must stay
+    Pending (the pool is the factory's), and `pressure_broken` counts those bound in the pool."""
+    from kubernetes import client
+
+    e2e = load_cluster_module()
+    core = client.CoreV1Api(api_client)
+    pods = {}
+    for workload, spec in DEPLOYMENTS.items():
+        ns = workload.split("/")[0]
+        extra = {MANAGED_RESOURCE: "1"} if variant.managed else None
+        for i in range(spec["replicas"]):
+            body = make_pod(api_client, workload, i, scheduler_name=profile,
+                            name=f"{profile}-{workload.split('/')[1]}-{i}", labels={"edgeplace-bench": profile},
+                            requests=extra)
+            core.create_namespaced_pod(ns, body)
+            pods[(ns, body["metadata"]["name"])] = workload
+    cluster.restart_scheduler(scheduler_config(extender_url, ["default-scheduler", profile], certs=certs,
+                                               variant=variant))
+
+    def bound():
+        nodes = {key: core.read_namespaced_pod(key[1], key[0]).spec.node_name for key in pods}
+        return nodes if all(nodes.values()) else None
+
+    nodes = e2e.wait_for(bound, WAIT_S, f"the {len(pods)} pods of profile {profile} to be bound", interval=0.25)
+    on_plan = sum(nodes[key] in doc["workloads"][w]["planned_nodes"] for key, w in pods.items())
+    tenants: dict[str, set[str]] = {}
+    for (ns, _), node in nodes.items():
+        tenants.setdefault(node, set()).add(ns)
+    broken = sum({"hospital", "cdn"} <= t for t in tenants.values())
+    for node, spec in NODES.items():
+        owner = spec.get("labels", {}).get("edgeplace.io/dedicated-to")
+        broken += bool(owner and tenants.get(node, set()) - {owner})
+    pool = {n for n, spec in NODES.items() if spec.get("labels", {}).get("edgeplace.io/dedicated-to")}
+    for node in set(NODES) - pool:
+        core.patch_node(node, [{"op": "add", "path": "/spec/taints",
+                                "value": [{"key": "edgeplace-bench/full", "effect": "NoSchedule"}]}])
+    managed = {MANAGED_RESOURCE: "1"} if variant.managed else None
+    extra = [make_pod(api_client, "shop/web", i, scheduler_name=profile, name=f"{profile}-pressure-{i}",
+                      labels={"edgeplace-bench": profile}, requests=managed) for i in range(2)]
+    for body in extra:
+        core.create_namespaced_pod("shop", body)
+
+    def settled():
+        out = []
+        for body in extra:
+            pod = core.read_namespaced_pod(body["metadata"]["name"], "shop")
+            unschedulable = any(c.type == "PodScheduled" and c.reason == "Unschedulable"
+                                for c in pod.status.conditions or [])
+            if not (pod.spec.node_name or unschedulable):
+                return None
+            out.append(pod.spec.node_name)
+        return out
+
+    placed = e2e.wait_for(settled, WAIT_S, "the pressure pods to be bound or unschedulable", interval=0.25)
+    for node in set(NODES) - pool:
+        core.patch_node(node, [{"op": "remove", "path": "/spec/taints"}])
+    for ns in {ns for ns, _ in pods} | {"shop"}:
+        core.delete_collection_namespaced_pod(ns, label_selector=f"edgeplace-bench={profile}", grace_period_seconds=0)
+    return {"scheduler": variant.name if extender_url else "without extender", "pods": len(pods),
+            "on_planned_nodes": on_plan / len(pods), "isolation_broken": broken,
+            "pressure_broken": sum(node in pool for node in placed)}
 
 
 # ---------------------------------------------------------------------------
 # Standalone run
 
 
+def plan_of(api_client, site_config: dict[str, Any]) -> dict[str, Any]:
+    """Map the cluster, plan it (greedy) and build the plan document."""
+    from edgeplace.k8s.extender.table import build_plan_document
+    from edgeplace.k8s.mapping import MappingOptions, map_cluster, parse_site_config, read_cluster
+    from edgeplace.optimizer.solve import SolveOptions, solve
+
+    now = datetime.now(timezone.utc)
+    mapped = map_cluster(read_cluster(api_client), parse_site_config(site_config), MappingOptions(now=now))
+    plan = solve(mapped.scenario, SolveOptions(solver="greedy", bound_time_limit_s=0.0))
+    return build_plan_document(mapped.scenario, plan.placement, now=now, valid_for_s=6 * 3600,
+                               evaluation=plan.evaluation)
+
+
+def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path) -> tuple[list[dict], list[dict]]:
+    """Throughput (and, for the 9-node topology, agreement) rows for one cluster size."""
+    from edgeplace.k8s.extender.table import write_plan_document
+
+    e2e = load_cluster_module()
+    certs = Certs.make(folder / f"certs-{n_nodes}")
+    with e2e.LocalCluster() as cluster:
+        api = cluster.api_client()
+        if n_nodes == len(NODES):
+            setup_topology(api)
+            site_config, variants, workload = SITE_CONFIG, VARIANTS, "shop/web"
+        else:
+            site_config = setup_large_topology(api, n_nodes)
+            variants, workload = LARGE_VARIANTS, LARGE_WORKLOAD
+        doc = plan_of(api, site_config)
+        plan_path = folder / f"plan-{n_nodes}.json"
+        write_plan_document(doc, plan_path)
+        planned = set(doc["workloads"][workload]["planned_nodes"])
+        servers = {}
+        try:
+            for compact, best in sorted({v.server for v in (*variants, *VARIANTS)}):
+                servers[compact, best] = ExtenderProcess(plan_path, certs, compact,
+                                                         folder / f"extender-{n_nodes}-{compact}-{best}.log", best)
+            urls = {options: server.url for options, server in servers.items()}
+            rows = compare(cluster, api, "shop", workload, urls[FULL.server], n_pods, rounds, certs, variants, urls,
+                           planned, servers)
+            for row in rows:
+                row["nodes"] = n_nodes
+            agree = []
+            if n_nodes == len(NODES):
+                agree.append(agreement(cluster, api, doc, None, None, FULL, "agree-plain"))
+                for i, variant in enumerate(VARIANTS):
+                    agree.append(agreement(cluster, api, doc, urls[variant.server], certs, variant, f"agree-{i}"))
+        finally:
+            for server in servers.values():
+                server.stop()
+    return rows, agree
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_k8s_e2e", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", default="9,1000", help="cluster sizes, comma-separated (9 is the cloud-edge "
+                                                            "topology; others are generated; default 9,1000)")
     parser.add_argument("--pods", type=int, default=1000, help="pending pods per run (default 1000)")
-    parser.add_argument("--rounds", type=int, default=3, help="without/with pairs (default 3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of (without, each variant) (default 3)")
     args = parser.parse_args(argv)
+
+    import tempfile
 
     import pandas as pd
 
     from bench.common import write_section
-    from edgeplace.k8s.extender.server import ExtenderServer
-    from edgeplace.k8s.extender.table import DecisionTable, build_plan_document
-    from edgeplace.k8s.mapping import MappingOptions, map_cluster, parse_site_config, read_cluster
-    from edgeplace.optimizer.solve import SolveOptions, solve
 
-    e2e = load_cluster_module()
-    with e2e.LocalCluster() as cluster:
-        api = cluster.api_client()
-        setup_topology(api)
-        now = datetime.now(timezone.utc)
-        mapped = map_cluster(read_cluster(api), parse_site_config(SITE_CONFIG), MappingOptions(now=now))
-        plan = solve(mapped.scenario, SolveOptions(solver="greedy", bound_time_limit_s=0.0))
-        doc = build_plan_document(mapped.scenario, plan.placement, now=now, evaluation=plan.evaluation)
-        with ExtenderServer(DecisionTable.from_document(doc)) as server:
-            rows = compare(cluster, api, "shop", "shop/web", server.url, args.pods, args.rounds)
+    load_before = os.getloadavg()[0]
+    rows, agree = [], []
+    with tempfile.TemporaryDirectory(prefix="edgeplace-bench-") as tmp:
+        for n in (int(x) for x in args.nodes.split(",")):
+            r, a = run_size(n, args.pods, args.rounds, Path(tmp))
+            rows += r
+            agree += a
     table = pd.DataFrame(rows)
-    med = summarise(rows)
-    notes = (f"kube-scheduler v{e2e.k8s_version().lstrip('v')} on loopback (etcd, kube-apiserver, kube-scheduler "
-             f"and the extender share the 2 cores), {len(NODES)} nodes, {args.pods} pending pods of one annotated "
-             f"workload per run, profiles alternated; rate = (N - 1) / (last - first Scheduled event time). "
-             f"Median pods/s: {med['without extender']:.0f} without, {med['with extender']:.0f} with the extender "
-             f"(filter + prioritize over HTTP, nodeCacheCapable). Client QPS raised to 5000 for both.")
-    write_section("k8s_e2e", "Real cluster: kube-scheduler pods/s with and without the extender", table, notes)
+    summary = (table.groupby(["nodes", "scheduler"], sort=False)
+               .agg(pods_per_s=("pods_per_s", "median"), runs_min=("pods_per_s", "min"),
+                    runs_max=("pods_per_s", "max"), on_planned_nodes=("on_planned_nodes", "median"),
+                    calls_per_pod=("calls_per_pod", "median"), server_ms=("server_ms", "median"),
+                    scheduler_cpu_ms=("scheduler_cpu_ms_per_pod", "median"),
+                    extender_cpu_ms=("extender_cpu_ms_per_pod", "median"), load_1min=("load_1min", "mean"))
+               .reset_index())
+    base = summary[summary["scheduler"] == "without extender"].set_index("nodes")["pods_per_s"]
+    summary["share_of_without"] = [p / base[n] for n, p in zip(summary["nodes"], summary["pods_per_s"])]
+    notes = (f"kube-scheduler v{load_cluster_module().k8s_version().lstrip('v')} on loopback (etcd, kube-apiserver, "
+             f"kube-scheduler and the extender in its own process share the 2 cores), {args.pods} pending pods of one "
+             f"workload per run (found by the extender from their owner, no annotations), {args.rounds} rounds of "
+             f"(without, each variant); rate = (N - 1) / (last - first Scheduled event time), median of the rounds; "
+             f"on_planned_nodes = share of the pods bound on a node the plan puts the workload on; calls_per_pod and "
+             f"server_ms: the extender's calls per pod and its own mean time per call (its histogram, wall time: it includes "
+             f"waiting for a core); scheduler_cpu_ms and extender_cpu_ms: CPU time per pod of kube-scheduler "
+             f"(since its start, so with its start-up and informer sync) and of the extender process. The extender serves "
+             f"mutual TLS (the chart's default). Nodes are plain API objects "
+             f"(no kubelets: a pod is scheduled once bound). 1-minute load average before the run: {load_before:.2f}.")
+    write_section("k8s_e2e", "Real cluster: kube-scheduler pods/s with and without the extender", summary, notes)
+    if agree:
+        write_section("k8s_e2e_agreement", "Real cluster: plan agreement of each extender variant (9 nodes)",
+                      pd.DataFrame(agree),
+                      "Every replica of the 7 Deployments (21 pods) scheduled once per variant in the same run: the "
+                      "share bound on a node the plan planned for the pod's workload, and the isolation rules broken "
+                      "(a node with both hospital and cdn, or a dedicated node hosting another tenant). "
+                      "pressure_broken: then every node but the factory's dedicated pool is tainted NoSchedule and "
+                      "two shop pods arrive; with the filter they stay Pending, without it they bind in the pool "
+                      "(the pool is expressed only by its edgeplace.io/dedicated-to label here, not natively).")
     return 0
 
 

@@ -100,19 +100,9 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     p.add_argument("--extender", action="store_true", help="run the extender (HTTP)")
     p.add_argument("--planner", action="store_true", help="run the planner loop")
     plan_location_args(p, "plan document file: the planner writes it, the extender reads it")
-    g = p.add_argument_group("extender")
-    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
-    g.add_argument("--port", type=int, default=8888, help="port (default 8888)")
-    g.add_argument("--poll-interval", type=_positive(float), default=2.0, metavar="S",
-                   help="seconds between checks of the plan source (default 2)")
-    g.add_argument("--token-file", metavar="FILE",
-                   help="require this bearer token on the verbs and /metrics (default: $EDGEPLACE_EXTENDER_TOKEN, else none)")
-    g.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
-    g.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
-    g.add_argument("--client-ca", metavar="FILE", help="require client certificates signed by this CA")
-    g.add_argument("--unannotated", choices=("neutral", "namespace"), default="neutral",
-                   help="pods without edgeplace annotations: neutral answers, or their namespace's tenant rules")
-    g.add_argument("--path-prefix", default="", help="prefix of the verb paths, e.g. /edgeplace")
+    from edgeplace.k8s.extender.server import add_arguments
+
+    add_arguments(p.add_argument_group("extender"))
     g = p.add_argument_group("planner")
     cluster_args(p)
     g.add_argument("--site-config", metavar="FILE", help="site config (see `edgeplace import`)")
@@ -277,7 +267,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edgeplace.actuation_cli import actuation_options
     from edgeplace.k8s.actuation.actuator import Actuator
     from edgeplace.k8s.actuation.metrics import PlannerMetrics
-    from edgeplace.k8s.extender.server import ExtenderServer, load_token, make_ssl_context
+    from edgeplace.k8s.extender.server import check_arguments, server_from_arguments
     from edgeplace.k8s.extender.table import PlanFile
     from edgeplace.k8s.leader import LeaderElector
     from edgeplace.k8s.mapping import load_site_config
@@ -302,21 +292,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.fleet_config and "apply" in (args.rebalance, args.power):
         return _usage("--rebalance and --power act on one cluster's nodes; with --fleet-config actuation is off "
                       "(drop --rebalance apply / --power apply)")
+    problem = check_arguments(args)
+    if problem:
+        return _usage(problem)
     fleet_config = None
     if args.fleet_config:  # check the file before connecting anywhere
         from edgeplace.k8s.multicluster import load_fleet_config
 
         fleet_config = load_fleet_config(args.fleet_config)
-    if bool(args.tls_cert) != bool(args.tls_key):
-        return _usage("--tls-cert and --tls-key go together")
-    if args.client_ca and not args.tls_cert:
-        return _usage("--client-ca needs --tls-cert and --tls-key")
     if args.once and not run_planner:
         return _usage("--once is a planner option; drop --extender or add --planner")
     if args.once and run_extender and not args.planner:
         run_extender = False  # `serve --once`: one planner round only
-    if not 0 < args.port < 65536:
-        return _usage(f"--port must be 1..65535 (got {args.port})")
     if not 0 <= args.metrics_port < 65536:
         return _usage(f"--metrics-port must be 0..65535 (got {args.metrics_port})")
     if args.debounce > args.max_delay:
@@ -331,17 +318,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     server = None
     if run_extender:
+        source = (PlanFile(args.plan_file, args.poll_interval) if args.plan_file
+                  else ConfigMapPlanSource(api, namespace, name, args.configmap_key, args.poll_interval))
         try:
-            context = make_ssl_context(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
-            token = load_token(args.token_file)
-        except (OSError, ValueError) as exc:
+            server = server_from_arguments(args, source)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             from edgeplace.topology.errors import InputError, Problem
 
             raise InputError(args.token_file or args.tls_cert or "TLS/token", [Problem("", str(exc))]) from None
-        source = (PlanFile(args.plan_file, args.poll_interval) if args.plan_file
-                  else ConfigMapPlanSource(api, namespace, name, args.configmap_key, args.poll_interval))
-        server = ExtenderServer(source, args.host, args.port, token=token, ssl_context=context,
-                                unannotated=args.unannotated, path_prefix=args.path_prefix)
 
     planner = elector = controller = None
     if run_planner:
@@ -391,6 +375,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # over them otherwise lands in some request and sets the p99.
             from edgeplace.k8s.extender.server import freeze_heap
 
+            server.helper.warm()
             freeze_heap()
             log.info("extender serving on %s", server.url)
         if elector is not None:

@@ -73,7 +73,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgeplace.k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
+from edgeplace.k8s.identity import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, WorkloadKey, workload_id
+from edgeplace.k8s.identity import controller_ref as _controller
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.load import read_document, scenario_from_dict
 from edgeplace.topology.placement import Placement
@@ -436,18 +437,6 @@ def _ann_path(key: str) -> str:
 
 def _label_path(key: str) -> str:
     return f'metadata.labels["{key}"]'
-
-
-def _controller(obj: dict) -> dict | None:
-    """The ownerReference with controller: true (or the only one), if any."""
-    refs = _meta(obj).get("ownerReferences")
-    if not isinstance(refs, list):
-        return None
-    refs = [r for r in refs if isinstance(r, dict)]
-    for ref in refs:
-        if ref.get("controller"):
-            return ref
-    return refs[0] if len(refs) == 1 else None
 
 
 def _parse_time(text: str) -> datetime:
@@ -824,7 +813,7 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
                     continue
             if replicas == 0:
                 continue
-            wid = _annotations(template).get(ANN_WORKLOAD) or f"{ns}/{name}"
+            wid = workload_id(_annotations(template), WorkloadKey(kind, ns, name))
             workloads_in[(kind, ns, name)] = _WorkloadIn(ref, obj, wid, template, replicas)
 
     # -- pods: current placement, unmanaged load, gates ---------------------------------------
@@ -1200,7 +1189,7 @@ def pod_workload_ids(objects: ClusterObjects) -> dict[tuple[str, str], str]:
     for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
         for obj in items:
             tmpl = (obj.get("spec") or {}).get("template") or {}
-            wid_of[(kind, _namespace(obj), _name(obj))] = _annotations(tmpl).get(ANN_WORKLOAD) or f"{_namespace(obj)}/{_name(obj)}"
+            wid_of[(kind, _namespace(obj), _name(obj))] = workload_id(_annotations(tmpl), WorkloadKey(kind, _namespace(obj), _name(obj)))
     out = {}
     for pod in objects.pods:
         key = _workload_key(pod, rs_owner)

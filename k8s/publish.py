@@ -45,7 +45,7 @@ from typing import Any, Callable
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from edgeplace.k8s.extender.table import DecisionTable, PlanError, write_plan_document
+from edgeplace.k8s.extender.table import DecisionTable, PlanData, PlanError, PlanMissing, write_plan_document
 from edgeplace.topology.errors import Problem
 
 log = logging.getLogger("edgeplace.k8s.publish")
@@ -265,14 +265,13 @@ class ConfigMapPlanSource:
     """A `edgeplace.k8s.extender.table.TableSource` that polls the plan ConfigMap.
 
     Every `poll_interval_s` the extender's worker thread calls
-    `load_if_changed()`: one GET of the object; a new table only when its
-    ``resourceVersion`` changed. Polling rather than watching: one small GET
-    every few seconds costs nothing, needs only ``get`` on one named
+    `fetch_if_changed()`: one GET of the object; the plan's bytes only when
+    its ``resourceVersion`` changed. Polling rather than watching: one small
+    GET every few seconds costs nothing, needs only ``get`` on one named
     ConfigMap, and has no watch to re-establish after timeouts or 410 Gone;
     a new plan reaches the extender within `poll_interval_s` (plans change
-    every few minutes). A missing object or key is "no change"; an API
-    error raises `PlanSourceError` and an unusable document `PlanError`,
-    and in both cases the server keeps the table it has.
+    every few minutes). A missing object or key raises `PlanMissing`, an API
+    error `PlanSourceError`; in both cases the server keeps the table it has.
     """
 
     def __init__(self, api_client, namespace: str = DEFAULT_NAMESPACE, name: str = DEFAULT_NAME,
@@ -285,26 +284,28 @@ class ConfigMapPlanSource:
         self.request_timeout_s = request_timeout_s
         self._seen: str | None = None
 
-    def load_if_changed(self) -> DecisionTable | None:
+    def fetch_if_changed(self) -> PlanData | None:
+        where = f"configmap {self.namespace}/{self.name}"
         try:
             resp = self.core.read_namespaced_config_map(self.name, self.namespace, _preload_content=False,
                                                         _request_timeout=self.request_timeout_s)
         except ApiException as exc:
             if exc.status == 404:
                 self._seen = None
-                return None
-            raise PlanSourceError(f"configmap {self.namespace}/{self.name}: HTTP {exc.status} {_api_error(exc)}") from None
+                raise PlanMissing(f"{where} does not exist") from None
+            raise PlanSourceError(f"{where}: HTTP {exc.status} {_api_error(exc)}") from None
         except Exception as exc:  # urllib3 connection errors and timeouts
-            raise PlanSourceError(f"configmap {self.namespace}/{self.name}: {type(exc).__name__}: {exc}") from None
+            raise PlanSourceError(f"{where}: {type(exc).__name__}: {exc}") from None
         cm = json.loads(resp.data)
         version = (cm.get("metadata") or {}).get("resourceVersion")
         if version is not None and version == self._seen:
             return None
-        self._seen = version
+        self._seen = version  # a bad document is reported once, not on every poll
         data = plan_bytes(cm, self.key)
         if data is None:
-            return None
-        return DecisionTable.from_json(data, source=f"configmap {self.namespace}/{self.name} key {self.key}")
+            self._seen = None
+            raise PlanMissing(f"{where} has no key {self.key} yet (no plan published)")
+        return PlanData(data, f"{where} key {self.key}")
 
 
 def plan_bytes(configmap: dict, key: str = DEFAULT_KEY) -> bytes | None:

@@ -9,6 +9,7 @@ The plan used here (no scenario behind it, the figures are given):
     n4    yes       5       -
     n5    yes      40       -         dedicated to bank
     web (tenant acme): allowed n1..n4
+    shop/cart (tenant acme): allowed n1, n4; planned on n4 (found from the pod's owner, no annotation)
 
 So for a pod of web: filter n1 pass, n2 never_with, n3 asleep, n4 pass,
 n5 not allowed; prioritize n1 = 10 (planned, spare), n4 = 9 (the cleanest
@@ -17,6 +18,7 @@ usable node: 9 x (20 - 5) / (20 - 5)), the rest 0.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -35,9 +37,9 @@ GENERATED = datetime(2026, 6, 21, 10, 0, tzinfo=timezone.utc)
 T0 = GENERATED.timestamp() + 60  # "now" for most tests: a minute into the plan's validity
 
 
-def plan_doc(generated: datetime = GENERATED, valid_s: float = 900) -> dict:
+def plan_doc(generated: datetime = GENERATED, valid_s: float = 900, cluster: str | None = "server-test") -> dict:
     return {
-        "version": 1, "scenario": "server-test",
+        "version": 1, "scenario": "server-test", **({"cluster": cluster} if cluster else {}),
         "generated_at": generated.isoformat(), "valid_until": (generated + timedelta(seconds=valid_s)).isoformat(),
         "slot": {"index": 3},
         "nodes": {"n1": {"site": "a", "powered": True, "score_g": 20.0, "tenants": []},
@@ -46,7 +48,9 @@ def plan_doc(generated: datetime = GENERATED, valid_s: float = 900) -> dict:
                   "n4": {"site": "b", "powered": True, "score_g": 5.0},
                   "n5": {"site": "c", "powered": True, "score_g": 40.0, "dedicated_to": "bank"}},
         "workloads": {"web": {"tenant": "acme", "cpu_millicores": 500, "allowed_nodes": ["n1", "n2", "n3", "n4"],
-                              "planned_nodes": {"n1": 1}}},
+                              "planned_nodes": {"n1": 1}},
+                      "shop/cart": {"tenant": "acme", "cpu_millicores": 500, "allowed_nodes": ["n1", "n4"],
+                                    "planned_nodes": {"n4": 1}}},
         "tenants": {"acme": {"never_with": ["globex"]}, "bank": {"dedicated": True}},
     }
 
@@ -54,14 +58,21 @@ def plan_doc(generated: datetime = GENERATED, valid_s: float = 900) -> dict:
 NODES = ["n1", "n2", "n3", "n4", "n5"]
 
 
-def pod(workload: str | None = "web", namespace: str = "shop", tenant: str | None = None, cpu: str = "2") -> dict:
+def pod(workload: str | None = "web", namespace: str = "shop", tenant: str | None = None, cpu: str = "2",
+        owner: tuple[str, str] | None = None, labels: dict | None = None, priority_class: str | None = None) -> dict:
     annotations = {}
     if workload:
         annotations["edgeplace.io/workload"] = workload
     if tenant:
         annotations["edgeplace.io/tenant"] = tenant
-    return {"metadata": {"name": "p-1", "namespace": namespace, "uid": "u-1", "annotations": annotations},
-            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}}
+    meta = {"name": "p-1", "namespace": namespace, "uid": "u-1", "annotations": annotations, "labels": labels or {}}
+    if owner:
+        meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "uid": "o-1",
+                                    "controller": True}]
+    spec = {"containers": [{"name": "c", "resources": {"requests": {"cpu": cpu}}}]}
+    if priority_class:
+        spec["priorityClassName"] = priority_class
+    return {"metadata": meta, "spec": spec}
 
 
 def names_args(p: dict | None = None, nodes=NODES) -> bytes:
@@ -190,6 +201,29 @@ def test_prioritize_counts_the_emissions_estimate(server):
     post(server, "prioritize", names_args(pod(workload=None, tenant="acme", cpu="2")))
     after = metric(server, "edgeplace_extender_emissions_avoided_estimate_g_per_hour")
     assert after - before == pytest.approx((12.5 - 5.0) * 2)  # (mean - top) x 2 cores
+
+
+def test_compact_replies_give_the_same_decisions_in_fewer_bytes(table, clock, server):
+    with ExtenderServer(table, clock=clock, compact_replies=True) as srv:
+        for args in (names_args(), nodes_args()):
+            full, compact = post(server, "filter", args)[1], post(srv, "filter", args)[1]
+            assert compact == {**full, "FailedNodes": {}, "FailedAndUnresolvableNodes": {}}
+            assert full["FailedNodes"] and full["FailedAndUnresolvableNodes"]
+        # Nothing passes: the reasons are there for FailedScheduling and preemption.
+        nothing = names_args(nodes=["n2", "n5"])
+        assert post(srv, "filter", nothing) == post(server, "filter", nothing)
+        assert post(srv, "prioritize", names_args())[1] == [{"Host": "n1", "Score": 10}, {"Host": "n4", "Score": 9}]
+
+
+def test_filter_that_keeps_the_best_passes_only_the_top_scored_allowed_nodes(table, clock, server):
+    with ExtenderServer(table, clock=clock, filter_keeps="best") as srv:
+        status, out = post(srv, "filter", names_args())
+        assert status == 200
+        full = post(server, "filter", names_args())[1]
+        # n1 (score 10) and n4 (9) are allowed; n4 is outranked, so in neither failure map.
+        assert out == {**full, "NodeNames": ["n1"]}
+        assert post(srv, "filter", nodes_args())[1]["Nodes"]["items"] == [node_object("n1")]
+        assert post(srv, "filter", names_args(nodes=["n4", "n5"]))[1]["NodeNames"] == ["n4"]
 
 
 def test_preempt_drops_nodes_where_eviction_cannot_help(server):
@@ -455,7 +489,19 @@ def test_incomplete_requests_time_out_with_408(table, clock):
 def test_idle_connections_are_closed(table, clock):
     with ExtenderServer(table, clock=clock, idle_timeout_s=0.2) as srv:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
-            assert sock.recv(1) == b""  # closed within the sweep period
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(sock, 1)[0][0] == 200
+            assert sock.recv(1) == b""  # closed within the sweep period after the idle timeout
+        assert metric(srv, "edgeplace_extender_connections_closed_total", reason="idle_timeout") == 1
+
+
+def test_silent_connections_are_closed_after_the_first_request_deadline(table, clock):
+    with ExtenderServer(table, clock=clock, first_request_timeout_s=0.2, idle_timeout_s=60) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as sock:
+            started = time.monotonic()
+            assert sock.recv(1) == b""  # never sent a byte: closed long before the idle timeout
+            assert time.monotonic() - started < 3
+        assert metric(srv, "edgeplace_extender_connections_closed_total", reason="first_request_timeout") == 1
 
 
 # ---------------------------------------------------------------------------
@@ -498,7 +544,8 @@ def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tls")
-    return {"server": self_signed(tmp, "server"), "client": self_signed(tmp, "client")}
+    return {"server": self_signed(tmp, "server"), "client": self_signed(tmp, "client"),
+            "stranger": self_signed(tmp, "stranger")}
 
 
 def test_tls(table, clock, certs):
@@ -521,8 +568,16 @@ def test_tls_with_client_certificates_and_token(table, clock, certs):
     context = make_ssl_context(cert, key, client_ca_file=client_cert)
     with ExtenderServer(table, clock=clock, ssl_context=context, token="t0k") as srv:
         anonymous = ssl.create_default_context(cafile=str(cert))
+        assert request(srv, "GET", "/healthz", context=anonymous)[0] == 200  # kubelet's probes present no cert
+        status, _, data = request(srv, "POST", "/filter", names_args(), context=anonymous,
+                                  headers={"Authorization": "Bearer t0k"})
+        assert status == 401 and "client certificate" in json.loads(data)["Error"]
+        assert request(srv, "GET", "/metrics", context=anonymous, headers={"Authorization": "Bearer t0k"})[0] == 401
+        stranger_cert, stranger_key = certs["stranger"]  # signed by no CA the server trusts
+        stranger = ssl.create_default_context(cafile=str(cert))
+        stranger.load_cert_chain(str(stranger_cert), str(stranger_key))
         with pytest.raises((ssl.SSLError, ConnectionError)):
-            request(srv, "GET", "/healthz", context=anonymous)
+            request(srv, "GET", "/healthz", context=stranger)
         client = ssl.create_default_context(cafile=str(cert))
         client.load_cert_chain(str(client_cert), str(client_key))
         assert request(srv, "POST", "/filter", names_args(), context=client)[0] == 401
@@ -562,6 +617,8 @@ def test_constructor_checks():
         ExtenderServer(path_prefix="edgeplace/")
     with pytest.raises(ValueError, match="max_body_bytes must be >= 1"):
         ExtenderServer(max_body_bytes=0)
+    with pytest.raises(ValueError, match="filter_keeps must be one of allowed, best"):
+        ExtenderServer(filter_keeps="top")
 
 
 def test_start_fails_cleanly_on_a_busy_port(server, table):
@@ -614,3 +671,278 @@ def test_docs_examples():
             assert json.loads(data) == json.loads(resp), path
             pairs += 1
     assert pairs == 5
+
+
+# ---------------------------------------------------------------------------
+# Which pods the plan steers
+
+
+def test_a_workload_found_from_the_owner_follows_the_plan(server):
+    # A Deployment's pod without annotations: ReplicaSet cart-7d9f5 with pod-template-hash 7d9f5 -> shop/cart.
+    p = pod(workload=None, owner=("ReplicaSet", "cart-7d9f5"), labels={"pod-template-hash": "7d9f5"})
+    status, out = post(server, "filter", names_args(p))
+    assert status == 200 and out["NodeNames"] == ["n1", "n4"]
+    _, out = post(server, "prioritize", names_args(p))
+    assert {h["Host"]: h["Score"] for h in out}["n4"] == 10
+    assert metric(server, "edgeplace_extender_decisions_total", verb="filter", reason="plan") == 1
+
+
+@pytest.mark.parametrize("p, reason", [
+    (pod(workload="wbe"), "unknown_workload"),  # a typo
+    (pod(workload=None, owner=("ReplicaSet", "new-7c6d"), labels={"pod-template-hash": "7c6d"}),
+     "unknown_workload"),  # a Deployment newer than the plan
+    (pod(workload="web", tenant="bank", owner=("DaemonSet", "agent")), "daemonset"),  # annotated, still neutral
+    (pod(workload="web", namespace="kube-system"), "system"),
+    (pod(workload="web", priority_class="system-node-critical"), "system"),
+])
+def test_pods_the_plan_must_not_steer_get_neutral_answers(table, clock, p, reason):
+    with ExtenderServer(table, clock=clock, unannotated="namespace") as srv:
+        _, out = post(srv, "filter", names_args(p))
+        assert out["NodeNames"] == NODES and out["FailedNodes"] == {} and out["FailedAndUnresolvableNodes"] == {}
+        _, out = post(srv, "prioritize", names_args(p))
+        assert [h["Score"] for h in out] == [0] * 5
+        victims = {n: {"Pods": [{"UID": f"v-{n}"}], "NumPDBViolations": 0} for n in NODES}
+        _, out = post(srv, "preempt", json.dumps({"Pod": p, "NodeNameToMetaVictims": victims}).encode())
+        assert sorted(out["NodeNameToMetaVictims"]) == NODES
+        for verb in ("filter", "prioritize", "preempt"):
+            assert metric(srv, "edgeplace_extender_decisions_total", verb=verb, reason=reason) == 1
+
+
+def test_a_daemonset_pod_pinned_to_a_dedicated_node_passes(table, clock):
+    # With --unannotated namespace a pod's namespace is its tenant; a DaemonSet's pod pinned to bank's
+    # dedicated node n5 would fail it, and stay Pending: it must pass (kube-scheduler sends only n5).
+    with ExtenderServer(table, clock=clock, unannotated="namespace") as srv:
+        _, out = post(srv, "filter", names_args(pod(workload=None, namespace="monitoring",
+                                                     owner=("DaemonSet", "node-exporter")), nodes=["n5"]))
+        assert out["NodeNames"] == ["n5"]
+        _, out = post(srv, "filter", names_args(pod(workload=None, namespace="monitoring"), nodes=["n5"]))
+        assert out["NodeNames"] == []  # a bare pod of that namespace does get its tenant's rules
+
+
+# ---------------------------------------------------------------------------
+# The reply rules as kube-scheduler's Go client applies them
+
+
+def test_duplicate_names_are_answered_once(server):
+    names = ["n1", "n4", "n1", "n2", "n4"]
+    _, out = post(server, "prioritize", names_args(nodes=names))
+    assert out == [{"Host": "n1", "Score": 10}, {"Host": "n4", "Score": 9}, {"Host": "n2", "Score": 0}]
+    _, out = post(server, "filter", names_args(nodes=names))
+    assert out["NodeNames"] == ["n1", "n4"] and list(out["FailedAndUnresolvableNodes"]) == ["n2"]
+    _, out = post(server, "filter", nodes_args(nodes=names))
+    assert out["Nodes"]["items"] == [node_object("n1"), node_object("n4")]
+
+
+def test_preempt_drops_nodes_without_victims(server):
+    victims = {"n1": None, "n3": {"Pods": [], "NumPDBViolations": 0}, "n4": {"Pods": [{"UID": "v"}]}}
+    status, out = post(server, "preempt", json.dumps({"Pod": pod(), "NodeNameToMetaVictims": victims}).encode())
+    assert status == 200 and out == {"NodeNameToMetaVictims": {"n4": {"Pods": [{"UID": "v"}], "NumPDBViolations": 0}}}
+
+
+@pytest.mark.parametrize("value", ["9223372036854775808", "-9223372036854775809", "1.0", "1e3", "0.5"])
+def test_numbers_go_cannot_decode_get_400(server, value):
+    raw = ('{"Pod": {}, "NodeNameToMetaVictims": {"n1": {"Pods": [{"UID": "v"}], "NumPDBViolations": %s}}}'
+           % value).encode()
+    status, out = post(server, "preempt", raw)
+    assert status == 400 and out["Error"].startswith("NodeNameToMetaVictims.n1.NumPDBViolations: must")
+
+
+# ---------------------------------------------------------------------------
+# Heavy and hostile callers
+
+
+def test_too_many_candidates_get_400(table, clock):
+    with ExtenderServer(table, clock=clock, max_candidates=4) as srv:
+        for verb, body in (("filter", names_args()), ("prioritize", nodes_args())):
+            status, out = post(srv, verb, body)
+            assert status == 400 and "5 candidate nodes, more than the limit of 4" in out["Error"]
+        victims = {n: {"Pods": [{"UID": n}]} for n in NODES}
+        status, out = post(srv, "preempt", json.dumps({"Pod": pod(), "NodeNameToMetaVictims": victims}).encode())
+        assert status == 400 and out["Error"].startswith("NodeNameToMetaVictims: has 5 candidate nodes")
+        assert post(srv, "filter", names_args(nodes=NODES[:4]))[0] == 200
+
+
+def test_large_bodies_are_parsed_in_the_helper_process(table, clock):
+    with ExtenderServer(table, clock=clock, offload_bytes=100, max_candidates=4) as srv:
+        _, inline = post_with(ExtenderServer(table, clock=clock), "filter", nodes_args(nodes=NODES[:4]))
+        # A large filter, a small one and a bad large one pipelined on one connection: in order.
+        data = (http_request("/filter", nodes_args(nodes=NODES[:4])) + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                + http_request("/prioritize", names_args()) + http_request("/prioritize", names_args(nodes=NODES[:4])))
+        responses = raw_exchange(srv, data, responses=4, timeout=60)
+        assert [r[0] for r in responses] == [200, 200, 400, 200]
+        assert json.loads(responses[0][2]) == inline
+        assert "more than the limit of 4" in json.loads(responses[2][2])["Error"]
+        assert json.loads(responses[3][2])[0] == {"Host": "n1", "Score": 10}
+        assert metric(srv, "edgeplace_extender_offloaded_requests_total") == 3
+
+
+def post_with(srv: ExtenderServer, verb: str, body: bytes) -> tuple[int, object]:
+    with srv:
+        return post(srv, verb, body)
+
+
+def connect(srv: ExtenderServer, source: str) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", srv.port), timeout=10, source_address=(source, 0))
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    sock.settimeout(0.05)
+    try:
+        return sock.recv(1) == b""
+    except (TimeoutError, socket.timeout):
+        return False
+    except ConnectionError:
+        return True
+
+
+@contextlib.contextmanager
+def connections(srv: ExtenderServer, source: str, count: int):
+    """`count` open connections from `source`, registered by the server; closed on exit."""
+    socks = [connect(srv, source) for _ in range(count)]
+    try:
+        wait_for(lambda: len(srv._conns) >= count, what=f"{count} connections")
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_silent_connections_of_one_address_do_not_lock_out_another(table, clock):
+    with ExtenderServer(table, clock=clock, max_connections=8) as srv, connections(srv, "127.0.0.2", 8) as hog:
+        status, _, data = request_from(srv, "127.0.0.1", "/filter", names_args())
+        assert status == 200 and json.loads(data)["NodeNames"] == ["n1", "n4"]
+        assert sum(map(closed_by_server, hog)) == 1  # one silent connection made room
+        assert metric(srv, "edgeplace_extender_connections_closed_total", reason="evicted") == 1
+
+
+def test_an_address_at_its_share_is_refused_and_others_still_get_in(table, clock):
+    with ExtenderServer(table, clock=clock, max_connections=4) as srv, connections(srv, "127.0.0.2", 4) as hog:
+        for sock in hog:  # each asks once, then idles on keep-alive: none is silent
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_responses(sock, 1)[0][0] == 200
+        with contextlib.closing(connect(srv, "127.0.0.2")) as extra:
+            wait_for(lambda: closed_by_server(extra), what="the refusal")
+        assert metric(srv, "edgeplace_extender_connections_closed_total", reason="refused") == 1
+        assert request_from(srv, "127.0.0.1", "/filter", names_args())[0] == 200  # below its share
+        assert sum(map(closed_by_server, hog)) == 1
+
+
+def test_a_newcomer_replaces_the_silent_connections_of_its_own_address(table, clock):
+    with ExtenderServer(table, clock=clock, max_connections=4) as srv, connections(srv, "127.0.0.1", 4) as silent:
+        assert request_from(srv, "127.0.0.1", "/filter", names_args())[0] == 200
+        wait_for(lambda: closed_by_server(silent[0]), what="the oldest silent connection to be evicted")
+
+
+def request_from(srv: ExtenderServer, source: str, path: str, body: bytes) -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", path, body)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# Plans: which are served, and how they are loaded
+
+
+def test_a_plan_for_another_cluster_or_from_the_future_is_refused(tmp_path, clock, caplog):
+    path = tmp_path / "plan.json"
+    write_plan_document(plan_doc(), path)
+    with ExtenderServer(PlanFile(path, poll_interval_s=0.05), clock=clock, cluster="server-test") as srv:
+        assert srv.table.cluster == "server-test"
+        for doc, why in ((plan_doc(generated=GENERATED + timedelta(seconds=5), cluster="elsewhere"),
+                          "for cluster 'elsewhere' and this extender serves 'server-test'"),
+                         (plan_doc(generated=GENERATED + timedelta(seconds=6), cluster=None), "names no cluster"),
+                         (plan_doc(generated=GENERATED + timedelta(hours=1)), "s in the future")):
+            before = metric(srv, "edgeplace_extender_plan_loads_total", result="refused")
+            write_plan_document(doc, path)
+            wait_for(lambda: metric(srv, "edgeplace_extender_plan_loads_total", result="refused") == before + 1,
+                     what="the refusal")
+            assert why in caplog.text
+            assert srv.table.generated_at == GENERATED  # the previous plan stays
+        write_plan_document(plan_doc(generated=GENERATED + timedelta(seconds=30)), path)  # 30 s ahead: clock skew
+        wait_for(lambda: srv.table.generated_at == GENERATED + timedelta(seconds=30), what="the good plan")
+        assert srv.helper.started  # reloads are built in the helper process
+
+
+class CountingPlanFile(PlanFile):
+    polls = 0
+
+    def fetch_if_changed(self):
+        self.polls += 1
+        return super().fetch_if_changed()
+
+
+def test_a_missing_plan_file_is_logged_once(tmp_path, clock, caplog):
+    path = tmp_path / "plan.json"
+    source = CountingPlanFile(path, poll_interval_s=0.05)
+    with ExtenderServer(source, clock=clock) as srv:
+        assert srv.table is None
+        assert caplog.text.count("plan.json does not exist") == 1
+        assert "answering neutrally until one is published" in caplog.text
+        write_plan_document(plan_doc(), path)
+        wait_for(lambda: srv.table is not None, what="the plan")
+        path.unlink()
+        wait_for(lambda: caplog.text.count("plan.json does not exist") == 2, what="the second log line")
+        assert "keeping the loaded plan until it expires" in caplog.text
+        polls = source.polls
+        wait_for(lambda: source.polls >= polls + 5, what="more polls")  # while it stays missing: no more lines
+        assert caplog.text.count("plan.json does not exist") == 2
+
+
+def test_path_prefix_with_a_trailing_slash(table, clock):
+    with ExtenderServer(table, clock=clock, path_prefix="/edgeplace/") as srv:
+        assert post(srv, "edgeplace/filter", names_args())[0] == 200
+
+
+def test_edgeplace_serve_takes_the_extender_options(tmp_path):
+    """`edgeplace serve --extender` with --path-prefix (a trailing slash), --max-body-bytes and
+    --cluster, as a process: it serves, refuses a large body, and stops cleanly on SIGTERM."""
+    import signal
+    import sys
+
+    plan = tmp_path / "plan.json"
+    doc = plan_doc(generated=datetime.now(timezone.utc) - timedelta(seconds=5))
+    write_plan_document(doc, plan)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "edgeplace.cli", "serve", "--extender", "--plan-file", str(plan),
+                             "--port", str(port), "--path-prefix", "/edgeplace/", "--max-body-bytes", "1000",
+                             "--cluster", "server-test", "--compact-replies", "--filter-keeps", "best"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        srv = type("Srv", (), {"port": port, "ssl_context": None})()
+
+        def ready():
+            try:
+                return request(srv, "GET", "/readyz")[0] == 200
+            except OSError:
+                return False
+
+        wait_for(ready, timeout_s=60, what="edgeplace serve to load its plan")
+        out = post(srv, "edgeplace/filter", names_args())[1]
+        assert out["NodeNames"] == ["n1"] and out["FailedAndUnresolvableNodes"] == {}  # best, compact
+        status, out = post(srv, "edgeplace/filter", names_args(nodes=[f"node-{i}" for i in range(200)]))
+        assert status == 413 and "limit of 1000 bytes" in out["Error"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 0, output
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--path-prefix", "edgeplace"], "--path-prefix must start with '/'"),
+    (["--max-body-bytes", "0"], "must be >= 1"),
+    (["--max-candidates", "many"], "must be a whole number"),
+    (["--client-ca", "ca.crt"], "--client-ca needs --tls-cert"),
+    (["--filter-keeps", "top"], "invalid choice: 'top'"),
+])
+def test_edgeplace_serve_usage_errors(argv, message):
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "edgeplace.cli", "serve", "--extender", "--plan-file", "p.json", *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and message in done.stderr, done.stderr

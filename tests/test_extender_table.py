@@ -33,8 +33,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from edgeplace.k8s.extender.table import (DEFAULT_VALID_FOR_S, DecisionTable, Outcome, PlanError, PlanFile, _scale_0_9,
-                                build_plan_document, write_plan_document)
+from edgeplace.k8s.extender.table import (DEFAULT_VALID_FOR_S, DecisionTable, Outcome, PlanError, PlanFile, PlanMissing,
+                                          _scale_0_9, build_plan_document, write_plan_document)
 from edgeplace.optimizer.solve import SolveOptions, solve
 from tests.builders import ScenarioBuilder, place
 
@@ -82,6 +82,7 @@ def names(table: DecisionTable) -> list[str]:
 def test_document_header(doc):
     assert doc["version"] == 1
     assert doc["scenario"] == "ext"
+    assert doc["cluster"] == "ext"  # the scenario's name (the site config's) unless one is given
     assert doc["generated_at"] == "2026-06-21T10:00:00Z"
     assert doc["valid_until"] == "2026-06-21T10:10:00Z"  # now + 600 s
     assert doc["slot"] == {"index": 0, "start": "2026-06-21T00:00:00Z", "end": "2026-06-21T01:00:00Z"}
@@ -200,13 +201,19 @@ def test_asleep_nodes_pass_when_nothing_else_would(table):
 def test_tenant_rules_for_pods_without_a_known_workload(table):
     # t1: n3 hosts t2 (never_with), n4 is t0's pool.
     assert table.filter(table.target(None, "t1"), names(table)).codes == [P, A, NW, NA]
-    # an unknown workload id falls back to its tenant; tenant from the namespace when not annotated
-    assert table.filter(table.target("nope", None, namespace="t1"), names(table)).codes == [P, A, NW, NA]
+    # tenant from the namespace when not annotated
+    assert table.filter(table.target(None, None, namespace="t1"), names(table)).codes == [P, A, NW, NA]
     # an unknown tenant may not use a dedicated node and has no never_with partners
     t = table.target(None, "zz")
     assert table.filter(t, names(table)).codes == [P, A, P, NA] and t.reason == "tenant"
     # the dedicated tenant only its own nodes
     assert table.filter(table.target(None, "t0"), names(table)).codes == [NA, NA, NA, P]
+
+
+def test_a_workload_the_plan_does_not_know_gets_no_rows(table):
+    # A typo, or a workload newer than the plan: neutral (None), not its tenant's rules.
+    assert table.target("nope", "t1", namespace="t1") is None
+    assert table.target("nope", None) is None
 
 
 def test_a_tenant_annotation_that_differs_from_the_plan_adds_its_rules(table):
@@ -252,6 +259,39 @@ def test_prioritize_ranks_asleep_nodes_by_wake_cost_when_nothing_is_on(table):
     decision = table.prioritize(t, ["n2", "n3"], None)
     assert decision.scores == [9, 0] and decision.reason == "wake"
     assert decision.avoided_g_per_h == 0.0
+
+
+def test_filter_that_keeps_the_best_passes_exactly_the_top_scored_of_the_allowed(table):
+    """With best=True the filter passes the nodes the plain filter passes that prioritize
+    scores highest among them (so a prioritize call would change nothing), for every kind
+    of pod and every set of candidates, a node the plan does not know included."""
+    from itertools import combinations
+
+    pool = [*names(table), "new-node"]
+    targets = [table.target("web", None), table.target("api", None), table.target("db", None),
+               table.target(None, "t1"), table.target(None, "zz"), table.target("web", "t2")]
+    seen_outranked = seen_wake = 0
+    for t in targets:
+        for k in range(1, len(pool) + 1):
+            for cands in map(list, combinations(pool, k)):
+                plain, best = table.filter(t, cands), table.filter(t, cands, best=True)
+                scores = table.prioritize(t, cands, None).scores
+                passing = [i for i, c in enumerate(plain.codes) if c == P]
+                top = max((scores[i] for i in passing), default=None)
+                want = [P if i in passing and scores[i] == top else (Outcome.OUTRANKED if i in passing else c)
+                        for i, c in enumerate(plain.codes)]
+                assert best.codes == want, (t.workload, t.tenant, cands)
+                assert best.reason == plain.reason
+                seen_outranked += Outcome.OUTRANKED in best.codes
+                seen_wake += plain.reason == "wake"
+    assert seen_outranked and seen_wake  # both cases were reached
+
+
+def test_filter_that_keeps_the_best_sends_a_planned_pod_to_its_planned_node(table):
+    t = table.target("api", None)
+    assert table.filter(t, ["n1", "n2", "n3", "new-node"], best=True).codes == [NW, A, P, Outcome.OUTRANKED]
+    t = table.target(None, "zz")  # usable n1 (15 g) and n3 (10 g): the cleaner one
+    assert table.filter(t, names(table), best=True).codes == [Outcome.OUTRANKED, A, P, NA]
 
 
 def test_preempt_keeps_only_nodes_where_eviction_can_help(table):
@@ -301,6 +341,7 @@ _DELETE = object()
 
 @pytest.mark.parametrize("changes, where, what", [
     ({"version": 2}, "version", "must be 1"),
+    ({"cluster": 3}, "cluster", "must be the cluster's name"),
     ({"generated_at": "yesterday"}, "generated_at", "not an ISO 8601 time"),
     ({"valid_until": "2026-06-21T10:10:00"}, "valid_until", "needs a UTC offset"),
     ({"valid_until": "2026-06-21T09:00:00Z"}, "valid_until", "must be after generated_at"),
@@ -368,17 +409,18 @@ def test_write_plan_document_is_atomic_and_gz_by_suffix(tmp_path, doc):
 def test_plan_file_loads_on_change_only(tmp_path, doc):
     path = tmp_path / "plan.json"
     source = PlanFile(path, poll_interval_s=0.1)
-    assert source.load_if_changed() is None  # no file yet
+    with pytest.raises(PlanMissing, match="plan.json does not exist"):
+        source.fetch_if_changed()  # no file yet
     write_plan_document(doc, path)
-    first = source.load_if_changed()
-    assert first is not None and first.valid_until == datetime(2026, 6, 21, 10, 10, tzinfo=timezone.utc)
-    assert source.load_if_changed() is None  # unchanged
+    first = source.fetch_if_changed()
+    assert first is not None and first.source == str(path)
+    assert DecisionTable.from_json(first.data).valid_until == datetime(2026, 6, 21, 10, 10, tzinfo=timezone.utc)
+    assert source.fetch_if_changed() is None  # unchanged
     path.write_text("{broken")
-    with pytest.raises(PlanError, match="not valid JSON"):
-        source.load_if_changed()
-    assert source.load_if_changed() is None  # a bad document is reported once per change
+    assert source.fetch_if_changed().data == b"{broken"  # changed: the server builds it (and reports the error)
+    assert source.fetch_if_changed() is None  # once per change
     write_plan_document(broken(valid_until="2026-06-21T11:00:00Z"), path)
-    assert source.load_if_changed().valid_until.hour == 11
+    assert DecisionTable.from_json(source.fetch_if_changed().data).valid_until.hour == 11
 
 
 def test_plan_file_follows_a_configmap_style_symlink_swap(tmp_path, doc):
@@ -389,10 +431,10 @@ def test_plan_file_follows_a_configmap_style_symlink_swap(tmp_path, doc):
     os.symlink("v1", tmp_path / "..data")
     os.symlink("..data/plan.json", tmp_path / "plan.json")
     source = PlanFile(tmp_path / "plan.json")
-    assert source.load_if_changed().valid_until.hour == 10
+    assert DecisionTable.from_json(source.fetch_if_changed().data).valid_until.hour == 10
     os.symlink("v2", tmp_path / "..data_tmp")
     os.replace(tmp_path / "..data_tmp", tmp_path / "..data")  # what the kubelet does
-    assert source.load_if_changed().valid_until.hour == 11
+    assert DecisionTable.from_json(source.fetch_if_changed().data).valid_until.hour == 11
 
 
 def test_plan_file_rejects_a_bad_interval(tmp_path):

@@ -90,17 +90,18 @@ NODES_ARGS = {"Pod": POD, "Nodes": {"metadata": {}, "items": [node("n1"), node("
 def test_node_cache_capable_args():
     args = parse_extender_args(body(NAMES_ARGS))
     assert args.node_names == ["n1", "n2", "n3"]
-    assert args.nodes is None and args.node_cache_capable
+    assert args.node_list is None and args.node_items is None and args.node_cache_capable
     pod = args.pod
     assert (pod.name, pod.namespace, pod.uid) == ("web-7d9f-x2x4p", "shop", "5f0c2b1e-8d3a-4c1b-9e2f-1a2b3c4d5e6f")
-    assert (pod.workload, pod.tenant, pod.annotated) == ("web", "acme", True)
-    assert pod.cpu_cores() == pytest.approx(0.75)  # 250m + 0.5
+    assert (pod.workload, pod.workload_source, pod.tenant, pod.system) == ("web", "annotation", "acme", False)
+    assert pod.cpu_cores == pytest.approx(0.75)  # 250m + 0.5
 
 
 def test_full_node_args():
     args = parse_extender_args(body(NODES_ARGS))
     assert args.node_names == ["n1", "n2", "n3"]
-    assert not args.node_cache_capable and args.nodes["items"][0] == node("n1")
+    assert not args.node_cache_capable and args.node_list == {"metadata": {}}
+    assert [json.loads(item) for item in args.node_items] == [node("n1"), node("n2"), node("n3")]
 
 
 @pytest.mark.parametrize("doc, names", [
@@ -116,8 +117,8 @@ def test_args_variants(doc, names):
 
 def test_pod_defaults_without_metadata():
     pod = parse_extender_args(body({"Pod": {}, "NodeNames": []})).pod
-    assert (pod.name, pod.namespace, pod.workload, pod.tenant, pod.annotated) == ("", "default", None, None, False)
-    assert pod.cpu_cores() is None
+    assert (pod.name, pod.namespace, pod.workload, pod.workload_source, pod.tenant) == ("", "default", None, "none", None)
+    assert pod.cpu_cores is None
 
 
 @pytest.mark.parametrize("raw, field, message", [
@@ -159,8 +160,8 @@ def test_malformed_args_name_the_field(raw, field, message):
 def test_preemption_args_meta_and_full():
     meta = parse_preemption_args(body({"Pod": POD, "NodeNameToVictims": None, "NodeNameToMetaVictims": {
         "n1": {"Pods": [{"UID": "a"}, {"UID": "b"}], "NumPDBViolations": 1}, "n2": None}}))
-    assert meta.victims == {"n1": {"Pods": [{"UID": "a"}, {"UID": "b"}], "NumPDBViolations": 1},
-                            "n2": {"Pods": [], "NumPDBViolations": 0}}
+    # n2 (null) has no victims: kube-scheduler refuses such a node in an answer, so it is no candidate.
+    assert meta.victims == {"n1": {"Pods": [{"UID": "a"}, {"UID": "b"}], "NumPDBViolations": 1}}
     victim = copy.deepcopy(POD)
     victim["metadata"]["uid"] = "v-1"
     full = parse_preemption_args(body({"Pod": POD, "NodeNameToVictims": {
@@ -206,6 +207,7 @@ def test_pod_cpu_cores_ignores_odd_shapes():
 
 FILTER_KEYS = ["Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes", "Error"]
 P, A, NA, NW = Outcome.PASS, Outcome.ASLEEP, Outcome.NOT_ALLOWED, Outcome.NEVER_WITH
+O = Outcome.OUTRANKED
 MESSAGES = {A: "asleep", NA: "not allowed", NW: "never with"}
 
 
@@ -269,6 +271,39 @@ def test_filter_result_from_precomputed_fragments_matches():
         fast = filter_result(args, codes, MESSAGES, encoded, [0, 1, 2])
         assert json.loads(fast) == json.loads(filter_result(args, codes, MESSAGES))
         assert list(json.loads(fast)) == FILTER_KEYS
+
+
+def test_filter_result_without_failures_lists_no_failed_node_when_some_node_passes():
+    """failures=False (compact replies): the passing nodes only, in both request forms and from
+    fragments; when nothing passes both maps are written as always (FailedScheduling, preemption)."""
+    from edgeplace.k8s.extender.table import EncodedNodes
+
+    encoded = EncodedNodes.build(["n1", "n2", "n3"], MESSAGES)
+    names_args, nodes_args = parse_extender_args(body(NAMES_ARGS)), parse_extender_args(body(NODES_ARGS))
+    for codes in ([P, A, NW], [NA, P, A], [P, P, P], [O, P, NA]):
+        full = json.loads(filter_result(names_args, codes, MESSAGES))
+        for out in (json.loads(filter_result(names_args, codes, MESSAGES, failures=False)),
+                    json.loads(filter_result(names_args, codes, MESSAGES, encoded, [0, 1, 2], failures=False))):
+            assert out == {**full, "FailedNodes": {}, "FailedAndUnresolvableNodes": {}}
+        out = json.loads(filter_result(nodes_args, codes, MESSAGES, failures=False))
+        assert out["Nodes"] == json.loads(filter_result(nodes_args, codes, MESSAGES))["Nodes"]
+        assert out["FailedNodes"] == {} and out["FailedAndUnresolvableNodes"] == {}
+    for codes in ([NA, A, NW], [A, A, NA]):
+        for args in (names_args, nodes_args):
+            assert filter_result(args, codes, MESSAGES, failures=False) == filter_result(args, codes, MESSAGES)
+        assert json.loads(filter_result(names_args, codes, MESSAGES, encoded, [0, 1, 2], failures=False)) == (
+            json.loads(filter_result(names_args, codes, MESSAGES)))
+
+
+def test_outranked_nodes_are_in_neither_failure_map():
+    from edgeplace.k8s.extender.table import EncodedNodes
+
+    args = parse_extender_args(body(NAMES_ARGS))
+    want = {"Nodes": None, "NodeNames": ["n2"], "FailedNodes": {}, "FailedAndUnresolvableNodes": {"n3": "never with"},
+            "Error": ""}
+    assert json.loads(filter_result(args, [O, P, NW], MESSAGES)) == want
+    encoded = EncodedNodes.build(["n1", "n2", "n3"], MESSAGES)
+    assert json.loads(filter_result(args, [O, P, NW], MESSAGES, encoded, [0, 1, 2])) == want
 
 
 def test_filter_result_escapes_odd_names():
@@ -345,6 +380,47 @@ func main() {
 		victim.UID = "v1"
 		out = &extenderv1.ExtenderPreemptionArgs{Pod: pod("uid-1"), NodeNameToVictims: map[string]*extenderv1.Victims{
 			"n1": {Pods: []*v1.Pod{victim}, NumPDBViolations: 2}}}
+	case "decode-args", "decode-preempt": // as an extender written in Go would read a request
+		data, _ := io.ReadAll(os.Stdin)
+		var target any = &extenderv1.ExtenderArgs{}
+		if os.Args[1] == "decode-preempt" {
+			target = &extenderv1.ExtenderPreemptionArgs{}
+		}
+		if err := json.Unmarshal(data, target); err != nil {
+			fmt.Fprintln(os.Stderr, "decode:", err)
+			os.Exit(1)
+		}
+		out = target
+	case "sum-priorities": // what prioritizeNodes (schedule_one.go) does with a HostPriorityList: add up per host
+		data, _ := io.ReadAll(os.Stdin)
+		var list extenderv1.HostPriorityList
+		if err := json.Unmarshal(data, &list); err != nil {
+			fmt.Fprintln(os.Stderr, "decode:", err)
+			os.Exit(1)
+		}
+		totals := map[string]int64{}
+		for i := range list {
+			totals[list[i].Host] += list[i].Score
+		}
+		out = totals
+	case "check-preempt-result": // convertToVictims (extender.go), then callExtenders' check (preemption.go)
+		data, _ := io.ReadAll(os.Stdin)
+		var result extenderv1.ExtenderPreemptionResult
+		if err := json.Unmarshal(data, &result); err != nil {
+			fmt.Fprintln(os.Stderr, "decode:", err)
+			os.Exit(1)
+		}
+		for nodeName, victims := range result.NodeNameToMetaVictims {
+			if victims == nil {
+				fmt.Fprintf(os.Stderr, "nil MetaVictims for node %q: convertToVictims dereferences it\n", nodeName)
+				os.Exit(1)
+			}
+			if len(victims.Pods) == 0 {
+				fmt.Fprintf(os.Stderr, "expected at least one victim pod on node %q\n", nodeName)
+				os.Exit(1)
+			}
+		}
+		out = &result
 	default: // decode stdin strictly into the named result type, then encode it again
 		data, _ := io.ReadAll(os.Stdin)
 		targets := map[string]any{"ExtenderFilterResult": &extenderv1.ExtenderFilterResult{},
@@ -404,9 +480,15 @@ def go_checker(tmp_path_factory) -> Path:
 
 
 def go(binary: Path, mode: str, stdin: bytes = b"") -> bytes:
+    ok, out = go_try(binary, mode, stdin)
+    assert ok, out.decode()
+    return out
+
+
+def go_try(binary: Path, mode: str, stdin: bytes = b"") -> tuple[bool, bytes]:
+    """(Go accepted, its output or its error)."""
     done = subprocess.run([str(binary), mode], input=stdin, capture_output=True, timeout=30)
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout
+    return done.returncode == 0, done.stdout if done.returncode == 0 else done.stderr
 
 
 def keys(x) -> object:
@@ -426,7 +508,7 @@ def keys(x) -> object:
 def test_go_encoded_args_parse(go_checker, mode, names, cache_capable):
     args = parse_extender_args(go(go_checker, mode))
     assert args.node_names == names and args.node_cache_capable is cache_capable
-    assert (args.pod.workload, args.pod.namespace, args.pod.cpu_cores()) == ("web", "shop", 0.25)
+    assert (args.pod.workload, args.pod.namespace, args.pod.cpu_cores) == ("web", "shop", 0.25)
 
 
 def test_go_encoded_preemption_args_parse(go_checker):
@@ -436,7 +518,8 @@ def test_go_encoded_preemption_args_parse(go_checker):
         "n1": {"Pods": [{"UID": "v1"}], "NumPDBViolations": 2}}
 
 
-@pytest.mark.parametrize("mode, codes", [("args-names", [P, A, NW]), ("args-names", None), ("args-nodes", [NA, P, P])])
+@pytest.mark.parametrize("mode, codes", [("args-names", [P, A, NW]), ("args-names", None), ("args-nodes", [NA, P, P]),
+                                         ("args-names", [O, P, NW])])
 def test_go_decodes_our_filter_result_with_our_exact_keys(go_checker, mode, codes):
     ours = filter_result(parse_extender_args(go(go_checker, mode)), codes, MESSAGES)
     theirs = json.loads(go(go_checker, "ExtenderFilterResult", ours))
@@ -467,3 +550,47 @@ def test_go_decodes_our_preemption_result(go_checker):
 def test_go_decodes_our_error_body_as_a_filter_result(go_checker):
     theirs = json.loads(go(go_checker, "ExtenderFilterResult", error_body("NodeNames: is required")))
     assert theirs["Error"] == "NodeNames: is required"
+
+
+# The reply rules as kube-scheduler's Go client applies them
+
+
+@pytest.mark.parametrize("number", ["0", "7", "-1", "9223372036854775807", "-9223372036854775808",
+                                    "9223372036854775808", "-9223372036854775809", "1.0", "1e3", "2.5", "-0",
+                                    '"1"', "true", "null"])
+def test_numbers_are_accepted_exactly_when_go_decodes_them(go_checker, number):
+    request = json.loads(go(go_checker, "preempt-meta"))
+    raw = json.dumps(request).replace('"NumPDBViolations": 1', f'"NumPDBViolations": {number}').encode()
+    assert number.encode() in raw
+    go_ok, why = go_try(go_checker, "decode-preempt", raw)
+    try:
+        parse_preemption_args(raw)
+        ours = True
+    except WireError as exc:
+        ours = False
+        assert exc.field == "NodeNameToMetaVictims.n1.NumPDBViolations"
+    assert ours == go_ok, (number, why.decode())
+
+
+def test_go_adds_up_each_host_of_our_prioritize_answer_once(go_checker):
+    request = json.loads(go(go_checker, "args-names"))
+    request["NodeNames"] = ["n1", "n2", "n1", "n3", "n2", "n1"]
+    args = parse_extender_args(json.dumps(request).encode())
+    ours = host_priority_list(args.node_names, [10, 4, 7])
+    assert json.loads(go(go_checker, "sum-priorities", ours)) == {"n1": 10, "n2": 4, "n3": 7}
+    # what a reply per copy would have given kube-scheduler: the check can fail
+    naive = host_priority_list(request["NodeNames"], [10, 4, 10, 7, 4, 10])
+    assert json.loads(go(go_checker, "sum-priorities", naive))["n1"] == 30
+
+
+def test_go_accepts_our_preempt_answer_when_some_entries_have_no_victims(go_checker):
+    request = json.loads(go(go_checker, "preempt-meta"))
+    request["NodeNameToMetaVictims"].update({"n2": None, "n3": {"Pods": [], "NumPDBViolations": 0}})
+    args = parse_preemption_args(json.dumps(request).encode())
+    ours = preemption_result(args.victims)
+    ok, why = go_try(go_checker, "check-preempt-result", ours)
+    assert ok, why.decode()
+    assert sorted(json.loads(ours)["NodeNameToMetaVictims"]) == ["n1"]
+    for bad in ({"n2": None}, {"n3": {"Pods": [], "NumPDBViolations": 0}}):  # the check can fail
+        ok, why = go_try(go_checker, "check-preempt-result", json.dumps({"NodeNameToMetaVictims": bad}).encode())
+        assert not ok and (b"nil MetaVictims" in why or b"expected at least one victim" in why), why

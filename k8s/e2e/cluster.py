@@ -155,6 +155,20 @@ def sushy_emulator() -> Path:
     return cache_dir() / f"sushy-tools-{_build_script_pin('SUSHY_TOOLS_VERSION')}" / "bin" / "sushy-emulator"
 
 
+def prometheus_binaries() -> dict[str, Path]:
+    """Paths of the prometheus and promtool that build-prometheus.sh builds (they may be missing).
+
+    They live in ``${EDGEPLACE_CACHE:-~/.cache/edgeplace}/prometheus-<version>``, the
+    version being the script's ``PROMETHEUS_MODULE_VERSION`` line.
+    """
+    text = (HERE / "build-prometheus.sh").read_text()
+    match = re.search(r"^PROMETHEUS_MODULE_VERSION=(\S+)$", text, re.M)
+    if not match:
+        raise RuntimeError(f"no PROMETHEUS_MODULE_VERSION= line in {HERE / 'build-prometheus.sh'}")
+    root = Path(os.environ.get("EDGEPLACE_CACHE", Path.home() / ".cache" / "edgeplace")) / f"prometheus-{match.group(1)}"
+    return {name: root / name for name in ("prometheus", "promtool")}
+
+
 def find_binaries() -> dict[str, str]:
     """Paths of etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kwok
     (and its stages file) and openssl.

@@ -18,9 +18,10 @@ v1 JSON), `server` (the HTTP service and `python -m edgeplace.k8s.extender.serve
 KubeSchedulerConfiguration stanza and the measured figures.
 """
 
-from edgeplace.k8s.extender.table import (PLAN_VERSION, TENANT_ANNOTATION, WORKLOAD_ANNOTATION, DecisionTable, Outcome, PlanError,
-                                PlanFile, TableSource, build_plan_document, marginal_g_per_core_h, write_plan_document)
+from edgeplace.k8s.extender.table import (PLAN_VERSION, DecisionTable, Outcome, PlanError, PlanFile, TableSource,
+                                          build_plan_document, marginal_g_per_core_h, write_plan_document)
 from edgeplace.k8s.extender.wire import WireError
+from edgeplace.k8s.identity import TENANT_ANNOTATION, WORKLOAD_ANNOTATION
 
 _SERVER_NAMES = ("ExtenderServer", "freeze_heap", "load_token", "make_ssl_context")
 

@@ -15,17 +15,33 @@ PREFIX/preempt         POST    ExtenderPreemptionResult                        i
 =====================  ======  ==============================================  ==========
 
 There is no bind verb (docs/EXTENDER.md says why). Status codes: 400 for a
-malformed request or body (``{"Error": "<field>: <message>"}``), 401 without
-the bearer token, 404 unknown path, 405 wrong method, 408 a request not
-complete within `request_timeout_s`, 413 a body over `max_body_bytes`, 431
-a request head over 64 KiB. A verb never answers 5xx: with no plan, a stale
-plan or an internal error it fails open (every node passes, every score 0)
-and the decisions metric says why.
+malformed request or body (``{"Error": "<field>: <message>"}``, also more
+candidates than `max_candidates`), 401 without the bearer token or the client
+certificate, 404 unknown path, 405 wrong method, 408 a request not complete
+within `request_timeout_s`, 413 a body over `max_body_bytes`, 429 too many
+large bodies waiting for the helper process, 431 a request head over 64 KiB.
+A verb never answers 5xx: with no plan, a stale plan or an internal error it
+fails open (every node passes, every score 0) and the decisions metric says
+why.
 
 Why not `http.server`: a thread per connection and a parser in Python per
 header line cost several milliseconds per call; this server parses the
-head with one split, keeps connections alive, answers on the event loop
-thread from the precomputed table, and reloads plans in a worker thread.
+head with one split, keeps connections alive and answers on the event loop
+thread from the precomputed table. Work that would hold the interpreter for
+tens of milliseconds (bodies over `offload_bytes`, building a table from a
+new plan) runs in a helper process (`edgeplace.k8s.extender.offload`), so
+one heavy caller never stalls the others.
+
+Connections: at most `max_connections`. A connection must send its first
+byte within `first_request_timeout_s` and then each request must be
+complete within `request_timeout_s`; an idle keep-alive connection is
+closed after `idle_timeout_s`. When the cap is reached, a client address
+holding less than its fair share (the cap divided by the number of
+addresses connected) still gets in: an idle connection of the address
+holding the most is closed for it (one that never sent a byte first); a
+newcomer from an address at its share replaces that address's own oldest
+connection that never sent a byte, or is refused. So no number of silent
+connections from one address locks kube-scheduler out.
 """
 
 from __future__ import annotations
@@ -47,9 +63,9 @@ from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from edgeplace.k8s.extender import wire
+from edgeplace.k8s.extender import offload, wire
 from edgeplace.k8s.extender.metrics import ExtenderMetrics
-from edgeplace.k8s.extender.table import DecisionTable, PlanError, PlanFile, TableSource
+from edgeplace.k8s.extender.table import DecisionTable, PlanData, PlanError, PlanFile, PlanMissing, TableSource
 
 log = logging.getLogger("edgeplace.k8s.extender")
 
@@ -65,12 +81,26 @@ MAX_HEAD_BYTES = 64 * 2 ** 10
 DEFAULT_IDLE_TIMEOUT_S = 120.0
 #: A request (head and body) must arrive within this many seconds of its first byte.
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
+#: A new connection must send its first byte (TLS: finish its handshake) within this many
+#: seconds: kube-scheduler's client sends at once; a silent connection only holds a slot.
+DEFAULT_FIRST_REQUEST_TIMEOUT_S = 5.0
+DEFAULT_MAX_CONNECTIONS = 1024
+#: Bodies larger than this are parsed in the helper process [bytes]: 1,000 node names are
+#: 17 KiB (parsed inline in well under a millisecond); json.loads of 256 KiB takes ~1 ms.
+DEFAULT_OFFLOAD_BYTES = 256 * 2 ** 10
+#: A plan generated further than this in the future is refused [s]: allows for clock skew
+#: between the planner's and the extender's machines, not for a wrong clock.
+MAX_FUTURE_PLAN_S = 60.0
 UNANNOTATED_MODES = ("neutral", "namespace")
+#: What the filter passes: every node the plan allows, or only the best-scored of them.
+FILTER_KEEPS = ("allowed", "best")
 VERBS = ("filter", "prioritize", "preempt")
+#: Routes that need the token or the client certificate when one is configured.
+_PROTECTED = (*VERBS, "metrics")
 
 _REASON_PHRASE = {100: b"Continue", 200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found",
                   405: b"Method Not Allowed", 408: b"Request Timeout", 413: b"Content Too Large",
-                  431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
+                  429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
                   503: b"Service Unavailable"}
 _JSON = b"application/json"
 
@@ -141,59 +171,76 @@ class _Connection(asyncio.Protocol):
         self.chunk_body: bytearray | None = None
         self.chunk_need = -1  # -1 reading a size line, >= 0 bytes of chunk data, -2 trailers
         self.started: float | None = None  # monotonic time of the current request's first byte
-        self.last_active = time.monotonic()
+        self.opened = self.last_active = time.monotonic()
+        self.addr = ""  # the client's IP address (the unit of the fair share)
+        self.heard = False  # has sent a byte (a silent connection is the first to be evicted)
+        self.client_cert = False  # presented a verified client certificate (TLS)
         self.closing = False
         self.write_paused = False
+        self.busy = False  # a request of this connection is in the helper process
 
     # -- asyncio callbacks -------------------------------------------------------
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
-        if len(self.server._conns) >= self.server.max_connections:
-            log.warning("extender: connection limit %d reached, closing a new connection", self.server.max_connections)
+        peer = transport.get_extra_info("peername")
+        self.addr = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        self.client_cert = bool(transport.get_extra_info("peercert"))
+        if not self.server._admit(self):
             self.closing = True
             transport.abort()
-            return
-        self.server._conns.add(self)
 
     def connection_lost(self, exc) -> None:
         self.closing = True
-        self.server._conns.discard(self)
+        self.server._forget(self)
         self.buf = bytearray()
 
     def pause_writing(self) -> None:
         # The client does not read its answers: stop reading its requests too.
         self.write_paused = True
-        self.transport.pause_reading()
+        self._set_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self.transport.resume_reading()
+        self._set_reading()
         self._process()
+
+    def _set_reading(self) -> None:
+        if self.write_paused or self.busy:
+            self.transport.pause_reading()
+        elif not self.closing:
+            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
+        self.heard = True
         if self.started is None:
             self.started = time.monotonic()
         self.buf += data
         self._process()
 
+    def close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
     # -- request framing ----------------------------------------------------------
     def _process(self) -> None:
         try:
-            while not (self.closing or self.write_paused or self.transport.is_closing()):
+            while not (self.closing or self.write_paused or self.busy or self.transport.is_closing()):
                 if self.head is None and not self._read_head():
                     return
                 body = self._read_body()
                 if body is None:
                     return
                 head, self.head = self.head, None
-                self.server._handle(self, head, body)
-                if self.buf:
-                    self.started = time.monotonic()
-                else:
-                    self.started = None
-                    self.last_active = time.monotonic()
+                if not self.server._handle(self, head, body):
+                    # Answered later (helper process): hold the rest of the stream until then,
+                    # so pipelined answers keep their order.
+                    self.busy, self.started = True, None
+                    self._set_reading()
+                    return
+                self._next_request()
         except _HttpError as exc:
             self.fail(exc.status, exc.message)
         except Exception:  # a bug: say so, never hang the client
@@ -298,6 +345,21 @@ class _Connection(asyncio.Protocol):
         self.server.metrics.request("other", status, 0.0)
         self.respond(status, wire.error_body(message), close=True)
 
+    def _next_request(self) -> None:
+        if self.buf:
+            self.started = time.monotonic()
+        else:
+            self.started = None
+            self.last_active = time.monotonic()
+
+    def resume(self) -> None:
+        """The deferred answer is written: go on with the requests behind it."""
+        self.busy = False
+        self._next_request()
+        if not self.closing and self.transport is not None and not self.transport.is_closing():
+            self._set_reading()
+            self._process()
+
 
 class ExtenderServer:
     """The scheduler extender over HTTP(S), on an asyncio loop in a background thread.
@@ -309,13 +371,25 @@ class ExtenderServer:
         answers are neutral until `set_table`)
     host, port : where to listen; port 0 picks a free port (see `port` after `start()`)
     token : bearer token required on the verbs and /metrics; None = no token
-    ssl_context : serve HTTPS with this context (`make_ssl_context`); None = HTTP
+    ssl_context : serve HTTPS with this context (`make_ssl_context`); None = HTTP. With a
+        client CA (`verify_mode` CERT_OPTIONAL, as `make_ssl_context` sets it), the verbs
+        and /metrics need a verified client certificate; /healthz and /readyz do not
     max_body_bytes : larger bodies get 413
-    unannotated : "neutral" (pods without edgeplace annotations get neutral
-        answers) or "namespace" (their namespace is their tenant)
-    path_prefix : prefix of the verb paths, e.g. "/edgeplace"
-    request_timeout_s, idle_timeout_s : see the module constants
-    max_connections : further connections are closed at once
+    unannotated : "neutral" (pods with no workload and no tenant annotation get
+        neutral answers) or "namespace" (their namespace is their tenant)
+    path_prefix : prefix of the verb paths, e.g. "/edgeplace" (a trailing "/" is dropped)
+    request_timeout_s, idle_timeout_s, first_request_timeout_s : see the module constants
+    max_connections : the connection cap (shared fairly by client address, module docstring)
+    max_candidates : more candidate nodes in one request get 400
+    cluster : the cluster's name; a plan for another cluster (or naming none) is refused.
+        None: any plan is accepted
+    offload_bytes : bodies larger than this are parsed in the helper process
+    compact_replies : prioritize lists only the hosts that score above 0, and filter lists
+        no failed nodes when some node passes (`wire.filter_result(failures=False)`): the
+        same decisions in fewer bytes
+    filter_keeps : "allowed" (filter passes every node the plan's rules allow; prioritize
+        ranks them) or "best" (only the allowed nodes prioritize would score highest pass,
+        so kube-scheduler needs no prioritize call: `DecisionTable.filter(best=True)`)
     clock : wall-clock time [s since the epoch], for staleness (tests pass their own)
     """
 
@@ -323,37 +397,58 @@ class ExtenderServer:
                  port: int = 0, token: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, *, unannotated: str = "neutral",
                  path_prefix: str = "", request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
-                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, max_connections: int = 1024,
+                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+                 first_request_timeout_s: float = DEFAULT_FIRST_REQUEST_TIMEOUT_S,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS, max_candidates: int = wire.DEFAULT_MAX_CANDIDATES,
+                 cluster: str | None = None, offload_bytes: int = DEFAULT_OFFLOAD_BYTES,
+                 compact_replies: bool = False, filter_keeps: str = "allowed",
                  clock: Callable[[], float] = time.time):
         if unannotated not in UNANNOTATED_MODES:
             raise ValueError(f"unannotated must be one of {', '.join(UNANNOTATED_MODES)} (got {unannotated!r})")
+        if filter_keeps not in FILTER_KEEPS:
+            raise ValueError(f"filter_keeps must be one of {', '.join(FILTER_KEEPS)} (got {filter_keeps!r})")
         if max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be >= 1 (got {max_body_bytes})")
+        if max_candidates < 1 or max_connections < 1:
+            raise ValueError(f"max_candidates and max_connections must be >= 1 (got {max_candidates}, {max_connections})")
         if token is not None and (not token or not token.isascii() or any(c.isspace() for c in token)):
             raise ValueError("token must be a non-empty ASCII string without whitespace")
-        if path_prefix and (not path_prefix.startswith("/") or path_prefix.endswith("/")):
-            raise ValueError(f"path_prefix must start with '/' and not end with it (got {path_prefix!r})")
-        if not (request_timeout_s > 0 and idle_timeout_s > 0):
-            raise ValueError("request_timeout_s and idle_timeout_s must be > 0")
+        path_prefix = path_prefix.rstrip("/")
+        if path_prefix and not path_prefix.startswith("/"):
+            raise ValueError(f"path_prefix must start with '/', e.g. /edgeplace (got {path_prefix!r})")
+        if not (request_timeout_s > 0 and idle_timeout_s > 0 and first_request_timeout_s > 0):
+            raise ValueError("request_timeout_s, idle_timeout_s and first_request_timeout_s must be > 0")
+        if cluster is not None and not cluster:
+            raise ValueError("cluster must be a non-empty name or None")
         self.host, self.port = host, port
         self.ssl_context = ssl_context
         self.max_body_bytes = int(max_body_bytes)
         self.unannotated = unannotated
         self.request_timeout_s = float(request_timeout_s)
         self.idle_timeout_s = float(idle_timeout_s)
+        self.first_request_timeout_s = float(first_request_timeout_s)
         self.max_connections = int(max_connections)
+        self.max_candidates = int(max_candidates)
+        self.cluster = cluster
+        self.offload_bytes = int(offload_bytes)
+        self.compact_replies = bool(compact_replies)
+        self.filter_keeps = filter_keeps
         self.clock = clock
         self._auth = ("Bearer " + token).encode() if token else None
+        # CERT_OPTIONAL: the handshake verifies a presented certificate; the verbs require one.
+        self._client_certs = ssl_context is not None and ssl_context.verify_mode == ssl.CERT_OPTIONAL
         self._table: DecisionTable | None = None
         self._source: TableSource | None = None
         if isinstance(table_source, DecisionTable):
             self._table = table_source
         elif table_source is not None:
             self._source = table_source
-        self.metrics = ExtenderMetrics(self._plan_age_s, self._plan_stale)
+        self.metrics = ExtenderMetrics(self._plan_age_s, self._plan_stale, lambda: len(self._conns))
+        self.helper = offload.Helper()
         self._routes: dict[str, tuple[str, str]] = {f"{path_prefix}/{v}": ("POST", v) for v in VERBS}
         self._routes.update({"/healthz": ("GET", "healthz"), "/readyz": ("GET", "readyz"), "/metrics": ("GET", "metrics")})
         self._conns: set[_Connection] = set()
+        self._by_addr: dict[str, set[_Connection]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -361,6 +456,7 @@ class ExtenderServer:
         self._timers: list[asyncio.TimerHandle] = []
         self._last_error_log = 0.0
         self._last_load_error: tuple[str, float] = ("", 0.0)
+        self._plan_missing = False
 
     # -- table ---------------------------------------------------------------------
     @property
@@ -379,33 +475,102 @@ class ExtenderServer:
         table = self._table
         return table is None or table.stale(self.clock())
 
-    def reload(self) -> bool:
-        """Ask the table source once; True when a new table was installed."""
+    def reload(self, build: Callable[[PlanData], DecisionTable] | None = None) -> bool:
+        """Ask the table source once; True when a new table was installed.
+
+        `build` turns the fetched document into a table (default: here, in this
+        thread; the poller passes one that builds it in the helper process).
+        """
         if self._source is None:
             return False
         try:
-            table = self._source.load_if_changed()
+            plan = self._source.fetch_if_changed()
+            if plan is None:
+                self._plan_missing = False
+                return False
+            table = (build or _build_here)(plan)
+        except PlanMissing as exc:
+            if not self._plan_missing:  # logged when it goes missing, not on every poll
+                self._plan_missing = True
+                log.warning("extender: no plan: %s; %s", exc, "keeping the loaded plan until it expires"
+                            if self._table is not None else "answering neutrally until one is published")
+            return False
         except (PlanError, OSError) as exc:
-            # A source that keeps failing (API server down) is logged when the error changes
-            # or once a minute, not on every poll; the metric counts every failure.
-            now, text = time.monotonic(), str(exc)
-            if text != self._last_load_error[0] or now - self._last_load_error[1] > 60.0:
-                self._last_load_error = (text, now)
-                log.warning("extender: plan not loaded, keeping the previous one: %s", exc)
-            self.metrics.plan_load(False)
+            self._load_failed(str(exc))
             return False
         except Exception:
             log.exception("extender: unexpected error while loading the plan; keeping the previous one")
-            self.metrics.plan_load(False)
+            self.metrics.plan_load("error")
             return False
-        if table is None:
+        self._plan_missing = False
+        return self._install(table, plan.source)
+
+    def _load_failed(self, text: str) -> None:
+        # A source that keeps failing (API server down) is logged when the error changes
+        # or once a minute, not on every poll; the metric counts every failure.
+        now = time.monotonic()
+        if text != self._last_load_error[0] or now - self._last_load_error[1] > 60.0:
+            self._last_load_error = (text, now)
+            log.warning("extender: plan not loaded, keeping the previous one: %s", text)
+        self.metrics.plan_load("error")
+
+    def _install(self, table: DecisionTable, source: str) -> bool:
+        """Serve `table` unless it is for another cluster or dated in the future (then refused, logged)."""
+        refusal = None
+        if self.cluster is not None and table.cluster != self.cluster:
+            refusal = (f"it is for cluster {table.cluster!r} and this extender serves {self.cluster!r} (--cluster)"
+                       if table.cluster else f"it names no cluster and this extender serves {self.cluster!r} (--cluster)")
+        elif table.generated_at_ts > self.clock() + MAX_FUTURE_PLAN_S:
+            ahead = table.generated_at_ts - self.clock()
+            refusal = (f"it was generated at {table.generated_at.isoformat()}, {ahead:.0f} s in the future "
+                       f"(more than {MAX_FUTURE_PLAN_S:g} s: check the clocks of the planner and this machine)")
+        if refusal is not None:
+            log.warning("extender: refused the plan from %s, keeping the previous one: %s", source, refusal)
+            self.metrics.plan_load("refused")
             return False
         self.set_table(table)
-        self.metrics.plan_load(True)
-        log.info("extender: loaded plan generated %s, valid until %s (%d nodes, %d workloads)",
-                 table.generated_at.isoformat(), table.valid_until.isoformat(), len(table.node_ids),
-                 len(table.workload_ids))
+        self.metrics.plan_load("ok")
+        log.info("extender: loaded plan from %s for cluster %s, generated %s, valid until %s (%d nodes, %d workloads)",
+                 source, table.cluster or "(unnamed)", table.generated_at.isoformat(), table.valid_until.isoformat(),
+                 len(table.node_ids), len(table.workload_ids))
         return True
+
+    def _build_in_helper(self, plan: PlanData) -> DecisionTable:
+        try:
+            return offload.attach(self.helper.submit(offload.build_table, plan.data, plan.source).result())
+        except offload.HelperDied:
+            log.warning("extender: the helper process died while building a plan; building it here")
+            return _build_here(plan)
+
+    # -- connections -----------------------------------------------------------------
+    def _admit(self, conn: _Connection) -> bool:
+        """Take a new connection, if need be in place of another (the fair share, module docstring)."""
+        if len(self._conns) >= self.max_connections:
+            mine = self._by_addr.get(conn.addr, ())
+            share = self.max_connections // (len(self._by_addr) + (conn.addr not in self._by_addr))
+            if len(mine) < share:
+                hog = max(self._by_addr.values(), key=len)
+                victim = _evictable(hog, silent_only=False)
+            else:
+                victim = _evictable(mine, silent_only=True)
+            if victim is None:
+                self.metrics.connection_closed("refused")
+                return False
+            self.metrics.connection_closed("evicted")
+            self._forget(victim)
+            victim.close()
+        self._conns.add(conn)
+        self._by_addr.setdefault(conn.addr, set()).add(conn)
+        return True
+
+    def _forget(self, conn: _Connection) -> None:
+        if conn in self._conns:
+            self._conns.discard(conn)
+            peers = self._by_addr.get(conn.addr)
+            if peers is not None:
+                peers.discard(conn)
+                if not peers:
+                    del self._by_addr[conn.addr]
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> "ExtenderServer":
@@ -433,7 +598,7 @@ class ExtenderServer:
         try:
             self._server = loop.run_until_complete(loop.create_server(
                 lambda: _Connection(self), self.host, self.port, ssl=self.ssl_context, backlog=1024,
-                reuse_address=True, ssl_handshake_timeout=self.request_timeout_s if self.ssl_context else None))
+                reuse_address=True, ssl_handshake_timeout=self.first_request_timeout_s if self.ssl_context else None))
         except BaseException as exc:  # e.g. address in use
             failure.append(exc)
             self._executor.shutdown(wait=False)
@@ -460,6 +625,7 @@ class ExtenderServer:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             # A plan load still running hands its result back to this loop: let it finish first.
             self._executor.shutdown(wait=True, cancel_futures=True)
+            self.helper.close()
             loop.run_until_complete(asyncio.sleep(0))
             loop.close()
 
@@ -498,18 +664,25 @@ class ExtenderServer:
             loop.default_exception_handler(context)
 
     def _sweep(self) -> None:
-        """Close connections whose request is overdue (408) or that idled too long."""
+        """Close connections whose request is overdue (408), that stayed silent or idled too long."""
         now = time.monotonic()
         for conn in list(self._conns):
-            if conn.started is not None and now - conn.started > self.request_timeout_s:
-                conn.fail(408, f"request not complete within {self.request_timeout_s:g} s")
-            elif conn.started is None and now - conn.last_active > self.idle_timeout_s and conn.transport is not None:
-                conn.closing = True
-                conn.transport.close()
+            if conn.busy or conn.transport is None:
+                continue
+            if conn.started is not None:
+                if now - conn.started > self.request_timeout_s:
+                    conn.fail(408, f"request not complete within {self.request_timeout_s:g} s")
+            elif not conn.heard:
+                if now - conn.opened > self.first_request_timeout_s:
+                    self.metrics.connection_closed("first_request_timeout")
+                    conn.close()
+            elif now - conn.last_active > self.idle_timeout_s:
+                self.metrics.connection_closed("idle_timeout")
+                conn.close()
         self._timers[0] = self._loop.call_later(1.0, self._sweep)
 
     def _poll(self) -> None:
-        future = self._loop.run_in_executor(self._executor, self.reload)
+        future = self._loop.run_in_executor(self._executor, self.reload, self._build_in_helper)
 
         def again(_f) -> None:
             if self._loop.is_running():
@@ -518,7 +691,8 @@ class ExtenderServer:
         future.add_done_callback(again)
 
     # -- requests ------------------------------------------------------------------
-    def _handle(self, conn: _Connection, head: _Head, body: bytes) -> None:
+    def _handle(self, conn: _Connection, head: _Head, body: bytes) -> bool:
+        """Answer one request; False when the answer comes later (a body parsed in the helper)."""
         started = time.perf_counter()
         path = head.target.split("?", 1)[0]
         route = self._routes.get(path)
@@ -532,11 +706,21 @@ class ExtenderServer:
         elif head.method != route[0] and not (route[0] == "GET" and head_only):
             status, payload = 405, wire.error_body(f"{path} takes {route[0]}, not {head.method[:20]}")
             extra = b"Allow: %s\r\n" % (b"POST" if route[0] == "POST" else b"GET, HEAD")
-        elif self._auth is not None and label in ("filter", "prioritize", "preempt", "metrics") and not self._authorized(head):
+        elif label in _PROTECTED and self._client_certs and not conn.client_cert:
+            status, payload = 401, wire.error_body("a client certificate signed by the extender's client CA is "
+                                                   "required (mutual TLS: kube-scheduler's tlsConfig.certFile/keyFile)")
+        elif label in _PROTECTED and self._auth is not None and not self._authorized(head):
             status, payload = 401, wire.error_body("missing or wrong bearer token (Authorization: Bearer <token>)")
             extra = b'WWW-Authenticate: Bearer realm="edgeplace-extender"\r\n'
         elif label in VERBS:
-            status, payload = self._verb(label, body)
+            if len(body) > self.offload_bytes:
+                return self._offload(conn, label, body, close, started)
+            try:
+                args = wire.parse_request(label, body, self.max_candidates)
+            except wire.WireError as exc:
+                status, payload = 400, wire.error_body(str(exc))
+            else:
+                status, payload = self._verb(label, args)
         elif label == "metrics":
             status, payload, content_type = 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode()
         elif label == "healthz":
@@ -545,6 +729,38 @@ class ExtenderServer:
             status, payload = self._readyz()
         conn.respond(status, payload, content_type, close=close, extra=extra, head_only=head_only)
         self.metrics.request(label, status, time.perf_counter() - started)
+        return True
+
+    def _offload(self, conn: _Connection, verb: str, body: bytes, close: bool, started: float) -> bool:
+        """Parse a large body in the helper process; answer when it is back (on this loop)."""
+        try:
+            future = self.helper.submit(offload.parse_request, verb, body, self.max_candidates)
+        except offload.HelperBusy as exc:
+            conn.respond(429, wire.error_body(f"{exc}; retry later, or send NodeNames (nodeCacheCapable)"),
+                         close=close)
+            self.metrics.request(verb, 429, time.perf_counter() - started)
+            return True
+        self.metrics.offloaded()
+
+        def done(f: asyncio.Future) -> None:
+            if f.cancelled():  # the server is stopping
+                return
+            try:
+                try:
+                    args = f.result()
+                except offload.HelperDied:
+                    log.warning("extender: the helper process died while parsing a request; parsing it here")
+                    args = wire.parse_request(verb, body, self.max_candidates)
+            except wire.WireError as exc:
+                status, payload = 400, wire.error_body(str(exc))
+            else:
+                status, payload = self._verb(verb, args)
+            conn.respond(status, payload, close=close)
+            self.metrics.request(verb, status, time.perf_counter() - started)
+            conn.resume()
+
+        asyncio.wrap_future(future, loop=self._loop).add_done_callback(done)
+        return False
 
     def _authorized(self, head: _Head) -> bool:
         given = head.headers.get("authorization", "").encode("latin-1")
@@ -559,23 +775,20 @@ class ExtenderServer:
         return 200, (b'{"status":"ready","generated_at":"%s","valid_until":"%s"}'
                      % (table.generated_at.isoformat().encode(), table.valid_until.isoformat().encode()))
 
-    def _verb(self, verb: str, body: bytes) -> tuple[int, bytes]:
-        try:
-            args = wire.parse_preemption_args(body) if verb == "preempt" else wire.parse_extender_args(body)
-        except wire.WireError as exc:
-            return 400, wire.error_body(str(exc))
+    def _verb(self, verb: str, args: wire.ExtenderArgs | wire.PreemptionArgs) -> tuple[int, bytes]:
+        """The 200 answer of a parsed verb call: the plan's decision, or neutral (fail open)."""
         reason, table, target = "internal_error", None, None
         try:
             reason, table, target = self._target(args.pod)
             if target is not None:
                 if verb == "filter":
-                    decision = table.filter(target, args.node_names)
+                    decision = table.filter(target, args.node_names, best=self.filter_keeps == "best")
                     payload = wire.filter_result(args, decision.codes, decision.messages, table.encoded,
-                                                 decision.columns)
+                                                 decision.columns, failures=not self.compact_replies)
                 elif verb == "prioritize":
-                    decision = table.prioritize(target, args.node_names, args.pod.cpu_cores())
+                    decision = table.prioritize(target, args.node_names, args.pod.cpu_cores)
                     payload = wire.host_priority_list(args.node_names, decision.scores, table.host_score,
-                                                      decision.columns)
+                                                      decision.columns, omit_zero=self.compact_replies)
                     self.metrics.avoided(decision.avoided_g_per_h)
                 else:
                     keep = table.preempt_keep(target, list(args.victims))
@@ -595,19 +808,40 @@ class ExtenderServer:
         if verb == "filter":
             return 200, wire.filter_result(args)
         if verb == "prioritize":
-            return 200, wire.host_priority_list(args.node_names)
+            return 200, wire.host_priority_list(args.node_names, omit_zero=self.compact_replies)
         return 200, wire.preemption_result(args.victims)
 
     def _target(self, pod: wire.PodRef):
-        """(reason, table, Target or None for a neutral answer)."""
-        if not pod.annotated and self.unannotated == "neutral":
+        """(reason, table, Target or None for a neutral answer), in the order of docs/EXTENDER.md."""
+        if pod.workload_source == "daemonset":
+            return "daemonset", None, None
+        if pod.system:
+            return "system", None, None
+        if pod.workload is None and pod.tenant is None and self.unannotated == "neutral":
             return "unannotated", None, None
         table = self._table
         if table is None:
             return "no_plan", None, None
         if table.stale(self.clock()):
             return "stale_plan", table, None
-        return "plan", table, table.target(pod.workload, pod.tenant, pod.namespace)
+        target = table.target(pod.workload, pod.tenant, pod.namespace)
+        return ("plan", table, target) if target is not None else ("unknown_workload", table, None)
+
+
+def _evictable(conns, silent_only: bool) -> "_Connection | None":
+    """The connection to close for a newcomer: the oldest that never sent a byte, else (unless
+    `silent_only`) the longest idle keep-alive one; never one with a request under way."""
+    silent = [c for c in conns if not c.heard and not c.busy and not c.closing]
+    if silent:
+        return min(silent, key=lambda c: c.opened)
+    if silent_only:
+        return None
+    idle = [c for c in conns if c.started is None and not c.busy and not c.closing]
+    return min(idle, key=lambda c: c.last_active) if idle else None
+
+
+def _build_here(plan: PlanData) -> DecisionTable:
+    return DecisionTable.from_json(plan.data, source=plan.source)
 
 
 # ---------------------------------------------------------------------------
@@ -616,14 +850,19 @@ class ExtenderServer:
 
 def make_ssl_context(cert_file: str | os.PathLike, key_file: str | os.PathLike,
                      client_ca_file: str | os.PathLike | None = None) -> ssl.SSLContext:
-    """A server TLS context (TLS 1.2+); with `client_ca_file`, clients must present a
-    certificate signed by that CA (mutual TLS: kube-scheduler's extender
-    `tlsConfig.certFile`/`keyFile`)."""
+    """A server TLS context (TLS 1.2+); with `client_ca_file`, the verbs and /metrics
+    need a client certificate signed by that CA (mutual TLS: kube-scheduler's
+    extender `tlsConfig.certFile`/`keyFile`).
+
+    The handshake itself only *verifies* a presented certificate (CERT_OPTIONAL)
+    and the server refuses the protected routes without one (401), so that
+    kubelet's HTTPS probes, which present none, still reach /healthz.
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert_file), str(key_file))
     if client_ca_file is not None:
-        context.verify_mode = ssl.CERT_REQUIRED
+        context.verify_mode = ssl.CERT_OPTIONAL
         context.load_verify_locations(cafile=str(client_ca_file))
     return context
 
@@ -653,37 +892,101 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
+def add_arguments(parser) -> None:
+    """The extender's command-line options (shared by this module's `main` and `edgeplace serve`)."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
+    parser.add_argument("--port", type=int, default=8888, help="port (default 8888)")
+    parser.add_argument("--poll-interval", type=_positive, default=2.0, metavar="S",
+                        help="seconds between checks of the plan source (default 2)")
+    parser.add_argument("--token-file", metavar="FILE",
+                        help="require this bearer token on the verbs and /metrics (default: $EDGEPLACE_EXTENDER_TOKEN, else none)")
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert (PEM)")
+    parser.add_argument("--client-ca", metavar="FILE",
+                        help="require client certificates signed by this CA on the verbs and /metrics (mutual TLS)")
+    parser.add_argument("--cluster", metavar="NAME",
+                        help="the cluster's name: refuse plans for another cluster (default: accept any)")
+    parser.add_argument("--max-body-bytes", type=_positive_int, default=DEFAULT_MAX_BODY_BYTES, metavar="N",
+                        help=f"largest request body (default {DEFAULT_MAX_BODY_BYTES}; larger gets 413)")
+    parser.add_argument("--max-candidates", type=_positive_int, default=wire.DEFAULT_MAX_CANDIDATES, metavar="N",
+                        help=f"most candidate nodes per request (default {wire.DEFAULT_MAX_CANDIDATES}; more gets 400)")
+    parser.add_argument("--max-connections", type=_positive_int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                        help=f"connection cap, shared fairly by client address (default {DEFAULT_MAX_CONNECTIONS})")
+    parser.add_argument("--unannotated", choices=UNANNOTATED_MODES, default="neutral",
+                        help="pods with no workload and no tenant annotation: neutral answers (default), or their "
+                             "namespace's tenant rules")
+    parser.add_argument("--path-prefix", default="", help="prefix of the verb paths, e.g. /edgeplace")
+    parser.add_argument("--compact-replies", action="store_true",
+                        help="prioritize lists only hosts scoring above 0; filter lists no failed nodes when some "
+                             "node passes")
+    parser.add_argument("--filter-keeps", choices=FILTER_KEEPS, default="allowed",
+                        help="filter passes every node the plan allows (default; prioritize ranks them), or only "
+                             "the best of them (then kube-scheduler needs no prioritizeVerb)")
+
+
+def check_arguments(args) -> str | None:
+    """A usage problem with the options of `add_arguments`, or None."""
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return "--tls-cert and --tls-key go together"
+    if args.client_ca and not args.tls_cert:
+        return "--client-ca needs --tls-cert and --tls-key"
+    if not 0 < args.port < 65536:
+        return f"--port must be 1..65535 (got {args.port})"
+    prefix = args.path_prefix.rstrip("/")
+    if prefix and not prefix.startswith("/"):
+        return f"--path-prefix must start with '/', e.g. /edgeplace (got {args.path_prefix!r})"
+    if args.cluster is not None and not args.cluster:
+        return "--cluster must not be empty"
+    return None
+
+
+def server_from_arguments(args, source: TableSource | None) -> ExtenderServer:
+    """An `ExtenderServer` for the options of `add_arguments` (checked with `check_arguments`).
+
+    Raises OSError, ValueError or ssl.SSLError for unreadable TLS or token files.
+    """
+    context = make_ssl_context(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
+    return ExtenderServer(source, args.host, args.port, token=load_token(args.token_file), ssl_context=context,
+                          max_body_bytes=args.max_body_bytes, unannotated=args.unannotated,
+                          path_prefix=args.path_prefix, max_connections=args.max_connections,
+                          max_candidates=args.max_candidates, cluster=args.cluster,
+                          compact_replies=args.compact_replies, filter_keeps=args.filter_keeps)
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m edgeplace.k8s.extender.server --plan plan.json [--port 8888] ...`: serve until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m edgeplace.k8s.extender.server", description=main.__doc__)
     parser.add_argument("--plan", help="plan document to serve and reload when it changes (JSON or .gz)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8888)
-    parser.add_argument("--poll-interval", type=float, default=2.0, help="seconds between plan file checks")
-    parser.add_argument("--token-file", help="require this bearer token (default: $EDGEPLACE_EXTENDER_TOKEN, else none)")
-    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
-    parser.add_argument("--tls-key", help="private key of --tls-cert (PEM)")
-    parser.add_argument("--client-ca", help="require client certificates signed by this CA (mutual TLS)")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
-    parser.add_argument("--unannotated", choices=UNANNOTATED_MODES, default="neutral")
-    parser.add_argument("--path-prefix", default="")
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    if bool(args.tls_cert) != bool(args.tls_key):
-        parser.error("--tls-cert and --tls-key go together")
-    if args.client_ca and not args.tls_cert:
-        parser.error("--client-ca needs --tls-cert and --tls-key")
+    problem = check_arguments(args)
+    if problem:
+        parser.error(problem)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        context = make_ssl_context(args.tls_cert, args.tls_key, args.client_ca) if args.tls_cert else None
-        token = load_token(args.token_file)
-        source = PlanFile(args.plan, args.poll_interval) if args.plan else None
-        server = ExtenderServer(source, args.host, args.port, token=token, ssl_context=context,
-                                max_body_bytes=args.max_body_bytes, unannotated=args.unannotated,
-                                path_prefix=args.path_prefix)
+        server = server_from_arguments(args, PlanFile(args.plan, args.poll_interval) if args.plan else None)
         server.start()
     except (OSError, ValueError, ssl.SSLError) as exc:
         print(f"edgeplace extender: {exc}", file=sys.stderr)
         return 2
+    server.helper.warm()
     freeze_heap()
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

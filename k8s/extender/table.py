@@ -7,7 +7,7 @@ call is a few dictionary look-ups and numpy gathers and never a solve.
 
 The plan document (``version: 1``)::
 
-    {"version": 1, "scenario": "metro-de",
+    {"version": 1, "scenario": "metro-de", "cluster": "metro-de",
      "generated_at": "2026-06-21T10:00:00Z",        # UTC, when the plan was made
      "valid_until":  "2026-06-21T10:15:00Z",        # after this the extender fails open
      "slot": {"index": 10, "start": "2026-06-21T10:00:00Z", "end": "2026-06-21T11:00:00Z"},
@@ -25,6 +25,9 @@ The plan document (``version: 1``)::
 
 Field meanings and units:
 
+- ``cluster``: the cluster the plan is for (the site config's ``name``,
+  which is also the scenario's). An extender started with a cluster name
+  (``--cluster``) refuses a plan for another cluster, or naming none.
 - ``score_g`` [gCO2e per core-hour]: marginal emissions of one more busy CPU
   core on the node in this slot (see `marginal_g_per_core_h`). Operational
   only: a powered node's idle power (and, for a node rented by the hour, its
@@ -99,22 +102,25 @@ MAX_EXTENDER_PRIORITY = 10
 #: minutes; if it stops, the extender fails open a quarter of an hour later
 #: rather than steering pods by an ever older picture of the cluster.
 DEFAULT_VALID_FOR_S = 900.0
-#: Workload annotation naming the workload id in the plan, and tenant annotation.
-WORKLOAD_ANNOTATION = "edgeplace.io/workload"
-TENANT_ANNOTATION = "edgeplace.io/tenant"
 
 
 class Outcome(IntEnum):
-    """What the plan says about one candidate node for one pod (ordered by severity)."""
+    """What the plan says about one candidate node for one pod (the rules' outcomes by severity)."""
 
     PASS = 0
     ASLEEP = 1
     NOT_ALLOWED = 2
     NEVER_WITH = 3
+    #: Allowed, but prioritize would score other candidates higher: only in the answer of a
+    #: filter that keeps the best nodes (`DecisionTable.filter(best=True)`), never a table row.
+    OUTRANKED = 4
 
 
 class PlanError(InputError):
     """A plan document is invalid; `problems` lists every problem found."""
+
+    def __reduce__(self):  # raised in the helper process, re-raised in the server
+        return (PlanError, (self.source, self.problems))
 
 
 # ---------------------------------------------------------------------------
@@ -175,7 +181,7 @@ def _iso(t: datetime) -> str:
 
 def build_plan_document(scenario: Scenario, placement: Placement, slot: int = 0,
                         valid_for_s: float = DEFAULT_VALID_FOR_S, *, now: datetime | None = None,
-                        evaluation: Evaluation | None = None) -> dict[str, Any]:
+                        evaluation: Evaluation | None = None, cluster: str | None = None) -> dict[str, Any]:
     """The plan document of `placement` for `slot` (format in the module docstring).
 
     Parameters
@@ -185,6 +191,7 @@ def build_plan_document(scenario: Scenario, placement: Placement, slot: int = 0,
     valid_for_s : seconds from `now` until the extender treats the plan as stale [s]
     now : generation time (UTC); default: the current time
     evaluation : `evaluate(scenario, placement)` if already computed (`Plan.evaluation`)
+    cluster : the cluster's name; default: the scenario's name (the site config's `name`)
     """
     sc = scenario
     if not 0 <= slot < sc.n_slots:
@@ -259,6 +266,7 @@ def build_plan_document(scenario: Scenario, placement: Placement, slot: int = 0,
     return {
         "version": PLAN_VERSION,
         "scenario": sc.spec.name,
+        "cluster": cluster or sc.spec.name,
         "generated_at": _iso(now),
         "valid_until": _iso(now + timedelta(seconds=valid_for_s)),
         "slot": {"index": slot, "start": _iso(start), "end": _iso(start + timedelta(hours=sc.slot_hours))},
@@ -332,6 +340,7 @@ class DecisionTable:
                  tenant_codes: np.ndarray, tenant_scores: np.ndarray, tenant_wake: np.ndarray):
         self.version: int = doc_meta["version"]
         self.scenario: str = doc_meta["scenario"]
+        self.cluster: str | None = doc_meta["cluster"]
         self.generated_at: datetime = doc_meta["generated_at"]
         self.valid_until: datetime = doc_meta["valid_until"]
         self.generated_at_ts = self.generated_at.timestamp()
@@ -391,18 +400,23 @@ class DecisionTable:
         return now_ts - self.generated_at_ts
 
     # -- decisions ------------------------------------------------------------
-    def target(self, workload: str | None, tenant: str | None, namespace: str = "default") -> Target:
-        """Rows that apply to a pod: `workload` and `tenant` are its annotations (None if
-        absent), `namespace` its namespace.
+    def target(self, workload: str | None, tenant: str | None, namespace: str = "default") -> Target | None:
+        """Rows that apply to a pod: `workload` is its workload id and `tenant` its tenant
+        annotation (None if absent), `namespace` its namespace; None: answer neutrally.
 
         A workload in the plan uses its own rows; a `tenant` annotation that
         differs from the plan's tenant of the workload adds that tenant's rules
-        (the stricter outcome wins). Otherwise the tenant's rules apply, the
-        tenant being the annotation or else the namespace (an unknown tenant
-        may use no dedicated node and has no never_with partners).
+        (the stricter outcome wins). A workload the plan does not know (a typo,
+        or newer than the plan) gets None: the plan knows nothing of it, and a
+        guess from its tenant could keep it Pending where the cluster would run
+        it. A pod without a workload gets its tenant's rules, the tenant being
+        the annotation or else the namespace (an unknown tenant may use no
+        dedicated node and has no never_with partners).
         """
-        w = self.workload_index.get(workload) if workload is not None else None
-        if w is not None:
+        if workload is not None:
+            w = self.workload_index.get(workload)
+            if w is None:
+                return None
             m = int(self.workload_tenant[w])
             plan_tenant = self.tenant_ids[m]
             codes, scores = self.workload_codes[w], self.workload_scores[w]
@@ -421,8 +435,13 @@ class DecisionTable:
         idx = np.array(list(map(self.node_index.get, names, repeat(-1, len(names)))), dtype=np.int64)
         return idx, idx >= 0
 
-    def filter(self, target: Target, names: list[str]) -> FilterDecision:
-        """Outcome per candidate node name (unknown nodes pass)."""
+    def filter(self, target: Target, names: list[str], best: bool = False) -> FilterDecision:
+        """Outcome per candidate node name (unknown nodes pass).
+
+        With `best`, of the candidates that pass only those prioritize would
+        score highest still pass; the others are OUTRANKED. kube-scheduler then
+        needs no prioritize call: it could only add equal scores to the nodes left.
+        """
         idx, known = self._columns(names)
         codes = np.zeros(len(names), dtype=np.int8)
         codes[known] = target.codes[idx[known]]
@@ -430,6 +449,11 @@ class DecisionTable:
         if codes.size and not (codes == Outcome.PASS).any() and (codes == Outcome.ASLEEP).any():
             codes[codes == Outcome.ASLEEP] = Outcome.PASS  # soft rule: wake a node rather than leave the pod pending
             reason = "wake"
+        if best and codes.size:
+            scores = self._ranked(target, idx, known)[0]
+            passing = codes == Outcome.PASS
+            if passing.any():
+                codes[passing & (scores < scores[passing].max())] = Outcome.OUTRANKED
         return FilterDecision(codes.tolist(), self.messages, reason, idx.tolist())
 
     def _messages(self) -> dict[int, str]:
@@ -453,19 +477,8 @@ class DecisionTable:
         carbon-blind pick among the same nodes, if kube-scheduler follows it.
         """
         idx, known = self._columns(names)
-        cols = idx[known]
-        scores = np.zeros(len(names), dtype=np.int8)
-        ok = np.zeros(len(names), dtype=bool)
-        ok[known] = target.codes[cols] == Outcome.PASS
-        reason = target.reason
-        if ok.any():
-            scores[known] = target.scores[cols]
-        else:
-            asleep = np.zeros(len(names), dtype=bool)
-            asleep[known] = target.codes[cols] == Outcome.ASLEEP
-            if asleep.any():
-                scores[asleep] = target.wake_scores[idx[asleep]]
-                reason = "wake"
+        scores, ok, wake = self._ranked(target, idx, known)
+        reason = "wake" if wake else target.reason
         avoided = 0.0
         cores = pod_cores if pod_cores else target.planned_cores
         if reason != "wake" and cores > 0 and ok.sum() >= 2:
@@ -473,6 +486,23 @@ class DecisionTable:
             s = scores[ok]
             avoided = float(g.mean() - g[s == s.max()].mean()) * cores * target.usage_fraction
         return PrioritizeDecision(scores.tolist(), reason, avoided, idx.tolist())
+
+    @staticmethod
+    def _ranked(target: Target, idx: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(score 0..10 per candidate, the known candidates that pass, whether the scores are
+        wake scores): the plan's scores when some known candidate passes, else the asleep
+        allowed ones ranked by the cost of waking them; unknown nodes score 0."""
+        cols = idx[known]
+        scores = np.zeros(len(idx), dtype=np.int8)
+        ok = np.zeros(len(idx), dtype=bool)
+        ok[known] = target.codes[cols] == Outcome.PASS
+        if ok.any():
+            scores[known] = target.scores[cols]
+            return scores, ok, False
+        asleep = np.zeros(len(idx), dtype=bool)
+        asleep[known] = target.codes[cols] == Outcome.ASLEEP
+        scores[asleep] = target.wake_scores[idx[asleep]]
+        return scores, ok, bool(asleep.any())
 
     def preempt_keep(self, target: Target, names: list[str]) -> list[bool]:
         """Per candidate node of a preemption: False where evicting cannot help the pod
@@ -546,6 +576,8 @@ def _build_table(doc: Any, source: str) -> DecisionTable:
         raise PlanError(source, [Problem("", f"a plan document is a JSON object (got {type(doc).__name__})")])
     if doc.get("version") != PLAN_VERSION:
         problems.append(Problem("version", f"must be {PLAN_VERSION} (got {_short(doc.get('version'))})"))
+    if not isinstance(doc.get("cluster", ""), str):
+        problems.append(Problem("cluster", f"must be the cluster's name (got {_short(doc.get('cluster'))})"))
     generated_at = _time(doc, "generated_at", problems)
     valid_until = _time(doc, "valid_until", problems)
     if generated_at and valid_until and valid_until <= generated_at:
@@ -726,7 +758,8 @@ def _build_table(doc: Any, source: str) -> DecisionTable:
     t_scores = _scale_0_9(np.broadcast_to(score_g, (M + 1, N)), t_codes == Outcome.PASS)
     t_wake = _scale_0_9(open_g[None, :] + score_g[None, :], t_codes == Outcome.ASLEEP)
 
-    meta = {"version": doc["version"], "scenario": str(doc.get("scenario", "")), "generated_at": generated_at,
+    meta = {"version": doc["version"], "scenario": str(doc.get("scenario", "")), "cluster": doc.get("cluster"),
+            "generated_at": generated_at,
             "valid_until": valid_until, "slot": slot}
     return DecisionTable(meta, node_ids, powered, score_g, workload_ids, workload_tenant, w_codes, w_scores, w_wake,
                          usage, cores, tenant_ids + ["(unknown)"], t_codes, t_scores, t_wake)
@@ -752,27 +785,40 @@ def _node_row(members: Any, path: str, node_index: dict[str, int], N: int, probl
 # Where tables come from
 
 
-class TableSource(Protocol):
-    """Where the server gets its tables from.
+@dataclass(frozen=True)
+class PlanData:
+    """The bytes of a plan document (JSON or gzip) as a source delivered them, and where from."""
 
-    `load_if_changed()` is called from a worker thread every
-    `poll_interval_s` seconds: it returns a new table when the source changed
-    since the last call, None when it did not, and raises `PlanError` (or
-    `OSError`) when it changed but the new document is unusable. The server
-    keeps its previous table in both of the latter cases.
+    data: bytes
+    source: str
+
+
+class PlanMissing(FileNotFoundError):
+    """The source holds no plan (file or ConfigMap absent, or its key empty): nothing to load yet."""
+
+
+class TableSource(Protocol):
+    """Where the server gets its plans from.
+
+    `fetch_if_changed()` is called from a worker thread every
+    `poll_interval_s` seconds: it returns the document's bytes when the
+    source changed since the last call, None when it did not, raises
+    `PlanMissing` while there is no plan and `OSError` when the source cannot
+    be read. The server builds the table itself (in its helper process) and
+    keeps the one it has in every other case.
     """
 
     poll_interval_s: float
 
-    def load_if_changed(self) -> DecisionTable | None: ...
+    def fetch_if_changed(self) -> PlanData | None: ...
 
 
 class PlanFile:
-    """A plan document on disk (JSON, or gzip-compressed JSON), reloaded when it changes.
+    """A plan document on disk (JSON, or gzip-compressed JSON), read again when it changes.
 
     A change is a different (mtime, size, inode) of the file after following
     symlinks, which also catches a ConfigMap volume's atomic `..data` swap. A
-    bad document is reported once per change, not on every poll.
+    missing file raises `PlanMissing` on every poll (the server logs it once).
     """
 
     def __init__(self, path: str | os.PathLike, poll_interval_s: float = 2.0):
@@ -782,17 +828,17 @@ class PlanFile:
         self.poll_interval_s = float(poll_interval_s)
         self._seen: tuple[int, int, int] | None = None
 
-    def load_if_changed(self) -> DecisionTable | None:
+    def fetch_if_changed(self) -> PlanData | None:
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             self._seen = None
-            return None
+            raise PlanMissing(f"plan file {self.path} does not exist") from None
         key = (st.st_mtime_ns, st.st_size, st.st_ino)
         if key == self._seen:
             return None
         self._seen = key
-        return DecisionTable.from_json(self.path.read_bytes(), source=str(self.path))
+        return PlanData(self.path.read_bytes(), str(self.path))
 
 
 def write_plan_document(doc: dict[str, Any], path: str | os.PathLike, compress: bool | None = None) -> None:

@@ -34,7 +34,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from edgeplace.k8s.extender.table import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, Outcome
+from edgeplace.k8s.extender.table import Outcome
+from edgeplace.k8s.identity import TENANT_ANNOTATION, owner_workload, workload_id
+
+
+# ensure_ascii: a name holding a lone surrogate ("\ud800" is valid JSON) still encodes.
+_DUMPS = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 
 
 class WireError(ValueError):
@@ -44,6 +49,9 @@ class WireError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}" if field else message)
+
+    def __reduce__(self):  # raised in the helper process, re-raised in the server
+        return (WireError, (self.field, self.message))
 
 
 def _kind(x: Any) -> str:
@@ -74,43 +82,59 @@ def loads(body: bytes) -> Any:
 # ---------------------------------------------------------------------------
 # Requests
 
+#: Default largest number of candidate nodes in one request (NodeNames, Nodes.items or
+#: the victims map). kube-scheduler sends the nodes that passed its own filters, at most
+#: its numFeasibleNodesToFind (all nodes only with percentageOfNodesToScore 100), so
+#: this is above any cluster Kubernetes supports (5,000 nodes) and far below the
+#: 840k names an 8 MiB body can hold. Larger requests get 400 without a decision.
+DEFAULT_MAX_CANDIDATES = 10_000
+_INT64 = (-2 ** 63, 2 ** 63 - 1)
+#: Namespaces of the cluster's own components, and the built-in priority classes of pods the
+#: cluster cannot run without: such pods are never steered (`PodRef.system`).
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+SYSTEM_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
+
 
 @dataclass(frozen=True)
 class PodRef:
-    """What the extender needs of the Pod being scheduled."""
+    """What the extender needs of the Pod being scheduled, read once when the body is parsed."""
 
     name: str
     namespace: str
     uid: str
-    workload: str | None  # annotation edgeplace.io/workload
+    workload: str | None  # the workload id (`edgeplace.k8s.identity.pod_workload_id`); None for a DaemonSet's pod
+    workload_source: str  # annotation | owner | daemonset (never steered) | none
     tenant: str | None  # annotation edgeplace.io/tenant
-    raw: dict  # the Pod object, for lazily read fields (CPU requests)
-
-    @property
-    def annotated(self) -> bool:
-        return self.workload is not None or self.tenant is not None
-
-    def cpu_cores(self) -> float | None:
-        """Sum of the containers' CPU requests [cores]; None when the pod states none."""
-        return pod_cpu_cores(self.raw)
+    system: bool  # a system namespace or a system priority class: never steered
+    cpu_cores: float | None  # sum of the containers' CPU requests [cores]; None when the pod states none
 
 
 @dataclass(frozen=True)
 class ExtenderArgs:
-    """ExtenderArgs: the pod and its candidate nodes."""
+    """ExtenderArgs: the pod and its candidate nodes, each name once (first occurrence)."""
 
     pod: PodRef
     node_names: list[str]
-    nodes: dict | None  # the NodeList object when the request carried full Node objects, else None
+    # With full Node objects: the NodeList without its items, and (for filter, which answers
+    # with them) each item's JSON in node_names order, so an answer is joined, not encoded
+    # again. Both None for NodeNames; node_items None when not kept.
+    node_list: dict | None
+    node_items: list[bytes] | None
 
     @property
     def node_cache_capable(self) -> bool:
-        return self.nodes is None
+        return self.node_list is None
 
 
 @dataclass(frozen=True)
 class PreemptionArgs:
-    """ExtenderPreemptionArgs, with victims reduced to MetaVictims (pod UIDs)."""
+    """ExtenderPreemptionArgs, with victims reduced to MetaVictims (pod UIDs).
+
+    Only nodes with at least one victim: kube-scheduler refuses a preemption
+    answer naming a node without victims ("expected at least one victim pod
+    on node", `callExtenders` in pkg/scheduler/framework/preemption), so an
+    entry that is null or has no pods is no candidate and is dropped.
+    """
 
     pod: PodRef
     victims: dict[str, dict]  # node name -> {"Pods": [{"UID": ...}], "NumPDBViolations": n}
@@ -134,27 +158,84 @@ def _str(x: Any, field: str) -> str:
     return x
 
 
+def _string_map(x: Any, field: str) -> dict[str, str]:
+    m = _obj(x, field) or {}
+    for key, value in m.items():
+        if not isinstance(value, str):
+            raise WireError(f"{field}.{key}", f"must be a string (got {_kind(value)})")
+    return m
+
+
+def _int64(x: Any, field: str) -> int:
+    """A Go int64: a JSON integer in range (Go's decoder refuses 1.0, 1e3 and overflow)."""
+    if x is None:
+        return 0
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise WireError(field, f"must be a whole number (got {_kind(x)} {_short(x)})")
+    if not _INT64[0] <= x <= _INT64[1]:
+        raise WireError(field, f"must fit a 64-bit integer (got {_short(x)})")
+    return x
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _candidates(n: int, field: str, limit: int) -> None:
+    if n > limit:
+        raise WireError(field, f"has {n} candidate nodes, more than the limit of {limit} per request "
+                               f"(max_candidates, `--max-candidates`)")
+
+
 def parse_pod(x: Any, field: str = "Pod") -> PodRef:
+    """The Pod: its workload (`edgeplace.k8s.identity`), tenant, whether it is a system pod, CPU request."""
     pod = _obj(x, field, required=True)
     meta = _obj(pod.get("metadata"), f"{field}.metadata") or {}
-    annotations = _obj(meta.get("annotations"), f"{field}.metadata.annotations") or {}
-    for key, value in annotations.items():
-        if not isinstance(value, str):
-            raise WireError(f"{field}.metadata.annotations.{key}", f"must be a string (got {_kind(value)})")
-    workload = annotations.get(WORKLOAD_ANNOTATION) or None
-    tenant = annotations.get(TENANT_ANNOTATION) or None
-    return PodRef(name=_str(meta.get("name"), f"{field}.metadata.name"),
-                  namespace=_str(meta.get("namespace"), f"{field}.metadata.namespace") or "default",
-                  uid=_str(meta.get("uid"), f"{field}.metadata.uid"),
-                  workload=workload, tenant=tenant, raw=pod)
+    annotations = _string_map(meta.get("annotations"), f"{field}.metadata.annotations")
+    _string_map(meta.get("labels"), f"{field}.metadata.labels")
+    refs = meta.get("ownerReferences")
+    if refs is not None:
+        if not isinstance(refs, list):
+            raise WireError(f"{field}.metadata.ownerReferences", f"must be an array (got {_kind(refs)})")
+        for i, ref in enumerate(refs):
+            where = f"{field}.metadata.ownerReferences[{i}]"
+            ref = _obj(ref, where, required=True)
+            _str(ref.get("kind"), f"{where}.kind"), _str(ref.get("name"), f"{where}.name")
+            if not isinstance(ref.get("controller", False), (bool, type(None))):
+                raise WireError(f"{where}.controller", f"must be true or false (got {_kind(ref['controller'])})")
+    spec = _obj(pod.get("spec"), f"{field}.spec") or {}
+    _str(spec.get("priorityClassName"), f"{field}.spec.priorityClassName")
+    namespace = _str(meta.get("namespace"), f"{field}.metadata.namespace") or "default"
+    owner = owner_workload(pod)
+    if owner is not None and owner.kind == "DaemonSet":  # pinned to its node by its controller
+        workload, source = None, "daemonset"
+    else:
+        workload = workload_id(annotations, owner)
+        source = "none" if workload is None else "owner" if owner is not None and workload == owner.id else "annotation"
+    return PodRef(name=_str(meta.get("name"), f"{field}.metadata.name"), namespace=namespace,
+                  uid=_str(meta.get("uid"), f"{field}.metadata.uid"), workload=workload, workload_source=source,
+                  tenant=annotations.get(TENANT_ANNOTATION) or None,
+                  system=namespace in SYSTEM_NAMESPACES or spec.get("priorityClassName") in SYSTEM_PRIORITY_CLASSES,
+                  cpu_cores=pod_cpu_cores(pod))
 
 
-def parse_extender_args(body: bytes) -> ExtenderArgs:
-    """ExtenderArgs from a filter or prioritize body; exactly one of Nodes / NodeNames non-null."""
+def parse_request(verb: str, body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> ExtenderArgs | PreemptionArgs:
+    """The arguments of a filter, prioritize or preempt call."""
+    if verb == "preempt":
+        return parse_preemption_args(body, max_candidates)
+    return parse_extender_args(body, max_candidates, keep_nodes=verb == "filter")
+
+
+def parse_extender_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES,
+                        keep_nodes: bool = True) -> ExtenderArgs:
+    """ExtenderArgs from a filter or prioritize body; exactly one of Nodes / NodeNames non-null.
+
+    `keep_nodes`: keep each Node object's JSON for the answer (filter answers with them;
+    prioritize does not, so it skips encoding them: `node_items` is then None)."""
     doc = loads(body)
     if not isinstance(doc, dict):
         raise WireError("body", f"must be a JSON object (ExtenderArgs), got {_kind(doc)}")
-    pod = parse_pod(doc.get("Pod"))
     names_raw, nodes_raw = doc.get("NodeNames"), doc.get("Nodes")
     if names_raw is not None and nodes_raw is not None:
         raise WireError("Nodes", "and NodeNames are both set; send NodeNames (nodeCacheCapable) or Nodes, not both")
@@ -163,41 +244,38 @@ def parse_extender_args(body: bytes) -> ExtenderArgs:
     if names_raw is not None:
         if not isinstance(names_raw, list):
             raise WireError("NodeNames", f"must be an array of strings (got {_kind(names_raw)})")
+        _candidates(len(names_raw), "NodeNames", max_candidates)
         if not set(map(type, names_raw)) <= {str}:  # one C-level pass; find the culprit only on failure
             i = next(i for i, n in enumerate(names_raw) if type(n) is not str)
             raise WireError(f"NodeNames[{i}]", f"must be a string (got {_kind(names_raw[i])})")
-        return ExtenderArgs(pod, names_raw, None)
+        # kube-scheduler adds up the scores of a host listed twice: answer each name once.
+        return ExtenderArgs(parse_pod(doc.get("Pod")), list(dict.fromkeys(names_raw)), None, None)
     nodes = _obj(nodes_raw, "Nodes")
     items = nodes.get("items")
     if items is None:
         items = []
     elif not isinstance(items, list):
         raise WireError("Nodes.items", f"must be an array of Node objects (got {_kind(items)})")
-    names = []
+    _candidates(len(items), "Nodes.items", max_candidates)
+    by_name: dict[str, bytes] = {}
     for i, node in enumerate(items):
         node = _obj(node, f"Nodes.items[{i}]", required=True)
         meta = _obj(node.get("metadata"), f"Nodes.items[{i}].metadata", required=True)
         name = meta.get("name")
         if not isinstance(name, str):
             raise WireError(f"Nodes.items[{i}].metadata.name", f"must be a string (got {_kind(name)})")
-        names.append(name)
-    return ExtenderArgs(pod, names, nodes)
+        if name not in by_name:
+            by_name[name] = _DUMPS(node).encode() if keep_nodes else b""
+    node_list = {k: v for k, v in nodes.items() if k != "items"}
+    return ExtenderArgs(parse_pod(doc.get("Pod")), list(by_name), node_list,
+                        list(by_name.values()) if keep_nodes else None)
 
 
-def _int(x: Any, field: str) -> int:
-    if x is None:
-        return 0
-    if not isinstance(x, int) or isinstance(x, bool):
-        raise WireError(field, f"must be a whole number (got {_kind(x)})")
-    return x
-
-
-def parse_preemption_args(body: bytes) -> PreemptionArgs:
+def parse_preemption_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> PreemptionArgs:
     """ExtenderPreemptionArgs; exactly one of NodeNameToVictims / NodeNameToMetaVictims non-null."""
     doc = loads(body)
     if not isinstance(doc, dict):
         raise WireError("body", f"must be a JSON object (ExtenderPreemptionArgs), got {_kind(doc)}")
-    pod = parse_pod(doc.get("Pod"))
     full, meta = doc.get("NodeNameToVictims"), doc.get("NodeNameToMetaVictims")
     if full is not None and meta is not None:
         raise WireError("NodeNameToVictims", "and NodeNameToMetaVictims are both set; send one")
@@ -205,13 +283,13 @@ def parse_preemption_args(body: bytes) -> PreemptionArgs:
         raise WireError("NodeNameToMetaVictims", "is required (or NodeNameToVictims when not nodeCacheCapable)")
     field = "NodeNameToMetaVictims" if meta is not None else "NodeNameToVictims"
     victims_map = _obj(meta if meta is not None else full, field)
+    _candidates(len(victims_map), field, max_candidates)
     out: dict[str, dict] = {}
     for node, victims in victims_map.items():
         path = f"{field}.{node}"
         victims = _obj(victims, path)
         if victims is None:
-            out[node] = {"Pods": [], "NumPDBViolations": 0}
-            continue
+            continue  # no victims: not a candidate (see PreemptionArgs)
         pods = victims.get("Pods")
         if pods is None:
             pods = []
@@ -225,9 +303,10 @@ def parse_preemption_args(body: bytes) -> PreemptionArgs:
             else:
                 pm = _obj(p.get("metadata"), f"{path}.Pods[{i}].metadata") or {}
                 uids.append(_str(pm.get("uid"), f"{path}.Pods[{i}].metadata.uid"))
-        out[node] = {"Pods": [{"UID": u} for u in uids],
-                     "NumPDBViolations": _int(victims.get("NumPDBViolations"), f"{path}.NumPDBViolations")}
-    return PreemptionArgs(pod, out)
+        pdb = _int64(victims.get("NumPDBViolations"), f"{path}.NumPDBViolations")
+        if uids:
+            out[node] = {"Pods": [{"UID": u} for u in uids], "NumPDBViolations": pdb}
+    return PreemptionArgs(parse_pod(doc.get("Pod")), out)
 
 
 # ---------------------------------------------------------------------------
@@ -272,10 +351,6 @@ def pod_cpu_cores(pod: dict) -> float | None:
 # ---------------------------------------------------------------------------
 # Answers
 
-# ensure_ascii: a name holding a lone surrogate ("\ud800" is valid JSON) still encodes.
-_DUMPS = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
-
-
 def error_body(message: str) -> bytes:
     """The body of a 4xx answer: ``{"Error": "..."}`` (the shape of ExtenderFilterResult.Error)."""
     return _DUMPS({"Error": message}).encode()
@@ -283,29 +358,38 @@ def error_body(message: str) -> bytes:
 
 def filter_result(args: ExtenderArgs, codes: Sequence[int] | None = None,
                   messages: dict[int, str] | None = None, encoded: Any = None,
-                  columns: Sequence[int] | None = None) -> bytes:
+                  columns: Sequence[int] | None = None, failures: bool = True) -> bytes:
     """ExtenderFilterResult for `args`; `codes` (Outcome per candidate) None = every node passes.
 
     The passing nodes go back in the form the request used: ``NodeNames``
     (names) for a nodeCacheCapable request, ``Nodes`` (the Node objects,
     unchanged) otherwise; the other field is null, as Go's encoder writes it.
     ``FailedNodes`` holds the asleep nodes (preemption could help elsewhere),
-    ``FailedAndUnresolvableNodes`` the ones no eviction makes usable.
+    ``FailedAndUnresolvableNodes`` the ones no eviction makes usable; OUTRANKED
+    nodes are in neither (the pod has better nodes, so it is not unschedulable).
+
+    `failures` False leaves both maps empty when some node passes: kube-scheduler
+    reads them only when the pod fits no node (the FailedScheduling message and
+    preemption, `findNodesThatPassExtenders` / `FitError`), and a node it finds
+    in neither map counts as UnschedulableAndUnresolvable, as the pod has
+    somewhere to go anyway. When no node passes the maps are always written.
 
     `encoded` (`edgeplace.k8s.extender.table.EncodedNodes`) and `columns` (table column
     per candidate) let a NodeNames answer be joined from precomputed JSON
     fragments; the result is the same bytes' meaning either way.
     """
     names = args.node_names
-    if (codes is not None and encoded is not None and columns is not None and args.nodes is None
+    c = None if codes is None else np.asarray(codes, dtype=np.int8)
+    if c is not None and not failures and (c == Outcome.PASS).any():
+        c = np.where(c == Outcome.PASS, Outcome.PASS, Outcome.OUTRANKED).astype(np.int8)
+    if (c is not None and encoded is not None and columns is not None and args.node_list is None
             and (not len(columns) or min(columns) >= 0)):
-        return _filter_result_fragments(codes, columns, encoded)
+        return _filter_result_fragments(c, columns, encoded)
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}
-    if codes is None:
+    if c is None:
         keep = None
     else:
-        c = np.asarray(codes, dtype=np.int8)
         keep = (c == Outcome.PASS).tolist()
         messages = messages or {}
         # One message per outcome: dict.fromkeys builds each map without a Python loop.
@@ -314,19 +398,18 @@ def filter_result(args: ExtenderArgs, codes: Sequence[int] | None = None,
                                      messages.get(Outcome.NOT_ALLOWED, ""))
         unresolvable.update(dict.fromkeys(compress(names, (c == Outcome.NEVER_WITH).tolist()),
                                           messages.get(Outcome.NEVER_WITH, "")))
-    if args.nodes is None:
-        result = {"Nodes": None, "NodeNames": names if keep is None else list(compress(names, keep))}
-    else:
-        items = args.nodes.get("items") or []
-        node_list = dict(args.nodes)
-        node_list["items"] = items if keep is None else list(compress(items, keep))
-        result = {"Nodes": node_list, "NodeNames": None}
-    result.update(FailedNodes=failed, FailedAndUnresolvableNodes=unresolvable, Error="")
-    return _DUMPS(result).encode()
+    tail = _DUMPS({"FailedNodes": failed, "FailedAndUnresolvableNodes": unresolvable, "Error": ""}).encode()[1:]
+    if args.node_list is None:
+        return _DUMPS({"Nodes": None, "NodeNames": names if keep is None else list(compress(names, keep))}
+                      ).encode()[:-1] + b"," + tail
+    # The Node objects go back as they came (their JSON from parsing), joined into the NodeList.
+    items = args.node_items if keep is None else list(compress(args.node_items, keep))
+    head = _DUMPS(args.node_list).encode()[:-1]
+    return (b'{"Nodes":' + head + (b"," if len(head) > 1 else b"") + b'"items":[' + b",".join(items)
+            + b']},"NodeNames":null,' + tail)
 
 
-def _filter_result_fragments(codes: Sequence[int], columns: Sequence[int], encoded: Any) -> bytes:
-    c = np.asarray(codes, dtype=np.int8)
+def _filter_result_fragments(c: np.ndarray, columns: Sequence[int], encoded: Any) -> bytes:
     cols = np.asarray(columns, dtype=np.int64)
 
     def join(fragments: list[bytes], mask: np.ndarray) -> bytes:
@@ -340,16 +423,23 @@ def _filter_result_fragments(codes: Sequence[int], columns: Sequence[int], encod
 
 
 def host_priority_list(names: list[str], scores: Sequence[int] | None = None,
-                       host_score: list[bytes] | None = None, columns: Sequence[int] | None = None) -> bytes:
+                       host_score: list[bytes] | None = None, columns: Sequence[int] | None = None,
+                       omit_zero: bool = False) -> bytes:
     """HostPriorityList ``[{"Host": name, "Score": 0..10}, ...]``; `scores` None = all 0 (neutral).
 
     `host_score` (from the decision table) holds the precomputed fragment
     ``{"Host":"<node i>","Score":s}`` at ``s x N + i`` for the table's N
     nodes, and `columns` the column of each name (-1 = not in the table), so
-    known names are not encoded again.
+    known names are not encoded again. `omit_zero` leaves out hosts scoring 0:
+    kube-scheduler adds an extender's score only to the hosts it lists
+    (`prioritizeNodes`), so an absent host and a 0 are the same to it.
     """
     if scores is None:
-        return _DUMPS([{"Host": n, "Score": 0} for n in names]).encode()
+        return b"[]" if omit_zero else _DUMPS([{"Host": n, "Score": 0} for n in names]).encode()
+    if omit_zero:
+        keep = (np.asarray(scores) != 0).tolist()
+        names, scores = list(compress(names, keep)), list(compress(scores, keep))
+        columns = list(compress(columns, keep)) if columns is not None else None
     if host_score is None or columns is None or (len(columns) and min(columns) < 0):
         return _DUMPS([{"Host": n, "Score": int(s)} for n, s in zip(names, scores)]).encode()
     n_nodes = len(host_score) // 11

@@ -56,3 +56,20 @@ def kueue_binary(e2e_binaries) -> str:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {exc}", pytrace=False)
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def prometheus_binaries() -> dict[str, Path]:
+    """Paths of prometheus and promtool (k8s/e2e/build-prometheus.sh, `make e2e-build`).
+
+    Skips when they are not built, except in CI (CI=true), where that is a failure.
+    """
+    found = e2e_cluster.prometheus_binaries()
+    missing = [str(p) for p in found.values() if not os.access(p, os.X_OK)]
+    if missing:
+        message = (f"Prometheus binaries missing ({', '.join(missing)}); "
+                   f"run bash {_CLUSTER_PY.parent / 'build-prometheus.sh'}")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {message}", pytrace=False)
+        pytest.skip(message)
+    return found

@@ -27,7 +27,6 @@ node_exporter `instance` host:9100):
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -41,29 +40,10 @@ from tests.builders import ScenarioBuilder
 
 pytestmark = pytest.mark.e2e
 
-BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "k8s" / "e2e" / "build-prometheus.sh"
 START_S = 1_782_000_000  # 2026-06-21T00:00:00Z
 SCRAPE_S = 15
 SLOTS = 3 * 3600 // SCRAPE_S + 1
 N2_CURVE = [70.0, 130.0, 160.0, 185.0, 208.0, 230.0, 252.0, 275.0, 300.0, 330.0, 365.0]
-
-
-def _version() -> str:
-    line = next(x for x in BUILD_SCRIPT.read_text().splitlines() if x.startswith("PROMETHEUS_MODULE_VERSION="))
-    return line.split("=", 1)[1].strip()
-
-
-@pytest.fixture(scope="module")
-def binaries() -> dict[str, Path]:
-    root = Path(os.environ.get("EDGEPLACE_CACHE", Path.home() / ".cache" / "edgeplace")) / f"prometheus-{_version()}"
-    found = {name: root / name for name in ("prometheus", "promtool")}
-    missing = [str(p) for p in found.values() if not os.access(p, os.X_OK)]
-    if missing:
-        message = f"Prometheus binaries missing ({', '.join(missing)}); run bash {BUILD_SCRIPT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and {message}", pytrace=False)
-        pytest.skip(message)
-    return found
 
 
 # ---------------------------------------------------------------------------
@@ -150,18 +130,18 @@ def openmetrics() -> str:
 
 
 @pytest.fixture(scope="module")
-def prometheus(binaries, tmp_path_factory) -> str:
+def prometheus(prometheus_binaries, tmp_path_factory) -> str:
     work = tmp_path_factory.mktemp("prometheus")
     data = work / "data"
     source = work / "kepler.om"
     source.write_text(openmetrics())
-    subprocess.run([str(binaries["promtool"]), "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
+    subprocess.run([str(prometheus_binaries["promtool"]), "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
                    check=True, capture_output=True, timeout=300)
     config = work / "prometheus.yml"
     config.write_text("global: {}\n")
     port = e2e_cluster.free_port()
     log = open(work / "prometheus.log", "wb")
-    proc = subprocess.Popen([str(binaries["prometheus"]), f"--config.file={config}", f"--storage.tsdb.path={data}",
+    proc = subprocess.Popen([str(prometheus_binaries["prometheus"]), f"--config.file={config}", f"--storage.tsdb.path={data}",
                              "--storage.tsdb.retention.time=100y", f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

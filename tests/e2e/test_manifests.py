@@ -12,6 +12,7 @@ configuration and schedules a pod through a loopback extender.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 import edgeplace_e2e_cluster as e2e_cluster  # k8s/e2e/cluster.py, loaded by conftest.py
+from bench import bench_k8s_e2e as topo
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -52,45 +54,85 @@ def scheduler_configmap(items: list[dict]) -> dict:
 # static checks
 
 
+def rules_of(role: dict) -> dict[tuple[tuple[str, ...], tuple[str, ...]], set[str]]:
+    return {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+
+
+def named(items: list[dict], kind: str, name: str) -> dict:
+    [obj] = [d for d in by_kind(items, kind) if d["metadata"]["name"] == name]
+    return obj
+
+
 def test_rbac_is_least_privilege():
+    """The planner gets what docs/KUBERNETES.md lists (the actuation's needs), the extender one get."""
     items = rendered()
-    [role] = by_kind(items, "ClusterRole")
-    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
-    for (groups, resources), verbs in rules.items():
-        assert "*" not in groups and "*" not in resources and "*" not in verbs, (groups, resources, verbs)
+    for role in by_kind(items, "ClusterRole") + by_kind(items, "Role"):
+        for (groups, resources), verbs in rules_of(role).items():
+            assert "*" not in groups and "*" not in resources and "*" not in verbs, (groups, resources, verbs)
+            assert "delete" not in verbs and "deletecollection" not in verbs, (resources, verbs)
     read = {"get", "list", "watch"}
+    assert [r["metadata"]["name"] for r in by_kind(items, "ClusterRole")] == ["edgeplace-planner"]
+    planner = rules_of(named(items, "ClusterRole", "edgeplace-planner"))
     # The defaults: actuation in dry-run, so no node writes, no evictions, no Events, no Secrets.
-    assert rules[(("",), ("nodes",))] == read
-    assert rules[(("",), ("pods",))] == read | {"patch"}  # removing scheduling gates only
-    assert rules[(("",), ("namespaces",))] == read
-    assert rules[(("apps",), ("deployments", "statefulsets", "replicasets"))] == read
-    assert rules[(("batch",), ("jobs",))] == read
-    assert rules[(("policy",), ("poddisruptionbudgets",))] == read
-    assert (("",), ("pods/eviction",)) not in rules and (("events.k8s.io",), ("events",)) not in rules
-    [ns_role] = by_kind(items, "Role")
-    ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"])) for r in ns_role["rules"]]
-    assert (["configmaps"], ["edgeplace-plan", "edgeplace-rebalance-history"], {"get", "update"}) in ns_rules
-    assert (["leases"], None, {"create"}) in ns_rules
-    assert (["leases"], ["edgeplace-planner"], {"get", "update"}) in ns_rules
-    assert len(ns_rules) == 3
+    assert planner == {
+        (("",), ("pods",)): read | {"patch"},  # only gate removal: the ValidatingAdmissionPolicy
+        (("",), ("nodes",)): read,
+        (("",), ("namespaces",)): read,
+        (("policy",), ("poddisruptionbudgets",)): read,
+        (("apps",), ("deployments", "statefulsets", "replicasets")): read,
+        (("batch",), ("jobs",)): read,
+    }
+    ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"]))
+                for r in named(items, "Role", "edgeplace-planner")["rules"]]
+    assert sorted(ns_rules, key=str) == sorted([
+        (["configmaps"], ["edgeplace-plan", "edgeplace-rebalance-history"], {"get", "update"}),
+        (["leases"], None, {"create"}), (["leases"], ["edgeplace-planner"], {"get", "update"})], key=str)
+    extender = named(items, "Role", "edgeplace-extender")["rules"]
+    assert extender == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["edgeplace-plan"],
+                         "verbs": ["get"]}]
+    bindings = {b["metadata"]["name"]: (b["roleRef"]["name"], [s["name"] for s in b["subjects"]])
+                for b in by_kind(items, "ClusterRoleBinding") + by_kind(items, "RoleBinding")}
+    assert bindings == {"edgeplace-planner": ("edgeplace-planner", ["edgeplace-planner"]),
+                        "edgeplace-extender": ("edgeplace-extender", ["edgeplace-extender"])}
+
+
+def test_the_planners_pod_updates_are_bound_to_a_validating_admission_policy():
+    items = rendered()
+    [policy] = by_kind(items, "ValidatingAdmissionPolicy")
+    [binding] = by_kind(items, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    [condition] = policy["spec"]["matchConditions"]
+    assert "system:serviceaccount:edgeplace-system:edgeplace-planner" in condition["expression"]
+    [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["resources"], rule["operations"]) == (["pods"], ["UPDATE"])
 
 
 @pytest.mark.e2e
 def test_actuation_in_apply_mode_adds_only_what_it_needs(helm):
     items = [d for d in yaml.safe_load_all(render(helm, "--set", "actuation.rebalance=apply",
                                                   "--set", "actuation.power=apply")) if d]
-    [role] = by_kind(items, "ClusterRole")
-    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
+    rules = rules_of(named(items, "ClusterRole", "edgeplace-planner"))
     assert rules[(("",), ("pods/eviction",))] == {"create"}  # the Eviction API only: PDBs are checked
     assert rules[(("",), ("nodes",))] == {"get", "list", "watch", "update", "patch"}
     assert rules[(("events.k8s.io",), ("events",))] == {"create", "patch"}
     assert "delete" not in set().union(*rules.values())  # never a forced delete
-    [ns_role] = by_kind(items, "Role")
-    ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"])) for r in ns_role["rules"]]
+    ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"]))
+                for r in named(items, "Role", "edgeplace-planner")["rules"]]
     assert (["secrets"], None, {"get"}) in ns_rules and (["configmaps"], None, {"create"}) in ns_rules
-    [dep] = by_kind(items, "Deployment")
-    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    # The extender gains nothing.
+    assert len(named(items, "Role", "edgeplace-extender")["rules"]) == 1
+    args = named(items, "Deployment", "edgeplace-planner")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--rebalance=apply" in args and "--power=apply" in args
+    assert not {"--rebalance=apply", "--power=apply"} & set(
+        named(items, "Deployment", "edgeplace-extender")["spec"]["template"]["spec"]["containers"][0]["args"])
+    # Only rebalancing: evictions and Events, but no node writes and no Secrets.
+    items = [d for d in yaml.safe_load_all(render(helm, "--set", "actuation.rebalance=apply")) if d]
+    rules = rules_of(named(items, "ClusterRole", "edgeplace-planner"))
+    assert rules[(("",), ("pods/eviction",))] == {"create"} and rules[(("",), ("nodes",))] == {"get", "list", "watch"}
+    ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"]))
+                for r in named(items, "Role", "edgeplace-planner")["rules"]]
+    assert (["configmaps"], None, {"create"}) in ns_rules and not [r for r in ns_rules if r[0] == ["secrets"]]
 
 
 def test_scheduler_config_file_is_the_charts_default_scheduler_config():
@@ -98,27 +140,53 @@ def test_scheduler_config_file_is_the_charts_default_scheduler_config():
     assert yaml.safe_load(cm["data"]["default-scheduler.yaml"]) == yaml.safe_load(SCHEDULER_CONFIG.read_text())
 
 
-@pytest.mark.parametrize("key", ["default-scheduler.yaml", "second-scheduler.yaml"])
-def test_extender_stanza_fails_open_and_has_no_bind(key):
+@pytest.mark.parametrize("key, cert_dir", [("default-scheduler.yaml", "/etc/kubernetes/edgeplace"),
+                                           ("second-scheduler.yaml", "/etc/kubernetes/edgeplace-client")])
+def test_extender_stanza_fails_open_serves_mutual_tls_and_has_no_bind(key, cert_dir):
     config = yaml.safe_load(scheduler_configmap(rendered())["data"][key])
+    assert config["percentageOfNodesToScore"] == 100  # the extender sees every feasible node
     [ext] = config["extenders"]
     assert ext["ignorable"] is True and ext["nodeCacheCapable"] is True
     assert (ext["filterVerb"], ext["prioritizeVerb"], ext["preemptVerb"]) == ("filter", "prioritize", "preempt")
     assert "bindVerb" not in ext  # docs/EXTENDER.md: a bind verb adds nothing and sits on every binding
     assert ext["weight"] > 0 and re.fullmatch(r"\d+(ms|s)", ext["httpTimeout"])
-    assert ext["urlPrefix"] == "http://edgeplace.edgeplace-system.svc:8888"
+    assert ext["urlPrefix"] == "https://edgeplace.edgeplace-system.svc:8888" and ext["enableHTTPS"] is True
+    assert ext["tlsConfig"] == {"serverName": "edgeplace.edgeplace-system.svc", "caFile": f"{cert_dir}/ca.crt",
+                                "certFile": f"{cert_dir}/tls.crt", "keyFile": f"{cert_dir}/tls.key"}
 
 
-def test_deployment_runs_non_root_read_only_with_probes():
-    [dep] = by_kind(rendered(), "Deployment")
-    pod = dep["spec"]["template"]["spec"]
-    [c] = pod["containers"]
-    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
-    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]}}
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["args"][:3] == ["serve", "--extender", "--planner"]
-    assert "--configmap=edgeplace-system/edgeplace-plan" in c["args"]
+def test_deployments_run_non_root_read_only_with_their_own_service_accounts():
+    items = rendered()
+    deployments = {d["metadata"]["name"]: d for d in by_kind(items, "Deployment")}
+    assert sorted(deployments) == ["edgeplace-extender", "edgeplace-planner"]
+    for name, dep in deployments.items():
+        pod = dep["spec"]["template"]["spec"]
+        [c] = pod["containers"]
+        assert pod["serviceAccountName"] == name
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                        "capabilities": {"drop": ["ALL"]}}
+        assert "--configmap=edgeplace-system/edgeplace-plan" in c["args"]
+    ext = deployments["edgeplace-extender"]["spec"]["template"]["spec"]
+    [c] = ext["containers"]
+    assert c["args"][:2] == ["serve", "--extender"] and "--planner" not in c["args"]
+    assert {"--tls-cert=/etc/edgeplace/tls/tls.crt", "--tls-key=/etc/edgeplace/tls/tls.key",
+            "--client-ca=/etc/edgeplace/tls/ca.crt", "--cluster=cluster", "--compact-replies", "--filter-keeps=allowed"} <= set(c["args"])
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert {"name": "tls", "secret": {"secretName": "edgeplace-extender-tls"}} in ext["volumes"]
+    [c] = deployments["edgeplace-planner"]["spec"]["template"]["spec"]["containers"]
+    assert c["args"][:2] == ["serve", "--planner"] and "--extender" not in c["args"]
+    assert {"--rebalance=dry-run", "--power=dry-run", "--host=0.0.0.0", "--metrics-port=9102"} <= set(c["args"])
+    services = {d["metadata"]["name"]: d["spec"] for d in by_kind(items, "Service")}
+    assert services["edgeplace"]["selector"]["app.kubernetes.io/component"] == "extender"
+    assert services["edgeplace-planner-metrics"]["selector"]["app.kubernetes.io/component"] == "planner"
+    assert services["edgeplace-planner-metrics"]["clusterIP"] == "None"  # every replica is a target
+
+
+def test_the_dashboard_configmap_carries_the_dashboard_file():
+    [cm] = [d for d in by_kind(rendered(), "ConfigMap") if d["metadata"]["name"] == "edgeplace-dashboard"]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["edgeplace.json"]) == json.loads((CHART / "dashboards" / "edgeplace.json").read_text())
 
 
 def test_dockerfile_is_multi_stage_non_root_and_pinned():
@@ -193,6 +261,50 @@ def cluster(e2e_binaries):
         yield running
 
 
+#: CustomResourceDefinitions of the optional objects of the chart, from their projects' Go
+#: modules (the Go module proxy, as k8s/e2e/build.sh fetches Kubernetes): the ServiceMonitor
+#: (prometheus-operator) and cert-manager's Certificate and Issuer.
+CRD_FILES = {
+    "github.com/prometheus-operator/prometheus-operator@v0.85.0":
+        ["example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"],
+    "github.com/cert-manager/cert-manager@v1.21.2":
+        ["deploy/crds/cert-manager.io_certificates.yaml", "deploy/crds/cert-manager.io_issuers.yaml"],
+}
+
+
+@pytest.fixture(scope="module")
+def crds(cluster, tmp_path_factory):
+    """Install the CRDs of CRD_FILES into the test cluster (skip without Go, fail under CI=true)."""
+    from kubernetes import client
+
+    go = shutil.which("go")
+    if go is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true and no Go toolchain to fetch the CRDs", pytrace=False)
+        pytest.skip("no Go toolchain to fetch the CRDs")
+    ext = client.ApiextensionsV1Api(cluster.api_client())
+    names = []
+    for module, files in CRD_FILES.items():
+        done = subprocess.run([go, "mod", "download", "-json", module], capture_output=True, text=True, timeout=900,
+                              cwd=tmp_path_factory.mktemp("gomod"), env={**os.environ, "GOFLAGS": "-mod=mod"})
+        assert done.returncode == 0, done.stderr
+        folder = Path(json.loads(done.stdout)["Dir"])
+        for name in files:
+            for crd in docs(folder / name):
+                ext.create_custom_resource_definition(crd)
+                names.append(crd["metadata"]["name"])
+
+    def established() -> bool:
+        for name in names:
+            conditions = ext.read_custom_resource_definition(name).status.conditions or []
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return False
+        return True
+
+    e2e_cluster.wait_for(established, WAIT, "the CRDs to be established")
+    return names
+
+
 def dry_run_apply(api_client, items: list[dict]) -> list[str]:
     """Server-side apply every object with dryRun=All and strict field validation; return the errors."""
     from kubernetes import dynamic
@@ -221,25 +333,60 @@ def test_committed_manifests_pass_server_side_dry_run(cluster):
 
 
 @pytest.mark.e2e
-def test_chart_variants_pass_server_side_dry_run(cluster, helm):
-    text = render(helm, "--set", "planner.powerDownAction=taint", "--set", "extender.tokenSecret=edgeplace-token",
-                  "--set", "extender.tlsSecret=edgeplace-tls", "--set", "secondScheduler.enabled=true",
-                  "--set", "planner.releaseGates=false", "--set", "service.clusterIP=10.96.0.77")
+def test_chart_variants_pass_server_side_dry_run(cluster, helm, crds):
+    text = render(helm, "--set", "actuation.power=apply", "--set", "extender.tokenSecret=edgeplace-token",
+                  "--set", "secondScheduler.enabled=true", "--set", "planner.releaseGates=false",
+                  "--set", "service.clusterIP=10.96.0.77", "--set", "certManager.enabled=true",
+                  "--set", "metrics.serviceMonitor.enabled=true")
     items = [d for d in yaml.safe_load_all(text) if d]
-    [role] = by_kind(items, "ClusterRole")
-    verbs = {r["resources"][0]: set(r["verbs"]) for r in role["rules"]}
-    assert "update" in verbs["nodes"] and "patch" not in verbs["pods"]
+    # Power in apply mode alone: node writes and evictions (drains); no gate patches without releaseGates.
+    verbs = {r["resources"][0]: set(r["verbs"]) for r in named(items, "ClusterRole", "edgeplace-planner")["rules"]}
+    assert {"update", "patch"} <= verbs["nodes"] and "patch" not in verbs["pods"]
+    assert verbs["pods/eviction"] == {"create"}
+    kinds = {d["kind"] for d in items}
+    assert {"Certificate", "Issuer", "ServiceMonitor", "ValidatingAdmissionPolicy"} <= kinds
+    secrets = {d["spec"]["secretName"] for d in by_kind(items, "Certificate")}
+    assert {"edgeplace-extender-tls", "edgeplace-scheduler-client-tls"} <= secrets
+    [monitor] = by_kind(items, "ServiceMonitor")
+    extender_ep, planner_ep = monitor["spec"]["endpoints"]
+    assert extender_ep["tlsConfig"]["keySecret"]["name"] == "edgeplace-scheduler-client-tls"
+    # Each endpoint's port is on one Service only: the extender's, and the planner's headless one.
+    ports = {d["metadata"]["name"]: {p["name"] for p in d["spec"]["ports"]} for d in by_kind(items, "Service")}
+    assert ports["edgeplace"] == {extender_ep["port"]} and ports["edgeplace-planner-metrics"] == {planner_ep["port"]}
+    assert planner_ep["scheme"] == "http" and planner_ep["path"] == "/metrics"
+    planner = named(items, "Deployment", "edgeplace-planner")["spec"]["template"]["spec"]["containers"][0]
+    assert {"--host=0.0.0.0", "--metrics-port=9102"} <= set(planner["args"])
+    assert planner["ports"] == [{"name": "metrics", "containerPort": 9102, "protocol": "TCP"}]
+    selector = monitor["spec"]["selector"]
+
+    def selects(labels: dict) -> bool:
+        return selector["matchLabels"].items() <= labels.items() and all(
+            labels.get(e["key"]) in e["values"] for e in selector["matchExpressions"])  # operator In
+    assert {e["operator"] for e in selector["matchExpressions"]} == {"In"}
+    assert {d["metadata"]["name"] for d in by_kind(items, "Service") if selects(d["metadata"]["labels"])} == {
+        "edgeplace", "edgeplace-planner-metrics"}
     assert dry_run_apply(cluster.api_client(), items) == []
+    plain = [d for d in yaml.safe_load_all(render(helm, "--set", "extender.tls.enabled=false",
+                                                  "--set", "planner.enabled=false")) if d]
+    [ext] = yaml.safe_load(scheduler_configmap(plain)["data"]["default-scheduler.yaml"])["extenders"]
+    assert ext["urlPrefix"].startswith("http://") and "tlsConfig" not in ext
+    assert not by_kind(plain, "ValidatingAdmissionPolicy") and not by_kind(plain, "ClusterRole")
+    assert dry_run_apply(cluster.api_client(), plain) == []
 
 
-def _schedules_through_extender(cluster, config: dict, scheduler_name: str) -> None:
+def _schedules_through_extender(cluster, config: dict, scheduler_name: str, certs) -> None:
+    """Run the real kube-scheduler with `config` (the extender's URL and the client certificate
+    paths pointed at a loopback extender serving mutual TLS); a pod must bind through it."""
     from kubernetes import client
 
     from edgeplace.k8s.extender.server import ExtenderServer
 
-    with ExtenderServer(None) as server:  # no plan: neutral answers, but every call counted
+    with ExtenderServer(None, ssl_context=certs.server_context()) as server:  # no plan: neutral, but counted
         for ext in config["extenders"]:
             ext["urlPrefix"] = server.url
+            client_dir = certs.root / "client"
+            ext["tlsConfig"].update(caFile=str(client_dir / "ca.crt"), certFile=str(client_dir / "tls.crt"),
+                                    keyFile=str(client_dir / "tls.key"))
         config.pop("clientConnection", None)  # LocalCluster's admin kubeconfig
         cluster.restart_scheduler(config)
         core = client.CoreV1Api(cluster.api_client())
@@ -253,23 +400,32 @@ def _schedules_through_extender(cluster, config: dict, scheduler_name: str) -> N
         calls = server.metrics.registry.get_sample_value(
             "edgeplace_extender_decisions_total", {"verb": "filter", "reason": "no_plan"})
         assert calls >= 1, "kube-scheduler did not call the extender"
+        refused = server.metrics.registry.get_sample_value(
+            "edgeplace_extender_requests_total", {"verb": "filter", "code": "401"})
+        assert not refused, "kube-scheduler did not present its client certificate"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """deploy/make-certs.sh, as docs/KUBERNETES.md tells an operator to run it."""
+    return topo.Certs.make(tmp_path_factory.mktemp("make-certs") / "tls")
 
 
 @pytest.mark.e2e
-def test_kube_scheduler_runs_with_the_shipped_config(cluster):
-    _schedules_through_extender(cluster, yaml.safe_load(SCHEDULER_CONFIG.read_text()), "default-scheduler")
+def test_kube_scheduler_runs_with_the_shipped_config(cluster, certs):
+    _schedules_through_extender(cluster, yaml.safe_load(SCHEDULER_CONFIG.read_text()), "default-scheduler", certs)
 
 
 @pytest.mark.e2e
-def test_kube_scheduler_runs_with_the_second_scheduler_config(cluster):
+def test_kube_scheduler_runs_with_the_second_scheduler_config(cluster, certs):
     config = yaml.safe_load(scheduler_configmap(rendered())["data"]["second-scheduler.yaml"])
-    _schedules_through_extender(cluster, config, "edgeplace-scheduler")
+    _schedules_through_extender(cluster, config, "edgeplace-scheduler", certs)
 
 
 @pytest.mark.e2e
 def test_dry_run_catches_schema_errors(cluster):
     """The check above can fail: an unknown field and a wrong type are both refused."""
-    [dep] = by_kind(rendered(), "Deployment")
+    dep = named(rendered(), "Deployment", "edgeplace-extender")
     typo = yaml.safe_load(yaml.safe_dump(dep))
     typo["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
     wrong_type = yaml.safe_load(yaml.safe_dump(dep))

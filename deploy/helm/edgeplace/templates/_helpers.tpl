@@ -15,26 +15,78 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* Selector labels of one component: include with (list . "extender") or (list . "planner"). */}}
 {{- define "edgeplace.selectorLabels" -}}
-app.kubernetes.io/name: {{ .Chart.Name }}
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/component: extender-planner
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ $root.Chart.Name }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* The Service's DNS name, which the serving certificate must carry. */}}
+{{- define "edgeplace.serviceHost" -}}
+{{ include "edgeplace.fullname" . }}.{{ .Release.Namespace }}.svc
 {{- end -}}
 
 {{/* The extender's URL inside the cluster. */}}
 {{- define "edgeplace.url" -}}
-http://{{ include "edgeplace.fullname" . }}.{{ .Release.Namespace }}.svc:{{ .Values.service.port }}
+{{ if .Values.extender.tls.enabled }}https{{ else }}http{{ end }}://{{ include "edgeplace.serviceHost" . }}:{{ .Values.service.port }}
 {{- end -}}
 
-{{/* The extender stanza shared by both scheduler configurations. */}}
+{{/* The extender stanza of both scheduler configurations: include with (dict "root" . "certDir" DIR),
+     DIR holding kube-scheduler's client certificate (tls.crt, tls.key) and the CA (ca.crt). */}}
 {{- define "edgeplace.extenderStanza" -}}
-- urlPrefix: {{ include "edgeplace.url" . }}
+{{- $v := .root.Values -}}
+- urlPrefix: {{ include "edgeplace.url" .root }}
+  {{- if $v.schedulerExtender.filter }}
   filterVerb: filter
+  {{- end }}
   prioritizeVerb: prioritize
   preemptVerb: preempt
-  weight: {{ .Values.schedulerExtender.weight }}
+  weight: {{ $v.schedulerExtender.weight }}
   nodeCacheCapable: true
   ignorable: true
-  httpTimeout: {{ .Values.schedulerExtender.httpTimeout }}
-  enableHTTPS: false
+  httpTimeout: {{ $v.schedulerExtender.httpTimeout }}
+  enableHTTPS: {{ $v.extender.tls.enabled }}
+  {{- if $v.extender.tls.enabled }}
+  tlsConfig:
+    serverName: {{ include "edgeplace.serviceHost" .root }}
+    caFile: {{ .certDir }}/ca.crt
+    certFile: {{ .certDir }}/tls.crt
+    keyFile: {{ .certDir }}/tls.key
+  {{- end }}
+{{- end -}}
+
+{{/* Pod-level settings shared by the extender and planner Deployments. */}}
+{{- define "edgeplace.podSecurity" -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  fsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+{{- end -}}
+
+{{- define "edgeplace.containerSecurity" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: [ALL]
+{{- end -}}
+
+{{- define "edgeplace.placement" -}}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}

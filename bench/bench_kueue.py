@@ -24,11 +24,12 @@ second or two Kueue and kwok take to start a job is 2-4 plan minutes):
   deadline and nominates the worker of the plan.
 
 Where and when each job really ran is recorded from the workers' pods (node,
-start) and the manager's Jobs (completion); the figures come from
+start, and the end of its container); the figures come from
 `edgeplace.policies.evaluate` of that record against a scenario of the day on
-1-minute slots (nodes, hourly intensities and quotas the same for both runs;
-each job in the minutes from its pod's start to its end, the API's
-whole-second timestamps); idle nodes sleep. `violations` are the rule breaks
+slots of one wall second of plan time (2 minutes at speed 120: the API's
+timestamps are whole seconds), the nodes, hourly intensities and quotas the
+same for both runs, each job in the slots from its pod's start to its end;
+idle nodes sleep. `violations` are the rule breaks
 evaluate finds in that record (capacity, quota, schedule windows). Deadlines, admission
 delay (Workload created -> Admitted) and quota overruns (a tenant's CPUs
 running at once above its ClusterQueue's nominal quota) come from the
@@ -144,7 +145,11 @@ class PodRecorder:
                         if pod.status.start_time and "start" not in run:
                             run["start"] = pod.status.start_time
                         if pod.status.phase == "Succeeded" and "end" not in run:
-                            run["end"] = now
+                            # when its container ended (the Job's completionTime comes a second or more later,
+                            # when the scheduler may already have put the next pod there)
+                            ended = [c.state.terminated.finished_at for c in pod.status.container_statuses or []
+                                     if c.state and c.state.terminated and c.state.terminated.finished_at]
+                            run["end"] = max(ended) if ended else now
             self._stop.wait(self.period_s)
 
     def __enter__(self) -> "PodRecorder":
@@ -200,8 +205,8 @@ def run_day(fleet, kueue, e2e, jobs: list[DayJob], speed: float, with_edgeplace:
                     "admitted": clock.from_wall(_ts(kueue.condition_time(wl, "Admitted"))) if kueue.condition_time(
                         wl, "Admitted") else None,
                     "start": clock.from_wall(run["start"]) if run.get("start") else None,
-                    "end": clock.from_wall(done.completion_time or run["end"]) if (done.completion_time or run.get("end"))
-                    else None}
+                    "end": clock.from_wall(run.get("end") or done.completion_time)
+                    if (run.get("end") or done.completion_time) else None}
     finally:
         if runner is not None:
             runner.stop()
@@ -242,20 +247,33 @@ def _ts(text: Any) -> datetime:
 # The evaluation
 
 
-#: Resolution of the evaluation [min]: a job counts in the minutes its pod ran in. The API's timestamps are whole
-#: seconds (2 plan minutes at the default speed) and Kueue takes a second or more to admit the next job when one
-#: ends, so a job that follows another does not share a slot with it (at 5-minute slots it could).
-EVAL_MINUTES = 1
+def evaluation_step(speed: float) -> timedelta:
+    """The evaluation's slot: one wall second of plan time (2 minutes at speed 120), the resolution of the API's
+    timestamps, so every start and end lies on a slot boundary and a job that follows another on a node never
+    shares a slot with it. It must divide an hour into whole minutes."""
+    minutes = speed / 60
+    if minutes != int(minutes) or minutes < 1 or 60 % int(minutes):
+        raise ValueError(f"--speed {speed:g}: one wall second must be a whole number of plan minutes dividing an "
+                         f"hour (--speed 60, 120, 180, 240, 300, 360, 600, 720, ...)")
+    return timedelta(minutes=int(minutes))
 
 
-def day_scenario(jobs: list[DayJob], records: dict[str, dict[str, Any]]):
-    """The day as a scenario on `EVAL_MINUTES` slots: the workers' nodes (sleeping when idle), both regions' hourly
+def snapped(records: dict[str, dict[str, Any]], step: timedelta) -> dict[str, dict[str, Any]]:
+    """The records' times on the grid of `step`: the API's whole seconds, mapped to plan time by the run's clock,
+    all lie the same fraction of a step off it (less than one wall second)."""
+    def snap(value):
+        return DAY + step * round((value - DAY) / step) if isinstance(value, datetime) else value
+    return {name: {k: snap(v) for k, v in rec.items()} for name, rec in records.items()}
+
+
+def day_scenario(jobs: list[DayJob], records: dict[str, dict[str, Any]], step: timedelta):
+    """The day as a scenario on slots of `step`: the workers' nodes (sleeping when idle), both regions' hourly
     intensities, the tenants' quotas, and each job with the slots it really ran in (at least one)."""
     from edgeplace.k8s.mapping import cpu_millicores
     from edgeplace.topology import scenario_from_dict
 
-    step = timedelta(minutes=EVAL_MINUTES)
-    per_hour = 60 // EVAL_MINUTES
+    slot_minutes = int(step / timedelta(minutes=1))
+    per_hour = 60 // slot_minutes
     nodes = [{"id": f"{c}/{n}", "site": SITES[c][0], "capacity": {"cpu_millicores": 4000, "memory_mib": 16384},
               "power": {"idle_w": 100, "max_w": 300}} for c, names in WORKERS.items() for n in names]
     workloads = []
@@ -265,7 +283,7 @@ def day_scenario(jobs: list[DayJob], records: dict[str, dict[str, Any]]):
         # submission as recorded, and a job covers the slots from its start's to its end's.
         earliest = _floor(min(j.arrival, rec.get("created") or j.arrival), step)
         if rec.get("start") and rec.get("end"):
-            minutes = EVAL_MINUTES * max(1, math.ceil((rec["end"] - DAY) / step) - math.floor((rec["start"] - DAY) / step))
+            minutes = slot_minutes * max(1, math.ceil((rec["end"] - DAY) / step) - math.floor((rec["start"] - DAY) / step))
         else:
             minutes = j.minutes
         # A run longer than its window would make the scenario invalid: the window grows to hold it once, so a
@@ -279,7 +297,7 @@ def day_scenario(jobs: list[DayJob], records: dict[str, dict[str, Any]]):
     doc = {
         "version": 1, "name": "day-of-jobs",
         "horizon": {"start": DAY.strftime("%Y-%m-%dT%H:%M:%SZ"), "slots": SLOTS * per_hour,
-                    "slot_minutes": EVAL_MINUTES},
+                    "slot_minutes": slot_minutes},
         "regions": [{"id": r} for r in SERIES],
         "sites": [{"id": site, "tier": "metro", "region": region} for site, region in SITES.values()],
         "nodes": nodes, "links": [], "users": [],
@@ -299,20 +317,22 @@ def _ceil(t: datetime, step: timedelta) -> datetime:
     return DAY + step * math.ceil((t - DAY) / step)
 
 
-def evaluate_day(jobs: list[DayJob], records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """`edgeplace.policies.evaluate` of where and when the jobs ran, and the timestamp figures."""
+def evaluate_day(jobs: list[DayJob], records: dict[str, dict[str, Any]], speed: float) -> dict[str, Any]:
+    """`edgeplace.policies.evaluate` of where and when the jobs ran (on `evaluation_step(speed)` slots), and the
+    timestamp figures."""
     import numpy as np
 
     from edgeplace.policies.evaluate import evaluate
     from edgeplace.topology.placement import Placement
 
-    scenario = day_scenario(jobs, records)
-    step = timedelta(minutes=EVAL_MINUTES)
+    step = evaluation_step(speed)
+    on_grid = snapped(records, step)
+    scenario = day_scenario(jobs, on_grid, step)
     node_index = {n: i for i, n in enumerate(scenario.node_ids)}
     replica_node = np.full(scenario.n_replicas, -1, dtype=np.int64)
     start_slot = np.zeros(scenario.n_workloads, dtype=np.int64)
     for w, wid in enumerate(scenario.workload_ids):
-        rec = records.get(wid, {})
+        rec = on_grid.get(wid, {})
         if rec.get("node") in node_index and rec.get("start") is not None:
             replica_node[int(scenario.workload_first_replica[w])] = node_index[rec["node"]]
             start_slot[w] = min(max(int((rec["start"] - DAY) // step), 0), scenario.n_slots - 1)
@@ -355,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed", type=float, default=120.0, help="plan hours per wall hour (default 120)")
     parser.add_argument("--seed", type=int, default=7, help="seed of the day's jobs (default 7)")
     args = parser.parse_args(argv)
+    try:
+        evaluation_step(args.speed)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     import pandas as pd
 
@@ -372,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             dump.parent.mkdir(exist_ok=True)
             dump.write_text(json.dumps(records, default=str, indent=1))  # where and when each job ran, to re-check
             load.append(os.getloadavg()[0])
-            result = evaluate_day(jobs, records)
+            result = evaluate_day(jobs, records, args.speed)
             print(label, {k: result[k] for k in ("violation_detail",)}, file=sys.stderr)
             result.pop("violation_detail")
             rows.append({"dispatch": label, **result,
@@ -382,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     op_saving = 1 - ours["operational_kg"] / base["operational_kg"]
     notes = (f"{args.jobs} jobs (seed {args.seed}) of two tenants over one day, on a clock {args.speed:g}x the wall "
              f"clock (an hour in {3600 / args.speed:.0f} s). Figures: `edgeplace.policies.evaluate` of where (node) "
-             f"and when (the 1-minute slots from its start to its end) each job's pod really ran, on 4 owned nodes of "
+             f"and when (from its start to its end, on slots of one wall second: {evaluation_step(args.speed) // timedelta(minutes=1)} plan minutes) each job's pod really ran, on 4 owned nodes of "
              f"100 W idle / 300 W max that sleep when idle. Headline: operational carbon, location-based, average "
              f"grid intensity (DE and SE daily profiles in bench/bench_kueue.py): edgeplace "
              f"{ours['operational_kg']:.3f} kgCO2e against {base['operational_kg']:.3f} for Kueue's default dispatch "

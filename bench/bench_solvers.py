@@ -15,12 +15,11 @@ Targets (2-core machine):
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import time
 
 import pandas as pd
 
-from bench.common import peak_rss_mib, write_section
+from bench.common import in_child, peak_rss_mib, write_section
 
 DEFAULT_INSTANCES = [(100, 20, 1), (100, 20, 24), (1_000, 100, 1), (1_000, 100, 24)]
 LARGE_INSTANCES = [(10_000, 1_000, 1)]
@@ -91,28 +90,13 @@ def _baseline_child(spec, queue) -> None:
     queue.put(out)
 
 
-def _run(target, *args, timeout_s: float):
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
-    proc.start()
-    try:
-        return queue.get(timeout=timeout_s)
-    except Exception:  # noqa: BLE001 - a child that died or overran is a row, not a crash
-        return None
-    finally:
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-
-
 def run(instances, solvers, time_limit_s: float) -> pd.DataFrame:
     rows = []
     for spec in instances:
         label = "example (metro-de)" if spec == "example" else f"{spec[0]} x {spec[1]} x {spec[2]}"
-        bound = _run(_bound_child, spec, 2 * time_limit_s, timeout_s=6 * time_limit_s + 120) or {}
-        base = _run(_baseline_child, spec, timeout_s=600) or {}
-        results = {s: _run(_child, spec, s, time_limit_s, timeout_s=4 * time_limit_s + 180) for s in solvers}
+        bound = in_child(_bound_child, spec, 2 * time_limit_s, timeout_s=6 * time_limit_s + 120) or {}
+        base = in_child(_baseline_child, spec, timeout_s=600) or {}
+        results = {s: in_child(_child, spec, s, time_limit_s, timeout_s=4 * time_limit_s + 180) for s in solvers}
         bounds = [bound.get("lp_bound_g"), bound.get("flow_bound_g")] + [r["solver_bound_g"] for r in results.values() if r]
         best_bound = max((b for b in bounds if b is not None), default=None)
         spread = base.get("spread", (None, None))[0]

@@ -8,6 +8,7 @@ command, the date and the machine, so the page always says what produced it.
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing as mp
 import os
 import platform
 import re
@@ -51,6 +52,23 @@ def timer() -> Iterator[list[float]]:
         yield out
     finally:
         out[0] = time.perf_counter() - started
+
+
+def in_child(target, *args, timeout_s: float):
+    """`target(*args, queue)` in a spawned child process (its peak memory is its own): what it
+    put on the queue, or None when it died or overran `timeout_s` (a row, not a crash)."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    try:
+        return queue.get(timeout=timeout_s)
+    except Exception:  # noqa: BLE001 - a child that died or overran is a row, not a crash
+        return None
+    finally:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
 
 
 def peak_rss_mib() -> float:

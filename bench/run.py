@@ -1,8 +1,10 @@
 """Run the benchmarks: `python -m bench.run [NAME ...] [--large]`.
 
-Names: load_eval, solvers, extender, k8s_e2e (needs k8s/e2e/build.sh), simulate, and actuation_day and kueue
-(time-compressed days on the real-cluster tier, about 50 and 25 minutes: only when named). Without names, all the
-others run at the default (CI-friendly) sizes; `--large` adds the largest instances.
+Names: load_eval, solvers, extender, constraints, k8s_e2e and k8s_agreement (need k8s/e2e/build.sh), simulate,
+and, only when named (they take long), optimizer (issue 15: exact solvers against greedy at scale and a year on one
+node, about 15 minutes), actuation_day (a time-compressed day on the real-cluster tier, about 50 minutes) and kueue
+(a day of jobs through Kueue and MultiKueue, the same tier, about 25 minutes). Without names, all the others run at
+the default (CI-friendly) sizes; `--large` adds the largest instances.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import inspect
 import sys
 
 BENCHES = {"load_eval": "bench.bench_load_eval", "solvers": "bench.bench_solvers", "extender": "bench.bench_extender",
-           "k8s_e2e": "bench.bench_k8s_e2e", "simulate": "bench.bench_simulate",
+           "k8s_e2e": "bench.bench_k8s_e2e", "simulate": "bench.bench_simulate", "k8s_agreement": "bench.bench_agreement",
+           "constraints": "bench.bench_constraints", "optimizer": "bench.bench_optimizer",
            "actuation_day": "bench.bench_actuation_day", "kueue": "bench.bench_kueue"}
 #: Benchmarks that run only when named (they take long).
-ON_REQUEST = {"actuation_day", "kueue"}
+ON_REQUEST = {"optimizer", "actuation_day", "kueue"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -201,8 +201,7 @@ def demo(scenario: Scenario, time_limit_s: float = 15.0, progress=None):
     from edgeplace.optimizer.solve import SolveOptions, solve
 
     rows = compare_policies(scenario, [*baseline_registry(), "greedy"])
-    plan = solve(scenario, SolveOptions(solver="cpsat", time_limit_s=time_limit_s, bound_time_limit_s=time_limit_s),
-                 progress=progress)
+    plan = solve(scenario, SolveOptions(solver="cpsat", time_limit_s=time_limit_s), progress=progress)
     row = _row(f"plan ({plan.solver})", plan.evaluation, plan.solve_seconds, "location")
     table = pd.concat([rows[[c for c in row]], pd.DataFrame([row])], ignore_index=True)
     return with_reference(table, "location"), plan

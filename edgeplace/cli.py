@@ -85,14 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--milp-backend", choices=("highs", "pulp-highs", "pulp-cbc"), default="highs",
                    help="with --solver milp: HiGHS directly, or through PuLP with HiGHS or CBC (default: highs)")
     p.add_argument("--time-limit", type=_positive_float, default=30.0, metavar="S",
-                   help="time limit of the solver [s] (default: 30); the LP bound may take as long again")
+                   help="time limit of the whole solve [s] (default: 30): greedy, bound, exact solver and search; "
+                        "with --solver greedy, of its local search (at most 1 s)")
     p.add_argument("--workers", type=_positive_int, default=2, metavar="N", help="solver threads (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed for the solvers (default: 0)")
     p.add_argument("--migration-g-per-replica", type=_nonneg_float, default=0.0, metavar="G",
                    help="penalty [gCO2e] for moving a replica off its current node (default: 0)")
     p.add_argument("--latency-weight-g-per-ms", type=_nonneg_float, default=0.0, metavar="G",
                    help="secondary term [gCO2e per replica-ms of worst user latency] (default: 0)")
-    p.add_argument("--no-bound", action="store_true", help="skip the LP relaxation (no gap is reported)")
+    bound = p.add_mutually_exclusive_group()
+    bound.add_argument("--no-bound", action="store_true", help="compute no lower bound (no gap is reported)")
+    bound.add_argument("--bound-time-limit", type=_nonneg_float, metavar="S",
+                       help="how long the Lagrangian and LP bounds may run [s] (default: a quarter of --time-limit "
+                            "for cpsat and milp, within it; 0 for greedy, which then reports the flow bound only)")
     _carbon_basis_arg(p, objective=True)
     p.add_argument("--dump-model", metavar="FILE", help="write the model as an MPS file for debugging")
     p.add_argument("-o", "--output", metavar="FILE", help="write the plan (placement + figures) as JSON")
@@ -234,7 +239,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     options = SolveOptions(
         solver=args.solver, time_limit_s=args.time_limit, workers=args.workers, milp_backend=args.milp_backend,
-        seed=args.seed, bound_time_limit_s=0.0 if args.no_bound else args.time_limit,
+        seed=args.seed, bound=not args.no_bound, bound_time_limit_s=args.bound_time_limit,
         objective=Objective(migration_g_per_replica=args.migration_g_per_replica,
                             latency_weight_g_per_ms=args.latency_weight_g_per_ms, carbon_basis=args.carbon_basis),
     )
@@ -250,8 +255,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.format == "table":
         for line in headline(table, str(table["policy"].iloc[0]), args.carbon_basis):
             print(line)
-        gap = "n/a (no bound)" if plan.gap is None else f"{plan.gap * 100:.2f} %"
-        print(f"gap to lower bound: {gap} (of the emissions a plan can change); solve time {plan.solve_seconds:.2f} s; "
+        print(f"gap to lower bound: {gap_text(plan)}; solve time {plan.solve_seconds:.2f} s; "
               f"SLA check: {'all met' if not plan.evaluation.violation_counts['sla'] else 'VIOLATED'}")
         from edgeplace.app import facts_lines
 
@@ -259,7 +263,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
             print(line)
         for line in plan.explanation:
             print(f"  {line}")
+        for note in plan.notes:
+            print(f"  note: {note}")
     return EXIT_OK if plan.evaluation.feasible else EXIT_VIOLATIONS
+
+
+def gap_text(plan) -> str:
+    """The plan's gap in words: how far from optimal, to which bound, of what."""
+    if plan.gap is None:
+        return "n/a (no bound)"
+    if plan.status == "optimal":
+        return "0.00 % (proven optimal)"
+    return f"{plan.gap * 100:.2f} % (to the {plan.bound_name} bound, of the {plan.gap_basis})"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

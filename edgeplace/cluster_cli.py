@@ -10,6 +10,7 @@ cluster object, an unreachable API server), 70 internal error.
     edgeplace serve [--extender] [--planner] [--port 8888] [--plan-file F | --configmap NS/NAME]
                     [--token-file F] [--tls-cert F --tls-key F] [--site-config F]
                     [--rebalance off|dry-run|apply] [--power off|dry-run|apply] ...
+    edgeplace apply-isolation [--kubeconfig F] [--site-config F] [--namespace NS] [--dry-run]
 
 `serve` runs the extender and the planner together unless one of
 `--extender` / `--planner` is given; docs/KUBERNETES.md describes both.
@@ -123,13 +124,28 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     g.add_argument("--lease", type=ns_name, metavar="NS/NAME", help="leader Lease (default: <plan namespace>/edgeplace-planner)")
     g.add_argument("--identity", help="leader identity (default: hostname + random suffix)")
     g.add_argument("--once", action="store_true", help="planner: plan one round, print its outcome and exit")
+    g.add_argument("--keep-isolation", action="store_true",
+                   help="each round, keep tenant isolation in the cluster's taints, namespace labels and admission "
+                        "parameters (what `edgeplace apply-isolation` does; the ConfigMap in the plan's namespace)")
     g.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                    help="serve the planner's Prometheus metrics on this port (default 0: off)")
     from edgeplace.actuation_cli import add_actuation_arguments
 
     add_actuation_arguments(p)
     _kueue_args(p)
-    return {"import": cmd_import, "serve": cmd_serve}
+
+    p = sub.add_parser("apply-isolation", help="keep tenant isolation in the cluster's own taints, labels and admission",
+                       description="Taint dedicated nodes, label namespaces with their tenant and write the admission "
+                                   "policies' parameters (edgeplace.k8s.isolation), so never_with and dedicated pools "
+                                   "hold with the extender down; the chart's admission policies do the rest "
+                                   "(docs/KUBERNETES.md, Isolation). Prints each change.")
+    cluster_args(p)
+    p.add_argument("--site-config", metavar="FILE", help="site config with tenants (see `edgeplace import`)")
+    p.add_argument("--namespace", default="edgeplace-system", help="namespace of the parameter ConfigMap (default edgeplace-system)")
+    p.add_argument("--exclude-namespace", action="append", metavar="NS",
+                   help="namespace left alone (repeatable; default: kube-system, kube-public, kube-node-lease, edgeplace-system)")
+    p.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
+    return {"import": cmd_import, "serve": cmd_serve, "apply-isolation": cmd_apply_isolation}
 
 
 def _kueue_args(p: argparse.ArgumentParser) -> None:
@@ -173,10 +189,12 @@ def connect(kubeconfig: str | None = None, context: str | None = None, in_cluste
         except ConfigException as exc:
             raise InputError("in-cluster config", [Problem("", f"{exc}; run inside a pod or pass --kubeconfig")]) from None
         return client.ApiClient()
+    import yaml
+
     source = kubeconfig or os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
     try:
         return config.new_client_from_config(config_file=kubeconfig, context=context)
-    except (ConfigException, OSError, TypeError, ValueError) as exc:
+    except (ConfigException, OSError, TypeError, ValueError, yaml.YAMLError) as exc:
         where = f"context {context!r}" if context else ""
         raise InputError(source, [Problem(where, f"cannot load the kubeconfig: {exc}")]) from None
 
@@ -339,7 +357,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             period_s=args.period, debounce_s=args.debounce, max_delay_s=args.max_delay,
             solve=SolveOptions(solver=args.solver, time_limit_s=args.time_limit, bound_time_limit_s=0.0,
                                objective=Objective(migration_g_per_replica=args.migration_g_per_replica)),
-            valid_for_s=args.valid_for, release_gates=not args.no_release_gates and not args.fleet_config)
+            valid_for_s=args.valid_for, release_gates=not args.no_release_gates and not args.fleet_config,
+            isolation_namespace=namespace if args.keep_isolation and not args.fleet_config else None)
         # Over a fleet the plan's nodes are other clusters' (`<cluster>/<node>`): nothing to actuate here.
         actuation = actuation_options(args, namespace, *(("off", "off") if args.fleet_config else ()))
         metrics = PlannerMetrics()
@@ -357,6 +376,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.once:
         result = planner.plan_once()
         print(f"planner: {result.outcome} in {result.seconds:.2f} s: {result.detail}")
+        for change in result.isolation:
+            print(f"  isolation: {change}")
         for w in result.warnings:
             print(f"  warning: {w}")
         if controller is not None:
@@ -401,6 +422,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
             t.join(timeout=15)
         if server is not None:
             server.stop()
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# apply-isolation
+
+
+def cmd_apply_isolation(args: argparse.Namespace) -> int:
+    from kubernetes.client.exceptions import ApiException
+
+    from edgeplace.k8s.isolation import reconcile
+    from edgeplace.k8s.mapping import load_site_config
+    from edgeplace.topology.errors import InputError, Problem
+
+    config = load_site_config(args.site_config)
+    api = connect(args.kubeconfig, args.context, args.in_cluster)
+    objects = read_cluster_or_explain(api)
+    exclude = tuple(args.exclude_namespace) if args.exclude_namespace else None
+    try:
+        done = reconcile(api, config, objects, namespace=args.namespace, exclude_namespaces=exclude, dry_run=args.dry_run)
+    except ApiException as exc:
+        hint = (" (the identity needs nodes update, namespaces patch and configmaps create/update in "
+                f"{args.namespace}: see isolation-rbac.yaml in deploy/helm/edgeplace)" if exc.status in (401, 403) else "")
+        raise InputError(api.configuration.host, [Problem(f"HTTP {exc.status}", f"{exc.reason}{hint}")]) from None
+    verb = "would change" if args.dry_run else "changed"
+    for change in done:
+        print(f"{verb}: {change}")
+    print(f"edgeplace: isolation {'checked' if args.dry_run else 'applied'}: {len(done)} change(s)")
     return EXIT_OK
 
 

@@ -9,7 +9,8 @@ flags; the message goes to standard error). Invalid input (a scenario, an
 unknown `--vary` key, an unreachable scheduler) raises
 `edgeplace.topology.errors.InputError`, which the caller maps to exit code 3.
 
-Progress bars (rich) go to standard error; `--quiet` turns them off.
+Progress bars (rich) go to standard error; `--quiet` turns them off, except for
+simulate, whose bar (slots, ETA) shows whenever standard error is a terminal.
 """
 
 from __future__ import annotations
@@ -54,14 +55,15 @@ def _number_list(text: str) -> tuple[float, ...]:
 # Parsers
 
 
-def _common(p: argparse.ArgumentParser, *, workers_help: str) -> None:
+def _common(p: argparse.ArgumentParser, *, workers_help: str,
+            quiet_help: str = "no progress bar on standard error") -> None:
     p.add_argument("scenario", help="scenario file (YAML or JSON; see `edgeplace schema`)")
     run = p.add_argument_group("where cases run")
     run.add_argument("--workers", type=_positive_int, metavar="N",
                      help=f"{workers_help} (default: one per core; 1 runs in this process)")
     run.add_argument("--scheduler-address", metavar="tcp://HOST:PORT",
                      help="run on an existing Dask distributed scheduler instead of local processes")
-    p.add_argument("--quiet", action="store_true", help="no progress bar on standard error")
+    p.add_argument("--quiet", action="store_true", help=quiet_help)
     p.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
 
 
@@ -73,7 +75,7 @@ def _solver_args(p: argparse.ArgumentParser, default_limit: float) -> None:
     g.add_argument("--solver-threads", type=_positive_int, default=1, metavar="N",
                    help="threads of each solve (default: 1; the cases already run in parallel)")
     g.add_argument("--seed", type=int, default=0, help="random seed for the solvers (default: 0)")
-    g.add_argument("--no-bound", action="store_true", help="skip the LP bound (no gap column; faster)")
+    g.add_argument("--no-bound", action="store_true", help="compute no lower bound (no gap column; faster)")
     g.add_argument("--carbon-basis", choices=("location", "market"), default="location",
                    help="GHG Protocol Scope 2 basis of the operational carbon the plans minimise and the table "
                         "shows (default: location)")
@@ -154,11 +156,17 @@ def add_commands(sub: argparse._SubParsersAction) -> dict[str, Handler]:
     p.add_argument("--migration-g", type=_nonneg_float, default=DEFAULT_MIGRATION_G, metavar="G",
                    help=f"penalty [gCO2e] per replica moved by a re-plan, a brake on churn "
                         f"(default: {DEFAULT_MIGRATION_G:g}; 0 = pure carbon)")
-    p.add_argument("--replan-every", type=_positive_int, default=1, metavar="N", help="re-plan every N slots (default: 1)")
+    p.add_argument("--replan-every", type=_positive_int, default=1, metavar="N",
+                   help="re-plan at most every N slots (default: 1)")
+    p.add_argument("--every-slot", action="store_true",
+                   help="re-plan at every step even when nothing changed (default: only when a job entered the "
+                        "lookahead, the forecast of the planned slots moved, or the plan ran out)")
     p.add_argument("--noise", type=_nonneg_float, default=1.0, metavar="F",
                    help="scale of the day-to-day noise of a repeated world (default: 1; 0 = identical days)")
     p.add_argument("--seed", type=int, default=0, help="seed of that noise and of the solvers (default: 0)")
-    _common(p, workers_help="policies run in parallel worker processes")
+    _common(p, workers_help="policies run in parallel worker processes",
+            quiet_help="kept for scripts: the progress bar (slots, ETA) goes to standard error whenever it is a "
+                       "terminal and never otherwise")
 
     return {"whatif": cmd_whatif, "pareto": cmd_pareto, "simulate": cmd_simulate}
 
@@ -186,26 +194,34 @@ def _engine_conflict(args: argparse.Namespace) -> str | None:
 
 def _solve_options(args: argparse.Namespace):
     from edgeplace.optimizer.solve import SolveOptions
-
     from edgeplace.policies.costs import Objective
 
     return SolveOptions(solver=args.solver, time_limit_s=args.time_limit, workers=args.solver_threads, seed=args.seed,
-                        bound_time_limit_s=0.0 if args.no_bound else args.time_limit,
-                        objective=Objective(carbon_basis=args.carbon_basis))
+                        bound=not args.no_bound, objective=Objective(carbon_basis=args.carbon_basis))
 
 
 @contextmanager
-def _progress(args: argparse.Namespace, what: str) -> Iterator[Callable[[int, int, str], None] | None]:
+def _progress(args: argparse.Namespace, what: str, *, long_run: bool = False
+              ) -> Iterator[Callable[[int, int, str], None] | None]:
     """A rich progress bar on standard error, or None with --quiet. The bar
-    appears with the first finished case, so an input error shows no bar."""
-    if args.quiet:
+    appears with the first finished case, so an input error shows no bar.
+
+    `long_run` (simulate: slots stepped, minutes of work): the bar has an ETA and
+    shows whenever standard error is a terminal, --quiet or not, and never
+    otherwise (a log file or a pipe gets no bar; standard output, where tables
+    and JSON go, never does)."""
+    if (not sys.stderr.isatty()) if long_run else args.quiet:
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("{task.fields[last]}"), console=Console(stderr=True), transient=False)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if long_run:
+        columns += [TextColumn("ETA"), TimeRemainingColumn()]
+    bar = Progress(*columns, TextColumn("{task.fields[last]}"),
+                   console=Console(stderr=True, force_terminal=long_run or None), transient=False)
     task = bar.add_task(what, total=None, last="")
     started = False
 
@@ -332,8 +348,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         lookahead_slots=parse_duration_slots(args.lookahead, minutes, "--lookahead") if args.lookahead else None,
         forecast=args.forecast, solver=args.solver, step_time_limit_s=args.step_time_limit,
         solver_threads=args.solver_threads, migration_g_per_replica=args.migration_g, replan_every=args.replan_every,
-        noise=args.noise, seed=args.seed, forecast_source=archive)
-    with _progress(args, "policies") as progress:
+        incremental=not args.every_slot, noise=args.noise, seed=args.seed, forecast_source=archive)
+    with _progress(args, "slots", long_run=True) as progress:
         result = simulate(scenario, policies, options, _engine(args), progress=progress)
     s = result.summary
     _emit_with_summary(result.table, s, args.format,

@@ -78,6 +78,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-gap-minutes", type=_number(0, 10_080), default=DEFAULT_MAX_GAP_MINUTES, metavar="M",
                    help=f"fill gaps up to M minutes by linear interpolation, refuse longer ones "
                         f"(default {DEFAULT_MAX_GAP_MINUTES:g})")
+    p.add_argument("--sample", choices=("mean", "point"), default="mean",
+                   help="a series finer than the slots: each slot gets the time-weighted mean (default) or the "
+                        "value at its start (point); energy per interval (kWh) is always summed")
     p.add_argument("--forecaster", choices=FORECASTERS,
                    help="also write a `series: forecast` signal made from the days before the horizon")
     p.add_argument("--history-days", type=_count, metavar="N",
@@ -293,8 +296,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
                            emission_factor_type=args.factor_type)
     cache = SignalCache(args.cache_dir)
     work = history_grid(grid, _history_days(args)) if args.forecaster else grid
-    fallback = load_signal_files(args.fallback_file, work, max_gap_minutes=args.max_gap_minutes) if args.fallback_file else []
-    common = dict(cache=cache, offline=args.offline, fallback=fallback, max_gap_minutes=args.max_gap_minutes)
+    fallback = (load_signal_files(args.fallback_file, work, max_gap_minutes=args.max_gap_minutes, sample=args.sample)
+                if args.fallback_file else [])
+    common = dict(cache=cache, offline=args.offline, fallback=fallback, max_gap_minutes=args.max_gap_minutes,
+                  sample=args.sample)
 
     if args.service == "prometheus":
         nodes = args.node or [n.id for n in spec.nodes]
@@ -388,17 +393,18 @@ def cmd_import(args: argparse.Namespace) -> int:
     series = []
     past = history_grid(grid, _history_days(args)) if args.forecaster else None
     if args.files:
-        series += load_signal_files(args.files, grid, max_gap_minutes=gap)
+        series += load_signal_files(args.files, grid, max_gap_minutes=gap, sample=args.sample)
         for path in args.files if past else ():
             with _history_needed(args, past):
                 series += _forecasts(rows_to_series(read_signal_file(path), past, max_gap_minutes=gap,
-                                                    series=("actual",)), grid, args)
+                                                    series=("actual",), sample=args.sample), grid, args)
     if args.fuel_mix:
         factors = dict(args.factor or [])
-        series += mix_signals(args.fuel_mix, grid, factors, max_gap_minutes=gap)
+        series += mix_signals(args.fuel_mix, grid, factors, max_gap_minutes=gap, sample=args.sample)
         if past:
             with _history_needed(args, past):
-                series += _forecasts(mix_signals(args.fuel_mix, past, factors, max_gap_minutes=gap), grid, args)
+                series += _forecasts(mix_signals(args.fuel_mix, past, factors, max_gap_minutes=gap,
+                                                 sample=args.sample), grid, args)
     if args.pv:
         from edgeplace.topology.signals.pv import PVOptions, pv_signals
 

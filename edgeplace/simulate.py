@@ -14,7 +14,7 @@ How a run works
 2. **Steps.** At each slot t (every `replan_every` slots) each policy sees
    the rest of the world from t (`edgeplace.topology.transform.remaining`, with the
    replicas where they run now and jobs already started, from
-   `edgeplace.optimizer.rolling.current_nodes`), cut to a lookahead window of L slots,
+   `edgeplace.optimizer.rolling.RunState`), cut to a lookahead window of L slots,
    with forecast series in place of what it cannot know yet; it plans the
    window and the plan's slot t is committed. Jobs that cannot start inside
    the window are left for later steps; a job started keeps running to the
@@ -53,20 +53,23 @@ that building the command line (`edgeplace --help`) stays fast.
 from __future__ import annotations
 
 import math
+import queue
 import re
+import threading
 import time
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 
-from edgeplace.sweep import Engine, InProcessEngine, Progress, run_sweep
+from edgeplace.sweep import Engine, InProcessEngine, LocalProcessEngine, Progress, run_sweep
 from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.load import SIGNAL_RANGES, compile_spec
-from edgeplace.topology.placement import Placement
+from edgeplace.topology.placement import Placement, node_dtype
 from edgeplace.topology.scenario import Scenario
 from edgeplace.topology.spec import Deferral, ScenarioSpec, Signal, SignalKind, Workload
 from edgeplace.topology.transform import remaining
@@ -103,6 +106,12 @@ DEFAULT_MIGRATION_G = 20.0
 
 #: Signal kinds that have forecasts (the model keeps actual and forecast apart for these).
 FORECAST_KINDS = (SignalKind.grid_intensity, SignalKind.renewable_supply)
+#: Days of history a forecaster is given at each step (see `forecast_values`).
+FORECAST_HISTORY_DAYS = 28
+#: A forecast that moved by less than this (relative) is not news: no re-plan for it.
+FORECAST_CHANGE_REL = 1e-6
+#: A run reports its progress about this many times (`PolicyTask.ticks`).
+PROGRESS_TICKS = 200
 
 
 # ---------------------------------------------------------------------------
@@ -115,7 +124,10 @@ class SimulationOptions:
     `lookahead_slots` None = one day (at least the longest job). The
     optimizer, oracle and noshift re-plan with `solver` under
     `step_time_limit_s` per step (greedy: the local search stops at a local
-    optimum or the limit; cpsat/milp: the exact solver's limit)."""
+    optimum or the limit; cpsat/milp: the exact solver's limit). A re-plan
+    comes at most every `replan_every` slots, and with `incremental` only
+    when something changed (a job entered the lookahead, the forecast of the
+    planned slots moved) or the plan in force ran out."""
 
     horizon_slots: int | None = None
     lookahead_slots: int | None = None
@@ -125,6 +137,7 @@ class SimulationOptions:
     solver_threads: int = 1
     migration_g_per_replica: float = DEFAULT_MIGRATION_G
     replan_every: int = 1
+    incremental: bool = True
     noise: float = 1.0
     seed: int = 0
     #: A `ForecastArchive` of issued grid-intensity forecasts to replay (None: forecasters only).
@@ -150,7 +163,7 @@ class SimulationOptions:
         from edgeplace.policies.costs import Objective
 
         return SolveOptions(solver=self.solver, time_limit_s=self.step_time_limit_s, workers=self.solver_threads,
-                            bound_time_limit_s=0.0, seed=self.seed,
+                            bound=False, seed=self.seed,
                             objective=Objective(migration_g_per_replica=self.migration_g_per_replica))
 
 
@@ -300,8 +313,9 @@ def build_world(spec: ScenarioSpec, horizon_slots: int | None = None, *, noise: 
                 d = wl.deferral
                 workloads.append(wl if c == 0 else wl.model_copy(update={
                     "id": f"{wl.id}#{c + 1}", "current": None,
-                    "deferral": Deferral(earliest_start=d.earliest_start + shift, deadline=d.deadline + shift,
-                                         duration_minutes=d.duration_minutes)}))
+                    "deferral": d.model_copy(update={
+                        "earliest_start": d.earliest_start + shift, "deadline": d.deadline + shift,
+                        "nominal_start": None if d.nominal_start is None else d.nominal_start + shift})}))
         horizon = spec.horizon.model_copy(update={"slots": copies * S})
         world = _cut(spec.model_copy(update={"horizon": horizon, "signals": signals, "workloads": workloads}), H)
     history = {}
@@ -319,6 +333,16 @@ def _cut(spec: ScenarioSpec, slots: int, running: dict[str, int] | None = None) 
     h = spec.horizon
     if slots >= h.slots:
         return spec
+    signals = [s.model_copy(update={"values": s.values[:slots]}) for s in spec.signals]
+    return spec.model_copy(update={"horizon": h.model_copy(update={"slots": slots}),
+                                   "workloads": _fitting(spec, slots, running), "signals": signals})
+
+
+def _fitting(spec: ScenarioSpec, slots: int, running: dict[str, int] | None = None) -> list[Workload]:
+    """The workloads of `spec` that fit its first `slots` slots: services; deferrable jobs whose
+    window holds their run in whole slots (as `edgeplace.topology.load` counts them); started
+    jobs in `running`, their run cut to what fits."""
+    h = spec.horizon
     slot = timedelta(minutes=h.slot_minutes)
     end = h.start + slots * slot
     running = running or {}
@@ -340,23 +364,25 @@ def _cut(spec: ScenarioSpec, slots: int, running: dict[str, int] | None = None) 
         last = min(slots, math.floor((d.deadline - h.start) / slot))
         if last - first >= math.ceil(d.duration_minutes / h.slot_minutes):
             workloads.append(wl)
-    signals = [s.model_copy(update={"values": s.values[:slots]}) for s in spec.signals]
-    return spec.model_copy(update={"horizon": h.model_copy(update={"slots": slots}), "workloads": workloads,
-                                   "signals": signals})
+    return workloads
 
 
 def _pin_jobs(spec: ScenarioSpec) -> ScenarioSpec:
-    """Every deferrable job's window cut to its run from the earliest start (no time-shifting)."""
+    """Every deferrable job's window cut to one run from its nominal start (default: its earliest
+    start), without pauses: the job as it would have run without time-shifting."""
     slot = timedelta(minutes=spec.horizon.slot_minutes)
     start = spec.horizon.start
     workloads = []
     for wl in spec.workloads:
         d = wl.deferral
         if d is not None:
-            # The run starts in the first whole slot of the window, as edgeplace.topology.load counts slots.
-            first = start + max(0, math.ceil((d.earliest_start - start) / slot)) * slot
+            # The run starts in the first whole slot from the nominal start, as edgeplace.topology.load counts slots.
+            nominal = d.nominal_start or d.earliest_start
+            first = start + max(0, math.ceil((nominal - start) / slot)) * slot
             run = math.ceil(d.duration_minutes / spec.horizon.slot_minutes) * slot
-            wl = wl.model_copy(update={"deferral": d.model_copy(update={"deadline": first + run})})
+            wl = wl.model_copy(update={"deferral": d.model_copy(update={
+                "earliest_start": max(d.earliest_start, first), "deadline": first + run, "interruptible": False,
+                "min_run_minutes": None, "current_run_minutes": 0, "nominal_start": None})})
         workloads.append(wl)
     return spec.model_copy(update={"workloads": workloads})
 
@@ -382,7 +408,10 @@ def forecast_values(method: str, extended: np.ndarray, period: int, t: int, leng
     methods = forecasters()
     if method not in methods:
         raise ValueError(f"no forecaster {method!r}")
-    return np.asarray(methods[method].forecast(extended[:period + t], length, period), dtype=float)
+    # The forecasters read at most the last FORECAST_HISTORY_DAYS days: a step costs the same on
+    # day 300 as on day 1 (ewma weighs older days below 1e-8 at alpha 0.5).
+    known = extended[max(0, period + t - FORECAST_HISTORY_DAYS * period):period + t]
+    return np.asarray(methods[method].forecast(known, length, period), dtype=float)
 
 
 def _extended(world: World) -> dict[tuple[str, str], np.ndarray]:
@@ -415,11 +444,15 @@ def forecast_mape_pct(world: World, method: str, lookahead: int, kind: SignalKin
 
 @dataclass(frozen=True)
 class PolicyTask:
+    """One policy's run. `ticks`, when given, is a queue (a multiprocessing manager's, so it
+    crosses process boundaries) that receives (policy name, slots stepped) as the run goes."""
+
     world: World
     policy: SimPolicy
     options: SimulationOptions
     lookahead: int
     source: str
+    ticks: Any = None
 
 
 @dataclass
@@ -433,16 +466,17 @@ class PolicyRun:
     replans: int
 
 
-def _planner(policy: SimPolicy, options: SimulationOptions) -> Callable[[Scenario], Placement]:
+def _planner(policy: SimPolicy, options: SimulationOptions) -> Callable[[Scenario, Placement | None], Placement]:
+    """plan(window scenario, the plan in force shifted onto it or None) -> placement."""
     if policy.baseline is not None:
         from edgeplace.policies.baselines import baseline_registry
 
         make = baseline_registry()[policy.baseline]
-        return lambda sc: make().place(sc)
+        return lambda sc, _start: make().place(sc)
     from edgeplace.optimizer.solve import solve
 
     solve_options = options.solve_options()
-    return lambda sc: solve(sc, solve_options).placement
+    return lambda sc, start: solve(sc, solve_options, start=start).placement
 
 
 def run_policy(task: PolicyTask) -> PolicyRun:
@@ -450,53 +484,261 @@ def run_policy(task: PolicyTask) -> PolicyRun:
     world_spec, opts, policy = task.world.spec, task.options, task.policy
     world = compile_spec(world_spec, task.source)
     plan_spec = world_spec if policy.shifting else _pin_jobs(world_spec)
-    extended = _extended(task.world)
+    # What the policy plans with: the world, or (noshift) the world with every job pinned, whose
+    # jobs then neither move nor pause; progress is read with the same rules.
+    planned_world = world if policy.shifting else compile_spec(plan_spec, task.source)
     plan = _planner(policy, opts)
-    H, R, N = world.n_slots, world.n_replicas, world.n_nodes
+    H, N = world.n_slots, world.n_nodes
     if not policy.rolling:
         # Signal-blind Kubernetes-like baselines: one placement of the whole
         # world, as a cluster binds each pod once and never moves it.
         t0 = time.perf_counter()
-        placement = plan(world)
+        placement = plan(world, None)
+        _tick(task, H)
         return PolicyRun(policy.name, placement.assign, _powered(world, placement), time.perf_counter() - t0, 1)
-    from edgeplace.optimizer.rolling import current_nodes
+    from edgeplace.optimizer.rolling import RunState
 
-    assign = np.full((R, H), -1, dtype=np.int64)
+    windows = _Windows(plan_spec, planned_world, task.lookahead)
+    forecasts = _Forecasts(task, policy)
+    state = RunState.start(planned_world)
+    assign = np.full((world.n_replicas, H), -1, dtype=node_dtype(N))
     powered = np.zeros((N, H), dtype=bool)
-    step_sc: Scenario | None = None
-    step_placement: Placement | None = None
-    rows: tuple[np.ndarray, np.ndarray] | None = None
-    planned_at, seconds, replans = 0, 0.0, 0
+    step: _Step | None = None
+    seconds, replans, every = 0.0, 0, max(H // PROGRESS_TICKS, 1)
     for t in range(H):
-        if step_sc is None or t - planned_at >= opts.replan_every or t - planned_at >= step_sc.n_slots:
-            provisional = assign.copy()
-            if t > 0:
-                provisional[:, t] = assign[:, t - 1]  # "now": as the last slot left things
-            # Replicas where they run now; every job started before t (remaining()
-            # keeps the unfinished ones running to the end of their run and drops the rest).
-            current, started_jobs = current_nodes(world, Placement(provisional), t) if t > 0 else ({}, {})
-            rest = remaining(plan_spec, t, current, started_jobs)
-            window = _cut(rest, min(task.lookahead, H - t), started_jobs)
-            if policy.knows_actual or opts.forecast == "perfect":
-                window = window.model_copy(update={"signals": [s for s in window.signals if s.series == "actual"]})
-            elif opts.forecast != "given":
-                window = _with_forecasts(window, extended, opts.forecast, task.world.period, t, opts.forecast_source)
+        if step is None or step.must_replan(t, opts, windows, forecasts):
+            window = forecasts.apply(windows.spec_at(t, state), t)
             step_sc = compile_spec(window, f"{task.source}@slot{t}")
             t0 = time.perf_counter()
-            step_placement = plan(step_sc)
+            placement = plan(step_sc, None if step is None else step.shifted(t, step_sc))
+            step = _Step(t, step_sc, placement, _row_map(world, step_sc), forecasts.issued(window),
+                         _waiting(planned_world, step_sc, placement, t))
             seconds += time.perf_counter() - t0
-            planned_at, replans = t, replans + 1
-            rows = _row_map(world, step_sc)
-        assert step_placement is not None and rows is not None  # set on the first step
-        k = t - planned_at
-        dst, src = rows
-        assign[dst, t] = step_placement.assign[src, k]
+            replans += 1
+        k = t - step.at
+        dst, src = step.rows
+        assign[dst, t] = step.placement.assign[src, k]
+        state.commit(assign[:, t])
         hosting = np.bincount(assign[:, t][assign[:, t] >= 0], minlength=N) > 0
-        if step_placement.powered is not None:
-            powered[:, t] = step_placement.powered[:, k] | hosting
+        if step.placement.powered is not None:
+            powered[:, t] = step.placement.powered[:, k] | hosting
         else:
             powered[:, t] = hosting | ~world.node_can_power_down
+        if (t + 1) % every == 0 or t + 1 == H:
+            _tick(task, t + 1)
     return PolicyRun(policy.name, assign, powered, seconds, replans)
+
+
+def _waiting(world: Scenario, step: Scenario, placement: Placement, t: int) -> list[tuple[int, str, float]]:
+    """Jobs of the step that could instead wait for slots the step cannot see (their window reaches
+    past its end): (the world slot it is planned to start or resume in, its node's grid region,
+    the highest grid intensity of its planned run slots there, as the step saw it [gCO2/kWh])."""
+    end = t + step.n_slots
+    out = []
+    assign = placement.assign
+    node_region = step.node_region
+    intensity = step.region_intensity_forecast_g_per_kwh
+    for w in np.flatnonzero(step.workload_deferrable):
+        v = world.index_of("workload", step.workload_ids[w])
+        if world.workload_window_end[v] <= end:
+            continue
+        r0, n = int(step.workload_first_replica[w]), int(step.workload_replicas[w])
+        rows = assign[r0:r0 + n]
+        runs = np.flatnonzero((rows >= 0).any(axis=0))
+        if runs.size and runs[0] > 0:  # not running now: it waits until its planned start
+            for g in np.unique(node_region[rows[:, runs[0]][rows[:, runs[0]] >= 0]]):
+                out.append((t + int(runs[0]), step.region_ids[g], float(intensity[g, runs].max())))
+    return out
+
+
+def _tick(task: PolicyTask, slots: int) -> None:
+    if task.ticks is not None:
+        task.ticks.put((task.policy.name, slots))
+
+
+@dataclass
+class _Step:
+    """The plan in force: made at slot `at`, its scenario, placement, replica rows in the world,
+    and the forecast it was made on (signal key -> values from `at` on)."""
+
+    at: int
+    scenario: Scenario
+    placement: Placement
+    rows: tuple[np.ndarray, np.ndarray]
+    forecast: dict[tuple[str, str], np.ndarray]
+    waiting: list[tuple[int, str, float]]  # jobs that could also run past the window (`_waiting`)
+
+    def shifted(self, t: int, new: Scenario) -> Placement:
+        """This plan seen from slot t on, on the next step's scenario: each of its workloads'
+        replicas where this plan has them from t (services: on their nodes throughout), nothing
+        for new workloads. A start for the next plan (`edgeplace.optimizer.greedy.greedy_place`
+        keeps what still holds)."""
+        k = t - self.at
+        old, assign = self.scenario, self.placement.assign
+        out = np.full((new.n_replicas, new.n_slots), -1, dtype=assign.dtype)
+        span = max(min(old.n_slots - k, new.n_slots), 0)
+        last = min(k, old.n_slots - 1)  # a service's nodes now (the plan's last slot if it ran out)
+        for w, wid in enumerate(new.workload_ids):
+            try:
+                v = old.index_of("workload", wid)
+            except KeyError:
+                continue
+            r0, n = int(new.workload_first_replica[w]), int(new.workload_replicas[w])
+            o0 = int(old.workload_first_replica[v])
+            if int(old.workload_replicas[v]) != n:
+                continue
+            rows = assign[o0:o0 + n]
+            if not new.workload_deferrable[w]:
+                out[r0:r0 + n] = rows[:, last:last + 1] if (rows[:, last] >= 0).all() else -1
+            else:
+                out[r0:r0 + n, :span] = rows[:, k:k + span]
+        return Placement(out)
+
+    def must_replan(self, t: int, opts: SimulationOptions, windows: "_Windows", forecasts: "_Forecasts") -> bool:
+        """A re-plan at t: the plan has run out; or `replan_every` slots passed and something
+        changed (always, without `incremental`): a job entered the lookahead window; a job that
+        has not started yet could also run in the slots that came into view (its window reaches
+        past the plan's) and they are cleaner in its region than its planned run, or cleaner in
+        some region (or sunnier at some site) than any slot the plan saw there; or the forecast
+        of the slots still planned moved."""
+        age = t - self.at
+        if age >= self.scenario.n_slots:
+            return True
+        if age < opts.replan_every:
+            return False
+        if not opts.incremental:
+            return True
+        if windows.entering(self.at, t) or forecasts.changed(self, t):
+            return True
+        pending = [(region, worst) for start, region, worst in self.waiting if start >= t]
+        if not pending:
+            return False
+        sc = self.scenario
+        lowest, highest = forecasts.in_view(t, self.at + sc.n_slots, t + windows.L)
+        seen_low = dict(zip(sc.region_ids, sc.region_intensity_forecast_g_per_kwh.min(axis=1)))
+        seen_high = dict(zip(sc.site_ids, sc.site_renewable_forecast_kw.max(axis=1)))
+        return (any(lowest.get(region, np.inf) < worst for region, worst in pending)
+                or any(low < seen_low.get(region, np.inf) for region, low in lowest.items())
+                or any(high > seen_high.get(site, 0.0) for site, high in highest.items()))
+
+
+class _Windows:
+    """The planning windows of one run: at slot t, the services and the jobs whose window is
+    open and fits the lookahead (or that run now), cut to the lookahead. Jobs are indexed by
+    the slot they enter the lookahead, max(0, earliest + duration - L), so a window costs the
+    workloads that matter then, not every job of the year."""
+
+    def __init__(self, spec: ScenarioSpec, planned: Scenario, lookahead: int):
+        self.spec, self.planned, self.L = spec, planned, lookahead
+        deferrable = planned.workload_deferrable
+        self.services = np.flatnonzero(~deferrable)
+        self.enter = np.maximum(0, planned.workload_earliest_slot + planned.workload_duration_slots - lookahead)
+        jobs = np.flatnonzero(deferrable)
+        self.jobs = jobs[np.argsort(self.enter[jobs], kind="stable")]
+        self.event_slots = np.unique(self.enter[jobs])
+        self.next = 0  # jobs[:next] have entered
+        self.active: set[int] = set()
+
+    def entering(self, since: int, t: int) -> bool:
+        """A job entered the lookahead in (since, t]."""
+        i = np.searchsorted(self.event_slots, since, side="right")
+        return i < len(self.event_slots) and self.event_slots[i] <= t
+
+    def workloads_at(self, t: int, state) -> list[int]:
+        sc = self.planned
+        while self.next < len(self.jobs) and self.enter[self.jobs[self.next]] <= t:
+            self.active.add(int(self.jobs[self.next]))
+            self.next += 1
+        done = [w for w in self.active
+                if state.ran[w] >= sc.workload_duration_slots[w]
+                or (state.first_run[w] < 0 and sc.workload_window_end[w] <= t)]
+        self.active.difference_update(done)
+        return sorted([*self.services.tolist(), *self.active])
+
+    def spec_at(self, t: int, state) -> ScenarioSpec:
+        """The window's scenario at slot t (forecasts not yet in)."""
+        spec, h = self.spec, self.spec.horizon
+        L = min(self.L, h.slots - t)
+        slot = timedelta(minutes=h.slot_minutes)
+        ids = self.workloads_at(t, state)
+        cut = spec.model_copy(update={
+            "horizon": h.model_copy(update={"start": h.start + t * slot, "slots": L}),
+            "workloads": [spec.workloads[w] for w in ids],
+            "signals": [sig.model_copy(update={"values": sig.values[t:t + L]}) for sig in spec.signals]})
+        current, running, progress = state.situation(only=ids)
+        running = {wid: first - t for wid, first in running.items()}  # slots relative to the window
+        rest = remaining(cut, 0, current, running, progress)
+        return rest.model_copy(update={"workloads": _fitting(rest, L, running)})
+
+
+class _Forecasts:
+    """What a policy sees of the future: the actual series (the oracle, a perfect forecast), the
+    scenario's own forecasts, or a forecaster fed everything observed so far."""
+
+    def __init__(self, task: PolicyTask, policy: SimPolicy):
+        self.method = task.options.forecast
+        self.archive = task.options.forecast_source
+        self.spec = task.world.spec
+        self.actual = policy.knows_actual or self.method == "perfect"
+        self.extended = _extended(task.world) if not (self.actual or self.method == "given") else {}
+        self.period = task.world.period
+        signals = task.world.spec.signals
+        self.actual_values = {_signal_key(s): np.asarray(s.values, dtype=float) for s in signals
+                              if s.series == "actual" and s.signal in FORECAST_KINDS}
+        self.given_values = {_signal_key(s): np.asarray(s.values, dtype=float) for s in signals
+                             if s.series == "forecast"}
+        self.H = task.world.spec.horizon.slots
+
+    def apply(self, window: ScenarioSpec, t: int) -> ScenarioSpec:
+        if self.actual:
+            return window.model_copy(update={"signals": [s for s in window.signals if s.series == "actual"]})
+        if self.method == "given":
+            return window
+        return _with_forecasts(window, self.extended, self.method, self.period, t, self.archive)
+
+    def issued(self, window: ScenarioSpec) -> dict[tuple[str, str], np.ndarray]:
+        return {_signal_key(s): np.asarray(s.values, dtype=float) for s in window.signals
+                if s.series == "forecast" and _signal_key(s) in self.extended}
+
+    def in_view(self, t: int, first: int, end: int) -> tuple[dict[str, float], dict[str, float]]:
+        """What the policy sees at t of the world slots [first, end): each region's lowest grid
+        intensity [gCO2/kWh] and each site's highest on-site supply [kW]."""
+        first, end = min(first, self.H), min(end, self.H)
+        lowest, highest = {}, {}
+        if first >= end:
+            return lowest, highest
+        for (kind, target), values in self.seen(t, first, end).items():
+            if kind == SignalKind.grid_intensity.value:
+                lowest[target] = float(values.min())
+            elif kind == SignalKind.renewable_supply.value:
+                highest[target] = float(values.max())
+        return lowest, highest
+
+    def seen(self, t: int, first: int, end: int) -> dict[tuple[str, str], np.ndarray]:
+        """Signal key -> the values of world slots [first, end) as the policy sees them at t."""
+        out = {}
+        for key, actual in self.actual_values.items():
+            if self.actual:
+                out[key] = actual[first:end]
+            elif self.method == "given":
+                out[key] = self.given_values.get(key, actual)[first:end]
+            else:
+                out[key] = self.issued_at(key, t, end - t)[first - t:]
+        return out
+
+    def issued_at(self, key: tuple[str, str], t: int, length: int) -> np.ndarray:
+        """The forecast of one series issued at slot t for t .. t+length-1 (archive, else forecaster)."""
+        return _step_forecast(key, self.method, self.extended[key], self.period, t, length, self.archive,
+                              _slot_grid(self.spec, t, length))
+
+    def changed(self, step: _Step, t: int) -> bool:
+        """The forecast issued at t differs from the one the plan was made on, over the slots both cover."""
+        for key, old in step.forecast.items():
+            rest = old[t - step.at:]
+            new = self.issued_at(key, t, len(rest))
+            if not np.allclose(new, rest, rtol=FORECAST_CHANGE_REL, atol=0.0):
+                return True
+        return False
 
 
 def _powered(world: Scenario, placement: Placement) -> np.ndarray:
@@ -570,7 +812,8 @@ def migrations(world: Scenario, assign: np.ndarray) -> int:
     for w in range(world.n_workloads):
         r0, n = int(world.workload_first_replica[w]), int(world.workload_replicas[w])
         rows = assign[r0:r0 + n]
-        for t in range(1, world.n_slots):
+        # Only slots where some replica's node changed can hold a move (a year has 17,568 slots).
+        for t in 1 + np.flatnonzero((rows[:, 1:] != rows[:, :-1]).any(axis=0)):
             before, after = rows[:, t - 1], rows[:, t]
             if not ((before >= 0).any() and (after >= 0).any()) or np.array_equal(before, after):
                 continue
@@ -611,7 +854,11 @@ def _check_archive(archive, spec: ScenarioSpec, forecast: str) -> None:
 
 def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions, engine: Engine | None = None,
              progress: Progress | None = None) -> SimulationResult:
-    """Run every policy on the same world and tabulate them side by side."""
+    """Run every policy on the same world and tabulate them side by side.
+
+    `progress(done, total, what)` hears the slots stepped, summed over the policies
+    (total = policies x horizon slots), as the runs go: from local worker processes too,
+    through a multiprocessing manager's queue; on a Dask cluster once per finished policy."""
     spec = scenario.spec
     H = options.horizon_slots or spec.horizon.slots
     if options.forecast == "given":
@@ -627,8 +874,12 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
     world_sc = compile_spec(world.spec, f"{scenario.source} (world, {H} slots)")
     L = lookahead_slots(world.spec, options, H)
     registry = simulation_policies()
-    tasks = {name: PolicyTask(world, registry[name], options, L, scenario.source) for name in policies}
-    outcome = run_sweep(run_policy, tasks, engine or InProcessEngine(), progress=progress)
+    engine = engine or InProcessEngine()
+    with _slot_ticks(engine, progress, len(policies) * H) as ticks:
+        tasks = {name: PolicyTask(world, registry[name], options, L, scenario.source, ticks) for name in policies}
+        per_case = None if ticks is not None or progress is None else (
+            lambda done, total, key: progress(done * H, total * H, key))
+        outcome = run_sweep(run_policy, tasks, engine, progress=per_case)
     import pandas as pd
 
     from edgeplace.policies.accounting import basis_line
@@ -678,6 +929,40 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
         summary["time_shifting_saves_kg"] = op["noshift"] - op["optimizer"]
         summary["time_shifting_saves_pct"] = (1.0 - op["optimizer"] / op["noshift"]) * 100 if op["noshift"] > 0 else None
     return SimulationResult(table, summary, world_sc, evaluations, {n: outcome.results[n] for n in policies})
+
+
+@contextmanager
+def _slot_ticks(engine: Engine, progress: Progress | None, total: int) -> Iterator[Any]:
+    """A queue the policy runs put (policy, slots stepped) into, drained by a thread that calls
+    `progress`; None without progress or on an engine whose workers cannot reach this process."""
+    if progress is None or not isinstance(engine, (InProcessEngine, LocalProcessEngine)):
+        yield None
+        return
+    manager = None
+    if isinstance(engine, InProcessEngine):
+        ticks: Any = queue.SimpleQueue()
+    else:
+        import multiprocessing
+
+        manager = multiprocessing.get_context("spawn").Manager()
+        ticks = manager.Queue()
+    done: dict[str, int] = {}
+
+    def drain() -> None:
+        while (item := ticks.get()) is not None:  # None: the runs are over
+            name, slots = item
+            done[name] = slots
+            progress(sum(done.values()), total, f"{name} {slots:,} slots")
+
+    thread = threading.Thread(target=drain, name="edgeplace-simulate-progress", daemon=True)
+    thread.start()
+    try:
+        yield ticks
+    finally:
+        ticks.put(None)
+        thread.join(timeout=10)
+        if manager is not None:
+            manager.shutdown()
 
 
 __all__ = [

@@ -49,8 +49,9 @@ import numpy as np
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from edgeplace.k8s.identity import controller_ref
 from edgeplace.k8s.mapping import (ANN_DEADLINE, ANN_DURATION_MIN, ANN_WORKLOAD, GATE_DEFERRED, ClusterObjects, _annotations,
-                         _controller, _meta, _name, _namespace, _parse_time, has_gate)
+                         _meta, _name, _namespace, _parse_time, has_gate)
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
 
@@ -74,7 +75,7 @@ def gated_pods(objects: ClusterObjects, gate: str = GATE_DEFERRED) -> list[Gated
         if not has_gate(pod, gate) or _meta(pod).get("deletionTimestamp"):
             continue
         ns, name = _namespace(pod), _name(pod)
-        ref = _controller(pod)
+        ref = controller_ref(pod)
         job = jobs.get((ns, ref.get("name"))) if ref and ref.get("kind") == "Job" else None
         workload = _annotations(pod).get(ANN_WORKLOAD)
         latest = None
@@ -146,14 +147,23 @@ def remove_gate(core: client.CoreV1Api, namespace: str, name: str, gate: str = G
             return False
         patch = [{"op": "test", "path": f"/spec/schedulingGates/{index}/name", "value": gate},
                  {"op": "remove", "path": f"/spec/schedulingGates/{index}"}]
-        try:
-            core.patch_namespaced_pod(name, namespace, patch, _content_type="application/json-patch+json",
-                                      _preload_content=False)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            if exc.status not in (409, 422):
-                raise
-            log.info("gates: pod %s/%s changed while removing %s; retrying", namespace, name, gate)
+        done = json_patch(core.patch_namespaced_pod, namespace, name, patch)
+        if done is not None:
+            return done
+        log.info("gates: pod %s/%s changed while removing %s; retrying", namespace, name, gate)
     return False
+
+
+def json_patch(patch_call, namespace: str, name: str, patch: list[dict]) -> bool | None:
+    """Apply a JSON patch that tests what it changes (`patch_call`: e.g.
+    `CoreV1Api.patch_namespaced_pod`): True when applied, False when the object is gone,
+    None when it changed meanwhile (409/422: read it again and retry)."""
+    try:
+        patch_call(name, namespace, patch, _content_type="application/json-patch+json", _preload_content=False)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        if exc.status not in (409, 422):
+            raise
+        return None

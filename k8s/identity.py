@@ -1,24 +1,29 @@
-"""Which workload a pod belongs to: the one rule the mapping and the extender share.
+"""Which workload a pod belongs to: the one rule the planner's mapping and the extender share.
 
-A workload is the API object a pod's controller owner reference leads to,
-and its id is ``namespace/name`` of that object (what `edgeplace.k8s.mapping`
-names the workload), unless the pod (template) annotation
-``edgeplace.io/workload`` overrides it:
+A pod's workload is, first that applies:
 
-=================================  =====================================================
-controller owner of the pod        workload (`owner_workload`)
-=================================  =====================================================
-ReplicaSet ``<d>-<hash>``          the Deployment ``<d>``: the ReplicaSet's controller
-                                   when the caller has the ReplicaSets (the mapping),
-                                   else the ReplicaSet name without ``-<hash>``, the
-                                   pod's ``pod-template-hash`` label (the extender: the
-                                   Deployment controller names its ReplicaSets so)
-ReplicaSet without a Deployment    the ReplicaSet
-StatefulSet, DaemonSet, Job        that object (a CronJob's Job is a workload of its own)
-anything else, or no owner         none (a bare pod)
-=================================  =====================================================
+1. its ``edgeplace.io/workload`` annotation: an optional override (pods copy
+   their template's annotations, so setting it on a pod template names every
+   pod of the workload);
+2. the object its controller owner reference leads to, followed up to the
+   workload: Pod -> ReplicaSet -> Deployment, Pod -> StatefulSet,
+   Pod -> DaemonSet, Pod -> Job. A CronJob's Job is a workload of its own
+   (each run is placed while it exists; a CronJob has nothing to place
+   between runs), and a ReplicaSet without a Deployment is one too. The id is
+   ``namespace/name`` of that object, the id `edgeplace.k8s.mapping` gives
+   the workload;
+3. otherwise none (a bare pod, or an owner of another kind).
 
-Pure functions over API objects' JSON; no Kubernetes client, no API call.
+ReplicaSet -> Deployment is resolved from the ReplicaSet object when the
+caller has it (`replicasets`, as the mapping does), else from the pod alone:
+the Deployment controller names a ReplicaSet ``<deployment>-<hash>`` and labels
+its pods ``pod-template-hash: <hash>`` (`pkg/controller/deployment/sync.go`),
+so a ReplicaSet name ending in ``-<the pod's pod-template-hash>`` belongs to
+the Deployment named by the rest. That needs no API call and no cache, which
+is what the extender needs on its hot path.
+
+Pure functions over the pod's JSON (``metadata.ownerReferences``, labels,
+annotations); no Kubernetes client.
 """
 
 from __future__ import annotations
@@ -30,8 +35,11 @@ from typing import Any, Mapping
 WORKLOAD_ANNOTATION = "edgeplace.io/workload"
 #: Pod (template) or workload annotation naming the tenant.
 TENANT_ANNOTATION = "edgeplace.io/tenant"
-#: Label the Deployment controller puts on its pods, and the suffix of its ReplicaSets' names.
+#: Label the Deployment controller puts on its pods (and in its ReplicaSets' names).
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
+
+#: Owner kinds a pod's workload can be, after following ReplicaSets to their Deployment.
+OWNER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet")
 
 #: (namespace, ReplicaSet name) -> (kind, name) of its controller, or None when it has none.
 ReplicaSetOwners = Mapping[tuple[str, str], "tuple[str, str] | None"]
@@ -69,7 +77,7 @@ def controller_ref(obj: Mapping[str, Any]) -> dict | None:
 
 
 def owner_workload(pod: Mapping[str, Any], replicasets: ReplicaSetOwners | None = None) -> WorkloadKey | None:
-    """The workload object a pod's controller leads to (the table above), or None."""
+    """The workload object a pod's owner references lead to (rule 2 of the module docstring), or None."""
     ref = controller_ref(pod)
     if ref is None:
         return None
@@ -86,7 +94,7 @@ def owner_workload(pod: Mapping[str, Any], replicasets: ReplicaSetOwners | None 
         labels = _meta(pod).get("labels")
         digest = labels.get(POD_TEMPLATE_HASH_LABEL) if isinstance(labels, dict) else None
         if isinstance(digest, str) and digest and name.endswith("-" + digest) and len(name) > len(digest) + 1:
-            return WorkloadKey("Deployment", ns, name[:-len(digest) - 1])
+            return WorkloadKey("Deployment", ns, name[: -len(digest) - 1])
         return WorkloadKey("ReplicaSet", ns, name)
     if kind in ("StatefulSet", "DaemonSet", "Job"):
         return WorkloadKey(kind, ns, name)
@@ -102,6 +110,19 @@ def workload_id(annotations: Mapping[str, Any], key: WorkloadKey | None) -> str 
 
 
 def pod_workload_id(pod: Mapping[str, Any], replicasets: ReplicaSetOwners | None = None) -> str | None:
-    """The id of the workload a pod belongs to, or None."""
+    """The id of the workload a pod belongs to (the module docstring's rule), or None."""
     annotations = _meta(pod).get("annotations")
     return workload_id(annotations if isinstance(annotations, dict) else {}, owner_workload(pod, replicasets))
+
+
+__all__ = [
+    "POD_TEMPLATE_HASH_LABEL",
+    "TENANT_ANNOTATION",
+    "WORKLOAD_ANNOTATION",
+    "OWNER_KINDS",
+    "WorkloadKey",
+    "controller_ref",
+    "owner_workload",
+    "pod_workload_id",
+    "workload_id",
+]

@@ -75,11 +75,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Literal, Mapping
 
+from edgeplace.k8s.identity import controller_ref
 from edgeplace.k8s.mapping import (ANN_DEADLINE, ANN_DURATION_MIN, ANN_WORKLOAD, ClusterConfig,
                                    ClusterObjects, MappedCluster, MappingOptions, QuantityError, TenantConfig,
-                                   _annotations, _controller, _labels, _meta, _name, _namespace, _parse_time,
+                                   _annotations, _labels, _meta, _name, _namespace, _parse_time,
                                    count_quantity, cpu_millicores, is_extended_resource, map_cluster, memory_mib,
-                                   namespace_tenants)
+                                   namespace_tenant)
 
 log = logging.getLogger("edgeplace.k8s.kueue")
 
@@ -254,7 +255,7 @@ def check_state(wl: dict, check: str) -> dict | None:
 
 def owner_job(wl: dict) -> tuple[str, str] | None:
     """(namespace, name) of the batch/v1 Job that owns the Workload, if any."""
-    ref = _controller(wl)
+    ref = controller_ref(wl)
     if ref is None or ref.get("kind") != "Job" or not str(ref.get("apiVersion", "batch/v1")).startswith("batch/"):
         return None
     return _namespace(wl), str(ref.get("name"))
@@ -331,7 +332,10 @@ def tenant_quotas(kueue: KueueObjects, objects: ClusterObjects,
     (rounded down): the scenario has per-tenant quotas only, and an even split
     never promises more than Kueue grants.
     """
-    tenant_of = namespace_tenants(objects, config)
+    namespaces = {_name(ns): ns for ns in objects.namespaces}
+
+    def tenant_of(ns: str) -> str:
+        return namespace_tenant(ns, namespaces, config)
     offered = {"cpu_millicores", "memory_mib"} | {
         str(k) for n in objects.nodes for k in ((n.get("status") or {}).get("allocatable") or {}) if is_extended_resource(str(k))}
     cq_tenants: dict[str, set[str]] = {}

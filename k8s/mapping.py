@@ -73,12 +73,19 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgeplace.k8s.identity import TENANT_ANNOTATION, WORKLOAD_ANNOTATION, WorkloadKey, workload_id
-from edgeplace.k8s.identity import controller_ref as _controller
+# TAINT_POWERED_DOWN: the planner's taint on nodes the plan powers down (NoSchedule, never NoExecute);
+# ANN_CORDONED_BY: the annotation on nodes it cordoned, so it only uncordons its own.
+from edgeplace.k8s.scheduling import (ANN_CORDONED_BY, ANN_POWER_STATE, ASLEEP_STATES, LIFECYCLE_TAINTS, TAINT_POWERED_DOWN,
+                                      scenario_taints, workload_scheduling)
+from edgeplace.k8s.identity import (TENANT_ANNOTATION, WORKLOAD_ANNOTATION, ReplicaSetOwners, WorkloadKey, controller_ref,
+                                    owner_workload, pod_workload_id, workload_id)
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.load import read_document, scenario_from_dict
+from edgeplace.k8s.suspend import ANN_MIN_RUN_MIN, is_interruptible, progress_of
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.constraints import FILTER_EFFECTS, tolerated_seconds
+from edgeplace.topology.scheduling_spec import LABEL_HOSTNAME, LABEL_REGION, PODS_RESOURCE, Taint, Toleration
 from edgeplace.topology.spec import (SCENARIO_VERSION, Embodied, Isolation, Link, Location, PowerModel, Signal, Tier,
                            UserLocation)
 
@@ -113,22 +120,10 @@ ANN_DURATION_MIN = "edgeplace.io/duration-minutes"
 ANN_EARLIEST_START = "edgeplace.io/earliest-start"
 ANN_TENANT = TENANT_ANNOTATION
 ANN_WORKLOAD = WORKLOAD_ANNOTATION
-#: Taint the planner puts on nodes the plan powers down (NoSchedule, never NoExecute).
-TAINT_POWERED_DOWN = "edgeplace.io/powered-down"
 #: Pod scheduling gate that holds a deferrable job's pods until their planned start.
 GATE_DEFERRED = "edgeplace.io/deferred"
-#: Annotation the planner sets on nodes it cordoned, so it only uncordons its own.
-ANN_CORDONED_BY = "edgeplace.io/cordoned-by"
-#: Taints of our own, or the cordon taint: they do not take a node out of the scenario.
-OWN_TAINTS = (TAINT_POWERED_DOWN, "node.kubernetes.io/unschedulable")
-#: Node annotation of the power lifecycle (edgeplace.k8s.actuation.power): on, draining, powering-off, off, waking.
-ANN_POWER_STATE = "edgeplace.io/power-state"
-#: Power states in which a node is asleep or on its way; its lifecycle taints stay its own.
-ASLEEP_STATES = ("draining", "powering-off", "off", "waking")
 #: Node annotation: when edgeplace last powered the node on and it did not become Ready in time.
 ANN_WAKE_FAILED = "edgeplace.io/wake-failed-at"
-#: Taints the node-lifecycle controller puts on a node that stopped heart-beating or is not ready.
-LIFECYCLE_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 
 #: Namespaces whose workloads are not planned (their pods still use capacity).
 DEFAULT_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", "edgeplace-system")
@@ -604,15 +599,34 @@ def _per_slot(value: PerSlot, slots: int, subject: str, what: str, problems: _Pr
     return [float(value)] * slots
 
 
-def namespace_tenants(objects: ClusterObjects, config: ClusterConfig):
-    """namespace name -> tenant id: the site config's ``tenants[].namespaces``, else the
-    namespace's ``edgeplace.io/tenant`` label, else the namespace name."""
-    labels = {_name(ns): _labels(ns).get(LABEL_TENANT) for ns in objects.namespaces}
-    by_config = {ns: t.id for t in config.tenants for ns in t.namespaces}
+@dataclass
+class _Context:
+    """What every part of one mapping shares: the config, the horizon and the problems found."""
 
-    def tenant_of(ns: str) -> str:
-        return by_config.get(ns) or labels.get(ns) or ns
-    return tenant_of
+    config: ClusterConfig
+    problems: _Problems
+    warnings: list[str]
+    now: datetime
+    start: datetime
+    end: datetime
+    slots: int
+    slot_minutes: int
+    excluded_ns: set[str]
+    namespaces: dict[str, dict]  # name -> Namespace object
+
+    def tenant_of_namespace(self, ns: str) -> str:
+        return namespace_tenant(ns, self.namespaces, self.config)
+
+
+@dataclass
+class _Nodes:
+    """The mapped nodes and the site facts they carry."""
+
+    nodes: dict[str, _NodeOut] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)  # node name -> why it is not in the scenario
+    site_region: dict[str, tuple[str, str]] = field(default_factory=dict)  # site -> (region, from which node)
+    site_tier: dict[str, tuple[str, str]] = field(default_factory=dict)
+    site_facts: dict[str, dict[str, tuple[float, str]]] = field(default_factory=lambda: defaultdict(dict))
 
 
 def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
@@ -624,206 +638,279 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
     config = config or ClusterConfig()
     options = options or MappingOptions()
     now = (options.now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    problems = _Problems()
-    warnings: list[str] = []
-    excluded_ns = set(options.exclude_namespaces if options.exclude_namespaces is not None
-                      else config.exclude_namespaces if config.exclude_namespaces is not None
-                      else DEFAULT_EXCLUDED_NAMESPACES)
     slots, slot_minutes = config.horizon.slots, config.horizon.slot_minutes
     start = horizon_start(now, slot_minutes)
-    end = start + slots * timedelta(minutes=slot_minutes)
+    ctx = _Context(
+        config=config, problems=_Problems(), warnings=[], now=now, start=start,
+        end=start + slots * timedelta(minutes=slot_minutes), slots=slots, slot_minutes=slot_minutes,
+        excluded_ns=set(options.exclude_namespaces if options.exclude_namespaces is not None
+                        else config.exclude_namespaces if config.exclude_namespaces is not None
+                        else DEFAULT_EXCLUDED_NAMESPACES),
+        namespaces={_name(ns): ns for ns in objects.namespaces})
+    problems = ctx.problems
 
-    site_cfg = {s.id: s for s in config.sites}
-    region_cfg = {r.id: r for r in config.regions}
+    mapped_nodes = _map_nodes(objects.nodes, ctx)
+    nodes = mapped_nodes.nodes
+    workloads_in = _collect_workloads(objects, ctx)
+    gated = _attach_pods(objects, workloads_in, nodes)
+    workload_entries, workload_refs, started_jobs, tenants_used = _workload_entries(workloads_in, nodes, ctx)
+    _subtract_unmanaged_load(nodes, ctx.warnings)
+    _outside_the_plan(nodes, workload_entries, ctx.warnings)
+    _topology_label_warnings(nodes, workload_entries, ctx.warnings)
+    tenant_entries = _tenant_entries(nodes, tenants_used, ctx)
+    site_entries, region_entries, signals = _sites_and_regions(mapped_nodes, ctx)
 
-    # -- tenants: namespaces and config -------------------------------------------
-    ns_objects = {_name(ns): ns for ns in objects.namespaces}
-    tenant_of_namespace = namespace_tenants(objects, config)
+    if problems.items:
+        raise InputError(source, problems.items)
 
-    # -- nodes ------------------------------------------------------------------------
-    nodes: dict[str, _NodeOut] = {}
-    excluded_nodes: dict[str, str] = {}
-    site_region: dict[str, tuple[str, str]] = {}  # site -> (region, from which node)
-    site_tier: dict[str, tuple[str, str]] = {}
-    site_facts: dict[str, dict[str, tuple[float, str]]] = defaultdict(dict)  # site -> key -> (value, node)
+    node_list = [n.entry for n in nodes.values()]
+    document: dict[str, Any] = {
+        "version": SCENARIO_VERSION,
+        "name": config.name,
+        "description": f"Imported from a Kubernetes cluster at {now.strftime('%Y-%m-%dT%H:%M:%SZ')} by edgeplace "
+                       f"({len(node_list)} nodes, {len(workload_entries)} workloads).",
+        "horizon": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "slots": slots, "slot_minutes": slot_minutes},
+        "regions": region_entries,
+        "sites": site_entries,
+        "nodes": node_list,
+        "links": [link.model_dump(exclude_none=True) for link in config.links],
+        "users": [u.model_dump() for u in config.users],
+        "tenants": list(tenant_entries.values()),
+        "workloads": workload_entries,
+        "signals": signals,
+        "namespaces": [{"id": name, "labels": _labels(ns)} for name, ns in sorted(ctx.namespaces.items()) if _labels(ns)],
+    }
+    origins = {"nodes": [f"Node {n.name}" for n in nodes.values()],
+               "workloads": [str(r) for r in workload_refs],
+               "sites": [f"site {e['id']}" for e in site_entries],
+               "regions": [f"region {e['id']}" for e in region_entries],
+               "tenants": [f"tenant {e['id']}" for e in tenant_entries.values()]}
+    try:
+        scenario = scenario_from_dict(json.loads(json.dumps(document)), source=source)
+    except InputError as exc:
+        raise InputError(source, [_name_origin(p, origins) for p in exc.problems]) from None
+    return MappedCluster(document, scenario, ctx.warnings,
+                         {e["id"]: r for e, r in zip(workload_entries, workload_refs)},
+                         mapped_nodes.excluded, dict(gated), started_jobs)
+
+
+# -- nodes ------------------------------------------------------------------------------------
+
+
+def _map_nodes(node_objects: list[dict], ctx: _Context) -> _Nodes:
+    """Every Node that is planned on, with its site facts; the others with the reason."""
+    out = _Nodes()
     default_power_nodes: list[str] = []
-    for node in sorted(objects.nodes, key=_name):
+    for node in sorted(node_objects, key=_name):
         name = _name(node)
-        subject = f"Node {name}"
-        labels, ann = _labels(node), _annotations(node)
-        spec = node.get("spec") if isinstance(node.get("spec"), dict) else {}
-        if _truthy(labels.get(LABEL_IGNORE, "")) or _truthy(ann.get(LABEL_IGNORE, "")):
-            excluded_nodes[name] = f"{LABEL_IGNORE}=true"
+        why = _node_exclusion(node)
+        if why is not None:
+            out.excluded[name] = why
             continue
-        taints = [t for t in spec.get("taints") or [] if isinstance(t, dict)]
-        # A node edgeplace put to sleep is NotReady and tainted so by the node-lifecycle
-        # controller; it stays in the scenario, as a node the plan may wake.
-        asleep = ann.get(ANN_POWER_STATE) in ASLEEP_STATES
-        foreign = [t.get("key") for t in taints if t.get("effect") in ("NoSchedule", "NoExecute")
-                   and t.get("key") not in OWN_TAINTS and not (asleep and t.get("key") in LIFECYCLE_TAINTS)]
-        if foreign:
-            excluded_nodes[name] = f"tainted {', '.join(map(str, foreign))} (NoSchedule/NoExecute)"
-            continue
-        if ann.get(ANN_POWER_STATE) == "off" and ANN_WAKE_FAILED in ann:
-            # The plan must not count on a machine that did not come back: it plans around it.
-            excluded_nodes[name] = (f"did not become Ready when last powered on ({ANN_WAKE_FAILED} "
-                                    f"{ann[ANN_WAKE_FAILED]}); power it on by hand, or remove the annotation "
-                                    "to offer it to the plan again")
-            continue
-        if spec.get("unschedulable") and ANN_CORDONED_BY not in ann:
-            excluded_nodes[name] = "cordoned (spec.unschedulable) by someone other than edgeplace"
-            continue
-
-        site = labels.get(LABEL_SITE) or labels.get(LABEL_ZONE) or name
-        if LABEL_SITE not in labels and LABEL_ZONE not in labels:
-            warnings.append(f"{subject}: no {LABEL_SITE} or {LABEL_ZONE} label; the node is a site of its own")
-        cfg = site_cfg.get(site)
-        region = labels.get(LABEL_REGION) or (cfg.region if cfg else None)
-        if not region:
-            problems.add(subject, _label_path(LABEL_REGION),
-                         f"is missing: label the node with its grid region, or give site {site!r} a region in the site config")
-        elif site in site_region and site_region[site][0] != region:
-            problems.add(subject, _label_path(LABEL_REGION), f"is {region!r} but Node {site_region[site][1]} of the "
-                         f"same site {site!r} says {site_region[site][0]!r}; a site draws from one grid region")
-        else:
-            site_region.setdefault(site, (region, name))
-        tier = labels.get(LABEL_TIER) or (cfg.tier.value if cfg and cfg.tier else None)
-        if not tier:
-            problems.add(subject, _label_path(LABEL_TIER), f"is missing: label the node with one of "
-                         f"{', '.join(t.value for t in Tier)}, or give site {site!r} a tier in the site config")
-        elif tier not in {t.value for t in Tier}:
-            problems.add(subject, _label_path(LABEL_TIER), f"must be one of {', '.join(t.value for t in Tier)} (got {tier!r})")
-        elif site in site_tier and site_tier[site][0] != tier:
-            problems.add(subject, _label_path(LABEL_TIER), f"is {tier!r} but Node {site_tier[site][1]} of the same "
-                         f"site {site!r} says {site_tier[site][0]!r}")
-        else:
-            site_tier.setdefault(site, (tier, name))
-        for key, fact, lo, hi, unit in ((ANN_PUE, "pue", 1.0, 5.0, "facility/IT"), (ANN_PV_KWP, "pv_kwp", 0, math.inf, "kWp"),
-                                        (ANN_BATTERY_KWH, "battery_kwh", 0, math.inf, "kWh")):
-            value = problems.number(subject, ann, key, unit, lo, hi)
-            if value is None:
-                continue
-            seen = site_facts[site].get(fact)
-            if seen is not None and seen[0] != value:
-                problems.add(subject, _ann_path(key), f"is {value:g} but Node {seen[1]} of the same site {site!r} "
-                             f"says {seen[0]:g}; annotate every node of a site alike, or set it in the site config")
-            else:
-                site_facts[site].setdefault(fact, (value, name))
-
-        # Capacity from status.allocatable.
-        status = node.get("status") if isinstance(node.get("status"), dict) else {}
-        alloc = status.get("allocatable") if isinstance(status.get("allocatable"), dict) else {}
-        capacity: dict[str, int] = {}
-        for res, q in alloc.items():
-            path = f"status.allocatable.{res}"
-            try:
-                if res == "cpu":
-                    capacity["cpu_millicores"] = cpu_millicores(q, round_up=False)
-                elif res == "memory":
-                    capacity["memory_mib"] = memory_mib(q, round_up=False)
-                elif is_extended_resource(res):
-                    capacity[res] = count_quantity(q)
-            except QuantityError as exc:
-                problems.add(subject, path, str(exc))
-        for res, key in (("cpu", "cpu_millicores"), ("memory", "memory_mib")):
-            if capacity.get(key, 0) <= 0 and not any(p.path == f"{subject} status.allocatable.{res}" for p in problems.items):
-                problems.add(subject, f"status.allocatable.{res}",
-                             f"must be > 0 (got {alloc.get(res)!r}); a node without allocatable {res} cannot host pods")
-
-        # Power model: annotations, else the site's, else the defaults, else REFERENCE.md's server.
-        power: dict[str, Any]
-        idle = problems.number(subject, ann, ANN_IDLE_W, "W", 0, 1e9)
-        peak = problems.number(subject, ann, ANN_MAX_W, "W", 0, 1e9)
-        if ANN_POWER_CURVE_W in ann:
-            if ANN_IDLE_W in ann or ANN_MAX_W in ann:
-                problems.add(subject, _ann_path(ANN_POWER_CURVE_W), f"give either {ANN_POWER_CURVE_W} or "
-                             f"{ANN_IDLE_W} and {ANN_MAX_W}, not both")
-            try:
-                curve = [float(x) for x in ann[ANN_POWER_CURVE_W].split(",")]
-            except ValueError:
-                problems.add(subject, _ann_path(ANN_POWER_CURVE_W), "must be 11 comma-separated numbers [W] "
-                             f"at 0, 10, ..., 100 % load (got {ann[ANN_POWER_CURVE_W][:60]!r})")
-                curve = []
-            power = {"points_w": curve}
-        elif ANN_IDLE_W in ann or ANN_MAX_W in ann:
-            if (ANN_IDLE_W in ann) != (ANN_MAX_W in ann):
-                missing = ANN_MAX_W if ANN_IDLE_W in ann else ANN_IDLE_W
-                problems.add(subject, _ann_path(missing), f"is missing: {ANN_IDLE_W} and {ANN_MAX_W} go together")
-            power = {"idle_w": idle if idle is not None else 0.0, "max_w": peak if peak is not None else 1.0}
-        elif cfg is not None and cfg.power is not None:
-            power = cfg.power.model_dump(exclude_none=True)
-        elif config.node_defaults.power is not None:
-            power = config.node_defaults.power.model_dump(exclude_none=True)
-        else:
-            power = {"idle_w": DEFAULT_IDLE_W, "max_w": DEFAULT_MAX_W}
+        out.nodes[name], default_power = _map_node(node, out, ctx)
+        if default_power:
             default_power_nodes.append(name)
-
-        entry: dict[str, Any] = {"id": name, "site": site, "capacity": capacity, "power": power,
-                                 "can_power_down": config.node_defaults.can_power_down}
-        if ANN_CAN_POWER_DOWN in ann:
-            flag = _truthy(ann[ANN_CAN_POWER_DOWN])
-            if flag is None:
-                problems.add(subject, _ann_path(ANN_CAN_POWER_DOWN), f"must be true or false (got {ann[ANN_CAN_POWER_DOWN][:20]!r})")
-            else:
-                entry["can_power_down"] = flag
-        kg = problems.number(subject, ann, ANN_EMBODIED_KG, "kgCO2e", 0, 1e9)
-        years = problems.number(subject, ann, ANN_LIFETIME_YEARS, "years", 0.01, 100)
-        if kg is not None or years is not None:
-            base = config.node_defaults.embodied or (cfg.embodied if cfg and cfg.embodied else None) or Embodied()
-            entry["embodied"] = {"per_node_kg": kg if kg is not None else base.per_node_kg,
-                                 "lifetime_years": years if years is not None else base.lifetime_years}
-        elif config.node_defaults.embodied is not None:
-            entry["embodied"] = config.node_defaults.embodied.model_dump()
-        if labels.get(LABEL_DEDICATED):
-            entry["dedicated_to"] = labels[LABEL_DEDICATED]
-        if labels:
-            entry["labels"] = dict(sorted(labels.items()))
-        nodes[name] = _NodeOut(name, site, entry, dict(capacity))
     if default_power_nodes:
-        warnings.append(f"{len(default_power_nodes)} node(s) state no power model and use a {DEFAULT_IDLE_W:g} W idle / "
-                        f"{DEFAULT_MAX_W:g} W max server (annotate {ANN_IDLE_W} and {ANN_MAX_W}): "
-                        f"{', '.join(default_power_nodes[:10])}{' ...' if len(default_power_nodes) > 10 else ''}")
-    if not nodes and not problems.items:
-        problems.add("", "cluster", "has no node to plan on" + (f" ({len(excluded_nodes)} excluded: "
-                     + "; ".join(f"{n}: {why}" for n, why in list(excluded_nodes.items())[:5]) + ")" if excluded_nodes else ""))
+        ctx.warnings.append(f"{len(default_power_nodes)} node(s) state no power model and use a {DEFAULT_IDLE_W:g} W idle / "
+                            f"{DEFAULT_MAX_W:g} W max server (annotate {ANN_IDLE_W} and {ANN_MAX_W}): "
+                            f"{', '.join(default_power_nodes[:10])}{' ...' if len(default_power_nodes) > 10 else ''}")
+    if not out.nodes and not ctx.problems.items:
+        ctx.problems.add("", "cluster", "has no node to plan on" + (f" ({len(out.excluded)} excluded: "
+                         + "; ".join(f"{n}: {why}" for n, why in list(out.excluded.items())[:5]) + ")" if out.excluded else ""))
+    return out
 
-    # -- workloads -----------------------------------------------------------------------
-    rs_owner: dict[tuple[str, str], tuple[str, str] | None] = {}
-    for rs in objects.replicasets:
-        ref = _controller(rs)
-        owner = (ref.get("kind"), ref.get("name")) if ref else None
-        rs_owner[(_namespace(rs), _name(rs))] = owner
-    workloads_in: dict[tuple[str, str, str], _WorkloadIn] = {}
+
+def _node_exclusion(node: dict) -> str | None:
+    """Why a Node is left out of the scenario, or None when it is planned on. Tainted and
+    cordoned nodes stay in (with their taints): kube-scheduler counts them as topology domains."""
+    labels, ann = _labels(node), _annotations(node)
+    if _truthy(labels.get(LABEL_IGNORE, "")) or _truthy(ann.get(LABEL_IGNORE, "")):
+        return f"{LABEL_IGNORE}=true"
+    if ann.get(ANN_POWER_STATE) == "off" and ANN_WAKE_FAILED in ann:
+        # The plan must not count on a machine that did not come back: it plans around it.
+        return (f"did not become Ready when last powered on ({ANN_WAKE_FAILED} {ann[ANN_WAKE_FAILED]}); "
+                "power it on by hand, or remove the annotation to offer it to the plan again")
+    return None
+
+
+def _map_node(node: dict, out: _Nodes, ctx: _Context) -> tuple[_NodeOut, bool]:
+    """One Node as a scenario node entry (and whether it fell back to the default power model);
+    records its site's region, tier and facts in `out`."""
+    name = _name(node)
+    subject = f"Node {name}"
+    labels, ann = _labels(node), _annotations(node)
+    problems, config = ctx.problems, ctx.config
+    site = labels.get(LABEL_SITE) or labels.get(LABEL_ZONE) or name
+    if LABEL_SITE not in labels and LABEL_ZONE not in labels:
+        ctx.warnings.append(f"{subject}: no {LABEL_SITE} or {LABEL_ZONE} label; the node is a site of its own")
+    cfg = next((s for s in config.sites if s.id == site), None)
+    _site_labels(subject, name, site, labels, cfg, out, problems)
+    _site_facts(subject, name, site, ann, out, problems)
+    capacity = _node_capacity(node, subject, problems)
+    power, default_power = _node_power(ann, cfg, config, subject, problems)
+    entry: dict[str, Any] = {"id": name, "site": site, "capacity": capacity, "power": power,
+                             "can_power_down": config.node_defaults.can_power_down}
+    if ANN_CAN_POWER_DOWN in ann:
+        flag = _truthy(ann[ANN_CAN_POWER_DOWN])
+        if flag is None:
+            problems.add(subject, _ann_path(ANN_CAN_POWER_DOWN), f"must be true or false (got {ann[ANN_CAN_POWER_DOWN][:20]!r})")
+        else:
+            entry["can_power_down"] = flag
+    kg = problems.number(subject, ann, ANN_EMBODIED_KG, "kgCO2e", 0, 1e9)
+    years = problems.number(subject, ann, ANN_LIFETIME_YEARS, "years", 0.01, 100)
+    if kg is not None or years is not None:
+        base = config.node_defaults.embodied or (cfg.embodied if cfg and cfg.embodied else None) or Embodied()
+        entry["embodied"] = {"per_node_kg": kg if kg is not None else base.per_node_kg,
+                             "lifetime_years": years if years is not None else base.lifetime_years}
+    elif config.node_defaults.embodied is not None:
+        entry["embodied"] = config.node_defaults.embodied.model_dump()
+    if labels.get(LABEL_DEDICATED):
+        entry["dedicated_to"] = labels[LABEL_DEDICATED]
+    if labels:
+        entry["labels"] = dict(sorted(labels.items()))
+    taints = scenario_taints(node)
+    if taints:
+        entry["taints"] = taints
+    return _NodeOut(name, site, entry, dict(capacity)), default_power
+
+
+def _site_labels(subject: str, name: str, site: str, labels: dict[str, str], cfg: SiteConfig | None,
+                 out: _Nodes, problems: _Problems) -> None:
+    """The node's region and tier labels (or its site config's), which every node of a site must share."""
+    region = labels.get(LABEL_REGION) or (cfg.region if cfg else None)
+    if not region:
+        problems.add(subject, _label_path(LABEL_REGION),
+                     f"is missing: label the node with its grid region, or give site {site!r} a region in the site config")
+    elif site in out.site_region and out.site_region[site][0] != region:
+        problems.add(subject, _label_path(LABEL_REGION), f"is {region!r} but Node {out.site_region[site][1]} of the "
+                     f"same site {site!r} says {out.site_region[site][0]!r}; a site draws from one grid region")
+    else:
+        out.site_region.setdefault(site, (region, name))
+    tier = labels.get(LABEL_TIER) or (cfg.tier.value if cfg and cfg.tier else None)
+    if not tier:
+        problems.add(subject, _label_path(LABEL_TIER), f"is missing: label the node with one of "
+                     f"{', '.join(t.value for t in Tier)}, or give site {site!r} a tier in the site config")
+    elif tier not in {t.value for t in Tier}:
+        problems.add(subject, _label_path(LABEL_TIER), f"must be one of {', '.join(t.value for t in Tier)} (got {tier!r})")
+    elif site in out.site_tier and out.site_tier[site][0] != tier:
+        problems.add(subject, _label_path(LABEL_TIER), f"is {tier!r} but Node {out.site_tier[site][1]} of the same "
+                     f"site {site!r} says {out.site_tier[site][0]!r}")
+    else:
+        out.site_tier.setdefault(site, (tier, name))
+
+
+def _site_facts(subject: str, name: str, site: str, ann: dict[str, str], out: _Nodes, problems: _Problems) -> None:
+    """PUE, PV and battery annotations: facts of the node's site, on which its annotated nodes must agree."""
+    for key, fact, lo, hi, unit in ((ANN_PUE, "pue", 1.0, 5.0, "facility/IT"), (ANN_PV_KWP, "pv_kwp", 0, math.inf, "kWp"),
+                                    (ANN_BATTERY_KWH, "battery_kwh", 0, math.inf, "kWh")):
+        value = problems.number(subject, ann, key, unit, lo, hi)
+        if value is None:
+            continue
+        seen = out.site_facts[site].get(fact)
+        if seen is not None and seen[0] != value:
+            problems.add(subject, _ann_path(key), f"is {value:g} but Node {seen[1]} of the same site {site!r} "
+                         f"says {seen[0]:g}; annotate every node of a site alike, or set it in the site config")
+        else:
+            out.site_facts[site].setdefault(fact, (value, name))
+
+
+def _node_capacity(node: dict, subject: str, problems: _Problems) -> dict[str, int]:
+    """Capacity from status.allocatable: millicores and MiB rounded down, extended resources as counts."""
+    status = node.get("status") if isinstance(node.get("status"), dict) else {}
+    alloc = status.get("allocatable") if isinstance(status.get("allocatable"), dict) else {}
+    capacity: dict[str, int] = {}
+    for res, q in alloc.items():
+        path = f"status.allocatable.{res}"
+        try:
+            if res == "cpu":
+                capacity["cpu_millicores"] = cpu_millicores(q, round_up=False)
+            elif res == "memory":
+                capacity["memory_mib"] = memory_mib(q, round_up=False)
+            elif res == PODS_RESOURCE:
+                capacity[PODS_RESOURCE] = count_quantity(q)
+            elif is_extended_resource(res):
+                capacity[res] = count_quantity(q)
+        except QuantityError as exc:
+            problems.add(subject, path, str(exc))
+    for res, key in (("cpu", "cpu_millicores"), ("memory", "memory_mib")):
+        if capacity.get(key, 0) <= 0 and not any(p.path == f"{subject} status.allocatable.{res}" for p in problems.items):
+            problems.add(subject, f"status.allocatable.{res}",
+                         f"must be > 0 (got {alloc.get(res)!r}); a node without allocatable {res} cannot host pods")
+    return capacity
+
+
+def _node_power(ann: dict[str, str], cfg: SiteConfig | None, config: ClusterConfig, subject: str,
+                problems: _Problems) -> tuple[dict[str, Any], bool]:
+    """The power model: annotations, else the site's, else the defaults, else REFERENCE.md's server
+    (then True: the caller warns)."""
+    idle = problems.number(subject, ann, ANN_IDLE_W, "W", 0, 1e9)
+    peak = problems.number(subject, ann, ANN_MAX_W, "W", 0, 1e9)
+    if ANN_POWER_CURVE_W in ann:
+        if ANN_IDLE_W in ann or ANN_MAX_W in ann:
+            problems.add(subject, _ann_path(ANN_POWER_CURVE_W), f"give either {ANN_POWER_CURVE_W} or "
+                         f"{ANN_IDLE_W} and {ANN_MAX_W}, not both")
+        try:
+            curve = [float(x) for x in ann[ANN_POWER_CURVE_W].split(",")]
+        except ValueError:
+            problems.add(subject, _ann_path(ANN_POWER_CURVE_W), "must be 11 comma-separated numbers [W] "
+                         f"at 0, 10, ..., 100 % load (got {ann[ANN_POWER_CURVE_W][:60]!r})")
+            curve = []
+        return {"points_w": curve}, False
+    if ANN_IDLE_W in ann or ANN_MAX_W in ann:
+        if (ANN_IDLE_W in ann) != (ANN_MAX_W in ann):
+            missing = ANN_MAX_W if ANN_IDLE_W in ann else ANN_IDLE_W
+            problems.add(subject, _ann_path(missing), f"is missing: {ANN_IDLE_W} and {ANN_MAX_W} go together")
+        return {"idle_w": idle if idle is not None else 0.0, "max_w": peak if peak is not None else 1.0}, False
+    if cfg is not None and cfg.power is not None:
+        return cfg.power.model_dump(exclude_none=True), False
+    if config.node_defaults.power is not None:
+        return config.node_defaults.power.model_dump(exclude_none=True), False
+    return {"idle_w": DEFAULT_IDLE_W, "max_w": DEFAULT_MAX_W}, True
+
+
+# -- workloads and their pods ------------------------------------------------------------------
+
+
+def _collect_workloads(objects: ClusterObjects, ctx: _Context) -> dict[WorkloadKey, _WorkloadIn]:
+    """Deployments, StatefulSets and Jobs to plan, by their object."""
+    workloads_in: dict[WorkloadKey, _WorkloadIn] = {}
     for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
         for obj in sorted(items, key=lambda o: (_namespace(o), _name(o))):
             ns, name = _namespace(obj), _name(obj)
-            if ns in excluded_ns or _truthy(_annotations(obj).get(LABEL_IGNORE, "")) or _truthy(_labels(obj).get(LABEL_IGNORE, "")):
+            if ns in ctx.excluded_ns or _truthy(_annotations(obj).get(LABEL_IGNORE, "")) or _truthy(_labels(obj).get(LABEL_IGNORE, "")):
                 continue
             ref = WorkloadRef(kind, ns, name)
             spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
             template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
             if kind == "Job":
-                if _job_finished(obj) or spec.get("suspend"):
+                # A suspended Job is not planned, unless edgeplace suspends and resumes it (edgeplace.k8s.suspend).
+                if _job_finished(obj) or (spec.get("suspend") and not is_interruptible(obj)):
                     continue
                 replicas = _job_replicas(obj)
             else:
                 replicas = spec.get("replicas", 1)
                 if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                    problems.add(str(ref), "spec.replicas", f"must be a whole number >= 0 (got {replicas!r})")
+                    ctx.problems.add(str(ref), "spec.replicas", f"must be a whole number >= 0 (got {replicas!r})")
                     continue
             if replicas == 0:
                 continue
-            wid = workload_id(_annotations(template), WorkloadKey(kind, ns, name))
-            workloads_in[(kind, ns, name)] = _WorkloadIn(ref, obj, wid, template, replicas)
+            key = WorkloadKey(kind, ns, name)
+            workloads_in[key] = _WorkloadIn(ref, obj, workload_id(_annotations(template), key), template, replicas)
+    return workloads_in
 
-    # -- pods: current placement, unmanaged load, gates ---------------------------------------
+
+def _attach_pods(objects: ClusterObjects, workloads_in: dict[WorkloadKey, _WorkloadIn],
+                 nodes: dict[str, _NodeOut]) -> dict[str, list[dict]]:
+    """Give each workload its live pods; count the others' requests on their nodes (`_NodeOut.used`).
+    Returns the pods held by GATE_DEFERRED per workload id."""
+    rs_owner = _replicaset_owners(objects.replicasets)
     gated: dict[str, list[dict]] = defaultdict(list)
     for pod in sorted(objects.pods, key=lambda p: (_namespace(p), _name(p))):
         status = pod.get("status") if isinstance(pod.get("status"), dict) else {}
         if status.get("phase") in ("Succeeded", "Failed") or _meta(pod).get("deletionTimestamp"):
             continue
         spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
-        owner = _workload_key(pod, rs_owner)
+        owner = owner_workload(pod, rs_owner)
         w = workloads_in.get(owner) if owner else None
         node_name = spec.get("nodeName")
         if w is not None:
@@ -832,81 +919,126 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
                 gated[w.id].append(pod)
         elif node_name in nodes:
             used = pod_requests(spec, f"Pod {_namespace(pod)}/{_name(pod)}", "spec", _Problems())
-            nodes[node_name].used = _add(nodes[node_name].used, used)
+            nodes[node_name].used = _add(nodes[node_name].used, {**used, PODS_RESOURCE: 1})
+    return gated
 
+
+def _replicaset_owners(replicasets: list[dict]) -> ReplicaSetOwners:
+    """(namespace, ReplicaSet name) -> (kind, name) of its controller, if any (`edgeplace.k8s.identity`)."""
+    rs_owner: dict[tuple[str, str], tuple[str, str] | None] = {}
+    for rs in replicasets:
+        ref = controller_ref(rs)
+        rs_owner[(_namespace(rs), _name(rs))] = (ref.get("kind"), ref.get("name")) if ref else None
+    return rs_owner
+
+
+def _workload_entries(workloads_in: dict[WorkloadKey, _WorkloadIn], nodes: dict[str, _NodeOut], ctx: _Context):
+    """(scenario workload entries, their API objects, deferrable jobs already started, tenant -> a namespace of it)."""
     ids_seen: dict[str, WorkloadRef] = {}
-    workload_entries: list[dict[str, Any]] = []
-    workload_refs: list[WorkloadRef] = []
+    entries: list[dict[str, Any]] = []
+    refs: list[WorkloadRef] = []
     started_jobs: set[str] = set()
-    tenants_used: dict[str, str] = {}  # tenant -> a namespace it came from
+    tenants_used: dict[str, str] = {}
     for w in workloads_in.values():
-        subject = str(w.ref)
         if w.id in ids_seen:
-            problems.add(subject, f'spec.template.{_ann_path(ANN_WORKLOAD)}',
-                         f"workload id {w.id!r} is also the id of {ids_seen[w.id]}; give one of them a distinct "
-                         f"{ANN_WORKLOAD} annotation on its pod template")
+            ctx.problems.add(str(w.ref), f'spec.template.{_ann_path(ANN_WORKLOAD)}',
+                             f"workload id {w.id!r} is also the id of {ids_seen[w.id]}; give one of them a distinct "
+                             f"{ANN_WORKLOAD} annotation on its pod template")
             continue
         ids_seen[w.id] = w.ref
-        ann = {**_annotations(w.obj)}
-        tmpl_ann = _annotations(w.template)
-        tenant = tmpl_ann.get(ANN_TENANT) or ann.get(ANN_TENANT) or tenant_of_namespace(w.ref.namespace)
-        tenants_used.setdefault(tenant, w.ref.namespace)
-        tspec = w.template.get("spec") if isinstance(w.template.get("spec"), dict) else {}
-        requests = pod_requests(tspec, subject, "spec.template.spec", problems)
-        entry: dict[str, Any] = {"id": w.id, "tenant": tenant,
-                                 "kind": "batch" if w.ref.kind == "Job" else "service",
-                                 "replicas": w.replicas, "requests": requests}
-        usage = problems.number(subject, ann, ANN_CPU_USAGE, "fraction", 0, 1)
-        if usage is not None:
-            entry["cpu_usage_fraction"] = usage
-        selector = tspec.get("nodeSelector")
-        if isinstance(selector, dict) and selector:
-            entry["node_selector"] = {str(k): str(v) for k, v in selector.items()}
-        sla = problems.number(subject, ann, ANN_SLA_MS, "ms", 0, 1e9)
-        users = [u.strip() for u in ann.get(ANN_USERS, "").split(",") if u.strip()]
-        if sla is not None:
-            if not users:
-                problems.add(subject, _ann_path(ANN_USERS), f"is missing: {ANN_SLA_MS} needs the user locations it "
-                             f"applies to (comma-separated ids from the site config's users)")
-            elif sla <= 0:
-                problems.add(subject, _ann_path(ANN_SLA_MS), f"must be > 0 [ms] (got {ann[ANN_SLA_MS]!r})")
-            else:
-                entry["sla"] = {"latency_ms": sla, "users": users}
-        elif users:
-            warnings.append(f"{subject}: {ANN_USERS} without {ANN_SLA_MS} has no effect")
-        min_sites = problems.number(subject, ann, ANN_MIN_SITES, "sites", 1, 10_000, integer=True)
-        if min_sites is not None and min_sites > 1:
-            entry["spread"] = {"min_sites": int(min_sites)}
+        entry = _workload_entry(w, ctx)
+        tenants_used.setdefault(entry["tenant"], w.ref.namespace)
+        if _workload_schedule(w, entry, nodes, ctx):
+            started_jobs.add(w.id)
+        entries.append(entry)
+        refs.append(w.ref)
+    return entries, refs, started_jobs, tenants_used
 
-        running = [p for p in w.pods if not has_gate(p)]
-        bound = sorted((p for p in running if (p.get("spec") or {}).get("nodeName")), key=_name)
-        # A Job with a start time and no gated pod has run (its pods may be between
-        # retries or just finished): not a deferral decision any more either.
-        began = bool(running) or (bool(((w.obj.get("status") or {}) if isinstance(w.obj.get("status"), dict) else {})
-                                       .get("startTime")) and w.id not in gated)
-        if w.ref.kind == "Job" and ANN_DEADLINE in ann:
-            if began:
-                started_jobs.add(w.id)  # released or running: it runs now, not a deferral decision any more
-                remaining = _remaining_run(w, ann, start, slots, slot_minutes)
-                if remaining is not None:
-                    entry["deferral"] = remaining
-            else:
-                deferral = _deferral(w, ann, subject, start, end, slot_minutes, problems, warnings)
-                if deferral is not None:
-                    entry["deferral"] = deferral
-        elif w.ref.kind != "Job" and (ANN_DEADLINE in ann or ANN_DURATION_MIN in ann):
-            warnings.append(f"{subject}: {ANN_DEADLINE}/{ANN_DURATION_MIN} apply to Jobs only; ignored")
-        current = [(p.get("spec") or {}).get("nodeName") for p in bound]
-        if bound and len(bound) == w.replicas and all(n in nodes for n in current):
-            entry["current"] = current
-        elif bound:
-            warnings.append(f"{subject}: {len(bound)} pod(s) bound for {w.replicas} replica(s)"
+
+def _workload_entry(w: _WorkloadIn, ctx: _Context) -> dict[str, Any]:
+    """The scenario entry of one workload: tenant, requests and the edgeplace annotations."""
+    subject, problems = str(w.ref), ctx.problems
+    ann = _annotations(w.obj)
+    tmpl_ann = _annotations(w.template)
+    tenant = tmpl_ann.get(ANN_TENANT) or ann.get(ANN_TENANT) or ctx.tenant_of_namespace(w.ref.namespace)
+    tspec = w.template.get("spec") if isinstance(w.template.get("spec"), dict) else {}
+    requests = pod_requests(tspec, subject, "spec.template.spec", problems)
+    entry: dict[str, Any] = {"id": w.id, "tenant": tenant,
+                             "kind": "batch" if w.ref.kind == "Job" else "service",
+                             "replicas": w.replicas, "requests": requests}
+    usage = problems.number(subject, ann, ANN_CPU_USAGE, "fraction", 0, 1)
+    if usage is not None:
+        entry["cpu_usage_fraction"] = usage
+    selector = tspec.get("nodeSelector")
+    if isinstance(selector, dict) and selector:
+        entry["node_selector"] = {str(k): str(v) for k, v in selector.items()}
+    scheduling = workload_scheduling(w.template, w.ref.namespace, tenant, ctx.warnings, subject)
+    if scheduling is not None:
+        entry["scheduling"] = scheduling
+    sla = problems.number(subject, ann, ANN_SLA_MS, "ms", 0, 1e9)
+    users = [u.strip() for u in ann.get(ANN_USERS, "").split(",") if u.strip()]
+    if sla is not None:
+        if not users:
+            problems.add(subject, _ann_path(ANN_USERS), f"is missing: {ANN_SLA_MS} needs the user locations it "
+                         f"applies to (comma-separated ids from the site config's users)")
+        elif sla <= 0:
+            problems.add(subject, _ann_path(ANN_SLA_MS), f"must be > 0 [ms] (got {ann[ANN_SLA_MS]!r})")
+        else:
+            entry["sla"] = {"latency_ms": sla, "users": users}
+    elif users:
+        ctx.warnings.append(f"{subject}: {ANN_USERS} without {ANN_SLA_MS} has no effect")
+    min_sites = problems.number(subject, ann, ANN_MIN_SITES, "sites", 1, 10_000, integer=True)
+    if min_sites is not None and min_sites > 1:
+        entry["spread"] = {"min_sites": int(min_sites)}
+    return entry
+
+
+def _workload_schedule(w: _WorkloadIn, entry: dict[str, Any], nodes: dict[str, _NodeOut], ctx: _Context) -> bool:
+    """Deferral window and current placement of one workload (into `entry`); True for a deferrable
+    Job whose pods were already released or run."""
+    subject, ann = str(w.ref), _annotations(w.obj)
+    started = False
+    running = [p for p in w.pods if not has_gate(p)]
+    bound = sorted((p for p in running if (p.get("spec") or {}).get("nodeName")), key=_name)
+    if w.ref.kind == "Job" and ANN_DEADLINE in ann and is_interruptible(w.obj):
+        # Paused and resumed by edgeplace (edgeplace.k8s.suspend): the rest of its run, the run going on included.
+        ran, going = progress_of(w.obj, ctx.now)
+        left = ctx.problems.number(subject, ann, ANN_DURATION_MIN, "min", 1, 100_000 * 1440, integer=True)
+        deferral = _deferral(w, ann, subject, ctx.start, ctx.end, ctx.slot_minutes, ctx.problems, ctx.warnings,
+                             left_minutes=None if left is None else max(math.ceil(left - ran), 1))
+        if deferral is not None:
+            min_run = ctx.problems.number(subject, ann, ANN_MIN_RUN_MIN, "min", 1, 100_000 * 1440, integer=True)
+            deferral.update(interruptible=True, current_run_minutes=int(going) if running else 0)
+            if min_run is not None:
+                deferral["min_run_minutes"] = min(int(min_run), deferral["duration_minutes"])
+            entry["deferral"] = deferral
+    elif w.ref.kind == "Job" and ANN_DEADLINE in ann:
+        # A Job with a start time and no gated pod has run too (its pods may be between retries or just
+        # finished, or Kueue admitted it): not a deferral decision any more either.
+        status = w.obj.get("status") if isinstance(w.obj.get("status"), dict) else {}
+        if running or (status.get("startTime") and not any(has_gate(p) for p in w.pods)):
+            started = True  # released or running: it runs now, not a deferral decision any more
+            remaining = _remaining_run(w, ann, ctx.start, ctx.slots, ctx.slot_minutes)
+            if remaining is not None:
+                entry["deferral"] = remaining
+        else:
+            deferral = _deferral(w, ann, subject, ctx.start, ctx.end, ctx.slot_minutes, ctx.problems, ctx.warnings)
+            if deferral is not None:
+                entry["deferral"] = deferral
+    elif w.ref.kind != "Job" and (ANN_DEADLINE in ann or ANN_DURATION_MIN in ann):
+        ctx.warnings.append(f"{subject}: {ANN_DEADLINE}/{ANN_DURATION_MIN} apply to Jobs only; ignored")
+    current = [(p.get("spec") or {}).get("nodeName") for p in bound]
+    if bound and len(bound) == w.replicas and all(n in nodes for n in current):
+        entry["current"] = current
+    elif bound:
+        ctx.warnings.append(f"{subject}: {len(bound)} pod(s) bound for {w.replicas} replica(s)"
                             + ("" if all(n in nodes for n in current) else " (some on nodes outside the scenario)")
                             + "; its current placement is left out (no migration penalty this round)")
-        workload_entries.append(entry)
-        workload_refs.append(w.ref)
+    return started
 
-    # -- unmanaged load: less capacity, more background utilisation ---------------------------
+
+def _subtract_unmanaged_load(nodes: dict[str, _NodeOut], warnings: list[str]) -> None:
+    """Pods the scenario does not plan: less capacity on their nodes, and their CPU as background utilisation."""
     for n in nodes.values():
         if not n.used:
             continue
@@ -923,55 +1055,137 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
         if cpu > 0 and n.used.get("cpu_millicores", 0) > 0:
             n.entry["background_utilisation"] = round(min(1.0, n.used["cpu_millicores"] / cpu), 6)
 
-    # -- tenants -----------------------------------------------------------------------------------
-    tenant_entries: dict[str, dict[str, Any]] = {}
+
+def _outside_the_plan(nodes: dict[str, _NodeOut], workloads: list[dict[str, Any]], warnings: list[str]) -> None:
+    """Nodes no planned workload may use (taints none tolerates, a cordon by someone else) stay in
+    the scenario, as kube-scheduler counts them in topology spread, but always on: they are not
+    edgeplace's to switch off."""
+    tolerations = [[_parse_toleration(t) for t in (w.get("scheduling") or {}).get("tolerations", [])] for w in workloads]
+    closed = []
+    for n in nodes.values():
+        taints = [t for t in n.entry.get("taints", []) if t.get("effect") in FILTER_EFFECTS]
+        if not taints:
+            continue
+        parsed = [_parse_taint(t) for t in taints]
+        if any(all(tolerated_seconds([t for t in tols if t is not None], taint) > 0 for taint in parsed if taint is not None)
+               for tols in tolerations):
+            continue
+        n.entry["can_power_down"] = False
+        closed.append(f"{n.name} ({', '.join(str(t['key']) for t in taints)})")
+    if closed:
+        warnings.append(f"{len(closed)} node(s) no planned workload may use stay on and are planned around: "
+                        + "; ".join(closed[:10]) + (" ..." if len(closed) > 10 else ""))
+
+
+def _parse_toleration(t: dict) -> Toleration | None:
+    try:
+        return Toleration.model_validate(t)
+    except ValidationError:
+        return None  # the scenario's validation reports it against its workload
+
+
+def _parse_taint(t: dict) -> Taint | None:
+    try:
+        return Taint.model_validate(t)
+    except ValidationError:
+        return None
+
+
+def _topology_label_warnings(nodes: dict[str, _NodeOut], workloads: list[dict[str, Any]], warnings: list[str]) -> None:
+    """A node without the hostname, zone or region label a workload's topology rule names is in no
+    domain of that key for kube-scheduler, but in its default one (name, site, region) for edgeplace."""
+    keys = set()
+    for w in workloads:
+        sch = w.get("scheduling") or {}
+        for block in ("pod_affinity", "pod_anti_affinity"):
+            for term in (sch.get(block) or {}).get("required", []):
+                keys.add(term.get("topology_key"))
+        keys |= {c.get("topology_key") for c in sch.get("topology_spread", [])}
+    for key in sorted(keys & {LABEL_HOSTNAME, LABEL_ZONE, LABEL_REGION}):
+        missing = [n.name for n in nodes.values() if key not in n.entry.get("labels", {})]
+        if missing:
+            warnings.append(f"{len(missing)} node(s) lack the label {key} that a workload's topology rule names; "
+                            f"kube-scheduler counts them in no {key} domain, edgeplace in their default one: "
+                            + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+
+
+# -- tenants, sites and regions ---------------------------------------------------------------
+
+
+def namespace_tenant(ns: str, namespaces: dict[str, dict], config: ClusterConfig) -> str:
+    """A namespace's tenant: the site config's tenants[].namespaces, else the tenant label, else its name."""
+    configured = next((t.id for t in config.tenants if ns in t.namespaces), None)
+    return configured or _labels(namespaces.get(ns, {})).get(LABEL_TENANT) or ns
+
+
+def tenant_isolation(namespaces: dict[str, dict], config: ClusterConfig,
+                     problems: _Problems | None = None) -> dict[str, dict[str, Any]]:
+    """Tenant -> {"dedicated_nodes": bool, "never_with": sorted list} for every tenant with a rule, from
+    the site config's tenants and the namespaces' isolation annotations (one-sided never_with as written)."""
+    problems = problems if problems is not None else _Problems()
+    rules: dict[str, dict[str, Any]] = {}
     for t in config.tenants:
-        entry = {"id": t.id}
-        if t.quota:
-            entry["quota"] = dict(t.quota)
         if t.isolation is not None:
-            entry["isolation"] = t.isolation.model_dump()
-        tenant_entries[t.id] = entry
-    for ns_name, ns in sorted(ns_objects.items()):
-        tenant = tenant_of_namespace(ns_name)
+            rules[t.id] = t.isolation.model_dump()
+    for ns_name, ns in sorted(namespaces.items()):
         ann = _annotations(ns)
         never = [x.strip() for x in ann.get(ANN_NEVER_WITH, "").split(",") if x.strip()]
         dedicated = _truthy(ann.get(ANN_DEDICATED_NODES, "")) if ANN_DEDICATED_NODES in ann else None
         if ANN_DEDICATED_NODES in ann and dedicated is None:
             problems.add(f"Namespace {ns_name}", _ann_path(ANN_DEDICATED_NODES),
                          f"must be true or false (got {ann[ANN_DEDICATED_NODES][:20]!r})")
-        if not never and not dedicated and tenant not in tenants_used:
-            continue
-        entry = tenant_entries.setdefault(tenant, {"id": tenant})
         if not never and not dedicated:
             continue
-        iso = entry.setdefault("isolation", {"dedicated_nodes": False, "never_with": []})
+        iso = rules.setdefault(namespace_tenant(ns_name, namespaces, config), {"dedicated_nodes": False, "never_with": []})
         iso["never_with"] = sorted(set(iso["never_with"]) | set(never))
         iso["dedicated_nodes"] = bool(iso["dedicated_nodes"] or dedicated)
+    return rules
+
+
+def _tenant_entries(nodes: dict[str, _NodeOut], tenants_used: dict[str, str], ctx: _Context) -> dict[str, dict[str, Any]]:
+    """Tenants from the site config and the namespaces' isolation annotations, plus every tenant referred to."""
+    tenant_entries: dict[str, dict[str, Any]] = {}
+    for t in ctx.config.tenants:
+        entry: dict[str, Any] = {"id": t.id}
+        if t.quota:
+            entry["quota"] = dict(t.quota)
+        tenant_entries[t.id] = entry
+    for tenant, iso in tenant_isolation(ctx.namespaces, ctx.config, ctx.problems).items():
+        tenant_entries.setdefault(tenant, {"id": tenant})["isolation"] = iso
+    for ns_name in sorted(ctx.namespaces):
+        tenant = ctx.tenant_of_namespace(ns_name)
+        if tenant in tenants_used:
+            tenant_entries.setdefault(tenant, {"id": tenant})
     for tenant in tenants_used:
         tenant_entries.setdefault(tenant, {"id": tenant})
     for n in nodes.values():  # a dedicated node's owner must be a tenant
         owner = n.entry.get("dedicated_to")
         if owner:
             tenant_entries.setdefault(owner, {"id": owner})
-    for entry in tenant_entries.values():  # never_with partners must exist too
+    for entry in list(tenant_entries.values()):  # never_with partners must exist too
         for other in entry.get("isolation", {}).get("never_with", []):
             tenant_entries.setdefault(other, {"id": other})
     if not tenant_entries:
         tenant_entries["default"] = {"id": "default"}  # a scenario needs one tenant, even with no workload
+    return tenant_entries
 
-    # -- sites and regions ----------------------------------------------------------------------
-    site_ids = list(dict.fromkeys([n.site for n in nodes.values()] + [s.id for s in config.sites]
+
+def _sites_and_regions(mapped: _Nodes, ctx: _Context) -> tuple[list[dict], list[dict], list[dict]]:
+    """(site entries, region entries, signals): node facts first, then the site config."""
+    config, problems, slots = ctx.config, ctx.problems, ctx.slots
+    site_cfg = {s.id: s for s in config.sites}
+    region_cfg = {r.id: r for r in config.regions}
+    site_ids = list(dict.fromkeys([n.site for n in mapped.nodes.values()] + [s.id for s in config.sites]
                                   + [u.site for u in config.users]))
     site_entries = []
     signals: list[dict[str, Any]] = []
     for sid in site_ids:
         cfg = site_cfg.get(sid)
-        region = site_region.get(sid, (cfg.region if cfg else None, ""))[0]
-        tier = site_tier.get(sid, (cfg.tier.value if cfg and cfg.tier else None, ""))[0]
-        if sid not in site_region and not region:
+        region = mapped.site_region.get(sid, (cfg.region if cfg else None, ""))[0]
+        tier = mapped.site_tier.get(sid, (cfg.tier.value if cfg and cfg.tier else None, ""))[0]
+        if sid not in mapped.site_region and not region:
             problems.add(f"site {sid}", "(site config sites[].region)", "has no grid region: add it to the site config")
-        if sid not in site_tier and not tier:
+        if sid not in mapped.site_tier and not tier:
             problems.add(f"site {sid}", "(site config sites[].tier)", "has no tier: add it to the site config")
         if not region or not tier:
             continue
@@ -981,8 +1195,8 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
                 if getattr(cfg, key) is not None:
                     entry[key] = getattr(cfg, key).model_dump()
         for fact in ("pue", "pv_kwp", "battery_kwh"):
-            if fact in site_facts.get(sid, {}):
-                entry[fact] = site_facts[sid][fact][0]
+            if fact in mapped.site_facts.get(sid, {}):
+                entry[fact] = mapped.site_facts[sid][fact][0]
             elif cfg is not None and getattr(cfg, fact) is not None:
                 entry[fact] = getattr(cfg, fact)
         if cfg is not None and cfg.renewable_kw is not None:
@@ -992,7 +1206,7 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
         site_entries.append(entry)
 
     region_ids = list(dict.fromkeys([e["region"] for e in site_entries] + [r.id for r in config.regions]))
-    from_files = _file_signals(config, start, slots, slot_minutes)
+    from_files = _file_signals(config, ctx.start, slots, ctx.slot_minutes)
     signals.extend(from_files)
     passthrough = {(s.signal.value, s.region) for s in config.signals if s.signal.value == "grid_intensity"}
     passthrough |= {(s["signal"], s.get("region")) for s in from_files if s["signal"] == "grid_intensity"}
@@ -1016,37 +1230,7 @@ def map_cluster(objects: ClusterObjects, config: ClusterConfig | None = None,
             problems.add(f"site config signals[{k}]", "values", f"has {len(values)} values but the horizon has {slots} slots")
             continue
         signals.append({**sig.model_dump(exclude_none=True), "values": values[:slots]})
-
-    if problems.items:
-        raise InputError(source, problems.items)
-
-    node_list = [n.entry for n in nodes.values()]
-    document: dict[str, Any] = {
-        "version": SCENARIO_VERSION,
-        "name": config.name,
-        "description": f"Imported from a Kubernetes cluster at {now.strftime('%Y-%m-%dT%H:%M:%SZ')} by edgeplace "
-                       f"({len(node_list)} nodes, {len(workload_entries)} workloads).",
-        "horizon": {"start": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "slots": slots, "slot_minutes": slot_minutes},
-        "regions": region_entries,
-        "sites": site_entries,
-        "nodes": node_list,
-        "links": [link.model_dump(exclude_none=True) for link in config.links],
-        "users": [u.model_dump() for u in config.users],
-        "tenants": list(tenant_entries.values()),
-        "workloads": workload_entries,
-        "signals": signals,
-    }
-    origins = {"nodes": [f"Node {n.name}" for n in nodes.values()],
-               "workloads": [str(r) for r in workload_refs],
-               "sites": [f"site {e['id']}" for e in site_entries],
-               "regions": [f"region {e['id']}" for e in region_entries],
-               "tenants": [f"tenant {e['id']}" for e in tenant_entries.values()]}
-    try:
-        scenario = scenario_from_dict(json.loads(json.dumps(document)), source=source)
-    except InputError as exc:
-        raise InputError(source, [_name_origin(p, origins) for p in exc.problems]) from None
-    return MappedCluster(document, scenario, warnings, {e["id"]: r for e, r in zip(workload_entries, workload_refs)},
-                         excluded_nodes, dict(gated), started_jobs)
+    return site_entries, region_entries, signals
 
 
 _INDEXED = re.compile(r"^(nodes|workloads|sites|regions|tenants)\[(\d+)\](.*)$")
@@ -1085,8 +1269,10 @@ def _job_replicas(job: dict) -> int:
 
 
 def _deferral(w: _WorkloadIn, ann: dict[str, str], subject: str, start: datetime, end: datetime,
-              slot_minutes: int, problems: _Problems, warnings: list[str]) -> dict[str, Any] | None:
-    """The deferral window of a Job not started yet, clipped to the horizon; None when it must run now."""
+              slot_minutes: int, problems: _Problems, warnings: list[str],
+              left_minutes: int | None = None) -> dict[str, Any] | None:
+    """The deferral window of a Job not started yet, clipped to the horizon; None when it must run now.
+    `left_minutes`: the run time still to go, when part of it is done (an interruptible Job)."""
     try:
         deadline = _parse_time(ann[ANN_DEADLINE])
     except ValueError:
@@ -1094,6 +1280,8 @@ def _deferral(w: _WorkloadIn, ann: dict[str, str], subject: str, start: datetime
                      f"2026-06-21T18:00:00Z (got {ann[ANN_DEADLINE][:40]!r})")
         return None
     duration = problems.number(subject, ann, ANN_DURATION_MIN, "min", 1, 100_000 * 1440, integer=True)
+    if duration is not None and left_minutes is not None:
+        duration = left_minutes
     if duration is None:
         if ANN_DURATION_MIN not in ann:
             problems.add(subject, _ann_path(ANN_DURATION_MIN), f"is missing: a Job with {ANN_DEADLINE} needs its run time in minutes")
@@ -1152,23 +1340,6 @@ def _remaining_run(w: _WorkloadIn, ann: dict[str, str], start: datetime, slots: 
             "duration_minutes": need * slot_minutes}
 
 
-def _workload_key(pod: dict, rs_owner: dict[tuple[str, str], tuple[str, str] | None]) -> tuple[str, str, str] | None:
-    """(kind, namespace, name) of the workload a pod belongs to: Pod -> ReplicaSet -> Deployment,
-    Pod -> StatefulSet, Pod -> Job; None for other pods."""
-    ref = _controller(pod)
-    if ref is None:
-        return None
-    ns, kind, name = _namespace(pod), ref.get("kind"), ref.get("name")
-    if kind == "ReplicaSet":
-        owner = rs_owner.get((ns, name))
-        if owner and owner[0] == "Deployment":
-            return ("Deployment", ns, str(owner[1]))
-        return None
-    if kind in ("StatefulSet", "Job"):
-        return (kind, ns, str(name))
-    return None
-
-
 def has_gate(pod: dict, gate: str = GATE_DEFERRED) -> bool:
     """The pod is held by the scheduling gate `gate`."""
     spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
@@ -1178,22 +1349,21 @@ def has_gate(pod: dict, gate: str = GATE_DEFERRED) -> bool:
 def pod_workload_ids(objects: ClusterObjects) -> dict[tuple[str, str], str]:
     """(namespace, pod name) -> workload id, for the pods of the workloads `map_cluster` reads.
 
-    Owner references as in `map_cluster` (Pod -> ReplicaSet -> Deployment,
-    StatefulSet, Job, the template's ``edgeplace.io/workload`` annotation
-    naming the id), or the ``edgeplace.io/workload`` annotation of a pod with
-    no known owner. Pods of no workload are absent.
+    A pod owned by a listed workload belongs to it, any other by
+    `edgeplace.k8s.identity.pod_workload_id` (owner references, the
+    ``edgeplace.io/workload`` annotation as an override). Pods of no workload are absent.
     """
-    rs_owner = {(_namespace(rs), _name(rs)): ((_controller(rs) or {}).get("kind"), (_controller(rs) or {}).get("name"))
-                for rs in objects.replicasets}
-    wid_of = {}
+    rs_owner = _replicaset_owners(objects.replicasets)
+    wid_of: dict[WorkloadKey, str] = {}
     for kind, items in (("Deployment", objects.deployments), ("StatefulSet", objects.statefulsets), ("Job", objects.jobs)):
         for obj in items:
-            tmpl = (obj.get("spec") or {}).get("template") or {}
-            wid_of[(kind, _namespace(obj), _name(obj))] = workload_id(_annotations(tmpl), WorkloadKey(kind, _namespace(obj), _name(obj)))
+            key = WorkloadKey(kind, _namespace(obj), _name(obj))
+            wid_of[key] = workload_id(_annotations((obj.get("spec") or {}).get("template") or {}), key)
     out = {}
     for pod in objects.pods:
-        key = _workload_key(pod, rs_owner)
-        wid = wid_of.get(key) if key else _annotations(pod).get(ANN_WORKLOAD)
+        key = owner_workload(pod, rs_owner)
+        # A pod of a listed workload belongs to it; any other pod by the identity rule (its annotation).
+        wid = wid_of.get(key) if key in wid_of else pod_workload_id(pod, rs_owner)
         if wid:
             out[(_namespace(pod), _name(pod))] = wid
     return out
@@ -1230,8 +1400,7 @@ def placement_from_cluster(scenario: Scenario, objects: ClusterObjects) -> Place
 
     A workload's replicas take its bound pods' nodes in pod-name order
     (`running_replicas`); replicas without a bound pod on a scenario node are
-    unplaced (-1). Pods are matched to workloads as in `map_cluster` (owner
-    references, or the ``edgeplace.io/workload`` annotation of a pod with no owner).
+    unplaced (-1). Pods are matched to workloads by `pod_workload_ids`.
     """
     node_index = {n: i for i, n in enumerate(scenario.node_ids)}
     pods = {(_namespace(p), _name(p)): p for p in objects.pods}

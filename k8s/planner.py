@@ -15,7 +15,10 @@ One round (`Planner.plan_once`):
    (`edgeplace.k8s.extender.table.build_plan_document`) and publish it
    (`edgeplace.k8s.publish`: resourceVersion-checked, validated first);
 4. release the scheduling gates of deferrable Jobs whose planned start has
-   come (`edgeplace.k8s.gates`);
+   come (`edgeplace.k8s.gates`); with `PlannerOptions.isolation_namespace`,
+   first keep tenant isolation in the cluster's own taints, namespace labels
+   and admission parameters (`edgeplace.k8s.isolation.reconcile`, from the
+   round's listing), so it holds with the extender down;
 5. carry the plan out (`edgeplace.k8s.actuation`): drain and power off the
    nodes it lets sleep and wake the ones it needs, and move running pods
    where the move pays (after every round, and every
@@ -57,7 +60,7 @@ from typing import Any, Callable
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from edgeplace.k8s import gates
+from edgeplace.k8s import gates, isolation, suspend
 from edgeplace.k8s.actuation.actuator import Actuator
 from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.extender.table import DEFAULT_VALID_FOR_S, PlanError, build_plan_document
@@ -145,6 +148,8 @@ class PlannerOptions:
     valid_for_s : how long a published plan stays valid without a newer one [s]
     release_gates : remove edgeplace.io/deferred gates at planned starts
     tick_s : how often the loop checks triggers and gate releases [s]
+    isolation_namespace : keep tenant isolation each round (`edgeplace.k8s.isolation.reconcile`),
+        its parameter ConfigMap in this namespace; None = do not (`edgeplace apply-isolation` by hand)
     """
 
     period_s: float = 300.0
@@ -155,6 +160,7 @@ class PlannerOptions:
     valid_for_s: float = DEFAULT_VALID_FOR_S
     release_gates: bool = True
     tick_s: float = 1.0
+    isolation_namespace: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.period_s > 0 and self.tick_s > 0 and self.valid_for_s > 0):
@@ -177,6 +183,7 @@ class PlanRound:
     warnings: list[str] = field(default_factory=list)
     powered_down: list[str] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # (namespace/pod, reason)
+    isolation: list[str] = field(default_factory=list)  # what keeping isolation changed, one line each
 
 
 class Publisher:
@@ -234,6 +241,7 @@ class Planner:
         self.last_round: PlanRound | None = None
         self.last_published: dict[str, Any] | None = None  # the last plan document this planner published
         self.starts: dict[str, datetime] | None = None  # planned starts of deferrable jobs (None: no plan yet)
+        self.running_now: set[str] = set()  # interruptible jobs the plan runs in slot 0 (edgeplace.k8s.suspend)
         self._signatures: dict[str, dict[str, tuple]] = {"pods": {}, "nodes": {}}
         self.listed: set[str] = set()  # kinds whose watch has its initial listing ("nodes", "pods")
         self._watches: list[watch.Watch] = []
@@ -265,13 +273,15 @@ class Planner:
             objects = self.reader(self.api_client)
         except Exception as exc:  # noqa: BLE001 - API down: keep the old plan
             return self._done(result, "mapping_failed", f"cannot read the cluster: {type(exc).__name__}: {exc}", started)
+        if self.options.isolation_namespace is not None:
+            self._keep_isolation(objects, result)
         try:
             mapped = self.mapper(objects, self.config, MappingOptions(now=now))
         except InputError as exc:
             # Deadlines still hold: release what must start now even without a plan.
             result.released = self._release(objects, None, now)
             return self._done(result, "mapping_failed", exc.render(limit=20), started)
-        result.warnings = list(mapped.warnings)
+        result.warnings += mapped.warnings
         try:
             plan = self.solver(mapped.scenario, self.options.solve)
         except Exception as exc:  # noqa: BLE001 - a solver bug must not take the old plan down
@@ -292,6 +302,7 @@ class Planner:
             return self._done(result, "publish_failed", str(exc), started)
         self.last_published, self.last_mapped = doc, mapped
         self.starts = gates.planned_starts(mapped.scenario, plan.placement)
+        self.running_now = suspend.running_in_slot(mapped.scenario, plan.placement)
         down = sorted(n for n, entry in doc["nodes"].items() if not entry["powered"])
         result.powered_down = down
         self.metrics.plan(plan, len(down))
@@ -300,6 +311,21 @@ class Planner:
                           f"{published.outcome} {self.publisher.where} ({plan.solver}, {plan.status}, "
                           f"{plan.evaluation.totals['operational_emissions_g'] / 1000:.3f} kgCO2e operational "
                           f"(location-based) over the horizon)", started)
+
+    def _keep_isolation(self, objects: ClusterObjects, result: PlanRound) -> None:
+        """Isolation state written from this round's listing; trouble is a warning, not a failed round
+        (the admission policies keep refusing escapes with the parameters they have)."""
+        try:
+            changes = isolation.reconcile(self.api_client, self.config, objects, namespace=self.options.isolation_namespace)
+        except InputError as exc:
+            result.warnings.append(f"isolation not kept: {exc.render(limit=5)}")
+            return
+        except ApiException as exc:  # 409: a node changed under us, the next round retries; 403: RBAC
+            result.warnings.append(f"isolation not kept this round: {exc.status} {exc.reason}")
+            return
+        result.isolation = [str(c) for c in changes]
+        for line in result.isolation:
+            log.info("planner: isolation: %s", line)
 
     @staticmethod
     def _done(result: PlanRound, outcome: str, detail: str, started: float) -> PlanRound:
@@ -320,7 +346,8 @@ class Planner:
                     log.info("planner: released %s/%s (%s)", pod.namespace, pod.name, reason)
             except ApiException as exc:
                 log.warning("planner: cannot release %s/%s: HTTP %s %s", pod.namespace, pod.name, exc.status, exc.reason)
-        return released
+        # Interruptible Jobs: suspended and resumed as the plan's slot 0 (or their deadline) says.
+        return released + suspend.apply(self.core.api_client, objects.jobs, None if starts is None else self.running_now, now)
 
     def release_due(self, now: datetime | None = None) -> list[tuple[str, str]]:
         """Between rounds: release gated pods whose planned start (or latest start) has come."""

@@ -37,9 +37,16 @@ Rows  lo <= sum_j a_ij x_j <= hi
     rows of the generated instances, 0 on the integral families).
 
 Objective
-    One integer cost scale: micrograms, OBJECTIVE_UNITS_PER_G = 10^6 per
-    gCO2e; C_j = round(10^6 cost_j r_j). Milligrams would be too coarse: one
-    0.01 W step of a node in a low-carbon region costs well under 1 mg a slot.
+    One integer cost scale u per gCO2e: micrograms (u = OBJECTIVE_UNITS_PER_G
+    = 10^6) where the objective fits CP-SAT's integer range, C_j = round(u
+    cost_j r_j). Milligrams would be too coarse for small models: one 0.01 W
+    step of a node in a low-carbon region costs well under 1 mg a slot. A
+    large model (thousands of jobs over a year of slots) can exceed the range
+    at 1 ug; the scale is then lowered by powers of ten, at most to
+    MIN_OBJECTIVE_UNITS_PER_G (1 g), and the coarser rounding enters the
+    bound's allowance below. Where even that does not fit, or a row or column
+    does not, `to_cpsat` raises `CpsatRangeError` and the caller solves the
+    model with HiGHS instead.
 
 What comes back
     `values` in the original units (r_j X_j), `objective` = cost . values +
@@ -76,6 +83,8 @@ from edgeplace.optimizer.result import SolveResult, SolveStatus
 
 #: The objective's integer scale: CP-SAT minimises micrograms of CO2e.
 OBJECTIVE_UNITS_PER_G = 1_000_000
+#: The coarsest objective scale tried when micrograms overflow: whole grams.
+MIN_OBJECTIVE_UNITS_PER_G = 1.0
 #: Rows that cannot be made exactly integral are scaled until their worst
 #: coefficient rounding error is at most this share of their largest term ...
 ROW_REL_TOL = 1e-6
@@ -105,6 +114,11 @@ FULL_SUBSOLVERS = ("max_lp", "default_lp", "core", "no_lp", "quick_restart", "re
 _REL_EPS = 1e-9
 
 
+class CpsatRangeError(ValueError):
+    """The model's magnitudes do not fit CP-SAT's integer range (a column's domain,
+    a row's activity, or the objective at the coarsest scale)."""
+
+
 @dataclass
 class CpsatModel:
     """The CP-SAT model of a `LinearModel` and what is needed to map back.
@@ -113,6 +127,7 @@ class CpsatModel:
     an integer in [domain_lo, domain_hi]. row_scale[i] = f_i; row_tolerance[i]:
     how far [row units] the mapped-back values may lie outside row i's bounds
     (0 for exact rows). bound_allowance_g: subtracted from CP-SAT's bound.
+    objective_units_per_g: the objective's integer scale (module docstring).
     infeasible: why the model is infeasible when the translation already
     shows it (then `model` is incomplete and not solved), else "".
     """
@@ -124,14 +139,15 @@ class CpsatModel:
     row_scale: np.ndarray
     row_tolerance: np.ndarray
     bound_allowance_g: float
+    objective_units_per_g: float = OBJECTIVE_UNITS_PER_G
     infeasible: str = ""
 
 
 def to_cpsat(model: LinearModel) -> CpsatModel:
     """Translate `model` (see the module docstring); vectorised over the CSR rows.
 
-    Raises ValueError when a column has an infinite bound or the integer
-    magnitudes would not fit (coarsen the block's resolution).
+    Raises ValueError when a column has an infinite bound, `CpsatRangeError`
+    when the integer magnitudes would not fit.
     """
     cost, lower, upper, integer, a, row_lower, row_upper = model.arrays()
     r, d, x_lo, x_hi = _columns(model, lower, upper, integer)
@@ -164,23 +180,22 @@ def to_cpsat(model: LinearModel) -> CpsatModel:
     too_big = max(np.abs(act_lo).max(initial=0), np.abs(act_hi).max(initial=0))
     if too_big > _MAX_INT:
         i = int(np.argmax(np.maximum(np.abs(act_lo), np.abs(act_hi))))
-        raise ValueError(f"row {i} ({_family(model, i)}) reaches {too_big:.3g} in CP-SAT integer units, above "
-                         f"{_MAX_INT:.3g}: coarsen the resolution of its continuous blocks")
+        raise CpsatRangeError(f"row {i} ({_family(model, i)}) reaches {too_big:.3g} in CP-SAT integer units, "
+                              f"above {_MAX_INT:.3g}")
     with np.errstate(invalid="ignore"):
         tol_hi = np.where(np.isfinite(row_upper), (hi_int + coef_err) / f - row_upper, 0.0)
         tol_lo = np.where(np.isfinite(row_lower), row_lower - (lo_int - coef_err) / f, 0.0)
     row_tolerance = np.maximum(0.0, np.maximum(tol_hi, tol_lo))
 
-    # -- objective: one integer scale (micrograms) -----------------------------------
-    obj_exact = cost * r * OBJECTIVE_UNITS_PER_G
+    # -- objective: one integer scale, micrograms unless that overflows ---------------
+    units = _objective_units(cost * r, max_x)
+    obj_exact = cost * r * units
     obj_c = np.rint(obj_exact)
-    if float(np.abs(obj_c) @ max_x) > _MAX_INT:
-        raise ValueError("the objective exceeds CP-SAT's integer range at 1 ug per unit: coarsen resolutions")
     # sum_j (C_j - exact_j) X_j over the box: how far the integer objective can exceed the exact one.
     obj_err = np.maximum((obj_c - obj_exact) * x_lo, (obj_c - obj_exact) * x_hi).sum()
-    allowance = float(np.abs(cost) @ d + max(obj_err, 0.0) / OBJECTIVE_UNITS_PER_G)
+    allowance = float(np.abs(cost) @ d + max(obj_err, 0.0) / units)
 
-    out = CpsatModel(cp_model.CpModel(), r, x_lo, x_hi, f, row_tolerance, allowance)
+    out = CpsatModel(cp_model.CpModel(), r, x_lo, x_hi, f, row_tolerance, allowance, units)
     bad = np.flatnonzero(lo_int > hi_int)
     if len(no_integer):
         j = int(no_integer[0])
@@ -261,7 +276,7 @@ def solve_cpsat(model: LinearModel, *, time_limit_s: float = 30.0, workers: int 
     bound = None
     raw_bound = solver.best_objective_bound
     if math.isfinite(raw_bound):
-        bound = raw_bound / OBJECTIVE_UNITS_PER_G + model.objective_offset - cp.bound_allowance_g
+        bound = raw_bound / cp.objective_units_per_g + model.objective_offset - cp.bound_allowance_g
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return SolveResult(SolveStatus.unknown, None, None, bound, seconds, detail)
     values = np.asarray(solver.response_proto.solution, dtype=float) * cp.resolution
@@ -330,9 +345,23 @@ def _columns(model: LinearModel, lower: np.ndarray, upper: np.ndarray, integer: 
     x_hi = np.where(empty, np.ceil(hi_s), x_hi)
     if max(np.abs(x_lo).max(initial=0), np.abs(x_hi).max(initial=0)) > _MAX_INT:
         j = int(np.argmax(np.maximum(np.abs(x_lo), np.abs(x_hi))))
-        raise ValueError(f"column {j} (block {_block_of(model, j)}) spans {max(abs(x_lo[j]), abs(x_hi[j])):.3g} "
+        raise CpsatRangeError(f"column {j} (block {_block_of(model, j)}) spans {max(abs(x_lo[j]), abs(x_hi[j])):.3g} "
                          f"steps of {r[j]:g}: coarsen the block's resolution")
     return r, d, x_lo, x_hi
+
+
+def _objective_units(cost_per_step: np.ndarray, max_x: np.ndarray) -> float:
+    """The finest objective scale (integer units per gCO2e, a power of ten from
+    OBJECTIVE_UNITS_PER_G down to MIN_OBJECTIVE_UNITS_PER_G) at which the largest
+    objective value over the box, sum_j |round(u c_j)| max|X_j|, fits _MAX_INT."""
+    units = float(OBJECTIVE_UNITS_PER_G)
+    while True:
+        if float(np.abs(np.rint(cost_per_step * units)) @ max_x) <= _MAX_INT:
+            return units
+        if units <= MIN_OBJECTIVE_UNITS_PER_G:
+            raise CpsatRangeError(f"the objective exceeds CP-SAT's integer range even in whole grams "
+                                  f"(up to {float(np.abs(cost_per_step) @ max_x):.3g} g)")
+        units /= 10.0
 
 
 def _row_scales(c: np.ndarray, cols: np.ndarray, row_of: np.ndarray, counts: np.ndarray, max_x: np.ndarray,

@@ -118,6 +118,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edgeplace.policies.costs import CostModel, Objective, price
+from edgeplace.policies.evaluate import runs_long_enough
+from edgeplace.topology.constraints import ConstraintState
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
 
@@ -128,11 +130,18 @@ _NO_LIMIT = np.array([np.inf])
 _REPAIR_NODES = 16
 #: Failed rebuilds in a row after which the local search stops (a local optimum).
 _REBUILD_TRIES = 30
+#: The same from a start placement: the plan in force was searched when it was made, so few
+#: random rebuilds are left to pay (a week of 30-minute re-plans: 5 tries give the plan 30 do,
+#: in a fifth of the time).
+_WARM_REBUILD_TRIES = 5
 #: Smallest improvement the local search accepts (guards float noise).
 _MIN_GAIN_G = 1e-6
+#: Distinct slot choices (each node's cheapest) an interruptible job tries before it settles.
+_RUN_CHOICES = 8
 
 
-def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0) -> Placement:
+def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0,
+                 start: Placement | None = None) -> Placement:
     """Construct a placement and improve it by local search (see the module docstring).
 
     Parameters
@@ -141,6 +150,10 @@ def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0) 
     time_limit_s : wall-clock budget of the local search [s]; construction
         always completes. 0 skips the local search.
     seed : breaks ties in the workload order; the same seed gives the same plan.
+    start : a placement to start from (a rolling re-plan: the plan in force,
+        shifted to this horizon). Each workload whose replicas it places by the
+        rules (eligible nodes, its schedule, room on the node) keeps them; the
+        construction places the rest, then the local search runs from there.
 
     Returns
     -------
@@ -149,9 +162,11 @@ def greedy_place(costs: CostModel, *, time_limit_s: float = 1.0, seed: int = 0) 
     """
     t0 = time.perf_counter()
     g = _Greedy(costs, seed)
+    if start is not None:
+        g.adopt(start)
     g.construct()
     if time_limit_s > 0:
-        g.improve(t0 + time_limit_s)
+        g.improve(t0 + time_limit_s, _REBUILD_TRIES if start is None else _WARM_REBUILD_TRIES)
     return g.placement()
 
 
@@ -245,17 +260,30 @@ class _Greedy:
         self.site_kwh = np.zeros((S, T))
         np.add.at(self.site_kwh, self.site, self.node_kwh)
         # Horizon-wide per-node caches (see the class docstring).
-        self.free_minT = self.cap.T + _EPS  # K x N, least free capacity over the horizon (+ tolerance)
+        self._free_minT = self.cap.T + _EPS  # K x N, least free capacity over the horizon (+ tolerance)
+        self._free_stale = np.zeros(N, dtype=bool)  # nodes whose _free_minT needs recomputing
         self.dyn_rate = (self.slope * self.int_ew).sum(axis=1) * self.kwh  # N, gCO2e per unit utilisation
         self.open_full = (self.open_row * ~self.on).sum(axis=1)  # N, gCO2e to keep the node on all horizon
         self.off_slots = (~self.on).sum(axis=1)  # N
         # blocked[m, n] > 0: node n hosts a tenant that m must never share a node with.
         self.blocked = np.zeros((M, N), dtype=np.int64) if sc.tenant_conflicts.any() else None
+        # Kubernetes pod (anti-)affinity and topology spread: replicas per topology domain, read over
+        # the horizon (services are present all of it); `ruled[w]`: w has such a rule of its own.
+        self.rules = ConstraintState(sc.constraints, W, self.whole_horizon) if sc.constraints.dynamic else None
+        self.ruled = np.zeros(W, dtype=bool)
+        if self.rules is not None:
+            self.ruled[:] = [self.rules.ruled(w) for w in range(W)]
         self.tenant_use = np.zeros((M, T, K)) if self.has_quota else None
         self.placed: list[dict[int, int]] = [{} for _ in range(W)]  # w -> {node: replicas}
         self.start = self.earliest.copy()
+        # Interruptible jobs with a choice of slots: where they run is a slot array, not a start.
+        self.interruptible = sc.workload_interruptible & (sc.workload_window_end - self.earliest > self.duration)
+        self.window_end = sc.workload_window_end
+        self.min_run = sc.workload_min_run_slots
+        self.run_done = sc.workload_run_done_slots
+        self.run_of: dict[int, np.ndarray] = {}
         self.node_groups: list[dict[int, int]] = [{} for _ in range(N)]  # node -> {w: replicas}
-        self.log: list[tuple[int, int, int, int]] | None = None  # undo log of (w, node, k, start)
+        self.log: list[tuple[int, int, int, int | np.ndarray]] | None = None  # undo log of (w, node, k, where)
 
         # Not yet placed demand eligible for each node, per resource, in node fractions (F, amortisation).
         demand = self.R[:, None] * self.req  # W x K
@@ -279,14 +307,23 @@ class _Greedy:
         return np.where(u < 1.0, active, 0.0)
 
     # -- state updates -------------------------------------------------------------------
-    def _apply(self, w: int, n: int, k: int, start: int) -> None:
-        """Add k (or remove -k) replicas of workload w on node n, running from `start`."""
+    def _where(self, w: int) -> int | np.ndarray:
+        """Where w runs, as `_apply` takes it: its start slot, or an interruptible job's slots."""
+        return self.run_of[w] if w in self.run_of else int(self.start[w])
+
+    def _run_index(self, w: int) -> slice | np.ndarray:
+        """Index of w's run slots: a slice from its start, or an interruptible job's slot array."""
+        return self.run_of[w] if w in self.run_of else slice(int(self.start[w]), int(self.start[w]) + int(self.duration[w]))
+
+    def _apply(self, w: int, n: int, k: int, start: int | np.ndarray) -> None:
+        """Add k (or remove -k) replicas of workload w on node n, running from `start` (or in the
+        slots of an array, for an interruptible job)."""
         d = int(self.duration[w])
-        if d == 1:
+        if d == 1 and not isinstance(start, np.ndarray):
             self._apply_slot(w, n, k, start)
         else:
-            run = slice(start, start + d)
-            load, count, u = self.load[n, run], self.count[n, run], self.cpu_util[n, run]  # views
+            run = start if isinstance(start, np.ndarray) else slice(start, start + d)
+            load, count, u = self.load[n, run], self.count[n, run], self.cpu_util[n, run]  # copies for an array
             load += k * self.req[w]
             count += k
             u += k * self.util[w, n]
@@ -295,25 +332,41 @@ class _Greedy:
                 if empty.any():
                     load[empty] = 0.0
                     u[empty] = self.bg[n, run][empty]
+            if isinstance(run, np.ndarray):  # fancy indexing copied: write back
+                self.load[n, run], self.count[n, run], self.cpu_util[n, run] = load, count, u
             on = (count > 0) | self.always_on[n]
+            was_on = self.on[n, run].copy()
             self.on[n, run] = on
             uc = np.minimum(u, 1.0)
             if self.linear[n]:
                 power = self.a[n, 0] + self.s[n, 0] * uc
-                self.slope[n, run] = np.where(u < 1.0, self.s[n, 0], 0.0)
+                slope = np.where(u < 1.0, self.s[n, 0], 0.0)
             else:
                 lines = self.a[n] + self.s[n] * uc[:, None]  # d x L
                 power = lines.max(axis=1)
-                self.slope[n, run] = np.where(u < 1.0, self.s[n, np.argmax(lines + self.s[n] * 1e-9, axis=1)], 0.0)
+                slope = np.where(u < 1.0, self.s[n, np.argmax(lines + self.s[n] * 1e-9, axis=1)], 0.0)
             new_kwh = np.where(on, power * self.kwh[n], 0.0)
             self.site_kwh[self.site[n], run] += new_kwh - self.node_kwh[n, run]
             self.node_kwh[n, run] = new_kwh
-            self.dyn_rate[n] = float(self.slope[n] @ self.int_ew[n]) * self.kwh[n]
-            off = ~self.on[n]
-            self.open_full[n] = float(self.open_row[n] @ off)
-            self.off_slots[n] = int(off.sum())
-        self.free_minT[:, n] = (self.cap[n] + _EPS - self.load[n]).min(axis=0)
+            # Horizon caches, updated by the change in the run's slots only (a year is 17,568 slots).
+            self.dyn_rate[n] += float((slope - self.slope[n, run]) @ self.int_ew[n, run]) * self.kwh[n]
+            self.slope[n, run] = slope
+            flipped = on != was_on
+            if flipped.any():
+                self.open_full[n] -= float(self.open_row[n, run][flipped] @ np.where(on[flipped], 1.0, -1.0))
+                self.off_slots[n] -= int(on[flipped].sum()) - int((~on[flipped]).sum())
+        self._free_stale[n] = True
         self._book(w, n, k, start)
+
+    @property
+    def free_minT(self) -> np.ndarray:
+        """K x N: each node's least free capacity over the horizon (+ tolerance), recomputed for the
+        nodes changed since it was last read (services read it; jobs look at their own slots)."""
+        stale = np.flatnonzero(self._free_stale)
+        if len(stale):
+            self._free_minT[:, stale] = (self.cap[stale, None, :] + _EPS - self.load[stale]).min(axis=1).T
+            self._free_stale[stale] = False
+        return self._free_minT
 
     def _apply_slot(self, w: int, n: int, k: int, t: int) -> None:
         """`_apply` for a run of one slot, in scalars (the common case of a one-slot horizon)."""
@@ -354,8 +407,11 @@ class _Greedy:
         m = int(self.tenant[w])
         if self.blocked is not None and len(self.conflicts_of[m]):
             self.blocked[self.conflicts_of[m], n] += k
+        if self.rules is not None:
+            self.rules.add(w, n, k)
         if self.tenant_use is not None:
-            self.tenant_use[m, start:start + int(self.duration[w])] += k * self.req[w]
+            run = start if isinstance(start, np.ndarray) else slice(start, start + int(self.duration[w]))
+            self.tenant_use[m, run] += k * self.req[w]
         placed = self.placed[w]
         placed[n] = placed.get(n, 0) + k
         if placed[n] == 0:
@@ -382,6 +438,8 @@ class _Greedy:
         ok = self.E[w]
         if self.blocked is not None:
             ok = ok & (self.blocked[self.tenant[w]] == 0)
+        if self.ruled[w]:
+            ok = ok & self.rules.allowed(w)
         if not allow_open and self.whole_horizon[w]:
             ok = ok & (self.off_slots == 0)
         if exclude >= 0:
@@ -512,14 +570,20 @@ class _Greedy:
             site_used = np.zeros(self.S, dtype=bool)
             site_used[list(sites)] = True
         opn_share = opn * c.share
+        ruled = self.ruled[w]
         while remaining > 0:
             ok = fit > 0
             if need > 0:
                 ok &= ~site_used[node_site]
+            if ruled:  # one replica at a time, each where kube-scheduler's rules let it go now
+                allowed = self.rules.allowed(w)
+                ok &= allowed if c.idx is None else allowed[c.idx]
             hold = max(need - 1, 0)  # replicas kept back for the sites still needed
             # k: replicas that would go to each node (fit is at most R, so the first step of a
             # plain fill needs no clipping); k = 0 where nothing fits, masked below.
             k = fit if remaining - hold >= self.R[w] else np.minimum(fit, remaining - hold)
+            if ruled:
+                k = np.minimum(k, 1.0)
             if cur is None:
                 per = dyn + opn_share / np.maximum(c.floor, k * c.share)
             else:
@@ -549,6 +613,8 @@ class _Greedy:
         R = int(self.R[w])
         if self.whole_horizon[w]:
             return self._fill(w, self._service(w), 0, int(self.earliest[w]), R, set())
+        if self.interruptible[w]:
+            return self._insert_interruptible(w)
         starts = np.arange(int(self.earliest[w]), int(self.latest[w]) + 1)
         c = self._slotted(w, starts)
         if len(starts) == 1:
@@ -586,6 +652,69 @@ class _Greedy:
         self.start[w] = starts[best]
         return self._fill(w, c, best, int(starts[best]), R, set())
 
+    def _insert_interruptible(self, w: int) -> int:
+        """An interruptible job: each eligible node's cheapest `duration` slots of the window in
+        runs of at least min_run (`cheapest_runs`, one replica's price per slot with the
+        opening amortised as in `_per_replica`); then, cheapest node first, the replicas are
+        filled into the slots one node chose (all replicas run in the same slots); the first
+        choice that places all of them is kept, else the one that places most."""
+        R, d = int(self.R[w]), int(self.duration[w])
+        window = np.arange(int(self.earliest[w]), int(self.window_end[w]))
+        c = self._in_slots(w, window, allow_open=True, per_slot=True)
+        if not len(c.fit):
+            return 0
+        per = c.dyn + c.opn * (c.share / np.maximum(c.floor, c.share))[:, None]
+        per = np.where(c.fit >= 1, per, np.inf)
+        cost, chosen = cheapest_runs(per, d, int(self.min_run[w]), int(self.run_done[w]) if window[0] == 0 else 0)
+        outer = self.log
+        self.log = [] if outer is None else outer
+        best, best_got = None, -1
+        tried: set[bytes] = set()
+        for i in np.argsort(cost, kind="stable")[:_RUN_CHOICES]:
+            if not np.isfinite(cost[i]) or chosen[i].tobytes() in tried:
+                continue
+            tried.add(chosen[i].tobytes())
+            slots = window[chosen[i]]
+            mark = len(self.log)
+            self.run_of[w] = slots
+            got = self._fill(w, self._in_slots(w, slots), 0, slots, R, set())
+            if got == R:
+                self.log = outer
+                return R
+            if got > best_got:
+                best, best_got = slots, got
+            self._undo(mark)
+        self.log = outer
+        slots = window[:d] if best is None else best
+        self.run_of[w] = slots
+        return self._fill(w, self._in_slots(w, slots), 0, slots, R, set())
+
+    def _in_slots(self, w: int, slots: np.ndarray, allow_open: bool = True, exclude: int = -1,
+                  per_slot: bool = False) -> _Candidates:
+        """Candidates of an interruptible job running in `slots` (sorted): over its eligible
+        nodes, summed over the slots (per slot with `per_slot`, for choosing them)."""
+        idx = np.flatnonzero(self._mask(w, True, exclude))
+        on = self.on[idx][:, slots]
+        fit = np.full(on.shape, np.inf)
+        for k in self.requested[w]:
+            free = self.cap[idx, k][:, None] + _EPS - self.load[idx][:, slots, k]
+            np.minimum(fit, free * self.inv_req[w, k], out=fit)
+        fit = np.floor(fit)
+        if not allow_open:
+            fit = np.where(on, fit, 0.0)
+        win = slice(int(slots[0]), int(slots[-1]) + 1)
+        dyn_slot, open_slot = self._slot_costs(w, idx, win, self.on[idx, win])
+        pick = slots - int(slots[0])
+        dyn_slot, open_slot = dyn_slot[:, pick], open_slot[:, pick]
+        q = self._quota_fit(w, win)[pick]
+        if self.latency_w:
+            dyn_slot = dyn_slot + self.latency_w / len(slots) * self.lat_site[w, self.site[idx]][:, None]
+        if per_slot:
+            return self._amortised(w, idx, np.minimum(fit, float(self.R[w])), dyn_slot, open_slot, q)
+        return self._amortised(w, idx, np.minimum(fit.min(axis=1, keepdims=True), float(self.R[w])),
+                               dyn_slot.sum(axis=1, keepdims=True), open_slot.sum(axis=1, keepdims=True),
+                               q.min(keepdims=True))
+
     def _order(self) -> np.ndarray:
         """The construction order of all workloads (see `_order_of`)."""
         return self._order_of(np.arange(self.W))
@@ -594,19 +723,69 @@ class _Greedy:
         """Positions into `ws`: with a migration penalty, services that have a current
         placement first (their current nodes are a packing known to fit); then services
         (and jobs with one possible start); then fewest eligible nodes; then largest
-        normalised request x replicas; seeded ties."""
+        normalised request x replicas; seeded ties; and a workload with required pod
+        affinity moved to just after its targets (so it finds room in their domains)."""
         flexible = self.latest[ws] > self.earliest[ws]
         newcomer = np.array([not (w in self.current and self.whole_horizon[w]) for w in ws.tolist()], dtype=bool)
         scarcity = self.E[ws].sum(axis=1)
         typical = np.median(self.cap, axis=0) if self.N else np.ones(self.K)
         size = (self.req[ws] / np.maximum(typical, 1e-12)).max(axis=1) * self.R[ws]
         jitter = self.rng.random(len(ws))
-        return np.lexsort((jitter, -size, scarcity, flexible, newcomer))
+        order = np.lexsort((jitter, -size, scarcity, flexible, newcomer))
+        return order[self.sc.constraints.targets_first(ws[order], eager=True)]  # pod affinity: right after its targets
+
+    def adopt(self, start: Placement) -> None:
+        """Apply the workloads `start` places by the rules (see `greedy_place`); the others stay
+        for the construction."""
+        sc = self.sc
+        assign = np.asarray(start.assign)
+        if assign.shape != (sc.n_replicas, self.T):
+            raise ValueError(f"start placement has shape {assign.shape}, the scenario needs {(sc.n_replicas, self.T)}")
+        first = sc.workload_first_replica
+        for w in range(self.W):
+            rows = assign[int(first[w]):int(first[w] + self.R[w])]
+            where = self._schedule_of(w, rows)
+            if where is None:
+                continue
+            nodes = rows[:, int(where[0]) if isinstance(where, np.ndarray) else where]
+            counts = np.bincount(nodes, minlength=self.N)
+            used = np.flatnonzero(counts)
+            if not self.E[w, used].all() or (self.blocked is not None and self.blocked[self.tenant[w], used].any()):
+                continue
+            if self.ruled[w] and not self.rules.allowed(w)[used].all():
+                continue  # the pod (anti-)affinity or spread rules keep w off one of its nodes now
+            run = where if isinstance(where, np.ndarray) else slice(where, where + int(self.duration[w]))
+            need = counts[used, None, None] * self.req[w][None, None, :]
+            if ((self.load[used][:, run] + need) > self.cap[used][:, None, :] + _EPS).any():
+                continue
+            self._set_where(w, where)
+            for n in used:
+                self._apply(w, int(n), int(counts[n]), where)
+
+    def _schedule_of(self, w: int, rows: np.ndarray) -> int | np.ndarray | None:
+        """Where `rows` (w's replicas x slots) run w, if that is w's schedule with every replica on
+        one node throughout: its start slot, an interruptible job's slots, or None."""
+        running = rows >= 0
+        slots = np.flatnonzero(running.any(axis=0))
+        d = int(self.duration[w])
+        if len(slots) != d or not (running[:, slots]).all() or (rows[:, slots] != rows[:, slots[:1]]).any():
+            return None
+        if self.interruptible[w]:
+            ok = (slots[0] >= self.earliest[w] and slots[-1] < self.window_end[w]
+                  and runs_long_enough(slots, int(self.min_run[w]), int(self.run_done[w])))
+            return slots if ok else None
+        s = int(slots[0])
+        if slots[-1] - s != d - 1 or not self.earliest[w] <= s <= self.latest[w]:
+            return None
+        return s
 
     def construct(self) -> None:
         short = []
         for w in self._order():
             w = int(w)
+            if self.placed[w]:  # adopted from a start placement
+                np.subtract(self.F, (self.R[w] * self.req[w])[:, None] * self.inv_capT, out=self.F, where=self.E[w])
+                continue
             if self._insert(w) < self.R[w]:
                 short.append(w)
             # This demand is no longer to come.
@@ -632,19 +811,27 @@ class _Greedy:
 
     # -- local search --------------------------------------------------------------------
     def _place_group(self, w: int, k: int, *, allow_open: bool, exclude: int = -1) -> bool:
-        """Place k more replicas of w at its start, next to its other replicas (spread counts them)."""
-        start = int(self.start[w])
+        """Place k more replicas of w at its start (an interruptible job: in its slots), next to its
+        other replicas (spread counts them)."""
+        start = self._where(w)
         sites = {int(self.site[m]) for m in self.placed[w]}
         if self.whole_horizon[w]:
             c = self._service(w, allow_open=allow_open, exclude=exclude)
+        elif isinstance(start, np.ndarray):
+            c = self._in_slots(w, start, allow_open=allow_open, exclude=exclude)
         else:
             c = self._slotted(w, np.array([start]), allow_open=allow_open, exclude=exclude)
         return self._fill(w, c, 0, start, k, sites) == k
 
+    def _rules_hold(self, ws) -> bool:
+        """The pod (anti-)affinity and spread rules that name any of `ws` hold (a move that takes a
+        replica away can break a rule of a workload it did not move)."""
+        return self.rules is None or not self.rules.broken(ws)
+
     def _settle(self, ok: bool, ws, before: float) -> bool:
         """End a tentative move (recorded in `self.log`): keep it when it placed everything
         (`ok`) and the modelled objective of `ws` dropped below `before`, else undo it."""
-        keep = ok and self._objective(ws) < before - _MIN_GAIN_G
+        keep = ok and self._rules_hold(ws) and self._objective(ws) < before - _MIN_GAIN_G
         if not keep:
             self._undo(0)
         self.log = None
@@ -657,7 +844,7 @@ class _Greedy:
         before = self._objective(ws)
         self.log = []
         for w, k in groups:
-            self._apply(w, n, -k, int(self.start[w]))
+            self._apply(w, n, -k, self._where(w))
         ok = all(self._place_group(w, k, allow_open=False, exclude=n) for w, k in groups)
         return self._settle(ok, ws, before)
 
@@ -671,24 +858,32 @@ class _Greedy:
         feasibility comes before carbon here.
         """
         R = int(self.R[w])
-        old_start = int(self.start[w])
-        nodes = np.flatnonzero(self.E[w])
+        old = self._where(w)
+        # Clearing a node the pod (anti-)affinity or spread rules keep w off would not help.
+        nodes = np.flatnonzero(self.E[w] & self.rules.allowed(w) if self.ruled[w] else self.E[w])
         hosted = self.count[nodes].sum(axis=1)
         for n in nodes[np.argsort(hosted, kind="stable")][:_REPAIR_NODES]:
             n = int(n)
             self.log = []
             for v, k in list(self.placed[w].items()):
-                self._apply(w, v, -k, old_start)
+                self._apply(w, v, -k, old)
             evicted = list(self.node_groups[n].items())
             for v, k in evicted:
-                self._apply(v, n, -k, int(self.start[v]))
-            if self._insert(w) == R and all(self._place_group(v, k, allow_open=True) for v, k in evicted):
+                self._apply(v, n, -k, self._where(v))
+            if (self._insert(w) == R and all(self._place_group(v, k, allow_open=True) for v, k in evicted)
+                    and self._rules_hold([w] + [v for v, _ in evicted])):
                 self.log = None
                 return True
             self._undo(0)
-            self.start[w] = old_start
+            self._set_where(w, old)
             self.log = None
         return False
+
+    def _set_where(self, w: int, where: int | np.ndarray) -> None:
+        if isinstance(where, np.ndarray):
+            self.run_of[w] = where
+        else:
+            self.start[w] = where
 
     def _try_retime(self, w: int) -> bool:
         """Take job w out and insert it again with everything else in place; keep it if the objective drops."""
@@ -696,13 +891,13 @@ class _Greedy:
         if sum(self.placed[w].values()) != R:
             return False
         before = self._objective([w])
-        old_start = int(self.start[w])
+        old = self._where(w)
         self.log = []
         for n, k in list(self.placed[w].items()):
-            self._apply(w, n, -k, old_start)
+            self._apply(w, n, -k, old)
         if self._settle(self._insert(w) == R, [w], before):
             return True
-        self.start[w] = old_start
+        self._set_where(w, old)
         return False
 
     def _closing_candidates(self) -> np.ndarray:
@@ -721,7 +916,7 @@ class _Greedy:
         on-site surplus ignored: this only ranks moves, the objective judges them)."""
         if self.whole_horizon[w]:
             return self.dyn_rate
-        run = slice(int(self.start[w]), int(self.start[w]) + int(self.duration[w]))
+        run = self._run_index(w)
         return (self.slope[:, run] * self.int_ew[:, run]).sum(axis=1) * self.kwh
 
     def _move_candidates(self) -> list[tuple[float, int, int, int]]:
@@ -732,7 +927,7 @@ class _Greedy:
             placed = self.placed[w]
             if not placed:
                 continue
-            run = slice(int(self.start[w]), int(self.start[w]) + int(self.duration[w]))
+            run = self._run_index(w)
             open_ok = self.E[w] & self.on[:, run].all(axis=1)
             if self.blocked is not None:
                 open_ok &= self.blocked[self.tenant[w]] == 0
@@ -752,8 +947,8 @@ class _Greedy:
         replicas off dst if room is short (a swap when they go to src); keep it if the
         objective drops."""
         k = self.node_groups[src].get(w, 0)
-        start = int(self.start[w])
-        run = slice(start, start + int(self.duration[w]))
+        start = self._where(w)
+        run = self._run_index(w)
         if not k or not self.E[w, dst] or not self.on[dst, run].all():
             return False
         if self.blocked is not None and self.blocked[self.tenant[w], dst] > 0:
@@ -774,7 +969,7 @@ class _Greedy:
         for v, kv in groups:
             if ((self.cap[dst] + _EPS - self.load[dst, run]) >= need).all():
                 break
-            self._apply(v, dst, -kv, int(self.start[v]))
+            self._apply(v, dst, -kv, self._where(v))
             evicted.append((v, kv))
         ok = ((self.cap[dst] + _EPS - self.load[dst, run]) >= need).all()
         if ok:
@@ -798,7 +993,7 @@ class _Greedy:
         self.log = []
         for n in nodes:
             for w, k in list(self.node_groups[int(n)].items()):
-                self._apply(w, int(n), -k, int(self.start[w]))
+                self._apply(w, int(n), -k, self._where(w))
         order = self._order_of(np.array([w for w, _ in groups]))
         ok = True
         for i in order:
@@ -810,7 +1005,7 @@ class _Greedy:
         self.F = saved_F
         return self._settle(ok, ws, before)
 
-    def improve(self, deadline: float) -> None:
+    def improve(self, deadline: float, rebuild_tries: int = _REBUILD_TRIES) -> None:
         """Local search: close wasteful nodes, re-time jobs, move replicas to where their
         dynamic energy is cleaner; stop at a local optimum or the deadline."""
         jobs = [int(w) for w in np.flatnonzero(~self.whole_horizon) if self.E[w].any()]
@@ -837,7 +1032,7 @@ class _Greedy:
             # Stuck: rebuild random pairs and triples of open nodes, the most wasteful one
             # always among them, until one pays or a bounded number failed.
             fails = 0
-            while fails < _REBUILD_TRIES and time.perf_counter() < deadline:
+            while fails < rebuild_tries and time.perf_counter() < deadline:
                 open_nodes = self._closing_candidates()
                 if len(open_nodes) < 2:
                     break
@@ -865,7 +1060,8 @@ class _Greedy:
             nodes = [next(rest, None) if n is None else n for n in nodes]
             r0 = int(first[w])
             replica_node[r0:r0 + len(nodes)] = [-1 if n is None else n for n in nodes]
-        return Placement.from_replica_nodes(sc, replica_node, start_slot=self.start.copy())
+        return Placement.from_replica_nodes(sc, replica_node, start_slot=self.start.copy(),
+                                            run_slots=dict(self.run_of))
 
 
 @dataclass
@@ -905,3 +1101,48 @@ def _window_sums(x: np.ndarray, d: int) -> np.ndarray:
     """n x (Wn - d + 1): sums of x over every window of d consecutive columns."""
     c = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x, axis=1)], axis=1)
     return c[:, d:] - c[:, :-d]
+
+
+def cheapest_runs(cost: np.ndarray, d: int, min_run: int, done: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `cost` (n x L, inf = not allowed): the cheapest choice of exactly `d` of the L
+    slots whose runs of consecutive slots each last at least `min_run`; (total cost (n,),
+    chosen (n x L bool)). A run in progress with `done` slots behind it continues in slot 0
+    (it needs min_run - done more there, and must not stop earlier). Dynamic programming
+    over the slots, vectorised over rows: state (slots chosen, length of the current run,
+    capped at min_run); inf where no choice exists.
+    """
+    n, L = cost.shape
+    m = max(int(min_run), 1)
+    f = np.full((n, d + 1, m + 1), np.inf)
+    f[:, 0, min(done, m)] = 0.0
+    took = np.zeros((L, n, d + 1, m + 1), dtype=np.int8)  # 1: slot t chosen on the way to this state
+    from_k = np.zeros((L, n, d + 1, m + 1), dtype=np.int16)
+    for t in range(L):
+        new = np.full_like(f, np.inf)
+        # not chosen: the current run must be long enough (k == 0: no run, k == m: long enough)
+        stop = np.minimum(f[:, :, 0], f[:, :, m])
+        new[:, :, 0] = stop
+        from_k[t, :, :, 0] = np.where(f[:, :, m] < f[:, :, 0], m, 0)
+        # chosen: one more slot, the run one longer
+        c = cost[:, t][:, None]
+        for k in range(m + 1):
+            target = min(k + 1, m)
+            val = f[:, :-1, k] + c
+            better = val < new[:, 1:, target]
+            new[:, 1:, target] = np.where(better, val, new[:, 1:, target])
+            took[t, :, 1:, target] = np.where(better, 1, took[t, :, 1:, target])
+            from_k[t, :, 1:, target] = np.where(better, k, from_k[t, :, 1:, target])
+        f = new
+    end = np.minimum(f[:, d, 0], f[:, d, m])
+    k = np.where(f[:, d, m] < f[:, d, 0], m, 0)
+    chosen = np.zeros((n, L), dtype=bool)
+    c = np.full(n, d)
+    rows = np.arange(n)
+    for t in range(L - 1, -1, -1):
+        step = took[t, rows, c, k].astype(bool)
+        chosen[:, t] = step
+        prev_k = from_k[t, rows, c, k].astype(np.int64)
+        c = c - step
+        k = prev_k
+    chosen[~np.isfinite(end)] = False
+    return end, chosen

@@ -86,8 +86,10 @@ def highs_from_model(model: LinearModel, *, relax: bool = False) -> highspy.High
 
 
 def solve_highs(model: LinearModel, *, time_limit_s: float = 30.0, threads: int = 1,
-                relax: bool = False, mip_rel_gap: float = 1e-4) -> SolveResult:
-    """Solve with HiGHS. `relax=True` drops integrality: its optimum is a lower bound."""
+                relax: bool = False, mip_rel_gap: float = 1e-4, hint: dict[int, float] | None = None) -> SolveResult:
+    """Solve with HiGHS. `relax=True` drops integrality: its optimum is a lower bound.
+
+    `hint`: column -> value, a (partial) start for the MIP (HiGHS completes the rest)."""
     integer_model = not relax and bool(model.stats()["integer_variables"])
     started = time.perf_counter()
     h = highs_from_model(model, relax=relax)
@@ -97,6 +99,9 @@ def solve_highs(model: LinearModel, *, time_limit_s: float = 30.0, threads: int 
     # HiGHS sizes one thread pool per process at its first run; a later run asking
     # for another thread count would fail with "Not Set" unless the pool is reset.
     highspy.Highs.resetGlobalScheduler(True)
+    if hint and integer_model:
+        cols = np.fromiter(hint.keys(), dtype=np.int32, count=len(hint))
+        h.setSolution(len(cols), cols, np.fromiter(hint.values(), dtype=float, count=len(hint)))
     h.run()
     seconds = time.perf_counter() - started
     status = h.getModelStatus()

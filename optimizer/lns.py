@@ -10,8 +10,9 @@ frees an open node, the other nodes of its site, a few random open nodes and
 some of the closed nodes cheapest per millicore, and offers the freed
 workloads those nodes; "close" frees two of the least loaded open nodes and
 offers their workloads every open node (so a step can switch a node off). A step is kept when the
-evaluated plan is better (fewer violations, then lower emissions plus the
-objective's secondary terms, as in `edgeplace.optimizer.solve`). Each step's model has
+plan, priced on the series the plan is made on (`Candidate`), is strictly
+better (fewer violations, then lower emissions plus the objective's
+secondary terms). Each step's model has
 the free workloads' pairs on the neighbourhood plus one column set per fixed
 workload, so it solves in about a second where the whole model would not.
 """
@@ -23,13 +24,13 @@ from typing import Callable
 
 import numpy as np
 
+from edgeplace.optimizer.candidates import Candidate, Pricer
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.linear import LinearModel
 from edgeplace.optimizer.pairs import placement_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult
 from edgeplace.policies.costs import CostModel
-from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import CPU
 
@@ -46,22 +47,21 @@ STEP_TIME_LIMIT_S = 2.0
 REPAIR_MAX_NODES = 30
 REPAIR_TIME_LIMIT_S = 2.0
 
-Better = Callable[[tuple[Placement, Evaluation], tuple[Placement, Evaluation]], bool]
 #: Solves one step: (model, hint column -> value, time limit [s]) -> result.
 SolveStep = Callable[[LinearModel, dict[int, float], float], SolveResult]
 
 
-def improve(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, deadline: float, better: Better,
-            solve_step: SolveStep, seed: int = 0) -> tuple[tuple[Placement, Evaluation], int, int]:
-    """LNS steps until `deadline` (perf_counter seconds).
+def improve(costs: CostModel, incumbent: Candidate, *, deadline: float, price: Pricer, solve_step: SolveStep,
+            seed: int = 0, max_steps: int | None = None) -> tuple[Candidate, int, int]:
+    """LNS steps until `deadline` (perf_counter seconds) or `max_steps` steps.
 
-    Returns (best plan and its evaluation, steps tried, steps kept)."""
+    Returns (the best candidate, steps tried, steps kept)."""
     sc = costs.scenario
     rng = np.random.default_rng(seed)
     per_mc = costs.open_g().sum(axis=1) / sc.node_capacity[:, CPU]
     tried = kept = 0
-    while time.perf_counter() + 0.5 < deadline:
-        placement, _ = incumbent
+    while time.perf_counter() + 0.5 < deadline and (max_steps is None or tried < max_steps):
+        placement = incumbent.placement
         running = placement.assign >= 0
         if not running.any():
             break
@@ -74,15 +74,15 @@ def improve(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, deadli
         limit = min(STEP_TIME_LIMIT_S, deadline - time.perf_counter())
         if limit <= 0.2:
             break
-        plan = _resolve(costs, placement, free, targets, solve_step, limit)
-        if plan is not None and better(plan, incumbent) and not better(incumbent, plan):  # strictly better
+        plan = _resolve(costs, placement, free, targets, solve_step, limit, price)
+        if plan is not None and plan.beats(incumbent):
             incumbent = plan
             kept += 1
     return incumbent, tried, kept
 
 
-def repair(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, better: Better, solve_step: SolveStep,
-           time_limit_s: float = REPAIR_TIME_LIMIT_S) -> tuple[Placement, Evaluation]:
+def repair(costs: CostModel, incumbent: Candidate, *, price: Pricer, solve_step: SolveStep,
+           time_limit_s: float = REPAIR_TIME_LIMIT_S) -> Candidate:
     """One exact step around a plan's violations (the greedy plan's, when its
     construction and repair could not place everything): free the workloads
     named in violations and everything on their eligible nodes (at most
@@ -90,7 +90,7 @@ def repair(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, better:
     and every node already on, and solve that restricted MILP. Two-resource
     packing on a small dedicated pool is where the greedy order gets stuck and
     a MILP is not; returns the better of the two plans."""
-    placement, evaluation = incumbent
+    placement, evaluation = incumbent.placement, incumbent.planned
     sc = costs.scenario
     workload_of = {wid: i for i, wid in enumerate(sc.workload_ids)}
     node_of = {nid: i for i, nid in enumerate(sc.node_ids)}
@@ -108,14 +108,14 @@ def repair(costs: CostModel, incumbent: tuple[Placement, Evaluation], *, better:
         nodes = nodes[np.argsort(hosted[nodes], kind="stable")][:REPAIR_MAX_NODES]
     free = np.union1d(named_ws, sc.replica_workload[(np.isin(placement.assign, nodes) & running).any(axis=1)])
     targets = np.union1d(nodes, np.unique(placement.assign[running]))
-    plan = _resolve(costs, placement, free, targets, solve_step, time_limit_s)
-    return plan if plan is not None and better(plan, incumbent) else incumbent
+    plan = _resolve(costs, placement, free, targets, solve_step, time_limit_s, price, producer="greedy+repair")
+    return plan if plan is not None and plan.beats(incumbent) else incumbent
 
 
 def _resolve(costs: CostModel, placement: Placement, free: np.ndarray, targets: np.ndarray, solve_step: SolveStep,
-             time_limit_s: float) -> tuple[Placement, Evaluation] | None:
+             time_limit_s: float, price: Pricer, producer: str = "search") -> Candidate | None:
     """Solve the MILP in which the `free` workloads may use any eligible node among
-    `targets` and every other workload keeps its nodes; the plan and its evaluation,
+    `targets` and every other workload keeps its nodes; the plan as a candidate,
     or None when the step solver found none."""
     columns = placement_pairs(costs, placement)
     columns[np.ix_(free, targets)] |= costs.eligible[np.ix_(free, targets)]
@@ -123,8 +123,7 @@ def _resolve(costs: CostModel, placement: Placement, free: np.ndarray, targets: 
     result = solve_step(form.model, hint_from_placement(form, costs, placement), time_limit_s)
     if result.values is None:
         return None
-    candidate = placement_from_values(form, costs, result.values)
-    return candidate, evaluate(costs.scenario, candidate)
+    return price(placement_from_values(form, costs, result.values), producer)
 
 
 def _close_neighbourhood(costs: CostModel, placement: Placement, _per_mc, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -35,6 +35,15 @@ def placement_from_values(form: Formulation, costs: CostModel, values: np.ndarra
         for w, n, c in zip(form.job_j[chosen], form.job_n[chosen], x[chosen]):
             counts.setdefault(int(w), []).append((int(n), int(c)))
 
+    run_slots: dict[int, np.ndarray] = {}
+    if len(form.a):
+        a = np.rint(values[form.a]).astype(np.int64)
+        for w, n, c in zip(form.ijob_w[a > 0], form.ijob_n[a > 0], a[a > 0]):
+            counts.setdefault(int(w), []).append((int(n), int(c)))
+        runs = values[form.r] > 0.5
+        for w in np.unique(form.run_w):
+            run_slots[int(w)] = form.run_t[(form.run_w == w) & runs]
+
     for w in range(W):
         r0, R = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
         pool = dict(counts.get(w, []))
@@ -49,11 +58,11 @@ def placement_from_values(form: Formulation, costs: CostModel, values: np.ndarra
             if nodes[k] < 0 and rest:
                 nodes[k] = rest.pop(0)
         replica_node[r0:r0 + R] = nodes
-    return Placement.from_replica_nodes(sc, replica_node, start)
+    return Placement.from_replica_nodes(sc, replica_node, start, run_slots=run_slots)
 
 
 def hint_from_placement(form: Formulation, costs: CostModel, placement: Placement) -> dict[int, float]:
-    """Column -> value for the integer decisions of `placement` (y, x, b, h, o)."""
+    """Column -> value for the integer decisions of `placement` (y, x, b, a, r, h, o)."""
     sc = costs.scenario
     T = sc.n_slots
     hint: dict[int, float] = {}
@@ -75,6 +84,12 @@ def hint_from_placement(form: Formulation, costs: CostModel, placement: Placemen
     for i, col in enumerate(form.x):
         w, n, s = int(form.job_j[i]), int(form.job_n[i]), int(form.job_s[i])
         hint[int(col)] = float(count.get((w, n), 0)) if starts.get(w) == s else 0.0
+    for i, col in enumerate(form.a):
+        hint[int(col)] = float(count.get((int(form.ijob_w[i]), int(form.ijob_n[i])), 0))
+    if len(form.r):
+        runs_in = running_slots(sc, assign)
+        for i, col in enumerate(form.r):
+            hint[int(col)] = float(runs_in[int(form.run_w[i])][int(form.run_t[i])])
     hosting = np.zeros(sc.n_nodes, dtype=bool)
     hosting[[n for (w, n) in count if not sc.workload_deferrable[w] and (w, n) in pair]] = True
     h_block = form.model.blocks["h"]
@@ -87,3 +102,12 @@ def hint_from_placement(form: Formulation, costs: CostModel, placement: Placemen
     for cell, col in enumerate(form.o):
         hint[int(col)] = float(powered.ravel()[cell])
     return hint
+
+
+def running_slots(scenario, assign: np.ndarray) -> dict[int, np.ndarray]:
+    """Interruptible job -> T bool: the slots any of its replicas runs in."""
+    out = {}
+    for w in np.flatnonzero(scenario.workload_interruptible):
+        r0, R = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
+        out[int(w)] = (assign[r0:r0 + R] >= 0).any(axis=0)
+    return out

@@ -65,6 +65,7 @@ import numpy as np
 from edgeplace.policies.base import PlacementPolicy, PolicyFactory
 from edgeplace.policies.costs import embodied_g_per_powered_h
 from edgeplace.policies.power import node_power_w
+from edgeplace.topology.constraints import ConstraintState
 from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import CPU, MEMORY, Scenario
@@ -300,7 +301,13 @@ def _drain(sc: Scenario, make_scorer: Callable[[Scenario, _Cluster], _Scorer]) -
     durations = np.where(sc.workload_deferrable, sc.workload_duration_slots, T).tolist()
     first_replica, replicas = sc.workload_first_replica.tolist(), sc.workload_replicas.tolist()
     min_sites, tenant = sc.workload_min_sites.tolist(), sc.workload_tenant.tolist()
-    for w in scorer.order().tolist():
+    # Pod (anti-)affinity and topology spread, per pod as kube-scheduler filters; a job counts for the
+    # whole horizon (the conservative reading of edgeplace.topology.constraints).
+    rules = ConstraintState(sc.constraints, sc.n_workloads, ~sc.workload_deferrable) if sc.constraints.dynamic else None
+    # A pod whose affinity targets are not bound waits in kube-scheduler's unschedulable queue and is
+    # retried once they are: right after its targets.
+    queue = scorer.order()
+    for w in queue[sc.constraints.targets_first(queue)].tolist():
         d, start = durations[w], 0
         if deferrable[w]:
             start = start_slot[w] = scorer.start_slot(w, static[w])
@@ -329,6 +336,9 @@ def _drain(sc: Scenario, make_scorer: Callable[[Scenario, _Cluster], _Scorer]) -
             if not cluster.within_quota(w, start, d):
                 break  # the tenant's quota is spent for these slots; the next replica is no smaller
             mask = allowed & fit
+            ruled = rules.allowed(w) if rules is not None else None
+            if ruled is not None:
+                mask &= ruled
             if sites_used is not None and sites_used.sum() < min_sites[w]:
                 new_site = mask & ~sites_used[sc.node_site]
                 if new_site.any():
@@ -338,6 +348,8 @@ def _drain(sc: Scenario, make_scorer: Callable[[Scenario, _Cluster], _Scorer]) -
                 break  # identical replicas: if this one fits nowhere, neither will the next
             replica_node[first_replica[w] + k] = node
             cluster.commit(w, node, start, d)
+            if rules is not None:
+                rules.add(w, node)
             touched = scorer.committed(w, node, start)
             if k == last:
                 break

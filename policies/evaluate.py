@@ -49,7 +49,9 @@ import numpy as np
 import pandas as pd
 
 from edgeplace.policies.power import energy_kwh, market_based_split, node_power_w, onsite_supply_split
+from edgeplace.topology.constraints import ConstraintState
 from edgeplace.topology.placement import Placement
+from edgeplace.topology.scheduling_spec import PODS_RESOURCE
 from edgeplace.topology.scenario import CPU, Scenario
 
 UNALLOCATED = "(unallocated)"
@@ -66,6 +68,13 @@ class ViolationKind(str, Enum):
     schedule = "schedule"
     quota = "quota"
     power = "power"
+    # Kubernetes scheduling constraints (edgeplace.topology.constraints), as kube-scheduler filters.
+    node_affinity = "node_affinity"
+    taint = "taint"
+    pod_affinity = "pod_affinity"
+    pod_anti_affinity = "pod_anti_affinity"
+    topology_spread = "topology_spread"
+    max_pods = "max_pods"
 
 
 @dataclass(frozen=True)
@@ -101,16 +110,56 @@ class Evaluation:
     operational_g: np.ndarray  # N x T, location-based
     operational_market_g: np.ndarray  # N x T, market-based
     embodied_g: np.ndarray  # N x T, fleet basis
-    tenant_energy_kwh: np.ndarray  # (M+1) x T
-    tenant_operational_g: np.ndarray  # (M+1) x T, location-based
-    tenant_operational_market_g: np.ndarray  # (M+1) x T
-    tenant_embodied_g: np.ndarray  # (M+1) x T, SCI attribution; the last row the unattributed rest
-    workload_energy_kwh: np.ndarray  # (W+1) x T
-    workload_operational_g: np.ndarray  # (W+1) x T
-    workload_operational_market_g: np.ndarray  # (W+1) x T
-    workload_embodied_g: np.ndarray  # (W+1) x T
+    #: What the SCI attribution is made of, per placed replica-slot (see `Attribution`).
+    attribution: "Attribution"
     violations: list[Violation] = field(default_factory=list)
     assign: np.ndarray | None = None  # R x T, the placement evaluated (node index, -1 unplaced)
+
+    # -- attribution (SCI), computed when read: (W+1) x T arrays are large over a year of jobs --
+    @cached_property
+    def _per_tenant(self) -> dict[str, np.ndarray]:
+        return self.attribution.split(self, self.scenario.workload_tenant, len(self.scenario.tenant_ids))
+
+    @cached_property
+    def _per_workload(self) -> dict[str, np.ndarray]:
+        return self.attribution.split(self, None, self.scenario.n_workloads)
+
+    @property
+    def tenant_energy_kwh(self) -> np.ndarray:
+        """(M+1) x T; the last row the unattributed rest (so columns add up)."""
+        return self._per_tenant["energy_kwh"]
+
+    @property
+    def tenant_operational_g(self) -> np.ndarray:
+        """(M+1) x T, location-based."""
+        return self._per_tenant["operational_g"]
+
+    @property
+    def tenant_operational_market_g(self) -> np.ndarray:
+        """(M+1) x T, market-based."""
+        return self._per_tenant["operational_market_g"]
+
+    @property
+    def tenant_embodied_g(self) -> np.ndarray:
+        """(M+1) x T, SCI attribution by share of CPU capacity."""
+        return self._per_tenant["embodied_g"]
+
+    @property
+    def workload_energy_kwh(self) -> np.ndarray:
+        """(W+1) x T; the last row the unattributed rest."""
+        return self._per_workload["energy_kwh"]
+
+    @property
+    def workload_operational_g(self) -> np.ndarray:
+        return self._per_workload["operational_g"]
+
+    @property
+    def workload_operational_market_g(self) -> np.ndarray:
+        return self._per_workload["operational_market_g"]
+
+    @property
+    def workload_embodied_g(self) -> np.ndarray:
+        return self._per_workload["embodied_g"]
 
     # -- totals ------------------------------------------------------------
     @cached_property
@@ -279,9 +328,8 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
         # A (1, T) array would broadcast silently over every node.
         raise ValueError(f"powered has shape {np.shape(placement.powered)}, scenario needs {(N, T)} (nodes x slots)")
     rep_w = sc.replica_workload
-    running = assign >= 0
-    r_idx, t_idx = np.nonzero(running)
-    node = assign[r_idx, t_idx]
+    r_idx, t_idx = np.nonzero(assign >= 0)  # no R x T mask is kept: a year of jobs makes it large
+    node = assign[r_idx, t_idx].astype(np.int64)  # assign may be int8 or int16 (Placement): no overflow in node * T
     w_of = rep_w[r_idx]
     cell = node * T + t_idx  # flat node-slot index
 
@@ -330,21 +378,35 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
         share_of_use = np.where(req_total[cell] > 0, cpu_req / req_total[cell], 0.0)
     capacity = sc.node_capacity[node, CPU].astype(float)
     share_of_capacity = cpu_req / capacity * np.minimum(1.0, capacity / np.maximum(req_total[cell], 1e-12))
-    groups = {"tenant": (sc.workload_tenant[w_of], len(sc.tenant_ids)), "workload": (w_of, sc.n_workloads)}
-    attributed = {}
-    for prefix, (group, size) in groups.items():
-        for name, values, share in (("energy_kwh", node_kwh, share_of_use), ("operational_g", op_g, share_of_use),
-                                    ("operational_market_g", market_g, share_of_use),
-                                    ("embodied_g", emb_g, share_of_capacity)):
-            attributed[f"{prefix}_{name}"] = _attribute(values, cell, group, size, share)
 
     result = Evaluation(
         scenario=sc, powered=powered, utilisation=utilisation, it_power_w=it_w, energy_kwh=node_kwh,
         renewable_kwh=node_ren, from_battery_kwh=node_battery, grid_kwh=node_grid, matched_kwh=node_matched,
-        operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g, **attributed, assign=assign,
+        operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g,
+        attribution=Attribution(cell, w_of, share_of_use, share_of_capacity), assign=assign,
     )
     result.violations = _violations(sc, assign, powered, r_idx, t_idx, node, w_of, cell)
     return result
+
+
+def runs_long_enough(slots: np.ndarray, min_run: int, done: int = 0) -> bool:
+    """Every maximal run of consecutive `slots` (sorted) lasts at least `min_run` slots. A job
+    whose run was in progress at the horizon start with `done` slots behind it continues that
+    run in slot 0: the run then needs only min_run - done more, and must be there at all when
+    done < min_run."""
+    if not len(slots):
+        return done == 0 or done >= min_run
+    breaks = np.flatnonzero(np.diff(slots) > 1)
+    firsts = np.r_[slots[0], slots[breaks + 1]]
+    lasts = np.r_[slots[breaks], slots[-1]]
+    lengths = lasts - firsts + 1
+    need = np.full(len(lengths), min_run)
+    if done:
+        if firsts[0] == 0:
+            need[0] = max(min_run - done, 1)
+        elif done < min_run:
+            return False  # the run in progress stopped before it was long enough
+    return bool((lengths >= need).all())
 
 
 def _per_site(sc: Scenario, node_values: np.ndarray) -> np.ndarray:
@@ -352,6 +414,27 @@ def _per_site(sc: Scenario, node_values: np.ndarray) -> np.ndarray:
     out = np.zeros((sc.n_sites, node_values.shape[1]))
     np.add.at(out, sc.node_site, node_values)
     return out
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Per placed replica-slot: its node-slot (`cell`, node x T + slot), its workload, and its
+    shares of the node-slot's energy and operational carbon (`share_of_use`, by CPU request)
+    and of the node's embodied carbon (`share_of_capacity`, by CPU capacity)."""
+
+    cell: np.ndarray
+    workload: np.ndarray
+    share_of_use: np.ndarray
+    share_of_capacity: np.ndarray
+
+    def split(self, ev: "Evaluation", group_of_workload: np.ndarray | None, size: int) -> dict[str, np.ndarray]:
+        """(size+1) x T per figure, by group (`group_of_workload[w]`, or the workload itself)."""
+        group = self.workload if group_of_workload is None else group_of_workload[self.workload]
+        return {name: _attribute(values, self.cell, group, size, share)
+                for name, values, share in (("energy_kwh", ev.energy_kwh, self.share_of_use),
+                                            ("operational_g", ev.operational_g, self.share_of_use),
+                                            ("operational_market_g", ev.operational_market_g, self.share_of_use),
+                                            ("embodied_g", ev.embodied_g, self.share_of_capacity))}
 
 
 def _attribute(values: np.ndarray, cell: np.ndarray, group: np.ndarray, size: int, share: np.ndarray) -> np.ndarray:
@@ -379,6 +462,11 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
         over = load - sc.node_capacity[:, k, None]
         for i in np.flatnonzero((over > 0).any(axis=1)):
             worst = float(over[i].max())
+            if res == PODS_RESOURCE:
+                out.append(Violation(ViolationKind.max_pods, sc.node_ids[i], _slots(over[i] > 0), worst, "pods",
+                                     f"node {sc.node_ids[i]} holds up to {worst:g} pod(s) more than its limit of "
+                                     f"{int(sc.node_capacity[i, k])}"))
+                continue
             out.append(Violation(ViolationKind.capacity, sc.node_ids[i], _slots(over[i] > 0), worst, res,
                                  f"node {sc.node_ids[i]} is over its {res} by up to {worst:g}"))
 
@@ -413,6 +501,8 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
                                  float(wrong.sum()), "replica-slots",
                                  f"{sc.workload_ids[w]} runs on nodes without labels {dict(sc.workload_selector[w])}"))
 
+    out += _scheduling_violations(sc, t_idx, node, w_of)
+
     # Tenants that must never share a node.
     if sc.tenant_conflicts.any():
         # Presence counts replicas, not CPU: a replica requesting 0 millicores is still there.
@@ -436,14 +526,16 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
                                  "sites", f"{sc.workload_ids[w]} runs on fewer than {sc.workload_min_sites[w]} sites"))
 
     # Schedule: services run in every slot; deferrable jobs in one block inside their window.
-    running = assign >= 0
+    # A service runs in every slot (`Scenario`). Only its rows are looked at slot by slot: R x T
+    # temporaries of a year of thousands of jobs would not fit in memory.
+    running = assign >= 0  # the one R x T mask of the evaluation
     rep_w = sc.replica_workload
-    must = sc.workload_active[rep_w]
-    fixed = ~sc.workload_deferrable[rep_w]
-    wrong_fixed = fixed & (running != must).any(axis=1)
+    fixed_rows = np.flatnonzero(~sc.workload_deferrable[rep_w])
+    wrong_fixed = np.zeros(len(rep_w), dtype=bool)
+    wrong_fixed[fixed_rows] = ~running[fixed_rows].all(axis=1)
     for w in np.unique(rep_w[wrong_fixed]):
-        rows = wrong_fixed & (rep_w == w)
-        slots = (running[rows] != must[rows]).any(axis=0)
+        rows = np.flatnonzero(wrong_fixed & (rep_w == w))
+        slots = (~running[rows]).any(axis=0)
         out.append(Violation(ViolationKind.schedule, sc.workload_ids[w], _slots(slots), float(slots.sum()), "slots",
                              f"{sc.workload_ids[w]} is not running in every slot it must (unplaced or stopped)"))
     for w in np.flatnonzero(sc.workload_deferrable):
@@ -452,13 +544,21 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
         any_run = runs.any(axis=0)
         slots = np.flatnonzero(any_run)
         d = int(sc.workload_duration_slots[w])
-        ok = (slots.size == d and (runs == any_run[None, :]).all()
-              and slots[0] >= sc.workload_earliest_slot[w] and slots[0] <= sc.workload_latest_start_slot[w]
-              and slots[-1] - slots[0] == d - 1)
+        together = slots.size == d and (runs == any_run[None, :]).all()
+        if sc.workload_interruptible[w]:
+            m, end = int(sc.workload_min_run_slots[w]), int(sc.workload_window_end[w])
+            ok = (together and slots[0] >= sc.workload_earliest_slot[w] and slots[-1] < end
+                  and runs_long_enough(slots, m, int(sc.workload_run_done_slots[w])))
+            rule = (f"must run {d} slot(s) with all replicas, in runs of at least {m} slot(s), "
+                    f"within slots {sc.workload_earliest_slot[w]}..{end - 1}")
+        else:
+            ok = (together and slots[0] >= sc.workload_earliest_slot[w] and slots[0] <= sc.workload_latest_start_slot[w]
+                  and slots[-1] - slots[0] == d - 1)
+            rule = (f"must run {d} consecutive slot(s) with all replicas, starting in slots "
+                    f"{sc.workload_earliest_slot[w]}..{sc.workload_latest_start_slot[w]}")
         if not ok:
             out.append(Violation(ViolationKind.schedule, sc.workload_ids[w], tuple(slots.tolist()), float(abs(slots.size - d)), "slots",
-                                 f"{sc.workload_ids[w]} must run {d} consecutive slot(s) with all replicas, starting in slots "
-                                 f"{sc.workload_earliest_slot[w]}..{sc.workload_latest_start_slot[w]}"))
+                                 f"{sc.workload_ids[w]} {rule}"))
 
     # Tenant quotas.
     if np.isfinite(sc.tenant_quota).any():
@@ -479,4 +579,43 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
     for i in np.flatnonzero(forced_off.any(axis=1)):
         out.append(Violation(ViolationKind.power, sc.node_ids[i], _slots(forced_off[i]), float(forced_off[i].sum()), "slots",
                              f"node {sc.node_ids[i]} may not power down (can_power_down: false)"))
+    return out
+
+
+_STATIC_RULE = {"node_affinity": "does not match its required node affinity",
+                "taint": "has a NoSchedule or NoExecute taint it does not tolerate (long enough)",
+                "pod_affinity": "lacks a topology label its pod affinity names",
+                "topology_spread": "lacks a topology label its topology spread constraint names"}
+
+
+def _scheduling_violations(sc: Scenario, t_idx, node, w_of) -> list[Violation]:
+    """Kubernetes scheduling constraints: static node rules per replica, and the placement-dependent
+    rules (pod affinity, anti-affinity, topology spread) as a state every slot must be in."""
+    c = sc.constraints
+    out: list[Violation] = []
+    for rule in c.masks:
+        row_of = np.full(sc.n_workloads, -1)
+        row_of[rule.rows] = np.arange(len(rule.rows))
+        r = row_of[w_of]
+        bad = r >= 0
+        bad[bad] = ~rule.mask[r[bad], node[bad]]
+        for w in np.unique(w_of[bad]):
+            sel = bad & (w_of == w)
+            nodes = sorted({sc.node_ids[i] for i in node[sel]})
+            out.append(Violation(ViolationKind(rule.kind), sc.workload_ids[w], tuple(sorted(set(t_idx[sel].tolist()))),
+                                 float(sel.sum()), "replica-slots",
+                                 f"{sc.workload_ids[w]} runs on {', '.join(nodes[:5])}, which {_STATIC_RULE[rule.kind]}"))
+    if not c.dynamic:
+        return out
+    state = ConstraintState(c, sc.n_workloads, np.ones(sc.n_workloads, dtype=bool))
+    found: dict[tuple[str, int], tuple[list[int], str]] = {}
+    for t in range(sc.n_slots):
+        now = t_idx == t
+        state.load(w_of[now], node[now])
+        for b in state.broken():
+            slots, _ = found.setdefault((b.kind, b.workload), ([], b.message))
+            slots.append(t)
+    for (kind, w), (slots, message) in found.items():
+        out.append(Violation(ViolationKind(kind), sc.workload_ids[w], tuple(slots), float(len(slots)), "slots",
+                             f"{sc.workload_ids[w]} breaks its {kind.replace('_', ' ')}: {message}"))
     return out

@@ -60,6 +60,8 @@ class ScenarioBuilder:
         }
         # (workload index, earliest slot, deadline slot, duration [min]) resolved in build_dict.
         self._windows: list[tuple[int, float, float, int]] = []
+        # workload index -> (interruptible, min_run_minutes, nominal slot)
+        self._deferral_options: dict[int, tuple[bool, int | None, float | None]] = {}
 
     # -- horizon -----------------------------------------------------------
     def slots(self, n: int, minutes: int = 60, start: str | None = None) -> "ScenarioBuilder":
@@ -137,11 +139,14 @@ class ScenarioBuilder:
                  usage: float | None = None, selector: dict[str, str] | None = None,
                  min_sites: int | None = None, window: tuple[float, float] | None = None,
                  duration_minutes: int | None = None, resources: dict[str, int] | None = None,
+                 interruptible: bool = False, min_run_minutes: int | None = None, nominal_slot: float | None = None,
                  **fields: Any) -> "ScenarioBuilder":
         """A workload. `sla_ms` with `users` adds an SLA; `usage` is cpu_usage_fraction;
         `min_sites` a spread rule; `window=(earliest_slot, deadline_slot)` with
         `duration_minutes` makes it a deferrable batch job (slot numbers become
-        times from the horizon start in `build_dict()`; fractions are allowed)."""
+        times from the horizon start in `build_dict()`; fractions are allowed),
+        `interruptible` (with `min_run_minutes`) one that may pause, `nominal_slot`
+        when it would run without time-shifting."""
         item: dict[str, Any] = {"id": id, "tenant": tenant or self._last("tenants"), "replicas": replicas,
                                 "requests": {"cpu_millicores": cpu, "memory_mib": memory, **(resources or {})}}
         if sla_ms is not None:
@@ -156,6 +161,7 @@ class ScenarioBuilder:
             item["kind"] = "batch"
             self._windows.append((len(self._doc["workloads"]), window[0], window[1],
                                   duration_minutes if duration_minutes is not None else 60))
+            self._deferral_options[len(self._doc["workloads"])] = (interruptible, min_run_minutes, nominal_slot)
         item.update(fields)
         self._doc["workloads"].append(item)
         return self
@@ -183,11 +189,18 @@ class ScenarioBuilder:
         start = datetime.fromisoformat(doc["horizon"]["start"].replace("Z", "+00:00"))
         minutes = doc["horizon"]["slot_minutes"]
         for w, first, deadline, duration in self._windows:
-            doc["workloads"][w].setdefault("deferral", {
+            deferral = doc["workloads"][w].setdefault("deferral", {
                 "earliest_start": _iso(start + timedelta(minutes=first * minutes)),
                 "deadline": _iso(start + timedelta(minutes=deadline * minutes)),
                 "duration_minutes": duration,
             })
+            interruptible, min_run, nominal = self._deferral_options.get(w, (False, None, None))
+            if interruptible:
+                deferral["interruptible"] = True
+            if min_run is not None:
+                deferral["min_run_minutes"] = min_run
+            if nominal is not None:
+                deferral["nominal_start"] = _iso(start + timedelta(minutes=nominal * minutes))
         return doc
 
     def build(self) -> Scenario:

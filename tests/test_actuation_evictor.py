@@ -11,9 +11,10 @@ import pytest
 
 from tests.cluster_objects import PodBuilder, pdb
 from edgeplace.k8s.actuation.evictor import (EvictionBudget, EvictionFilter, EvictionOptions, EvictionResult, PodEvictor,
-                                             Protection, selector_matches, workload_allowance)
+                                             Protection, workload_allowance)
 from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.actuation.objects import PodKind, pod_facts
+from edgeplace.k8s.scheduling import label_selector_matches
 
 
 def facts(builder: PodBuilder):
@@ -77,9 +78,10 @@ def test_pod_kinds():
     ({"matchExpressions": [{"key": "app", "operator": "Exists"}]}, {}, False),
     ({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}, {}, True),
     ({"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]}, {"app": "2"}, False),  # not for pods
+    ({"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}, {"app": "x"}, False),  # refused by the API
 ])
 def test_label_selectors_as_pdbs_use_them(selector, labels, matches):
-    assert selector_matches(selector, labels) is matches
+    assert label_selector_matches(selector, labels) is matches
 
 
 def test_one_replica_at_a_time_unless_a_pdb_allows_more():

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import hypothesis.strategies as st
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
 
 from edgeplace.k8s.actuation.evictor import EvictionBudget, PodEvictor
 from edgeplace.k8s.actuation.history import MemoryHistoryStore, MoveHistory, MoveRecord, now_record
 from edgeplace.k8s.actuation.rebalance import (Decision, MigrationCost, RebalanceOptions, Rebalancer, plan_moves,
                                                planned_counts)
 from edgeplace.k8s.extender.table import build_plan_document
-from edgeplace.k8s.mapping import placement_from_cluster
+from edgeplace.k8s.mapping import load_site_config, map_cluster, placement_from_cluster
+from edgeplace.k8s.scheduling import pod_node_rules
 from edgeplace.policies.evaluate import evaluate
 from edgeplace.topology.placement import Placement
-from tests.cluster_objects import PodBuilder, example_world, pdb
+from tests.cluster_objects import EXAMPLE, PodBuilder, example_world, pdb
 
 NOW = datetime(2026, 6, 21, 10, 0, tzinfo=timezone.utc)
 ALL = ["cloud-fr-1", "cloud-fr-2", "edge-ffm-1", "edge-ffm-2", "edge-ffm-3", "edge-of-1", "edge-of-2", "factory-1",
@@ -130,7 +133,121 @@ def test_a_move_into_a_full_node_or_next_to_a_forbidden_tenant_waits():
     doc = plan(mapped, {"hospital/triage": ["edge-ffm-2"] * 2, "cdn/cache-ffm": ["edge-ffm-1"] * 2})
     moves = decide(objects, mapped, doc, RebalanceOptions(cost=MigrationCost(threshold_g=0), margin=0)).moves
     assert {m.decision for m in moves} <= {Decision.SKIP_TARGET, Decision.SKIP_SAVING}
-    assert any("tenants cdn and hospital share node" in m.detail for m in moves)
+    # The rule as the tenants' isolation says it, or as the templates' pod anti-affinity writes it.
+    assert any("tenants cdn and hospital share node" in m.detail or "cdn/cache-ffm breaks its pod anti affinity" in m.detail
+               for m in moves)
+    assert all("over its cpu_millicores" in m.detail or "anti affinity" in m.detail or "share node" in m.detail
+               for m in moves)
+
+
+# ---------------------------------------------------------------------------
+# Kubernetes scheduling constraints: a move kube-scheduler could not make is never made
+
+API_ON_METRO_2 = {"shop/api": ["metro-2", "metro-2", "metro-2", "edge-ffm-3"]}
+API_PLAN = {"shop/api": ["metro-2", "metro-2", "metro-2", "metro-1"]}  # empties edge-ffm-3, which sleeps
+
+
+def _api_objects(objects) -> list[dict]:
+    """shop/api's Deployment template spec and its pods' specs (what kube-scheduler reads)."""
+    [dep] = [d for d in objects.deployments if d["metadata"]["name"] == "api"]
+    return [dep["spec"]["template"]["spec"]] + [p["spec"] for p in objects.pods if p["metadata"]["name"].startswith("api-")]
+
+
+def _taint_metro_1(objects):
+    [node] = [n for n in objects.nodes if n["metadata"]["name"] == "metro-1"]
+    node.setdefault("spec", {}).setdefault("taints", []).append({"key": "maintenance", "value": "true", "effect": "NoSchedule"})
+    # Every workload but shop/api tolerates it (templates and pods), so only api's move is at stake.
+    specs = [d["spec"]["template"]["spec"] for d in objects.deployments if d["metadata"]["name"] != "api"]
+    specs += [p["spec"] for p in objects.pods if not p["metadata"]["name"].startswith("api-")]
+    for spec in specs:
+        spec.setdefault("tolerations", []).append({"key": "maintenance", "operator": "Exists"})
+
+
+def _affinity_off_metro_1(objects):
+    for spec in _api_objects(objects):
+        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0][
+            "matchExpressions"].append({"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["metro-1"]})
+
+
+def _anti_affinity_to_web(objects):  # shop/web runs on metro-1
+    for spec in _api_objects(objects):
+        spec["affinity"]["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}
+
+
+def _pods_limit_on_metro_1(objects):
+    [node] = [n for n in objects.nodes if n["metadata"]["name"] == "metro-1"]
+    on_it = sum(1 for p in objects.pods if p["spec"].get("nodeName") == "metro-1")
+    node["status"]["allocatable"]["pods"] = str(on_it)  # full: the pod count, not cpu, stops the move
+
+
+def constrained_world(rule, **placement):
+    """`world` with `rule` applied to its objects (then mapped again)."""
+    objects, _ = example_world({**HOME, **placement})
+    if rule is not None:
+        rule(objects)
+    mapped = map_cluster(objects, load_site_config(str(EXAMPLE / "site-config.yaml")))
+    _current[:] = [placement_from_cluster(mapped.scenario, objects)]
+    return objects, mapped
+
+
+def test_without_a_rule_against_it_the_move_pays():
+    objects, mapped = constrained_world(None, **API_ON_METRO_2)
+    [move] = decide(objects, mapped, plan(mapped, API_PLAN)).moves
+    assert (move.source, move.target, move.decision) == ("edge-ffm-3", "metro-1", Decision.EVICT)
+
+
+@pytest.mark.parametrize("rule, kind", [(_taint_metro_1, "taint"), (_affinity_off_metro_1, "node affinity"),
+                                        (_anti_affinity_to_web, "pod anti affinity"), (_pods_limit_on_metro_1, "pod(s) more than its limit")])
+def test_a_move_onto_a_node_the_pods_rules_forbid_is_never_made(rule, kind):
+    objects, mapped = constrained_world(rule, **API_ON_METRO_2)
+    [move] = decide(objects, mapped, plan(mapped, API_PLAN)).moves
+    assert move.decision is not Decision.EVICT
+    assert move.decision is Decision.SKIP_SAVING and "breaking a rule" in move.detail and kind in move.detail
+
+
+def test_a_move_deepening_a_rule_its_workload_already_breaks_is_not_made():
+    # metro-1 was tainted after shop/api's pods got there (NoSchedule evicts nothing): one more api pod
+    # there is one more that kube-scheduler would refuse, though the move empties edge-ffm-3.
+    objects, mapped = constrained_world(_taint_metro_1, **{"shop/api": ["metro-1"] * 3 + ["edge-ffm-3"]})
+    [move] = decide(objects, mapped, plan(mapped, {"shop/api": ["metro-1"] * 4})).moves
+    assert move.decision is Decision.SKIP_SAVING and "taint" in move.detail
+
+
+CONSTRAINT_KINDS = {"node_affinity", "taint", "pod_affinity", "pod_anti_affinity", "topology_spread", "max_pods",
+                    "isolation", "capacity"}
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_move_the_rebalancer_makes_is_one_kube_scheduler_could_bind(data):
+    """Random plans (some workloads' replicas sent to random nodes, rules or not) on the example cluster
+    with extra rules: every evicted pod's target passes kube-scheduler's node filters for that pod,
+    and the moves made together break no rule that the cluster did not break before."""
+    rules = data.draw(st.lists(st.sampled_from([_taint_metro_1, _affinity_off_metro_1, _anti_affinity_to_web]),
+                               unique=True, max_size=2))
+    objects, mapped = constrained_world(lambda o: [r(o) for r in rules], **API_ON_METRO_2)
+    sc = mapped.scenario
+    wanted = {}
+    for wid in data.draw(st.lists(st.sampled_from(sorted(set(HOME) | {"shop/api", "shop/web"})), unique=True,
+                                  min_size=1, max_size=3)):
+        n = int(sc.workload_replicas[sc.index_of("workload", wid)])
+        wanted[wid] = data.draw(st.lists(st.sampled_from(ALL), min_size=n, max_size=n))
+    options = RebalanceOptions(cost=MigrationCost(threshold_g=0), margin=0)
+    report = decide(objects, mapped, plan(mapped, wanted), options)
+    event(f"{len(report.evictions)} of {len(report.moves)} move(s) made")
+    raw = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in objects.pods}
+    nodes = {n["metadata"]["name"]: n for n in objects.nodes}
+    replica_node = _current[0].assign[:, 0].copy()
+    for m in report.evictions:
+        node = nodes[m.target]
+        rules_of = pod_node_rules(raw[(m.pod.namespace, m.pod.name)]["spec"])
+        assert rules_of.fits(m.target, node["metadata"].get("labels") or {}, (node.get("spec") or {}).get("taints") or [])
+        replica_node[m.replica] = sc.node_ids.index(m.target)
+    kinds = lambda placement: {(v.kind.value, v.subject) for v in evaluate(sc, placement).violations  # noqa: E731
+                               if v.kind.value in CONSTRAINT_KINDS}
+    assert kinds(Placement.from_replica_nodes(sc, replica_node)) <= kinds(_current[0])
 
 
 def test_hysteresis_cooldown_and_no_flip_back():

@@ -18,7 +18,7 @@ import highspy
 import numpy as np
 import pytest
 
-from edgeplace.optimizer.cpsat_backend import solve_cpsat, to_cpsat
+from edgeplace.optimizer.cpsat_backend import CpsatRangeError, solve_cpsat, to_cpsat
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.greedy import greedy_place
 from edgeplace.optimizer.highs_backend import solve_highs
@@ -260,6 +260,38 @@ def test_cpsat_refuses_a_resolution_too_fine_for_the_range():
     # 1e12 / 1e-6 = 1e18 steps: beyond exact integers in float64.
     with pytest.raises(ValueError, match=r"coarsen the block's resolution"):
         solve_cpsat(_model([1], 0, 1e12, False, [([1], 1, np.inf)], resolution=1e-6), time_limit_s=1)
+
+
+def test_cpsat_coarsens_the_objective_scale_when_micrograms_overflow():
+    # Two integer columns in [0, 1e9] at 5000.5 g each: 1e9 x 5000.5e6 ug = 5e18 per column, past 2^52
+    # (4.5e15). At 100 units per g the objective reaches 2 x 1e9 x 500050 = 1e15: it fits.
+    # min 5000.5 (x + y) with x + y >= 3: 15001.5 g; the bound allows the coarser rounding.
+    model = _model([5000.5, 5000.5], 0, 1e9, True, [([1, 1], 3, np.inf)])
+    assert to_cpsat(model).objective_units_per_g == 100
+    r = solve_cpsat(model, time_limit_s=5, workers=1)
+    assert r.status is SolveStatus.optimal
+    assert r.objective == pytest.approx(15001.5)
+    assert r.bound <= 15001.5 + 1e-9
+
+
+def test_cpsat_refuses_an_objective_too_large_even_in_grams():
+    # 1e15 x 10 g = 1e16 g, past 2^52 even at one unit per gram.
+    with pytest.raises(CpsatRangeError, match=r"integer range even in whole grams"):
+        to_cpsat(_model([10.0], 0, 1e15, True, [([1], 1, np.inf)]))
+
+
+def test_a_model_cpsat_cannot_represent_is_solved_by_highs_with_a_note():
+    from edgeplace.optimizer.solve import SolveOptions
+    from edgeplace.optimizer.stages import run_exact
+
+    messages: list[str] = []
+    model = _model([10.0], 0, 1e15, True, [([1], 1, np.inf)])
+    result, name, note = run_exact(model, {}, SolveOptions(solver="cpsat"), 5.0, messages.append)
+    assert (result.status, name) == (SolveStatus.optimal, "milp")
+    assert result.objective == pytest.approx(10.0)
+    assert note.startswith("CP-SAT cannot represent this model (the objective exceeds") and note.endswith(
+        "solved with HiGHS instead")
+    assert "CP-SAT cannot represent the model; solving with HiGHS" in messages
 
 
 def test_integer_blocks_have_resolution_one():

@@ -58,6 +58,18 @@ def test_the_plan_minimises_the_chosen_basis_and_says_which():
     assert "residual mix for DE" in doc["plan"]["accounting"]["market_based"]
 
 
+@pytest.mark.parametrize("solver", ["greedy", "cpsat", "milp"])
+def test_the_bound_and_gap_are_on_the_chosen_basis(solver):
+    # The market optimum is 12.5 g, the location one 60 g: a bound priced on the location basis
+    # would lie above the market plan's objective.
+    plan = solve(market_site().build(), SolveOptions(solver=solver, time_limit_s=5, bound_time_limit_s=2,
+                                                     objective=Objective(carbon_basis="market")))
+    assert plan.planned_objective_g == pytest.approx(12.5)
+    assert plan.bound_name in ("lp", "lagrangian", "cpsat", "highs")
+    assert plan.lower_bound_g == pytest.approx(12.5, rel=1e-6)
+    assert plan.gap_basis == "planned emissions a plan can change (market-based)"
+
+
 def test_an_unknown_basis_is_refused():
     with pytest.raises(ValueError, match="carbon_basis must be one of location, market"):
         Objective(carbon_basis="scope3")

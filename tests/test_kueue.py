@@ -268,3 +268,13 @@ def test_kueue_options_are_checked():
         KueueOptions(controller_name="carbon")
     with pytest.raises(ValueError, match="must be >= 0"):
         KueueOptions(min_defer_s=-1)
+
+
+def test_a_job_of_a_kueue_queue_is_never_edgeplaces_to_suspend():
+    from edgeplace.k8s.suspend import is_interruptible
+
+    job = {"metadata": {"name": "train", "namespace": "a1", "annotations": {
+        "edgeplace.io/interruptible": "true", "edgeplace.io/deadline": "2026-06-22T06:00:00Z"}}}
+    assert is_interruptible(job)
+    job["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    assert not is_interruptible(job)  # Kueue owns its spec.suspend; it is held through the admission check

@@ -7,13 +7,16 @@ import numpy as np
 from edgeplace.optimizer import lns
 from edgeplace.optimizer.cpsat_backend import solve_cpsat
 from edgeplace.optimizer.greedy import greedy_place
+from edgeplace.optimizer.solve import SolveOptions
+from edgeplace.optimizer.stages import Planning
 from edgeplace.policies.costs import price
 from edgeplace.policies.evaluate import evaluate
 from edgeplace.topology.generate import generate_scenario
 
 
-def _better(a, b):
-    return (len(a[1].violations), a[1].emissions_g) <= (len(b[1].violations), b[1].emissions_g + 1e-9)
+def _pricer(sc):
+    """The planning run's pricing of a placement as a candidate."""
+    return Planning.start(sc, SolveOptions(), None).candidate
 
 
 def _cpsat(model, hint, limit_s):
@@ -23,17 +26,27 @@ def _cpsat(model, hint, limit_s):
 def test_steps_never_worsen_a_feasible_plan_and_keep_it_feasible():
     sc = generate_scenario(n_workloads=200, n_nodes=30, n_slots=1, seed=4)
     costs = price(sc)
-    start = greedy_place(costs, time_limit_s=0.0)  # construction only: room to improve
-    start_eval = evaluate(sc, start)
-    assert start_eval.feasible
-    (placement, evaluation), tried, kept = lns.improve(costs, (start, start_eval), deadline=time.perf_counter() + 6,
-                                                       better=_better, solve_step=_cpsat, seed=1)
+    price_as = _pricer(sc)
+    start = price_as(greedy_place(costs, time_limit_s=0.0), "greedy")  # construction only: room to improve
+    assert start.feasible
+    best, tried, kept = lns.improve(costs, start, deadline=time.perf_counter() + 6, price=price_as,
+                                    solve_step=_cpsat, seed=1)
     assert tried >= 2
-    assert evaluation.feasible and not evaluation.violations
-    assert evaluation.emissions_g <= start_eval.emissions_g + 1e-9
-    assert evaluate(sc, placement).emissions_g == evaluation.emissions_g  # the pair returned belongs together
+    assert best.feasible and not best.planned.violations
+    assert best.objective_g <= start.objective_g + 1e-9
+    assert evaluate(sc, best.placement).emissions_g == best.planned.emissions_g  # the candidate's figures are its own
     if kept:
-        assert evaluation.emissions_g < start_eval.emissions_g
+        assert best.objective_g < start.objective_g
+
+
+def test_max_steps_stops_the_search():
+    sc = generate_scenario(n_workloads=100, n_nodes=20, n_slots=1, seed=3)
+    costs = price(sc)
+    price_as = _pricer(sc)
+    start = price_as(greedy_place(costs, time_limit_s=0.0), "greedy")
+    _, tried, _ = lns.improve(costs, start, deadline=time.perf_counter() + 60, price=price_as, solve_step=_cpsat,
+                              seed=1, max_steps=3)
+    assert tried == 3
 
 
 def test_neighbourhoods_hold_an_open_node_and_only_real_nodes():
@@ -59,20 +72,20 @@ def test_repair_finds_the_packing_the_greedy_order_misses():
 
     sc = generate_scenario(n_workloads=300, n_nodes=40, n_slots=1, seed=11)
     costs = price(sc)
-    greedy = greedy_place(costs, time_limit_s=1.0)
-    greedy_eval = evaluate(sc, greedy)
-    assert not greedy_eval.feasible  # the case this test is about (if greedy learns it, pick a harder one)
-    assert {v.subject for v in greedy_eval.violations} == {"job-211"}
-    repaired = lns.repair(costs, (greedy, greedy_eval), better=_better, solve_step=_cpsat)
-    assert repaired[1].feasible and not repaired[1].violations
+    price_as = _pricer(sc)
+    greedy = price_as(greedy_place(costs, time_limit_s=1.0), "greedy")
+    assert not greedy.feasible  # the case this test is about (if greedy learns it, pick a harder one)
+    assert {v.subject for v in greedy.planned.violations} == {"job-211"}
+    repaired = lns.repair(costs, greedy, price=price_as, solve_step=_cpsat)
+    assert repaired.feasible and not repaired.planned.violations and repaired.producer == "greedy+repair"
     plan = solve(sc, SolveOptions(solver="greedy", bound_time_limit_s=0))  # the greedy solver repairs too
-    assert plan.evaluation.feasible and plan.status == "feasible"
+    assert plan.evaluation.feasible and plan.status == "feasible" and plan.solver == "greedy+repair"
 
 
 def test_repair_leaves_a_feasible_plan_alone():
     sc = generate_scenario(n_workloads=60, n_nodes=12, n_slots=1, seed=1)
     costs = price(sc)
-    placement = greedy_place(costs, time_limit_s=0.0)
-    start = (placement, evaluate(sc, placement))
-    assert start[1].feasible
-    assert lns.repair(costs, start, better=_better, solve_step=_cpsat) is start
+    price_as = _pricer(sc)
+    start = price_as(greedy_place(costs, time_limit_s=0.0), "greedy")
+    assert start.feasible
+    assert lns.repair(costs, start, price=price_as, solve_step=_cpsat) is start

@@ -207,7 +207,8 @@ FILE_CASES = [
     ("too-big", setp("workloads[0].requests.cpu_millicores", 5000), "workloads[0].requests",
      "no node is large enough for one replica of 'web'"),
     ("selector", setp("workloads[0].node_selector", {"class": "gpu"}), "workloads[0]",
-     r"no node within the SLA matches node_selector \{'class': 'gpu'\}"),
+     r"no node within the SLA that fits one replica of 'web' passes every placement rule \(node_selector "
+     r"\{'class': 'gpu'\} excludes 3 of 3"),
     ("spread", setp("workloads[0].spread.min_sites", 3), "workloads[0].spread.min_sites",
      r"3 sites need at least as many replicas \(has 2\)"),
     # deferral: 60-minute slots; 00:30..01:30 holds no whole slot for a 30-minute job

@@ -124,13 +124,16 @@ def namespace(name, labels=None, annotations=None):
     return {"metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}}}
 
 
-def template(cpu="500m", memory="256Mi", pod_annotations=None, selector=None, gates=None):
-    spec = {"containers": [{"name": "main", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}
+def template(cpu="500m", memory="256Mi", pod_annotations=None, selector=None, gates=None, labels=None, **spec_fields):
+    spec = {"containers": [{"name": "main", "resources": {"requests": {"cpu": cpu, "memory": memory}}}], **spec_fields}
     if selector:
         spec["nodeSelector"] = selector
     if gates:
         spec["schedulingGates"] = [{"name": g} for g in gates]
-    return {"metadata": {"annotations": pod_annotations or {}}, "spec": spec}
+    meta = {"annotations": pod_annotations or {}}
+    if labels:
+        meta["labels"] = labels
+    return {"metadata": meta, "spec": spec}
 
 
 def deployment(ns, name, replicas=2, annotations=None, **tmpl):
@@ -202,8 +205,8 @@ def test_nodes_map_to_sites_regions_tiers_and_capacities():
     assert doc["horizon"] == {"start": "2026-06-21T10:00:00Z", "slots": 4, "slot_minutes": 60}
     assert [(s["id"], s["tier"], s["region"]) for s in doc["sites"]] == [("cloud", "cloud", "SE"), ("edge", "access", "PL")]
     nodes = {n["id"]: n for n in doc["nodes"]}
-    assert nodes["c1"]["capacity"] == {"cpu_millicores": 16000, "memory_mib": 65536}
-    assert nodes["e2"]["capacity"] == {"cpu_millicores": 4000, "memory_mib": 8192, "nvidia.com/gpu": 2}
+    assert nodes["c1"]["capacity"] == {"cpu_millicores": 16000, "memory_mib": 65536, "pods": 110}
+    assert nodes["e2"]["capacity"] == {"cpu_millicores": 4000, "memory_mib": 8192, "pods": 110, "nvidia.com/gpu": 2}
     assert nodes["c1"]["power"] == {"idle_w": 115.0, "max_w": 490.0}
     sc = m.scenario
     assert sc.site_pue[sc.index_of("site", "cloud")] == pytest.approx(1.1)
@@ -245,8 +248,6 @@ def test_power_curve_embodied_and_always_on_annotations():
 
 
 @pytest.mark.parametrize("extra, why", [
-    ({"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}, "tainted"),
-    ({"unschedulable": True}, "cordoned"),
     ({"labels": {"edgeplace.io/ignore": "true"}}, "edgeplace.io/ignore"),
     ({"annotations": {"edgeplace.io/power-state": "off", "edgeplace.io/wake-failed-at": "2026-06-21T09:50:00Z"},
       "taints": [{"key": "node.kubernetes.io/unreachable", "effect": "NoExecute"}]}, "did not become Ready"),
@@ -254,6 +255,32 @@ def test_power_curve_embodied_and_always_on_annotations():
 def test_nodes_left_out(extra, why):
     m = mapped(world(nodes=[node("x", **extra)]))
     assert "x" not in m.scenario.node_ids and why in m.excluded_nodes["x"]
+
+
+@pytest.mark.parametrize("extra, taint", [
+    ({"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
+     {"key": "node-role.kubernetes.io/control-plane", "value": "", "effect": "NoSchedule"}),
+    ({"unschedulable": True}, {"key": "node.kubernetes.io/unschedulable", "value": "", "effect": "NoSchedule"}),
+])
+def test_nodes_no_workload_may_use_stay_in_always_on(extra, taint):
+    """kube-scheduler counts them as topology domains (spread with nodeTaintsPolicy Ignore), so the
+    scenario keeps them; edgeplace does not switch them off."""
+    m = mapped(world(nodes=[node("x", **extra)], deployments=[deployment("shop", "web")]))
+    x = next(n for n in m.document["nodes"] if n["id"] == "x")
+    assert x["taints"] == [taint] and x["can_power_down"] is False
+    assert not m.scenario.workload_node_allowed[:, m.scenario.index_of("node", "x")].any()
+    assert any("stay on and are planned around: x" in w for w in m.warnings)
+
+
+def test_a_tolerated_taint_keeps_a_node_plannable():
+    gpu = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    dep = deployment("shop", "train", tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    m = mapped(world(nodes=[node("g", taints=gpu)], deployments=[dep, deployment("shop", "web")]))
+    g = next(n for n in m.document["nodes"] if n["id"] == "g")
+    assert g["can_power_down"] is True
+    sc = m.scenario
+    col = sc.index_of("node", "g")
+    assert sc.workload_node_allowed[[sc.index_of("workload", "shop/train"), sc.index_of("workload", "shop/web")], col].tolist() == [True, False]
 
 
 def test_own_taint_and_own_cordon_keep_a_node_in():
@@ -310,7 +337,7 @@ def test_pods_outside_the_scenario_use_capacity_and_add_background_load():
     objs = world(pods=[pod("kube-system", "dns", "ReplicaSet", "coredns-1", "e1", cpu="1", memory="1Gi"),
                        pod("shop", "bare", node_name="e1", cpu="500m", memory="0")])
     e1 = next(n for n in mapped(objs).document["nodes"] if n["id"] == "e1")
-    assert e1["capacity"] == {"cpu_millicores": 2500, "memory_mib": 7168}  # 4000 - 1500, 8192 - 1024
+    assert e1["capacity"] == {"cpu_millicores": 2500, "memory_mib": 7168, "pods": 108}  # 4000 - 1500, 8192 - 1024, 110 - 2
     assert e1["background_utilisation"] == pytest.approx(1500 / 4000)
 
 
@@ -357,6 +384,35 @@ def test_deferrable_job_window_gated_pods_and_started_jobs():
     assert [p["metadata"]["name"] for p in m.gated_pods["shop/train"]] == ["train-x"]
     assert m.started_jobs == {"shop/running"}
     assert m.scenario.workload_deferrable.tolist() == [False, True]
+
+
+def suspended_job(name, annotations, suspend=True):
+    j = job("shop", name, annotations={"edgeplace.io/deadline": "2026-06-21T14:00:00Z",
+                                       "edgeplace.io/duration-minutes": "150", "edgeplace.io/interruptible": "true",
+                                       **annotations})
+    j["spec"]["suspend"] = suspend
+    return j
+
+
+def test_an_interruptible_job_stays_in_the_scenario_suspended_or_running_with_the_rest_of_its_run():
+    # NOW is 10:17: `paused` ran 60 min before (run-minutes), `going` runs since 10:00 with 30 min before.
+    paused = suspended_job("paused", {"edgeplace.io/run-minutes": "60", "edgeplace.io/min-run-minutes": "60"})
+    going = suspended_job("going", {"edgeplace.io/run-minutes": "30", "edgeplace.io/running-since": "2026-06-21T10:00:00Z"},
+                          suspend=False)
+    plain = job("shop", "plain")
+    plain["spec"]["suspend"] = True  # suspended by someone else: not planned
+    objs = world(jobs=[paused, going, plain], pods=[pod("shop", "going-x", "Job", "going", node_name="c1")])
+    m = mapped(objs)
+    w = {x["id"]: x for x in m.document["workloads"]}
+    assert w["shop/paused"]["deferral"] == {"earliest_start": "2026-06-21T10:00:00Z",
+                                            "deadline": "2026-06-21T14:00:00Z", "duration_minutes": 90,
+                                            "interruptible": True, "current_run_minutes": 0, "min_run_minutes": 60}
+    # 150 - (30 + 17) = 103 min left; its run going on is 17 min old.
+    assert w["shop/going"]["deferral"]["duration_minutes"] == 103
+    assert w["shop/going"]["deferral"]["current_run_minutes"] == 17
+    assert w["shop/going"]["current"] == ["c1"]
+    assert "shop/plain" not in w and "shop/going" not in m.started_jobs
+    assert m.scenario.workload_interruptible.tolist() == [True, True]
 
 
 def test_a_job_whose_window_is_too_short_runs_now_with_a_warning():
@@ -444,3 +500,50 @@ def test_mapping_is_deterministic():
     a, b = mapped(objs), mapped(objs)
     assert a.document == b.document
     assert np.array_equal(a.scenario.node_capacity, b.scenario.node_capacity)
+
+
+# ---------------------------------------------------------------------------
+# Kubernetes scheduling constraints and workload identity
+
+
+def test_pod_template_constraints_and_namespace_labels_reach_the_scenario():
+    spread = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+               "labelSelector": {"matchLabels": {"app": "web"}}}]
+    anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"team": "blue"}}, "namespaceSelector": {"matchLabels": {"env": "prod"}},
+         "topologyKey": "kubernetes.io/hostname"}]}}
+    objs = world(namespaces=[namespace("blue", labels={"env": "prod", "edgeplace.io/tenant": "shop"})],
+                 deployments=[deployment("shop", "web", labels={"app": "web"}, topologySpreadConstraints=spread,
+                                         affinity=anti),
+                              deployment("blue", "api", labels={"team": "blue"})])
+    m = mapped(objs)
+    web = next(w for w in m.document["workloads"] if w["id"] == "shop/web")
+    assert web["scheduling"]["topology_spread"][0]["max_skew"] == 1
+    api = next(w for w in m.document["workloads"] if w["id"] == "blue/api")
+    assert api["tenant"] == "shop" and api["scheduling"]["namespace"] == "blue"
+    assert {"id": "blue", "labels": {"env": "prod", "edgeplace.io/tenant": "shop"}} in m.document["namespaces"]
+    sc = m.scenario
+    # web's anti-affinity counts api's pods (namespace blue is prod): they never share a node.
+    w, a = sc.index_of("workload", "shop/web"), sc.index_of("workload", "blue/api")
+    assert [[int(x) for x in row] for row in sc.constraints.anti] == [[0, min(w, a), max(w, a)]]
+    assert len(sc.constraints.spread) == 1
+
+
+def test_a_bad_constraint_is_reported_against_its_object():
+    dep = deployment("shop", "web", tolerations=[{"key": "x", "operator": "Exists", "value": "v"}])
+    text = problems(world(deployments=[dep]))
+    assert "Deployment shop/web (scenario workloads[0].scheduling.tolerations[0])" in text and "takes no `value`" in text
+
+
+def test_pods_without_any_edgeplace_annotation_are_found_by_their_owners():
+    """Identity from owner references (edgeplace.k8s.identity): a Deployment's pods through a ReplicaSet
+    the mapping has, and through the pod-template-hash naming rule when it has not listed it."""
+    pods = [pod("shop", "web-5d8f-aaaa", "ReplicaSet", "web-5d8f", "e1"),
+            pod("shop", "web-5d8f-bbbb", "ReplicaSet", "web-5d8f", "c1")]
+    for p in pods:
+        p["metadata"]["labels"] = {"pod-template-hash": "5d8f"}
+    objs = world(deployments=[deployment("shop", "web")], pods=pods)
+    m = mapped(objs)
+    assert m.document["workloads"][0]["current"] == ["e1", "c1"]  # pods in name order
+    placement = placement_from_cluster(m.scenario, objs)
+    assert sorted(m.scenario.node_ids[n] for n in placement.assign[:, 0]) == ["c1", "e1"]

@@ -188,6 +188,31 @@ def test_an_unreachable_cluster_is_a_failed_round_not_a_crash():
     assert result.outcome == "mapping_failed" and "connection refused" in result.detail
 
 
+def test_trouble_keeping_isolation_is_a_warning_and_the_round_still_publishes(monkeypatch):
+    from dataclasses import replace
+
+    from kubernetes.client.exceptions import ApiException
+
+    from edgeplace.k8s import isolation
+
+    seen = []
+
+    def conflict(api, config, objects, namespace):
+        seen.append((config, namespace, objects.nodes[0]["metadata"]["name"]))
+        raise ApiException(status=409, reason="Conflict")
+
+    monkeypatch.setattr(isolation, "reconcile", conflict)
+    options = replace(OPTIONS, isolation_namespace="edgeplace-system")
+    result = Planner(None, _Recorder(), CONFIG, options, reader=lambda _api: _cluster()).plan_once(NOW)
+    assert result.outcome == "published" and result.isolation == []
+    assert seen == [(CONFIG, "edgeplace-system", "pl-1")]  # from the round's own listing
+    assert any("isolation not kept this round: 409 Conflict" in w for w in result.warnings)
+    # Off by default: no call.
+    seen.clear()
+    assert Planner(None, _Recorder(), CONFIG, OPTIONS, reader=lambda _api: _cluster()).plan_once(NOW).outcome == "published"
+    assert seen == []
+
+
 def test_only_the_leader_plans():
     publisher = _Recorder()
     planner = Planner(None, publisher, CONFIG, OPTIONS, elector=_Elector(False), reader=lambda _api: _cluster())

@@ -38,6 +38,12 @@ def grid(slots: int, minutes: int = 60) -> SlotGrid:
     ([0], [7], 1, 60, {}, [7]),
     # a 2 h gap (3 h between values) is filled linearly: 10 -> 40 via 20, 30
     ([0, 3, 4, 5], [10, 40, 50, 60], 5, 60, {}, [10, 20, 30, 40, 50]),
+    # point sample: quarter-hours into hours, the value at each slot's start (1 at 00:00, 5 at 01:00)
+    ([k / 4 for k in range(8)], [1, 2, 3, 4, 5, 6, 7, 8], 2, 60, {"sample": "point"}, [1, 5]),
+    # point sample on the half hour: the value holding at 00:00 came at 23:30 (10), at 01:00 the one of 00:30 (20)
+    ([-0.5, 0.5, 1.5], [10, 20, 30], 2, 60, {"sample": "point"}, [10, 20]),
+    # point sample of a coarser series: held, like the mean
+    ([0, 1], [10, 20], 4, 30, {"sample": "point"}, [10, 10, 20, 20]),
     # jitter (values 1 h 20 min apart) holds, no gap: 1.33 h < 1.5 steps
     # slot 2 = 2 for 20 min, then 3 for 40 min: 2/3 + 2 = 8/3
     ([0, 1, 2.3333333333333335, 3.3333333333333335], [1, 2, 3, 4], 3, 60, {"step_s": H}, [1, 2, 8 / 3]),
@@ -78,6 +84,17 @@ def test_refusals(times_h, values, slots, kw, message):
         return
     assert result.values is None
     assert any(__import__("re").search(message, str(p)) for p in result.problems), result.problems
+
+
+def test_a_point_sample_of_energy_is_refused_with_the_fix():
+    result = align([0, 0.25], [1, 1], grid(1), energy=True, sample="point", what="site a")
+    assert result.values is None
+    assert "a point sample applies to rates" in result.problems[0].message and "--sample mean" in result.problems[0].message
+
+
+def test_an_unknown_sample_is_a_programming_error():
+    with pytest.raises(ValueError, match=r"sample must be one of mean, point \(got 'max'\)"):
+        align([0], [1], grid(1), sample="max")
 
 
 def test_mean_is_time_weighted_not_sample_weighted():

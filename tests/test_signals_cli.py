@@ -125,6 +125,22 @@ def test_import_with_a_forecaster_writes_a_forecast_series(tmp_path):
     np.testing.assert_array_equal(sc.region_intensity_forecast_g_per_kwh[fr], sc.region_intensity_g_per_kwh[fr])
 
 
+@pytest.mark.parametrize("sample,expected", [
+    # quarter-hours: the hour's value, then +10, +20, +30 within the hour
+    ("mean", np.array(DE) + 15.0),  # the mean of v, v+10, v+20, v+30
+    ("point", np.array(DE, dtype=float)),  # the value at the top of the hour
+])
+def test_import_of_a_finer_series_takes_the_mean_or_a_point_sample(tmp_path, sample, expected):
+    rows = [f"{(START + timedelta(minutes=15 * q)).isoformat()},DE,{DE[q // 4] + 10 * (q % 4)},gCO2/kWh,lifecycle"
+            for q in range(4 * 24)]
+    de = tmp_path / "de.csv"
+    de.write_text("timestamp,region,value,unit,factor_type\n" + "\n".join(rows) + "\n")
+    path = example_copy(tmp_path)
+    assert run("import", str(path), str(de), "--sample", sample, "--quiet") == 0
+    sc = load_scenario(path)
+    np.testing.assert_allclose(sc.region_intensity_g_per_kwh[sc.index_of("region", "DE")], expected)
+
+
 def test_forecaster_without_history_says_what_it_needs(tmp_path):
     path = example_copy(tmp_path)
     with pytest.raises(InputError, match=r"(?s)--forecaster: ewma reads the 7 day\(s\) before the horizon.*"

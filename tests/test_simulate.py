@@ -159,6 +159,29 @@ def test_time_shifting_saves_and_every_job_runs_once_in_its_window():
         assert ev.violation_counts[ViolationKind.schedule] == 0, (name, [v.message for v in ev.violations])
 
 
+def test_noshift_runs_a_job_at_its_nominal_start_and_the_optimizer_may_pause_it():
+    # "train" nominally starts at 18:00 (450 g/kWh), inside its 00-24 window: noshift runs it
+    # 18-21 UTC; "report" has no nominal start and runs from its earliest slot (04:00).
+    sc = (day().workload("batch", cpu=6000, usage=0.9, window=(0, 24), duration_minutes=180, interruptible=True,
+                         nominal_slot=18).build())
+    result = simulate(sc, ["optimizer", "noshift"], options(noise=0.0, lookahead_slots=24))
+    assign = result.runs["noshift"].assign
+    world = result.world
+
+    def slots(policy, wid):
+        w = world.index_of("workload", wid)
+        r0 = int(world.workload_first_replica[w])
+        return np.flatnonzero((result.runs[policy].assign[r0] >= 0)).tolist()
+
+    assert assign.dtype.itemsize <= 8
+    assert slots("noshift", "batch") == [18, 19, 20]
+    assert slots("noshift", "report") == [4, 5]
+    shifted = slots("optimizer", "batch")
+    assert len(shifted) == 3 and np.mean([DE[t] for t in shifted]) < 450  # moved to cleaner slots
+    for name, ev in result.evaluations.items():
+        assert ev.violation_counts[ViolationKind.schedule] == 0, (name, [v.message for v in ev.violations])
+
+
 def test_baselines_are_placed_once_and_compared_on_the_same_world():
     result = simulate(day().build(), ["default", "binpack", "nearest", "greedy", "optimizer", "oracle"],
                       options(horizon_slots=48), engine=LocalProcessEngine(2))
@@ -206,6 +229,46 @@ def test_simulate_command_json(scenario_file, capsys):
     s = doc["summary"]
     assert (s["horizon_slots"], s["lookahead_slots"], s["forecast"]) == (48, 12, "seasonal")
     assert "cost_of_forecast_error_kg" in s and "time_shifting_saves_kg" not in s
+
+
+@pytest.mark.parametrize("engine", [InProcessEngine(), LocalProcessEngine(2)], ids=["in-process", "processes"])
+def test_progress_hears_the_slots_of_every_policy(engine):
+    heard: list[tuple[int, int, str]] = []
+    simulate(day().build(), ["default", "optimizer"], options(horizon_slots=48), engine,
+             progress=lambda done, total, what: heard.append((done, total, what)))
+    assert heard and all(total == 2 * 48 for _, total, _ in heard)
+    done = [d for d, _, _ in heard]
+    assert done == sorted(done) and done[-1] == 96  # monotone, up to every slot of both policies
+    assert any(what.startswith("optimizer ") for _, _, what in heard)
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_progress_bar_goes_to_a_terminal_only_and_never_into_json(scenario_file, capsys, monkeypatch, terminal):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal, raising=False)
+    assert _run(["simulate", scenario_file, "--policies", "default,optimizer", "--horizon", "2d", "--lookahead",
+                 "12h", "--workers", "1", "--quiet", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    json.loads(out)  # stdout is the JSON document and nothing else
+    assert ("ETA" in err and "96/96" in err) is terminal
+    assert err == "" or terminal
+
+
+def test_incremental_replans_only_when_something_changed():
+    # Identical days (no noise): the seasonal forecast of a slot does not move once it is in
+    # view, so a plan changes only when a job enters the 12-slot lookahead, while a job that has
+    # not started could still wait for the slot coming into view (train's window is the whole
+    # day, report's 04-16), or when the plan in force runs out.
+    sc = day().build()
+    every = simulate(sc, ["optimizer"], options(horizon_slots=48, noise=0.0, incremental=False))
+    changed = simulate(sc, ["optimizer"], options(horizon_slots=48, noise=0.0))
+    assert every.runs["optimizer"].replans == 48
+    assert changed.runs["optimizer"].replans < 40
+    e = dict(zip(every.table["policy"], every.table["emissions_kg"]))["optimizer"]
+    c = dict(zip(changed.table["policy"], changed.table["emissions_kg"]))["optimizer"]
+    assert c == pytest.approx(e, rel=0.01)  # the same decisions, up to the heuristic's path
+    assert changed.evaluations["optimizer"].violations == []
 
 
 def test_simulate_command_table(scenario_file, capsys):

@@ -621,4 +621,76 @@ def _iso(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-__all__ = ["generate", "generate_scenario"]
+# ---------------------------------------------------------------------------
+# Kubernetes scheduling constraints
+
+
+def add_kubernetes_constraints(doc: dict[str, Any], seed: int = 0, share: float = 0.3) -> dict[str, Any]:
+    """`doc` (from `generate`) with Kubernetes scheduling constraints, as a cluster would have them.
+
+    Every node holds at most 110 pods (kubelet's default) and every workload's pods carry
+    ``app: <id>`` and a ``tier`` label. Nodes of class ``gpu`` are tainted
+    ``nvidia.com/gpu=present:NoSchedule`` and offer 4 ``nvidia.com/gpu``. Among the loose-SLA
+    services of tenants without a dedicated pool, about `share` each get one of: required
+    hostname anti-affinity on themselves (multi-replica), DoNotSchedule hostname spread
+    (max_skew 2), zone-region affinity to another loose service of their tenant, or node
+    affinity to ``class In [general, gpu]``; about `share` of the deferrable jobs ask for one GPU
+    with the toleration and node affinity ``class In [gpu]`` (when they fit a GPU node), as
+    long as their replicas add up to half the GPUs there are. Loose
+    services reach every site, so these keep the instance about as feasible as before; a
+    workload that only GPU nodes can hold tolerates their taint.
+    Returns a new document; `doc` is not changed.
+    """
+    import copy
+
+    rng = np.random.default_rng(seed)
+    base = scenario_from_dict(doc, source="<generated>")
+    is_gpu = np.array([n.get("labels", {}).get("class") == "gpu" for n in doc["nodes"]])
+    gpu_only = ~(base.workload_node_eligible & ~is_gpu[None, :]).any(axis=1)
+    out = copy.deepcopy(doc)
+    gpu_nodes = [n for n in out["nodes"] if n.get("labels", {}).get("class") == "gpu"]
+    for n in out["nodes"]:
+        n["capacity"]["pods"] = 110
+    for n in gpu_nodes:
+        n["capacity"]["nvidia.com/gpu"] = 4
+        n["taints"] = [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    dedicated = {t["id"] for t in out["tenants"] if (t.get("isolation") or {}).get("dedicated_nodes")}
+    gpu_cpu = max((n["capacity"]["cpu_millicores"] for n in gpu_nodes), default=0)
+    loose: dict[str, list[dict]] = {}
+    for k, w in enumerate(out["workloads"]):
+        w["scheduling"] = {"labels": {"app": w["id"], "tier": "front" if rng.random() < 0.5 else "back"}}
+        if gpu_only[k]:
+            w["scheduling"]["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        if w["tenant"] not in dedicated and w.get("deferral") is None and (w.get("sla") or {}).get("latency_ms", 100) >= 50:
+            loose.setdefault(w["tenant"], []).append(w)
+    for services in loose.values():
+        for i, w in enumerate(services):
+            if rng.random() >= share:
+                continue
+            sch, kind = w["scheduling"], rng.integers(4)
+            self_term = {"label_selector": {"match_labels": {"app": w["id"]}}}
+            if kind == 0 and w["replicas"] > 1:
+                sch["pod_anti_affinity"] = {"required": [{**self_term, "topology_key": "kubernetes.io/hostname"}]}
+            elif kind == 1 and w["replicas"] > 1:
+                sch["topology_spread"] = [{"max_skew": 2, "topology_key": "kubernetes.io/hostname",
+                                           "when_unsatisfiable": "DoNotSchedule", **self_term}]
+            elif kind == 2 and i > 0 and "spread" not in w:  # min_sites and one region can conflict
+                target = services[int(rng.integers(i))]["id"]  # an earlier one: no cycle
+                sch["pod_affinity"] = {"required": [{"label_selector": {"match_labels": {"app": target}},
+                                                     "topology_key": "topology.kubernetes.io/region"}]}
+            else:
+                sch["node_affinity"] = {"required": [{"match_expressions": [
+                    {"key": "class", "operator": "In", "values": ["general", "gpu"]}]}]}
+    gpus_left = 2 * len(gpu_nodes)  # GPU jobs ask for half the GPUs there are (never_with tenants cannot share a node)
+    for w in out["workloads"]:
+        if (w.get("deferral") is not None and w["tenant"] not in dedicated and rng.random() < share
+                and w["requests"]["cpu_millicores"] <= gpu_cpu // 2 and w["replicas"] <= gpus_left):
+            gpus_left -= w["replicas"]
+            w["requests"]["nvidia.com/gpu"] = 1
+            w["scheduling"]["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+            w["scheduling"]["node_affinity"] = {"required": [{"match_expressions": [
+                {"key": "class", "operator": "In", "values": ["gpu"]}]}]}
+    return out
+
+
+__all__ = ["add_kubernetes_constraints", "generate", "generate_scenario"]

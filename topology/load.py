@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from pydantic import ValidationError
 
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.latency import user_site_latency_ms
+from edgeplace.topology.constraints import compile_constraints, effective_node_labels
 from edgeplace.topology.scenario import Scenario
+from edgeplace.topology.scheduling_spec import PODS_RESOURCE
 from edgeplace.topology.spec import SCENARIO_VERSION, ScenarioSpec, SignalKind
 
 #: Accepted units per signal and the factor to the canonical unit.
@@ -186,6 +189,8 @@ class _Builder:
                               for i, n in enumerate(spec.nodes)], dtype=np.int64)
         node_capacity = np.zeros((N, K), dtype=np.int64)
         rindex = {r: k for k, r in enumerate(resources)}
+        if PODS_RESOURCE in rindex:  # a node that states no pod limit holds every replica there is
+            node_capacity[:, rindex[PODS_RESOURCE]] = max(sum(wl.replicas for wl in spec.workloads), 1)
         for i, n in enumerate(spec.nodes):
             for name, value in n.capacity.as_dict().items():
                 node_capacity[i, rindex[name]] = value
@@ -198,7 +203,9 @@ class _Builder:
         # SCI: M = TE x (TiR / EL); per powered hour: TE / EL[h].
         node_embodied = np.array([e.per_node_kg * 1000.0 / (e.lifetime_years * 8760.0) if e else 0.0
                                   for e in embodied], dtype=float)
-        node_labels = [frozenset(n.labels.items()) for n in spec.nodes]
+        region_of_site = [spec.sites[i].region if i >= 0 else "" for i in node_site]
+        effective_labels = [effective_node_labels(n.labels, n.id, n.site, region_of_site[i]) for i, n in enumerate(spec.nodes)]
+        node_labels = [frozenset(labels.items()) for labels in effective_labels]
         node_owned = np.array([spec.sites[node_site[i]].owned if node_site[i] >= 0 else True
                                for i in range(N)], dtype=bool)
 
@@ -242,6 +249,8 @@ class _Builder:
                 self.bad(f"users[{i}].site", f"user location {u.id!r} at site {u.site!r} cannot reach any site with nodes; add a link")
 
         w = self._workloads(resources, rindex, user_lat, node_capacity)
+        constraints = compile_constraints(spec, effective_labels, node_dedicated, w["workload_tenant"], tenant_dedicated,
+                                          self.problems)
         scenario = Scenario(
             spec=spec, source=self.source, resources=resources,
             node_ids=[n.id for n in spec.nodes], site_ids=[s.id for s in spec.sites],
@@ -260,7 +269,7 @@ class _Builder:
             user_site_latency_ms=user_lat,
             region_intensity_forecast_g_per_kwh=sig.intensity_forecast, site_renewable_forecast_kw=sig.renewable_forecast,
             tenant_dedicated=tenant_dedicated, tenant_conflicts=conflicts, tenant_quota=quota,
-            **w,
+            constraints=constraints, **w,
         )
         if not self.problems:
             self._check_feasible(scenario)
@@ -382,6 +391,10 @@ class _Builder:
         latest = np.zeros(W, dtype=np.int64)
         duration = np.full(W, T, dtype=np.int64)
         deferrable = np.zeros(W, dtype=bool)
+        interruptible = np.zeros(W, dtype=bool)
+        min_run = np.ones(W, dtype=np.int64)
+        nominal = np.zeros(W, dtype=np.int64)
+        run_done = np.zeros(W, dtype=np.int64)
         selectors: list[frozenset] = []
         current: list[list[int] | None] = []
         slot_minutes = spec.horizon.slot_minutes
@@ -396,6 +409,8 @@ class _Builder:
                     self.bad(f"{path}.requests.{name}", f"no node offers resource {name!r} (nodes offer: {', '.join(resources)})")
                 else:
                     requests[w, rindex[name]] = value
+            if PODS_RESOURCE in rindex:
+                requests[w, rindex[PODS_RESOURCE]] = 1  # every replica is one pod
             if wl.sla is not None:
                 sla[w] = wl.sla.latency_ms
                 users = [self.ref(self.user, u, f"{path}.sla.users[{k}]", "user location") for k, u in enumerate(wl.sla.users)]
@@ -419,6 +434,9 @@ class _Builder:
                              f"but the job needs {length}; widen the window or shorten duration_minutes")
                 else:
                     earliest[w], latest[w], duration[w], deferrable[w] = first, end - length, length, True
+                    nominal[w] = first
+                    self._deferral_options(d, path, first, end - length, length, start, slot_minutes, w,
+                                           interruptible, min_run, nominal, run_done)
             selectors.append(frozenset(wl.node_selector.items()))
             if wl.current is not None:
                 if len(wl.current) != wl.replicas:
@@ -432,7 +450,36 @@ class _Builder:
             workload_min_sites=min_sites, workload_earliest_slot=earliest,
             workload_latest_start_slot=latest, workload_duration_slots=duration,
             workload_deferrable=deferrable, workload_selector=selectors, workload_current=current,
+            workload_interruptible=interruptible, workload_min_run_slots=min_run, workload_nominal_slot=nominal,
+            workload_run_done_slots=run_done,
         )
+
+    def _deferral_options(self, d, path: str, first: int, latest: int, length: int, start, slot_minutes: int, w: int,
+                          interruptible, min_run, nominal, run_done) -> None:
+        """Interruption, minimum run, nominal start and a run in progress of one deferrable job."""
+        if d.interruptible:
+            interruptible[w] = True
+            m = math.ceil((d.min_run_minutes or slot_minutes) / slot_minutes)
+            if m > length:
+                self.bad(f"{path}.deferral.min_run_minutes", f"{d.min_run_minutes} min is longer than the job's run "
+                         f"({length} slot(s) of {slot_minutes} min); lower it or lengthen duration_minutes")
+            min_run[w] = min(m, length)
+            if d.current_run_minutes:
+                if d.earliest_start > start:
+                    self.bad(f"{path}.deferral.current_run_minutes", "a run in progress needs earliest_start at or "
+                             "before the horizon start (the job runs now)")
+                run_done[w] = math.ceil(d.current_run_minutes / slot_minutes)
+        else:
+            for name in ("min_run_minutes", "current_run_minutes"):
+                if getattr(d, name):
+                    self.bad(f"{path}.deferral.{name}", "applies to interruptible jobs only; set interruptible: true "
+                             "or remove it")
+        if d.nominal_start is not None:
+            slot = math.ceil((d.nominal_start - start).total_seconds() / 60 / slot_minutes)
+            if d.nominal_start < d.earliest_start or d.nominal_start + timedelta(minutes=d.duration_minutes) > d.deadline:
+                self.bad(f"{path}.deferral.nominal_start", "must lie in the window: at or after earliest_start, and "
+                         "early enough that the run ends by the deadline")
+            nominal[w] = min(max(slot, first), latest)
 
     def _check_feasible(self, sc: Scenario) -> None:
         """Report workloads that no node could ever host, with the tightest reason."""
@@ -452,5 +499,29 @@ class _Builder:
             elif not (fits & sla_ok).any():
                 self.bad(f"{path}", f"the nodes within {wl.sla.latency_ms:g} ms of the users of {wl.id!r} are too small for one replica")
             else:
-                self.bad(f"{path}", f"no node within the SLA matches node_selector {dict(wl.node_selector)} "
-                         f"and tenant {wl.tenant!r}'s dedicated-pool rules; relax one of them")
+                self.bad(f"{path}", f"no node within the SLA that fits one replica of {wl.id!r} passes every "
+                         f"placement rule ({self._excluded_by(sc, w, fits & sla_ok)}); relax one of them")
+
+    def _excluded_by(self, sc: Scenario, w: int, candidates: np.ndarray) -> str:
+        """Which rules keep workload w off the `candidates` (N bool), and off how many of them."""
+        rules: list[tuple[str, np.ndarray]] = []
+        wl = self.spec.workloads[w]
+        if wl.node_selector:
+            selector = frozenset(wl.node_selector.items())
+            rules.append((f"node_selector {dict(wl.node_selector)}",
+                          np.fromiter((selector <= labels for labels in sc.node_label_sets), bool, sc.n_nodes)))
+        owner, tenant = sc.node_dedicated_tenant, sc.workload_tenant[w]
+        pool = (owner < 0) | (owner == tenant)
+        if sc.tenant_dedicated[tenant]:
+            pool &= owner == tenant
+        rules.append((f"tenant {wl.tenant!r}'s dedicated pools", pool))
+        names = {"node_affinity": "required node affinity", "taint": "taints it does not tolerate",
+                 "pod_affinity": "topology labels its pod affinity needs",
+                 "topology_spread": "topology labels its topology spread needs"}
+        for rule in sc.constraints.masks:
+            i = np.searchsorted(rule.rows, w)
+            if i < len(rule.rows) and rule.rows[i] == w:
+                rules.append((names[rule.kind], rule.mask[i]))
+        n = int(candidates.sum())
+        parts = [f"{name} excludes {int((candidates & ~ok).sum())} of {n}" for name, ok in rules if (candidates & ~ok).any()]
+        return "; ".join(parts)

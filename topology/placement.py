@@ -15,7 +15,12 @@ On disk (JSON) a placement names ids, not positions:
 
 A replica is a node id (the same node in every slot the workload runs) or a
 list with one node id (or null) per slot. `start_slot` places a deferrable
-job's run; without it the job starts at its earliest slot.
+job's run; without it the job starts at its earliest slot. An interruptible
+job lists the slots it runs in instead, `"run_slots": [3, 4, 9]`.
+
+Node indices are stored in the smallest integer type that holds them
+(`node_dtype`): a year of slots for thousands of jobs on one node is a large
+array, and int8 or int16 instead of int64 is what keeps it in memory.
 """
 
 from __future__ import annotations
@@ -33,6 +38,20 @@ from edgeplace.topology.scenario import Scenario
 PLACEMENT_VERSION = 1
 
 
+def node_dtype(n_nodes: int) -> np.dtype:
+    """The smallest signed integer type that holds node indices 0..n_nodes-1 and -1."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n_nodes <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def empty_assign(scenario: Scenario, slots: int | None = None) -> np.ndarray:
+    """R x T of -1 (nothing runs) in the scenario's node dtype."""
+    return np.full((scenario.n_replicas, scenario.n_slots if slots is None else slots), -1,
+                   dtype=node_dtype(scenario.n_nodes))
+
+
 @dataclass
 class Placement:
     assign: np.ndarray  # R x T int, node index or -1
@@ -40,13 +59,15 @@ class Placement:
 
     @classmethod
     def from_replica_nodes(cls, scenario: Scenario, replica_node: np.ndarray,
-                           start_slot: np.ndarray | None = None, powered: np.ndarray | None = None) -> "Placement":
+                           start_slot: np.ndarray | None = None, powered: np.ndarray | None = None,
+                           run_slots: dict[int, np.ndarray] | None = None) -> "Placement":
         """Static placement: replica r on `replica_node[r]` in every slot its workload runs.
 
         `start_slot[w]` is the start of deferrable workload w (ignored for the others);
-        by default each deferrable job starts at its earliest slot.
+        by default each deferrable job starts at its earliest slot. `run_slots[w]`
+        (slot indices) gives the slots an interruptible job w runs in instead.
         """
-        return cls(_expand(scenario, replica_node, start_slot), powered)
+        return cls(_expand(scenario, replica_node, start_slot, run_slots), powered)
 
     def to_dict(self, scenario: Scenario) -> dict[str, Any]:
         _check_shape(scenario, self)
@@ -57,12 +78,14 @@ class Placement:
             rows = self.assign[r0:r0 + int(scenario.workload_replicas[w])]
             entry: dict[str, Any] = {}
             running = rows >= 0
-            if scenario.workload_deferrable[w] and running.any():
+            if scenario.workload_interruptible[w] and running.any():
+                entry["run_slots"] = np.flatnonzero(running.any(axis=0)).tolist()
+            elif scenario.workload_deferrable[w] and running.any():
                 entry["start_slot"] = int(np.flatnonzero(running.any(axis=0))[0])
             replicas = []
             for row in rows:
                 used = np.unique(row[row >= 0])
-                expected = _run_slots(scenario, w, entry.get("start_slot"))
+                expected = _run_slots(scenario, w, entry.get("start_slot"), entry.get("run_slots"))
                 if used.size == 1 and np.array_equal(row >= 0, expected):
                     replicas.append(ids[int(used[0])])
                 else:
@@ -84,7 +107,7 @@ class Placement:
         if doc.get("version") != PLACEMENT_VERSION:
             problems.append(Problem("version", f"must be {PLACEMENT_VERSION} (got {doc.get('version')!r})"))
         T = scenario.n_slots
-        assign = np.full((scenario.n_replicas, T), -1, dtype=np.int64)
+        assign = empty_assign(scenario)
         node_index = {n: i for i, n in enumerate(scenario.node_ids)}
         workload_index = {w: i for i, w in enumerate(scenario.workload_ids)}
         for wid, entry in doc["workloads"].items():
@@ -100,11 +123,18 @@ class Placement:
             if start is not None and (not isinstance(start, int) or isinstance(start, bool) or not 0 <= start < T):
                 problems.append(Problem(f"{path}.start_slot", f"must be a slot number 0..{T - 1} (got {start!r})"))
                 continue
+            run_slots = entry.get("run_slots")
+            if run_slots is not None and (
+                    not scenario.workload_interruptible[w] or not isinstance(run_slots, list)
+                    or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < T for t in run_slots)):
+                problems.append(Problem(f"{path}.run_slots", f"is for interruptible jobs: a list of slot numbers "
+                                                             f"0..{T - 1} (got {run_slots!r})"))
+                continue
             reps = entry["replicas"]
             if len(reps) != scenario.workload_replicas[w]:
                 problems.append(Problem(f"{path}.replicas", f"has {len(reps)} entries for {scenario.workload_replicas[w]} replicas"))
                 continue
-            run = _run_slots(scenario, w, start)
+            run = _run_slots(scenario, w, start, run_slots)
             r0 = int(scenario.workload_first_replica[w])
             for k, rep in enumerate(reps):
                 if isinstance(rep, str):
@@ -155,10 +185,15 @@ class Placement:
         return cls.from_dict(scenario, read_document(path), source=str(path))
 
 
-def _run_slots(scenario: Scenario, w: int, start: int | None) -> np.ndarray:
-    """Bool mask over slots where workload w runs, given a start slot for deferrable jobs."""
+def _run_slots(scenario: Scenario, w: int, start: int | None, run_slots: list[int] | None = None) -> np.ndarray:
+    """Bool mask over slots where workload w runs, given a start slot for deferrable jobs
+    (or the slots of an interruptible job's runs)."""
     T = scenario.n_slots
     t = np.arange(T)
+    if run_slots is not None:
+        mask = np.zeros(T, dtype=bool)
+        mask[np.asarray(run_slots, dtype=np.int64)] = True
+        return mask
     if scenario.workload_deferrable[w]:
         s = int(scenario.workload_earliest_slot[w]) if start is None else int(start)
         return (t >= s) & (t < s + int(scenario.workload_duration_slots[w]))
@@ -185,6 +220,20 @@ def _check_shape(scenario: Scenario, placement: Placement) -> None:
                          f"{(scenario.n_nodes, scenario.n_slots)} (nodes x slots)")
 
 
-def _expand(scenario: Scenario, replica_node: np.ndarray, start_slot: np.ndarray | None) -> np.ndarray:
-    run = scenario_run_mask(scenario, start_slot)
-    return np.where(run, np.asarray(replica_node, dtype=np.int64)[:, None], -1)
+def _expand(scenario: Scenario, replica_node: np.ndarray, start_slot: np.ndarray | None,
+            run_slots: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """R x T: each replica's node in the slots its workload runs, one workload at a time (a
+    year of slots for thousands of jobs is too large for R x T temporaries)."""
+    nodes = np.asarray(replica_node, dtype=np.int64)
+    assign = empty_assign(scenario)
+    start = scenario.workload_earliest_slot if start_slot is None else np.where(
+        scenario.workload_deferrable, np.asarray(start_slot, dtype=np.int64), scenario.workload_earliest_slot)
+    first, reps, dur = scenario.workload_first_replica, scenario.workload_replicas, scenario.workload_duration_slots
+    for w in range(scenario.n_workloads):
+        r0, r1 = int(first[w]), int(first[w] + reps[w])
+        if run_slots is not None and w in run_slots:
+            assign[r0:r1, np.asarray(run_slots[w], dtype=np.int64)] = nodes[r0:r1, None]
+        else:
+            s = int(start[w])
+            assign[r0:r1, s:s + int(dur[w])] = nodes[r0:r1, None]
+    return assign

@@ -20,7 +20,8 @@ node_dedicated_tenant          N          tenant index, -1 = shared
 node_embodied_g_per_h          N          amortised embodied carbon [gCO2e/h]
 node_owned                     N          owned (embodied spent on or off) or rented by the hour
 node_background_util           N x T      CPU utilisation from outside [0..1]
-node_label_sets                N          frozenset of (key, value) labels
+node_label_sets                N          frozenset of (key, value) labels, with hostname,
+                                          zone (the site) and region filled in
 site_region                    S          grid region index of each site
 site_pue                       S          facility / IT power
 site_renewable_kw              S x T      on-site renewable supply [kW]
@@ -44,14 +45,23 @@ workload_earliest_slot         W          first slot it may run in
 workload_latest_start_slot     W          last slot it may start in
 workload_duration_slots        W          slots it runs for
 workload_deferrable            W          start slot is a decision
+workload_interruptible         W          deferrable, may pause and resume at slot boundaries
+workload_min_run_slots         W          interruptible: slots each run lasts at least (1 = any)
+workload_nominal_slot          W          deferrable: start slot without time-shifting
+workload_run_done_slots        W          interruptible, running now: slots of its current run done (0: not running)
 replica_workload               R          workload index of each replica
 workload_first_replica         W          index of replica 0 of each workload
 tenant_dedicated               M          tenant runs only on its own nodes
 tenant_conflicts               M x M      pairs never co-located
 tenant_quota                   M x K      summed-request bound, inf = none
+constraints                    -          Kubernetes scheduling constraints, compiled
+                                          (`edgeplace.topology.constraints`)
 =============================  =========  =======================================
 
-A non-deferrable workload runs in every slot: earliest 0, duration T.
+A non-deferrable workload runs in every slot: earliest 0, duration T. A
+deferrable job runs `duration` slots inside [earliest, latest_start +
+duration): one block for a plain job, any `duration` slots whose runs each
+last at least `min_run` slots for an interruptible one.
 
 Actual and forecast signals are kept apart: `edgeplace.policies.evaluate` measures a
 placement against the actual series (what happened), the cost model prices
@@ -61,12 +71,13 @@ signals in the file the two are equal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 
 import numpy as np
 
+from edgeplace.topology.constraints import Constraints
 from edgeplace.topology.spec import ScenarioSpec
 
 CPU = 0  # resource index of cpu_millicores
@@ -125,10 +136,16 @@ class Scenario:
     workload_deferrable: np.ndarray
     workload_selector: list[frozenset]
     workload_current: list[list[int] | None]
+    workload_interruptible: np.ndarray
+    workload_min_run_slots: np.ndarray
+    workload_nominal_slot: np.ndarray
+    workload_run_done_slots: np.ndarray
 
     tenant_dedicated: np.ndarray
     tenant_conflicts: np.ndarray
     tenant_quota: np.ndarray
+
+    constraints: Constraints = field(default_factory=Constraints)
 
     _index: dict = field(default_factory=dict, repr=False)
 
@@ -167,6 +184,24 @@ class Scenario:
         """Start of slot `t` (UTC)."""
         return self.slot_start + timedelta(hours=self.slot_hours * t)
 
+    # -- the series a planner sees ----------------------------------------------
+    @cached_property
+    def forecast_is_actual(self) -> bool:
+        """The forecast series equal the actual ones (a scenario without forecasts)."""
+        return (np.array_equal(self.region_intensity_forecast_g_per_kwh, self.region_intensity_g_per_kwh)
+                and np.array_equal(self.site_renewable_forecast_kw, self.site_renewable_kw)
+                and np.array_equal(self.site_contracted_forecast_kw, self.site_contracted_kw))
+
+    def as_forecast(self) -> "Scenario":
+        """The scenario as a planner sees it: the forecast series in place of the actual
+        ones (background utilisation is taken as known). Evaluating a placement on it
+        gives its planned figures; the scenario itself when there is no forecast."""
+        if self.forecast_is_actual:
+            return self
+        return replace(self, region_intensity_g_per_kwh=self.region_intensity_forecast_g_per_kwh,
+                       site_renewable_kw=self.site_renewable_forecast_kw,
+                       site_contracted_kw=self.site_contracted_forecast_kw, _index={})
+
     # -- id lookups ----------------------------------------------------------
     def index_of(self, kind: str, ident: str) -> int:
         """Position of `ident` in `<kind>_ids` (kind: node, site, region, user, tenant, workload)."""
@@ -184,6 +219,11 @@ class Scenario:
     @cached_property
     def node_pue(self) -> np.ndarray:
         return self.site_pue[self.node_site]
+
+    @property
+    def workload_window_end(self) -> np.ndarray:
+        """W: one past the last slot a workload may run in (deferrable: latest start + duration)."""
+        return self.workload_latest_start_slot + self.workload_duration_slots
 
     @cached_property
     def workload_active(self) -> np.ndarray:
@@ -204,9 +244,12 @@ class Scenario:
     def workload_node_allowed(self) -> np.ndarray:
         """W x N: the node may host the workload, latency aside.
 
-        Rules: node selector, dedicated pools (both ways), and one replica
-        fitting the node's capacity at all. The Kubernetes-like baselines use
-        this (they know nothing of SLAs); `workload_node_eligible` adds the SLA.
+        Rules: node selector, dedicated pools (both ways), one replica
+        fitting the node's capacity at all, and the static Kubernetes rules of
+        `constraints` (required node affinity, taints, the topology labels
+        pod affinity and DoNotSchedule spread need). The Kubernetes-like
+        baselines use this (they know nothing of SLAs);
+        `workload_node_eligible` adds the SLA.
         """
         ok = (self.workload_requests[:, None, :] <= self.node_capacity[None, :, :]).all(axis=2)
         tenant = self.workload_tenant
@@ -222,6 +265,8 @@ class Scenario:
         for selector, rows in by_selector.items():
             match = np.fromiter((selector <= labels for labels in self.node_label_sets), bool, self.n_nodes)
             ok[rows] &= match[None, :]
+        for rule in self.constraints.masks:
+            ok[rule.rows] &= rule.mask
         return ok
 
     @cached_property

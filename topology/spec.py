@@ -21,6 +21,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from edgeplace.topology.scheduling_spec import PODS_RESOURCE, Namespace, Scheduling, Taint
+
 SCENARIO_VERSION = 1
 
 #: Embodied carbon of a generic rack server [kgCO2e] (Boavizta-style figure,
@@ -152,7 +154,9 @@ class Site(_Model):
 
 class Capacity(BaseModel):
     """Allocatable resources. CPU and memory are required; other named
-    resources (gpu, nvidia.com/gpu, ...) are whole counts."""
+    resources (gpu, nvidia.com/gpu, ...) are whole counts. `pods` is the most
+    pods the node holds (Kubernetes' allocatable pods): every replica takes
+    one; a node without it holds any number."""
 
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
@@ -169,7 +173,8 @@ class Capacity(BaseModel):
 
 
 class Requests(BaseModel):
-    """Resources one replica requests; same names as `Capacity`."""
+    """Resources one replica requests; same names as `Capacity` (but not `pods`:
+    every replica takes one pod)."""
 
     model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
@@ -179,6 +184,9 @@ class Requests(BaseModel):
     @model_validator(mode="after")
     def _extras_are_counts(self) -> "Requests":
         _check_extra_counts(self.model_extra)
+        if PODS_RESOURCE in (self.model_extra or {}):
+            raise ValueError(f"`{PODS_RESOURCE}` is not requested: every replica takes one pod of a node's "
+                             f"capacity.{PODS_RESOURCE}; remove it")
         return self
 
     def as_dict(self) -> dict[str, int]:
@@ -243,6 +251,8 @@ class Node(_Model):
     labels: dict[str, str] = Field(default_factory=dict, description="Instance class and other labels for node selectors.")
     dedicated_to: str | None = Field(None, description="Tenant id owning this node; None means shared.")
     embodied: Embodied | None = Field(None, description="Overrides the site's embodied carbon for this node.")
+    taints: list[Taint] = Field(default_factory=list, description="Kubernetes taints; pods need tolerations for "
+                                                                  "NoSchedule and NoExecute ones.")
 
 
 class Link(_Model):
@@ -283,12 +293,26 @@ class Spread(_Model):
 
 
 class Deferral(_Model):
-    """A deferrable job: it runs `duration_minutes` in one block, starting no
-    earlier than `earliest_start` and ending by `deadline`."""
+    """A deferrable job: it runs `duration_minutes`, starting no earlier than
+    `earliest_start` and ending by `deadline`; in one block, or, when
+    `interruptible` (checkpointed work), in runs that may pause and resume at
+    slot boundaries, each at least `min_run_minutes` long."""
 
     earliest_start: AwareDatetime
     deadline: AwareDatetime
     duration_minutes: int = Field(gt=0, le=100_000 * 1440, description="Run time [min]; at most the longest horizon.")
+    interruptible: bool = Field(False, description="May pause and resume at slot boundaries (all replicas together, "
+                                                   "on the same nodes).")
+    min_run_minutes: int | None = Field(None, gt=0, le=100_000 * 1440,
+                                        description="Interruptible: each run lasts at least this long [min] "
+                                                    "(default: one slot).")
+    nominal_start: AwareDatetime | None = Field(
+        None, description="When the job would run without time-shifting (its submission or cron time); the "
+                          "no-shift baseline runs it then (default: earliest_start).")
+    current_run_minutes: int = Field(0, ge=0, le=100_000 * 1440,
+                                     description="Interruptible, running now: minutes of its current run done so "
+                                                 "far (set by rolling re-plans; the run goes on until it is "
+                                                 "min_run_minutes long).")
 
 
 class WorkloadKind(str, Enum):
@@ -310,6 +334,8 @@ class Workload(_Model):
     spread: Spread | None = None
     deferral: Deferral | None = None
     current: list[str] | None = Field(None, description="Node id of each replica now (the current placement).")
+    scheduling: Scheduling | None = Field(None, description="Kubernetes scheduling constraints of the pods "
+                                                            "(affinity, tolerations, topology spread).")
 
 
 class SignalKind(str, Enum):
@@ -370,6 +396,8 @@ class ScenarioSpec(_Model):
     tenants: list[Tenant] = Field(min_length=1)
     workloads: list[Workload] = Field(default_factory=list)
     signals: list[Signal] = Field(default_factory=list)
+    namespaces: list[Namespace] = Field(default_factory=list, description="Namespace labels, for pod affinity "
+                                                                          "namespace selectors.")
 
 
 def schema_dict() -> dict:

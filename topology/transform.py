@@ -13,7 +13,8 @@ from edgeplace.topology.spec import Deferral, ScenarioSpec
 
 
 def remaining(spec: ScenarioSpec, first_slot: int, current: dict[str, list[str]] | None = None,
-              running_jobs: dict[str, int] | None = None) -> ScenarioSpec:
+              running_jobs: dict[str, int] | None = None,
+              progress: dict[str, tuple[int, int]] | None = None) -> ScenarioSpec:
     """The scenario from slot `first_slot` to the end of the horizon.
 
     Parameters
@@ -25,6 +26,10 @@ def remaining(spec: ScenarioSpec, first_slot: int, current: dict[str, list[str]]
         already started; they must finish their run without pause, so their
         window becomes exactly the rest of the run. Jobs that are done by
         `first_slot` are dropped, as are jobs whose window has closed.
+    progress : interruptible job id -> (slots it ran before `first_slot`,
+        slots of its run in progress at `first_slot`, 0 if paused); it keeps
+        its window with the rest of its run time, and a run in progress goes
+        on until it is min_run_minutes long (`current_run_minutes`).
 
     Signals keep the values from `first_slot` on; deferral windows are
     absolute times and need no shift.
@@ -37,12 +42,26 @@ def remaining(spec: ScenarioSpec, first_slot: int, current: dict[str, list[str]]
     end = horizon.start + horizon.slots * slot
     current = current or {}
     running_jobs = running_jobs or {}
+    progress = progress or {}
     workloads = []
     for wl in spec.workloads:
         update: dict = {}
         if wl.id in current:
             update["current"] = list(current[wl.id])
-        if wl.deferral is not None:
+        if wl.deferral is not None and wl.deferral.interruptible and wl.id in progress:
+            d = wl.deferral
+            done, running = progress[wl.id]
+            left = d.duration_minutes - done * horizon.slot_minutes
+            if left <= 0:
+                continue  # finished
+            begin = max(d.earliest_start, now) if not running else now
+            if min(d.deadline, end) - begin < timedelta(minutes=left):
+                continue  # it cannot finish any more (the evaluation of the whole horizon reports that)
+            min_run = None if d.min_run_minutes is None else min(d.min_run_minutes, left)
+            update["deferral"] = d.model_copy(update={
+                "earliest_start": begin, "duration_minutes": left, "min_run_minutes": min_run,
+                "current_run_minutes": running * horizon.slot_minutes, "nominal_start": None})
+        elif wl.deferral is not None:
             d = wl.deferral
             run = timedelta(minutes=d.duration_minutes)
             if wl.id in running_jobs:

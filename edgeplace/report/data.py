@@ -267,7 +267,7 @@ def _requested(sc: Scenario, placement: Placement) -> np.ndarray:
     N, T, K = sc.n_nodes, sc.n_slots, len(sc.resources)
     assign = np.asarray(placement.assign)
     r_idx, t_idx = np.nonzero(assign >= 0)
-    cell = assign[r_idx, t_idx] * T + t_idx
+    cell = assign[r_idx, t_idx].astype(np.int64) * T + t_idx
     req = sc.workload_requests[sc.replica_workload[r_idx]].astype(float)
     out = np.zeros((N * T, K))
     for k in range(K):
@@ -280,7 +280,7 @@ def _hosting(sc: Scenario, placement: Placement) -> np.ndarray:
     N, T = sc.n_nodes, sc.n_slots
     assign = np.asarray(placement.assign)
     r_idx, t_idx = np.nonzero(assign >= 0)
-    return np.bincount(assign[r_idx, t_idx] * T + t_idx, minlength=N * T)[: N * T].reshape(N, T) > 0
+    return np.bincount(assign[r_idx, t_idx].astype(np.int64) * T + t_idx, minlength=N * T)[: N * T].reshape(N, T) > 0
 
 
 def _idle_variant(sc: Scenario, placement: Placement, ev: Evaluation) -> tuple[np.ndarray, Evaluation]:

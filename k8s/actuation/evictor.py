@@ -47,6 +47,7 @@ from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.actuation.objects import (ANN_DESCHEDULER_EVICT, ANN_DESCHEDULER_PREVENT, ANN_NO_REBALANCE,
                                              SYSTEM_CRITICAL, PodFacts, PodKind, is_true)
 from edgeplace.k8s.mapping import DEFAULT_EXCLUDED_NAMESPACES
+from edgeplace.k8s.scheduling import label_selector_matches
 
 log = logging.getLogger("edgeplace.k8s.actuation")
 
@@ -227,37 +228,10 @@ class PodEvictor:
 # PodDisruptionBudgets and workload allowances
 
 
-def selector_matches(selector: dict | None, labels: dict[str, str]) -> bool:
-    """A metav1.LabelSelector (matchLabels, matchExpressions In/NotIn/Exists/DoesNotExist) against labels.
-
-    An empty selector matches everything; a missing (null) one matches nothing,
-    as for PodDisruptionBudgets.
-    """
-    if selector is None:
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != str(value):
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), [str(v) for v in expr.get("values") or []]
-        present = key in labels
-        if op == "In" and not (present and labels[key] in values):
-            return False
-        if op == "NotIn" and present and labels[key] in values:
-            return False
-        if op == "Exists" and not present:
-            return False
-        if op == "DoesNotExist" and present:
-            return False
-        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            return False
-    return True
-
-
 def pdbs_of(pod: PodFacts, pdbs: Iterable[dict]) -> list[dict]:
     """The PodDisruptionBudgets (JSON) whose selector matches the pod, in its namespace."""
     return [p for p in pdbs if (p.get("metadata") or {}).get("namespace") == pod.namespace
-            and selector_matches((p.get("spec") or {}).get("selector"), pod.labels)]
+            and label_selector_matches((p.get("spec") or {}).get("selector"), pod.labels)]
 
 
 def workload_allowance(pods: list[PodFacts], pdbs: Iterable[dict]) -> int:

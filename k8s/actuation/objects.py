@@ -39,8 +39,9 @@ from datetime import datetime, timezone
 from enum import Enum
 
 
-from edgeplace.k8s.mapping import (ANN_CORDONED_BY, ANN_POWER_STATE, TAINT_POWERED_DOWN, _annotations, _controller,
-                                   _labels, _meta, _name, _namespace, pod_requests)
+from edgeplace.k8s.identity import controller_ref as _controller
+from edgeplace.k8s.mapping import (ANN_CORDONED_BY, ANN_POWER_STATE, TAINT_POWERED_DOWN, _annotations, _labels, _meta,
+                                   _name, _namespace, pod_requests)
 ANN_POWER_SINCE = "edgeplace.io/power-state-since"
 ANN_POWER_OPERATION = "edgeplace.io/power-operation"
 ANN_POWER_DRIVER = "edgeplace.io/power-driver"
@@ -246,56 +247,6 @@ def unschedulable_since(pod: PodFacts, raw: dict) -> datetime | None:
                 return parse_rfc3339(cond.get("lastTransitionTime")) or utc_now()
             return None
     return None
-
-
-def _expression_matches(expr: dict, labels: dict[str, str]) -> bool:
-    """One nodeSelectorRequirement (In, NotIn, Exists, DoesNotExist, Gt, Lt) against node labels."""
-    key, op, values = expr.get("key"), expr.get("operator"), [str(v) for v in expr.get("values") or []]
-    value = labels.get(key)
-    if op == "In":
-        return value is not None and value in values
-    if op == "NotIn":
-        return value is None or value not in values
-    if op == "Exists":
-        return value is not None
-    if op == "DoesNotExist":
-        return value is None
-    if op in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            a, b = int(value), int(values[0])
-        except ValueError:
-            return False
-        return a > b if op == "Gt" else a < b
-    return False
-
-
-def fits_node(spec: dict, labels: dict[str, str], taints: list[dict], ignore_taints: tuple[str, ...] = ()) -> bool:
-    """Whether kube-scheduler's filters on labels and taints would let the pod onto the node:
-    nodeSelector, required node affinity (terms ORed, expressions ANDed) and NoSchedule /
-    NoExecute taints (other than `ignore_taints`) tolerated. Resources are checked by the caller."""
-    if any(labels.get(k) != str(v) for k, v in (spec.get("nodeSelector") or {}).items()):
-        return False
-    required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-    terms = [t for t in required.get("nodeSelectorTerms") or [] if isinstance(t, dict)]
-    if terms and not any(all(_expression_matches(e, labels) for e in term.get("matchExpressions") or [])
-                         and term.get("matchExpressions") for term in terms):
-        return False
-    tolerations = [t for t in spec.get("tolerations") or [] if isinstance(t, dict)]
-    for taint in taints:
-        if taint.get("effect") not in ("NoSchedule", "NoExecute") or taint.get("key") in ignore_taints:
-            continue
-        if not any(_tolerates(tol, taint) for tol in tolerations):
-            return False
-    return True
-
-
-def _tolerates(tol: dict, taint: dict) -> bool:
-    if tol.get("effect") and tol.get("effect") != taint.get("effect"):
-        return False
-    if tol.get("operator") == "Exists":
-        return not tol.get("key") or tol.get("key") == taint.get("key")
-    return tol.get("key") == taint.get("key") and (tol.get("value") or "") == (taint.get("value") or "")
 
 
 def is_true(text: str | None) -> bool:

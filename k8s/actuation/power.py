@@ -65,10 +65,11 @@ from edgeplace.k8s.actuation.evictor import (EvictionFilter, EvictionOptions, Ev
                                              workload_allowance)
 from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.actuation.objects import (ANN_POWER_OPERATION, ANN_POWER_SINCE, ANN_POWER_STATE,
-                                             MANAGED_NODE_ANNOTATIONS, NodeFacts, PodFacts, PowerState, fits_node,
+                                             MANAGED_NODE_ANNOTATIONS, NodeFacts, PodFacts, PowerState,
                                              node_facts, parse_rfc3339, pod_facts, rfc3339, unschedulable_since)
 from edgeplace.k8s.mapping import (ANN_CAN_POWER_DOWN, ANN_CORDONED_BY, ANN_WAKE_FAILED, LABEL_IGNORE,
                                    LIFECYCLE_TAINTS, TAINT_POWERED_DOWN, ClusterObjects, pod_workload_ids)
+from edgeplace.k8s.scheduling import TAINT_UNSCHEDULABLE, pod_node_rules
 
 log = logging.getLogger("edgeplace.k8s.actuation")
 
@@ -425,14 +426,17 @@ class PowerLifecycle:
             if candidates:
                 self._wake(facts[candidates.pop(0)], now, report, f"in place of {lost}, which did not wake")
         coming = {n: room(n) for n, f in facts.items() if f.state is PowerState.WAKING and n not in changed}
-        ignore = (TAINT_POWERED_DOWN, *LIFECYCLE_TAINTS, "node.kubernetes.io/unschedulable")
+        ignore = (TAINT_POWERED_DOWN, *LIFECYCLE_TAINTS, TAINT_UNSCHEDULABLE)
         for pod, raw in sorted(pending, key=lambda pr: (-pr[0].requests.get("cpu_millicores", 0), pr[0].key)):
             need = [pod.requests.get("cpu_millicores", 0), pod.requests.get("memory_mib", 0)]
-            spec = raw.get("spec") or {}
+            # kube-scheduler's node filters as the scenario reads them (one matcher for both).
+            rules = pod_node_rules(raw.get("spec") or {})
+            if rules is None:
+                continue
 
             def fits(n: str, free: list[int]) -> bool:
                 return (free[0] >= need[0] and free[1] >= need[1]
-                        and fits_node(spec, facts[n].labels, facts[n].taints, ignore))
+                        and rules.fits(n, facts[n].labels, facts[n].taints, ignore))
 
             home = next((n for n, free in coming.items() if fits(n, free)), None)
             if home is None:

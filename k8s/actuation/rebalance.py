@@ -192,18 +192,24 @@ class MoveEvaluator:
         for r, target in moves:
             after[r] = target
         evaluation = self.evaluate(after)
-        before = {(v.kind, v.subject) for v in self.evaluation.violations}
-        new = [v for v in evaluation.violations if (v.kind, v.subject) not in before]
+        before = {(v.kind, v.subject): v for v in self.evaluation.violations}
+        new = [v for v in evaluation.violations if _worse(v, before.get((v.kind, v.subject)))]
         return Priced(self.evaluation.decision_g(self.basis) - evaluation.decision_g(self.basis), after, evaluation, new)
 
     def commit(self, priced: "Priced") -> None:
         self.state, self.evaluation = priced.state, priced.evaluation
 
 
+def _worse(v, was) -> bool:
+    """The rule `v` is broken where it was not (`was` None), in more slots, or by more (a pod onto a
+    node whose taint its workload already breaks elsewhere is one more pod kube-scheduler refuses)."""
+    return was is None or not set(v.slots) <= set(was.slots) or v.amount > was.amount * (1 + 1e-9) + 1e-9
+
+
 @dataclass
 class Priced:
     """A group of moves priced: its saving over the horizon [gCO2e], the state after it, and the
-    rules that state breaks and the current one does not (a target still full, a tenant still there)."""
+    rules that state breaks worse than the current one (a target still full, a tenant still there)."""
 
     saving_g: float
     state: np.ndarray

@@ -291,6 +291,14 @@ class LocalCluster:
     dict (default: one profile named "default-scheduler").  If it does not set
     ``clientConnection.kubeconfig`` or ``leaderElection`` they are filled in
     (the admin kubeconfig; leader election off).
+
+    ``feature_gates`` (name -> on) and ``runtime_config`` (API group/version ->
+    "true"/"false") go to kube-apiserver's ``--feature-gates`` and
+    ``--runtime-config``: what an API that is not GA in the pinned version
+    needs, e.g. ``feature_gates={"MutatingAdmissionPolicy": True},
+    runtime_config={"admissionregistration.k8s.io/v1beta1": "true"}`` on
+    Kubernetes 1.34-1.35. v1.37 serves admissionregistration.k8s.io/v1
+    ValidatingAdmissionPolicy and MutatingAdmissionPolicy without either.
     """
 
     def __init__(
@@ -300,6 +308,8 @@ class LocalCluster:
         verbosity: int = 1,
         controller_manager: bool = False,
         kwok: bool = False,
+        feature_gates: Mapping[str, bool] | None = None,
+        runtime_config: Mapping[str, str] | None = None,
     ) -> None:
         self.binaries = find_binaries()
         self.startup_timeout = startup_timeout
@@ -307,6 +317,8 @@ class LocalCluster:
         self.with_controller_manager = controller_manager
         self.with_kwok = kwok
         self._initial_scheduler_config = scheduler_config
+        self.feature_gates = dict(feature_gates or {})
+        self.runtime_config = dict(runtime_config or {})
         self.workdir: Path | None = None
         self.kubeconfig: Path | None = None
         self.server: str | None = None
@@ -569,6 +581,10 @@ class LocalCluster:
             "--profiling=false",
             f"--v={self.verbosity}",
         ]
+        if self.feature_gates:
+            argv.append("--feature-gates=" + ",".join(f"{k}={str(v).lower()}" for k, v in sorted(self.feature_gates.items())))
+        if self.runtime_config:
+            argv.append("--runtime-config=" + ",".join(f"{k}={v}" for k, v in sorted(self.runtime_config.items())))
         proc = self._spawn("kube-apiserver", argv, "kube-apiserver.log")
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self._write_kubeconfig(self.kubeconfig)
@@ -669,8 +685,9 @@ def create_node(
     ``node.kubernetes.io/not-ready:NoSchedule`` and no node-lifecycle
     controller runs to lift it, so that taint is removed here.
     """
+    # kubelet labels its node with its hostname; kube-scheduler's hostname topology key needs it.
     core.create_node(kubernetes.client.V1Node(
-        metadata=kubernetes.client.V1ObjectMeta(name=name, labels=dict(labels or {})),
+        metadata=kubernetes.client.V1ObjectMeta(name=name, labels={"kubernetes.io/hostname": name, **(labels or {})}),
     ))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     resources = {"cpu": cpu, "memory": memory, "pods": pods}

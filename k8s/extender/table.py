@@ -89,6 +89,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgeplace.k8s.identity import TENANT_ANNOTATION, WORKLOAD_ANNOTATION  # noqa: F401 (re-exported)
 from edgeplace.policies.costs import CostModel, price
 from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.errors import InputError, Problem

@@ -71,7 +71,8 @@ def test_rbac_is_least_privilege():
             assert "*" not in groups and "*" not in resources and "*" not in verbs, (groups, resources, verbs)
             assert "delete" not in verbs and "deletecollection" not in verbs, (resources, verbs)
     read = {"get", "list", "watch"}
-    assert [r["metadata"]["name"] for r in by_kind(items, "ClusterRole")] == ["edgeplace-planner"]
+    # The planner's own, and (isolation.enabled, on) what keeping the isolation state needs.
+    assert sorted(r["metadata"]["name"] for r in by_kind(items, "ClusterRole")) == ["edgeplace-isolation", "edgeplace-planner"]
     planner = rules_of(named(items, "ClusterRole", "edgeplace-planner"))
     # The defaults: actuation in dry-run, so no node writes, no evictions, no Events, no Secrets.
     assert planner == {
@@ -80,7 +81,7 @@ def test_rbac_is_least_privilege():
         (("",), ("namespaces",)): read,
         (("policy",), ("poddisruptionbudgets",)): read,
         (("apps",), ("deployments", "statefulsets", "replicasets")): read,
-        (("batch",), ("jobs",)): read,
+        (("batch",), ("jobs",)): read | {"patch"},  # spec.suspend of interruptible Jobs (releaseGates)
     }
     ns_rules = [(r["resources"], r.get("resourceNames"), set(r["verbs"]))
                 for r in named(items, "Role", "edgeplace-planner")["rules"]]
@@ -93,19 +94,26 @@ def test_rbac_is_least_privilege():
     bindings = {b["metadata"]["name"]: (b["roleRef"]["name"], [s["name"] for s in b["subjects"]])
                 for b in by_kind(items, "ClusterRoleBinding") + by_kind(items, "RoleBinding")}
     assert bindings == {"edgeplace-planner": ("edgeplace-planner", ["edgeplace-planner"]),
-                        "edgeplace-extender": ("edgeplace-extender", ["edgeplace-extender"])}
+                        "edgeplace-extender": ("edgeplace-extender", ["edgeplace-extender"]),
+                        "edgeplace-isolation": ("edgeplace-isolation", ["edgeplace-planner"])}
+    assert rules_of(named(items, "ClusterRole", "edgeplace-isolation")) == {
+        (("",), ("nodes",)): {"get", "update"}, (("",), ("namespaces",)): {"get", "patch"}}
+    assert named(items, "Role", "edgeplace-isolation")["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["edgeplace-isolation"], "verbs": ["get", "update"]}]
 
 
-def test_the_planners_pod_updates_are_bound_to_a_validating_admission_policy():
+@pytest.mark.parametrize("name, resources", [("edgeplace-planner-pod-updates", ["pods"]),
+                                             ("edgeplace-planner-job-updates", ["jobs"])])
+def test_the_planners_pod_and_job_updates_are_bound_to_a_validating_admission_policy(name, resources):
     items = rendered()
-    [policy] = by_kind(items, "ValidatingAdmissionPolicy")
-    [binding] = by_kind(items, "ValidatingAdmissionPolicyBinding")
-    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    policy = named(items, "ValidatingAdmissionPolicy", name)
+    binding = named(items, "ValidatingAdmissionPolicyBinding", name)
+    assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
     assert policy["spec"]["failurePolicy"] == "Fail"
     [condition] = policy["spec"]["matchConditions"]
     assert "system:serviceaccount:edgeplace-system:edgeplace-planner" in condition["expression"]
     [rule] = policy["spec"]["matchConstraints"]["resourceRules"]
-    assert (rule["resources"], rule["operations"]) == (["pods"], ["UPDATE"])
+    assert (rule["resources"], rule["operations"]) == (resources, ["UPDATE"])
 
 
 @pytest.mark.e2e
@@ -341,7 +349,7 @@ def test_chart_variants_pass_server_side_dry_run(cluster, helm, crds):
     items = [d for d in yaml.safe_load_all(text) if d]
     # Power in apply mode alone: node writes and evictions (drains); no gate patches without releaseGates.
     verbs = {r["resources"][0]: set(r["verbs"]) for r in named(items, "ClusterRole", "edgeplace-planner")["rules"]}
-    assert {"update", "patch"} <= verbs["nodes"] and "patch" not in verbs["pods"]
+    assert {"update", "patch"} <= verbs["nodes"] and "patch" not in verbs["pods"] and "patch" not in verbs["jobs"]
     assert verbs["pods/eviction"] == {"create"}
     kinds = {d["kind"] for d in items}
     assert {"Certificate", "Issuer", "ServiceMonitor", "ValidatingAdmissionPolicy"} <= kinds
@@ -370,7 +378,9 @@ def test_chart_variants_pass_server_side_dry_run(cluster, helm, crds):
                                                   "--set", "planner.enabled=false")) if d]
     [ext] = yaml.safe_load(scheduler_configmap(plain)["data"]["default-scheduler.yaml"])["extenders"]
     assert ext["urlPrefix"].startswith("http://") and "tlsConfig" not in ext
-    assert not by_kind(plain, "ValidatingAdmissionPolicy") and not by_kind(plain, "ClusterRole")
+    # Without a planner: no planner policy and no ClusterRole; the isolation admission stays (apply-isolation by hand).
+    assert {d["metadata"]["name"] for d in by_kind(plain, "ValidatingAdmissionPolicy")} == {
+        "edgeplace-isolation", "edgeplace-isolation-binding"} and not by_kind(plain, "ClusterRole")
     assert dry_run_apply(cluster.api_client(), plain) == []
 
 

@@ -165,7 +165,9 @@ def can(cluster, username: str, verb: str, resource: str, namespace: str = "", g
     ("update", "configmaps", "", "", NS, "edgeplace-rebalance-history", True),
     ("create", "configmaps", "", "", NS, "", True),  # the history, on the first move
     ("create", "events", "", "", "work", "", False),  # events.k8s.io only, what the code writes
-    ("patch", "jobs", "batch", "", "work", "", False),
+    ("patch", "jobs", "batch", "", "work", "", True),  # spec.suspend only: the Job policy
+    ("delete", "jobs", "batch", "", "work", "", False),
+    ("create", "jobs", "batch", "", "work", "", False),
     ("create", "configmaps", "", "", "work", "", False),
     ("get", "secrets", "", "", "work", "", False),  # only its own namespace's
     ("update", "configmaps", "", "", NS, "another", False),
@@ -176,6 +178,78 @@ def can(cluster, username: str, verb: str, resource: str, namespace: str = "", g
 ])
 def test_the_planners_rbac(cluster, verb, resource, group, subresource, namespace, name, allowed):
     assert can(cluster, PLANNER, verb, resource, namespace, group, subresource, name) is allowed
+
+
+def interruptible_job(batch: client.BatchV1Api, name: str, opted_in: bool = True) -> None:
+    annotations = {"edgeplace.io/deadline": "2099-01-01T00:00:00Z", "edgeplace.io/duration-minutes": "60",
+                   "note": "x"}
+    if opted_in:
+        annotations["edgeplace.io/interruptible"] = "true"
+    batch.create_namespaced_job("work", {
+        "metadata": {"name": name, "labels": {"app": "train"}, "annotations": annotations},
+        "spec": {"suspend": True, "parallelism": 1, "template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}})
+
+
+@pytest.fixture(scope="module")
+def planner_jobs(cluster, planner):
+    """The planner's Job client, once the Job policy is enforced too (a canary Job)."""
+    batch = client.BatchV1Api(as_user(cluster, PLANNER))
+    admin = client.BatchV1Api(cluster.api_client())
+    interruptible_job(admin, "canary-job")
+
+    def enforced() -> bool:
+        try:
+            batch.patch_namespaced_job("canary-job", "work", {"metadata": {"labels": {"probe": "1"}}})
+        except ApiException as exc:
+            return exc.status == 403 and "edgeplace planner may not" in exc.body
+        admin.patch_namespaced_job("canary-job", "work", {"metadata": {"labels": {"probe": None}}})
+        return False
+
+    e2e_cluster.wait_for(enforced, WAIT, "the Job ValidatingAdmissionPolicy to be enforced", interval=0.5)
+    return batch
+
+
+def test_the_planner_suspends_and_resumes_an_interruptible_job(cluster, planner_jobs):
+    from datetime import datetime, timezone
+
+    from edgeplace.k8s import suspend
+    from edgeplace.k8s.mapping import read_cluster
+
+    admin = client.BatchV1Api(cluster.api_client())
+    interruptible_job(admin, "train")
+    now = datetime.now(timezone.utc)
+    [job] = [j for j in suspend.interruptible_jobs(read_cluster(cluster.api_client()).jobs, {}, now) if j.name == "train"]
+    assert suspend.set_suspended(planner_jobs, job, False, now) is True  # the planner's own code path
+    got = admin.read_namespaced_job("train", "work")
+    assert got.spec.suspend is False and "edgeplace.io/running-since" in got.metadata.annotations
+    assert got.metadata.annotations["note"] == "x" and got.metadata.labels == {"app": "train"}
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"spec": {"parallelism": 3}}, "spec other than spec.suspend"),
+    ({"metadata": {"labels": {"app": "other"}}}, "labels, owner references"),
+    ({"metadata": {"annotations": {"note": "y"}}}, "annotations other than"),
+    ({"metadata": {"annotations": {"edgeplace.io/interruptible": None}}, "spec": {"suspend": False}},
+     "annotations other than"),
+    ({"spec": {"suspend": False, "activeDeadlineSeconds": 5}}, "spec other than spec.suspend"),
+], ids=["parallelism", "label", "annotation", "drop-opt-in", "suspend-and-deadline"])
+def test_the_planner_changes_nothing_else_of_a_job(cluster, planner_jobs, change, why, request):
+    admin = client.BatchV1Api(cluster.api_client())
+    name = f"guarded-{request.node.callspec.id}"
+    interruptible_job(admin, name)
+    message = denied(planner_jobs.patch_namespaced_job, name, "work", change)
+    assert why in message, message
+    job = admin.read_namespaced_job(name, "work")
+    assert job.spec.suspend is True and job.spec.parallelism == 1 and job.metadata.labels == {"app": "train"}
+
+
+def test_the_planner_may_not_resume_a_job_that_did_not_opt_in(cluster, planner_jobs):
+    admin = client.BatchV1Api(cluster.api_client())
+    interruptible_job(admin, "not-mine", opted_in=False)
+    message = denied(planner_jobs.patch_namespaced_job, "not-mine", "work", {"spec": {"suspend": False}})
+    assert "annotated edgeplace.io/interruptible" in message, message
+    assert admin.read_namespaced_job("not-mine", "work").spec.suspend is True
 
 
 @pytest.mark.parametrize("verb, resource, namespace, name, allowed", [

@@ -14,6 +14,9 @@ The rules, in one place (docs/SIGNALS.md repeats them):
    a slot gets the *sum* of the energy inside it (shared pro rata where an
    interval straddles a slot edge), written as mean power over the slot.
    A series coarser than the slots is held constant over each interval.
+   With `sample="point"` a rate's slot value is instead the value that holds
+   at the slot's start (a point sample, as a controller that reads the
+   signal once per slot sees it); energy per interval is always summed.
 3. **Gaps**: where points are more than 1.5 steps apart, the missing
    points are filled by linear interpolation in time between the two
    neighbours if the gap (spacing minus one step) is at most `max_gap_s`
@@ -62,25 +65,37 @@ def _duration(seconds: float) -> str:
     return f"{hours} h" if hours else f"{minutes} min"
 
 
+#: How a slot gets its value from a finer series: the time-weighted mean, or the value at its start.
+SAMPLES = ("mean", "point")
+
+
 def align(times_s: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, grid: SlotGrid, *,
           energy: bool = False, step_s: float | None = None, max_gap_s: float = DEFAULT_MAX_GAP_MINUTES * 60,
-          labels: Sequence[str] | None = None, what: str = "series", fix: str = "add the missing values") -> Aligned:
-    """Mean per slot of the step function through (`times_s`, `values`), by the module's rules.
+          labels: Sequence[str] | None = None, what: str = "series", fix: str = "add the missing values",
+          sample: str = "mean") -> Aligned:
+    """Mean per slot of the step function through (`times_s`, `values`), by the module's rules
+    (with `sample="point"`, its value at each slot's start).
 
     `energy`: values are energy per interval (summed into slots, returned as
     mean power per slot); else rates (power, intensity, utilisation).
     `labels` name each point in messages ("row 12"); `what` names the
     series ("region DE"); `fix` ends the coverage messages.
     """
+    if sample not in SAMPLES:
+        raise ValueError(f"sample must be one of {', '.join(SAMPLES)} (got {sample!r})")
+    if energy and sample == "point":
+        return Aligned(None, [Problem(what, "is energy per interval, which is summed into slots; a point sample "
+                                            "applies to rates (power, intensity, utilisation): use --sample mean "
+                                            "or give the series in kW")])
     with np.errstate(over="ignore", invalid="ignore"):  # absurd magnitudes end as a problem below, not a warning
-        result = _align(times_s, values, grid, energy, step_s, max_gap_s, labels, what, fix)
+        result = _align(times_s, values, grid, energy, step_s, max_gap_s, labels, what, fix, sample)
     if result.values is not None and not np.isfinite(result.values).all():
         return Aligned(None, [Problem(what, "has values too large to add up; check the unit")], result.notes, result.step_s)
     return result
 
 
 def _align(times_s, values, grid: SlotGrid, energy: bool, step_s: float | None, max_gap_s: float,
-           labels: Sequence[str] | None, what: str, fix: str) -> Aligned:
+           labels: Sequence[str] | None, what: str, fix: str, sample: str = "mean") -> Aligned:
     t = np.asarray(times_s, dtype=float)
     v = np.asarray(values, dtype=float)
     names = list(labels) if labels is not None else [f"the value at {iso(x)}" for x in t]
@@ -169,7 +184,9 @@ def _align(times_s, values, grid: SlotGrid, energy: bool, step_s: float | None, 
     if short.size:  # only possible inside a refused gap, which was reported above
         s = int(short[0])
         return Aligned(None, [Problem(what, f"slot {s} ({iso(edges[s])}) is not fully covered; {fix}")], notes, step_s)
+    if sample == "point":  # the value holding at each slot's start (coverage checked above)
+        return Aligned(v[np.searchsorted(t, edges[:-1], side="right") - 1], [], notes, step_s)
     return Aligned(total / grid.slot_seconds, [], notes, step_s)
 
 
-__all__ = ["DEFAULT_MAX_GAP_MINUTES", "Aligned", "align"]
+__all__ = ["DEFAULT_MAX_GAP_MINUTES", "SAMPLES", "Aligned", "align"]

@@ -63,9 +63,9 @@ def _resolve(service: str, keys: Sequence[str], fetch: Callable[[], dict[str, Po
     return found, reason
 
 
-def _align(points: Points, grid: SlotGrid, what: str, max_gap_minutes: float, fix: str) -> Aligned:
+def _align(points: Points, grid: SlotGrid, what: str, max_gap_minutes: float, fix: str, sample: str = "mean") -> Aligned:
     return align(points.times_s, points.values, grid, step_s=points.step_s, max_gap_s=max_gap_minutes * 60.0,
-                 what=what, fix=fix)
+                 what=what, fix=fix, sample=sample)
 
 
 def _range_problems(kind: SignalKind, values: np.ndarray, what: str) -> list[Problem]:
@@ -81,8 +81,9 @@ def _range_problems(kind: SignalKind, values: np.ndarray, what: str) -> list[Pro
 def fetch_intensity(service: IntensityService, zones: Mapping[str, str], grid: SlotGrid, *, series: str = "actual",
                     cache: SignalCache | None = None, offline: bool = False,
                     fallback: Sequence[SignalSeries] = (),
-                    max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES) -> list[SignalSeries]:
-    """grid_intensity series for each scenario region in `zones` (region id -> the service's zone)."""
+                    max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES, sample: str = "mean") -> list[SignalSeries]:
+    """grid_intensity series for each scenario region in `zones` (region id -> the service's zone);
+    `sample`: mean or point value per slot (`edgeplace.topology.signals.align`)."""
     out = []
     unit = canonical_unit(SignalKind.grid_intensity)
     for region, zone in zones.items():
@@ -95,7 +96,7 @@ def fetch_intensity(service: IntensityService, zones: Mapping[str, str], grid: S
         backup = [s for s in fallback if s.signal is SignalKind.grid_intensity and s.target_id == region
                   and s.series == series]
         values, notes, source = _settle(found.get(key), reason, grid, what, max_gap_minutes, backup,
-                                        service.intensity_kind, f"region {region}", service.factor_type)
+                                        service.intensity_kind, f"region {region}", sample, service.factor_type)
         if reason is None:
             notes = [*found[key].notes, *notes]  # what the service flagged (estimated values, ...)
         problems = _range_problems(SignalKind.grid_intensity, values, what)
@@ -109,18 +110,18 @@ def fetch_intensity(service: IntensityService, zones: Mapping[str, str], grid: S
 
 def _settle(points: Points | None, reason: str | None, grid: SlotGrid, what: str, max_gap_minutes: float,
             backup: Sequence[SignalSeries], intensity_kind: str | None, target: str,
-            factor_type: str | None = None) -> tuple[np.ndarray, list[str], str]:
+            sample: str = "mean", factor_type: str | None = None) -> tuple[np.ndarray, list[str], str]:
     """Aligned values, notes and a source line from fresh points, the cache or a fallback series (module docstring)."""
     if reason is None:
         assert points is not None  # fresh answers always carry points
-        result = _align(points, grid, what, max_gap_minutes, "fetch a period the service covers")
+        result = _align(points, grid, what, max_gap_minutes, "fetch a period the service covers", sample)
         if result.values is None:
             raise InputError(what, result.problems)
         return result.values, result.notes, points.source
     cached_problems: list[Problem] = []
     if points is not None:
         result = _align(points, grid, f"{what} from the cache", max_gap_minutes,
-                        "fetch again when the service is back")
+                        "fetch again when the service is back", sample)
         if result.values is not None:
             message = f"{what}: using cached values ({points.source})"
             if reason != "offline":
@@ -149,7 +150,8 @@ def _settle(points: Points | None, reason: str | None, grid: SlotGrid, what: str
 def fetch_utilisation(prometheus: Prometheus, node_ids: Sequence[str], grid: SlotGrid, *,
                       label: str = "instance", query: str | None = None, cache: SignalCache | None = None,
                       offline: bool = False, fallback: Sequence[SignalSeries] = (), required: Sequence[str] = (),
-                      max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES) -> tuple[list[SignalSeries], list[str]]:
+                      max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES,
+                      sample: str = "mean") -> tuple[list[SignalSeries], list[str]]:
     """background_utilisation series for the nodes Prometheus knows; returns them and the nodes it had nothing for.
 
     `required` nodes without values are a problem; other missing nodes keep
@@ -174,7 +176,8 @@ def fetch_utilisation(prometheus: Prometheus, node_ids: Sequence[str], grid: Slo
             continue
         what = f"{prometheus.label} node {node}"
         try:
-            values, notes, source = _settle(points, reason, grid, what, max_gap_minutes, backup, None, f"node {node}")
+            values, notes, source = _settle(points, reason, grid, what, max_gap_minutes, backup, None, f"node {node}",
+                                            sample)
         except InputError as exc:
             problems.extend(exc.problems)
             continue

@@ -517,8 +517,9 @@ def _check_ranges(table: Table, frame: pd.DataFrame, problems: Problems) -> None
 
 
 def rows_to_series(rows: SignalRows, grid: SlotGrid, *, max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES,
-                   series: Iterable[str] = ("actual", "forecast")) -> list[SignalSeries]:
-    """Align every series of `rows` onto `grid` (rules: `edgeplace.topology.signals.align`).
+                   series: Iterable[str] = ("actual", "forecast"), sample: str = "mean") -> list[SignalSeries]:
+    """Align every series of `rows` onto `grid` (rules: `edgeplace.topology.signals.align`;
+    `sample`: the mean or the value at the start of each slot).
 
     One `SignalSeries` per (signal, target, series) in the file, in order of
     first appearance. Raises one `InputError` with every alignment problem.
@@ -546,7 +547,7 @@ def rows_to_series(rows: SignalRows, grid: SlotGrid, *, max_gap_minutes: float =
         energy = bool(group["energy"].iat[0])
         result = align(group["time_s"].to_numpy(), group["value"].to_numpy(), grid, energy=energy,
                        max_gap_s=max_gap_minutes * 60.0, what=what,
-                       labels=[rows.label(r) for r in group["row"]], fix="add rows")
+                       labels=[rows.label(r) for r in group["row"]], fix="add rows", sample=sample)
         problems.extend(result.problems)
         if result.values is None:
             continue
@@ -563,12 +564,12 @@ def rows_to_series(rows: SignalRows, grid: SlotGrid, *, max_gap_minutes: float =
 
 
 def load_signal_files(paths: Iterable[str | Path], grid: SlotGrid, *,
-                      max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES) -> list[SignalSeries]:
+                      max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES, sample: str = "mean") -> list[SignalSeries]:
     """Read and align several files; a series given by two files is a problem."""
     out: list[SignalSeries] = []
     seen: dict[tuple[str, str, str], str] = {}
     for path in paths:
-        for s in rows_to_series(read_signal_file(path), grid, max_gap_minutes=max_gap_minutes):
+        for s in rows_to_series(read_signal_file(path), grid, max_gap_minutes=max_gap_minutes, sample=sample):
             if s.key() in seen:
                 raise InputError(str(path), [Problem(s.label(), f"is also in {seen[s.key()]}; keep it in one file")])
             seen[s.key()] = str(path)

@@ -186,7 +186,7 @@ def read_mix_file(path: str | Path, factors: Mapping[str, float] | None = None) 
 
 def mix_signals(path: str | Path, grid: SlotGrid, factors: Mapping[str, float] | None = None, *,
                 regions: Mapping[str, str] | None = None,
-                max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES) -> list[SignalSeries]:
+                max_gap_minutes: float = DEFAULT_MAX_GAP_MINUTES, sample: str = "mean") -> list[SignalSeries]:
     """Average grid_intensity signals from a mix file; `regions` renames file regions to scenario ids."""
     frame = read_mix_file(path, factors)
     if frame.empty:
@@ -196,7 +196,7 @@ def mix_signals(path: str | Path, grid: SlotGrid, factors: Mapping[str, float] |
         result = align(group["time_s"].to_numpy(), group["value"].to_numpy(), grid, max_gap_s=max_gap_minutes * 60,
                        labels=[f"row {r}" if str(path).lower().endswith((".parquet", ".pq")) else f"line {r}"
                                for r in group["row"]],
-                       what=f"region {region} (fuel mix)", fix="add rows")
+                       what=f"region {region} (fuel mix)", fix="add rows", sample=sample)
         problems.extend(result.problems)
         if result.values is not None:
             target = (regions or {}).get(region, region)

@@ -1,0 +1,124 @@
+"""The optimizer at scale (issue 15): exact solvers against greedy in one run, with their bounds.
+
+Each (instance, solver) runs in its own child process (peak memory is its
+own) through `edgeplace.optimizer.solve` with the options a user gets from
+`edgeplace plan --solver S --time-limit 60` (bounds included: flow, and the
+Lagrangian and LP bounds where the model is small enough for them). Every
+figure is the plan's own: its objective is `Evaluation.decision_g` on the
+location basis (operational carbon plus rented nodes' embodied carbon; the
+owned nodes' embodied carbon is the same for every plan and left out), its
+gap is to the bound it names. `vs_greedy_pct` compares objectives side by
+side within the run (negative: better than greedy); `gap_best_pct` is each
+plan's gap to the best bound any solver proved for the instance in this run.
+
+Targets (issue 15, 2 cores, 60 s): 1,000 x 100 x 24 at least 3 % better than
+greedy and within 5 % of the bound; 10,000 x 1,000 x 1 within 5 % of the
+bound; memory under 4 GiB; one node with 5,000 deferrable jobs over 17,568
+slots (`bench/longhorizon.py`) planned with a stated solver and gap in under
+300 MB.
+
+`python -m bench.bench_optimizer [--time-limit S] [--only scale|year]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import pandas as pd
+
+from bench.common import in_child, peak_rss_mib, write_section
+
+INSTANCES = [(1_000, 100, 24), (10_000, 1_000, 1)]
+SOLVERS = ("greedy", "cpsat", "milp")
+
+
+def _scenario(spec):
+    from edgeplace.topology import scenario_from_dict
+    from edgeplace.topology.generate import generate_scenario
+
+    if spec == "year":
+        from bench.longhorizon import batch_year
+
+        return scenario_from_dict(batch_year(), source="<bench/longhorizon.py batch_year()>")
+    w, n, t = spec
+    return generate_scenario(n_workloads=w, n_nodes=n, n_slots=t, seed=7)
+
+
+def _child(spec, solver, time_limit_s, queue) -> None:
+    from edgeplace.optimizer.solve import SolveOptions, solve
+
+    scenario = _scenario(spec)
+    load_rss = peak_rss_mib()
+    started = time.perf_counter()
+    plan = solve(scenario, SolveOptions(solver=solver, time_limit_s=time_limit_s, workers=2))
+    queue.put({"objective_g": plan.objective_g, "emissions_g": plan.evaluation.totals["emissions_g"],
+               "violations": len(plan.evaluation.violations), "seconds": time.perf_counter() - started,
+               "produced_by": plan.solver, "status": plan.status, "bound": plan.bound_name,
+               "bound_g": plan.lower_bound_g, "gap": plan.gap, "notes": "; ".join(plan.notes),
+               "peak_rss_mib": peak_rss_mib(), "scenario_rss_mib": load_rss})
+
+
+def _label(spec) -> str:
+    return "1 node x 5,000 jobs x 17,568 slots" if spec == "year" else f"{spec[0]:,} x {spec[1]:,} x {spec[2]}"
+
+
+def run(instances, solvers, time_limit_s: float) -> tuple[pd.DataFrame, list[float]]:
+    rows, loads = [], []
+    for spec in instances:
+        results = {}
+        for solver in solvers:
+            loads.append(os.getloadavg()[0])
+            results[solver] = in_child(_child, spec, solver, time_limit_s, timeout_s=6 * time_limit_s + 300)
+        done = {s: r for s, r in results.items() if r}
+        greedy = done.get("greedy", {}).get("objective_g")
+        best_bound = max((r["bound_g"] for r in done.values() if r["bound_g"] is not None), default=None)
+        for solver, r in results.items():
+            if r is None:
+                rows.append({"instance": _label(spec), "solver": solver, "status": "died or timed out"})
+                continue
+            rows.append({
+                "instance": _label(spec), "solver": solver, "produced_by": r["produced_by"], "status": r["status"],
+                "time_s": r["seconds"], "objective_kg": r["objective_g"] / 1000,
+                "vs_greedy_pct": None if not greedy else (r["objective_g"] / greedy - 1) * 100,
+                "bound": r["bound"], "bound_kg": None if r["bound_g"] is None else r["bound_g"] / 1000,
+                "gap_pct": None if r["gap"] is None else r["gap"] * 100,
+                "gap_best_pct": (None if best_bound is None or r["objective_g"] <= 0
+                                 else max(0.0, (r["objective_g"] - best_bound) / r["objective_g"] * 100)),
+                "violations": r["violations"], "peak_rss_mib": r["peak_rss_mib"],
+                "emissions_kg": r["emissions_g"] / 1000, "notes": r["notes"],
+            })
+    loads.append(os.getloadavg()[0])
+    return pd.DataFrame(rows), loads
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_optimizer", description=__doc__)
+    parser.add_argument("--time-limit", type=float, default=60.0)
+    parser.add_argument("--only", choices=("scale", "year"))
+    args, _ = parser.parse_known_args(argv)
+    if args.only != "year":
+        table, loads = run(INSTANCES, SOLVERS, args.time_limit)
+        write_section("optimizer-scale", "Optimizer at scale: exact solvers against greedy, with their bounds (issue 15)",
+                      table, f"Time limit {args.time_limit:g} s per solve, 2 workers, generated instances (seed 7). "
+                      "objective_kg: `Evaluation.decision_g` on the location basis (what a placement can change); "
+                      "emissions_kg: total with the owned nodes' embodied carbon. gap_pct: to the bound the plan names "
+                      "(flow / lagrangian / lp / the solver's own); gap_best_pct: to the best bound of the instance "
+                      "in this run. Every figure is the plan's evaluation by edgeplace.policies.evaluate. 1-minute "
+                      f"load average before each solve and at the end: {', '.join(f'{x:.1f}' for x in loads)}.")
+    if args.only != "scale":
+        table, loads = run(["year"], ("greedy", "cpsat"), args.time_limit)
+        write_section("optimizer-year", "Long horizon: one node, 5,000 deferrable jobs, 17,568 slots (issue 15)", table,
+                      f"bench/longhorizon.py `batch_year()`: windows up to 24 h, 30 % interruptible with a 1 h minimum "
+                      f"run; time limit {args.time_limit:g} s, 2 workers. peak_rss_mib is the child process's peak "
+                      f"(loading the 5,000-job scenario included; target < 300 MB). 1-minute load average before "
+                      f"each solve and at the end: {', '.join(f'{x:.1f}' for x in loads)}.")
+
+
+def main_large() -> None:
+    main([])
+
+
+if __name__ == "__main__":
+    main()

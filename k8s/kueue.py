@@ -576,7 +576,9 @@ def decide(wl: dict, job: dict | None, plan: PlanView | None, now: datetime, clo
                         f"reached; admitted", latest_start=latest)
     known, start = _plan_start(job, plan)
     created = _time(_meta(job).get("creationTimestamp"))
-    created = clock.from_wall(created) if created else None
+    # creationTimestamp is whole seconds: a Job stamped up to a second before the round began may have been
+    # created after the round read the cluster; only one stamped earlier was certainly seen (and left out).
+    created = clock.from_wall(created + timedelta(seconds=1)) if created else None
     if not known and (plan is None or created is None or created > plan.made_at):
         since = reserved_at(wl)
         waited = (ScaledClock.wall() - since).total_seconds() if since else 0.0

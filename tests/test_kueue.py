@@ -83,6 +83,8 @@ def wall_at(monkeypatch):
     (_job(), None, NOW, "wait", "waiting_for_plan"),
     # a plan made before the job was created, without it: wait for the next one
     (_job(created="2026-06-21T10:12:00Z"), _plan({}, ids=()), NOW, "wait", "waiting_for_plan"),
+    # stamped in the second the plan was made (timestamps are whole seconds): maybe not seen yet, wait
+    (_job(created="2026-06-21T10:10:00Z"), _plan({}, ids=()), NOW, "wait", "waiting_for_plan"),
     # a plan made after the job was created that leaves it out: not ours to hold
     (_job(created="2026-06-21T10:05:00Z"), _plan({}, ids=()), NOW, "ready", "not_deferred"),
     # in the plan but not deferred (window too short, or not placed)

@@ -39,7 +39,6 @@ import argparse
 import concurrent.futures
 import copy
 import hashlib
-import importlib.util
 import os
 import ssl
 import statistics
@@ -120,13 +119,9 @@ DEPLOYMENTS: dict[str, dict[str, Any]] = {
 
 def load_cluster_module():
     """k8s/e2e/cluster.py (not a package), loaded as tests/e2e/conftest.py does."""
-    name = "edgeplace_e2e_cluster"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "k8s" / "e2e" / "cluster.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    from bench.common import load_e2e_module
+
+    return load_e2e_module("edgeplace_e2e_cluster", "cluster.py")
 
 
 def template_hash(workload: str) -> str:

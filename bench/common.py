@@ -7,6 +7,7 @@ command, the date and the machine, so the page always says what produced it.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing as mp
 import os
 import platform
@@ -29,6 +30,17 @@ Figures written by the benchmarks under `bench/` (each section names the
 command that produced it). Machine noise is large on shared 2-core machines,
 so comparisons are made side by side within one run.
 """
+
+
+def load_e2e_module(name: str, filename: str):
+    """A file of k8s/e2e (not a package: cluster.py, kueue.py) imported as `name`, once, as tests/e2e/conftest.py
+    does, so the benchmarks and the tests share one copy of the harness."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "k8s" / "e2e" / filename)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 @contextmanager

@@ -2,8 +2,9 @@
 
 Names: load_eval, solvers, extender, constraints, k8s_e2e and k8s_agreement (need k8s/e2e/build.sh), simulate,
 and, only when named (they take long), optimizer (issue 15: exact solvers against greedy at scale and a year on one
-node, about 15 minutes) and actuation_day (a time-compressed day on the real-cluster tier, about 50 minutes). Without
-names, all the others run at the default (CI-friendly) sizes; `--large` adds the largest instances.
+node, about 15 minutes), actuation_day (a time-compressed day on the real-cluster tier, about 50 minutes) and kueue
+(a day of jobs through Kueue and MultiKueue, the same tier, about 25 minutes). Without names, all the others run at
+the default (CI-friendly) sizes; `--large` adds the largest instances.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import sys
 BENCHES = {"load_eval": "bench.bench_load_eval", "solvers": "bench.bench_solvers", "extender": "bench.bench_extender",
            "k8s_e2e": "bench.bench_k8s_e2e", "simulate": "bench.bench_simulate", "k8s_agreement": "bench.bench_agreement",
            "constraints": "bench.bench_constraints", "optimizer": "bench.bench_optimizer",
-           "actuation_day": "bench.bench_actuation_day"}
+           "actuation_day": "bench.bench_actuation_day", "kueue": "bench.bench_kueue"}
 #: Benchmarks that run only when named (they take long).
-ON_REQUEST = {"optimizer", "actuation_day"}
+ON_REQUEST = {"optimizer", "actuation_day", "kueue"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,3 +17,6 @@ common=(--namespace edgeplace-system --kube-version 1.37.2)
 "$helm" template edgeplace "$chart" "${common[@]}" --set secondScheduler.enabled=true \
     --show-only templates/second-scheduler.yaml > "$out/second-scheduler.yaml"
 echo "rendered $out/edgeplace.yaml and second-scheduler.yaml with $("$helm" version --short)"
+"$helm" template edgeplace "$chart" "${common[@]}" --set kueue.enabled=true \
+    --show-only templates/kueue-rbac.yaml --show-only templates/kueue-deployment.yaml > "$out/kueue.yaml"
+echo "rendered $out/kueue.yaml (kueue.enabled=true)"

@@ -132,6 +132,7 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     from edgeplace.actuation_cli import add_actuation_arguments
 
     add_actuation_arguments(p)
+    _kueue_args(p)
 
     p = sub.add_parser("apply-isolation", help="keep tenant isolation in the cluster's own taints, labels and admission",
                        description="Taint dedicated nodes, label namespaces with their tenant and write the admission "
@@ -145,6 +146,27 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
                    help="namespace left alone (repeatable; default: kube-system, kube-public, kube-node-lease, edgeplace-system)")
     p.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
     return {"import": cmd_import, "serve": cmd_serve, "apply-isolation": cmd_apply_isolation}
+
+
+def _kueue_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Kueue (docs/KUBERNETES.md, \"Batch jobs through Kueue\")")
+    g.add_argument("--kueue", action="store_true",
+                   help="run the Kueue AdmissionCheck controller with the planner: hold Workloads until their planned slot")
+    g.add_argument("--fleet-config", metavar="FILE",
+                   help="plan over the worker clusters this site config names (clusters: [...]) and steer MultiKueue's "
+                        "dispatch from the manager cluster (implies --kueue; instead of --site-config)")
+    g.add_argument("--kueue-controller-name", default="edgeplace.io/carbon-aware", metavar="NAME",
+                   help="the AdmissionChecks' spec.controllerName edgeplace serves (default edgeplace.io/carbon-aware)")
+    g.add_argument("--kueue-min-defer", type=_nonneg, default=30.0, metavar="S",
+                   help="waits at least this long give the quota back until the planned start (default 30)")
+    g.add_argument("--kueue-plan-wait", type=_nonneg, default=120.0, metavar="S",
+                   help="admit a Workload no plan included within S seconds of its quota reservation (default 120)")
+    g.add_argument("--kueue-watchdog", action="store_true",
+                   help="run only the fail-open watchdog: admit held Workloads once edgeplace is down for --grace seconds")
+    g.add_argument("--grace", type=_nonneg, default=300.0, metavar="S",
+                   help="watchdog: how long edgeplace may be down before held Workloads are admitted (default 300)")
+    g.add_argument("--multikueue", action="store_true",
+                   help="watchdog: edgeplace is MultiKueue's dispatcher here; when it is down, nominate every active cluster")
 
 
 # ---------------------------------------------------------------------------
@@ -179,14 +201,20 @@ def connect(kubeconfig: str | None = None, context: str | None = None, in_cluste
 
 def read_cluster_or_explain(api_client):
     """`edgeplace.k8s.mapping.read_cluster`, with API and connection failures as one `InputError`."""
+    from edgeplace.k8s.mapping import read_cluster
+
+    return call_or_explain(api_client, lambda: read_cluster(api_client))
+
+
+def call_or_explain(api_client, call: Callable[[], object]):
+    """`call()`, with API and connection failures as one `InputError` naming the API server."""
     from kubernetes.client.exceptions import ApiException
 
-    from edgeplace.k8s.mapping import read_cluster
     from edgeplace.topology.errors import InputError, Problem
 
     server = getattr(api_client.configuration, "host", "the API server")
     try:
-        return read_cluster(api_client)
+        return call()
     except ApiException as exc:
         hint = (" (the identity lacks list permission: see the ClusterRole in deploy/helm/edgeplace)"
                 if exc.status in (401, 403) else "")
@@ -266,11 +294,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from edgeplace.optimizer.solve import SolveOptions
     from edgeplace.policies.costs import Objective
 
-    run_extender = args.extender or not args.planner
-    run_planner = args.planner or not args.extender
+    if (args.kueue or args.fleet_config or args.kueue_watchdog) and "/" not in args.kueue_controller_name:
+        return _usage(f"--kueue-controller-name must be a domain-prefixed name such as edgeplace.io/carbon-aware "
+                      f"(got {args.kueue_controller_name!r})")
+    if args.kueue_watchdog:
+        return _serve_watchdog(args)
+    if args.multikueue:
+        return _usage("--multikueue is a watchdog option; add --kueue-watchdog")
+    want_kueue = args.kueue or bool(args.fleet_config)
+    run_extender = args.extender or not (args.planner or want_kueue)
+    run_planner = args.planner or want_kueue or not args.extender
+    if args.fleet_config and (args.site_config or args.extender):
+        return _usage("--fleet-config replaces --site-config and plans jobs only (no extender): drop "
+                      + ("--site-config" if args.site_config else "--extender"))
+    if args.fleet_config and "apply" in (args.rebalance, args.power):
+        return _usage("--rebalance and --power act on one cluster's nodes; with --fleet-config actuation is off "
+                      "(drop --rebalance apply / --power apply)")
     problem = check_arguments(args)
     if problem:
         return _usage(problem)
+    fleet_config = None
+    if args.fleet_config:  # check the file before connecting anywhere
+        from edgeplace.k8s.multicluster import load_fleet_config
+
+        fleet_config = load_fleet_config(args.fleet_config)
     if args.once and not run_planner:
         return _usage("--once is a planner option; drop --extender or add --planner")
     if args.once and run_extender and not args.planner:
@@ -298,7 +345,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
             raise InputError(args.token_file or args.tls_cert or "TLS/token", [Problem("", str(exc))]) from None
 
-    planner = elector = None
+    planner = elector = controller = None
     if run_planner:
         config = load_site_config(args.site_config)
         publisher = (FilePlanPublisher(args.plan_file) if args.plan_file
@@ -310,13 +357,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             period_s=args.period, debounce_s=args.debounce, max_delay_s=args.max_delay,
             solve=SolveOptions(solver=args.solver, time_limit_s=args.time_limit, bound_time_limit_s=0.0,
                                objective=Objective(migration_g_per_replica=args.migration_g_per_replica)),
-            valid_for_s=args.valid_for, release_gates=not args.no_release_gates,
-            isolation_namespace=namespace if args.keep_isolation else None)
-        actuation = actuation_options(args, namespace)
+            valid_for_s=args.valid_for, release_gates=not args.no_release_gates and not args.fleet_config,
+            isolation_namespace=namespace if args.keep_isolation and not args.fleet_config else None)
+        # Over a fleet the plan's nodes are other clusters' (`<cluster>/<node>`): nothing to actuate here.
+        actuation = actuation_options(args, namespace, *(("off", "off") if args.fleet_config else ()))
         metrics = PlannerMetrics()
         actuator = (Actuator(api, actuation, metrics, identity=args.identity or "edgeplace-planner")
                     if actuation.enabled and not args.once else None)
         planner = Planner(api, publisher, config, options, elector, actuator=actuator, metrics=metrics)
+        if want_kueue:
+            controller = _attach_kueue(args, api, planner, elector, fleet_config)
         if args.metrics_port:
             from prometheus_client import start_http_server
 
@@ -330,6 +380,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"  isolation: {change}")
         for w in result.warnings:
             print(f"  warning: {w}")
+        if controller is not None:
+            for action in controller.reconcile():
+                print(f"kueue: {action.workload}: {action.action} ({action.reason}) {action.detail}")
         return EXIT_OK if result.outcome in ("published", "unchanged", "superseded") else 1
 
     stop = threading.Event()
@@ -352,6 +405,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             threads.append(t)
         if planner is not None:
             t = threading.Thread(target=planner.run, args=(stop,), name="edgeplace-planner", daemon=True)
+            t.start()
+            threads.append(t)
+        if controller is not None:
+            t = threading.Thread(target=controller.run, args=(stop,), name="edgeplace-kueue", daemon=True)
             t.start()
             threads.append(t)
         stop.wait()
@@ -393,4 +450,68 @@ def cmd_apply_isolation(args: argparse.Namespace) -> int:
     for change in done:
         print(f"{verb}: {change}")
     print(f"edgeplace: isolation {'checked' if args.dry_run else 'applied'}: {len(done)} change(s)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# Kueue (imported only with --kueue, --fleet-config or --kueue-watchdog)
+
+
+def _kueue_ready(api) -> None:
+    """Kueue's API must be served: a clear `InputError` (exit 3) when its CRDs are not installed."""
+    from edgeplace.k8s.kueue import KueueMissing, check_kueue_installed
+    from edgeplace.topology.errors import InputError, Problem
+
+    try:
+        call_or_explain(api, lambda: check_kueue_installed(api))
+    except KueueMissing as exc:
+        raise InputError(getattr(api.configuration, "host", "the API server"),
+                         [Problem("kueue.x-k8s.io", str(exc))]) from None
+
+
+def _attach_kueue(args: argparse.Namespace, api, planner, elector, fleet_config=None):
+    """The Kueue AdmissionCheck controller (and, with a fleet config, the fleet reader and the dispatcher)."""
+    import time
+
+    from edgeplace.k8s.kueue import KueueController, KueueOptions, map_with_kueue, read_with_kueue
+
+    _kueue_ready(api)
+    options = KueueOptions(controller_name=args.kueue_controller_name, min_defer_s=args.kueue_min_defer,
+                           plan_wait_s=args.kueue_plan_wait)
+    dispatcher = None
+    planner.mapper = map_with_kueue
+    if fleet_config is not None:
+        from edgeplace.k8s.multicluster import Fleet, MultiKueueDispatcher, NoPublisher
+
+        fleet = Fleet(api, fleet_config, connect, kubeconfig=args.kubeconfig)
+        planner.reader, planner.config = fleet.read, fleet.config.site_config
+        if not args.plan_file:
+            planner.publisher = NoPublisher()
+        dispatcher = MultiKueueDispatcher(api, options)
+    else:
+        planner.reader = read_with_kueue
+    controller = KueueController(api, options, elector, dispatcher=dispatcher,
+                                 trigger=lambda: planner.debouncer.mark(time.monotonic()))
+    planner.plan_listeners.append(controller.on_plan)
+    return controller
+
+
+def _serve_watchdog(args: argparse.Namespace) -> int:
+    """`serve --kueue-watchdog`: the fail-open watchdog alone, until SIGINT or SIGTERM."""
+    if args.extender or args.planner or args.kueue or args.fleet_config or args.once:
+        return _usage("--kueue-watchdog runs alone (it must keep working when edgeplace is down): drop --extender, "
+                      "--planner, --kueue, --fleet-config and --once")
+    from edgeplace.k8s.kueue_failopen import FailOpenWatchdog
+    from edgeplace.k8s.publish import DEFAULT_NAMESPACE
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    api = connect(args.kubeconfig, args.context, args.in_cluster)
+    _kueue_ready(api)
+    lease_ns, lease_name = args.lease or ((args.configmap or (DEFAULT_NAMESPACE, ""))[0], "edgeplace-planner")
+    watchdog = FailOpenWatchdog(api, lease_ns, lease_name, args.grace, args.kueue_controller_name, args.multikueue)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    logging.getLogger("edgeplace.serve").info("kueue watchdog on lease %s/%s, grace %g s", lease_ns, lease_name, args.grace)
+    watchdog.run(stop)
     return EXIT_OK

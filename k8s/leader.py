@@ -66,6 +66,28 @@ class _Observed:
     duration_s: float
     at: float  # our monotonic time when this record was first seen
 
+    @property
+    def held_until(self) -> float:
+        """Our monotonic time until which the holder may still act (its lease, counted from when we saw it)."""
+        return self.at + self.duration_s if self.holder else self.at
+
+
+def observe_lease(seen: _Observed | None, lease: dict | None, now: float) -> _Observed | None:
+    """The Lease's holder record, first seen at `now` (our monotonic clock) unless it equals `seen`.
+
+    client-go's rule: a holder has expired once its record has not changed for
+    ``leaseDurationSeconds`` *as we observed it*; its ``renewTime`` is never
+    compared with our wall clock.
+    """
+    if lease is None:
+        return None
+    spec = lease.get("spec") or {}
+    record = (spec.get("holderIdentity") or "", str(spec.get("renewTime") or ""),
+              float(spec.get("leaseDurationSeconds") or 0))
+    if seen is not None and (seen.holder, seen.renew_time, seen.duration_s) == record:
+        return seen
+    return _Observed(*record, at=now)
+
 
 class LeaderElector:
     """Lease-based leader election (see the module docstring).
@@ -141,12 +163,9 @@ class LeaderElector:
                 return self._won(now, body["spec"])
             spec = lease.get("spec") or {}
             holder = spec.get("holderIdentity") or ""
-            record = (holder, str(spec.get("renewTime") or ""), float(spec.get("leaseDurationSeconds") or 0))
-            seen = self._observed
-            if seen is None or (seen.holder, seen.renew_time, seen.duration_s) != record:
-                self._observed = seen = _Observed(*record, at=now)
+            self._observed = seen = observe_lease(self._observed, lease, now)
             ours = holder == self.identity
-            expired = not holder or now >= seen.at + seen.duration_s
+            expired = not holder or now >= seen.held_until
             if not ours and not expired:
                 return self._lost()
             transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)

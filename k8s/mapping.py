@@ -1013,8 +1013,14 @@ def _workload_schedule(w: _WorkloadIn, entry: dict[str, Any], nodes: dict[str, _
                 deferral["min_run_minutes"] = min(int(min_run), deferral["duration_minutes"])
             entry["deferral"] = deferral
     elif w.ref.kind == "Job" and ANN_DEADLINE in ann:
-        if running:
+        # A Job with a start time and no gated pod has run too (its pods may be between retries or just
+        # finished, or Kueue admitted it): not a deferral decision any more either.
+        status = w.obj.get("status") if isinstance(w.obj.get("status"), dict) else {}
+        if running or (status.get("startTime") and not any(has_gate(p) for p in w.pods)):
             started = True  # released or running: it runs now, not a deferral decision any more
+            remaining = _remaining_run(w, ann, ctx.start, ctx.slots, ctx.slot_minutes)
+            if remaining is not None:
+                entry["deferral"] = remaining
         else:
             deferral = _deferral(w, ann, subject, ctx.start, ctx.end, ctx.slot_minutes, ctx.problems, ctx.warnings)
             if deferral is not None:
@@ -1300,6 +1306,38 @@ def _deferral(w: _WorkloadIn, ann: dict[str, str], subject: str, start: datetime
     return {"earliest_start": (start + first * slot).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "deadline": (start + last * slot).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "duration_minutes": int(duration)}
+
+
+def _remaining_run(w: _WorkloadIn, ann: dict[str, str], start: datetime, slots: int,
+                   slot_minutes: int) -> dict[str, Any] | None:
+    """The slots a started deferrable Job still runs in: from now to its start + duration (at least one slot).
+
+    A window exactly as long as the run, so the plan keeps it where it is in
+    time and its requests (and its tenant's quota) count only until it is
+    expected to end, not over the whole horizon. A job that started within
+    the first tenth of a slot counts from that slot's start: edgeplace
+    releases jobs at slot starts, and the seconds Kueue or the scheduler take
+    to start them are not a slot more. None when its duration or start time
+    is unknown.
+    """
+    try:
+        duration = float(ann[ANN_DURATION_MIN])
+    except (KeyError, ValueError):
+        return None
+    status = w.obj.get("status") if isinstance(w.obj.get("status"), dict) else {}
+    times = [_parse_time(t) for t in [status.get("startTime")] + [(p.get("status") or {}).get("startTime")
+                                                                  for p in w.pods] if isinstance(t, str)]
+    if not times or not math.isfinite(duration) or duration <= 0:
+        return None
+    slot = timedelta(minutes=slot_minutes)
+    began = min(times)
+    slot_start = horizon_start(began, slot_minutes)
+    if began - slot_start < slot / 10:
+        began = slot_start
+    need = min(max(math.ceil((began + timedelta(minutes=duration) - start) / slot), 1), slots)
+    return {"earliest_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "deadline": (start + need * timedelta(minutes=slot_minutes)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "duration_minutes": need * slot_minutes}
 
 
 def has_gate(pod: dict, gate: str = GATE_DEFERRED) -> bool:

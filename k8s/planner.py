@@ -213,6 +213,10 @@ class Planner:
     metrics : the `PlannerMetrics` to record into (default: a new registry)
     reader, solver, clock : injectable for tests (default: `read_cluster`,
         `edgeplace.optimizer.solve.solve`, the UTC wall clock)
+    mapper : objects -> scenario (default `map_cluster`; Kueue's `edgeplace.k8s.kueue.map_with_kueue`)
+
+    `plan_listeners` are called with (mapped cluster, plan, now) after each
+    successful solve, before publishing (Kueue's admission controller is one).
     """
 
     def __init__(self, api_client, publisher: Publisher, config: ClusterConfig | None = None,
@@ -220,13 +224,15 @@ class Planner:
                  reader: Callable[[Any], ClusterObjects] = read_cluster,
                  solver: Callable[[Scenario, SolveOptions], Plan] = solve,
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                 actuator: Actuator | None = None, metrics: PlannerMetrics | None = None):
+                 actuator: Actuator | None = None, metrics: PlannerMetrics | None = None,
+                 mapper: Callable[[ClusterObjects, ClusterConfig, MappingOptions], MappedCluster] = map_cluster):
         self.api_client = api_client
         self.publisher = publisher
         self.config = config or ClusterConfig()
         self.options = options or PlannerOptions()
         self.elector = elector
-        self.reader, self.solver, self.clock = reader, solver, clock
+        self.reader, self.solver, self.clock, self.mapper = reader, solver, clock, mapper
+        self.plan_listeners: list[Callable[[MappedCluster, Plan, datetime], None]] = []
         self.actuator = actuator
         self.metrics = metrics or (actuator.metrics if actuator is not None else PlannerMetrics())
         self.last_mapped: MappedCluster | None = None  # the scenario of the last published plan
@@ -270,7 +276,7 @@ class Planner:
         if self.options.isolation_namespace is not None:
             self._keep_isolation(objects, result)
         try:
-            mapped = map_cluster(objects, self.config, MappingOptions(now=now))
+            mapped = self.mapper(objects, self.config, MappingOptions(now=now))
         except InputError as exc:
             # Deadlines still hold: release what must start now even without a plan.
             result.released = self._release(objects, None, now)
@@ -287,6 +293,8 @@ class Planner:
                                   now=now, evaluation=plan.evaluation)
         if not self.leading():  # lost the lease while solving: publish nothing
             return self._done(result, "not_leader", "lost leadership while solving", started)
+        for listener in self.plan_listeners:
+            listener(mapped, plan, now)
         try:
             published = self.publisher.publish(doc)
         except (PublishError, PlanError, ApiException, OSError) as exc:

@@ -94,7 +94,10 @@ def progress_of(job: dict, now: datetime) -> tuple[float, float]:
 def is_interruptible(job: dict) -> bool:
     from edgeplace.k8s.mapping import ANN_DEADLINE, _truthy
 
-    ann = ((job.get("metadata") or {}).get("annotations")) or {}
+    meta = job.get("metadata") or {}
+    if "kueue.x-k8s.io/queue-name" in (meta.get("labels") or {}):
+        return False  # Kueue suspends and admits the Jobs of its queues: their spec.suspend is not ours
+    ann = meta.get("annotations") or {}
     return bool(_truthy(ann.get(ANN_INTERRUPTIBLE, ""))) and ANN_DEADLINE in ann
 
 

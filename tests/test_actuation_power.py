@@ -191,6 +191,25 @@ def test_pending_pods_wake_the_cheapest_node_they_fit_on_after_the_grace_time():
     assert moves(life.reconcile(objects, doc(["cloud-fr-1", "cloud-fr-2", "metro-3"]), [], NOW)) == {}
 
 
+@pytest.mark.parametrize("came_up", ["in this round", "a second ago"])
+def test_a_node_that_has_just_come_up_takes_the_pending_pods_before_another_is_woken(came_up):
+    objects = world()
+    for n in ("cloud-fr-2", "metro-3"):
+        set_state(objects, n, PowerState.OFF, ready=False)
+    if came_up == "in this round":
+        set_state(objects, "cloud-fr-1", PowerState.WAKING, since=NOW - timedelta(seconds=20), ready=True)
+    else:
+        set_state(objects, "cloud-fr-1", PowerState.ON, since=NOW - timedelta(seconds=1), ready=True)
+    objects.pods.append(PodBuilder("web-a", "shop").cpu("8").pending_unschedulable("2026-06-21T09:58:00Z").build())
+    life, machines = lifecycle(min_off_s=1e9, pending_grace_s=30)
+    report = life.reconcile(objects, doc(["cloud-fr-2", "metro-3"]), [], NOW)
+    assert not [t for t in report.transitions if t.target is PowerState.WAKING] and not machines.calls
+    # More than it has room for: the rest wakes a node.
+    objects.pods.append(PodBuilder("web-b", "shop").cpu("30").pending_unschedulable("2026-06-21T09:58:00Z").build())
+    report = life.reconcile(objects, doc(["cloud-fr-2", "metro-3"]), [], NOW)
+    assert [t.node for t in report.transitions if t.target is PowerState.WAKING] == ["cloud-fr-2"]
+
+
 def test_a_pending_pod_wakes_no_node_it_could_not_run_on():
     objects = world()
     set_state(objects, "cloud-fr-1", PowerState.OFF, ready=False)

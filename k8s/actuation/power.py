@@ -425,7 +425,20 @@ class PowerLifecycle:
         for lost in failed_now:  # a node that did not wake is replaced by another
             if candidates:
                 self._wake(facts[candidates.pop(0)], now, report, f"in place of {lost}, which did not wake")
+        # Capacity that is coming or has just come: nodes waking, and nodes Ready since this round or
+        # for less than the grace time (kube-scheduler has not retried the pending pods on them yet).
+        # Without them, every pod still Pending a moment after its node came up would wake one more.
+        just_on = {t.node for t in report.transitions if t.target is PowerState.ON}
+        fresh = {n for n, f in facts.items() if f.state is PowerState.ON and f.ready and f.since is not None
+                 and now - f.since < timedelta(seconds=self.options.pending_grace_s)}
+        used: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for p in objects.pods:
+            pf = pod_facts(p)
+            if pf.node and pf.phase not in ("Succeeded", "Failed"):
+                used[pf.node][0] += pf.requests.get("cpu_millicores", 0)
+                used[pf.node][1] += pf.requests.get("memory_mib", 0)
         coming = {n: room(n) for n, f in facts.items() if f.state is PowerState.WAKING and n not in changed}
+        coming.update({n: [a - u for a, u in zip(room(n), used[n])] for n in just_on | fresh})
         ignore = (TAINT_POWERED_DOWN, *LIFECYCLE_TAINTS, TAINT_UNSCHEDULABLE)
         for pod, raw in sorted(pending, key=lambda pr: (-pr[0].requests.get("cpu_millicores", 0), pr[0].key)):
             need = [pod.requests.get("cpu_millicores", 0), pod.requests.get("memory_mib", 0)]

@@ -15,6 +15,11 @@
 #   is compiled from the helm.sh/helm/v3 module at HELM_VERSION into
 #   ${EDGEPLACE_E2E_CACHE:-$HOME/.cache/edgeplace/e2e}/helm-<version>/helm
 #   and skipped when it is already there (EDGEPLACE_E2E_SKIP_HELM=1 skips it).
+# - Kueue's controller manager (sigs.k8s.io/kueue/cmd/kueue) is compiled from
+#   the sigs.k8s.io/kueue module at KUEUE_VERSION into .../kueue-<version>/kueue,
+#   with Kueue's own CRDs and webhook manifests copied from the same module
+#   (config/components/crd/bases, config/components/webhook/manifests.yaml);
+#   skipped when present (EDGEPLACE_E2E_SKIP_KUEUE=1 skips it).
 # - etcd is compiled from the go.etcd.io/etcd/server/v3 module pinned in
 #   go.mod (k8s/e2e/cmd/etcd) into the same directory; openssl comes from
 #   Debian's package when it is not on PATH.
@@ -46,6 +51,9 @@ KWOK_VERSION=v0.8.0
 kwokdir="$cache/kwok-$KWOK_VERSION"
 SUSHY_TOOLS_VERSION=2.2.0
 sushydir="$cache/sushy-tools-$SUSHY_TOOLS_VERSION"
+# Pinned Kueue release (sigs.k8s.io/kueue, served by the Go module proxy); tests read this line.
+KUEUE_VERSION=v0.17.0
+kueuedir="$cache/kueue-$KUEUE_VERSION"
 
 apt_install() {
     # apt_install PACKAGE...: install, refreshing the package lists only if needed.
@@ -173,6 +181,44 @@ if [[ ! -f "$kwokdir/stages.yaml" ]]; then
     done
     mv -f "$stmp" "$kwokdir/stages.yaml"
     log "kwok stages: $kwokdir/stages.yaml (from $src)"
+fi
+
+# --- Kueue ---------------------------------------------------------------------
+# `go install module@version` builds with Kueue's own go.mod (v0.17.0 has no
+# replace directives; a release that adds some would need a module of ours, as
+# cmd/etcd is for etcd). The manifests come from the module the binary was built
+# from; the stamp file is written last, so an interrupted build never looks done.
+if [[ "${EDGEPLACE_E2E_SKIP_KUEUE:-0}" == "1" ]]; then
+    log "kueue: skipped (EDGEPLACE_E2E_SKIP_KUEUE=1)"
+elif [[ -x "$kueuedir/kueue" && -f "$kueuedir/.complete" ]]; then
+    log "kueue $KUEUE_VERSION already built in $kueuedir; skipping"
+else
+    if ! command -v go >/dev/null 2>&1; then
+        log "go is not on PATH; install Go to build Kueue" >&2
+        exit 1
+    fi
+    log "building kueue $KUEUE_VERSION with $(go version) into $kueuedir (cold: ~10 minutes on 2 cores)"
+    mkdir -p "$cache"
+    qtmp="$(mktemp -d "$cache/.build-kueue-$KUEUE_VERSION.XXXXXX")"
+    vpkg=sigs.k8s.io/kueue/pkg/version
+    (
+        cd "$qtmp"
+        CGO_ENABLED=0 GOBIN="$qtmp/bin" GOFLAGS="-mod=mod ${GOFLAGS:-}" \
+            go install -trimpath -ldflags="-s -w -X $vpkg.GitVersion=$KUEUE_VERSION" \
+            "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"
+    ) || { rm -rf "$qtmp"; exit 1; }
+    src="$(go env GOMODCACHE)/sigs.k8s.io/kueue@$KUEUE_VERSION/config/components"
+    if [[ ! -d "$src/crd/bases" || ! -f "$src/webhook/manifests.yaml" ]]; then
+        log "Kueue's manifests are missing under $src" >&2; rm -rf "$qtmp"; exit 1
+    fi
+    rm -rf "$kueuedir"
+    mkdir -p "$kueuedir/crds"
+    mv -f "$qtmp/bin/kueue" "$kueuedir/kueue"
+    cp "$src"/crd/bases/*.yaml "$kueuedir/crds/"
+    cp "$src/webhook/manifests.yaml" "$kueuedir/webhook-manifests.yaml"
+    rm -rf "$qtmp"
+    touch "$kueuedir/.complete"
+    log "kueue: $kueuedir/kueue, $(ls "$kueuedir/crds" | wc -l) CRDs from $src"
 fi
 
 # --- sushy-tools (Redfish emulator) -------------------------------------------

@@ -12,18 +12,24 @@ import pytest
 _CLUSTER_PY = Path(__file__).resolve().parents[2] / "k8s" / "e2e" / "cluster.py"
 
 
-def _load_cluster_module():
-    """Import k8s/e2e/cluster.py (not a package) as ``edgeplace_e2e_cluster``."""
-    name = "edgeplace_e2e_cluster"
+def _load_module(name: str, path: Path):
+    """Import a file of k8s/e2e (not a package) as `name`."""
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, _CLUSTER_PY)
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
 
 
+def _load_cluster_module():
+    """Import k8s/e2e/cluster.py as ``edgeplace_e2e_cluster``."""
+    return _load_module("edgeplace_e2e_cluster", _CLUSTER_PY)
+
+
 e2e_cluster = _load_cluster_module()
+#: k8s/e2e/kueue.py (Kueue's controller manager on a LocalCluster) as ``edgeplace_e2e_kueue``.
+e2e_kueue = _load_module("edgeplace_e2e_kueue", _CLUSTER_PY.with_name("kueue.py"))
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +41,17 @@ def e2e_binaries() -> dict[str, str]:
     """
     try:
         return e2e_cluster.find_binaries()
+    except e2e_cluster.BinariesMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {exc}", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def kueue_binary(e2e_binaries) -> str:
+    """Kueue's controller manager (k8s/e2e/build.sh); skipped when not built, except under CI=true."""
+    try:
+        return str(e2e_kueue.find_kueue())
     except e2e_cluster.BinariesMissing as exc:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {exc}", pytrace=False)

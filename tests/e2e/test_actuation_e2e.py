@@ -345,6 +345,10 @@ def test_an_eviction_a_pdb_refuses_is_a_429_retried_later_never_a_delete(cluster
     stale = pod_facts({**api.sanitize_for_serialization(pod), "metadata": {**api.sanitize_for_serialization(pod)["metadata"],
                                                                        "uid": "someone-else"}})
     policy.patch_namespaced_pod_disruption_budget("api", "shop", {"spec": {"maxUnavailable": 1}})
+    # The API answers 429 while the PDB's status still allows nothing: wait for the controller first.
+    e2e_cluster.wait_for(lambda: policy.read_namespaced_pod_disruption_budget("api", "shop").status.observed_generation == 3
+                         and policy.read_namespaced_pod_disruption_budget("api", "shop").status.disruptions_allowed >= 1,
+                         WAIT, "the disruption controller to see the PDB allow one")
     assert evictor.evict(stale, "shop", "test") is EvictionResult.NOT_FOUND
 
 

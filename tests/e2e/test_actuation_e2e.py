@@ -34,7 +34,7 @@ from edgeplace.k8s.actuation.evictor import EvictionBudget
 from edgeplace.k8s.actuation.power import PowerOptions
 from edgeplace.k8s.actuation.rebalance import RebalanceOptions
 from edgeplace.k8s.extender.server import ExtenderServer
-from edgeplace.k8s.mapping import load_site_config
+from edgeplace.k8s.mapping import cpu_millicores, load_site_config
 from edgeplace.k8s.planner import Planner, PlannerOptions
 from edgeplace.k8s.publish import ConfigMapPlanPublisher, ConfigMapPlanSource
 from edgeplace.optimizer.solve import SolveOptions
@@ -115,10 +115,6 @@ def live_pods(api) -> list:
 def all_ready(api) -> bool:
     deps = client.AppsV1Api(api).list_deployment_for_all_namespaces().items
     return all((d.status.ready_replicas or 0) == d.spec.replicas for d in deps)
-
-
-def cpu_millicores(quantity: str) -> int:
-    return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
 
 
 def overload_web(api) -> int:

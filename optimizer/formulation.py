@@ -106,12 +106,14 @@ def _hull_lines(costs: CostModel) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :, 0], table[:, :, 1]
 
 
-def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
+def build(costs: CostModel, columns: np.ndarray | None = None, job_starts: dict[int, int] | None = None) -> Formulation:
     """Build the MILP of `costs.scenario` (see the module docstring for the variables).
 
     `columns` (W x N bool) keeps only those eligible workload-node pairs as y
     and x columns: a restricted model (`edgeplace.optimizer.pairs`), whose optimum is an
     upper bound of the full model's (its plans are plans of the full model).
+    `job_starts` (deferrable job -> slot) fixes those jobs' start slot, which must lie in
+    their window (a neighbourhood step keeps the jobs it does not free where they run).
     """
     sc, cm, obj = costs.scenario, costs, costs.objective
     cols_allowed = cm.eligible if columns is None else (columns & cm.eligible)
@@ -135,6 +137,8 @@ def build(costs: CostModel, columns: np.ndarray | None = None) -> Formulation:
     start_j, start_s, jj, jn, js = [], [], [], [], []
     for j in jobs:
         starts = np.arange(sc.workload_earliest_slot[j], sc.workload_latest_start_slot[j] + 1)
+        if job_starts is not None and j in job_starts:
+            starts = starts[starts == job_starts[j]]
         nodes = np.flatnonzero(cols_allowed[j])
         start_j.append(np.full(len(starts), j)); start_s.append(starts)
         jj.append(np.full(len(starts) * len(nodes), j))

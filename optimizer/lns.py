@@ -41,6 +41,10 @@ CHEAP_CLOSED_NODES = 3
 SITE_NODES = 6
 #: Open nodes a "close" step frees (its workloads may go to any open node).
 CLOSE_NODES = 2
+#: A "closing" step (`consolidate`) offers the freed node's workloads this many open nodes with the
+#: most room for them, and this many closed nodes that are cheapest to keep on per millicore.
+CLOSING_RECEIVERS = 2
+CLOSING_CLOSED = 1
 #: Time limit of one step's exact solve [s].
 STEP_TIME_LIMIT_S = 2.0
 #: `repair`: at most this many nodes around the violations, and its time limit [s].
@@ -53,31 +57,74 @@ SolveStep = Callable[[LinearModel, dict[int, float], float], SolveResult]
 
 def improve(costs: CostModel, incumbent: Candidate, *, deadline: float, price: Pricer, solve_step: SolveStep,
             seed: int = 0, max_steps: int | None = None) -> tuple[Candidate, int, int]:
-    """LNS steps until `deadline` (perf_counter seconds) or `max_steps` steps.
+    """LNS steps until `deadline` (perf_counter seconds) or `max_steps` steps, alternating the
+    "swap" and "close" neighbourhoods.
 
     Returns (the best candidate, steps tried, steps kept)."""
-    sc = costs.scenario
+    per_mc = costs.open_g().sum(axis=1) / costs.scenario.node_capacity[:, CPU]
     rng = np.random.default_rng(seed)
-    per_mc = costs.open_g().sum(axis=1) / sc.node_capacity[:, CPU]
+
+    def neighbourhood(placement: Placement, step: int) -> tuple[np.ndarray, np.ndarray]:
+        choose = _close_neighbourhood if step % 2 else _swap_neighbourhood
+        return choose(costs, placement, per_mc, rng)
+
+    return _steps(costs, incumbent, neighbourhood, deadline=deadline, price=price, solve_step=solve_step,
+                  max_steps=max_steps)
+
+
+def consolidate(costs: CostModel, incumbent: Candidate, *, deadline: float, price: Pricer, solve_step: SolveStep,
+                seed: int = 0, max_steps: int | None = None) -> tuple[Candidate, int, int]:
+    """Node-closing steps (`_closing_neighbourhood`) until `deadline` or `max_steps` steps: each
+    frees a powered node drawn by the open carbon it wastes (`wasted_open_g`) and the open
+    nodes with the most room for its workloads, and re-packs them exactly, so that the step can
+    empty the node (switch it off) or move its load to where it is cheaper. A node whose step
+    was not kept is drawn half as often afterwards.
+
+    Returns (the best candidate, steps tried, steps kept)."""
+    rng = np.random.default_rng(seed)
+    draws = np.ones(costs.scenario.n_nodes)  # halved each time a step on the node is not kept
+    centre = [-1]
+
+    def neighbourhood(placement: Placement, _step: int) -> tuple[np.ndarray, np.ndarray]:
+        nodes, centre[0] = _closing_neighbourhood(costs, placement, draws, rng)
+        return nodes, nodes
+
+    def after(improved: bool) -> None:
+        if not improved and centre[0] >= 0:
+            draws[centre[0]] *= 0.5
+
+    return _steps(costs, incumbent, neighbourhood, deadline=deadline, price=price, solve_step=solve_step,
+                  max_steps=max_steps, after=after)
+
+
+def _steps(costs: CostModel, incumbent: Candidate, neighbourhood, *, deadline: float, price: Pricer,
+           solve_step: SolveStep, max_steps: int | None,
+           after: Callable[[bool], None] = lambda _improved: None) -> tuple[Candidate, int, int]:
+    """The LNS loop: `neighbourhood(placement, step)` -> (nodes freed, nodes offered), the
+    freed workloads re-solved on the offered nodes, a strictly better plan kept; `after(kept)`
+    is told how each step went."""
+    sc = costs.scenario
     tried = kept = 0
     while time.perf_counter() + 0.5 < deadline and (max_steps is None or tried < max_steps):
         placement = incumbent.placement
         running = placement.assign >= 0
         if not running.any():
             break
-        choose = _close_neighbourhood if tried % 2 else _swap_neighbourhood
-        freed, targets = choose(costs, placement, per_mc, rng)
+        freed, targets = neighbourhood(placement, tried)
         tried += 1
         free = np.unique(sc.replica_workload[(np.isin(placement.assign, freed) & running).any(axis=1)])
         if not len(free):
+            after(False)
             continue
         limit = min(STEP_TIME_LIMIT_S, deadline - time.perf_counter())
         if limit <= 0.2:
             break
         plan = _resolve(costs, placement, free, targets, solve_step, limit, price)
-        if plan is not None and plan.beats(incumbent):
+        improved = plan is not None and plan.beats(incumbent)
+        if improved:
             incumbent = plan
             kept += 1
+        after(improved)
     return incumbent, tried, kept
 
 
@@ -119,11 +166,25 @@ def _resolve(costs: CostModel, placement: Placement, free: np.ndarray, targets: 
     or None when the step solver found none."""
     columns = placement_pairs(costs, placement)
     columns[np.ix_(free, targets)] |= costs.eligible[np.ix_(free, targets)]
-    form = build(costs, columns=columns)
+    form = build(costs, columns=columns, job_starts=kept_job_starts(costs.scenario, placement, free))
     result = solve_step(form.model, hint_from_placement(form, costs, placement), time_limit_s)
     if result.values is None:
         return None
     return price(placement_from_values(form, costs, result.values), producer)
+
+
+def kept_job_starts(sc, placement: Placement, free: np.ndarray) -> dict[int, int]:
+    """The start slot of each deferrable (not interruptible) job outside `free` that the plan runs
+    from a slot of its window: a step keeps them there, as it keeps their nodes. Without this
+    every step re-times all jobs (at 1,000 x 100 x 24: 235 jobs), and HiGHS stops each step at
+    its time limit with the incumbent."""
+    jobs = np.flatnonzero(sc.workload_deferrable & ~sc.workload_interruptible)
+    jobs = jobs[~np.isin(jobs, free)]
+    runs = placement.assign[sc.workload_first_replica[jobs]] >= 0  # jobs x T: the job's first replica
+    placed = runs.any(axis=1)
+    first = np.argmax(runs, axis=1)
+    in_window = placed & (first >= sc.workload_earliest_slot[jobs]) & (first <= sc.workload_latest_start_slot[jobs])
+    return {int(j): int(s) for j, s in zip(jobs[in_window], first[in_window])}
 
 
 def _close_neighbourhood(costs: CostModel, placement: Placement, _per_mc, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -157,3 +218,65 @@ def _swap_neighbourhood(costs: CostModel, placement: Placement, per_mc: np.ndarr
     cheap = rng.choice(cheap, size=min(CHEAP_CLOSED_NODES, len(cheap)), replace=False) if len(cheap) else cheap
     nodes = np.unique(np.r_[centre, site, others, cheap]).astype(np.int64)
     return nodes, nodes
+
+
+def wasted_open_g(costs: CostModel, placement: Placement) -> np.ndarray:
+    """N: the open carbon a node pays for capacity nothing uses [gCO2e]: over the slots it hosts
+    something, its cost of being on (`CostModel.open_g`: idle and background power, rented
+    nodes' embodied share) times the share of it left empty (1 - the fill of its fullest
+    resource). A node powered all day for a little load wastes most of it."""
+    sc = costs.scenario
+    fill = resource_fill(sc, placement)  # N x T x K
+    has_capacity = sc.node_capacity > 0  # N x K
+    dominant = np.where(has_capacity[:, None, :], fill, 0.0).max(axis=2)
+    hosting = _hosting(sc, placement)
+    return (costs.open_g() * (1.0 - np.clip(dominant, 0.0, 1.0)) * hosting).sum(axis=1)
+
+
+def resource_fill(sc, placement: Placement) -> np.ndarray:
+    """N x T x K: the requests placed on each node in each slot over its capacity (0 where it has none)."""
+    assign = placement.assign
+    running = assign >= 0
+    replica, slot = np.nonzero(running)
+    cell = assign[replica, slot].astype(np.int64) * sc.n_slots + slot
+    requests = sc.workload_requests[sc.replica_workload[replica]]  # placed replica-slots x K
+    load = np.stack([np.bincount(cell, weights=requests[:, k], minlength=sc.n_nodes * sc.n_slots)
+                     for k in range(requests.shape[1])], axis=1).reshape(sc.n_nodes, sc.n_slots, -1)
+    capacity = sc.node_capacity[:, None, :].astype(float)
+    return np.divide(load, capacity, out=np.zeros_like(load), where=capacity > 0)
+
+
+def _hosting(sc, placement: Placement) -> np.ndarray:
+    """N x T bool: a replica runs on the node in the slot."""
+    out = np.zeros((sc.n_nodes, sc.n_slots), dtype=bool)
+    replica, slot = np.nonzero(placement.assign >= 0)
+    out[placement.assign[replica, slot], slot] = True
+    return out
+
+
+def _closing_neighbourhood(costs: CostModel, placement: Placement, draws: np.ndarray,
+                           rng) -> tuple[np.ndarray, int]:
+    """(nodes, centre): a node hosting something, drawn with probability in proportion to
+    `wasted_open_g` x `draws`, the CLOSING_RECEIVERS open nodes eligible for its workloads with
+    the most CPU room (in the slots it hosts something) and the CLOSING_CLOSED closed nodes
+    eligible for most of them that are cheapest to keep on per millicore. (-1 when nothing runs.)"""
+    sc = costs.scenario
+    hosting = _hosting(sc, placement)
+    used = hosting.any(axis=1)
+    if not used.any():
+        return np.zeros(0, dtype=np.int64), -1
+    # A node that may not power down pays its open carbon whatever the plan: nothing to win by emptying it.
+    weight = wasted_open_g(costs, placement) * draws * (used & sc.node_can_power_down)
+    p = weight / weight.sum() if weight.sum() > 0 else used / used.sum()
+    centre = int(rng.choice(sc.n_nodes, p=p))
+    workloads = np.unique(sc.replica_workload[(placement.assign == centre).any(axis=1)])
+    eligible_for = costs.eligible[workloads].sum(axis=0)  # N: how many of its workloads may go there
+    eligible_for[centre] = 0
+    room_mc = sc.node_capacity[:, CPU, None] * (1.0 - resource_fill(sc, placement)[:, :, CPU])
+    room_mc = np.where(hosting[centre][None, :], room_mc, np.inf).min(axis=1)
+    receivers = np.flatnonzero(used & (eligible_for > 0))
+    receivers = receivers[np.argsort(-room_mc[receivers], kind="stable")][:CLOSING_RECEIVERS]
+    closed = np.flatnonzero(~used & (eligible_for > 0))
+    per_mc = costs.open_g().sum(axis=1) / np.maximum(sc.node_capacity[:, CPU], 1)
+    closed = closed[np.lexsort((per_mc[closed], -eligible_for[closed]))][:CLOSING_CLOSED]
+    return np.unique(np.r_[centre, receivers, closed]).astype(np.int64), centre

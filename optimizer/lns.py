@@ -45,6 +45,8 @@ CLOSE_NODES = 2
 #: most room for them, and this many closed nodes that are cheapest to keep on per millicore.
 CLOSING_RECEIVERS = 2
 CLOSING_CLOSED = 1
+#: An "exchange" step offers a node on a dirty grid's workloads this many of the cleanest open nodes.
+EXCHANGE_RECEIVERS = 2
 #: Time limit of one step's exact solve [s].
 STEP_TIME_LIMIT_S = 2.0
 #: `repair`: at most this many nodes around the violations, and its time limit [s].
@@ -57,44 +59,131 @@ SolveStep = Callable[[LinearModel, dict[int, float], float], SolveResult]
 
 def improve(costs: CostModel, incumbent: Candidate, *, deadline: float, price: Pricer, solve_step: SolveStep,
             seed: int = 0, max_steps: int | None = None) -> tuple[Candidate, int, int]:
-    """LNS steps until `deadline` (perf_counter seconds) or `max_steps` steps, alternating the
-    "swap" and "close" neighbourhoods.
+    """LNS steps until `deadline` (perf_counter seconds) or `max_steps` steps, in turn from the
+    "swap", "closing", "close" and "exchange" neighbourhoods.
 
     Returns (the best candidate, steps tried, steps kept)."""
     per_mc = costs.open_g().sum(axis=1) / costs.scenario.node_capacity[:, CPU]
     rng = np.random.default_rng(seed)
+    targeted = _Targeted(costs, rng)
 
     def neighbourhood(placement: Placement, step: int) -> tuple[np.ndarray, np.ndarray]:
-        choose = _close_neighbourhood if step % 2 else _swap_neighbourhood
+        if step % 2:
+            return targeted.closing(placement) if step % 4 == 1 else targeted.exchange(placement)
+        targeted.centre = None
+        choose = _close_neighbourhood if step % 4 == 2 else _swap_neighbourhood
         return choose(costs, placement, per_mc, rng)
 
     return _steps(costs, incumbent, neighbourhood, deadline=deadline, price=price, solve_step=solve_step,
-                  max_steps=max_steps)
+                  max_steps=max_steps, after=targeted.after)
 
 
 def consolidate(costs: CostModel, incumbent: Candidate, *, deadline: float, price: Pricer, solve_step: SolveStep,
                 seed: int = 0, max_steps: int | None = None) -> tuple[Candidate, int, int]:
-    """Node-closing steps (`_closing_neighbourhood`) until `deadline` or `max_steps` steps: each
-    frees a powered node drawn by the open carbon it wastes (`wasted_open_g`) and the open
-    nodes with the most room for its workloads, and re-packs them exactly, so that the step can
-    empty the node (switch it off) or move its load to where it is cheaper. A node whose step
-    was not kept is drawn half as often afterwards.
+    """Steps aimed at where the plan wastes carbon, until `deadline` or `max_steps` steps,
+    "closing" and "exchange" in turn (`_Targeted`): a node that is on for little load, or a
+    node on a dirty grid carrying load a cleaner one could take, re-packed exactly with a few
+    open nodes that can take its workloads, so that the step can empty the node (switch it
+    off) or trade load between them.
 
     Returns (the best candidate, steps tried, steps kept)."""
-    rng = np.random.default_rng(seed)
-    draws = np.ones(costs.scenario.n_nodes)  # halved each time a step on the node is not kept
-    centre = [-1]
+    targeted = _Targeted(costs, np.random.default_rng(seed))
 
-    def neighbourhood(placement: Placement, _step: int) -> tuple[np.ndarray, np.ndarray]:
-        nodes, centre[0] = _closing_neighbourhood(costs, placement, draws, rng)
-        return nodes, nodes
-
-    def after(improved: bool) -> None:
-        if not improved and centre[0] >= 0:
-            draws[centre[0]] *= 0.5
+    def neighbourhood(placement: Placement, step: int) -> tuple[np.ndarray, np.ndarray]:
+        return targeted.exchange(placement) if step % 2 else targeted.closing(placement)
 
     return _steps(costs, incumbent, neighbourhood, deadline=deadline, price=price, solve_step=solve_step,
-                  max_steps=max_steps, after=after)
+                  max_steps=max_steps, after=targeted.after)
+
+
+class _Targeted:
+    """The "closing" and "exchange" neighbourhoods (freed nodes = offered nodes). Each draws a
+    centre node in proportion to what it wastes, times a draw weight that is halved each time
+    a step around the node is not kept (so the search moves on from nodes it cannot improve).
+
+    closing: a node hosting something, by `wasted_open_g` (never an always-on node: its open
+        carbon is spent whatever the plan), with CLOSING_RECEIVERS open nodes eligible for
+        its workloads drawn from the 3 x CLOSING_RECEIVERS with the most CPU room in the
+        slots it hosts something, and the CLOSING_CLOSED closed nodes eligible for most of
+        them that are cheapest to keep on per millicore;
+    exchange: a node hosting something, by the dynamic carbon of its CPU requests there
+        (`dynamic_g_per_util` x CPU fill, over the slots), with EXCHANGE_RECEIVERS open
+        nodes eligible for its workloads drawn from the 3 x EXCHANGE_RECEIVERS cleanest.
+    """
+
+    def __init__(self, costs: CostModel, rng):
+        self.costs, self.rng = costs, rng
+        n = costs.scenario.n_nodes
+        self.draws = {"closing": np.ones(n), "exchange": np.ones(n)}
+        self.centre: tuple[str, int] | None = None  # (neighbourhood, node) of the step under way
+        self.dynamic_g_per_util = dynamic_g_per_util(costs)
+        self.per_mc = costs.open_g().sum(axis=1) / np.maximum(costs.scenario.node_capacity[:, CPU], 1)
+
+    def after(self, improved: bool) -> None:
+        if self.centre is not None and not improved:
+            self.draws[self.centre[0]][self.centre[1]] *= 0.5
+
+    def closing(self, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
+        sc = self.costs.scenario
+        fill = resource_fill(sc, placement)
+        weight = wasted_open_g(self.costs, placement, fill) * sc.node_can_power_down
+        centre, workloads, hosting = self._centre("closing", placement, weight)
+        if centre < 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        eligible_for = self._eligible_for(workloads, centre)
+        used = hosting.any(axis=1)
+        room_mc = sc.node_capacity[:, CPU, None] * (1.0 - fill[:, :, CPU])
+        room_mc = np.where(hosting[centre][None, :], room_mc, np.inf).min(axis=1)
+        receivers = self._draw(np.flatnonzero(used & (eligible_for > 0)), -room_mc, CLOSING_RECEIVERS)
+        closed = np.flatnonzero(~used & (eligible_for > 0))
+        closed = closed[np.lexsort((self.per_mc[closed], -eligible_for[closed]))][:CLOSING_CLOSED]
+        nodes = np.unique(np.r_[centre, receivers, closed]).astype(np.int64)
+        return nodes, nodes
+
+    def exchange(self, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
+        sc = self.costs.scenario
+        fill = resource_fill(sc, placement)[:, :, CPU]
+        weight = (self.dynamic_g_per_util * fill).sum(axis=1)
+        centre, workloads, hosting = self._centre("exchange", placement, weight)
+        if centre < 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        eligible_for = self._eligible_for(workloads, centre)
+        receivers = self._draw(np.flatnonzero(hosting.any(axis=1) & (eligible_for > 0)),
+                               self.dynamic_g_per_util.sum(axis=1), EXCHANGE_RECEIVERS)
+        nodes = np.unique(np.r_[centre, receivers]).astype(np.int64)
+        return nodes, nodes
+
+    def _centre(self, kind: str, placement: Placement, weight: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+        """(centre node or -1, its workloads, N x T hosting)."""
+        sc = self.costs.scenario
+        hosting = _hosting(sc, placement)
+        used = hosting.any(axis=1)
+        self.centre = None
+        if not used.any():
+            return -1, np.zeros(0, dtype=np.int64), hosting
+        weight = np.maximum(weight, 0.0) * self.draws[kind] * used
+        p = weight / weight.sum() if weight.sum() > 0 else used / used.sum()
+        centre = int(self.rng.choice(sc.n_nodes, p=p))
+        self.centre = (kind, centre)
+        return centre, np.unique(sc.replica_workload[(placement.assign == centre).any(axis=1)]), hosting
+
+    def _eligible_for(self, workloads: np.ndarray, centre: int) -> np.ndarray:
+        """N: how many of the centre's workloads may go to each other node."""
+        out = self.costs.eligible[workloads].sum(axis=0)
+        out[centre] = 0
+        return out
+
+    def _draw(self, nodes: np.ndarray, key: np.ndarray, k: int) -> np.ndarray:
+        """k of the 3k `nodes` smallest by `key`, at random."""
+        best = nodes[np.argsort(key[nodes], kind="stable")][:3 * k]
+        return self.rng.choice(best, size=min(k, len(best)), replace=False) if len(best) else best
+
+
+def dynamic_g_per_util(costs: CostModel) -> np.ndarray:
+    """N x T: the dynamic carbon of a unit of CPU utilisation on a node in a slot at its power
+    line's smallest slope (the convex hull's first segment), at grid intensity [gCO2e]."""
+    slope_w = costs.power_slope_w.min(axis=1)
+    return slope_w[:, None] * costs.kwh_per_w_slot[:, None] * costs.node_intensity_g_per_kwh
 
 
 def _steps(costs: CostModel, incumbent: Candidate, neighbourhood, *, deadline: float, price: Pricer,
@@ -220,13 +309,13 @@ def _swap_neighbourhood(costs: CostModel, placement: Placement, per_mc: np.ndarr
     return nodes, nodes
 
 
-def wasted_open_g(costs: CostModel, placement: Placement) -> np.ndarray:
+def wasted_open_g(costs: CostModel, placement: Placement, fill: np.ndarray | None = None) -> np.ndarray:
     """N: the open carbon a node pays for capacity nothing uses [gCO2e]: over the slots it hosts
     something, its cost of being on (`CostModel.open_g`: idle and background power, rented
     nodes' embodied share) times the share of it left empty (1 - the fill of its fullest
     resource). A node powered all day for a little load wastes most of it."""
     sc = costs.scenario
-    fill = resource_fill(sc, placement)  # N x T x K
+    fill = resource_fill(sc, placement) if fill is None else fill  # N x T x K
     has_capacity = sc.node_capacity > 0  # N x K
     dominant = np.where(has_capacity[:, None, :], fill, 0.0).max(axis=2)
     hosting = _hosting(sc, placement)
@@ -252,31 +341,3 @@ def _hosting(sc, placement: Placement) -> np.ndarray:
     replica, slot = np.nonzero(placement.assign >= 0)
     out[placement.assign[replica, slot], slot] = True
     return out
-
-
-def _closing_neighbourhood(costs: CostModel, placement: Placement, draws: np.ndarray,
-                           rng) -> tuple[np.ndarray, int]:
-    """(nodes, centre): a node hosting something, drawn with probability in proportion to
-    `wasted_open_g` x `draws`, the CLOSING_RECEIVERS open nodes eligible for its workloads with
-    the most CPU room (in the slots it hosts something) and the CLOSING_CLOSED closed nodes
-    eligible for most of them that are cheapest to keep on per millicore. (-1 when nothing runs.)"""
-    sc = costs.scenario
-    hosting = _hosting(sc, placement)
-    used = hosting.any(axis=1)
-    if not used.any():
-        return np.zeros(0, dtype=np.int64), -1
-    # A node that may not power down pays its open carbon whatever the plan: nothing to win by emptying it.
-    weight = wasted_open_g(costs, placement) * draws * (used & sc.node_can_power_down)
-    p = weight / weight.sum() if weight.sum() > 0 else used / used.sum()
-    centre = int(rng.choice(sc.n_nodes, p=p))
-    workloads = np.unique(sc.replica_workload[(placement.assign == centre).any(axis=1)])
-    eligible_for = costs.eligible[workloads].sum(axis=0)  # N: how many of its workloads may go there
-    eligible_for[centre] = 0
-    room_mc = sc.node_capacity[:, CPU, None] * (1.0 - resource_fill(sc, placement)[:, :, CPU])
-    room_mc = np.where(hosting[centre][None, :], room_mc, np.inf).min(axis=1)
-    receivers = np.flatnonzero(used & (eligible_for > 0))
-    receivers = receivers[np.argsort(-room_mc[receivers], kind="stable")][:CLOSING_RECEIVERS]
-    closed = np.flatnonzero(~used & (eligible_for > 0))
-    per_mc = costs.open_g().sum(axis=1) / np.maximum(sc.node_capacity[:, CPU], 1)
-    closed = closed[np.lexsort((per_mc[closed], -eligible_for[closed]))][:CLOSING_CLOSED]
-    return np.unique(np.r_[centre, receivers, closed]).astype(np.int64), centre

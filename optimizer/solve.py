@@ -7,7 +7,8 @@ the stages before it found, and ends with one chooser (`choose`):
 1. greedy: construction + local search, repaired around violations;
 2. bound: flow bound, Lagrangian bound, LP relaxation where it solves;
 3. exact: CP-SAT or HiGHS on the whole model (or, for a model too large to
-   build whole, restricted to the pairs the bound prices cheapest);
+   build whole: node-closing steps for half the time left, then the exact
+   solver restricted to the pairs the bound prices cheapest);
 4. search: large-neighbourhood search until the deadline.
 
 Every candidate is priced on the series the plan is made on (the forecast;
@@ -217,7 +218,8 @@ def solve(scenario: Scenario, options: SolveOptions | None = None, progress: Pro
             found += stages.exact(run, found)               # CP-SAT or HiGHS on the whole model
             found += stages.search(run, found)              # neighbourhood search until the deadline
         else:
-            found += stages.restricted(run, found)          # the same on the pairs the bound prices cheapest
+            found += stages.consolidate(run, found)         # switch off the nodes that waste most, exactly
+            found += stages.restricted(run, found)          # the exact solver on the pairs the bound prices cheapest
             found += stages.search(run, found)
     return choose(scenario, run, found)
 

@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pytest
 
 from edgeplace.optimizer import lns
 from edgeplace.optimizer.cpsat_backend import solve_cpsat
@@ -89,3 +90,75 @@ def test_repair_leaves_a_feasible_plan_alone():
     start = price_as(greedy_place(costs, time_limit_s=0.0), "greedy")
     assert start.feasible
     assert lns.repair(costs, start, price=price_as, solve_step=_cpsat) is start
+
+
+def _two_nodes(**job):
+    """Site `a` with two 4-core nodes that may power down; services w1, w2 of 1 core each,
+    and (with `job`) a deferrable job `job` of 1 core."""
+    from tests.builders import ScenarioBuilder
+
+    b = (ScenarioBuilder("two").slots(4).region("DE", [400, 300, 200, 100]).site("a", tier="access", pue=1.5)
+         .node("n1", site="a").node("n2", site="a").tenant("t1")
+         .workload("w1", tenant="t1").workload("w2", tenant="t1"))
+    if job:
+        b = b.workload("job", tenant="t1", **job)
+    return b.build()
+
+
+def test_wasted_open_g_is_the_open_carbon_of_the_empty_share_of_hosting_slots():
+    from tests.builders import place
+
+    sc = _two_nodes()
+    costs = price(sc)
+    placement = place(sc, {"w1": ["n1"]})  # 1,000 of n1's 4,000 millicores (512 of 8,192 MiB)
+    wasted = lns.wasted_open_g(costs, placement)
+    n1, n2 = sc.index_of("node", "n1"), sc.index_of("node", "n2")
+    assert wasted[n1] == pytest.approx(0.75 * costs.open_g()[n1].sum())  # a quarter of the CPU used, every slot
+    assert wasted[n2] == 0.0  # hosts nothing: off, nothing wasted
+    assert lns.wasted_open_g(costs, place(sc, {"w1": ["n1"], "w2": ["n1"]}))[n1] == pytest.approx(
+        0.5 * costs.open_g()[n1].sum())
+
+
+def test_consolidate_switches_off_a_node_by_moving_its_load_to_another_open_one():
+    from tests.builders import place
+
+    sc = _two_nodes()
+    costs = price(sc)
+    price_as = _pricer(sc)
+    spread = price_as(place(sc, {"w1": ["n1"], "w2": ["n2"]}), "start")  # two half-idle nodes all day
+    best, tried, kept = lns.consolidate(costs, spread, deadline=time.perf_counter() + 30, price=price_as,
+                                        solve_step=_cpsat, max_steps=2)
+    assert tried == 2 and kept == 1  # the first step packs both onto one node; the second finds nothing
+    assert best.feasible and best.objective_g < spread.objective_g
+    hosts = np.unique(best.placement.assign[best.placement.assign >= 0])
+    assert len(hosts) == 1  # one node on instead of two
+    assert best.planned.powered.sum() == sc.n_slots
+
+
+def test_a_step_keeps_the_jobs_it_does_not_free_at_their_start_and_nodes():
+    from tests.builders import place
+
+    sc = _two_nodes(window=(0, 4), duration_minutes=60)  # the job may start in any of the 4 slots
+    costs = price(sc)
+    price_as = _pricer(sc)
+    # The job runs in slot 0 (the dirtiest) on n1; slot 3 would be four times cleaner.
+    start = place(sc, {"w1": ["n1"], "w2": ["n1"], "job": {"start_slot": 0, "replicas": ["n1"]}})
+    job = sc.index_of("workload", "job")
+    services = np.array([sc.index_of("workload", "w1"), sc.index_of("workload", "w2")])
+    assert lns.kept_job_starts(sc, start, services) == {job: 0}
+    assert lns.kept_job_starts(sc, start, np.array([job])) == {}
+    everything = np.arange(sc.n_nodes)
+    fixed_job = lns._resolve(costs, start, services, everything, _cpsat, 10.0, price_as)
+    assert (fixed_job.placement.assign[sc.workload_first_replica[job]] >= 0).tolist() == [True, False, False, False]
+    freed_job = lns._resolve(costs, start, np.array([job]), everything, _cpsat, 10.0, price_as)
+    assert (freed_job.placement.assign[sc.workload_first_replica[job]] >= 0).tolist() == [False, False, False, True]
+    assert freed_job.objective_g < fixed_job.objective_g
+
+
+def test_build_with_job_starts_offers_only_that_start():
+    from edgeplace.optimizer.formulation import build
+
+    sc = _two_nodes(window=(0, 4), duration_minutes=60)
+    job = sc.index_of("workload", "job")
+    assert sorted(build(price(sc)).start_s.tolist()) == [0, 1, 2, 3]
+    assert build(price(sc), job_starts={job: 2}).start_s.tolist() == [2]

@@ -417,7 +417,7 @@ def _violation_slots(sc: Scenario, candidate: Candidate) -> list[int]:
 # consolidate
 
 #: The share of the time left that node-closing steps get before the restricted solve and the search.
-CONSOLIDATE_SHARE = 0.5
+CONSOLIDATE_SHARE = 0.75
 
 
 def consolidate(run: Planning, found: Found) -> Found:

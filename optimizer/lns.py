@@ -5,11 +5,16 @@ stops at its time limit with a plan it could not improve further. What
 remains is mostly which nodes to keep open. Each LNS step frees the workloads
 on a few nodes, keeps every other workload on its nodes, and solves that
 restricted MILP (`build(costs, columns=...)`) with the step solver it is
-given, the incumbent as the hint. Steps alternate two neighbourhoods: "swap"
-frees an open node, the other nodes of its site, a few random open nodes and
-some of the closed nodes cheapest per millicore, and offers the freed
-workloads those nodes; "close" frees two of the least loaded open nodes and
-offers their workloads every open node (so a step can switch a node off). A step is kept when the
+given, the incumbent as the hint; the jobs it does not free keep their start
+slot too (`kept_job_starts`). `improve` takes its steps in turn from four
+neighbourhoods: "swap" frees an open node, the other nodes of its site, a few
+random open nodes and some of the closed nodes cheapest per millicore, and
+offers the freed workloads those nodes; "close" frees two of the least loaded
+open nodes and offers their workloads every open node (so a step can switch
+a node off); "closing" and "exchange" (`_Targeted`, also the steps of
+`consolidate`) free a node drawn by the carbon it wastes (open carbon for
+little load, or dynamic carbon on a dirty grid) with a few open nodes that can
+take its workloads. A step is kept when the
 plan, priced on the series the plan is made on (`Candidate`), is strictly
 better (fewer violations, then lower emissions plus the objective's
 secondary terms). Each step's model has

@@ -59,8 +59,9 @@ class SolveOptions:
         None = a quarter of time_limit_s for cpsat and milp (within it), 0
         for greedy (the flow bound only, milliseconds); 0 = the flow bound
         and the solvers' own bounds only.
-    search_steps : stop the neighbourhood search after this many steps
-        (None: at the time limit); for runs that must repeat exactly.
+    search_steps : stop the node-closing steps and the neighbourhood search
+        after this many steps each (None: at their time); for runs that must
+        repeat exactly.
     """
 
     solver: str = "cpsat"

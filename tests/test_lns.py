@@ -162,3 +162,31 @@ def test_build_with_job_starts_offers_only_that_start():
     job = sc.index_of("workload", "job")
     assert sorted(build(price(sc)).start_s.tolist()) == [0, 1, 2, 3]
     assert build(price(sc), job_starts={job: 2}).start_s.tolist() == [2]
+
+
+def test_exchange_steps_pair_the_node_on_the_dirty_grid_with_the_clean_one():
+    from tests.builders import ScenarioBuilder, place
+
+    sc = (ScenarioBuilder("grids").slots(2)
+          .region("DIRTY", 600).site("d", tier="access", pue=1.5).node("dirty", site="d")
+          .region("CLEAN", 30).site("c", tier="cloud", pue=1.1).node("clean", site="c").node("idle", site="c")
+          .tenant("t1").workload("w1", tenant="t1", cpu=2000).workload("w2", tenant="t1", cpu=2000)
+          .build())
+    costs = price(sc)
+    placement = place(sc, {"w1": ["dirty"], "w2": ["clean"]})
+    dirty, clean = sc.index_of("node", "dirty"), sc.index_of("node", "clean")
+    targeted = lns._Targeted(costs, np.random.default_rng(0))
+    centres = []
+    for _ in range(40):
+        nodes, targets = targeted.exchange(placement)
+        assert (nodes == targets).all()
+        centres.append(targeted.centre[1])
+        # the "idle" node hosts nothing: an exchange offers open nodes only
+        assert sorted(nodes.tolist()) == sorted([dirty, clean])
+    # drawn by the dynamic carbon of its load: 600 g/kWh x PUE 1.5 against 30 x 1.1, 27 times as often
+    assert centres.count(dirty) > 3 * centres.count(clean)
+    targeted.centre = ("exchange", dirty)
+    targeted.after(False)  # a step around it that was not kept: drawn half as often
+    assert targeted.draws["exchange"][dirty] == 0.5 and targeted.draws["closing"][dirty] == 1.0
+    targeted.after(True)
+    assert targeted.draws["exchange"][dirty] == 0.5

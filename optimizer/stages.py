@@ -427,17 +427,9 @@ def consolidate(run: Planning, found: Found) -> Found:
     an edge node's seven services onto an always-on node of the same site saves 1.5 %."""
     if found.proven_optimal or run.left_s() < 1.0:
         return Found()
-    best = found.best
-    run.say(f"node-closing search from {best.objective_g / 1000:.4f} kg")
     deadline = time.perf_counter() + CONSOLIDATE_SHARE * run.left_s()
-    improved, tried, kept = lns.consolidate(run.costs, best, deadline=deadline, price=run.candidate,
-                                            solve_step=highs_step(run.options), seed=run.options.seed,
-                                            max_steps=run.options.search_steps)
-    out = Found(stats={"closing_steps": tried, "closing_improvements": kept},
-                details=[f"node-closing search kept {kept} of {tried} steps"])
-    if kept:
-        out.candidates.append(replace(improved, producer=f"{best.producer} + closing"))
-    return out
+    return _neighbourhood_steps(run, found, lns.consolidate, deadline, "node-closing search", "closing",
+                                "closing")
 
 
 # ---------------------------------------------------------------------------
@@ -448,13 +440,20 @@ def search(run: Planning, found: Found) -> Found:
     """Large-neighbourhood search from the best plan until the deadline (`edgeplace.optimizer.lns`)."""
     if found.proven_optimal or found.model_solved or run.left_s() < 1.0:
         return Found()
+    return _neighbourhood_steps(run, found, lns.improve, run.deadline, "neighbourhood search", "search", "lns")
+
+
+def _neighbourhood_steps(run: Planning, found: Found, steps, deadline: float, what: str, label: str,
+                         stat: str) -> Found:
+    """`steps` (`lns.improve` or `lns.consolidate`) from the best plan until `deadline`; its plan
+    (labelled "<producer> + `label`") when a step was kept, and `<stat>_steps`, `<stat>_improvements`."""
     best = found.best
-    run.say(f"neighbourhood search from {best.objective_g / 1000:.4f} kg")
-    improved, tried, kept = lns.improve(run.costs, best, deadline=run.deadline, price=run.candidate,
-                                        solve_step=highs_step(run.options), seed=run.options.seed,
-                                        max_steps=run.options.search_steps)
-    out = Found(stats={"lns_steps": tried, "lns_improvements": kept},
-                details=[f"neighbourhood search kept {kept} of {tried} steps"])
+    run.say(f"{what} from {best.objective_g / 1000:.4f} kg")
+    improved, tried, kept = steps(run.costs, best, deadline=deadline, price=run.candidate,
+                                  solve_step=highs_step(run.options), seed=run.options.seed,
+                                  max_steps=run.options.search_steps)
+    out = Found(stats={f"{stat}_steps": tried, f"{stat}_improvements": kept},
+                details=[f"{what} kept {kept} of {tried} steps"])
     if kept:
-        out.candidates.append(replace(improved, producer=f"{best.producer} + search"))
+        out.candidates.append(replace(improved, producer=f"{best.producer} + {label}"))
     return out

@@ -53,7 +53,8 @@ class SolveOptions:
     """How to solve.
 
     time_limit_s : the whole solve for cpsat and milp (greedy, bound, exact
-        solver, search) [s]; for greedy, its local search (at most 1 s).
+        solver, search) [s], of which the greedy stage's local search may
+        take a tenth; for greedy, its local search (at most 1 s).
     bound : compute a lower bound (False: none, no gap).
     bound_time_limit_s : how long the Lagrangian and LP bounds may run [s];
         None = a quarter of time_limit_s for cpsat and milp (within it), 0

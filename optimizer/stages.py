@@ -180,7 +180,7 @@ def greedy(run: Planning) -> Found:
     """The greedy plan (construction + local search), repaired around its violations when it has any."""
     run.say("greedy warm start")
     opts = run.options
-    plan = run.candidate(greedy_place(run.costs, time_limit_s=min(1.0, opts.time_limit_s), seed=opts.seed,
+    plan = run.candidate(greedy_place(run.costs, time_limit_s=greedy_search_s(opts), seed=opts.seed,
                                       start=run.warm), "greedy")
     if plan.feasible:
         return Found([plan])
@@ -189,6 +189,22 @@ def greedy(run: Planning) -> Found:
         return Found([plan]) + _windows(run, plan, violations_only=True, producer="greedy+repair")
     repaired = lns.repair(run.costs, plan, price=run.candidate, solve_step=highs_step(opts))
     return Found([plan] if repaired is plan else [plan, repaired])
+
+
+#: The greedy solver's local search stops after this long [s] (or at its local optimum).
+GREEDY_SEARCH_S = 1.0
+#: Before an exact solver, the local search may take this share of the time limit: at
+#: 1,000 x 100 x 24 it reaches its local optimum in about 6 s (32.25 kg after 1 s, 31.78 after 6 s),
+#: a better start for the node-closing steps (31.09 kg after 45 s of them, against 31.36 from 1 s).
+GREEDY_SEARCH_SHARE = 0.1
+
+
+def greedy_search_s(options: "SolveOptions") -> float:
+    """How long the greedy stage's local search may run [s]: GREEDY_SEARCH_S for the greedy solver,
+    GREEDY_SEARCH_SHARE of the time limit (at least GREEDY_SEARCH_S) before an exact solver."""
+    if options.solver == "greedy":
+        return min(GREEDY_SEARCH_S, options.time_limit_s)
+    return min(max(GREEDY_SEARCH_S, GREEDY_SEARCH_SHARE * options.time_limit_s), options.time_limit_s)
 
 
 def highs_step(options: "SolveOptions"):

@@ -190,3 +190,12 @@ def test_exchange_steps_pair_the_node_on_the_dirty_grid_with_the_clean_one():
     assert targeted.draws["exchange"][dirty] == 0.5 and targeted.draws["closing"][dirty] == 1.0
     targeted.after(True)
     assert targeted.draws["exchange"][dirty] == 0.5
+
+
+def test_the_greedy_local_search_gets_a_tenth_of_the_time_before_an_exact_solver():
+    from edgeplace.optimizer.stages import greedy_search_s
+
+    assert greedy_search_s(SolveOptions(solver="greedy", time_limit_s=60)) == 1.0  # the greedy solver: 1 s
+    assert greedy_search_s(SolveOptions(solver="milp", time_limit_s=60)) == pytest.approx(6.0)
+    assert greedy_search_s(SolveOptions(solver="cpsat", time_limit_s=5)) == 1.0  # at least the greedy solver's
+    assert greedy_search_s(SolveOptions(solver="cpsat", time_limit_s=0.5)) == 0.5  # never beyond the limit

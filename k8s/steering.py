@@ -113,8 +113,12 @@ def data(doc: Mapping[str, Any], hostnames: Mapping[str, str]) -> tuple[dict[str
             warnings.append(f"workloads {', '.join(map(repr, wids))}: no steering (their ids give the same key {key!r})")
             continue
         wid, entry = wids[0], workloads[wids[0]]
-        planned = sorted(hostnames[n] for n, count in (entry.get("planned_nodes") or {}).items()
-                         if count > 0 and n in hostnames)
+        planned_nodes = [n for n, count in (entry.get("planned_nodes") or {}).items() if count > 0]
+        planned = sorted(hostnames[n] for n in planned_nodes if n in hostnames)
+        if len(planned) < len(planned_nodes):
+            unnamed = sorted(n for n in planned_nodes if n not in hostnames)
+            warnings.append(f"workload {wid!r}: not steered to {', '.join(unnamed[:3])}{' ...' if len(unnamed) > 3 else ''} "
+                            f"(no {HOSTNAME_LABEL} label of its own)")
         if planned:
             prefer[PREFER + key] = ",".join(planned)
         allowed = entry.get("allowed_nodes")

@@ -49,7 +49,9 @@ def test_nodes_without_a_hostname_of_their_own_are_not_named():
     assert hosts == {"d": "d"}
     params, warnings = steering.data(_doc({"ns/w": {"allowed_nodes": ["a", "d"], "planned_nodes": {"a": 1, "d": 1}}}), hosts)
     assert params == {"prefer.ns_w": "d"}  # a cannot be named: neither preferred nor required
-    assert len(warnings) == 1 and "'ns/w'" in warnings[0] and "a without a kubernetes.io/hostname label" in warnings[0]
+    assert len(warnings) == 2 and all("'ns/w'" in w for w in warnings)
+    assert "not steered to a (no kubernetes.io/hostname label of its own)" in warnings[0]
+    assert "a without a kubernetes.io/hostname label" in warnings[1]
 
 
 @pytest.mark.parametrize("wid, key", [("shop/web", "shop_web"), ("video", "video"), ("a.b/c-d", "a.b_c-d"),

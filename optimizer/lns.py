@@ -32,12 +32,12 @@ import numpy as np
 from edgeplace.optimizer.candidates import Candidate, Pricer
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.linear import LinearModel
-from edgeplace.optimizer.pairs import placement_pairs
+from edgeplace.optimizer.pairs import dynamic_g_per_util, placement_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult
 from edgeplace.policies.costs import CostModel
 from edgeplace.topology.placement import Placement
-from edgeplace.topology.scenario import CPU
+from edgeplace.topology.scenario import CPU, Scenario
 
 #: Nodes freed per step besides the chosen node's site: random open ones and cheap closed ones.
 RANDOM_OPEN_NODES = 3
@@ -184,13 +184,6 @@ class _Targeted:
         return self.rng.choice(best, size=min(k, len(best)), replace=False) if len(best) else best
 
 
-def dynamic_g_per_util(costs: CostModel) -> np.ndarray:
-    """N x T: the dynamic carbon of a unit of CPU utilisation on a node in a slot at its power
-    line's smallest slope (the convex hull's first segment), at grid intensity [gCO2e]."""
-    slope_w = costs.power_slope_w.min(axis=1)
-    return slope_w[:, None] * costs.kwh_per_w_slot[:, None] * costs.node_intensity_g_per_kwh
-
-
 def _steps(costs: CostModel, incumbent: Candidate, neighbourhood, *, deadline: float, price: Pricer,
            solve_step: SolveStep, max_steps: int | None,
            after: Callable[[bool], None] = lambda _improved: None) -> tuple[Candidate, int, int]:
@@ -267,7 +260,7 @@ def _resolve(costs: CostModel, placement: Placement, free: np.ndarray, targets: 
     return price(placement_from_values(form, costs, result.values), producer)
 
 
-def kept_job_starts(sc, placement: Placement, free: np.ndarray) -> dict[int, int]:
+def kept_job_starts(sc: Scenario, placement: Placement, free: np.ndarray) -> dict[int, int]:
     """The start slot of each deferrable (not interruptible) job outside `free` that the plan runs
     from a slot of its window: a step keeps them there, as it keeps their nodes. Without this
     every step re-times all jobs (at 1,000 x 100 x 24: 235 jobs), and HiGHS stops each step at
@@ -327,7 +320,7 @@ def wasted_open_g(costs: CostModel, placement: Placement, fill: np.ndarray | Non
     return (costs.open_g() * (1.0 - np.clip(dominant, 0.0, 1.0)) * hosting).sum(axis=1)
 
 
-def resource_fill(sc, placement: Placement) -> np.ndarray:
+def resource_fill(sc: Scenario, placement: Placement) -> np.ndarray:
     """N x T x K: the requests placed on each node in each slot over its capacity (0 where it has none)."""
     assign = placement.assign
     running = assign >= 0
@@ -340,7 +333,7 @@ def resource_fill(sc, placement: Placement) -> np.ndarray:
     return np.divide(load, capacity, out=np.zeros_like(load), where=capacity > 0)
 
 
-def _hosting(sc, placement: Placement) -> np.ndarray:
+def _hosting(sc: Scenario, placement: Placement) -> np.ndarray:
     """N x T bool: a replica runs on the node in the slot."""
     out = np.zeros((sc.n_nodes, sc.n_slots), dtype=bool)
     replica, slot = np.nonzero(placement.assign >= 0)

@@ -34,9 +34,16 @@ def static_pair_cost_g(costs: CostModel) -> np.ndarray:
     share of the node's fixed cost); inf where not eligible. Only ranks pairs."""
     sc = costs.scenario
     fixed_per_mc = costs.open_g().sum(axis=1) / sc.node_capacity[:, CPU]
-    dyn_per_util = costs.power_slope_w.min(axis=1) * costs.kwh_per_w_slot * costs.node_intensity_g_per_kwh.sum(axis=1)
+    dyn_per_util = dynamic_g_per_util(costs).sum(axis=1)
     cost = costs.workload_node_util * dyn_per_util[None, :] + sc.workload_requests[:, CPU:CPU + 1] * fixed_per_mc[None, :]
     return np.where(costs.eligible, cost, np.inf)
+
+
+def dynamic_g_per_util(costs: CostModel) -> np.ndarray:
+    """N x T: the dynamic carbon of a unit of CPU utilisation on a node in a slot at its power
+    line's smallest slope (the convex hull's first segment), at grid intensity [gCO2e]."""
+    slope_w = costs.power_slope_w.min(axis=1)
+    return slope_w[:, None] * costs.kwh_per_w_slot[:, None] * costs.node_intensity_g_per_kwh
 
 
 def restricted_pairs(costs: CostModel, guides: list[np.ndarray]) -> np.ndarray:

@@ -7,7 +7,7 @@ the stages before it found, and ends with one chooser (`choose`):
 1. greedy: construction + local search, repaired around violations;
 2. bound: flow bound, Lagrangian bound, LP relaxation where it solves;
 3. exact: CP-SAT or HiGHS on the whole model (or, for a model too large to
-   build whole: node-closing steps for half the time left, then the exact
+   build whole: node-closing steps for three quarters of the time left, then the exact
    solver restricted to the pairs the bound prices cheapest);
 4. search: large-neighbourhood search until the deadline.
 

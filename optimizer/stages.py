@@ -22,9 +22,9 @@ stage            what it does
 ``exact``        CP-SAT or HiGHS on the whole model, hinted with the best plan so
                  far; CP-SAT's own bound joins the bounds
 ``consolidate``  for models too large to build whole, first: node-closing search for
-                 half the time left, the powered node that wastes the most open
-                 carbon and the roomiest open nodes re-packed exactly, so it can
-                 switch off (`edgeplace.optimizer.lns.consolidate`)
+                 three quarters of the time left, a node that wastes open carbon
+                 (or sits on a dirty grid) and a few open nodes that can take its
+                 workloads re-packed exactly (`edgeplace.optimizer.lns.consolidate`)
 ``restricted``   for models too large to build whole: the exact solver on the
                  pairs the bound prices cheapest plus the best plan's
 ``search``       large-neighbourhood search until the deadline: groups of nodes
@@ -437,7 +437,7 @@ CONSOLIDATE_SHARE = 0.75
 
 
 def consolidate(run: Planning, found: Found) -> Found:
-    """Node-closing steps from the best plan for CONSOLIDATE_SHARE of the time left
+    """Node-closing and exchange steps from the best plan for CONSOLIDATE_SHARE of the time left
     (`edgeplace.optimizer.lns.consolidate`). At 1,000 x 100 x 24 most of greedy's excess over
     the bound is open carbon of nodes kept on for a few services all day; one step that moves
     an edge node's seven services onto an always-on node of the same site saves 1.5 %."""

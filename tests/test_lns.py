@@ -1,4 +1,5 @@
-"""Large-neighbourhood search keeps plans feasible and never makes them worse."""
+"""Large-neighbourhood search keeps plans feasible and never makes them worse; its node-closing
+and exchange neighbourhoods aim at the carbon a plan wastes."""
 
 import time
 
@@ -7,12 +8,14 @@ import pytest
 
 from edgeplace.optimizer import lns
 from edgeplace.optimizer.cpsat_backend import solve_cpsat
+from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.greedy import greedy_place
 from edgeplace.optimizer.solve import SolveOptions
-from edgeplace.optimizer.stages import Planning
+from edgeplace.optimizer.stages import Planning, greedy_search_s
 from edgeplace.policies.costs import price
 from edgeplace.policies.evaluate import evaluate
 from edgeplace.topology.generate import generate_scenario
+from tests.builders import ScenarioBuilder, place
 
 
 def _pricer(sc):
@@ -95,8 +98,6 @@ def test_repair_leaves_a_feasible_plan_alone():
 def _two_nodes(**job):
     """Site `a` with two 4-core nodes that may power down; services w1, w2 of 1 core each,
     and (with `job`) a deferrable job `job` of 1 core."""
-    from tests.builders import ScenarioBuilder
-
     b = (ScenarioBuilder("two").slots(4).region("DE", [400, 300, 200, 100]).site("a", tier="access", pue=1.5)
          .node("n1", site="a").node("n2", site="a").tenant("t1")
          .workload("w1", tenant="t1").workload("w2", tenant="t1"))
@@ -106,8 +107,6 @@ def _two_nodes(**job):
 
 
 def test_wasted_open_g_is_the_open_carbon_of_the_empty_share_of_hosting_slots():
-    from tests.builders import place
-
     sc = _two_nodes()
     costs = price(sc)
     placement = place(sc, {"w1": ["n1"]})  # 1,000 of n1's 4,000 millicores (512 of 8,192 MiB)
@@ -120,8 +119,6 @@ def test_wasted_open_g_is_the_open_carbon_of_the_empty_share_of_hosting_slots():
 
 
 def test_consolidate_switches_off_a_node_by_moving_its_load_to_another_open_one():
-    from tests.builders import place
-
     sc = _two_nodes()
     costs = price(sc)
     price_as = _pricer(sc)
@@ -136,8 +133,6 @@ def test_consolidate_switches_off_a_node_by_moving_its_load_to_another_open_one(
 
 
 def test_a_step_keeps_the_jobs_it_does_not_free_at_their_start_and_nodes():
-    from tests.builders import place
-
     sc = _two_nodes(window=(0, 4), duration_minutes=60)  # the job may start in any of the 4 slots
     costs = price(sc)
     price_as = _pricer(sc)
@@ -156,8 +151,6 @@ def test_a_step_keeps_the_jobs_it_does_not_free_at_their_start_and_nodes():
 
 
 def test_build_with_job_starts_offers_only_that_start():
-    from edgeplace.optimizer.formulation import build
-
     sc = _two_nodes(window=(0, 4), duration_minutes=60)
     job = sc.index_of("workload", "job")
     assert sorted(build(price(sc)).start_s.tolist()) == [0, 1, 2, 3]
@@ -165,8 +158,6 @@ def test_build_with_job_starts_offers_only_that_start():
 
 
 def test_exchange_steps_pair_the_node_on_the_dirty_grid_with_the_clean_one():
-    from tests.builders import ScenarioBuilder, place
-
     sc = (ScenarioBuilder("grids").slots(2)
           .region("DIRTY", 600).site("d", tier="access", pue=1.5).node("dirty", site="d")
           .region("CLEAN", 30).site("c", tier="cloud", pue=1.1).node("clean", site="c").node("idle", site="c")
@@ -193,8 +184,6 @@ def test_exchange_steps_pair_the_node_on_the_dirty_grid_with_the_clean_one():
 
 
 def test_the_greedy_local_search_gets_a_tenth_of_the_time_before_an_exact_solver():
-    from edgeplace.optimizer.stages import greedy_search_s
-
     assert greedy_search_s(SolveOptions(solver="greedy", time_limit_s=60)) == 1.0  # the greedy solver: 1 s
     assert greedy_search_s(SolveOptions(solver="milp", time_limit_s=60)) == pytest.approx(6.0)
     assert greedy_search_s(SolveOptions(solver="cpsat", time_limit_s=5)) == 1.0  # at least the greedy solver's

@@ -220,8 +220,8 @@ LARGE_WORKLOAD = "shop/web"
 
 def setup_large_topology(api_client, n_nodes: int) -> dict[str, Any]:
     """`n_nodes` nodes over 20 sites in three grids (a quarter of them 16-core cloud servers in
-    SE, the rest 4-core edge boxes), the namespaces, and the Deployment shop/web (6 replicas).
-    Returns the site config.
+    SE, the rest 4-core edge boxes, every other one of which cannot power down), the
+    namespaces, and the Deployment shop/web (6 replicas). Returns the site config.
 
     The nodes are plain API objects (`create_node`), as for the 9-node topology: kwok would
     need kube-controller-manager to lift the not-ready taints, and its ReplicaSet controller
@@ -240,6 +240,8 @@ def setup_large_topology(api_client, n_nodes: int) -> dict[str, Any]:
                   "edgeplace.io/tier": "cloud" if cloud else "access"}
         annotations = ({"edgeplace.io/idle-w": "115", "edgeplace.io/max-w": "490", "edgeplace.io/pue": "1.1"} if cloud
                        else {"edgeplace.io/idle-w": "60", "edgeplace.io/max-w": "150", "edgeplace.io/pue": "1.8"})
+        if i % 2:  # half the edge boxes cannot be powered remotely: they stay on, and schedulable
+            annotations["edgeplace.io/can-power-down"] = "false"
         name, cpu, memory = f"n-{i:04d}", "16" if cloud else "4", "64Gi" if cloud else "8Gi"
         e2e.create_node(core, name, labels=labels, cpu=cpu, memory=memory, pods=MAX_PODS)
         core.patch_node(name, {"metadata": {"annotations": annotations}})
@@ -298,6 +300,10 @@ class Variant:
     best: bool = False  # the extender's --filter-keeps best
     managed: bool = False  # managedResources: only pods requesting MANAGED_RESOURCE are sent
     score_all: bool = False  # percentageOfNodesToScore: 100 (the extender sees every feasible node)
+    #: Steering at admission (edgeplace.k8s.steering): the chart's steering policy bound during the
+    #: run, the shipped profile's plugin weights, and managedResources, which the pods do not
+    #: request: kube-scheduler never calls the extender for them.
+    steer: bool = False
 
     @property
     def server(self) -> tuple[bool, bool]:
@@ -314,6 +320,12 @@ VARIANTS = (
     Variant("filter keeps the best, compact", compact=True, best=True),
     Variant("managedResources", managed=True),
 )
+#: Last: its agreement run leaves the cluster's isolation native (`native_isolation`).
+STEER = Variant("steering at admission, extender for unplanned pods", managed=True, score_all=True, steer=True)
+#: Steering and the extender's filter that keeps the best, both on every pod.
+STEER_BEST = Variant("steering at admission + filter keeps the best, compact", compact=True, best=True, score_all=True,
+                     steer=True)
+VARIANTS += (STEER, STEER_BEST)
 #: At 1,000 nodes kube-scheduler hands the extender a 42 % sample of the feasible nodes
 #: (numFeasibleNodesToFind) unless percentageOfNodesToScore is 100. managedResources changes
 #: nothing when every pod is the plan's (measured at 9 nodes).
@@ -322,6 +334,9 @@ LARGE_VARIANTS = VARIANTS[:4] + (
     Variant("compact replies, all nodes", compact=True, score_all=True),
     Variant("prioritize only, compact, all nodes", filter=False, compact=True, score_all=True),
     Variant("filter keeps the best, compact, all nodes", compact=True, best=True, score_all=True),
+    STEER,
+    Variant("steering at admission, default sampling", managed=True, steer=True),
+    STEER_BEST,
 )
 
 
@@ -341,8 +356,12 @@ def scheduler_config(extender_url: str | None, profiles: list[str] | None = None
     config.pop("percentageOfNodesToScore", None)  # the variant says (stock kube-scheduler without it)
     if high_qps:
         config["clientConnection"] = {"qps": 5000, "burst": 5000}
+    shipped_plugins = config["profiles"][0].get("plugins")
     if profiles:
         config["profiles"] = [{"schedulerName": p} for p in profiles]
+        if variant.steer and extender_url is not None:
+            for profile in config["profiles"]:
+                profile["plugins"] = copy.deepcopy(shipped_plugins)
     if extender_url is None:
         config.pop("extenders", None)
         return config
@@ -408,6 +427,58 @@ class ExtenderProcess:
         self._log.close()
 
 
+class Steering:
+    """The chart's steering admission policy (from the committed deploy/manifests/edgeplace.yaml)
+    with the parameters of a plan; its binding exists only while a `steer` variant runs, so the
+    other runs create their pods without it."""
+
+    NAMESPACE = "edgeplace-system"
+
+    def __init__(self, api_client, doc: dict[str, Any], workload: str):
+        from kubernetes import client, utils
+
+        from edgeplace.k8s import steering
+
+        self.api, self.workload = api_client, workload
+        core = client.CoreV1Api(api_client)
+        core.create_namespace({"metadata": {"name": self.NAMESPACE}})
+        objects = [d for d in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text())
+                   if d and d["metadata"]["name"] == "edgeplace-steering"]
+        self.binding = next(d for d in objects if d["kind"] == "MutatingAdmissionPolicyBinding")
+        utils.create_from_dict(api_client, next(d for d in objects if d["kind"] == "MutatingAdmissionPolicy"))
+        nodes = [api_client.sanitize_for_serialization(n) for n in core.list_node().items]
+        params, warnings = steering.data(doc, steering.node_hostnames(nodes))
+        if warnings:
+            raise RuntimeError("steering parameters: " + "; ".join(warnings))
+        steering.publish(api_client, params, self.NAMESPACE)
+        self._probes = 0
+
+    def _steered(self) -> bool:
+        """Whether a new pod of the workload gets the plan's preferred term (the pod is deleted again)."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self.api)
+        self._probes += 1
+        body = make_pod(self.api, self.workload, 0, scheduler_name="nobody", name=f"steer-probe-{self._probes}")
+        pod = core.create_namespaced_pod(self.workload.split("/")[0], body)
+        core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+        aff = pod.spec.affinity
+        return bool(aff and aff.node_affinity and aff.node_affinity.preferred_during_scheduling_ignored_during_execution)
+
+    def on(self) -> None:
+        from kubernetes import utils
+
+        utils.create_from_dict(self.api, copy.deepcopy(self.binding))
+        load_cluster_module().wait_for(self._steered, WAIT_S, "the steering policy to take effect")
+
+    def off(self) -> None:
+        from kubernetes import client
+
+        client.AdmissionregistrationV1Api(self.api).delete_mutating_admission_policy_binding(
+            self.binding["metadata"]["name"])
+        load_cluster_module().wait_for(lambda: not self._steered(), WAIT_S, "the steering policy to stop")
+
+
 # ---------------------------------------------------------------------------
 # Measuring
 
@@ -432,11 +503,13 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     e2e = load_cluster_module()
     core, events = client.CoreV1Api(api_client), client.EventsV1Api(api_client)
     # Small requests, so that capacity never limits the run: it measures the scheduling path.
-    extra = {MANAGED_RESOURCE: "1"} if variant.managed else None
+    extra = {MANAGED_RESOURCE: "1"} if variant.managed and not variant.steer else None
     bodies = [make_pod(api_client, workload, i, scheduler_name=profile, name=f"{profile}-{i}",
                        labels={"edgeplace-bench": profile}, cpu="10m", memory="16Mi", requests=extra)
               for i in range(n_pods)]
+    created = time.perf_counter()
     create_pods(api_client, namespace, bodies)
+    create_s = time.perf_counter() - created
     names = {b["metadata"]["name"] for b in bodies}
     started = time.perf_counter()
     extender_cpu = cpu_seconds(extender_pid) if extender_pid else 0.0
@@ -464,6 +537,7 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     span = (times[-1] - times[0]).total_seconds()
     on_plan = sum(node in planned for node in bound.values()) / n_pods if planned is not None else float("nan")
     return {"pods": n_pods, "pods_per_s": (n_pods - 1) / span if span > 0 else float("inf"),
+            "created_per_s": n_pods / create_s,
             "span_s": span, "wall_s": wall, "on_planned_nodes": on_plan, "load_1min": os.getloadavg()[0],
             "scheduler_cpu_ms_per_pod": scheduler_cpu / n_pods * 1000, "extender_cpu_ms_per_pod": extender_cpu / n_pods * 1000}
 
@@ -471,12 +545,14 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
 def compare(cluster, api_client, namespace: str, workload: str, extender_url: str, n_pods: int = 200,
             rounds: int = 1, certs: Certs | None = None, variants: tuple[Variant, ...] = (FULL,),
             urls: dict[tuple[bool, bool], str] | None = None, planned: set[str] | None = None,
-            servers: dict[tuple[bool, bool], "ExtenderProcess"] | None = None) -> list[dict[str, Any]]:
+            servers: dict[tuple[bool, bool], "ExtenderProcess"] | None = None,
+            steering: Steering | None = None) -> list[dict[str, Any]]:
     """A warm-up run (not counted), then per round one run without the extender and one per
     variant, the order rotated by one each round (no configuration always runs first); one
     row per run. `urls` maps a variant's `server` options to the extender serving them
     (default: `extender_url`), `servers` to the process serving it (then each row has the
-    extender's own mean time per call, `server_ms`)."""
+    extender's own mean time per call, `server_ms`). `steering` is switched on for the runs of
+    a `steer` variant."""
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
@@ -488,8 +564,15 @@ def compare(cluster, api_client, namespace: str, workload: str, extender_url: st
         url = None if variant is None else (urls or {}).get(variant.server, extender_url)
         server = None if variant is None or servers is None else servers[variant.server]
         before = server.server_seconds() if server else (0.0, 0.0)
-        figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
-                                     variant or FULL, planned, server.proc.pid if server else None)
+        steer = variant is not None and variant.steer
+        if steer:
+            steering.on()
+        try:
+            figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
+                                         variant or FULL, planned, server.proc.pid if server else None)
+        finally:
+            if steer:
+                steering.off()
         if server:
             after = server.server_seconds()
             figures["server_ms"] = (after[0] - before[0]) / max(after[1] - before[1], 1) * 1000
@@ -510,20 +593,23 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None, certs: Certs | None,
-              variant: Variant, profile: str) -> dict[str, Any]:
+              variant: Variant, profile: str, steering: Steering | None = None) -> dict[str, Any]:
     """Every replica of the 9-node topology's Deployments scheduled with `variant`: the share of
     pods bound on a node the plan planned for their workload, and the isolation rules broken.
     Then under pressure: every node but the factory's dedicated pool is tainted NoSchedule
     (full, as far as kube-scheduler's own filters go) and two shop pods arrive; they must stay
-    Pending (the pool is the factory's), and `pressure_broken` counts those bound in the pool."""
+    Pending (the pool is the factory's), and `pressure_broken` counts those bound in the pool.
+    A `steer` variant runs with `steering` on (and the isolation made native before)."""
     from kubernetes import client
 
     e2e = load_cluster_module()
     core = client.CoreV1Api(api_client)
+    if variant.steer:
+        steering.on()
     pods = {}
     for workload, spec in DEPLOYMENTS.items():
         ns = workload.split("/")[0]
-        extra = {MANAGED_RESOURCE: "1"} if variant.managed else None
+        extra = {MANAGED_RESOURCE: "1"} if variant.managed and not variant.steer else None
         for i in range(spec["replicas"]):
             body = make_pod(api_client, workload, i, scheduler_name=profile,
                             name=f"{profile}-{workload.split('/')[1]}-{i}", labels={"edgeplace-bench": profile},
@@ -550,7 +636,7 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
     for node in set(NODES) - pool:
         core.patch_node(node, [{"op": "add", "path": "/spec/taints",
                                 "value": [{"key": "edgeplace-bench/full", "effect": "NoSchedule"}]}])
-    managed = {MANAGED_RESOURCE: "1"} if variant.managed else None
+    managed = {MANAGED_RESOURCE: "1"} if variant.managed and not variant.steer else None
     extra = [make_pod(api_client, "shop/web", i, scheduler_name=profile, name=f"{profile}-pressure-{i}",
                       labels={"edgeplace-bench": profile}, requests=managed) for i in range(2)]
     for body in extra:
@@ -568,6 +654,8 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
         return out
 
     placed = e2e.wait_for(settled, WAIT_S, "the pressure pods to be bound or unschedulable", interval=0.25)
+    if variant.steer:
+        steering.off()
     for node in set(NODES) - pool:
         core.patch_node(node, [{"op": "remove", "path": "/spec/taints"}])
     for ns in {ns for ns, _ in pods} | {"shop"}:
@@ -579,6 +667,54 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
 
 # ---------------------------------------------------------------------------
 # Standalone run
+
+
+def native_isolation(api_client, site_config: dict[str, Any]) -> None:
+    """Tenant isolation in the cluster's own mechanisms, as the chart and the planner keep it: the
+    isolation admission policies (from the committed manifests) and `edgeplace.k8s.isolation.reconcile`
+    (dedicated-pool taints, tenant labels, the policies' parameters); waits until they act."""
+    from kubernetes import client, utils
+
+    from edgeplace.k8s import isolation
+    from edgeplace.k8s.mapping import parse_site_config
+
+    kinds = ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
+             "ValidatingAdmissionPolicyBinding")
+    for obj in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text()):
+        if obj and obj["kind"] in kinds and obj["metadata"]["name"] == "edgeplace-isolation":
+            utils.create_from_dict(api_client, obj)
+    isolation.reconcile(api_client, parse_site_config(site_config), namespace=Steering.NAMESPACE)
+    core = client.CoreV1Api(api_client)
+
+    def refused() -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        body = make_pod(api_client, "shop/web", 0, scheduler_name="nobody", name="isolation-probe")
+        body["spec"]["nodeName"] = "factory-1"
+        try:
+            core.create_namespaced_pod("shop", body)
+        except ApiException as exc:
+            return exc.status in (400, 403, 422)
+        core.delete_namespaced_pod("isolation-probe", "shop", grace_period_seconds=0)
+        return False
+
+    load_cluster_module().wait_for(refused, WAIT_S, "the isolation policies to take effect")
+
+
+def apply_power_state(api_client, doc: dict[str, Any]) -> int:
+    """Taint the nodes the plan powers down with edgeplace.io/powered-down:NoSchedule, as the power
+    lifecycle does once it drains them (`edgeplace.k8s.actuation.power`): the cluster as edgeplace
+    leaves it, for every variant alike. Returns how many."""
+    from kubernetes import client
+
+    from edgeplace.k8s.scheduling import TAINT_POWERED_DOWN
+
+    core = client.CoreV1Api(api_client)
+    asleep = [n for n, entry in doc["nodes"].items() if not entry["powered"]]
+    taint = [{"key": TAINT_POWERED_DOWN, "value": "true", "effect": "NoSchedule"}]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: core.patch_node(n, {"spec": {"taints": taint}}), asleep))
+    return len(asleep)
 
 
 def plan_of(api_client, site_config: dict[str, Any]) -> dict[str, Any]:
@@ -594,8 +730,11 @@ def plan_of(api_client, site_config: dict[str, Any]) -> dict[str, Any]:
                                evaluation=plan.evaluation)
 
 
-def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path) -> tuple[list[dict], list[dict]]:
-    """Throughput (and, for the 9-node topology, agreement) rows for one cluster size."""
+def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path, only: set[str] | None = None,
+             plan_only: bool = False) -> tuple[list[dict], list[dict]]:
+    """Throughput (and, for the 9-node topology, agreement) rows for one cluster size; `only`: the
+    names of the variants to run (default all). Generated clusters get the plan's power state as
+    taints (`apply_power_state`) unless `plan_only`."""
     from edgeplace.k8s.extender.table import write_plan_document
 
     e2e = load_cluster_module()
@@ -608,7 +747,11 @@ def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path) -> tuple[list
         else:
             site_config = setup_large_topology(api, n_nodes)
             variants, workload = LARGE_VARIANTS, LARGE_WORKLOAD
+        if only is not None:
+            variants = tuple(v for v in variants if v.name in only)
         doc = plan_of(api, site_config)
+        if n_nodes != len(NODES) and not plan_only:
+            apply_power_state(api, doc)
         plan_path = folder / f"plan-{n_nodes}.json"
         write_plan_document(doc, plan_path)
         planned = set(doc["workloads"][workload]["planned_nodes"])
@@ -618,15 +761,22 @@ def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path) -> tuple[list
                 servers[compact, best] = ExtenderProcess(plan_path, certs, compact,
                                                          folder / f"extender-{n_nodes}-{compact}-{best}.log", best)
             urls = {options: server.url for options, server in servers.items()}
+            steering = (Steering(api, doc, workload) if n_nodes == len(NODES) or any(v.steer for v in variants)
+                        else None)
             rows = compare(cluster, api, "shop", workload, urls[FULL.server], n_pods, rounds, certs, variants, urls,
-                           planned, servers)
+                           planned, servers, steering)
             for row in rows:
                 row["nodes"] = n_nodes
             agree = []
             if n_nodes == len(NODES):
                 agree.append(agreement(cluster, api, doc, None, None, FULL, "agree-plain"))
+                native = False
                 for i, variant in enumerate(VARIANTS):
-                    agree.append(agreement(cluster, api, doc, urls[variant.server], certs, variant, f"agree-{i}"))
+                    if variant.steer and not native:
+                        native_isolation(api, site_config)
+                        native = True
+                    agree.append(agreement(cluster, api, doc, urls[variant.server], certs, variant, f"agree-{i}",
+                                           steering))
         finally:
             for server in servers.values():
                 server.stop()
@@ -639,7 +789,17 @@ def main(argv: list[str] | None = None) -> int:
                                                             "topology; others are generated; default 9,1000)")
     parser.add_argument("--pods", type=int, default=1000, help="pending pods per run (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of (without, each variant) (default 3)")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="leave the nodes the plan powers down untainted (power lifecycle in dry-run); default: "
+                             "tainted edgeplace.io/powered-down as the lifecycle leaves them")
+    parser.add_argument("--variants", metavar="NAME[;NAME...]",
+                        help="run only these variants (their names as in the table, ';'-separated; default all)")
     args = parser.parse_args(argv)
+    only = {v.strip() for v in args.variants.split(";")} if args.variants else None
+    plan_only = args.plan_only
+    known = {v.name for v in (*VARIANTS, *LARGE_VARIANTS)}
+    if only and only - known:
+        parser.error(f"--variants: unknown {sorted(only - known)}; the variants are {sorted(known)}")
 
     import tempfile
 
@@ -651,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, agree = [], []
     with tempfile.TemporaryDirectory(prefix="edgeplace-bench-") as tmp:
         for n in (int(x) for x in args.nodes.split(",")):
-            r, a = run_size(n, args.pods, args.rounds, Path(tmp))
+            r, a = run_size(n, args.pods, args.rounds, Path(tmp), only, plan_only)
             rows += r
             agree += a
     table = pd.DataFrame(rows)
@@ -660,7 +820,8 @@ def main(argv: list[str] | None = None) -> int:
                     runs_max=("pods_per_s", "max"), on_planned_nodes=("on_planned_nodes", "median"),
                     calls_per_pod=("calls_per_pod", "median"), server_ms=("server_ms", "median"),
                     scheduler_cpu_ms=("scheduler_cpu_ms_per_pod", "median"),
-                    extender_cpu_ms=("extender_cpu_ms_per_pod", "median"), load_1min=("load_1min", "mean"))
+                    extender_cpu_ms=("extender_cpu_ms_per_pod", "median"), created_per_s=("created_per_s", "median"),
+                    load_1min=("load_1min", "mean"))
                .reset_index())
     base = summary[summary["scheduler"] == "without extender"].set_index("nodes")["pods_per_s"]
     summary["share_of_without"] = [p / base[n] for n, p in zip(summary["nodes"], summary["pods_per_s"])]
@@ -673,9 +834,19 @@ def main(argv: list[str] | None = None) -> int:
              f"waiting for a core); scheduler_cpu_ms and extender_cpu_ms: CPU time per pod of kube-scheduler "
              f"(since its start, so with its start-up and informer sync) and of the extender process. The extender serves "
              f"mutual TLS (the chart's default). Nodes are plain API objects "
-             f"(no kubelets: a pod is scheduled once bound). 1-minute load average before the run: {load_before:.2f}.")
-    write_section("k8s_e2e", "Real cluster: kube-scheduler pods/s with and without the extender", summary, notes)
-    if agree:
+             f"(no kubelets: a pod is scheduled once bound). created_per_s: the rate at which the run's pods were "
+             f"created beforehand (8 client threads; outside the measured interval), which is where steering at "
+             f"admission costs: its policy runs in kube-apiserver on every pod created. Steering variants: the chart's "
+             f"steering policy bound for the run, the shipped profile (NodeAffinity weight 10). Generated clusters: "
+             f"every other edge box cannot power down; "
+             + ("the nodes the plan powers down are left untainted (power lifecycle in dry-run). " if plan_only else
+                "the nodes the plan powers down are tainted edgeplace.io/powered-down:NoSchedule for every run, as "
+                "the power lifecycle leaves them. ")
+             + f"1-minute load average before the run: {load_before:.2f}.")
+    section = "k8s_e2e_plan_only" if plan_only else "k8s_e2e"
+    write_section(section, "Real cluster: kube-scheduler pods/s with and without the extender"
+                  + (" (plan only: sleeping nodes untainted)" if plan_only else ""), summary, notes)
+    if agree and not plan_only:
         write_section("k8s_e2e_agreement", "Real cluster: plan agreement of each extender variant (9 nodes)",
                       pd.DataFrame(agree),
                       "Every replica of the 7 Deployments (21 pods) scheduled once per variant in the same run: the "
@@ -683,7 +854,11 @@ def main(argv: list[str] | None = None) -> int:
                       "(a node with both hospital and cdn, or a dedicated node hosting another tenant). "
                       "pressure_broken: then every node but the factory's dedicated pool is tainted NoSchedule and "
                       "two shop pods arrive; with the filter they stay Pending, without it they bind in the pool "
-                      "(the pool is expressed only by its edgeplace.io/dedicated-to label here, not natively).")
+                      "(the pool is expressed only by its edgeplace.io/dedicated-to label here, not natively). "
+                      "The steering variants run last, with isolation made native first as the chart keeps it "
+                      "(its admission policies and `edgeplace.k8s.isolation.reconcile`: the pool tainted, the "
+                      "tenants labelled) and the steering policy bound: the plan's nodes as preferred node "
+                      "affinity, the SLA's as required.")
     return 0
 
 

@@ -127,6 +127,10 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
     g.add_argument("--keep-isolation", action="store_true",
                    help="each round, keep tenant isolation in the cluster's taints, namespace labels and admission "
                         "parameters (what `edgeplace apply-isolation` does; the ConfigMap in the plan's namespace)")
+    g.add_argument("--steer-at-admission", action="store_true",
+                   help="each round, write the plan's nodes per workload for the chart's steering admission policy "
+                        "(edgeplace.k8s.steering; the ConfigMap edgeplace-steering in the plan's namespace), so "
+                        "kube-scheduler steers planned pods without calling the extender")
     g.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                    help="serve the planner's Prometheus metrics on this port (default 0: off)")
     from edgeplace.actuation_cli import add_actuation_arguments
@@ -358,7 +362,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             solve=SolveOptions(solver=args.solver, time_limit_s=args.time_limit, bound_time_limit_s=0.0,
                                objective=Objective(migration_g_per_replica=args.migration_g_per_replica)),
             valid_for_s=args.valid_for, release_gates=not args.no_release_gates and not args.fleet_config,
-            isolation_namespace=namespace if args.keep_isolation and not args.fleet_config else None)
+            isolation_namespace=namespace if args.keep_isolation and not args.fleet_config else None,
+            steering_namespace=namespace if args.steer_at_admission and not args.fleet_config else None)
         # Over a fleet the plan's nodes are other clusters' (`<cluster>/<node>`): nothing to actuate here.
         actuation = actuation_options(args, namespace, *(("off", "off") if args.fleet_config else ()))
         metrics = PlannerMetrics()

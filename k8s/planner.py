@@ -60,7 +60,7 @@ from typing import Any, Callable
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from edgeplace.k8s import gates, isolation, suspend
+from edgeplace.k8s import gates, isolation, steering, suspend
 from edgeplace.k8s.actuation.actuator import Actuator
 from edgeplace.k8s.actuation.metrics import PlannerMetrics
 from edgeplace.k8s.extender.table import DEFAULT_VALID_FOR_S, PlanError, build_plan_document
@@ -150,6 +150,8 @@ class PlannerOptions:
     tick_s : how often the loop checks triggers and gate releases [s]
     isolation_namespace : keep tenant isolation each round (`edgeplace.k8s.isolation.reconcile`),
         its parameter ConfigMap in this namespace; None = do not (`edgeplace apply-isolation` by hand)
+    steering_namespace : write the admission steering parameters of each published plan
+        (`edgeplace.k8s.steering`) to a ConfigMap in this namespace; None = do not
     """
 
     period_s: float = 300.0
@@ -161,6 +163,7 @@ class PlannerOptions:
     release_gates: bool = True
     tick_s: float = 1.0
     isolation_namespace: str | None = None
+    steering_namespace: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.period_s > 0 and self.tick_s > 0 and self.valid_for_s > 0):
@@ -184,6 +187,7 @@ class PlanRound:
     powered_down: list[str] = field(default_factory=list)
     released: list[tuple[str, str]] = field(default_factory=list)  # (namespace/pod, reason)
     isolation: list[str] = field(default_factory=list)  # what keeping isolation changed, one line each
+    steering: str = ""  # the steering parameters: created | updated | unchanged ("" when not kept)
 
 
 class Publisher:
@@ -301,6 +305,8 @@ class Planner:
             result.released = self._release(objects, None, now)
             return self._done(result, "publish_failed", str(exc), started)
         self.last_published, self.last_mapped = doc, mapped
+        if self.options.steering_namespace is not None:
+            self._keep_steering(doc, objects, result)
         self.starts = gates.planned_starts(mapped.scenario, plan.placement)
         self.running_now = suspend.running_in_slot(mapped.scenario, plan.placement)
         down = sorted(n for n, entry in doc["nodes"].items() if not entry["powered"])
@@ -326,6 +332,16 @@ class Planner:
         result.isolation = [str(c) for c in changes]
         for line in result.isolation:
             log.info("planner: isolation: %s", line)
+
+    def _keep_steering(self, doc: dict[str, Any], objects: ClusterObjects, result: PlanRound) -> None:
+        """The admission steering parameters of the plan just published; trouble is a warning (pods are
+        then steered by the previous parameters, or created as written)."""
+        params, warnings = steering.data(doc, steering.node_hostnames(objects.nodes))
+        result.warnings += warnings
+        try:
+            result.steering = steering.publish(self.api_client, params, self.options.steering_namespace)
+        except ApiException as exc:
+            result.warnings.append(f"steering parameters not written this round: {exc.status} {exc.reason}")
 
     @staticmethod
     def _done(result: PlanRound, outcome: str, detail: str, started: float) -> PlanRound:

@@ -46,7 +46,7 @@ SITE_CONFIG = {"name": "isolation", "horizon": {"slots": 2, "slot_minutes": 60},
 def isolation_policies() -> list[dict]:
     """The admission policies of the committed manifests (the chart rendered for Kubernetes 1.37)."""
     items = [d for d in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text()) if d]
-    return [d for d in items if d["kind"] in POLICY_KINDS]
+    return [d for d in items if d["kind"] in POLICY_KINDS and d["metadata"]["name"].startswith("edgeplace-isolation")]
 
 
 @pytest.fixture(scope="module")

@@ -95,11 +95,15 @@ def test_rbac_is_least_privilege():
                 for b in by_kind(items, "ClusterRoleBinding") + by_kind(items, "RoleBinding")}
     assert bindings == {"edgeplace-planner": ("edgeplace-planner", ["edgeplace-planner"]),
                         "edgeplace-extender": ("edgeplace-extender", ["edgeplace-extender"]),
-                        "edgeplace-isolation": ("edgeplace-isolation", ["edgeplace-planner"])}
+                        "edgeplace-isolation": ("edgeplace-isolation", ["edgeplace-planner"]),
+                        "edgeplace-steering": ("edgeplace-steering", ["edgeplace-planner"])}
     assert rules_of(named(items, "ClusterRole", "edgeplace-isolation")) == {
         (("",), ("nodes",)): {"get", "update"}, (("",), ("namespaces",)): {"get", "patch"}}
     assert named(items, "Role", "edgeplace-isolation")["rules"] == [
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["edgeplace-isolation"], "verbs": ["get", "update"]}]
+    # steering.enabled (on): the steering policy's parameters only.
+    assert named(items, "Role", "edgeplace-steering")["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["edgeplace-steering"], "verbs": ["get", "update"]}]
 
 
 @pytest.mark.parametrize("name, resources", [("edgeplace-planner-pod-updates", ["pods"]),
@@ -179,7 +183,7 @@ def test_deployments_run_non_root_read_only_with_their_own_service_accounts():
     [c] = ext["containers"]
     assert c["args"][:2] == ["serve", "--extender"] and "--planner" not in c["args"]
     assert {"--tls-cert=/etc/edgeplace/tls/tls.crt", "--tls-key=/etc/edgeplace/tls/tls.key",
-            "--client-ca=/etc/edgeplace/tls/ca.crt", "--cluster=cluster", "--compact-replies", "--filter-keeps=allowed"} <= set(c["args"])
+            "--client-ca=/etc/edgeplace/tls/ca.crt", "--cluster=cluster", "--compact-replies", "--filter-keeps=best"} <= set(c["args"])
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert {"name": "tls", "secret": {"secretName": "edgeplace-extender-tls"}} in ext["volumes"]
     [c] = deployments["edgeplace-planner"]["spec"]["template"]["spec"]["containers"]

@@ -35,6 +35,17 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* The extender stanza of both scheduler configurations: include with (dict "root" . "certDir" DIR),
      DIR holding kube-scheduler's client certificate (tls.crt, tls.key) and the CA (ca.crt). */}}
+{{/* The profile's plugins for steering at admission: NodeAffinity outweighs the spreading plugins. */}}
+{{- define "edgeplace.steeringPlugins" -}}
+{{- if .Values.steering.enabled }}
+plugins:
+  score:
+    enabled:
+    - name: NodeAffinity
+      weight: {{ .Values.steering.nodeAffinityWeight }}
+{{- end }}
+{{- end -}}
+
 {{- define "edgeplace.extenderStanza" -}}
 {{- $v := .root.Values -}}
 - urlPrefix: {{ include "edgeplace.url" .root }}

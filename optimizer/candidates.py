@@ -4,8 +4,9 @@ Every stage of `edgeplace.optimizer.solve` returns a `Found`: the plans it
 made (`Candidate`, each priced on the series the plan is made on, i.e. the
 forecast), the lower bounds it proved (`Bound`), and what it learnt that
 later stages can use (`Found.guide`, the bound's price of each
-workload-node pair). `Found + Found` concatenates; the chooser at the end
-of `solve` reads the sum.
+workload-node pair). `Found + Found` concatenates, keeping the best
+candidate and the proven optimal ones (nothing else can be chosen); the
+chooser at the end of `solve` reads the sum.
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ class Found:
     details: list[str] = field(default_factory=list)
     #: An exact solver finished on the whole model: searching further cannot beat its optimum there.
     model_solved: bool = False
+
+    def __post_init__(self) -> None:
+        # Only the best plan and the proven optimal ones can be chosen or prove anything: the others
+        # are dropped, and with them their placements (R x T: 84 MiB for a year of 5,000 jobs).
+        if len(self.candidates) > 1:
+            best = self.best
+            self.candidates = [c for c in self.candidates if c is best or c.optimal]
 
     def __add__(self, other: "Found") -> "Found":
         return Found(self.candidates + other.candidates, self.bounds + other.bounds,

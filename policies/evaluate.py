@@ -45,14 +45,18 @@ from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from edgeplace.policies.power import energy_kwh, market_based_split, node_power_w, onsite_supply_split
 from edgeplace.topology.constraints import ConstraintState
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scheduling_spec import PODS_RESOURCE
 from edgeplace.topology.scenario import CPU, Scenario
+
+if TYPE_CHECKING:  # pandas only for the tables: planning never imports it (about 65 MiB resident)
+    import pandas as pd
 
 UNALLOCATED = "(unallocated)"
 #: Scope 2 bases: the Evaluation array of each, and how a table names it.
@@ -239,6 +243,8 @@ class Evaluation:
     # -- tables ------------------------------------------------------------
     def per_node(self) -> pd.DataFrame:
         sc = self.scenario
+        import pandas as pd
+
         return pd.DataFrame({
             "node": sc.node_ids,
             "site": [sc.site_ids[s] for s in sc.node_site],
@@ -290,6 +296,8 @@ class Evaluation:
         return frame
 
     def _attributed(self, prefix: str, names: list[str], label: str) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame({
             label: names,
             "energy_kwh": getattr(self, f"{prefix}_energy_kwh").sum(axis=1),
@@ -300,6 +308,8 @@ class Evaluation:
 
     def per_slot(self) -> pd.DataFrame:
         sc = self.scenario
+        import pandas as pd
+
         return pd.DataFrame({
             "slot": np.arange(sc.n_slots),
             "start": [sc.slot_time(t).isoformat() for t in range(sc.n_slots)],
@@ -328,7 +338,7 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
         # A (1, T) array would broadcast silently over every node.
         raise ValueError(f"powered has shape {np.shape(placement.powered)}, scenario needs {(N, T)} (nodes x slots)")
     rep_w = sc.replica_workload
-    r_idx, t_idx = np.nonzero(assign >= 0)  # no R x T mask is kept: a year of jobs makes it large
+    r_idx, t_idx = running_cells(assign)
     node = assign[r_idx, t_idx].astype(np.int64)  # assign may be int8 or int16 (Placement): no overflow in node * T
     w_of = rep_w[r_idx]
     cell = node * T + t_idx  # flat node-slot index
@@ -448,6 +458,24 @@ def _attribute(values: np.ndarray, cell: np.ndarray, group: np.ndarray, size: in
     return np.vstack([per_group, rest[None, :]])
 
 
+#: Rows of a placement looked at at once where a whole R x T mask would be needed: a year of
+#: 30-minute slots for 5,000 jobs makes one 84 MiB (bool), a block of rows stays under 5 MiB.
+ROW_BLOCK = 256
+
+
+def running_cells(assign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(replica, slot) indices where `assign` (R x T) runs a replica, by blocks of rows: no R x T
+    temporary."""
+    rows, slots = [], []
+    for a in range(0, assign.shape[0], ROW_BLOCK):
+        r, t = np.nonzero(assign[a:a + ROW_BLOCK] >= 0)
+        rows.append(r + a)
+        slots.append(t)
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(rows), np.concatenate(slots)
+
+
 def _slots(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(t) for t in np.flatnonzero(mask))
 
@@ -526,21 +554,22 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
                                  "sites", f"{sc.workload_ids[w]} runs on fewer than {sc.workload_min_sites[w]} sites"))
 
     # Schedule: services run in every slot; deferrable jobs in one block inside their window.
-    # A service runs in every slot (`Scenario`). Only its rows are looked at slot by slot: R x T
-    # temporaries of a year of thousands of jobs would not fit in memory.
-    running = assign >= 0  # the one R x T mask of the evaluation
+    # A service runs in every slot (`Scenario`). Rows are looked at a few at a time: an R x T mask
+    # of a year of thousands of jobs is 84 MiB (`ROW_BLOCK`).
     rep_w = sc.replica_workload
     fixed_rows = np.flatnonzero(~sc.workload_deferrable[rep_w])
     wrong_fixed = np.zeros(len(rep_w), dtype=bool)
-    wrong_fixed[fixed_rows] = ~running[fixed_rows].all(axis=1)
+    for a in range(0, len(fixed_rows), ROW_BLOCK):
+        block = fixed_rows[a:a + ROW_BLOCK]
+        wrong_fixed[block] = ~(assign[block] >= 0).all(axis=1)
     for w in np.unique(rep_w[wrong_fixed]):
         rows = np.flatnonzero(wrong_fixed & (rep_w == w))
-        slots = (~running[rows]).any(axis=0)
+        slots = (assign[rows] < 0).any(axis=0)
         out.append(Violation(ViolationKind.schedule, sc.workload_ids[w], _slots(slots), float(slots.sum()), "slots",
                              f"{sc.workload_ids[w]} is not running in every slot it must (unplaced or stopped)"))
     for w in np.flatnonzero(sc.workload_deferrable):
         r0, n = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
-        runs = running[r0:r0 + n]
+        runs = assign[r0:r0 + n] >= 0
         any_run = runs.any(axis=0)
         slots = np.flatnonzero(any_run)
         d = int(sc.workload_duration_slots[w])

@@ -108,7 +108,7 @@ def actuation_options(args: argparse.Namespace, namespace: str, rebalance: str |
 
 
 def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
-    from edgeplace.cluster_cli import cluster_args, plan_location_args
+    from edgeplace.cluster_connect import cluster_args, plan_location_args
 
     p = sub.add_parser("rebalance", help="move running pods where the published plan wants them",
                        description="Compare where pods run with the published plan and print (--dry-run) or make "
@@ -142,7 +142,7 @@ def _usage(message: str) -> int:
 def cmd_rebalance(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from edgeplace.cluster_cli import connect, read_cluster_or_explain
+    from edgeplace.cluster_connect import connect, read_cluster_or_explain
     from edgeplace.k8s.actuation.actuator import Actuator
     from edgeplace.k8s.extender.table import build_plan_document
     from edgeplace.k8s.mapping import MappingOptions, load_site_config, map_cluster
@@ -159,7 +159,7 @@ def cmd_rebalance(args: argparse.Namespace) -> int:
     now = datetime.now(timezone.utc)
     mapped = map_cluster(objects, config, MappingOptions(now=now), source=f"cluster {api.configuration.host}")
     if args.solve:
-        from edgeplace.cluster_cli import DEFAULT_MIGRATION_G
+        from edgeplace.cluster_connect import DEFAULT_MIGRATION_G
         from edgeplace.optimizer.solve import SolveOptions, solve
         from edgeplace.policies.costs import Objective
 

@@ -215,7 +215,7 @@ def _write_scenario(source: str, target: str, fits) -> None:
 
 
 def _annotate(args: argparse.Namespace, fits) -> None:
-    from edgeplace.cluster_cli import connect
+    from edgeplace.cluster_connect import connect
     from edgeplace.k8s.mapping import power_annotations, set_node_annotations
 
     client = connect(args.kubeconfig, args.context)

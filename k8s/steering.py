@@ -90,9 +90,9 @@ def data(doc: Mapping[str, Any], hostnames: Mapping[str, str]) -> tuple[dict[str
     """The parameters for a plan document (`edgeplace.k8s.extender.table`), and warnings.
 
     `hostnames` names the nodes (`node_hostnames`). A workload whose id cannot be a key (or gives
-    another's key), or that the plan puts nowhere, gets no entry (its pods are created as written). When the map would
-    exceed `MAX_DATA_BYTES`, the ``require`` entries are left out first (the plan's own preference
-    is what steers), then the map is refused whole.
+    another's key), or that the plan puts nowhere, gets no entry (its pods are created as written).
+    When the map would exceed `MAX_DATA_BYTES`, the ``require`` entries are left out first (the
+    plan's own preference is what steers), then the map is refused whole.
     """
     all_nodes = set(doc.get("nodes") or {})
     node_sets: dict[str, list[str]] = doc.get("node_sets") or {}
@@ -116,8 +116,7 @@ def data(doc: Mapping[str, Any], hostnames: Mapping[str, str]) -> tuple[dict[str
         planned_nodes = [n for n, count in (entry.get("planned_nodes") or {}).items() if count > 0]
         planned = sorted(hostnames[n] for n in planned_nodes if n in hostnames)
         if len(planned) < len(planned_nodes):
-            unnamed = sorted(n for n in planned_nodes if n not in hostnames)
-            warnings.append(f"workload {wid!r}: not steered to {', '.join(unnamed[:3])}{' ...' if len(unnamed) > 3 else ''} "
+            warnings.append(f"workload {wid!r}: not steered to {_unnamed(planned_nodes, hostnames)} "
                             f"(no {HOSTNAME_LABEL} label of its own)")
         if planned:
             prefer[PREFER + key] = ",".join(planned)
@@ -125,9 +124,8 @@ def data(doc: Mapping[str, Any], hostnames: Mapping[str, str]) -> tuple[dict[str
         members = node_sets.get(allowed, []) if isinstance(allowed, str) else list(allowed or [])
         if members and set(members) < all_nodes:  # every node allowed: nothing to require
             if not all(n in hostnames for n in members):
-                unnamed = sorted(n for n in members if n not in hostnames)
-                warnings.append(f"workload {wid!r}: its allowed nodes are not required at admission ({', '.join(unnamed[:3])}"
-                                f"{' ...' if len(unnamed) > 3 else ''} without a {HOSTNAME_LABEL} label of its own)")
+                warnings.append(f"workload {wid!r}: its allowed nodes are not required at admission "
+                                f"({_unnamed(members, hostnames)} without a {HOSTNAME_LABEL} label of its own)")
                 continue
             name = allowed if isinstance(allowed, str) else f"w-{key}"
             sets[SET + name] = ",".join(sorted(hostnames[n] for n in members))
@@ -143,12 +141,20 @@ def data(doc: Mapping[str, Any], hostnames: Mapping[str, str]) -> tuple[dict[str
     return out, warnings
 
 
+def _unnamed(nodes: list[str], hostnames: Mapping[str, str]) -> str:
+    """The first few of `nodes` that `hostnames` cannot name, for a warning."""
+    unnamed = sorted(n for n in nodes if n not in hostnames)
+    return ", ".join(unnamed[:3]) + (" ..." if len(unnamed) > 3 else "")
+
+
 def _size(d: Mapping[str, str]) -> int:
     return sum(len(k) + len(v) + 8 for k, v in d.items())
 
 
 def publish(api_client, params: dict[str, str], namespace: str) -> str:
-    """Create or replace the parameter ConfigMap with `params`: "created", "updated" or "unchanged"."""
+    """Create the parameter ConfigMap, or replace its data with `params` (its metadata, e.g. the
+    chart's labels and keep annotation, stays as it is; a concurrent change fails with 409 and the
+    next round retries): "created", "updated" or "unchanged"."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -165,8 +171,8 @@ def publish(api_client, params: dict[str, str], namespace: str) -> str:
         return "created"
     if dict(current.data or {}) == params:
         return "unchanged"
-    body["metadata"]["resourceVersion"] = current.metadata.resource_version
-    core.replace_namespaced_config_map(PARAMS_NAME, namespace, body)
+    current.data = params
+    core.replace_namespaced_config_map(PARAMS_NAME, namespace, current)
     return "updated"
 
 

@@ -71,8 +71,15 @@ def world(e2e_binaries):
         nodes = [api.sanitize_for_serialization(n) for n in core.list_node().items]
         params, warnings = steering.data(PLAN, steering.node_hostnames(nodes))
         assert warnings == []
-        assert steering.publish(api, params, SYSTEM_NS) == "created"
+        # As the chart creates it: labelled, kept on uninstall; the planner replaces only its data.
+        core.create_namespaced_config_map(SYSTEM_NS, {"metadata": {
+            "name": steering.PARAMS_NAME, "labels": {"app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {"helm.sh/resource-policy": "keep"}}})
+        assert steering.publish(api, params, SYSTEM_NS) == "updated"
         assert steering.publish(api, params, SYSTEM_NS) == "unchanged"
+        cm = core.read_namespaced_config_map(steering.PARAMS_NAME, SYSTEM_NS)
+        assert cm.data == params and cm.metadata.labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert cm.metadata.annotations["helm.sh/resource-policy"] == "keep"
         cluster.restart_scheduler(scheduler_config_without_extender())
         # The policy acts once the API server's informers have it and its parameters: wait on a probe.
         e2e_cluster.wait_for(lambda: _affinity(_create(core, "probe", owner=("ReplicaSet", "web-5d8f9"),
@@ -182,6 +189,6 @@ def test_without_parameters_pods_are_created_as_written(world):
     finally:
         params, _ = steering.data(PLAN, {n: n for n in NODES})
         try:
-            steering.publish(api, params, SYSTEM_NS)
+            steering.publish(api, params, SYSTEM_NS)  # created again for the tests after this one
         except ApiException:
             pass

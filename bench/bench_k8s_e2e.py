@@ -306,6 +306,12 @@ class Variant:
     steer: bool = False
 
     @property
+    def pod_requests(self) -> dict[str, str] | None:
+        """Extra requests of the variant's pods: the managed resource when managedResources should
+        send them to the extender (steering variants' pods do not request it: never sent)."""
+        return {MANAGED_RESOURCE: "1"} if self.managed and not self.steer else None
+
+    @property
     def server(self) -> tuple[bool, bool]:
         """The options of the extender process serving this variant: (compact, best)."""
         return self.compact, self.best
@@ -427,6 +433,18 @@ class ExtenderProcess:
         self._log.close()
 
 
+#: The admission policy kinds of the chart.
+ADMISSION_POLICY_KINDS = ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
+                          "ValidatingAdmissionPolicyBinding")
+
+
+def chart_objects(name: str, kinds: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The objects named `name` (of `kinds`, default any) in the committed deploy/manifests/edgeplace.yaml
+    (the chart rendered for Kubernetes 1.37), in their order there."""
+    return [d for d in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text())
+            if d and d["metadata"]["name"] == name and (kinds is None or d["kind"] in kinds)]
+
+
 class Steering:
     """The chart's steering admission policy (from the committed deploy/manifests/edgeplace.yaml)
     with the parameters of a plan; its binding exists only while a `steer` variant runs, so the
@@ -442,10 +460,9 @@ class Steering:
         self.api, self.workload = api_client, workload
         core = client.CoreV1Api(api_client)
         core.create_namespace({"metadata": {"name": self.NAMESPACE}})
-        objects = [d for d in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text())
-                   if d and d["metadata"]["name"] == "edgeplace-steering"]
-        self.binding = next(d for d in objects if d["kind"] == "MutatingAdmissionPolicyBinding")
-        utils.create_from_dict(api_client, next(d for d in objects if d["kind"] == "MutatingAdmissionPolicy"))
+        [policy] = chart_objects("edgeplace-steering", ("MutatingAdmissionPolicy",))
+        [self.binding] = chart_objects("edgeplace-steering", ("MutatingAdmissionPolicyBinding",))
+        utils.create_from_dict(api_client, policy)
         nodes = [api_client.sanitize_for_serialization(n) for n in core.list_node().items]
         params, warnings = steering.data(doc, steering.node_hostnames(nodes))
         if warnings:
@@ -503,9 +520,8 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     e2e = load_cluster_module()
     core, events = client.CoreV1Api(api_client), client.EventsV1Api(api_client)
     # Small requests, so that capacity never limits the run: it measures the scheduling path.
-    extra = {MANAGED_RESOURCE: "1"} if variant.managed and not variant.steer else None
     bodies = [make_pod(api_client, workload, i, scheduler_name=profile, name=f"{profile}-{i}",
-                       labels={"edgeplace-bench": profile}, cpu="10m", memory="16Mi", requests=extra)
+                       labels={"edgeplace-bench": profile}, cpu="10m", memory="16Mi", requests=variant.pod_requests)
               for i in range(n_pods)]
     created = time.perf_counter()
     create_pods(api_client, namespace, bodies)
@@ -609,11 +625,10 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
     pods = {}
     for workload, spec in DEPLOYMENTS.items():
         ns = workload.split("/")[0]
-        extra = {MANAGED_RESOURCE: "1"} if variant.managed and not variant.steer else None
         for i in range(spec["replicas"]):
             body = make_pod(api_client, workload, i, scheduler_name=profile,
                             name=f"{profile}-{workload.split('/')[1]}-{i}", labels={"edgeplace-bench": profile},
-                            requests=extra)
+                            requests=variant.pod_requests)
             core.create_namespaced_pod(ns, body)
             pods[(ns, body["metadata"]["name"])] = workload
     cluster.restart_scheduler(scheduler_config(extender_url, ["default-scheduler", profile], certs=certs,
@@ -636,9 +651,8 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
     for node in set(NODES) - pool:
         core.patch_node(node, [{"op": "add", "path": "/spec/taints",
                                 "value": [{"key": "edgeplace-bench/full", "effect": "NoSchedule"}]}])
-    managed = {MANAGED_RESOURCE: "1"} if variant.managed and not variant.steer else None
     extra = [make_pod(api_client, "shop/web", i, scheduler_name=profile, name=f"{profile}-pressure-{i}",
-                      labels={"edgeplace-bench": profile}, requests=managed) for i in range(2)]
+                      labels={"edgeplace-bench": profile}, requests=variant.pod_requests) for i in range(2)]
     for body in extra:
         core.create_namespaced_pod("shop", body)
 
@@ -678,11 +692,8 @@ def native_isolation(api_client, site_config: dict[str, Any]) -> None:
     from edgeplace.k8s import isolation
     from edgeplace.k8s.mapping import parse_site_config
 
-    kinds = ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
-             "ValidatingAdmissionPolicyBinding")
-    for obj in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text()):
-        if obj and obj["kind"] in kinds and obj["metadata"]["name"] == "edgeplace-isolation":
-            utils.create_from_dict(api_client, obj)
+    for obj in chart_objects("edgeplace-isolation", ADMISSION_POLICY_KINDS):
+        utils.create_from_dict(api_client, obj)
     isolation.reconcile(api_client, parse_site_config(site_config), namespace=Steering.NAMESPACE)
     core = client.CoreV1Api(api_client)
 
@@ -796,7 +807,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these variants (their names as in the table, ';'-separated; default all)")
     args = parser.parse_args(argv)
     only = {v.strip() for v in args.variants.split(";")} if args.variants else None
-    plan_only = args.plan_only
     known = {v.name for v in (*VARIANTS, *LARGE_VARIANTS)}
     if only and only - known:
         parser.error(f"--variants: unknown {sorted(only - known)}; the variants are {sorted(known)}")
@@ -811,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, agree = [], []
     with tempfile.TemporaryDirectory(prefix="edgeplace-bench-") as tmp:
         for n in (int(x) for x in args.nodes.split(",")):
-            r, a = run_size(n, args.pods, args.rounds, Path(tmp), only, plan_only)
+            r, a = run_size(n, args.pods, args.rounds, Path(tmp), only, args.plan_only)
             rows += r
             agree += a
     table = pd.DataFrame(rows)
@@ -839,14 +849,14 @@ def main(argv: list[str] | None = None) -> int:
              f"admission costs: its policy runs in kube-apiserver on every pod created. Steering variants: the chart's "
              f"steering policy bound for the run, the shipped profile (NodeAffinity weight 10). Generated clusters: "
              f"every other edge box cannot power down; "
-             + ("the nodes the plan powers down are left untainted (power lifecycle in dry-run). " if plan_only else
+             + ("the nodes the plan powers down are left untainted (power lifecycle in dry-run). " if args.plan_only else
                 "the nodes the plan powers down are tainted edgeplace.io/powered-down:NoSchedule for every run, as "
                 "the power lifecycle leaves them. ")
              + f"1-minute load average before the run: {load_before:.2f}.")
-    section = "k8s_e2e_plan_only" if plan_only else "k8s_e2e"
+    section = "k8s_e2e_plan_only" if args.plan_only else "k8s_e2e"
     write_section(section, "Real cluster: kube-scheduler pods/s with and without the extender"
-                  + (" (plan only: sleeping nodes untainted)" if plan_only else ""), summary, notes)
-    if agree and not plan_only:
+                  + (" (plan only: sleeping nodes untainted)" if args.plan_only else ""), summary, notes)
+    if agree and not args.plan_only:
         write_section("k8s_e2e_agreement", "Real cluster: plan agreement of each extender variant (9 nodes)",
                       pd.DataFrame(agree),
                       "Every replica of the 7 Deployments (21 pods) scheduled once per variant in the same run: the "

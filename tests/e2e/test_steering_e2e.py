@@ -21,6 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 import edgeplace_e2e_cluster as e2e_cluster  # k8s/e2e/cluster.py, loaded by conftest.py
+from bench import bench_k8s_e2e as topo
 from edgeplace.k8s import steering
 
 pytestmark = pytest.mark.e2e
@@ -43,9 +44,7 @@ PLAN = {
 
 
 def steering_objects() -> list[dict]:
-    items = [d for d in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text()) if d]
-    return [d for d in items if d["metadata"]["name"] == "edgeplace-steering"
-            and d["kind"] in ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding")]
+    return topo.chart_objects("edgeplace-steering", ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"))
 
 
 def scheduler_config_without_extender() -> dict:

@@ -36,6 +36,7 @@ from edgeplace.optimizer.pairs import dynamic_g_per_util, placement_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult
 from edgeplace.policies.costs import CostModel
+from edgeplace.policies.evaluate import node_requests, running_cells
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import CPU, Scenario
 
@@ -322,13 +323,10 @@ def wasted_open_g(costs: CostModel, placement: Placement, fill: np.ndarray | Non
 
 def resource_fill(sc: Scenario, placement: Placement) -> np.ndarray:
     """N x T x K: the requests placed on each node in each slot over its capacity (0 where it has none)."""
-    assign = placement.assign
-    running = assign >= 0
-    replica, slot = np.nonzero(running)
-    cell = assign[replica, slot].astype(np.int64) * sc.n_slots + slot
-    requests = sc.workload_requests[sc.replica_workload[replica]]  # placed replica-slots x K
-    load = np.stack([np.bincount(cell, weights=requests[:, k], minlength=sc.n_nodes * sc.n_slots)
-                     for k in range(requests.shape[1])], axis=1).reshape(sc.n_nodes, sc.n_slots, -1)
+    replica, slot = running_cells(placement.assign)
+    cell = placement.assign[replica, slot].astype(np.int64) * sc.n_slots + slot
+    w_of = sc.replica_workload[replica]
+    load = np.stack([node_requests(sc, cell, w_of, k) for k in range(sc.workload_requests.shape[1])], axis=2)
     capacity = sc.node_capacity[:, None, :].astype(float)
     return np.divide(load, capacity, out=np.zeros_like(load), where=capacity > 0)
 
@@ -336,6 +334,6 @@ def resource_fill(sc: Scenario, placement: Placement) -> np.ndarray:
 def _hosting(sc: Scenario, placement: Placement) -> np.ndarray:
     """N x T bool: a replica runs on the node in the slot."""
     out = np.zeros((sc.n_nodes, sc.n_slots), dtype=bool)
-    replica, slot = np.nonzero(placement.assign >= 0)
+    replica, slot = running_cells(placement.assign)
     out[placement.assign[replica, slot], slot] = True
     return out

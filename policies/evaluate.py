@@ -44,7 +44,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -476,6 +475,13 @@ def running_cells(assign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(rows), np.concatenate(slots)
 
 
+def node_requests(sc: Scenario, cell: np.ndarray, w_of: np.ndarray, k: int) -> np.ndarray:
+    """N x T: the requests of resource `k` placed on each node in each slot, from the running
+    replica-slots' flat node-slot index `cell` (node x T + slot) and workload `w_of`."""
+    N, T = sc.n_nodes, sc.n_slots
+    return np.bincount(cell, weights=sc.workload_requests[w_of, k].astype(float), minlength=N * T)[: N * T].reshape(N, T)
+
+
 def _slots(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(t) for t in np.flatnonzero(mask))
 
@@ -486,8 +492,7 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
 
     # Capacity: summed requests per node, slot and resource.
     for k, res in enumerate(sc.resources):
-        load = np.bincount(cell, weights=sc.workload_requests[w_of, k].astype(float), minlength=N * T)[: N * T].reshape(N, T)
-        over = load - sc.node_capacity[:, k, None]
+        over = node_requests(sc, cell, w_of, k) - sc.node_capacity[:, k, None]
         for i in np.flatnonzero((over > 0).any(axis=1)):
             worst = float(over[i].max())
             if res == PODS_RESOURCE:

@@ -26,7 +26,7 @@ def test_requests_and_plans_come_back_whole(helper):
     assert args.node_names == ["n1", "n2", "n3", "n4", "n5"] and args.pod.workload == "web"
     data = json.dumps(plan_doc()).encode()
     table = offload.attach(helper.submit(offload.build_table, data, "plan.json").result(timeout=60))
-    assert table.filter(table.target("web", None), ["n1", "n2"]).codes == [0, 3]
+    assert table.filter(table.target("web", None), ["n1", "n2"]).codes.tolist() == [0, 3]
 
 
 def test_errors_travel_back_as_themselves(helper):

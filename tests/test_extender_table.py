@@ -177,37 +177,37 @@ def test_document_of_a_solved_plan_matches_the_scenario():
 def test_filter_outcomes_of_a_planned_workload(table):
     t = table.target("web", None)
     # n1 allowed and on; n2 allowed but asleep; n3 outside the 5 ms SLA; n4 t0's pool.
-    assert table.filter(t, names(table)).codes == [P, A, NA, NA]
+    assert table.filter(t, names(table)).codes.tolist() == [P, A, NA, NA]
     t = table.target("api", None)
     # api (t2): n1 hosts t1 (never_with), n2 asleep, n3 planned; n4 dedicated to t0.
-    assert table.filter(t, names(table)).codes == [NW, A, P, NA]
+    assert table.filter(t, names(table)).codes.tolist() == [NW, A, P, NA]
 
 
 def test_filter_keeps_request_order_duplicates_and_unknown_nodes(table):
     t = table.target("web", None)
     decision = table.filter(t, ["n3", "new-node", "n1", "n1"])
-    assert decision.codes == [NA, P, P, P]  # a node the plan does not know passes
+    assert decision.codes.tolist() == [NA, P, P, P]  # a node the plan does not know passes
     assert decision.reason == "plan"
 
 
 def test_asleep_nodes_pass_when_nothing_else_would(table):
     t = table.target("web", None)
     decision = table.filter(t, ["n2", "n3"])  # only asleep n2 is allowed
-    assert decision.codes == [P, NA] and decision.reason == "wake"
+    assert decision.codes.tolist() == [P, NA] and decision.reason == "wake"
     decision = table.filter(t, ["n3", "n4"])  # nothing usable, nothing to wake
-    assert decision.codes == [NA, NA] and decision.reason == "plan"
+    assert decision.codes.tolist() == [NA, NA] and decision.reason == "plan"
 
 
 def test_tenant_rules_for_pods_without_a_known_workload(table):
     # t1: n3 hosts t2 (never_with), n4 is t0's pool.
-    assert table.filter(table.target(None, "t1"), names(table)).codes == [P, A, NW, NA]
+    assert table.filter(table.target(None, "t1"), names(table)).codes.tolist() == [P, A, NW, NA]
     # tenant from the namespace when not annotated
-    assert table.filter(table.target(None, None, namespace="t1"), names(table)).codes == [P, A, NW, NA]
+    assert table.filter(table.target(None, None, namespace="t1"), names(table)).codes.tolist() == [P, A, NW, NA]
     # an unknown tenant may not use a dedicated node and has no never_with partners
     t = table.target(None, "zz")
-    assert table.filter(t, names(table)).codes == [P, A, P, NA] and t.reason == "tenant"
+    assert table.filter(t, names(table)).codes.tolist() == [P, A, P, NA] and t.reason == "tenant"
     # the dedicated tenant only its own nodes
-    assert table.filter(table.target(None, "t0"), names(table)).codes == [NA, NA, NA, P]
+    assert table.filter(table.target(None, "t0"), names(table)).codes.tolist() == [NA, NA, NA, P]
 
 
 def test_a_workload_the_plan_does_not_know_gets_no_rows(table):
@@ -218,9 +218,9 @@ def test_a_workload_the_plan_does_not_know_gets_no_rows(table):
 
 def test_a_tenant_annotation_that_differs_from_the_plan_adds_its_rules(table):
     t = table.target("web", "t2")  # web belongs to t1 in the plan; the pod claims t2
-    assert table.filter(t, ["n1", "n3", "n4"]).codes == [NW, NA, NA]  # n1 hosts t1
+    assert table.filter(t, ["n1", "n3", "n4"]).codes.tolist() == [NW, NA, NA]  # n1 hosts t1
     decision = table.filter(t, names(table))
-    assert decision.codes == [NW, P, NA, NA] and decision.reason == "wake"  # asleep n2 is all that is left
+    assert decision.codes.tolist() == [NW, P, NA, NA] and decision.reason == "wake"  # asleep n2 is all that is left
     assert table.prioritize(t, ["n1"], None).scores == [0]
 
 
@@ -280,7 +280,7 @@ def test_filter_that_keeps_the_best_passes_exactly_the_top_scored_of_the_allowed
                 top = max((scores[i] for i in passing), default=None)
                 want = [P if i in passing and scores[i] == top else (Outcome.OUTRANKED if i in passing else c)
                         for i, c in enumerate(plain.codes)]
-                assert best.codes == want, (t.workload, t.tenant, cands)
+                assert best.codes.tolist() == want, (t.workload, t.tenant, cands)
                 assert best.reason == plain.reason
                 seen_outranked += Outcome.OUTRANKED in best.codes
                 seen_wake += plain.reason == "wake"
@@ -289,9 +289,9 @@ def test_filter_that_keeps_the_best_passes_exactly_the_top_scored_of_the_allowed
 
 def test_filter_that_keeps_the_best_sends_a_planned_pod_to_its_planned_node(table):
     t = table.target("api", None)
-    assert table.filter(t, ["n1", "n2", "n3", "new-node"], best=True).codes == [NW, A, P, Outcome.OUTRANKED]
+    assert table.filter(t, ["n1", "n2", "n3", "new-node"], best=True).codes.tolist() == [NW, A, P, Outcome.OUTRANKED]
     t = table.target(None, "zz")  # usable n1 (15 g) and n3 (10 g): the cleaner one
-    assert table.filter(t, names(table), best=True).codes == [Outcome.OUTRANKED, A, P, NA]
+    assert table.filter(t, names(table), best=True).codes.tolist() == [Outcome.OUTRANKED, A, P, NA]
 
 
 def test_preempt_keeps_only_nodes_where_eviction_can_help(table):

@@ -313,10 +313,12 @@ class Target:
 
 @dataclass(frozen=True)
 class FilterDecision:
-    codes: list[int]  # Outcome per candidate, in request order
+    # Arrays, not lists: the answer is built from them with numpy (wire.filter_result), and a
+    # list round trip of 1,000 candidates costs as much as the decision itself.
+    codes: np.ndarray  # int8 Outcome per candidate, in request order
     messages: dict[int, str]  # Outcome -> reason text for FailedNodes maps
     reason: str
-    columns: list[int]  # table column of each candidate, -1 = not in the plan
+    columns: np.ndarray  # int64 table column of each candidate, -1 = not in the plan
 
 
 @dataclass(frozen=True)
@@ -433,7 +435,7 @@ class DecisionTable:
                       workload, tid)
 
     def _columns(self, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        idx = np.array(list(map(self.node_index.get, names, repeat(-1, len(names)))), dtype=np.int64)
+        idx = np.fromiter(map(self.node_index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
         return idx, idx >= 0
 
     def filter(self, target: Target, names: list[str], best: bool = False) -> FilterDecision:
@@ -455,7 +457,7 @@ class DecisionTable:
             passing = codes == Outcome.PASS
             if passing.any():
                 codes[passing & (scores < scores[passing].max())] = Outcome.OUTRANKED
-        return FilterDecision(codes.tolist(), self.messages, reason, idx.tolist())
+        return FilterDecision(codes, self.messages, reason, idx)
 
     def _messages(self) -> dict[int, str]:
         """Reason text per outcome, for the FailedNodes maps (fixed per plan, so the

@@ -383,7 +383,7 @@ def filter_result(args: ExtenderArgs, codes: Sequence[int] | None = None,
     if c is not None and not failures and (c == Outcome.PASS).any():
         c = np.where(c == Outcome.PASS, Outcome.PASS, Outcome.OUTRANKED).astype(np.int8)
     if (c is not None and encoded is not None and columns is not None and args.node_list is None
-            and (not len(columns) or min(columns) >= 0)):
+            and (not len(columns) or np.min(columns) >= 0)):
         return _filter_result_fragments(c, columns, encoded)
     failed: dict[str, str] = {}
     unresolvable: dict[str, str] = {}

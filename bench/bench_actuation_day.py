@@ -148,7 +148,7 @@ def evaluate_sample(objects, config, now: datetime, doc: dict | None):
     placement = placement_from_cluster(sc, objects)
     by_name = {n["metadata"]["name"]: n for n in objects.nodes}
     powered = np.array([[_powered(by_name[n])] for n in sc.node_ids])
-    measured = evaluate(sc, Placement(placement.assign, powered))
+    measured = evaluate(sc, placement.with_powered(powered))
     promised = None
     if doc is not None:
         assign = placement.assign.copy()
@@ -162,7 +162,7 @@ def evaluate_sample(objects, config, now: datetime, doc: dict | None):
                 assign[r, 0] = index[node]
         plan_powered = np.array([[bool((doc["nodes"].get(n) or {}).get("powered", True))] for n in sc.node_ids])
         plan_powered |= (assign[:, 0][None, :] == np.arange(sc.n_nodes)[:, None]).any(axis=1, keepdims=True)
-        plan_ev = evaluate(sc, Placement(assign, plan_powered))
+        plan_ev = evaluate(sc, Placement.from_assign(assign, plan_powered))
         t = plan_ev.totals
         promised = (t["energy_kwh"], t["operational_emissions_g"], t["embodied_emissions_g"])
     t = measured.totals

@@ -168,7 +168,7 @@ def agreement(scenario, plan_doc: dict, objects) -> dict[str, Any]:
         for node, k in plan_doc["workloads"][wid]["planned_nodes"].items():
             planned[cls[node]] += k
         r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
-        bound = Counter(cls[scenario.node_ids[int(i)]] for i in placement.assign[r0:r0 + n, 0] if i >= 0)
+        bound = Counter(cls[scenario.node_ids[int(i)]] for i in placement.column(0)[r0:r0 + n] if i >= 0)
         agree = sum((planned & bound).values())
         rows.append({"workload": wid, "hard": DEPLOYMENTS[wid]["hard"], "replicas": n, "bound": sum(bound.values()),
                      "on_planned_class": agree, "agreement": agree / n})

@@ -155,12 +155,12 @@ def _mean_sla_ms(scenario: Scenario, rows: np.ndarray) -> float:
 
 def mean_latency_ms(scenario: Scenario, placement: Placement, rows: np.ndarray) -> float:
     """Replica-slot-weighted mean of the worst-user latency [ms] delivered to workloads `rows`."""
-    chosen = np.isin(scenario.replica_workload, rows)
-    r, t = np.nonzero((placement.assign >= 0) & chosen[:, None])
-    if r.size == 0:
+    c = placement.cells()
+    chosen = np.isin(scenario.replica_workload[c.replica], rows)
+    if not chosen.any():
         return math.nan
-    w = scenario.replica_workload[r]
-    site = scenario.node_site[placement.assign[r, t]]
+    w = scenario.replica_workload[c.replica[chosen]]
+    site = scenario.node_site[c.node[chosen]]
     return float(scenario.workload_site_latency_ms[w, site].mean())
 
 

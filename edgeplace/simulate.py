@@ -517,7 +517,7 @@ def run_policy(task: PolicyTask) -> PolicyRun:
             replans += 1
         k = t - step.at
         dst, src = step.rows
-        assign[dst, t] = step.placement.assign[src, k]
+        assign[dst, t] = step.placement.column(k)[src]
         state.commit(assign[:, t])
         hosting = np.bincount(assign[:, t][assign[:, t] >= 0], minlength=N) > 0
         if step.placement.powered is not None:
@@ -535,7 +535,6 @@ def _waiting(world: Scenario, step: Scenario, placement: Placement, t: int) -> l
     the highest grid intensity of its planned run slots there, as the step saw it [gCO2/kWh])."""
     end = t + step.n_slots
     out = []
-    assign = placement.assign
     node_region = step.node_region
     intensity = step.region_intensity_forecast_g_per_kwh
     for w in np.flatnonzero(step.workload_deferrable):
@@ -543,7 +542,7 @@ def _waiting(world: Scenario, step: Scenario, placement: Placement, t: int) -> l
         if world.workload_window_end[v] <= end:
             continue
         r0, n = int(step.workload_first_replica[w]), int(step.workload_replicas[w])
-        rows = assign[r0:r0 + n]
+        rows = placement.rows(r0, r0 + n)
         runs = np.flatnonzero((rows >= 0).any(axis=0))
         if runs.size and runs[0] > 0:  # not running now: it waits until its planned start
             for g in np.unique(node_region[rows[:, runs[0]][rows[:, runs[0]] >= 0]]):
@@ -574,8 +573,8 @@ class _Step:
         for new workloads. A start for the next plan (`edgeplace.optimizer.greedy.greedy_place`
         keeps what still holds)."""
         k = t - self.at
-        old, assign = self.scenario, self.placement.assign
-        out = np.full((new.n_replicas, new.n_slots), -1, dtype=assign.dtype)
+        old = self.scenario
+        out = np.full((new.n_replicas, new.n_slots), -1, dtype=self.placement.span_node.dtype)
         span = max(min(old.n_slots - k, new.n_slots), 0)
         last = min(k, old.n_slots - 1)  # a service's nodes now (the plan's last slot if it ran out)
         for w, wid in enumerate(new.workload_ids):
@@ -587,12 +586,12 @@ class _Step:
             o0 = int(old.workload_first_replica[v])
             if int(old.workload_replicas[v]) != n:
                 continue
-            rows = assign[o0:o0 + n]
+            rows = self.placement.rows(o0, o0 + n)
             if not new.workload_deferrable[w]:
                 out[r0:r0 + n] = rows[:, last:last + 1] if (rows[:, last] >= 0).all() else -1
             else:
                 out[r0:r0 + n, :span] = rows[:, k:k + span]
-        return Placement(out)
+        return Placement.from_assign(out)
 
     def must_replan(self, t: int, opts: SimulationOptions, windows: "_Windows", forecasts: "_Forecasts") -> bool:
         """A re-plan at t: the plan has run out; or `replan_every` slots passed and something
@@ -745,10 +744,7 @@ def _powered(world: Scenario, placement: Placement) -> np.ndarray:
     """N x T power states: the placement's own, or derived as `edgeplace.policies.evaluate` derives them."""
     if placement.powered is not None:
         return np.asarray(placement.powered, dtype=bool)
-    hosting = np.zeros((world.n_nodes, world.n_slots), dtype=bool)
-    r, t = np.nonzero(placement.assign >= 0)
-    hosting[placement.assign[r, t], t] = True
-    return hosting | ~world.node_can_power_down[:, None]
+    return placement.hosting(world.n_nodes) | ~world.node_can_power_down[:, None]
 
 
 def _row_map(world: Scenario, step: Scenario) -> tuple[np.ndarray, np.ndarray]:
@@ -888,7 +884,7 @@ def simulate(scenario: Scenario, policies: list[str], options: SimulationOptions
     evaluations, rows = {}, []
     for name in policies:
         run: PolicyRun = outcome.results[name]
-        ev = evaluate(world_sc, Placement(run.assign, run.powered))
+        ev = evaluate(world_sc, Placement.from_assign(run.assign, run.powered))
         evaluations[name] = ev
         t = ev.totals
         rows.append({

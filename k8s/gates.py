@@ -94,10 +94,9 @@ def gated_pods(objects: ClusterObjects, gate: str = GATE_DEFERRED) -> list[Gated
 def planned_starts(scenario: Scenario, placement: Placement) -> dict[str, datetime]:
     """Start time of each deferrable workload the placement runs (first slot any replica runs) [UTC]."""
     starts = {}
-    assign = np.asarray(placement.assign)
     for w in np.flatnonzero(scenario.workload_deferrable):
         r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
-        running = np.flatnonzero((assign[r0:r0 + n] >= 0).any(axis=0))
+        running = np.flatnonzero((placement.rows(r0, r0 + n) >= 0).any(axis=0))
         if running.size:
             starts[scenario.workload_ids[w]] = scenario.slot_time(int(running[0]))
     return starts

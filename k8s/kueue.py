@@ -471,13 +471,13 @@ class PlanView:
         from edgeplace.k8s.gates import planned_starts
 
         starts = planned_starts(scenario, placement)
-        assign = np.asarray(placement.assign)
         nodes = {}
         for w, wid in enumerate(scenario.workload_ids):
             r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
-            running = np.flatnonzero((assign[r0:r0 + n] >= 0).any(axis=0))
+            rows = placement.rows(r0, r0 + n)
+            running = np.flatnonzero((rows >= 0).any(axis=0))
             if running.size:
-                cells = assign[r0:r0 + n, int(running[0])]
+                cells = rows[:, int(running[0])]
                 nodes[wid] = tuple(scenario.node_ids[i] for i in cells if i >= 0)
         return cls(now, frozenset(scenario.workload_ids), starts, nodes)
 

@@ -123,11 +123,11 @@ def interruptible_jobs(jobs: Iterable[dict], workload_ids: dict[tuple[str, str],
 
 def running_in_slot(scenario: Scenario, placement: Placement, slot: int = 0) -> set[str]:
     """Interruptible workloads the placement runs in `slot`."""
-    assign = np.asarray(placement.assign)
+    now = placement.column(slot)
     out = set()
     for w in np.flatnonzero(scenario.workload_interruptible):
         r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
-        if (assign[r0:r0 + n, slot] >= 0).any():
+        if (now[r0:r0 + n] >= 0).any():
             out.add(scenario.workload_ids[w])
     return out
 

@@ -14,17 +14,17 @@ def explain_unplaced(costs: CostModel, placement: Placement, evaluation: Evaluat
     """One line per unplaced workload: its eligible nodes and their tightest free resource."""
     sc = costs.scenario
     T = sc.n_slots
-    running = placement.assign >= 0
+    r_idx, t_idx, node = placement.cells()
     lines: list[str] = []
     # Requests already placed on each node, worst slot, per resource.
     used = np.zeros((sc.n_nodes, sc.n_slots, len(sc.resources)))
-    r_idx, t_idx = np.nonzero(running)
-    np.add.at(used, (placement.assign[r_idx, t_idx], t_idx), sc.workload_requests[sc.replica_workload[r_idx]])
+    np.add.at(used, (node, t_idx), sc.workload_requests[sc.replica_workload[r_idx]])
     free = sc.node_capacity[:, None, :] - used
-    unplaced = np.unique(sc.replica_workload[~running.any(axis=1)])
+    never_runs = np.bincount(r_idx, minlength=sc.n_replicas) == 0
+    unplaced = np.unique(sc.replica_workload[never_runs])
     for w in unplaced:
         spec = sc.spec.workloads[w]
-        missing = int((~running[sc.replica_workload == w].any(axis=1)).sum())
+        missing = int(never_runs[sc.replica_workload == w].sum())
         nodes = np.flatnonzero(costs.eligible[w])
         where = (f"the {len(nodes)} node(s) within {spec.sla.latency_ms:g} ms of users {', '.join(spec.sla.users)}"
                  if spec.sla else f"the {len(nodes)} eligible node(s)")
@@ -52,8 +52,8 @@ def _blocking_rule(sc, w: int, roomy: np.ndarray, placement: Placement) -> str:
     never_with rival of its tenant runs there, its spread rule, or its tenant's quota."""
     tenant = sc.workload_tenant[w]
     rivals = set(np.flatnonzero(sc.tenant_conflicts[tenant]).tolist())
-    r_idx, t_idx = np.nonzero(placement.assign >= 0)
-    on_roomy = np.isin(placement.assign[r_idx, t_idx], roomy)
+    r_idx, t_idx, node = placement.cells()
+    on_roomy = np.isin(node, roomy)
     present = {int(m) for m in sc.workload_tenant[sc.replica_workload[r_idx[on_roomy]]]}
     blocked = sorted(sc.tenant_ids[m] for m in present & rivals)
     if blocked:

@@ -738,12 +738,11 @@ class _Greedy:
         """Apply the workloads `start` places by the rules (see `greedy_place`); the others stay
         for the construction."""
         sc = self.sc
-        assign = np.asarray(start.assign)
-        if assign.shape != (sc.n_replicas, self.T):
-            raise ValueError(f"start placement has shape {assign.shape}, the scenario needs {(sc.n_replicas, self.T)}")
+        if start.shape != (sc.n_replicas, self.T):
+            raise ValueError(f"start placement has shape {start.shape}, the scenario needs {(sc.n_replicas, self.T)}")
         first = sc.workload_first_replica
         for w in range(self.W):
-            rows = assign[int(first[w]):int(first[w] + self.R[w])]
+            rows = start.rows(int(first[w]), int(first[w] + self.R[w]))
             where = self._schedule_of(w, rows)
             if where is None:
                 continue

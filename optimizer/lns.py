@@ -36,7 +36,7 @@ from edgeplace.optimizer.pairs import dynamic_g_per_util, placement_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult
 from edgeplace.policies.costs import CostModel
-from edgeplace.policies.evaluate import node_requests, running_cells
+from edgeplace.policies.evaluate import node_requests
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import CPU, Scenario
 
@@ -162,7 +162,7 @@ class _Targeted:
     def _centre(self, kind: str, placement: Placement, weight: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
         """(centre node or -1, its workloads, N x T hosting)."""
         sc = self.costs.scenario
-        hosting = _hosting(sc, placement)
+        hosting = placement.hosting(sc.n_nodes)
         used = hosting.any(axis=1)
         self.centre = None
         if not used.any():
@@ -171,7 +171,7 @@ class _Targeted:
         p = weight / weight.sum() if weight.sum() > 0 else used / used.sum()
         centre = int(self.rng.choice(sc.n_nodes, p=p))
         self.centre = (kind, centre)
-        return centre, np.unique(sc.replica_workload[(placement.assign == centre).any(axis=1)]), hosting
+        return centre, _workloads_on(sc, placement, [centre]), hosting
 
     def _eligible_for(self, workloads: np.ndarray, centre: int) -> np.ndarray:
         """N: how many of the centre's workloads may go to each other node."""
@@ -195,12 +195,11 @@ def _steps(costs: CostModel, incumbent: Candidate, neighbourhood, *, deadline: f
     tried = kept = 0
     while time.perf_counter() + 0.5 < deadline and (max_steps is None or tried < max_steps):
         placement = incumbent.placement
-        running = placement.assign >= 0
-        if not running.any():
+        if not len(placement.cells().node):
             break
         freed, targets = neighbourhood(placement, tried)
         tried += 1
-        free = np.unique(sc.replica_workload[(np.isin(placement.assign, freed) & running).any(axis=1)])
+        free = _workloads_on(sc, placement, freed)
         if not len(free):
             after(False)
             continue
@@ -229,22 +228,28 @@ def repair(costs: CostModel, incumbent: Candidate, *, price: Pricer, solve_step:
     sc = costs.scenario
     workload_of = {wid: i for i, wid in enumerate(sc.workload_ids)}
     node_of = {nid: i for i, nid in enumerate(sc.node_ids)}
-    running = placement.assign >= 0
+    on_node = placement.cells().node
     named = {workload_of[v.subject] for v in evaluation.violations if v.subject in workload_of}
     for v in evaluation.violations:  # a node over capacity: its workloads
         if v.subject in node_of:
-            named |= set(sc.replica_workload[(placement.assign == node_of[v.subject]).any(axis=1)].tolist())
+            named |= set(_workloads_on(sc, placement, [node_of[v.subject]]).tolist())
     if not named:
         return incumbent
     named_ws = np.fromiter(named, dtype=np.int64)
     nodes = np.flatnonzero(costs.eligible[named_ws].any(axis=0))
     if len(nodes) > REPAIR_MAX_NODES:
-        hosted = np.bincount(placement.assign[running], minlength=sc.n_nodes)
+        hosted = np.bincount(on_node, minlength=sc.n_nodes)
         nodes = nodes[np.argsort(hosted[nodes], kind="stable")][:REPAIR_MAX_NODES]
-    free = np.union1d(named_ws, sc.replica_workload[(np.isin(placement.assign, nodes) & running).any(axis=1)])
-    targets = np.union1d(nodes, np.unique(placement.assign[running]))
+    free = np.union1d(named_ws, _workloads_on(sc, placement, nodes))
+    targets = np.union1d(nodes, np.unique(on_node))
     plan = _resolve(costs, placement, free, targets, solve_step, time_limit_s, price, producer="greedy+repair")
     return plan if plan is not None and plan.beats(incumbent) else incumbent
+
+
+def _workloads_on(sc: Scenario, placement: Placement, nodes) -> np.ndarray:
+    """The workloads (sorted) with a replica on one of `nodes` in some slot."""
+    c = placement.cells()
+    return np.unique(sc.replica_workload[c.replica[np.isin(c.node, nodes)]])
 
 
 def _resolve(costs: CostModel, placement: Placement, free: np.ndarray, targets: np.ndarray, solve_step: SolveStep,
@@ -268,9 +273,8 @@ def kept_job_starts(sc: Scenario, placement: Placement, free: np.ndarray) -> dic
     its time limit with the incumbent."""
     jobs = np.flatnonzero(sc.workload_deferrable & ~sc.workload_interruptible)
     jobs = jobs[~np.isin(jobs, free)]
-    runs = placement.assign[sc.workload_first_replica[jobs]] >= 0  # jobs x T: the job's first replica
-    placed = runs.any(axis=1)
-    first = np.argmax(runs, axis=1)
+    first = placement.first_nodes()[0][sc.workload_first_replica[jobs]]  # the job's first replica's
+    placed = first >= 0
     in_window = placed & (first >= sc.workload_earliest_slot[jobs]) & (first <= sc.workload_latest_start_slot[jobs])
     return {int(j): int(s) for j, s in zip(jobs[in_window], first[in_window])}
 
@@ -278,10 +282,10 @@ def kept_job_starts(sc: Scenario, placement: Placement, free: np.ndarray) -> dic
 def _close_neighbourhood(costs: CostModel, placement: Placement, _per_mc, rng) -> tuple[np.ndarray, np.ndarray]:
     """(freed, targets): two of the least loaded open nodes; their workloads may go to any open node."""
     sc = costs.scenario
-    running = placement.assign >= 0
-    open_nodes = np.unique(placement.assign[running])
-    replica_cpu = sc.workload_requests[sc.replica_workload[np.nonzero(running)[0]], CPU]
-    load = np.bincount(placement.assign[running], weights=replica_cpu, minlength=sc.n_nodes)
+    c = placement.cells()
+    open_nodes = np.unique(c.node)
+    replica_cpu = sc.workload_requests[sc.replica_workload[c.replica], CPU]
+    load = np.bincount(c.node, weights=replica_cpu, minlength=sc.n_nodes)
     light = open_nodes[np.argsort(load[open_nodes] / sc.node_capacity[open_nodes, CPU], kind="stable")]
     light = light[:max(CLOSE_NODES, len(light) // 3)]
     return rng.choice(light, size=min(CLOSE_NODES, len(light)), replace=False), open_nodes
@@ -293,7 +297,7 @@ def _swap_neighbourhood(costs: CostModel, placement: Placement, per_mc: np.ndarr
     and cheap closed nodes."""
     sc = costs.scenario
     used = np.zeros(sc.n_nodes, dtype=bool)
-    used[placement.assign[placement.assign >= 0]] = True
+    used[placement.cells().node] = True
     open_nodes = np.flatnonzero(used)
     if not len(open_nodes):
         return open_nodes, open_nodes
@@ -317,23 +321,15 @@ def wasted_open_g(costs: CostModel, placement: Placement, fill: np.ndarray | Non
     fill = resource_fill(sc, placement) if fill is None else fill  # N x T x K
     has_capacity = sc.node_capacity > 0  # N x K
     dominant = np.where(has_capacity[:, None, :], fill, 0.0).max(axis=2)
-    hosting = _hosting(sc, placement)
+    hosting = placement.hosting(sc.n_nodes)
     return (costs.open_g() * (1.0 - np.clip(dominant, 0.0, 1.0)) * hosting).sum(axis=1)
 
 
 def resource_fill(sc: Scenario, placement: Placement) -> np.ndarray:
     """N x T x K: the requests placed on each node in each slot over its capacity (0 where it has none)."""
-    replica, slot = running_cells(placement.assign)
-    cell = placement.assign[replica, slot].astype(np.int64) * sc.n_slots + slot
+    replica, slot, node = placement.cells()
+    cell = node * sc.n_slots + slot
     w_of = sc.replica_workload[replica]
     load = np.stack([node_requests(sc, cell, w_of, k) for k in range(sc.workload_requests.shape[1])], axis=2)
     capacity = sc.node_capacity[:, None, :].astype(float)
     return np.divide(load, capacity, out=np.zeros_like(load), where=capacity > 0)
-
-
-def _hosting(sc: Scenario, placement: Placement) -> np.ndarray:
-    """N x T bool: a replica runs on the node in the slot."""
-    out = np.zeros((sc.n_nodes, sc.n_slots), dtype=bool)
-    replica, slot = running_cells(placement.assign)
-    out[placement.assign[replica, slot], slot] = True
-    return out

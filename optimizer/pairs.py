@@ -22,9 +22,8 @@ def placement_pairs(costs: CostModel, placement: Placement) -> np.ndarray:
     """The workload-node pairs a placement uses (any slot)."""
     sc = costs.scenario
     pairs = np.zeros((sc.n_workloads, sc.n_nodes), dtype=bool)
-    running = placement.assign >= 0
-    rows, _slots = np.nonzero(running)
-    pairs[sc.replica_workload[rows], placement.assign[running]] = True
+    c = placement.cells()
+    pairs[sc.replica_workload[c.replica], c.node] = True
     return pairs & costs.eligible
 
 

@@ -64,12 +64,9 @@ def placement_from_values(form: Formulation, costs: CostModel, values: np.ndarra
 def hint_from_placement(form: Formulation, costs: CostModel, placement: Placement) -> dict[int, float]:
     """Column -> value for the integer decisions of `placement` (y, x, b, a, r, h, o)."""
     sc = costs.scenario
-    T = sc.n_slots
     hint: dict[int, float] = {}
-    assign = placement.assign
     rep_w = sc.replica_workload
-    first_slot = np.where((assign >= 0).any(axis=1), np.argmax(assign >= 0, axis=1), -1)
-    node_of = np.where(first_slot >= 0, assign[np.arange(len(assign)), np.maximum(first_slot, 0)], -1)
+    first_slot, node_of = placement.first_nodes()
 
     pair = {(int(w), int(n)): i for i, (w, n) in enumerate(zip(form.service_w, form.service_n))}
     count: dict[tuple[int, int], int] = {}
@@ -87,7 +84,7 @@ def hint_from_placement(form: Formulation, costs: CostModel, placement: Placemen
     for i, col in enumerate(form.a):
         hint[int(col)] = float(count.get((int(form.ijob_w[i]), int(form.ijob_n[i])), 0))
     if len(form.r):
-        runs_in = running_slots(sc, assign)
+        runs_in = running_slots(sc, placement)
         for i, col in enumerate(form.r):
             hint[int(col)] = float(runs_in[int(form.run_w[i])][int(form.run_t[i])])
     hosting = np.zeros(sc.n_nodes, dtype=bool)
@@ -95,19 +92,16 @@ def hint_from_placement(form: Formulation, costs: CostModel, placement: Placemen
     h_block = form.model.blocks["h"]
     for n in range(sc.n_nodes):
         hint[h_block.start + n] = float(hosting[n])
-    powered = np.zeros((sc.n_nodes, T), dtype=bool)
-    running = assign >= 0
-    powered[assign[running], np.nonzero(running)[1]] = True
-    powered |= ~sc.node_can_power_down[:, None]
+    powered = placement.hosting(sc.n_nodes) | ~sc.node_can_power_down[:, None]
     for cell, col in enumerate(form.o):
         hint[int(col)] = float(powered.ravel()[cell])
     return hint
 
 
-def running_slots(scenario, assign: np.ndarray) -> dict[int, np.ndarray]:
+def running_slots(scenario, placement: Placement) -> dict[int, np.ndarray]:
     """Interruptible job -> T bool: the slots any of its replicas runs in."""
     out = {}
     for w in np.flatnonzero(scenario.workload_interruptible):
         r0, R = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
-        out[int(w)] = (assign[r0:r0 + R] >= 0).any(axis=0)
+        out[int(w)] = (placement.rows(r0, r0 + R) >= 0).any(axis=0)
     return out

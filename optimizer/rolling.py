@@ -53,7 +53,7 @@ class RunState:
         """The state after slots 0..slot-1 of `placement`."""
         state = cls.start(scenario)
         for t in range(slot):
-            state.commit(placement.assign[:, t])
+            state.commit(placement.column(t))
         return state
 
     def commit(self, column: np.ndarray) -> None:
@@ -113,7 +113,7 @@ class RunState:
 def current_nodes(scenario: Scenario, placement: Placement, slot: int) -> tuple[dict[str, list[str]], dict[str, int]]:
     """Where each workload's replicas run in `slot` (services and running jobs), and the start
     slot of every job that started before `slot` (running then, or already done)."""
-    current, running, _ = RunState.replay(scenario, placement, slot).situation(now=placement.assign[:, slot])
+    current, running, _ = RunState.replay(scenario, placement, slot).situation(now=placement.column(slot))
     return current, running
 
 
@@ -122,6 +122,6 @@ def replan(scenario: Scenario, placement: Placement, slot: int, options: SolveOp
 
     Returns the remaining scenario (its slot 0 is `slot` of the original) and its plan.
     """
-    current, running, progress = RunState.replay(scenario, placement, slot).situation(now=placement.assign[:, slot])
+    current, running, progress = RunState.replay(scenario, placement, slot).situation(now=placement.column(slot))
     rest = compile_spec(remaining(scenario.spec, slot, current, running, progress), f"{scenario.source}@slot{slot}")
     return rest, solve(rest, options)

@@ -53,7 +53,7 @@ from edgeplace.optimizer.lagrangian import NodeSplit, lp_duals, solve_lp_duals
 from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult, SolveStatus
-from edgeplace.optimizer.windows import LONG_HORIZON_SLOTS, merge_into, restore, slot_window
+from edgeplace.optimizer.windows import LONG_HORIZON_SLOTS, merge_into, slot_window
 from edgeplace.policies.costs import CostModel, Objective, price
 from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.placement import Placement
@@ -140,9 +140,8 @@ def secondary_g(costs: CostModel, placement: Placement, evaluation: Evaluation) 
     obj, sc = costs.objective, costs.scenario
     if obj.carbon_only:
         return 0.0
-    running = placement.assign >= 0
-    placed = running.any(axis=1)
-    first = placement.assign[np.arange(sc.n_replicas), np.argmax(running, axis=1)]  # each replica's node
+    _slot, first = placement.first_nodes()  # each replica's node (where it runs first)
+    placed = first >= 0
     total = obj.energy_weight_g_per_kwh * float(evaluation.energy_kwh.sum())
     w_of = sc.replica_workload[placed]
     latency_ms = sc.workload_site_latency_ms[w_of, sc.node_site[first[placed]]]
@@ -374,12 +373,8 @@ def _windows(run: Planning, incumbent: Candidate, *, violations_only: bool, prod
     (`edgeplace.optimizer.windows.slot_window`: free jobs inside, the rest fixed) is solved by
     HiGHS from the plan; its plan is kept when it is better on the window's slots, priced on the
     forecast; the whole plan is priced again at the end, and is the stage's candidate when it
-    beats the incumbent.
-
-    The incumbent's placement is changed in place (a year of jobs is too large to copy): the
-    caller hands the incumbent over. When the result does not beat it, the undo log puts it back
-    as it was; when it does, the incumbent (then out of date) is beaten and the next `Found`
-    drops it. An incumbent proven optimal is kept intact (`Found` keeps those): it is copied."""
+    beats the incumbent. Placements are stored by replica span, so each kept window is a new
+    placement of the size of the plan's running replica-slots, and the incumbent stays as it was."""
     sc, opts = run.scenario, run.options
     width = window_slots(sc)
     step_slots = width // 2
@@ -388,9 +383,7 @@ def _windows(run: Planning, incumbent: Candidate, *, violations_only: bool, prod
     if not violations_only:
         order += [(a, min(a + width, sc.n_slots)) for a in range(0, max(sc.n_slots - step_slots, 1), step_slots)]
     placement = incumbent.placement
-    if incumbent.optimal:
-        placement = Placement(placement.assign.copy(), placement.powered)
-    tried, kept, undo = 0, 0, []
+    tried, kept = 0, 0
     for first, end in order:
         limit = min(WINDOW_TIME_LIMIT_S, run.left_s() - 0.5)
         if limit <= 0.2 and tried:
@@ -409,7 +402,7 @@ def _windows(run: Planning, incumbent: Candidate, *, violations_only: bool, prod
         before, after = evaluate(window.scenario, window.start), evaluate(window.scenario, sub)
         basis = run.basis
         if (len(after.violations), after.decision_g(basis)) < (len(before.violations), before.decision_g(basis) - 1e-6):
-            merge_into(sc, placement, window, sub, undo)
+            placement = merge_into(sc, placement, window, sub)
             kept += 1
     out = Found(stats={"windows_tried": tried, "windows_kept": kept},
                 details=[f"windows of {width} slots: kept {kept} of {tried} re-solved"])
@@ -417,8 +410,6 @@ def _windows(run: Planning, incumbent: Candidate, *, violations_only: bool, prod
         plan = run.candidate(placement, producer)
         if plan.beats(incumbent):
             out.candidates.append(plan)
-        else:
-            restore(placement, undo)
     return out
 
 

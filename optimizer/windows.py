@@ -14,8 +14,8 @@ cuts the scenario to slots [first, end) around the current plan:
   columns of the model (`Window.columns`) restrict the fixed workloads to their
   nodes.
 
-`merge_into` writes the window's plan of the free jobs back into the whole plan
-(in place, with an undo log: `restore`).
+`merge_into` writes the window's plan of the free jobs back into (a copy of) the
+whole plan.
 The window's objective is the whole plan's over those slots plus a constant
 (costs add up slot by slot, except that a battery carries charge across the
 window's edges, which the window does not see), so a window that lowers it
@@ -59,7 +59,6 @@ def slot_window(scenario: Scenario, placement: Placement, first: int, end: int) 
     h = spec.horizon
     slot = timedelta(minutes=h.slot_minutes)
     t0 = h.start + first * slot
-    assign = placement.assign
     jobs = np.flatnonzero(sc.workload_deferrable)
     inside = jobs[(sc.workload_earliest_slot[jobs] >= first) & (sc.workload_window_end[jobs] <= end)]
     if not len(inside):
@@ -76,7 +75,7 @@ def slot_window(scenario: Scenario, placement: Placement, first: int, end: int) 
             pinned.append(None)
             source.append(w)
             continue
-        rows = assign[r0:r0 + n, first:end]
+        rows = placement.rows(r0, r0 + n, first, end)
         ran = np.flatnonzero((rows >= 0).any(axis=0))
         if not len(ran):
             continue
@@ -116,35 +115,26 @@ def slot_window(scenario: Scenario, placement: Placement, first: int, end: int) 
 
 def _cut_placement(sc: Scenario, placement: Placement, sub: Scenario, source: list, first: int, end: int) -> Placement:
     """The plan in the window's scenario (rows by the window's workloads)."""
-    out = np.full((sub.n_replicas, sub.n_slots), -1, dtype=placement.assign.dtype)
+    out = np.full((sub.n_replicas, sub.n_slots), -1, dtype=placement.span_node.dtype)
     for i, origin in enumerate(source):
         s0, n = int(sub.workload_first_replica[i]), int(sub.workload_replicas[i])
         if isinstance(origin, int):  # a free job: its rows as they are
             r0 = int(sc.workload_first_replica[origin])
-            out[s0:s0 + n] = placement.assign[r0:r0 + n, first:end]
+            out[s0:s0 + n] = placement.rows(r0, r0 + n, first, end)
         else:  # a fixed piece: n replicas on its node in its block
             _w, a, b, node = origin
             out[s0:s0 + n, a:b + 1] = node
-    return Placement(out)
+    return Placement.from_assign(out)
 
 
-#: What `merge_into` overwrote: (first replica row, end row, first slot, end slot, the old block).
-Undo = list[tuple[int, int, int, int, np.ndarray]]
-
-
-def merge_into(scenario: Scenario, placement: Placement, window: Window, sub: Placement, undo: Undo) -> None:
-    """Move the window's free jobs in `placement` (in place) to where `sub` (a plan of the window)
-    has them, appending what it overwrote to `undo` (`restore` puts it back). In place: a year of
-    thousands of jobs is an 84 MiB placement, and a copy of it next to the plan it came from
-    would take more memory than the rest of planning."""
+def merge_into(scenario: Scenario, placement: Placement, window: Window, sub: Placement) -> Placement:
+    """`placement` with the window's free jobs moved to where `sub` (a plan of the window) has them."""
+    replicas, blocks = [], []
     for i, w in window.free.items():
         r0, n = int(scenario.workload_first_replica[w]), int(scenario.workload_replicas[w])
         s0 = int(window.scenario.workload_first_replica[i])
-        undo.append((r0, r0 + n, window.first, window.end, placement.assign[r0:r0 + n, window.first:window.end].copy()))
-        placement.assign[r0:r0 + n, window.first:window.end] = sub.assign[s0:s0 + n]
-
-
-def restore(placement: Placement, undo: Undo) -> None:
-    """Undo `merge_into`s, latest first: `placement` as it was before them."""
-    for r0, r1, first, end, block in reversed(undo):
-        placement.assign[r0:r1, first:end] = block
+        replicas.append(np.arange(r0, r0 + n))
+        blocks.append(sub.rows(s0, s0 + n))
+    if not replicas:
+        return placement
+    return placement.with_block(np.concatenate(replicas), window.first, window.end, np.vstack(blocks))

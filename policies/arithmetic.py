@@ -192,7 +192,7 @@ def _replicas(ev: Evaluation, node: int, slot: int) -> tuple[Replica, ...]:
     """The replicas on the node-slot with their SCI share of its embodied carbon
     (request / capacity, scaled down if the requests exceed the capacity)."""
     sc = ev.scenario
-    rows = np.flatnonzero(ev.assign[:, slot] == node)
+    rows = np.flatnonzero(ev.placement.column(slot) == node)
     cap = float(sc.node_capacity[node, CPU])
     req = sc.workload_requests[sc.replica_workload[rows], CPU].astype(float)
     scale = min(1.0, cap / req.sum()) if req.sum() > 0 else 1.0

@@ -116,7 +116,7 @@ class Evaluation:
     #: What the SCI attribution is made of, per placed replica-slot (see `Attribution`).
     attribution: "Attribution"
     violations: list[Violation] = field(default_factory=list)
-    assign: np.ndarray | None = None  # R x T, the placement evaluated (node index, -1 unplaced)
+    placement: Placement | None = None  # the placement evaluated
 
     # -- attribution (SCI), computed when read: (W+1) x T arrays are large over a year of jobs --
     @cached_property
@@ -327,18 +327,16 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
     """Energy, emissions and every rule check of `placement` on `scenario`."""
     sc = scenario
     N, T = sc.n_nodes, sc.n_slots
-    assign = np.asarray(placement.assign)
-    if assign.shape != (sc.n_replicas, T):
-        raise ValueError(f"placement has shape {assign.shape}, scenario needs {(sc.n_replicas, T)} (replicas x slots)")
-    if assign.size and (assign.min() < -1 or assign.max() >= N):
+    if placement.shape != (sc.n_replicas, T):
+        raise ValueError(f"placement has shape {placement.shape}, scenario needs {(sc.n_replicas, T)} (replicas x slots)")
+    r_idx, t_idx, node = placement.cells()
+    if len(node) and node.max() >= N:
         # A node index past the end would fall off the per-node sums silently.
-        raise ValueError(f"placement names node indices {int(assign.min())}..{int(assign.max())}; valid are -1..{N - 1}")
+        raise ValueError(f"placement names node indices up to {int(node.max())}; valid are -1..{N - 1}")
     if placement.powered is not None and np.shape(placement.powered) != (N, T):
         # A (1, T) array would broadcast silently over every node.
         raise ValueError(f"powered has shape {np.shape(placement.powered)}, scenario needs {(N, T)} (nodes x slots)")
     rep_w = sc.replica_workload
-    r_idx, t_idx = running_cells(assign)
-    node = assign[r_idx, t_idx].astype(np.int64)  # assign may be int8 or int16 (Placement): no overflow in node * T
     w_of = rep_w[r_idx]
     cell = node * T + t_idx  # flat node-slot index
 
@@ -392,9 +390,9 @@ def evaluate(scenario: Scenario, placement: Placement) -> Evaluation:
         scenario=sc, powered=powered, utilisation=utilisation, it_power_w=it_w, energy_kwh=node_kwh,
         renewable_kwh=node_ren, from_battery_kwh=node_battery, grid_kwh=node_grid, matched_kwh=node_matched,
         operational_g=op_g, operational_market_g=market_g, embodied_g=emb_g,
-        attribution=Attribution(cell, w_of, share_of_use, share_of_capacity), assign=assign,
+        attribution=Attribution(cell, w_of, share_of_use, share_of_capacity), placement=placement,
     )
-    result.violations = _violations(sc, assign, powered, r_idx, t_idx, node, w_of, cell)
+    result.violations = _violations(sc, placement, powered, r_idx, t_idx, node, w_of, cell)
     return result
 
 
@@ -457,24 +455,6 @@ def _attribute(values: np.ndarray, cell: np.ndarray, group: np.ndarray, size: in
     return np.vstack([per_group, rest[None, :]])
 
 
-#: Rows of a placement looked at at once where a whole R x T mask would be needed: a year of
-#: 30-minute slots for 5,000 jobs makes one 84 MiB (bool), a block of rows stays under 5 MiB.
-ROW_BLOCK = 256
-
-
-def running_cells(assign: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(replica, slot) indices where `assign` (R x T) runs a replica, by blocks of rows: no R x T
-    temporary."""
-    rows, slots = [], []
-    for a in range(0, assign.shape[0], ROW_BLOCK):
-        r, t = np.nonzero(assign[a:a + ROW_BLOCK] >= 0)
-        rows.append(r + a)
-        slots.append(t)
-    if not rows:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.concatenate(rows), np.concatenate(slots)
-
-
 def node_requests(sc: Scenario, cell: np.ndarray, w_of: np.ndarray, k: int) -> np.ndarray:
     """N x T: the requests of resource `k` placed on each node in each slot, from the running
     replica-slots' flat node-slot index `cell` (node x T + slot) and workload `w_of`."""
@@ -486,7 +466,7 @@ def _slots(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(t) for t in np.flatnonzero(mask))
 
 
-def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -> list[Violation]:
+def _violations(sc: Scenario, placement: Placement, powered, r_idx, t_idx, node, w_of, cell) -> list[Violation]:
     N, T, M = sc.n_nodes, sc.n_slots, len(sc.tenant_ids)
     out: list[Violation] = []
 
@@ -550,7 +530,7 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
     # Spread: distinct sites per slot.
     for w in np.flatnonzero(sc.workload_min_sites > 1):
         r0, n = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
-        rows = assign[r0:r0 + n]
+        rows = placement.rows(r0, r0 + n)
         site_rows = np.where(rows >= 0, sc.node_site[np.maximum(rows, 0)], -1)
         distinct = np.array([len(set(site_rows[:, t][site_rows[:, t] >= 0])) for t in range(T)])
         short = (distinct < sc.workload_min_sites[w]) & (rows >= 0).any(axis=0)
@@ -559,22 +539,18 @@ def _violations(sc: Scenario, assign, powered, r_idx, t_idx, node, w_of, cell) -
                                  "sites", f"{sc.workload_ids[w]} runs on fewer than {sc.workload_min_sites[w]} sites"))
 
     # Schedule: services run in every slot; deferrable jobs in one block inside their window.
-    # A service runs in every slot (`Scenario`). Rows are looked at a few at a time: an R x T mask
-    # of a year of thousands of jobs is 84 MiB (`ROW_BLOCK`).
+    # A service runs in every slot (`Scenario`): counted from the running cells, as an R x T mask
+    # of a year of thousands of jobs would be 84 MiB.
     rep_w = sc.replica_workload
-    fixed_rows = np.flatnonzero(~sc.workload_deferrable[rep_w])
-    wrong_fixed = np.zeros(len(rep_w), dtype=bool)
-    for a in range(0, len(fixed_rows), ROW_BLOCK):
-        block = fixed_rows[a:a + ROW_BLOCK]
-        wrong_fixed[block] = ~(assign[block] >= 0).all(axis=1)
+    wrong_fixed = ~sc.workload_deferrable[rep_w] & (np.bincount(r_idx, minlength=len(rep_w)) < T)
     for w in np.unique(rep_w[wrong_fixed]):
-        rows = np.flatnonzero(wrong_fixed & (rep_w == w))
-        slots = (assign[rows] < 0).any(axis=0)
+        r0, n = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
+        slots = (placement.rows(r0, r0 + n)[wrong_fixed[r0:r0 + n]] < 0).any(axis=0)
         out.append(Violation(ViolationKind.schedule, sc.workload_ids[w], _slots(slots), float(slots.sum()), "slots",
                              f"{sc.workload_ids[w]} is not running in every slot it must (unplaced or stopped)"))
     for w in np.flatnonzero(sc.workload_deferrable):
         r0, n = int(sc.workload_first_replica[w]), int(sc.workload_replicas[w])
-        runs = assign[r0:r0 + n] >= 0
+        runs = placement.rows(r0, r0 + n) >= 0
         any_run = runs.any(axis=0)
         slots = np.flatnonzero(any_run)
         d = int(sc.workload_duration_slots[w])

@@ -42,7 +42,7 @@ def plan(mapped, wanted: dict[str, list[str]]) -> dict:
         r0 = int(sc.workload_first_replica[w])
         for k, node in enumerate(nodes):
             assign[r0 + k, :] = sc.node_ids.index(node)
-    return build_plan_document(sc, Placement(assign), now=NOW)
+    return build_plan_document(sc, Placement.from_assign(assign), now=NOW)
 
 
 _current: list = []
@@ -85,7 +85,7 @@ def test_emptying_a_node_that_sleeps_pays_and_the_grams_are_the_evaluations():
         r, t = np.nonzero(p.assign >= 0)
         hosts[p.assign[r, t], t] = True
         sleeps = np.array([not n.startswith("factory") for n in sc.node_ids])
-        return evaluate(sc, Placement(p.assign, hosts | ~sleeps[:, None])).decision_g("location")
+        return evaluate(sc, Placement.from_assign(p.assign, hosts | ~sleeps[:, None])).decision_g("location")
 
     assert move.saving_g == pytest.approx(emissions(before) - emissions(after), rel=1e-9)
     # A 60 W idle edge box (PUE 1.8, DE grid at 313 g/kWh: about 810 g a day) asleep for 24 h, its core

@@ -316,22 +316,23 @@ def test_half_hour_slots_halve_energy_and_embodied():
 def test_wrong_placement_shape_is_a_value_error():
     sc = tiny().build()
     with pytest.raises(ValueError, match=r"replicas x slots"):
-        evaluate(sc, Placement(np.zeros((2, 2), dtype=np.int64)))
+        evaluate(sc, Placement.from_assign(np.zeros((2, 2), dtype=np.int64)))
 
 
 def test_wrong_powered_shape_is_a_value_error():
     sc = tiny().build()
     p = place(sc, {"w": ["n1"]})
-    p.powered = np.ones((1, 2), dtype=bool)  # would broadcast over both nodes
+    p = p.with_powered(np.ones((1, 2), dtype=bool))  # would broadcast over both nodes
     with pytest.raises(ValueError, match=r"powered has shape \(1, 2\), scenario needs \(2, 2\)"):
         evaluate(sc, p)
 
 
-@pytest.mark.parametrize("bad", [2, -2])
-def test_node_index_out_of_range_is_a_value_error(bad):
+def test_node_index_out_of_range_is_a_value_error():
     sc = tiny().build()
     with pytest.raises(ValueError, match=r"valid are -1\.\.1"):
-        evaluate(sc, Placement(np.array([[0, bad]])))
+        evaluate(sc, Placement.from_assign(np.array([[0, 2]])))
+    with pytest.raises(ValueError, match=r"down to -2; -1 is 'not running'"):
+        Placement.from_assign(np.array([[0, -2]]))
 
 
 def test_evaluate_does_not_mutate_the_placement():

@@ -173,7 +173,7 @@ def greedy_placement(sc: Scenario, order: np.ndarray, pick: Callable[[np.ndarray
 def spread_placement(sc: Scenario) -> Placement:
     """kube-scheduler-like spreading: file order, least requested CPU share, all nodes on."""
     assign = greedy_placement(sc, np.arange(sc.n_workloads), lambda cand, share, on: int(np.argmin(share)))
-    return Placement(assign, np.ones((sc.n_nodes, sc.n_slots), dtype=bool))
+    return Placement.from_assign(assign, np.ones((sc.n_nodes, sc.n_slots), dtype=bool))
 
 
 def consolidated_placement(sc: Scenario) -> Placement:
@@ -186,7 +186,7 @@ def consolidated_placement(sc: Scenario) -> Placement:
     cost = (idle_g_per_h + sc.node_embodied_g_per_h) / sc.node_capacity[:, CPU]
     order = np.lexsort((-sc.workload_requests[:, CPU], sc.workload_node_eligible.sum(axis=1)))
     assign = greedy_placement(sc, order, lambda cand, share, on: int(np.lexsort((cost[cand], ~on))[0]))
-    return Placement(assign)
+    return Placement.from_assign(assign)
 
 
 def test_first_fit_placements_evaluate_sanely(metro_de):

@@ -147,7 +147,7 @@ def test_mutated_scenarios_load_or_raise_input_error(ops):
     # Whatever survives validation must evaluate: nothing placed, and a static guess.
     R, T = sc.n_replicas, sc.n_slots
     for assign in (np.full((R, T), -1), Placement.from_replica_nodes(sc, np.zeros(R, dtype=np.int64)).assign):
-        ev = evaluate(sc, Placement(assign))
+        ev = evaluate(sc, Placement.from_assign(assign))
         # The CFE score is a share of energy: undefined (NaN, as documented) when no node draws any.
         undefined = {"cfe_score_pct"} if ev.totals["energy_kwh"] == 0 else set()
         assert all(math.isfinite(v) for k, v in ev.totals.items() if k not in undefined)
@@ -259,7 +259,7 @@ def scenario_and_placement(draw):
     R, T, N = sc.n_replicas, sc.n_slots, sc.n_nodes
     assign = draw(hnp.arrays(np.int64, (R, T), elements=st.integers(-1, N - 1)))
     powered = draw(st.none() | hnp.arrays(bool, (N, T)))
-    return sc, Placement(assign, powered)
+    return sc, Placement.from_assign(assign, powered)
 
 
 @FUZZ

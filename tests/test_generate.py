@@ -42,7 +42,7 @@ def first_fit(sc: Scenario) -> Placement:
             tenants[i, run, tenant] = True
             assign[r0 + k, run] = i
             sites.append(int(sc.node_site[i]))
-    return Placement(assign)
+    return Placement.from_assign(assign)
 
 
 # ---------------------------------------------------------------------------

@@ -256,7 +256,7 @@ def test_apply_placement_refuses_unknown_servers_and_overfull_ones(raw):
 
 def test_a_foreign_placement_cannot_be_written_back(imported):
     result, sc = imported
-    unplaced = Placement(np.full_like(CurrentPolicy().place(sc).assign, -1))
+    unplaced = Placement.from_assign(np.full_like(CurrentPolicy().place(sc).assign, -1))
     with pytest.raises(InputError, match="svc-1-ingest: is not placed in any slot"):
         placement_ids(sc, unplaced, result.source_ids)
 

@@ -98,7 +98,7 @@ def test_runs_long_enough(slots, min_run, done, ok):
 def _placed(sc, slots: list[int]) -> Placement:
     assign = np.full((sc.n_replicas, sc.n_slots), -1)
     assign[0, slots] = 0
-    return Placement(assign)
+    return Placement.from_assign(assign)
 
 
 def test_evaluation_accepts_runs_in_the_clean_slots_and_prices_them():
@@ -191,7 +191,7 @@ def test_run_slots_on_a_job_that_cannot_pause_is_an_input_error():
 
 def test_placements_use_a_small_integer_type():
     sc = alternating()
-    assert _placed(sc, [1]).assign.dtype == np.int64  # a hand-made array stays as it is
+    assert _placed(sc, [1]).span_node.dtype == np.int8  # a hand-made int64 table is stored small too
     assert Placement.from_replica_nodes(sc, np.array([0])).assign.dtype == np.int8
 
 

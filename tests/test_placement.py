@@ -66,7 +66,7 @@ def test_to_dict_static():
 )
 def test_json_round_trip(tmp_path, assign, powered):
     sc = scenario()
-    p = Placement(np.array(assign, dtype=np.int64), None if powered is None else np.array(powered))
+    p = Placement.from_assign(np.array(assign, dtype=np.int64), None if powered is None else np.array(powered))
     path = tmp_path / "plan.json"
     p.save(sc, path)
     back = Placement.load(sc, path)
@@ -81,7 +81,7 @@ def test_json_round_trip(tmp_path, assign, powered):
 
 def test_moving_replica_and_powered_down_on_disk():
     sc = scenario()
-    p = Placement(np.array([[0, 1, 2], [1, 1, 1], [-1, 2, 2]]), np.array([[True, True, False], [True] * 3, [False, True, True]]))
+    p = Placement.from_assign(np.array([[0, 1, 2], [1, 1, 1], [-1, 2, 2]]), np.array([[True, True, False], [True] * 3, [False, True, True]]))
     doc = p.to_dict(sc)
     assert doc["workloads"]["web"] == {"replicas": [["n1", "n2", "n3"], "n2"]}
     assert doc["workloads"]["job"] == {"start_slot": 1, "replicas": ["n3"]}
@@ -193,7 +193,7 @@ def test_save_never_leaves_a_half_file_when_serialising_fails(tmp_path):
     target = tmp_path / "plan.json"
     Placement.from_replica_nodes(sc, np.array([0, 1, 2])).save(sc, target)
     before = target.read_text()
-    broken = Placement(np.zeros((2, 3), dtype=np.int64))  # wrong shape for this scenario
+    broken = Placement.from_assign(np.zeros((2, 3), dtype=np.int64))  # wrong shape for this scenario
     with pytest.raises(ValueError, match=r"placement has shape \(2, 3\), scenario needs \(3, 3\)"):
         broken.save(sc, target)
     assert target.read_text() == before

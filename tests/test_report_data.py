@@ -108,7 +108,7 @@ def test_idle_nodes_savings_are_evaluated_with_and_without_them(small):
     # Independently: the placement with n3 powered down, evaluated.
     powered = np.ones((3, 2), dtype=bool)
     powered[2] = False
-    slept = evaluate(sc, type(before)(before.assign, powered))
+    slept = evaluate(sc, before.with_powered(powered))
     saved = evaluate(sc, before).totals["emissions_g"] - slept.totals["emissions_g"]
     assert row(idle_before, "node", TOTAL)["emissions_saved_kg"] * 1000 == pytest.approx(saved)
     # The plan powers idle nodes down already: nothing left to save.

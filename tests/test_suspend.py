@@ -61,5 +61,5 @@ def test_running_in_slot_reads_the_plans_first_slot():
     sc = (ScenarioBuilder().slots(3).region("DE", 300).site("a").node("n1").tenant("t")
           .workload("ml/train", window=(0, 3), duration_minutes=60, interruptible=True).build())
     assign = np.array([[-1, 0, -1]])
-    assert running_in_slot(sc, Placement(assign), 0) == set()
-    assert running_in_slot(sc, Placement(assign), 1) == {"ml/train"}
+    assert running_in_slot(sc, Placement.from_assign(assign), 0) == set()
+    assert running_in_slot(sc, Placement.from_assign(assign), 1) == {"ml/train"}

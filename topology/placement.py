@@ -1,9 +1,25 @@
 """A placement: which node each replica runs on in each slot, and which nodes are powered.
 
-Plain data. `assign[r, t]` is the node index of replica `r` in slot `t`, or
--1 where the replica does not run (a deferrable job outside its run, or a
-replica left unplaced). `powered[i, t]` says whether node `i` is on; when it
-is None, a node is on exactly when it hosts a replica or may not power down.
+Plain data, read-only once made. Conceptually an R x T table of node indices
+(replica r on node `assign[r, t]` in slot t, -1 where it does not run: a
+deferrable job outside its run, or a replica left unplaced). It is stored
+*by replica, sparsely*: replica r's span is the slots from its first to its
+last running slot, and only those are stored (`span_first_slot`,
+`span_offset`, `span_node`). A job of a few hours in a year of 30-minute
+slots costs a few bytes, not 17,568: 5,000 such jobs are about 50 kB where
+the dense table is 84 MiB. A service spans the whole horizon, as dense.
+
+Read it through
+- `cells()`: (replica, slot, node) of every running replica-slot, the form
+  `edgeplace.policies.evaluate` sums over;
+- `rows(r0, r1, first, end)`: a dense block of some replicas' rows (one
+  workload's), `column(t)`: every replica's node in one slot,
+  `first_nodes()`: each replica's first running slot and node;
+- `assign`: the whole dense R x T table (small placements only: tests,
+  one-off reports).
+
+`powered[i, t]` says whether node `i` is on; when it is None, a node is on
+exactly when it hosts a replica or may not power down.
 
 On disk (JSON) a placement names ids, not positions:
 
@@ -19,16 +35,16 @@ job's run; without it the job starts at its earliest slot. An interruptible
 job lists the slots it runs in instead, `"run_slots": [3, 4, 9]`.
 
 Node indices are stored in the smallest integer type that holds them
-(`node_dtype`): a year of slots for thousands of jobs on one node is a large
-array, and int8 or int16 instead of int64 is what keeps it in memory.
+(`node_dtype`): services over a long horizon still span every slot.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -36,6 +52,8 @@ from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.scenario import Scenario
 
 PLACEMENT_VERSION = 1
+#: Rows of a dense table looked at at once when converting it (no R x T temporaries).
+ROW_BLOCK = 256
 
 
 def node_dtype(n_nodes: int) -> np.dtype:
@@ -46,16 +64,86 @@ def node_dtype(n_nodes: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def empty_assign(scenario: Scenario, slots: int | None = None) -> np.ndarray:
-    """R x T of -1 (nothing runs) in the scenario's node dtype."""
-    return np.full((scenario.n_replicas, scenario.n_slots if slots is None else slots), -1,
-                   dtype=node_dtype(scenario.n_nodes))
+class Cells(NamedTuple):
+    """The running replica-slots of a placement, sorted by replica then slot (int64 arrays)."""
+
+    replica: np.ndarray
+    slot: np.ndarray
+    node: np.ndarray
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Placement:
-    assign: np.ndarray  # R x T int, node index or -1
+    """R replicas x `n_slots` slots, stored by replica span (see the module docstring).
+
+    Replica r runs in slots `span_first_slot[r]` .. `span_first_slot[r] + len - 1` at most,
+    where len = `span_offset[r + 1] - span_offset[r]` (0: it never runs); `span_node` holds its
+    node in each of those slots, -1 where it pauses. Make one with `from_assign` (a dense
+    table), `from_cells`, `from_replica_nodes` or `from_dict`."""
+
+    n_slots: int
+    span_first_slot: np.ndarray  # R int64
+    span_offset: np.ndarray  # R + 1 int64, non-decreasing, from 0
+    span_node: np.ndarray  # node index per span slot (node_dtype), -1 = not running there
     powered: np.ndarray | None = None  # N x T bool, None = derived
+
+    def __post_init__(self) -> None:
+        R = len(self.span_first_slot)
+        if len(self.span_offset) != R + 1 or self.span_offset[-1] != len(self.span_node):
+            raise ValueError(f"placement spans do not add up: {R} replicas, {len(self.span_offset)} offsets, "
+                             f"{len(self.span_node)} span slots")
+        for a in (self.span_first_slot, self.span_offset, self.span_node):
+            a.setflags(write=False)  # shared between placements made from one another
+
+    # -- making one ----------------------------------------------------------
+    @classmethod
+    def from_assign(cls, assign: np.ndarray, powered: np.ndarray | None = None) -> "Placement":
+        """From a dense R x T table of node indices (-1 = not running)."""
+        assign = np.asarray(assign)
+        if assign.ndim != 2:
+            raise ValueError(f"a placement table is replicas x slots (2-D), got shape {assign.shape}")
+        R, T = assign.shape
+        if assign.size and assign.min() < -1:
+            raise ValueError(f"placement names node indices down to {int(assign.min())}; -1 is 'not running'")
+        dtype = node_dtype(int(assign.max(initial=-1)) + 1)
+        first, length, nodes = np.zeros(R, dtype=np.int64), np.zeros(R, dtype=np.int64), []
+        t = np.arange(T)
+        for a in range(0, R, ROW_BLOCK):
+            block = assign[a:a + ROW_BLOCK]
+            running = block >= 0
+            ran = running.any(axis=1)
+            lo = np.argmax(running, axis=1)
+            hi = T - np.argmax(running[:, ::-1], axis=1)  # one past the last running slot
+            first[a:a + len(block)] = np.where(ran, lo, 0)
+            length[a:a + len(block)] = np.where(ran, hi - lo, 0)
+            nodes.append(block[(t >= lo[:, None]) & (t < hi[:, None]) & ran[:, None]].astype(dtype))
+        return cls(T, first, np.r_[0, np.cumsum(length)], np.concatenate(nodes) if nodes else np.zeros(0, dtype),
+                   powered)
+
+    @classmethod
+    def from_cells(cls, n_replicas: int, n_slots: int, replica: np.ndarray, slot: np.ndarray, node: np.ndarray,
+                   powered: np.ndarray | None = None, dtype: np.dtype | None = None) -> "Placement":
+        """From running replica-slots, each named once, in any order."""
+        replica, slot, node = (np.asarray(x, dtype=np.int64) for x in (replica, slot, node))
+        if len(replica) and not (0 <= replica.min() and replica.max() < n_replicas and 0 <= slot.min()
+                                 and slot.max() < n_slots and node.min() >= 0):
+            raise ValueError(f"cells name replicas {int(replica.min())}..{int(replica.max())} (valid 0.."
+                             f"{n_replicas - 1}), slots {int(slot.min())}..{int(slot.max())} (valid 0..{n_slots - 1}) "
+                             f"and nodes from {int(node.min())} (valid from 0)")
+        first = np.zeros(n_replicas, dtype=np.int64)
+        length = np.zeros(n_replicas, dtype=np.int64)
+        if len(replica):
+            lo = np.full(n_replicas, n_slots, dtype=np.int64)
+            hi = np.full(n_replicas, -1, dtype=np.int64)
+            np.minimum.at(lo, replica, slot)
+            np.maximum.at(hi, replica, slot)
+            ran = hi >= 0
+            first[ran], length[ran] = lo[ran], hi[ran] - lo[ran] + 1
+        offset = np.r_[0, np.cumsum(length)]
+        dtype = dtype or node_dtype(int(node.max(initial=-1)) + 1)
+        span_node = np.full(int(offset[-1]), -1, dtype=dtype)
+        span_node[offset[replica] + slot - first[replica]] = node
+        return cls(n_slots, first, offset, span_node, powered)
 
     @classmethod
     def from_replica_nodes(cls, scenario: Scenario, replica_node: np.ndarray,
@@ -67,15 +155,131 @@ class Placement:
         by default each deferrable job starts at its earliest slot. `run_slots[w]`
         (slot indices) gives the slots an interruptible job w runs in instead.
         """
-        return cls(_expand(scenario, replica_node, start_slot, run_slots), powered)
+        sc = scenario
+        nodes = np.asarray(replica_node, dtype=np.int64)
+        start = sc.workload_earliest_slot if start_slot is None else np.where(
+            sc.workload_deferrable, np.asarray(start_slot, dtype=np.int64), sc.workload_earliest_slot)
+        first = np.zeros(sc.n_replicas, dtype=np.int64)
+        length = np.zeros(sc.n_replicas, dtype=np.int64)
+        spans = []
+        dtype = node_dtype(sc.n_nodes)
+        for w in range(sc.n_workloads):
+            r0, r1 = int(sc.workload_first_replica[w]), int(sc.workload_first_replica[w] + sc.workload_replicas[w])
+            if run_slots is not None and w in run_slots:
+                run = _mask(sc.n_slots, run_slots[w])
+            else:  # a job's block from its start; a service's from slot 0 for the horizon
+                s = int(start[w])
+                run = _mask(sc.n_slots, np.arange(s, min(s + int(sc.workload_duration_slots[w]), sc.n_slots)))
+            ran = np.flatnonzero(run)
+            if not len(ran) or r1 == r0:
+                continue
+            lo, hi = int(ran[0]), int(ran[-1]) + 1
+            inside = run[lo:hi]
+            for r in range(r0, r1):
+                if nodes[r] < 0:
+                    continue  # unplaced: no span
+                first[r], length[r] = lo, hi - lo
+                spans.append(np.where(inside, nodes[r], -1).astype(dtype))
+        return cls(sc.n_slots, first, np.r_[0, np.cumsum(length)],
+                   np.concatenate(spans) if spans else np.zeros(0, dtype), powered)
 
+    def with_block(self, replicas: np.ndarray, first: int, end: int, block: np.ndarray) -> "Placement":
+        """A copy in which `replicas` (row indices) run as `block` (len(replicas) x (end - first),
+        -1 = not running) in slots [first, end) and as before outside them."""
+        replicas = np.asarray(replicas, dtype=np.int64)
+        c = self.cells()
+        keep = ~(np.isin(c.replica, replicas) & (c.slot >= first) & (c.slot < end))
+        i, t = np.nonzero(np.asarray(block) >= 0)
+        return Placement.from_cells(
+            self.n_replicas, self.n_slots, np.r_[c.replica[keep], replicas[i]], np.r_[c.slot[keep], first + t],
+            np.r_[c.node[keep], np.asarray(block)[i, t]], self.powered, self.span_node.dtype)
+
+    def with_powered(self, powered: np.ndarray | None) -> "Placement":
+        """The same replicas with node power states `powered` (N x T bool, None = derived)."""
+        return replace(self, powered=powered)
+
+    # -- reading it ----------------------------------------------------------
+    @property
+    def n_replicas(self) -> int:
+        return len(self.span_first_slot)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(replicas, slots), the dense table's shape."""
+        return self.n_replicas, self.n_slots
+
+    @property
+    def span_slots(self) -> np.ndarray:
+        """R: how many slots each replica's span covers."""
+        return np.diff(self.span_offset)
+
+    @cached_property
+    def _all_cells(self) -> Cells:
+        length = self.span_slots
+        replica = np.repeat(np.arange(self.n_replicas), length)
+        slot = np.repeat(self.span_first_slot - self.span_offset[:-1], length) + np.arange(len(self.span_node))
+        keep = self.span_node >= 0
+        out = Cells(replica[keep], slot[keep], self.span_node[keep].astype(np.int64))
+        for a in out:
+            a.setflags(write=False)
+        return out
+
+    def cells(self) -> Cells:
+        """Every running replica-slot, sorted by replica then slot (computed once, read-only)."""
+        return self._all_cells
+
+    def rows(self, r0: int, r1: int, first: int = 0, end: int | None = None) -> np.ndarray:
+        """Dense (r1 - r0) x (end - first): the nodes of replicas r0..r1-1 in slots [first, end)."""
+        end = self.n_slots if end is None else end
+        out = np.full((r1 - r0, end - first), -1, dtype=self.span_node.dtype)
+        a, b = int(self.span_offset[r0]), int(self.span_offset[r1])
+        length = self.span_slots[r0:r1]
+        row = np.repeat(np.arange(r1 - r0), length)
+        slot = np.repeat(self.span_first_slot[r0:r1] - self.span_offset[r0:r1], length) + np.arange(a, b)
+        node = self.span_node[a:b]
+        keep = (slot >= first) & (slot < end) & (node >= 0)
+        out[row[keep], slot[keep] - first] = node[keep]
+        return out
+
+    def column(self, slot: int) -> np.ndarray:
+        """R: every replica's node in `slot` (-1 = not running)."""
+        out = np.full(self.n_replicas, -1, dtype=self.span_node.dtype)
+        inside = (self.span_first_slot <= slot) & (slot < self.span_first_slot + self.span_slots)
+        out[inside] = self.span_node[self.span_offset[:-1][inside] + slot - self.span_first_slot[inside]]
+        return out
+
+    def first_nodes(self) -> tuple[np.ndarray, np.ndarray]:
+        """R each: every replica's first running slot and its node there (-1, -1: never runs)."""
+        c = self.cells()
+        slot = np.full(self.n_replicas, -1, dtype=np.int64)
+        node = np.full(self.n_replicas, -1, dtype=np.int64)
+        replicas, at = np.unique(c.replica, return_index=True)
+        slot[replicas], node[replicas] = c.slot[at], c.node[at]
+        return slot, node
+
+    def hosting(self, n_nodes: int) -> np.ndarray:
+        """N x T bool: the node hosts a running replica in the slot."""
+        c = self.cells()
+        out = np.zeros((n_nodes, self.n_slots), dtype=bool)
+        out[c.node, c.slot] = True
+        return out
+
+    @property
+    def assign(self) -> np.ndarray:
+        """The dense R x T table (read-only). One byte per replica-slot: for small placements
+        (tests, a report); planning reads `cells`, `rows` and `column`."""
+        out = self.rows(0, self.n_replicas)
+        out.setflags(write=False)
+        return out
+
+    # -- on disk -------------------------------------------------------------
     def to_dict(self, scenario: Scenario) -> dict[str, Any]:
         _check_shape(scenario, self)
         ids = scenario.node_ids
         out: dict[str, Any] = {}
         for w, wid in enumerate(scenario.workload_ids):
             r0 = int(scenario.workload_first_replica[w])
-            rows = self.assign[r0:r0 + int(scenario.workload_replicas[w])]
+            rows = self.rows(r0, r0 + int(scenario.workload_replicas[w]))
             entry: dict[str, Any] = {}
             running = rows >= 0
             if scenario.workload_interruptible[w] and running.any():
@@ -83,9 +287,9 @@ class Placement:
             elif scenario.workload_deferrable[w] and running.any():
                 entry["start_slot"] = int(np.flatnonzero(running.any(axis=0))[0])
             replicas = []
+            expected = _run_mask(scenario, w, entry.get("start_slot"), entry.get("run_slots"))
             for row in rows:
                 used = np.unique(row[row >= 0])
-                expected = _run_slots(scenario, w, entry.get("start_slot"), entry.get("run_slots"))
                 if used.size == 1 and np.array_equal(row >= 0, expected):
                     replicas.append(ids[int(used[0])])
                 else:
@@ -107,7 +311,7 @@ class Placement:
         if doc.get("version") != PLACEMENT_VERSION:
             problems.append(Problem("version", f"must be {PLACEMENT_VERSION} (got {doc.get('version')!r})"))
         T = scenario.n_slots
-        assign = empty_assign(scenario)
+        cells: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (replica, slot, node) per replica read
         node_index = {n: i for i, n in enumerate(scenario.node_ids)}
         workload_index = {w: i for i, w in enumerate(scenario.workload_ids)}
         for wid, entry in doc["workloads"].items():
@@ -134,22 +338,22 @@ class Placement:
             if len(reps) != scenario.workload_replicas[w]:
                 problems.append(Problem(f"{path}.replicas", f"has {len(reps)} entries for {scenario.workload_replicas[w]} replicas"))
                 continue
-            run = _run_slots(scenario, w, start, run_slots)
+            run = np.flatnonzero(_run_mask(scenario, w, start, run_slots))
             r0 = int(scenario.workload_first_replica[w])
             for k, rep in enumerate(reps):
                 if isinstance(rep, str):
                     if rep not in node_index:
                         problems.append(Problem(f"{path}.replicas[{k}]", f"unknown node {rep!r}"))
                         continue
-                    assign[r0 + k, run] = node_index[rep]
+                    cells.append((np.full(len(run), r0 + k), run, np.full(len(run), node_index[rep])))
                 elif isinstance(rep, list) and len(rep) == T:
-                    for t, n in enumerate(rep):
-                        if n is None:
-                            continue
-                        if not isinstance(n, str) or n not in node_index:
-                            problems.append(Problem(f"{path}.replicas[{k}][{t}]", f"unknown node {n!r}"))
-                            break
-                        assign[r0 + k, t] = node_index[n]
+                    slots = [t for t, n in enumerate(rep) if n is not None]
+                    bad = next((t for t in slots if not isinstance(rep[t], str) or rep[t] not in node_index), None)
+                    if bad is not None:
+                        problems.append(Problem(f"{path}.replicas[{k}][{bad}]", f"unknown node {rep[bad]!r}"))
+                        slots = slots[:slots.index(bad)]
+                    cells.append((np.full(len(slots), r0 + k), np.array(slots, dtype=np.int64),
+                                  np.array([node_index[rep[t]] for t in slots], dtype=np.int64)))
                 else:
                     problems.append(Problem(f"{path}.replicas[{k}]", f"must be a node id or a list of {T} node ids (null = not running)"))
         powered = None
@@ -170,7 +374,8 @@ class Placement:
                         powered[i, slots] = False
         if problems:
             raise InputError(source, problems)
-        return cls(assign, powered)
+        replica, slot, node = (np.concatenate([c[i] for c in cells]) if cells else np.zeros(0, np.int64) for i in range(3))
+        return cls.from_cells(scenario.n_replicas, T, replica, slot, node, powered, node_dtype(scenario.n_nodes))
 
     def save(self, scenario: Scenario, path: str | Path) -> None:
         """Write JSON atomically (write a temporary file, then rename)."""
@@ -185,19 +390,20 @@ class Placement:
         return cls.from_dict(scenario, read_document(path), source=str(path))
 
 
-def _run_slots(scenario: Scenario, w: int, start: int | None, run_slots: list[int] | None = None) -> np.ndarray:
-    """Bool mask over slots where workload w runs, given a start slot for deferrable jobs
-    (or the slots of an interruptible job's runs)."""
+def _mask(n_slots: int, slots) -> np.ndarray:
+    mask = np.zeros(n_slots, dtype=bool)
+    mask[np.asarray(slots, dtype=np.int64)] = True
+    return mask
+
+
+def _run_mask(scenario: Scenario, w: int, start: int | None, run_slots: list[int] | None = None) -> np.ndarray:
+    """T bool: where workload w runs, given a start slot for deferrable jobs (or the slots of an
+    interruptible job's runs)."""
     T = scenario.n_slots
-    t = np.arange(T)
     if run_slots is not None:
-        mask = np.zeros(T, dtype=bool)
-        mask[np.asarray(run_slots, dtype=np.int64)] = True
-        return mask
-    if scenario.workload_deferrable[w]:
-        s = int(scenario.workload_earliest_slot[w]) if start is None else int(start)
-        return (t >= s) & (t < s + int(scenario.workload_duration_slots[w]))
-    return scenario.workload_active[w]
+        return _mask(T, run_slots)
+    s = int(scenario.workload_earliest_slot[w]) if start is None or not scenario.workload_deferrable[w] else int(start)
+    return _mask(T, np.arange(s, min(s + int(scenario.workload_duration_slots[w]), T)))
 
 
 def scenario_run_mask(scenario: Scenario, start_slot: np.ndarray | None = None) -> np.ndarray:
@@ -213,27 +419,8 @@ def scenario_run_mask(scenario: Scenario, start_slot: np.ndarray | None = None) 
 
 def _check_shape(scenario: Scenario, placement: Placement) -> None:
     want = (scenario.n_replicas, scenario.n_slots)
-    if np.shape(placement.assign) != want:
-        raise ValueError(f"placement has shape {np.shape(placement.assign)}, scenario needs {want} (replicas x slots)")
+    if placement.shape != want:
+        raise ValueError(f"placement has shape {placement.shape}, scenario needs {want} (replicas x slots)")
     if placement.powered is not None and np.shape(placement.powered) != (scenario.n_nodes, scenario.n_slots):
         raise ValueError(f"powered has shape {np.shape(placement.powered)}, scenario needs "
                          f"{(scenario.n_nodes, scenario.n_slots)} (nodes x slots)")
-
-
-def _expand(scenario: Scenario, replica_node: np.ndarray, start_slot: np.ndarray | None,
-            run_slots: dict[int, np.ndarray] | None = None) -> np.ndarray:
-    """R x T: each replica's node in the slots its workload runs, one workload at a time (a
-    year of slots for thousands of jobs is too large for R x T temporaries)."""
-    nodes = np.asarray(replica_node, dtype=np.int64)
-    assign = empty_assign(scenario)
-    start = scenario.workload_earliest_slot if start_slot is None else np.where(
-        scenario.workload_deferrable, np.asarray(start_slot, dtype=np.int64), scenario.workload_earliest_slot)
-    first, reps, dur = scenario.workload_first_replica, scenario.workload_replicas, scenario.workload_duration_slots
-    for w in range(scenario.n_workloads):
-        r0, r1 = int(first[w]), int(first[w] + reps[w])
-        if run_slots is not None and w in run_slots:
-            assign[r0:r1, np.asarray(run_slots[w], dtype=np.int64)] = nodes[r0:r1, None]
-        else:
-            s = int(start[w])
-            assign[r0:r1, s:s + int(dur[w])] = nodes[r0:r1, None]
-    return assign

@@ -265,9 +265,8 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
 def _requested(sc: Scenario, placement: Placement) -> np.ndarray:
     """N x T x K: summed requests of the replicas on each node in each slot."""
     N, T, K = sc.n_nodes, sc.n_slots, len(sc.resources)
-    assign = np.asarray(placement.assign)
-    r_idx, t_idx = np.nonzero(assign >= 0)
-    cell = assign[r_idx, t_idx].astype(np.int64) * T + t_idx
+    r_idx, t_idx, node = placement.cells()
+    cell = node * T + t_idx
     req = sc.workload_requests[sc.replica_workload[r_idx]].astype(float)
     out = np.zeros((N * T, K))
     for k in range(K):
@@ -275,18 +274,10 @@ def _requested(sc: Scenario, placement: Placement) -> np.ndarray:
     return out.reshape(N, T, K)
 
 
-def _hosting(sc: Scenario, placement: Placement) -> np.ndarray:
-    """N x T: the node hosts at least one replica."""
-    N, T = sc.n_nodes, sc.n_slots
-    assign = np.asarray(placement.assign)
-    r_idx, t_idx = np.nonzero(assign >= 0)
-    return np.bincount(assign[r_idx, t_idx].astype(np.int64) * T + t_idx, minlength=N * T)[: N * T].reshape(N, T) > 0
-
-
 def _idle_variant(sc: Scenario, placement: Placement, ev: Evaluation) -> tuple[np.ndarray, Evaluation]:
     """The idle node-slots of `placement` (N x T) and the evaluation with them powered down."""
-    idle = ev.powered & ~_hosting(sc, placement) & sc.node_can_power_down[:, None]
-    asleep = Placement(np.asarray(placement.assign), ev.powered & ~idle)
+    idle = ev.powered & ~placement.hosting(sc.n_nodes) & sc.node_can_power_down[:, None]
+    asleep = placement.with_powered(ev.powered & ~idle)
     return idle, evaluate(sc, asleep)
 
 
@@ -394,9 +385,7 @@ def _tenant_core_hours(sc: Scenario, placement: Placement) -> np.ndarray:
     """M+1: requested CPU core-hours per tenant ((unallocated) gets 0)."""
     M = len(sc.tenant_ids)
     out = np.zeros(M + 1)
-    assign = np.asarray(placement.assign)
-    r_idx, t_idx = np.nonzero(assign >= 0)
-    w = sc.replica_workload[r_idx]
+    w = sc.replica_workload[placement.cells().replica]
     out[:M] = np.bincount(sc.workload_tenant[w], weights=sc.workload_requests[w, CPU].astype(float), minlength=M)[:M]
     return out / 1000.0 * sc.slot_hours
 

@@ -173,11 +173,8 @@ class MoveEvaluator:
         """The placement `replica_node` held over the horizon, nodes powered as in the module docstring."""
         sc = self.scenario
         placement = Placement.from_replica_nodes(sc, replica_node)
-        hosts = np.zeros((sc.n_nodes, sc.n_slots), dtype=bool)
-        r, t = np.nonzero(placement.assign >= 0)
-        hosts[placement.assign[r, t], t] = True
-        powered = hosts | ~self.sleepable[:, None] | ~sc.node_can_power_down[:, None]
-        return evaluate(sc, Placement(placement.assign, powered))
+        powered = placement.hosting(sc.n_nodes) | ~self.sleepable[:, None] | ~sc.node_can_power_down[:, None]
+        return evaluate(sc, placement.with_powered(powered))
 
     def restart_g(self, target: int, cpu_millicores: int) -> float:
         """Operational grams of a restart on node `target` (marginal price of the CPU request for restart_s)."""

@@ -208,7 +208,7 @@ def build_plan_document(scenario: Scenario, placement: Placement, slot: int = 0,
     open_g_per_h = costs.open_g()[:, slot] / sc.slot_hours
     powered = evaluation.powered[:, slot]
 
-    assign = np.asarray(placement.assign)[:, slot]
+    assign = placement.column(slot)
     replica_w = sc.replica_workload
     tenants_on: list[set[int]] = [set() for _ in range(sc.n_nodes)]
     for r in np.flatnonzero(assign >= 0):

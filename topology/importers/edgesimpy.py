@@ -351,7 +351,8 @@ def placement_ids(scenario, placement, source_ids: dict[str, dict[str, tuple[str
         cls, ident = workloads.get(wid, (None, None))
         if cls != "Service":
             continue
-        row = placement.assign[int(scenario.workload_first_replica[w])]
+        r = int(scenario.workload_first_replica[w])
+        row = placement.rows(r, r + 1)[0]
         placed = row[row >= 0]
         node = scenario.node_ids[int(placed[0])] if placed.size else None
         if node is None:

@@ -1,12 +1,14 @@
-"""Library calls behind the commands: each returns data, the CLI prints it."""
+"""Library calls behind the commands: each returns data, the CLI prints it.
+
+pandas is imported where a table is made, not with the module: `plan` imports it
+after solving, so its 65 MiB are not resident next to the solver's peak."""
 
 from __future__ import annotations
 
 import time
 from importlib.resources import files
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from edgeplace.policies.base import PlacementPolicy, PolicyFactory
 from edgeplace.policies.baselines import baseline_registry
@@ -14,6 +16,9 @@ from edgeplace.policies.evaluate import Evaluation, evaluate
 from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def example_path(name: str) -> Path:
@@ -43,6 +48,8 @@ def make_policy(name: str) -> PlacementPolicy:
 
 
 def scenario_summary(scenario: Scenario) -> dict[str, object]:
+    import pandas as pd
+
     sc = scenario
     tiers = pd.Series([s.tier.value for s in sc.spec.sites]).value_counts().to_dict()
     return {
@@ -89,6 +96,13 @@ def compare_policies(scenario: Scenario, names: list[str] | None = None, carbon_
     `d_*` columns are each row minus the reference: the best baseline that meets
     every rule (`reference_baseline`), named in `table.attrs["reference"]`.
     """
+    import pandas as pd
+
+    return with_reference(pd.DataFrame(policy_rows(scenario, names, carbon_basis)), carbon_basis)
+
+
+def policy_rows(scenario: Scenario, names: list[str] | None = None, carbon_basis: str = "location") -> list[dict]:
+    """`compare_policies`' rows, before the table: each policy run and evaluated in turn."""
     registry = policy_registry()
     names = names or list(registry)
     unknown = [n for n in names if n not in registry]
@@ -100,7 +114,7 @@ def compare_policies(scenario: Scenario, names: list[str] | None = None, carbon_
         placement = registry[name]().place(scenario)
         seconds = time.perf_counter() - started
         rows.append(_row(name, evaluate(scenario, placement), seconds, carbon_basis))
-    return with_reference(pd.DataFrame(rows), carbon_basis)
+    return rows
 
 
 def reference_baseline(table: pd.DataFrame) -> tuple[pd.Series | None, bool]:
@@ -183,8 +197,11 @@ def plan_with_baseline(scenario: Scenario, options, progress=None, dump_model: s
 
         write_mps(scenario, options, dump_model)
     basis = options.objective.carbon_basis
-    baselines = compare_policies(scenario, list(baseline_registry()), basis)
+    rows = policy_rows(scenario, list(baseline_registry()), basis)
     plan = solve(scenario, options, progress=progress)
+    import pandas as pd  # after solving (module docstring)
+
+    baselines = with_reference(pd.DataFrame(rows), basis)
     s = plan.summary()
     row = _row(f"plan ({plan.solver})", plan.evaluation, plan.solve_seconds, basis)
     ref, _meets = reference_baseline(baselines)
@@ -198,6 +215,8 @@ def plan_with_baseline(scenario: Scenario, options, progress=None, dump_model: s
 
 def demo(scenario: Scenario, time_limit_s: float = 15.0, progress=None):
     """The baselines and the optimizer (CP-SAT) on one scenario: the table and the plan."""
+    import pandas as pd
+
     from edgeplace.optimizer.solve import SolveOptions, solve
 
     rows = compare_policies(scenario, [*baseline_registry(), "greedy"])

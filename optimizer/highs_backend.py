@@ -90,6 +90,26 @@ def solve_highs(model: LinearModel, *, time_limit_s: float = 30.0, threads: int 
     """Solve with HiGHS. `relax=True` drops integrality: its optimum is a lower bound.
 
     `hint`: column -> value, a (partial) start for the MIP (HiGHS completes the rest)."""
+    try:
+        return _solve(model, time_limit_s, threads, relax, mip_rel_gap, hint)
+    finally:  # the Highs object is gone now
+        release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap memory freed so far back to the system (glibc `malloc_trim`; elsewhere a
+    no-op). A HiGHS MIP of a few thousand columns peaks at tens of MiB, freed when the solve ends;
+    glibc keeps those pages resident, and a long horizon's many window solves (each on a new
+    HiGHS thread, so another malloc arena) would pile them up: measured 125 -> 218 MiB over 40
+    windows of one year of jobs, 132 MiB with this after each solve. Changes no result."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _solve(model: LinearModel, time_limit_s: float, threads: int, relax: bool, mip_rel_gap: float,
+           hint: dict[int, float] | None) -> SolveResult:
     integer_model = not relax and bool(model.stats()["integer_variables"])
     started = time.perf_counter()
     h = highs_from_model(model, relax=relax)

@@ -48,16 +48,18 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.load import SIGNAL_RANGES, SIGNAL_TARGET, SIGNAL_UNITS
 from edgeplace.topology.signals.align import DEFAULT_MAX_GAP_MINUTES, align
 from edgeplace.topology.signals.series import SignalSeries, SlotGrid, canonical_unit, iso
 from edgeplace.topology.spec import SignalKind
+
+if TYPE_CHECKING:  # imported where a file is read: every `edgeplace` command imports this module (65 MiB)
+    import pandas as pd
 
 TARGETS = ("region", "site", "node")
 #: The kind a row of each target holds when the `signal` column is empty (the first listed for it).
@@ -379,6 +381,8 @@ def read_signal_file(path: str | Path) -> SignalRows:
         pass
     if not len(table) and not problems.items:
         problems.add("", "has a header but no rows; add one row per value")
+    import pandas as pd
+
     frame = pd.DataFrame(out).astype({"time_s": float, "value": float, "energy": bool, "row": int, "raw": float})
     if not problems.items:
         _check_duplicates(table, frame, problems)

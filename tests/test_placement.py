@@ -198,3 +198,75 @@ def test_save_never_leaves_a_half_file_when_serialising_fails(tmp_path):
         broken.save(sc, target)
     assert target.read_text() == before
     assert os.listdir(tmp_path) == ["plan.json"]
+
+
+# ---------------------------------------------------------------------------
+# The stored form: spans of replicas, read as the dense table would be
+
+
+def _random_table(seed: int, replicas: int = 30, slots: int = 40, nodes: int = 5) -> np.ndarray:
+    """Replicas that never run, run a block, pause and resume, or move between nodes."""
+    rng = np.random.default_rng(seed)
+    table = np.full((replicas, slots), -1, dtype=np.int64)
+    for r in range(replicas):
+        kind = r % 4
+        a, b = sorted(rng.integers(0, slots, 2))
+        if kind == 1:
+            table[r, a:b + 1] = rng.integers(nodes)
+        elif kind == 2:
+            table[r, a:b + 1] = np.where(rng.random(b + 1 - a) < 0.5, rng.integers(nodes), -1)
+        elif kind == 3:
+            table[r, a:b + 1] = rng.integers(0, nodes, b + 1 - a)
+    return table
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_reading_of_a_placement_matches_its_dense_table(seed):
+    table = _random_table(seed)
+    p = Placement.from_assign(table)
+    assert np.array_equal(p.assign, table) and p.shape == table.shape
+    r, t = np.nonzero(table >= 0)
+    assert [c.tolist() for c in p.cells()] == [r.tolist(), t.tolist(), table[r, t].tolist()]
+    for slot in (0, 7, 39):
+        assert np.array_equal(p.column(slot), table[:, slot])
+    assert np.array_equal(p.rows(3, 11, 5, 30), table[3:11, 5:30])
+    first_slot, first_node = p.first_nodes()
+    ran = (table >= 0).any(axis=1)
+    assert np.array_equal(first_slot, np.where(ran, np.argmax(table >= 0, axis=1), -1))
+    assert np.array_equal(first_node, np.where(ran, table[np.arange(len(table)), np.maximum(first_slot, 0)], -1))
+    hosting = np.zeros((5, 40), dtype=bool)
+    hosting[table[r, t], t] = True
+    assert np.array_equal(p.hosting(5), hosting)
+    # A replica stores the slots from its first to its last run, no more.
+    assert p.span_node.size == sum(int(np.ptp(np.flatnonzero(row >= 0))) + 1 for row in table if (row >= 0).any())
+
+
+def test_cells_in_any_order_make_the_same_placement():
+    table = _random_table(7)
+    r, t = np.nonzero(table >= 0)
+    order = np.random.default_rng(1).permutation(len(r))
+    p = Placement.from_cells(*table.shape, r[order], t[order], table[r, t][order])
+    assert np.array_equal(p.assign, table)
+    with pytest.raises(ValueError, match=r"slots 40\.\.40 \(valid 0\.\.39\)"):
+        Placement.from_cells(*table.shape, [0], [40], [1])
+
+
+def test_a_block_replaces_some_replicas_slots_in_a_copy():
+    table = _random_table(3)
+    p = Placement.from_assign(table)
+    block = np.array([[2, 2, -1, 2], [-1, 1, 1, -1]])
+    q = p.with_block(np.array([4, 9]), 10, 14, block)
+    want = table.copy()
+    want[[4, 9], 10:14] = block
+    assert np.array_equal(q.assign, want)
+    assert np.array_equal(p.assign, table)  # the original is unchanged
+
+
+def test_a_placement_is_read_only():
+    p = Placement.from_assign(_random_table(0))
+    with pytest.raises(ValueError, match="read-only"):
+        p.assign[0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        p.span_node[0] = 1
+    powered = np.ones((5, 40), dtype=bool)
+    assert p.with_powered(powered).powered is powered and p.powered is None

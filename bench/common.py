@@ -13,9 +13,13 @@ import os
 import platform
 import re
 import resource
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -70,6 +74,37 @@ def in_child(target, *args, timeout_s: float):
         proc.join(timeout=5)
         if proc.is_alive():
             proc.kill()
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A command run to its end: exit code, what it printed, its own peak RSS [MiB] and wall time [s]."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_mib: float
+    seconds: float
+
+
+def run_measured(argv: list[str], timeout_s: float) -> Measured:
+    """Run `argv` as a user would, and measure that process's peak resident memory (`wait4`'s
+    rusage: the child's own, not the largest of every child this process ever had). Killed
+    after `timeout_s` (then the exit code is the signal's, negative)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        killer = threading.Timer(timeout_s, proc.kill)
+        killer.start()
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        return Measured(proc.returncode, out.read(), err.read(), usage.ru_maxrss / 1024.0, seconds)
 
 
 def peak_rss_mib() -> float:

@@ -12,14 +12,13 @@ to a dense jobs x horizon array.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
+from bench.common import run_measured
 from bench.longhorizon import batch_year
 from edgeplace.optimizer.candidates import Candidate, Found
 from edgeplace.optimizer.greedy import greedy_place
@@ -137,14 +136,10 @@ def _plan_peak_mib(tmp_path: Path, jobs: int) -> float:
     """Peak RSS [MiB] of `edgeplace plan --solver greedy` on a year of `jobs` jobs, as a user runs it."""
     path = tmp_path / f"year-{jobs}.json"
     path.write_text(json.dumps(batch_year(jobs, YEAR_SLOTS, seed=3)))
-    errors = tmp_path / f"year-{jobs}.stderr"
-    with errors.open("w") as err:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "edgeplace"), "plan", str(path), "--solver",
-                                 "greedy", "--quiet"], stdout=subprocess.DEVNULL, stderr=err)
-        _pid, status, usage = os.wait4(proc.pid, 0)  # this child's own peak, not the test process's
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, errors.read_text()
-    return usage.ru_maxrss / 1024  # KiB on Linux
+    done = run_measured([str(Path(sys.executable).parent / "edgeplace"), "plan", str(path), "--solver", "greedy",
+                         "--quiet"], timeout_s=120)
+    assert done.returncode == 0, done.stderr
+    return done.peak_rss_mib
 
 
 def test_the_plan_command_grows_with_the_jobs_not_jobs_times_slots(tmp_path):

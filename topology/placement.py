@@ -159,29 +159,25 @@ class Placement:
         nodes = np.asarray(replica_node, dtype=np.int64)
         start = sc.workload_earliest_slot if start_slot is None else np.where(
             sc.workload_deferrable, np.asarray(start_slot, dtype=np.int64), sc.workload_earliest_slot)
-        first = np.zeros(sc.n_replicas, dtype=np.int64)
-        length = np.zeros(sc.n_replicas, dtype=np.int64)
-        spans = []
-        dtype = node_dtype(sc.n_nodes)
-        for w in range(sc.n_workloads):
-            r0, r1 = int(sc.workload_first_replica[w]), int(sc.workload_first_replica[w] + sc.workload_replicas[w])
-            if run_slots is not None and w in run_slots:
-                run = _mask(sc.n_slots, run_slots[w])
-            else:  # a job's block from its start; a service's from slot 0 for the horizon
-                s = int(start[w])
-                run = _mask(sc.n_slots, np.arange(s, min(s + int(sc.workload_duration_slots[w]), sc.n_slots)))
-            ran = np.flatnonzero(run)
-            if not len(ran) or r1 == r0:
-                continue
-            lo, hi = int(ran[0]), int(ran[-1]) + 1
-            inside = run[lo:hi]
-            for r in range(r0, r1):
-                if nodes[r] < 0:
-                    continue  # unplaced: no span
-                first[r], length[r] = lo, hi - lo
-                spans.append(np.where(inside, nodes[r], -1).astype(dtype))
-        return cls(sc.n_slots, first, np.r_[0, np.cumsum(length)],
-                   np.concatenate(spans) if spans else np.zeros(0, dtype), powered)
+        # Per workload, its span: a job's block from its start, a service's from slot 0 for the
+        # horizon, an interruptible job's from its first to its last run slot (paused between).
+        lo = start.astype(np.int64)
+        hi = np.minimum(lo + sc.workload_duration_slots, sc.n_slots)
+        paused: dict[int, np.ndarray] = {}  # workload -> span slots it does not run in
+        for w, slots in (run_slots or {}).items():
+            ran = np.unique(np.asarray(slots, dtype=np.int64))
+            lo[w], hi[w] = (ran[0], ran[-1] + 1) if len(ran) else (0, 0)
+            paused[w] = np.setdiff1d(np.arange(lo[w], hi[w]), ran) - lo[w]
+        rep_w = sc.replica_workload
+        placed = nodes >= 0  # an unplaced replica has no span
+        length = np.where(placed, np.maximum(hi - lo, 0)[rep_w], 0)
+        offset = np.r_[0, np.cumsum(length)]
+        span_node = np.repeat(nodes, length).astype(node_dtype(sc.n_nodes))
+        for w, gaps in paused.items():
+            for r in range(int(sc.workload_first_replica[w]), int(sc.workload_first_replica[w] + sc.workload_replicas[w])):
+                if length[r]:
+                    span_node[offset[r] + gaps] = -1
+        return cls(sc.n_slots, np.where(length > 0, lo[rep_w], 0), offset, span_node, powered)
 
     def with_block(self, replicas: np.ndarray, first: int, end: int, block: np.ndarray) -> "Placement":
         """A copy in which `replicas` (row indices) run as `block` (len(replicas) x (end - first),
@@ -208,7 +204,7 @@ class Placement:
         """(replicas, slots), the dense table's shape."""
         return self.n_replicas, self.n_slots
 
-    @property
+    @cached_property
     def span_slots(self) -> np.ndarray:
         """R: how many slots each replica's span covers."""
         return np.diff(self.span_offset)
@@ -232,13 +228,11 @@ class Placement:
         """Dense (r1 - r0) x (end - first): the nodes of replicas r0..r1-1 in slots [first, end)."""
         end = self.n_slots if end is None else end
         out = np.full((r1 - r0, end - first), -1, dtype=self.span_node.dtype)
-        a, b = int(self.span_offset[r0]), int(self.span_offset[r1])
-        length = self.span_slots[r0:r1]
-        row = np.repeat(np.arange(r1 - r0), length)
-        slot = np.repeat(self.span_first_slot[r0:r1] - self.span_offset[r0:r1], length) + np.arange(a, b)
-        node = self.span_node[a:b]
-        keep = (slot >= first) & (slot < end) & (node >= 0)
-        out[row[keep], slot[keep] - first] = node[keep]
+        starts, offsets = self.span_first_slot[r0:r1].tolist(), self.span_offset[r0:r1 + 1].tolist()
+        for i, (s, a, b) in enumerate(zip(starts, offsets, offsets[1:])):  # a few rows: one workload's
+            lo, hi = max(s, first), min(s + b - a, end)  # the span's part inside [first, end)
+            if lo < hi:
+                out[i, lo - first:hi - first] = self.span_node[a + lo - s:a + hi - s]
         return out
 
     def column(self, slot: int) -> np.ndarray:
@@ -268,7 +262,9 @@ class Placement:
     def assign(self) -> np.ndarray:
         """The dense R x T table (read-only). One byte per replica-slot: for small placements
         (tests, a report); planning reads `cells`, `rows` and `column`."""
-        out = self.rows(0, self.n_replicas)
+        c = self.cells()
+        out = np.full(self.shape, -1, dtype=self.span_node.dtype)
+        out[c.replica, c.slot] = c.node
         out.setflags(write=False)
         return out
 

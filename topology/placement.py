@@ -140,7 +140,7 @@ class Placement:
             ran = hi >= 0
             first[ran], length[ran] = lo[ran], hi[ran] - lo[ran] + 1
         offset = np.r_[0, np.cumsum(length)]
-        dtype = dtype or node_dtype(int(node.max(initial=-1)) + 1)
+        dtype = node_dtype(int(node.max(initial=-1)) + 1) if dtype is None else dtype
         span_node = np.full(int(offset[-1]), -1, dtype=dtype)
         span_node[offset[replica] + slot - first[replica]] = node
         return cls(n_slots, first, offset, span_node, powered)

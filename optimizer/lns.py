@@ -36,7 +36,7 @@ from edgeplace.optimizer.pairs import dynamic_g_per_util, placement_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult
 from edgeplace.policies.costs import CostModel
-from edgeplace.policies.evaluate import node_requests
+from edgeplace.policies.evaluate import placed_requests
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import CPU, Scenario
 
@@ -327,9 +327,6 @@ def wasted_open_g(costs: CostModel, placement: Placement, fill: np.ndarray | Non
 
 def resource_fill(sc: Scenario, placement: Placement) -> np.ndarray:
     """N x T x K: the requests placed on each node in each slot over its capacity (0 where it has none)."""
-    replica, slot, node = placement.cells()
-    cell = node * sc.n_slots + slot
-    w_of = sc.replica_workload[replica]
-    load = np.stack([node_requests(sc, cell, w_of, k) for k in range(sc.workload_requests.shape[1])], axis=2)
+    load = placed_requests(sc, placement)
     capacity = sc.node_capacity[:, None, :].astype(float)
     return np.divide(load, capacity, out=np.zeros_like(load), where=capacity > 0)

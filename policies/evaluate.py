@@ -462,6 +462,15 @@ def node_requests(sc: Scenario, cell: np.ndarray, w_of: np.ndarray, k: int) -> n
     return np.bincount(cell, weights=sc.workload_requests[w_of, k].astype(float), minlength=N * T)[: N * T].reshape(N, T)
 
 
+def placed_requests(sc: Scenario, placement: Placement) -> np.ndarray:
+    """N x T x K: the requests placed on each node in each slot, per resource (`node_requests`
+    for every resource: the capacity check's own sum)."""
+    replica, slot, node = placement.cells()
+    cell = node * sc.n_slots + slot
+    w_of = sc.replica_workload[replica]
+    return np.stack([node_requests(sc, cell, w_of, k) for k in range(len(sc.resources))], axis=2)
+
+
 def _slots(mask: np.ndarray) -> tuple[int, ...]:
     return tuple(int(t) for t in np.flatnonzero(mask))
 

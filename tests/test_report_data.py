@@ -159,9 +159,9 @@ def test_tenant_split_by_requested_cpu(small):
 def test_headroom_per_sla_class_and_site(small):
     sc, _, after = small
     ev = evaluate(sc, after)
-    from edgeplace.report.data import _requested
+    from edgeplace.policies.evaluate import placed_requests
 
-    table = headroom_table(sc, ev, _requested(sc, after))
+    table = headroom_table(sc, ev, placed_requests(sc, after))
     five, none = row(table, "sla_ms", "5"), row(table, "sla_ms", "none")
     # 5 ms class (w1: 1000 mc, 512 MiB): only site a's n1, n2 are within 5 ms of u (1 ms access).
     # Spare: n1 4000 - 3000 = 1000 mc -> 1 replica; n2 4000 mc -> 4; awake: n2 sleeps -> 1.

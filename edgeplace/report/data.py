@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from edgeplace.policies.accounting import EMBODIED_BASES, market_note
-from edgeplace.policies.evaluate import UNALLOCATED, Evaluation, evaluate
+from edgeplace.policies.evaluate import UNALLOCATED, Evaluation, evaluate, placed_requests
 from edgeplace.topology.errors import InputError, Problem
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import CPU, MEMORY, Scenario
@@ -167,7 +167,7 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
     """Evaluate both placements and assemble every section (see the module docstring)."""
     sc = scenario
     ev_after, ev_before = evaluate(sc, after), evaluate(sc, before)
-    load_after, load_before = _requested(sc, after), _requested(sc, before)
+    load_after, load_before = placed_requests(sc, after), placed_requests(sc, before)
     idle_after = _idle_variant(sc, after, ev_after)
     idle_before = _idle_variant(sc, before, ev_before)
 
@@ -260,18 +260,6 @@ def build_report(scenario: Scenario, after: Placement, before: Placement, *, aft
 
 # -----------------------------------------------------------------------------
 # Counting load
-
-
-def _requested(sc: Scenario, placement: Placement) -> np.ndarray:
-    """N x T x K: summed requests of the replicas on each node in each slot."""
-    N, T, K = sc.n_nodes, sc.n_slots, len(sc.resources)
-    r_idx, t_idx, node = placement.cells()
-    cell = node * T + t_idx
-    req = sc.workload_requests[sc.replica_workload[r_idx]].astype(float)
-    out = np.zeros((N * T, K))
-    for k in range(K):
-        out[:, k] = np.bincount(cell, weights=req[:, k], minlength=N * T)[: N * T]
-    return out.reshape(N, T, K)
 
 
 def _idle_variant(sc: Scenario, placement: Placement, ev: Evaluation) -> tuple[np.ndarray, Evaluation]:

@@ -110,74 +110,115 @@ class NodeKnapsacks:
         energy_per_util = np.where(free, 0.0, slope * g_per_w)  # N x T, g per unit utilisation
         self.always_on = ~sc.node_can_power_down
         self.capacity = sc.node_capacity[:, CPU].astype(float)
-        cpu = sc.workload_requests[:, CPU].astype(float)
 
-        # Services: one item per eligible pair, weight T x request in case (a).
-        services = np.flatnonzero(~sc.workload_deferrable)
-        sw, sn = np.nonzero(costs.eligible[services])
-        self.sw, self.sn = services[sw], sn
-        self.s_cost = costs.workload_node_util[self.sw, sn] * energy_per_util[sn].sum(axis=1)
-        self.s_weight = T * cpu[self.sw]
-        self.s_most = most_on_node(sc, self.sw, sn)
-
-        # Job pieces: (job, node, slot) for every slot of the job's window (step 2).
-        jobs = np.flatnonzero(sc.workload_deferrable)
-        jw, jn = np.nonzero(costs.eligible[jobs])
-        jw = jobs[jw]
-        first, end = sc.workload_earliest_slot[jw], sc.workload_window_end[jw]
-        span = (end - first).astype(np.int64)
-        pair = np.repeat(np.arange(len(jw)), span)
-        offset = np.arange(len(pair)) - np.repeat(np.cumsum(span) - span, span)
-        self.pw, self.pn = jw[pair], jn[pair]
-        self.pt = (first[pair] + offset).astype(np.int64)
-        self.p_per_replica = 1.0 / sc.workload_duration_slots[self.pw].astype(float)
-        self.p_cost = costs.workload_node_util[self.pw, self.pn] * energy_per_util[self.pn, self.pt]
-        self.p_weight = cpu[self.pw]
-        self.p_most = most_on_node(sc, jw, jn)[pair]
+        # Pieces: (workload, node, slot) for every slot a replica could run in on an eligible node,
+        # a service's every slot (it counts 1 / T there), a job's its window's (1 / d; step 2).
+        w, n = np.nonzero(costs.eligible)
+        service = ~sc.workload_deferrable
+        first = np.where(service, 0, sc.workload_earliest_slot)[w]
+        span = (np.where(service, T, sc.workload_window_end) - np.where(service, 0, sc.workload_earliest_slot))[w]
+        pair = np.repeat(np.arange(len(w), dtype=np.int64), span)
+        slot = (np.arange(len(pair)) - np.repeat(np.cumsum(span) - span, span) + first[pair])
+        self.w = w[pair].astype(np.int32)
+        self.cell = (n[pair] * T + slot).astype(np.int32)  # the piece's node-slot
+        self.service = service[self.w]
+        self.per_replica = 1.0 / np.where(service, T, sc.workload_duration_slots).astype(float)  # W
+        self.cost = costs.workload_node_util[w, n][pair] * energy_per_util.ravel()[self.cell]
+        self.weight = sc.workload_requests[:, CPU].astype(float)  # W, per unit of a piece
+        self.most = most_on_node(sc, w, n)[pair].astype(np.float32)  # whole numbers, exact
         self.feasible = bool(costs.eligible.any(axis=1).all())
-        self.modes = [(allowed[sc.workload_tenant[self.sw]], allowed[sc.workload_tenant[self.pw]])
-                      for allowed in tenant_modes(sc.tenant_conflicts)]
+        self.modes = [allowed[sc.workload_tenant[self.w]] for allowed in tenant_modes(sc.tenant_conflicts)]
+        # Spread (step 1b): a multiplier pi >= 0 per (spread workload, eligible site) on the model's
+        # rows z[w,s] <= replicas of w at site s; z's own problem (sum_s z >= min_sites) is solved
+        # exactly: the min_sites smallest pi of the workload.
+        site_of_pair = sc.node_site[n]
+        spread_pair = sc.workload_min_sites[w] > 1
+        keys = np.unique(np.c_[w[spread_pair], site_of_pair[spread_pair]], axis=0).reshape(-1, 2)
+        self.spread_w, self.spread_site = keys[:, 0], keys[:, 1]
+        index = np.full(len(w), -1, dtype=np.int64)
+        key_of_pair = w[spread_pair].astype(np.int64) * sc.n_sites + site_of_pair[spread_pair]
+        index[spread_pair] = np.searchsorted(keys[:, 0].astype(np.int64) * sc.n_sites + keys[:, 1], key_of_pair)
+        self.spread_of_piece = index[pair]
+        self.min_sites = sc.workload_min_sites
+        self.n_workloads = sc.n_workloads
 
-    def evaluate(self, prices: np.ndarray) -> tuple[float, np.ndarray]:
-        """L(prices) [g] and its subgradient (W: replicas short of R in the node minimisers)."""
-        s_rc = self.s_cost - prices[self.sw]
-        p_rc = self.p_cost - prices[self.pw] * self.p_per_replica
+    @property
+    def n_multipliers(self) -> int:
+        """W replica prices, then one spread price per (spread workload, eligible site)."""
+        return self.n_workloads + len(self.spread_w)
+
+    def project(self, multipliers: np.ndarray) -> np.ndarray:
+        """The nearest valid multipliers: spread prices are >= 0 (their rows are inequalities)."""
+        out = multipliers.copy()
+        out[self.n_workloads:] = np.maximum(out[self.n_workloads:], 0.0)
+        return out
+
+    def evaluate(self, multipliers: np.ndarray) -> tuple[float, np.ndarray]:
+        """L(multipliers) [g] (replica prices, then spread prices: `n_multipliers`) and its
+        subgradient: replicas short of R, and z minus the replicas at the site, in the minimisers."""
+        W = self.n_workloads
+        prices, spread = multipliers[:W], multipliers[W:]
+        reward = prices[self.w] + np.where(self.spread_of_piece >= 0, np.r_[spread, 0.0][self.spread_of_piece], 0.0)
+        rc = self.cost - reward * self.per_replica[self.w]
+        negative = rc < 0
         best = np.full(self.n_nodes, np.inf)
-        s_units, p_units = np.zeros(len(s_rc)), np.zeros(len(p_rc))
-        for s_ok, p_ok in self.modes:
-            value, s_take, p_take = self._node_problems(s_rc, p_rc, s_ok, p_ok)
+        units = np.zeros(0)
+        chosen = np.zeros(0, dtype=np.int64)
+        for allowed in self.modes:
+            idx = np.flatnonzero(negative & allowed)
+            value, take = self._node_problems(rc, idx)
             better = value < best
             best = np.where(better, value, best)
-            s_units = np.where(better[self.sn], s_take, s_units)
-            p_units = np.where(better[self.pn], p_take, p_units)
-        placed = (np.bincount(self.sw, weights=s_units, minlength=len(prices))
-                  + np.bincount(self.pw, weights=p_units * self.p_per_replica, minlength=len(prices)))
-        return float(prices @ self.replicas) + float(best.sum()), self.replicas - placed
+            if len(self.modes) == 1:
+                units, chosen = take, idx
+                continue
+            node_of = self.cell[idx] // self.n_slots
+            keep_old = ~better[self.cell[chosen] // self.n_slots]
+            units = np.r_[units[keep_old], take[better[node_of]]]
+            chosen = np.r_[chosen[keep_old], idx[better[node_of]]]
+        replicas = units * self.per_replica[self.w[chosen]]
+        placed = np.bincount(self.w[chosen], weights=replicas, minlength=W)
+        z_value, z = self._spread_sites(spread)
+        at_site = np.zeros(len(spread))
+        sp = self.spread_of_piece[chosen]
+        np.add.at(at_site, sp[sp >= 0], replicas[sp >= 0])
+        value = float(prices @ self.replicas) + z_value + float(best.sum())
+        return value, np.r_[self.replicas - placed, z - at_site]
 
-    def _node_problems(self, s_rc: np.ndarray, p_rc: np.ndarray, s_ok: np.ndarray,
-                       p_ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every node's value with the items `s_ok`, `p_ok` allowed (the smaller of cases (a) and
-        (b), module docstring) and the units of each service pair and job piece taken in it."""
+    def _spread_sites(self, spread: np.ndarray) -> tuple[float, np.ndarray]:
+        """min sum pi z over z in {0,1} with sum_s z[w,s] >= min_sites[w]: each spread workload's
+        min_sites cheapest sites (value, z)."""
+        z = np.zeros(len(spread))
+        if not len(spread):
+            return 0.0, z
+        order = np.lexsort((spread, self.spread_w))
+        ws = self.spread_w[order]
+        starts = np.flatnonzero(np.r_[True, ws[1:] != ws[:-1]])
+        rank = np.arange(len(ws)) - np.repeat(starts, np.diff(np.r_[starts, len(ws)]))
+        z[order[rank < self.min_sites[ws]]] = 1.0
+        return float(spread @ z), z
+
+    def _node_problems(self, rc: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every node's value with the pieces `idx` on offer (the smaller of cases (a) and (b),
+        module docstring) and the units of each of those pieces taken in it."""
         N, T = self.n_nodes, self.n_slots
-        s_idx, p_idx = np.flatnonzero(s_ok & (s_rc < 0)), np.flatnonzero(p_ok & (p_rc < 0))
-        # (a) hosting a service: one knapsack of services and pieces, T x capacity.
-        a_units, a_value = _fractional_knapsack(
-            np.r_[self.sn[s_idx], self.pn[p_idx]], np.r_[s_rc[s_idx], p_rc[p_idx]],
-            np.r_[self.s_weight[s_idx], self.p_weight[p_idx]], np.r_[self.s_most[s_idx], self.p_most[p_idx]],
-            T * self.capacity, N)
-        case_a = self.open_g.sum(axis=1) + a_value
-        # (b) no service: each slot a knapsack of pieces, the node on only if that pays.
-        cell = self.pn[p_idx] * T + self.pt[p_idx]
-        b_units, b_value = _fractional_knapsack(cell, p_rc[p_idx], self.p_weight[p_idx], self.p_most[p_idx],
+        cell, cost, weight, most = self.cell[idx], rc[idx], self.weight[self.w[idx]], self.most[idx]
+        open_g = self.open_g.ravel()
+        # (a) hosting a service: on in every slot, each slot a knapsack of every piece.
+        a_units, a_value = _fractional_knapsack(cell, cost, weight, most, np.repeat(self.capacity, T), N * T)
+        case_a = (open_g + a_value).reshape(N, T).sum(axis=1)
+        # (b) no service: each slot a knapsack of job pieces, the node on only if that pays.
+        job = ~self.service[idx]
+        b_units, b_value = _fractional_knapsack(cell[job], cost[job], weight[job], most[job],
                                                 np.repeat(self.capacity, T), N * T)
-        slot = (self.open_g.ravel() + b_value).reshape(N, T)
+        slot = (open_g + b_value).reshape(N, T)
         on = (slot < 0) | self.always_on[:, None]
         case_b = np.where(on, slot, 0.0).sum(axis=1)
         use_a = case_a <= case_b
-        s_take, p_take = np.zeros(len(s_rc)), np.zeros(len(p_rc))
-        s_take[s_idx] = a_units[:len(s_idx)] * use_a[self.sn[s_idx]]
-        p_take[p_idx] = np.where(use_a[self.pn[p_idx]], a_units[len(s_idx):], b_units * on.ravel()[cell])
-        return np.minimum(case_a, case_b), s_take, p_take
+        node = cell // T
+        take = np.where(use_a[node], a_units, 0.0)
+        take[job] += np.where(use_a[node[job]], 0.0, b_units * on.ravel()[cell[job]])
+        return np.minimum(case_a, case_b), take
 
 
 #: With more tenants in never_with rules than this, the rules are dropped (2^this subsets tried).
@@ -240,7 +281,7 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
     nodes = NodeKnapsacks(costs)
     if not nodes.feasible:
         return None
-    lam = np.asarray(prices, dtype=float).copy()
+    lam = np.r_[np.asarray(prices, dtype=float), np.zeros(nodes.n_multipliers - len(prices))]
     best_g, best_lam = -np.inf, lam.copy()
     theta, stale, steps = 1.0, 0, 0
     while True:
@@ -256,9 +297,9 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
         if (norm <= 1e-12 or theta < MIN_THETA or time.perf_counter() >= deadline
                 or (max_steps is not None and steps >= max_steps)):
             break
-        lam = lam + theta * max(target_g - value, 0.0) / norm * g
+        lam = nodes.project(lam + theta * max(target_g - value, 0.0) / norm * g)
     bound = best_g - ROUNDING_REL * abs(best_g)
-    return KnapsackBound(bound, steps, time.perf_counter() - started, best_lam)
+    return KnapsackBound(bound, steps, time.perf_counter() - started, best_lam[:len(prices)])
 
 
 __all__ = ["KnapsackBound", "NodeKnapsacks", "knapsack_bound_g"]

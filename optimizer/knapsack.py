@@ -115,15 +115,20 @@ class NodeKnapsacks:
         # a service's every slot (it counts 1 / T there), a job's its window's (1 / d; step 2).
         w, n = np.nonzero(costs.eligible)
         service = ~sc.workload_deferrable
+        self.aggregate = AGGREGATE
+        service_span = 1 if self.aggregate else T
         first = np.where(service, 0, sc.workload_earliest_slot)[w]
-        span = (np.where(service, T, sc.workload_window_end) - np.where(service, 0, sc.workload_earliest_slot))[w]
+        span = (np.where(service, service_span, sc.workload_window_end) - np.where(service, 0, sc.workload_earliest_slot))[w]
         pair = np.repeat(np.arange(len(w), dtype=np.int64), span)
         slot = (np.arange(len(pair)) - np.repeat(np.cumsum(span) - span, span) + first[pair])
         self.w = w[pair].astype(np.int32)
         self.cell = (n[pair] * T + slot).astype(np.int32)  # the piece's node-slot
         self.service = service[self.w]
-        self.per_replica = 1.0 / np.where(service, T, sc.workload_duration_slots).astype(float)  # W
+        self.per_replica = 1.0 / np.where(service, service_span, sc.workload_duration_slots).astype(float)  # W
         self.cost = costs.workload_node_util[w, n][pair] * energy_per_util.ravel()[self.cell]
+        if self.aggregate:
+            srv = self.service
+            self.cost[srv] = (costs.workload_node_util[w, n][pair] * energy_per_util.sum(axis=1)[n[pair]])[srv]
         self.weight = sc.workload_requests[:, CPU].astype(float)  # W, per unit of a piece
         self.most = most_on_node(sc, w, n)[pair].astype(np.float32)  # whole numbers, exact
         self.feasible = bool(costs.eligible.any(axis=1).all())
@@ -205,21 +210,31 @@ class NodeKnapsacks:
         cell, cost, weight, most = self.cell[idx], rc[idx], self.weight[self.w[idx]], self.most[idx]
         open_g = self.open_g.ravel()
         # (a) hosting a service: on in every slot, each slot a knapsack of every piece.
-        a_units, a_value = _fractional_knapsack(cell, cost, weight, most, np.repeat(self.capacity, T), N * T)
-        case_a = (open_g + a_value).reshape(N, T).sum(axis=1)
-        # (b) no service: each slot a knapsack of job pieces, the node on only if that pays.
+        node = cell // T
         job = ~self.service[idx]
+        if self.aggregate:
+            a_units, a_value = _fractional_knapsack(node, cost, np.where(job, weight, T * weight), most,
+                                                    T * self.capacity, N)
+            case_a = self.open_g.sum(axis=1) + a_value
+        else:
+            a_units, a_value = _fractional_knapsack(cell, cost, weight, most, np.repeat(self.capacity, T), N * T)
+            case_a = (open_g + a_value).reshape(N, T).sum(axis=1)
+        if T == 1:  # (b) is (a) without services: never below it, and off is 0
+            value = np.where(self.always_on, case_a, np.minimum(case_a, 0.0))
+            return value, np.where((case_a <= value)[node], a_units, 0.0)
+        # (b) no service: each slot a knapsack of job pieces, the node on only if that pays.
         b_units, b_value = _fractional_knapsack(cell[job], cost[job], weight[job], most[job],
                                                 np.repeat(self.capacity, T), N * T)
         slot = (open_g + b_value).reshape(N, T)
         on = (slot < 0) | self.always_on[:, None]
         case_b = np.where(on, slot, 0.0).sum(axis=1)
         use_a = case_a <= case_b
-        node = cell // T
         take = np.where(use_a[node], a_units, 0.0)
         take[job] += np.where(use_a[node[job]], 0.0, b_units * on.ravel()[cell[job]])
         return np.minimum(case_a, case_b), take
 
+
+AGGREGATE = True
 
 #: With more tenants in never_with rules than this, the rules are dropped (2^this subsets tried).
 MAX_CONFLICTED_TENANTS = 10

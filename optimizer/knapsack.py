@@ -228,8 +228,18 @@ class NodeKnapsacks:
         slot = (open_g + b_value).reshape(N, T)
         on = (slot < 0) | self.always_on[:, None]
         case_b = np.where(on, slot, 0.0).sum(axis=1)
+        # (a) again with services and job pieces each given the node's whole capacity (every slot's
+        # row kept for the pieces, the rows shared by both dropped): another lower bound on it.
+        svc = ~job
+        s_units, s_value = _fractional_knapsack(node[svc], cost[svc], weight[svc], most[svc], self.capacity, N)
+        case_a2 = self.open_g.sum(axis=1) + s_value + b_value.reshape(N, T).sum(axis=1)
+        split = case_a2 > case_a
+        case_a = np.maximum(case_a, case_a2)
         use_a = case_a <= case_b
-        take = np.where(use_a[node], a_units, 0.0)
+        a_take = np.where(split[node], 0.0, a_units)
+        a_take[svc] += np.where(split[node[svc]], s_units, 0.0)
+        a_take[job] += np.where(split[node[job]], b_units, 0.0)
+        take = np.where(use_a[node], a_take, 0.0)
         take[job] += np.where(use_a[node[job]], 0.0, b_units * on.ravel()[cell[job]])
         return np.minimum(case_a, case_b), take
 

@@ -146,6 +146,7 @@ class NodeKnapsacks:
         self.spread_of_piece = index[pair]
         self.min_sites = sc.workload_min_sites
         self.n_workloads = sc.n_workloads
+        self.service_workload = ~sc.workload_deferrable
 
     @property
     def n_multipliers(self) -> int:
@@ -245,6 +246,127 @@ class NodeKnapsacks:
 
 
 AGGREGATE = True
+
+#: Column generation of the services' LP starts from this many cheapest nodes per service.
+LP_START_PAIRS = 8
+#: ... and adds at most this many priced-out pairs per service and round.
+LP_ADD_PAIRS = 4
+
+
+class ServiceLP:
+    """The LP of the services' part of the relaxation: where the multipliers start.
+
+    Services placed (one row per service, its dual the replica price), each node's CPU
+    (aggregated over slots as in case (a)) and open carbon as a fraction h, the links
+    y <= M h (y <= M g with g the node's share for a tenant in never_with rules, g_a + g_b <= h
+    for each conflicting pair), spread as in the model (z <= replicas at the site, sum z >=
+    min_sites). Jobs are left out (their prices stay the flow's). Any multipliers give a valid
+    bound; these are the LP's optimal duals, the prices at which the fractional node problems
+    balance, and the node problems' binary on/off then lift L above the LP. Above a few pairs
+    per service it is solved by column generation: the cheapest pairs first, then the pairs the
+    duals price below zero, until none is or the time is up (the duals of a restricted LP are
+    still multipliers, only weaker)."""
+
+    def __init__(self, nodes: "NodeKnapsacks", sc):
+        self.nodes, self.sc = nodes, sc
+        self.pieces = np.flatnonzero(nodes.service)  # the service pairs (aggregated: one piece each)
+        self.node = nodes.cell[self.pieces] // nodes.n_slots
+        self.services = np.flatnonzero(~sc.workload_deferrable)
+        conflicted = np.flatnonzero(sc.tenant_conflicts.any(axis=1))
+        self.gpos = np.full(len(sc.tenant_ids), -1)
+        self.gpos[conflicted] = np.arange(len(conflicted))
+        self.conflict_pairs = list(zip(*np.nonzero(np.triu(sc.tenant_conflicts))))
+
+    def solve(self, columns: np.ndarray, penalty_g: float, time_limit_s: float, threads: int):
+        """The LP on the service pairs `columns` (indices into `pieces`): (replica prices W,
+        spread prices, CPU duals N), or None when it did not solve."""
+        from edgeplace.optimizer.lagrangian import solve_lp_duals
+        from edgeplace.optimizer.linear import LinearModel
+        from edgeplace.optimizer.result import SolveStatus
+
+        nodes, sc = self.nodes, self.sc
+        N, P = nodes.n_nodes, len(nodes.spread_w)
+        pieces = self.pieces[columns]
+        w, n = nodes.w[pieces], self.node[columns]
+        most = nodes.most[pieces].astype(float)
+        m = LinearModel()
+        y = m.add_vars("y", len(pieces), upper=most, cost=nodes.cost[pieces])
+        h = m.add_vars("h", N, upper=1.0, cost=np.where(nodes.always_on, 0.0, nodes.open_g.sum(axis=1)))
+        z = m.add_vars("z", P, upper=1.0)
+        Mc = int((self.gpos >= 0).sum())
+        g = m.add_vars("g", N * Mc, upper=1.0)
+        row_of = np.full(sc.n_workloads, -1)
+        row_of[self.services] = np.arange(len(self.services))
+        R = nodes.replicas[self.services]
+        # Elastic rows: a restricted LP may not cover a service or a spread; the shortfall is priced
+        # at `penalty_g` per replica (or site), so the LP always solves and no price exceeds it.
+        short = m.add_vars("short", len(self.services), cost=penalty_g)
+        m.add_rows("demand", len(self.services), np.r_[row_of[w], np.arange(len(self.services))], np.r_[y, short],
+                   np.ones(len(y) + len(short)), lower=R, upper=R)
+        m.add_rows("cpu", N, np.r_[n, np.arange(N)], np.r_[y, h], np.r_[nodes.weight[w], -nodes.capacity], upper=0.0)
+        tenant = self.gpos[sc.workload_tenant[w]]
+        link = np.where(tenant >= 0, g[n * max(Mc, 1) + np.maximum(tenant, 0)] if Mc else h[n], h[n])
+        r = np.arange(len(y))
+        m.add_rows("link", len(y), np.r_[r, r], np.r_[y, link], np.r_[np.ones(len(y)), -most], upper=0.0)
+        for a, b in self.conflict_pairs:
+            k = np.arange(N)
+            m.add_rows("never_with", N, np.r_[k, k, k], np.r_[g[k * Mc + self.gpos[a]], g[k * Mc + self.gpos[b]], h],
+                       np.r_[np.ones(N), np.ones(N), -np.ones(N)], upper=0.0)
+        site = nodes.spread_of_piece[pieces]
+        has = site >= 0
+        m.add_rows("spread_site", P, np.r_[np.arange(P), site[has]], np.r_[z, y[has]],
+                   np.r_[np.ones(P), -np.ones(int(has.sum()))], upper=0.0)
+        spread_w = np.unique(nodes.spread_w)
+        missing = m.add_vars("missing_site", len(spread_w), cost=penalty_g)
+        m.add_rows("spread", len(spread_w), np.r_[np.searchsorted(spread_w, nodes.spread_w), np.arange(len(spread_w))],
+                   np.r_[z, missing], np.ones(P + len(spread_w)), lower=nodes.min_sites[spread_w].astype(float))
+        status, _value, duals = solve_lp_duals(m, time_limit_s, threads)
+        if status is not SolveStatus.optimal:
+            return None
+        start = {family: begin for family, begin, _size in m.row_family}
+        prices = np.zeros(sc.n_workloads)
+        prices[self.services] = duals[start["demand"]:start["demand"] + len(self.services)]
+        spread = np.maximum(-duals[start["spread_site"]:start["spread_site"] + P], 0.0)
+        cpu = np.maximum(-duals[start["cpu"]:start["cpu"] + N], 0.0)
+        return prices, spread, cpu
+
+    def multipliers(self, prices: np.ndarray, deadline: float, threads: int) -> np.ndarray | None:
+        """Replica prices (services from the LP, jobs from `prices`) and spread prices, by column
+        generation until no pair prices below zero or `deadline`; None if the first LP fails."""
+        nodes = self.nodes
+        pieces = self.pieces
+        w = nodes.w[pieces]
+        # The cheapest pairs first: energy plus the node's open carbon per millicore it holds.
+        open_share = np.where(nodes.always_on, 0.0, nodes.open_g.sum(axis=1)) / np.maximum(nodes.capacity, 1.0)
+        guess = nodes.cost[pieces] + nodes.n_slots * nodes.weight[w] * open_share[self.node]
+        order = np.lexsort((guess, w))
+        starts = np.flatnonzero(np.r_[True, w[order][1:] != w[order][:-1]])
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        columns = np.sort(order[rank < LP_START_PAIRS])
+        # A replica short costs more than opening its dearest node for it alone, on top of its energy.
+        penalty_g = 2.0 * (float(nodes.open_g.sum(axis=1).max(initial=0.0)) + float(nodes.cost.max(initial=0.0)) + 1.0)
+        best = None
+        while True:
+            solved = self.solve(columns, penalty_g, max(deadline - time.perf_counter(), 0.05), threads)
+            if solved is None:
+                break
+            lp_prices, spread, cpu = solved
+            best = np.r_[np.where(nodes.service_workload, lp_prices, prices), spread]
+            if len(columns) == len(pieces) or time.perf_counter() >= deadline:
+                break
+            reward = lp_prices[w] + np.where(nodes.spread_of_piece[pieces] >= 0,
+                                             np.r_[spread, 0.0][nodes.spread_of_piece[pieces]], 0.0)
+            reduced = nodes.cost[pieces] - reward + nodes.weight[w] * cpu[self.node]
+            reduced[columns] = np.inf
+            new = np.flatnonzero(reduced < -1e-9)
+            if not len(new):
+                break
+            order = new[np.lexsort((reduced[new], w[new]))]
+            starts = np.flatnonzero(np.r_[True, w[order][1:] != w[order][:-1]])
+            rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+            columns = np.union1d(columns, order[rank < LP_ADD_PAIRS])
+        return best
+
 
 #: With more tenants in never_with rules than this, the rules are dropped (2^this subsets tried).
 MAX_CONFLICTED_TENANTS = 10

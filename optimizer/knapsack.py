@@ -74,7 +74,7 @@ from edgeplace.topology.scenario import CPU
 #: The reported bound is the best L lowered by this share, against rounding in float sums.
 ROUNDING_REL = 1e-9
 #: theta is halved after this many steps without a better L.
-PATIENCE_STEPS = 3
+PATIENCE_STEPS = 20
 #: Stop when theta falls below this: steps too short to move L.
 MIN_THETA = 1e-4
 
@@ -247,7 +247,9 @@ class NodeKnapsacks:
 
 AGGREGATE = True
 
-#: Column generation of the services' LP starts from this many cheapest nodes per service.
+#: Up to this many service pairs the services' LP is solved whole (1,000 x 100: 56,000 pairs,
+#: under 2 s); above, by column generation from the LP_START_PAIRS cheapest nodes per service.
+LP_WHOLE_MAX_PAIRS = 200_000
 LP_START_PAIRS = 8
 #: ... and adds at most this many priced-out pairs per service and round.
 LP_ADD_PAIRS = 4
@@ -342,7 +344,7 @@ class ServiceLP:
         order = np.lexsort((guess, w))
         starts = np.flatnonzero(np.r_[True, w[order][1:] != w[order][:-1]])
         rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        columns = np.sort(order[rank < LP_START_PAIRS])
+        columns = np.arange(len(pieces)) if len(pieces) <= LP_WHOLE_MAX_PAIRS else np.sort(order[rank < LP_START_PAIRS])
         # A replica short costs more than opening its dearest node for it alone, on top of its energy.
         penalty_g = 2.0 * (float(nodes.open_g.sum(axis=1).max(initial=0.0)) + float(nodes.cost.max(initial=0.0)) + 1.0)
         best = None
@@ -418,20 +420,39 @@ def _fractional_knapsack(group: np.ndarray, cost: np.ndarray, weight: np.ndarray
     return taken, np.bincount(group, weights=cost * taken, minlength=n_groups)
 
 
-def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, deadline: float,
+#: Subgradient steps: theta of Polyak's step, halved after PATIENCE_STEPS steps without a better L.
+START_THETA = 0.1
+#: The services' LP may take this share of the bound's time (the steps the rest).
+LP_SHARE = 0.6
+
+
+def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, deadline: float, threads: int = 1,
                      max_steps: int | None = None) -> KnapsackBound | None:
-    """The best L found from `prices` (W, per replica) by Polyak steps toward `target_g` (an
-    upper bound on the optimum, e.g. the best plan's objective) until `deadline`
-    (time.perf_counter) or `max_steps` evaluations; None when some workload has no eligible
-    node (the relaxation has no bound to give)."""
+    """The best L found (module docstring): from the services' LP duals (`ServiceLP`, within
+    LP_SHARE of the time) or `prices` (W, per replica: the flow relaxation's), whichever gives
+    more, then Polyak steps toward `target_g` (an upper bound on the optimum, e.g. the best
+    plan's objective) until `deadline` (time.perf_counter) or `max_steps` evaluations. None when
+    some workload has no eligible node, or no L was computed in time."""
     started = time.perf_counter()
     nodes = NodeKnapsacks(costs)
-    if not nodes.feasible:
+    if not nodes.feasible or time.perf_counter() >= deadline:
         return None
     lam = np.r_[np.asarray(prices, dtype=float), np.zeros(nodes.n_multipliers - len(prices))]
-    best_g, best_lam = -np.inf, lam.copy()
-    theta, stale, steps = 1.0, 0, 0
+    value, g = nodes.evaluate(lam)
+    lp_deadline = time.perf_counter() + LP_SHARE * (deadline - time.perf_counter())
+    from_lp = ServiceLP(nodes, costs.scenario).multipliers(prices, lp_deadline, threads)
+    if from_lp is not None:
+        lp_value, lp_g = nodes.evaluate(from_lp)
+        if lp_value > value:
+            lam, value, g = from_lp, lp_value, lp_g
+    best_g, best_lam = value, lam.copy()
+    theta, stale, steps = START_THETA, 0, 1
     while True:
+        norm = float(g @ g)
+        if (norm <= 1e-12 or theta < MIN_THETA or time.perf_counter() >= deadline
+                or (max_steps is not None and steps >= max_steps)):
+            break
+        lam = nodes.project(lam + theta * max(target_g - value, 0.0) / norm * g)
         value, g = nodes.evaluate(lam)
         steps += 1
         if value > best_g + 1e-9 * abs(value):
@@ -440,13 +461,8 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
             stale += 1
             if stale >= PATIENCE_STEPS:
                 theta, stale = theta / 2, 0
-        norm = float(g @ g)
-        if (norm <= 1e-12 or theta < MIN_THETA or time.perf_counter() >= deadline
-                or (max_steps is not None and steps >= max_steps)):
-            break
-        lam = nodes.project(lam + theta * max(target_g - value, 0.0) / norm * g)
     bound = best_g - ROUNDING_REL * abs(best_g)
     return KnapsackBound(bound, steps, time.perf_counter() - started, best_lam[:len(prices)])
 
 
-__all__ = ["KnapsackBound", "NodeKnapsacks", "knapsack_bound_g"]
+__all__ = ["KnapsackBound", "NodeKnapsacks", "ServiceLP", "knapsack_bound_g"]

@@ -422,6 +422,10 @@ def _fractional_knapsack(group: np.ndarray, cost: np.ndarray, weight: np.ndarray
 
 #: Subgradient steps: theta of Polyak's step, halved after PATIENCE_STEPS steps without a better L.
 START_THETA = 0.1
+#: Stop when the best L rose by at most STALL_REL (relative) over the last STALL_STEPS steps:
+#: the rest of the time goes to the plan.
+STALL_STEPS = 100
+STALL_REL = 1e-4
 #: The services' LP may take this share of the bound's time (the steps the rest).
 LP_SHARE = 0.6
 
@@ -446,10 +450,11 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
         if lp_value > value:
             lam, value, g = from_lp, lp_value, lp_g
     best_g, best_lam = value, lam.copy()
-    theta, stale, steps = START_THETA, 0, 1
+    theta, stale, steps, history = START_THETA, 0, 1, [best_g]
     while True:
         norm = float(g @ g)
-        if (norm <= 1e-12 or theta < MIN_THETA or time.perf_counter() >= deadline
+        stalled = len(history) > STALL_STEPS and best_g - history[-STALL_STEPS - 1] <= STALL_REL * abs(best_g)
+        if (norm <= 1e-12 or theta < MIN_THETA or stalled or time.perf_counter() >= deadline
                 or (max_steps is not None and steps >= max_steps)):
             break
         lam = nodes.project(lam + theta * max(target_g - value, 0.0) / norm * g)
@@ -461,6 +466,7 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
             stale += 1
             if stale >= PATIENCE_STEPS:
                 theta, stale = theta / 2, 0
+        history.append(best_g)
     bound = best_g - ROUNDING_REL * abs(best_g)
     return KnapsackBound(bound, steps, time.perf_counter() - started, best_lam[:len(prices)])
 

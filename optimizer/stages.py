@@ -49,6 +49,7 @@ from edgeplace.optimizer.candidates import Bound, Candidate, Found
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.greedy import greedy_place
 from edgeplace.optimizer.highs_backend import solve_highs
+from edgeplace.optimizer.knapsack import knapsack_bound_g
 from edgeplace.optimizer.lagrangian import NodeSplit, lp_duals, solve_lp_duals
 from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
@@ -220,22 +221,38 @@ def highs_step(options: "SolveOptions"):
 
 
 def bound(run: Planning, found: Found) -> Found:
-    """Lower bounds on planned emissions: the flow bound always; where the full model is small
-    enough, its LP relaxation and then the Lagrangian bound of its node split at the LP's duals
-    with each node's problem solved with integrality (`edgeplace.optimizer.lagrangian`: at least
-    the LP), within the bound's time."""
+    """Lower bounds on planned emissions, within the bound's time: the flow bound always; the
+    knapsack Lagrangian bound (`edgeplace.optimizer.knapsack`: per-node knapsacks with binary
+    on/off, multipliers from the services' LP and subgradient steps; a third of the time where
+    the LP follows, all of it where the full model is too large for the LP); and where the full
+    model is small enough, its LP relaxation and then the Lagrangian bound of its node split at
+    the LP's duals with each node's problem solved with integrality
+    (`edgeplace.optimizer.lagrangian`: at least the LP)."""
     costs = run.carbon_costs
     out = Found()
-    flow = flow_bound_g(costs)
+    prices = np.zeros(costs.scenario.n_workloads)
+    flow = flow_bound_g(costs, prices=prices)
     if flow is not None:
         out.bounds.append(Bound(flow, "flow"))
     budget = run.options.bound_budget_s
-    if budget <= 0 or run.long_horizon or model_size(costs) > FULL_LP_MAX_VARIABLES:
+    if budget <= 0 or run.long_horizon:
         return out
     deadline = time.perf_counter() + budget
+    full_lp = model_size(costs) <= FULL_LP_MAX_VARIABLES
+    if flow is not None:
+        run.say("knapsack Lagrangian bound")
+        knapsack = knapsack_bound_g(costs, prices, found.best.planned.decision_g(run.basis),
+                                    time.perf_counter() + (budget / 3 if full_lp else budget), run.options.workers)
+        if knapsack is not None:
+            detail = (f"knapsack bound {knapsack.value_g / 1000:.4f} kg (flow {flow / 1000:.4f} kg), "
+                      f"{knapsack.iterations} steps in {knapsack.seconds:.3g} s")
+            out.bounds.append(Bound(knapsack.value_g, "knapsack", detail))
+            out.details.append(detail)
+    if not full_lp or deadline - time.perf_counter() < 0.5:
+        return out
     run.say("LP relaxation for the lower bound")
     split = NodeSplit(costs)
-    status, lp_g, duals = solve_lp_duals(split.form.model, budget, run.options.workers)
+    status, lp_g, duals = solve_lp_duals(split.form.model, deadline - time.perf_counter(), run.options.workers)
     if status is not SolveStatus.optimal:
         out.details.append(f"LP relaxation: not solved within {budget:.3g} s")
         return out

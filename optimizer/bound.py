@@ -187,9 +187,13 @@ def _slot_flow_g(costs: CostModel, workloads: np.ndarray, capacity: np.ndarray, 
     if flow.solve() != flow.OPTIMAL:
         return None
     if prices is not None:
+        # The marginal millicore of a group goes to its cheapest node with room left.
         inflow = np.asarray(flow.flows(G + len(g_idx) + np.arange(N)))
-        arc_flow = np.asarray(flow.flows(G + np.arange(len(g_idx))))
-        marginal = _marginal_per_mc(G, N, g_idx, n_idx, unit, arc_flow > 0, inflow < capacity)
+        room = inflow < capacity
+        marginal = np.full(G, np.inf)
+        ok = room[n_idx]
+        np.minimum.at(marginal, g_idx[ok], unit[ok])
+        marginal = np.where(np.isfinite(marginal), marginal, 0.0)
         prices[workloads] += marginal[group] * sc.workload_requests[workloads, CPU]
     if support is not None:
         arcs = G + np.arange(len(g_idx))  # the group -> node arcs, in the order added
@@ -198,23 +202,3 @@ def _slot_flow_g(costs: CostModel, workloads: np.ndarray, capacity: np.ndarray, 
         members[g_idx[used], n_idx[used]] = True
         support[workloads] |= members[group]
     return flow.optimal_cost() / _MICROGRAMS_PER_G
-
-
-def _marginal_per_mc(G: int, N: int, g_idx: np.ndarray, n_idx: np.ndarray, unit: np.ndarray, used: np.ndarray,
-                     room: np.ndarray, max_rounds: int = 1000) -> np.ndarray:
-    """G: what one more millicore of each group costs in the optimal flow (the optimal dual of its
-    demand row): the shortest path from the group to the sink in the residual network, either
-    straight to a node with room left or through full nodes, each moving a millicore of another
-    group that uses it onwards (Bellman-Ford over the group -> node arcs, `used`: arcs with flow).
-    0 where no path exists (the demand could not grow)."""
-    to_sink = np.where(room, 0.0, np.inf)  # N
-    for _ in range(max_rounds):
-        via = np.full(G, np.inf)
-        np.minimum.at(via, g_idx, unit + to_sink[n_idx])
-        back = np.full(N, np.inf)
-        np.minimum.at(back, n_idx[used], via[g_idx[used]] - unit[used])
-        better = np.minimum(to_sink, back)
-        if np.array_equal(better, to_sink):
-            break
-        to_sink = better
-    return np.where(np.isfinite(via), via, 0.0)

@@ -115,20 +115,18 @@ class NodeKnapsacks:
         # a service's every slot (it counts 1 / T there), a job's its window's (1 / d; step 2).
         w, n = np.nonzero(costs.eligible)
         service = ~sc.workload_deferrable
-        self.aggregate = AGGREGATE
-        service_span = 1 if self.aggregate else T
         first = np.where(service, 0, sc.workload_earliest_slot)[w]
-        span = (np.where(service, service_span, sc.workload_window_end) - np.where(service, 0, sc.workload_earliest_slot))[w]
+        span = np.where(service, 1, sc.workload_window_end - sc.workload_earliest_slot)[w]
         pair = np.repeat(np.arange(len(w), dtype=np.int64), span)
         slot = (np.arange(len(pair)) - np.repeat(np.cumsum(span) - span, span) + first[pair])
         self.w = w[pair].astype(np.int32)
         self.cell = (n[pair] * T + slot).astype(np.int32)  # the piece's node-slot
         self.service = service[self.w]
-        self.per_replica = 1.0 / np.where(service, service_span, sc.workload_duration_slots).astype(float)  # W
-        self.cost = costs.workload_node_util[w, n][pair] * energy_per_util.ravel()[self.cell]
-        if self.aggregate:
-            srv = self.service
-            self.cost[srv] = (costs.workload_node_util[w, n][pair] * energy_per_util.sum(axis=1)[n[pair]])[srv]
+        self.per_replica = 1.0 / np.where(service, 1, sc.workload_duration_slots).astype(float)  # W
+        # A piece's energy: a service's over the horizon, a job piece's in its slot.
+        energy = np.where(service[w], energy_per_util.sum(axis=1)[n], 0.0)[pair]
+        energy[~self.service] = energy_per_util.ravel()[self.cell[~self.service]]
+        self.cost = costs.workload_node_util[w, n][pair] * energy
         self.weight = sc.workload_requests[:, CPU].astype(float)  # W, per unit of a piece
         self.most = most_on_node(sc, w, n)[pair].astype(np.float32)  # whole numbers, exact
         self.feasible = bool(costs.eligible.any(axis=1).all())
@@ -213,13 +211,9 @@ class NodeKnapsacks:
         # (a) hosting a service: on in every slot, each slot a knapsack of every piece.
         node = cell // T
         job = ~self.service[idx]
-        if self.aggregate:
-            a_units, a_value = _fractional_knapsack(node, cost, np.where(job, weight, T * weight), most,
-                                                    T * self.capacity, N)
-            case_a = self.open_g.sum(axis=1) + a_value
-        else:
-            a_units, a_value = _fractional_knapsack(cell, cost, weight, most, np.repeat(self.capacity, T), N * T)
-            case_a = (open_g + a_value).reshape(N, T).sum(axis=1)
+        a_units, a_value = _fractional_knapsack(node, cost, np.where(job, weight, T * weight), most,
+                                                T * self.capacity, N)
+        case_a = self.open_g.sum(axis=1) + a_value
         if T == 1:  # (b) is (a) without services: never below it, and off is 0
             value = np.where(self.always_on, case_a, np.minimum(case_a, 0.0))
             return value, np.where((case_a <= value)[node], a_units, 0.0)
@@ -244,8 +238,6 @@ class NodeKnapsacks:
         take[job] += np.where(use_a[node[job]], 0.0, b_units * on.ravel()[cell[job]])
         return np.minimum(case_a, case_b), take
 
-
-AGGREGATE = True
 
 #: Up to this many service pairs the services' LP is solved whole (1,000 x 100: 56,000 pairs,
 #: under 2 s); above, by column generation from the LP_START_PAIRS cheapest nodes per service.
@@ -430,6 +422,20 @@ STALL_REL = 1e-4
 LP_SHARE = 0.6
 
 
+#: Above this many pieces the bound is not tried. At 10,000 x 1,000 x 1 (7.4 million) one
+#: evaluation of L takes about 2 s and building the pieces 6 s; within a 15 s budget L stayed
+#: below the flow bound (29.5 to 32.8 kg against 34.65, measured), and the time is the plan's.
+MAX_PIECES = 3_000_000
+
+
+def piece_count(costs: CostModel) -> int:
+    """The pieces `NodeKnapsacks` would build: a service's eligible pairs, a job's eligible pairs
+    times its window's slots."""
+    sc = costs.scenario
+    span = np.where(sc.workload_deferrable, sc.workload_window_end - sc.workload_earliest_slot, 1)
+    return int((costs.eligible.sum(axis=1) * span).sum())
+
+
 def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, deadline: float, threads: int = 1,
                      max_steps: int | None = None) -> KnapsackBound | None:
     """The best L found (module docstring): from the services' LP duals (`ServiceLP`, within
@@ -438,6 +444,8 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
     plan's objective) until `deadline` (time.perf_counter) or `max_steps` evaluations. None when
     some workload has no eligible node, or no L was computed in time."""
     started = time.perf_counter()
+    if piece_count(costs) > MAX_PIECES:
+        return None
     nodes = NodeKnapsacks(costs)
     if not nodes.feasible or time.perf_counter() >= deadline:
         return None

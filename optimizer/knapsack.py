@@ -1,63 +1,66 @@
-"""The Lagrangian bound at scale: one fractional knapsack per node, priced by subgradient steps.
+"""The Lagrangian bound at scale: one fractional knapsack per node, in closed form.
 
 `edgeplace.optimizer.lagrangian` splits the whole MILP into node problems and
-solves each by HiGHS; it needs the LP's duals, so it ends where the LP does
-(about 150,000 variables). This bound relaxes the same coupling rows (every
-replica placed) but solves a simpler node problem in closed form, vectorised
-over all nodes, so one evaluation of L(lambda) takes milliseconds to a
-second even at 10,000 workloads x 1,000 nodes, and its multipliers are
-improved by subgradient steps instead of read off the LP.
+solves each by HiGHS at the LP's duals, so it ends where the LP does (about
+150,000 variables; at 1,000 x 100 x 24 the LP takes 818 s). This bound
+relaxes the coupling rows (every replica placed, spread) with multipliers
+but solves a simpler node problem exactly and vectorised over all nodes (one
+evaluation of L takes 15 ms at 1,000 x 100 x 24), starts from the duals of a
+small LP of the services alone, and improves them by subgradient steps.
 
-The relaxation chain (each step keeps the optimum from rising, so
-L(lambda) <= the model's optimum for every lambda):
+The relaxation chain (each step can only lower the optimum, so
+L(lambda) <= the model's optimum for every lambda with spread prices >= 0):
 
-1. Coupling rows dropped: spread, quotas, pod (anti-)affinity, never_with,
-   migration; the secondary objective terms are absent (`Planning.carbon_costs`).
-2. A job's one start and its replicas starting together are dropped: its
-   replicas may take any start, on any node; only "all R replicas placed"
-   stays. Each replica on a node counts `1 / d` in every slot of its window
-   it could run in (d its duration slots; an interruptible job's run slots
-   likewise): a placed replica runs in d of those slots, so every plan
-   maps onto this relaxation at its own cost (it is split per slot below).
-3. Power: of the convex hull's lines the model has for a node, only the one
-   active at its (relaxed) background load is kept; it is exact at the
-   background load and below the hull elsewhere. A powered node-slot costs
-   `CostModel.open_g` at that load, and a replica `slope x its utilisation`
-   of energy on top. At a site with on-site supply in the slot (in every
-   slot where the site has a battery and any supply) energy is free: only
-   embodied carbon is charged.
-4. Capacity: only CPU; memory and GPU survive only in each pair's most
-   replicas on one node (`formulation.most_on_node`, the model's big-M).
-5. Each node problem split in two cases, the node's value the smaller:
+1. Dropped: quotas, pod (anti-)affinity, migration, the secondary
+   objective terms (the bound prices `Planning.carbon_costs`). never_with is
+   kept inside each node: a node hosts the tenants of one maximal set
+   without a conflicting pair (`tenant_modes`; dropped above
+   MAX_CONFLICTED_TENANTS conflicted tenants).
+2. A job's one start and its replicas starting together are dropped: only
+   "all R replicas placed" stays, and a replica on a node is split into one
+   piece per slot of its window, each counting 1 / d of a replica (d its
+   duration; an interruptible job's run slots alike). A plan's replica runs
+   in d of those slots, so it maps onto d pieces at its own cost.
+3. Power: of the hull lines the model has for a node only the one active at
+   its (relaxed) background load is kept: exact there, below the hull
+   elsewhere. A powered node-slot costs `CostModel.open_g` at that load, a
+   replica `slope x its utilisation` of energy. Where a site has on-site
+   supply in the slot (in every slot where it has a battery and any supply)
+   energy is free: only embodied carbon is charged.
+4. Capacity: CPU only; memory and GPU survive in each pair's most replicas
+   on one node (`formulation.most_on_node`, the model's big-M of y <= M h).
+5. Each node's problem is the smaller of two cases:
    (a) it hosts a service: on in every slot, its open carbon paid in every
-       slot, and the CPU rows of all slots summed into one (a service takes
-       T x its request, a job replica's slot its request) -- a surrogate of
-       the rows, so a relaxation;
-   (b) it hosts no service: each slot on its own, on or off (a binary, the
-       open carbon paid in full or not at all), with the job replicas'
-       per-slot pieces; always-on nodes are on.
-6. Integrality of the replica counts dropped: each case is a fractional
-   knapsack (items by reduced cost per millicore), solved exactly by
-   sorting.
+       slot; the larger of two relaxations of its CPU rows: all slots' rows
+       summed into one (a service takes T x its request, a job piece its
+       request), or services and each slot's job pieces each given the
+       whole capacity (the rows they share split in two);
+   (b) it hosts no service: each slot on its own, on or off (a binary: the
+       open carbon paid in full or not at all) with the job pieces of the
+       slot; always-on nodes are on.
+6. Integrality of the replica counts dropped: each knapsack is solved as an
+   LP (by reduced cost per millicore, the last item taken fractionally).
 
-Relaxing "every replica placed" with a price lambda_w per replica gives
+With lambda_w per replica of workload w and pi_ws >= 0 on the model's spread
+rows z[w,s] <= replicas of w at site s (z's own part, sum_s z >= min_sites,
+solved exactly: the min_sites smallest pi), a piece's reduced cost is its
+energy minus (lambda_w + pi_ws) / d, and
 
-    L(lambda) = sum_w lambda_w R_w + sum_n min(case a, case b)
+    L = sum_w lambda_w R_w + sum_w (its min_sites smallest pi_ws) + sum_n min(case a, case b).
 
-with reduced costs `energy - lambda` per replica (per slot piece: energy
-in the slot - lambda / d). Binary on/off in the node problems makes a
-node's open carbon a fixed charge: a node eligible for a few tight-SLA
-services is paid in full, not per millicore as the flow bound
-(`edgeplace.optimizer.bound`) charges it; the links y <= M h cap what a
-node can take of a workload, as in the LP.
+The binary on/off is what the flow bound (`edgeplace.optimizer.bound`) and
+the LP lack: a node eligible for a few tight-SLA services is charged its
+whole open carbon, not per millicore (flow) or per replica / M (LP).
 
-Multipliers: warm-started at the flow relaxation's marginal prices
-(`flow_bound_g(..., prices=...)`), then subgradient steps of Polyak's size
-toward a target (the best plan's objective): lambda += theta (target - L) /
-|g|^2 g with g_w = R_w - replicas placed in the node minimisers, theta
-halved when L has not improved for a few steps. Any lambda gives a valid
-bound; the best L seen is reported, lowered by a relative 1e-9 against
-floating-point rounding in the sums.
+Multipliers: the better of the flow relaxation's marginal prices and the
+duals of `ServiceLP` (the services' part of the relaxation as an LP, a
+second at 1,000 x 100 x 24), then Polyak steps toward a target (the best
+plan's objective): lambda += theta (target - L) / |g|^2 g, g the
+subgradient (replicas short of R, z minus replicas at the site), spread
+prices kept >= 0, theta halved after PATIENCE_STEPS steps without a better
+L, stopping when L has stalled. Any multipliers give a valid bound; the best
+L seen is reported, lowered by a relative 1e-9 against rounding in float
+sums.
 """
 
 from __future__ import annotations

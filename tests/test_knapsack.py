@@ -81,7 +81,7 @@ def _with_interruptible(doc: dict, every: int) -> dict:
 def _instances(n: int):
     rng = np.random.default_rng(11)
     for seed in range(n):
-        w, nodes, slots = int(rng.integers(6, 30)), int(rng.integers(6, 11)), int(rng.integers(1, 6))
+        w, nodes, slots = int(rng.integers(6, 22)), int(rng.integers(6, 9)), int(rng.integers(1, 5))
         options = {"deferrable_share": float(rng.choice([0.0, 0.25, 0.6])),
                    "tight_sla_share": float(rng.choice([0.0, 0.3])), "never_with": bool(rng.random() < 0.7)}
         doc = generate(w, nodes, slots, None, 3, seed, **options)
@@ -95,7 +95,7 @@ def test_the_bound_never_exceeds_the_optimum():
     Polyak target is twice the optimum so that the steps overshoot: any multipliers must give
     a valid bound, not only good ones."""
     checked = 0
-    for seed, sc in _instances(30):
+    for seed, sc in _instances(24):
         costs = price(sc)
         opt = solve_highs(build(costs).model, time_limit_s=20, threads=1)
         if opt.status is not SolveStatus.optimal:
@@ -104,11 +104,11 @@ def test_the_bound_never_exceeds_the_optimum():
         if flow_bound_g(costs, prices=prices) is None:
             continue
         for target in (opt.objective, 2 * opt.objective):
-            found = knapsack_bound_g(costs, prices, target, time.perf_counter() + 10, max_steps=300)
+            found = knapsack_bound_g(costs, prices, target, time.perf_counter() + 10, max_steps=200)
             assert found is not None
             assert found.value_g <= opt.bound + 1e-6 * max(abs(opt.bound), 1.0), (seed, found.value_g, opt.bound)
         checked += 1
-    assert checked >= 20
+    assert checked >= 16
 
 
 @pytest.mark.parametrize("size", [(20, 8, 3, 0), (24, 8, 4, 2), (40, 12, 6, 3)], ids=["20x8x3", "24x8x4", "40x12x6"])
@@ -152,9 +152,9 @@ def test_too_many_pieces_gives_no_bound(monkeypatch):
 def test_a_plan_reports_the_knapsack_bound_where_the_lp_is_not_tried(monkeypatch):
     """Where the full model is too large for the LP (here: the limit lowered to 0), the bound
     stage reports the knapsack bound when it beats the flow bound: its name and value."""
-    sc = generate_scenario(40, 12, n_slots=6, seed=3)
+    sc = generate_scenario(24, 8, n_slots=4, seed=2)
     monkeypatch.setattr(stages, "FULL_LP_MAX_VARIABLES", 0)
-    plan = solve(sc, SolveOptions(solver="greedy", bound_time_limit_s=5))
+    plan = solve(sc, SolveOptions(solver="greedy", bound_time_limit_s=2))
     costs = price(sc.as_forecast())
     flow = flow_bound_g(costs)
     optimum = solve_highs(build(costs).model, time_limit_s=60, threads=1).bound

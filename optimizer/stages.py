@@ -15,10 +15,11 @@ stage            what it does
 ``greedy``       construction and local search (`edgeplace.optimizer.greedy`); a
                  plan that still breaks a rule is repaired by a small exact solve
                  around its violations (`edgeplace.optimizer.lns.repair`)
-``bound``        lower bounds: the flow bound (milliseconds), the Lagrangian bound
-                 (`edgeplace.optimizer.lagrangian`, node capacity priced per slot)
-                 and the LP relaxation where the full model is small enough; the
-                 Lagrangian's pair prices guide the stages below
+``bound``        lower bounds: the flow bound (milliseconds), the knapsack bound
+                 (`edgeplace.optimizer.knapsack`, one closed-form knapsack per node,
+                 usable at scale), and where the full model is small enough the LP
+                 relaxation and the Lagrangian bound at its duals
+                 (`edgeplace.optimizer.lagrangian`)
 ``exact``        CP-SAT or HiGHS on the whole model, hinted with the best plan so
                  far; CP-SAT's own bound joins the bounds
 ``consolidate``  for models too large to build whole, first: node-closing search for

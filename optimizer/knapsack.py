@@ -5,7 +5,7 @@ solves each by HiGHS at the LP's duals, so it ends where the LP does (about
 150,000 variables; at 1,000 x 100 x 24 the LP takes 818 s). This bound
 relaxes the coupling rows (every replica placed, spread) with multipliers
 but solves a simpler node problem exactly and vectorised over all nodes (one
-evaluation of L takes 15 ms at 1,000 x 100 x 24), starts from the duals of a
+evaluation of L takes 15-20 ms at 1,000 x 100 x 24), starts from the duals of a
 small LP of the services alone, and improves them by subgradient steps.
 
 The relaxation chain (each step can only lower the optimum, so
@@ -53,8 +53,8 @@ the LP lack: a node eligible for a few tight-SLA services is charged its
 whole open carbon, not per millicore (flow) or per replica / M (LP).
 
 Multipliers: the better of the flow relaxation's marginal prices and the
-duals of `ServiceLP` (the services' part of the relaxation as an LP, a
-second at 1,000 x 100 x 24), then Polyak steps toward a target (the best
+duals of `ServiceLP` (the services' part of the relaxation as an LP, 1-3 s
+at 1,000 x 100 x 24), then Polyak steps toward a target (the best
 plan's objective): lambda += theta (target - L) / |g|^2 g, g the
 subgradient (replicas short of R, z minus replicas at the site), spread
 prices kept >= 0, theta halved after PATIENCE_STEPS steps without a better
@@ -114,8 +114,9 @@ class NodeKnapsacks:
         self.always_on = ~sc.node_can_power_down
         self.capacity = sc.node_capacity[:, CPU].astype(float)
 
-        # Pieces: (workload, node, slot) for every slot a replica could run in on an eligible node,
-        # a service's every slot (it counts 1 / T there), a job's its window's (1 / d; step 2).
+        # Pieces: one per eligible service pair (a replica all horizon); per eligible job pair, one
+        # per slot of its window (each 1 / d of a replica, step 2). `cell`: the piece's node-slot
+        # (a service's: its node's slot 0).
         w, n = np.nonzero(costs.eligible)
         service = ~sc.workload_deferrable
         first = np.where(service, 0, sc.workload_earliest_slot)[w]
@@ -123,7 +124,7 @@ class NodeKnapsacks:
         pair = np.repeat(np.arange(len(w), dtype=np.int64), span)
         slot = (np.arange(len(pair)) - np.repeat(np.cumsum(span) - span, span) + first[pair])
         self.w = w[pair].astype(np.int32)
-        self.cell = (n[pair] * T + slot).astype(np.int32)  # the piece's node-slot
+        self.cell = (n[pair] * T + slot).astype(np.int32)
         self.service = service[self.w]
         self.per_replica = 1.0 / np.where(service, 1, sc.workload_duration_slots).astype(float)  # W
         # A piece's energy: a service's over the horizon, a job piece's in its slot.
@@ -134,7 +135,7 @@ class NodeKnapsacks:
         self.most = most_on_node(sc, w, n)[pair].astype(np.float32)  # whole numbers, exact
         self.feasible = bool(costs.eligible.any(axis=1).all())
         self.modes = [allowed[sc.workload_tenant[self.w]] for allowed in tenant_modes(sc.tenant_conflicts)]
-        # Spread (step 1b): a multiplier pi >= 0 per (spread workload, eligible site) on the model's
+        # Spread: a multiplier pi >= 0 per (spread workload, eligible site) on the model's
         # rows z[w,s] <= replicas of w at site s; z's own problem (sum_s z >= min_sites) is solved
         # exactly: the min_sites smallest pi of the workload.
         site_of_pair = sc.node_site[n]

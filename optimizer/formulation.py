@@ -45,6 +45,7 @@ import numpy as np
 from edgeplace.optimizer.linear import LinearModel
 from edgeplace.policies.costs import CostModel
 from edgeplace.policies.power import BATTERY_ROUND_TRIP_EFFICIENCY
+from edgeplace.topology.scenario import Scenario
 
 #: CP-SAT steps of the continuous blocks (`VarBlock.resolution`). 0.01 W of IT
 #: power, 0.01 Wh (1e-5 kWh) of energy (the same step for a one-hour slot) and
@@ -106,7 +107,7 @@ def _hull_lines(costs: CostModel) -> tuple[np.ndarray, np.ndarray]:
     return table[:, :, 0], table[:, :, 1]
 
 
-def most_on_node(sc, w: np.ndarray, n: np.ndarray) -> np.ndarray:
+def most_on_node(sc: Scenario, w: np.ndarray, n: np.ndarray) -> np.ndarray:
     """The most replicas of workload w[i] node n[i] can hold (float): the big-M of the links
     y <= M h and x <= M o. Its fit in every resource, and with spread over m sites at most
     R - m + 1 (a smaller big-M is a tighter LP relaxation: a spread pair of 2 forces h >= y,

@@ -223,12 +223,9 @@ def highs_step(options: "SolveOptions"):
 
 def bound(run: Planning, found: Found) -> Found:
     """Lower bounds on planned emissions, within the bound's time: the flow bound always; the
-    knapsack Lagrangian bound (`edgeplace.optimizer.knapsack`: per-node knapsacks with binary
-    on/off, multipliers from the services' LP and subgradient steps; a third of the time where
-    the LP follows, all of it where the full model is too large for the LP); and where the full
-    model is small enough, its LP relaxation and then the Lagrangian bound of its node split at
-    the LP's duals with each node's problem solved with integrality
-    (`edgeplace.optimizer.lagrangian`: at least the LP)."""
+    knapsack bound (`_knapsack_bound`), for a third of the time where the LP follows and all of
+    it where the full model is too large for the LP; and where the full model is small enough,
+    its LP relaxation and the Lagrangian bound at its duals (`_lp_bounds`)."""
     costs = run.carbon_costs
     out = Found()
     prices = np.zeros(costs.scenario.n_workloads)
@@ -241,25 +238,40 @@ def bound(run: Planning, found: Found) -> Found:
     deadline = time.perf_counter() + budget
     full_lp = model_size(costs) <= FULL_LP_MAX_VARIABLES
     if flow is not None:
-        run.say("knapsack Lagrangian bound")
-        knapsack = knapsack_bound_g(costs, prices, found.best.planned.decision_g(run.basis),
-                                    time.perf_counter() + (budget / 3 if full_lp else budget), run.options.workers)
-        if knapsack is not None:
-            detail = (f"knapsack bound {knapsack.value_g / 1000:.4f} kg (flow {flow / 1000:.4f} kg), "
-                      f"{knapsack.iterations} steps in {knapsack.seconds:.3g} s")
-            out.bounds.append(Bound(knapsack.value_g, "knapsack", detail))
-            out.details.append(detail)
+        out += _knapsack_bound(run, costs, prices, flow, found, time.perf_counter() + (budget / 3 if full_lp else budget))
     if not full_lp or deadline - time.perf_counter() < 0.5:
         return out
+    return out + _lp_bounds(run, costs, deadline)
+
+
+def _knapsack_bound(run: Planning, costs: CostModel, prices: np.ndarray, flow_g: float, found: Found,
+                    deadline: float) -> Found:
+    """The knapsack Lagrangian bound (`edgeplace.optimizer.knapsack`: per-node knapsacks with
+    binary on/off, multipliers from the flow's `prices` or the services' LP, then subgradient
+    steps toward the best plan's planned carbon) until `deadline`."""
+    run.say("knapsack Lagrangian bound")
+    knapsack = knapsack_bound_g(costs, prices, found.best.planned.decision_g(run.basis), deadline, run.options.workers)
+    if knapsack is None:
+        return Found()
+    detail = (f"knapsack bound {knapsack.value_g / 1000:.4f} kg (flow {flow_g / 1000:.4f} kg), "
+              f"{knapsack.iterations} steps in {knapsack.seconds:.3g} s")
+    return Found(bounds=[Bound(knapsack.value_g, "knapsack", detail)], details=[detail])
+
+
+def _lp_bounds(run: Planning, costs: CostModel, deadline: float) -> Found:
+    """The full model's LP relaxation and then the Lagrangian bound of its node split at the
+    LP's duals with each node's problem solved with integrality (`edgeplace.optimizer.lagrangian`:
+    at least the LP), until `deadline`."""
+    out = Found()
     run.say("LP relaxation for the lower bound")
     split = NodeSplit(costs)
-    status, lp_g, duals = solve_lp_duals(split.form.model, deadline - time.perf_counter(), run.options.workers)
+    left = deadline - time.perf_counter()
+    status, lp_g, duals = solve_lp_duals(split.form.model, left, run.options.workers)
     if status is not SolveStatus.optimal:
-        out.details.append(f"LP relaxation: not solved within {budget:.3g} s")
+        out.details.append(f"LP relaxation: not solved within {left:.3g} s")
         return out
     out.bounds.append(Bound(lp_g, "lp"))
-    left = deadline - time.perf_counter()
-    if left > 0.5:
+    if deadline - time.perf_counter() > 0.5:
         run.say("Lagrangian bound: the LP's duals, one integer problem per node")
         y = split.multipliers(lp_duals(split.form.model, duals))
         value, integer_nodes, _ = split.bound(y, integer=True, deadline=deadline)

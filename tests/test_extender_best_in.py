@@ -170,3 +170,15 @@ def test_the_server_answers_the_same_with_the_shortcut_and_counts_the_decision()
         assert metric(fast, "edgeplace_extender_decisions_total", verb="filter", reason="plan") == before + 1
         assert post(fast, "filter", b'{"Pod":{},"Nodes":null,"NodeNames":["a",1]}') == (
             400, {"Error": "NodeNames[1]: must be a string (got number)"})
+
+
+@pytest.mark.parametrize("names", [[], ["n1"], ["n1", "n2", "n1"], [f"node-{i}" for i in range(1000)]])
+def test_a_go_shaped_body_parses_to_the_same_arguments_as_read_in_full(names):
+    body = go_body(names)
+    args = wire.parse_request("filter", body)
+    assert args.node_names == list(dict.fromkeys(names))
+    assert args.names_json == body[body.rindex(b"[") + 1:-2]
+    spaced = json.dumps({"Pod": pod(), "Nodes": None, "NodeNames": names}).encode()  # not Go's shape: read in full
+    full = wire.parse_request("filter", spaced)
+    assert full.names_json is None
+    assert full.pod == args.pod and full.node_names == args.node_names

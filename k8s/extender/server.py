@@ -718,16 +718,12 @@ class ExtenderServer:
         elif label in VERBS:
             if len(body) > self.offload_bytes:
                 return self._offload(conn, label, body, close, started)
-            shortcut = self._best_in(body) if label == "filter" and self._best_shortcut else None
-            if shortcut is not None:
-                status, payload = 200, shortcut
+            try:
+                args = wire.parse_request(label, body, self.max_candidates)
+            except wire.WireError as exc:
+                status, payload = 400, wire.error_body(str(exc))
             else:
-                try:
-                    args = wire.parse_request(label, body, self.max_candidates)
-                except wire.WireError as exc:
-                    status, payload = 400, wire.error_body(str(exc))
-                else:
-                    status, payload = self._verb(label, args)
+                status, payload = self._verb(label, args)
         elif label == "metrics":
             status, payload, content_type = 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode()
         elif label == "healthz":
@@ -788,6 +784,11 @@ class ExtenderServer:
         try:
             reason, table, target = self._target(args.pod)
             if target is not None:
+                columns = (table.best_in(target, args.names_json)
+                           if verb == "filter" and self._best_shortcut and args.names_json is not None else None)
+                if columns is not None:  # the plan's best nodes are among the candidates
+                    self.metrics.decision(verb, target.reason)
+                    return 200, wire.passing_result(columns, table.encoded)
                 if verb == "filter":
                     decision = table.filter(target, args.node_names, best=self.filter_keeps == "best")
                     payload = wire.filter_result(args, decision.codes, decision.messages, table.encoded,
@@ -817,25 +818,6 @@ class ExtenderServer:
         if verb == "prioritize":
             return 200, wire.host_priority_list(args.node_names, omit_zero=self.compact_replies)
         return 200, wire.preemption_result(args.victims)
-
-    def _best_in(self, body: bytes) -> bytes | None:
-        """The answer of a filter that keeps the best (compact replies) when the plan's best
-        nodes for the pod are found among the candidates as sent (`DecisionTable.best_in`),
-        without decoding 1,000 node names; None: decide the full way (`_verb`), which also
-        answers every malformed body."""
-        try:
-            split = wire.split_node_names(body, self.max_candidates)
-            if split is None:
-                return None
-            rest, names = split
-            _, table, target = self._target(wire.parse_pod(rest.get("Pod")))
-            columns = table.best_in(target, names) if target is not None else None
-        except Exception:  # a malformed pod, or a bug: the full way answers or fails open, and logs
-            return None
-        if columns is None:
-            return None
-        self.metrics.decision("filter", target.reason)
-        return wire.passing_result(columns, table.encoded)
 
     def _target(self, pod: wire.PodRef):
         """(reason, table, Target or None for a neutral answer), in the order of docs/EXTENDER.md."""

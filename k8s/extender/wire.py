@@ -120,6 +120,9 @@ class ExtenderArgs:
     # again. Both None for NodeNames; node_items None when not kept.
     node_list: dict | None
     node_items: list[bytes] | None
+    #: The NodeNames array as sent (between its brackets) when the body was in the exact
+    #: shape Go writes (`split_node_names`): `DecisionTable.best_in` searches it. Else None.
+    names_json: bytes | None = None
 
     @property
     def node_cache_capable(self) -> bool:
@@ -232,7 +235,16 @@ def parse_extender_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATE
     """ExtenderArgs from a filter or prioritize body; exactly one of Nodes / NodeNames non-null.
 
     `keep_nodes`: keep each Node object's JSON for the answer (filter answers with them;
-    prioritize does not, so it skips encoding them: `node_items` is then None)."""
+    prioritize does not, so it skips encoding them: `node_items` is then None).
+
+    A body in the exact shape kube-scheduler writes (`split_node_names`) has its names
+    split from the bytes, which reads the same list as JSON would, at a fraction of the
+    cost; any other body is read in full and checked field by field."""
+    split = split_node_names(body, max_candidates)
+    if split is not None:
+        rest, names_json = split
+        names = names_json[1:-1].decode("ascii").split('","') if names_json else []
+        return ExtenderArgs(parse_pod(rest.get("Pod")), list(dict.fromkeys(names)), None, None, names_json)
     doc = loads(body)
     if not isinstance(doc, dict):
         raise WireError("body", f"must be a JSON object (ExtenderArgs), got {_kind(doc)}")
@@ -278,7 +290,7 @@ def split_node_names(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES) 
     """A nodeCacheCapable filter or prioritize body as kube-scheduler writes it, split without
     decoding its node names: (the rest of ExtenderArgs parsed, with ``Nodes`` null; the
     inside of the ``NodeNames`` array as sent), or None when the body is not exactly that
-    shape (then `parse_extender_args` reads it, and says what is wrong).
+    shape (then `parse_extender_args` reads it whole, and says what is wrong).
 
     Go's encoder writes the fields in order, ``NodeNames`` last, and no whitespace. The
     array qualifies when its elements are ASCII strings without escapes, commas or

@@ -20,9 +20,14 @@ How it measures (`measure_throughput`): the pods are created for a
 scheduler profile that is not running yet, so they all wait; then
 kube-scheduler is restarted with that profile and the rate is taken from the
 ``Scheduled`` events' microsecond ``eventTime``: (N - 1) / (last - first).
-Pod creation and scheduler start-up are outside the measured interval. The
-scheduler's client rate limit (50 QPS by default) would cap both runs alike,
-so both configurations raise it (``clientConnection.qps/burst``). Each run
+Pod creation and scheduler start-up are outside the measured interval; while
+kube-scheduler works the driver only asks whether a pod is still unbound
+(one item per poll). The scheduler's client rate limit (50 QPS by default)
+would cap both runs alike, so both configurations raise it
+(``clientConnection.qps/burst``). etcd, kube-apiserver, kube-scheduler and the
+extender share the 2 cores as kubelet would share them among their pods
+(`CpuShares`: CPU weights from their requests; ``--cpu-weights equal`` gives
+every process the kernel's default weight instead). Each run
 also records the share of pods bound on the plan's nodes, the CPU time per
 pod of kube-scheduler (since its start) and of the extender process, and the
 extender's calls per pod and mean time per call. On the 9-node topology

@@ -20,9 +20,14 @@ How it measures (`measure_throughput`): the pods are created for a
 scheduler profile that is not running yet, so they all wait; then
 kube-scheduler is restarted with that profile and the rate is taken from the
 ``Scheduled`` events' microsecond ``eventTime``: (N - 1) / (last - first).
-Pod creation and scheduler start-up are outside the measured interval. The
-scheduler's client rate limit (50 QPS by default) would cap both runs alike,
-so both configurations raise it (``clientConnection.qps/burst``). Each run
+Pod creation and scheduler start-up are outside the measured interval; while
+kube-scheduler works the driver only asks whether a pod is still unbound
+(one item per poll). The scheduler's client rate limit (50 QPS by default)
+would cap both runs alike, so both configurations raise it
+(``clientConnection.qps/burst``). etcd, kube-apiserver, kube-scheduler and the
+extender share the 2 cores as kubelet would share them among their pods
+(`CpuShares`: CPU weights from their requests; ``--cpu-weights equal`` gives
+every process the kernel's default weight instead). Each run
 also records the share of pods bound on the plan's nodes, the CPU time per
 pod of kube-scheduler (since its start) and of the extender process, and the
 extender's calls per pod and mean time per call. On the 9-node topology
@@ -256,6 +261,111 @@ def setup_large_topology(api_client, n_nodes: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
+# CPU shares as kubelet gives them
+
+#: CPU requests [millicores] of the control plane's pods: kubeadm's static pods (its manifests
+#: request these for kube-apiserver, kube-controller-manager, kube-scheduler and etcd). The
+#: extender's comes from the chart (`extender.resources.requests.cpu`, `chart_cpu_request`).
+KUBEADM_REQUESTS_MILLICORES = {"etcd": 100, "kube-apiserver": 250, "kube-controller-manager": 200, "kube-scheduler": 100}
+CPU_WEIGHTS = ("requests", "equal")
+_CGROUP_CPU = Path("/sys/fs/cgroup/cpu")
+
+
+def chart_cpu_request(component: str = "extender") -> int:
+    """`<component>.resources.requests.cpu` of the chart's values.yaml [millicores]."""
+    values = yaml.safe_load((ROOT / "deploy" / "helm" / "edgeplace" / "values.yaml").read_text())
+    cpu = str(values[component]["resources"]["requests"]["cpu"])
+    return int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+
+
+class CpuShares:
+    """Each measured process in a CPU cgroup weighted as kubelet weighs its pod.
+
+    On a control-plane node kubelet puts every pod in a cgroup whose CPU weight
+    follows its requests (cpu.shares = millicores x 1024 / 1000, cgroup v1), under
+    the node's pods cgroup (shares of the allocatable CPU). A cluster component
+    waiting for a core is served by those weights; the bench's processes would
+    otherwise all weigh the same (the kernel's autogroup gives every session one
+    share). With ``mode="requests"`` (the default) etcd, kube-apiserver,
+    kube-scheduler and the extender get their pods' weights: kubeadm's requests
+    and the chart's. The driver (this process: it creates the pods and polls for
+    them) stays outside, as it would run off the control plane. ``"equal"`` leaves
+    every process as the kernel puts it. Needs a writable cgroup v1 ``cpu``
+    hierarchy (root); without one, `available` is False and nothing moves."""
+
+    problem = ""
+
+    def __init__(self, mode: str = "requests", root: Path = _CGROUP_CPU):
+        if mode not in CPU_WEIGHTS:
+            raise ValueError(f"cpu weights: {mode!r}; choose one of {', '.join(CPU_WEIGHTS)}")
+        self.mode, self.root = mode, root
+        self.requests = {**KUBEADM_REQUESTS_MILLICORES, "extender": chart_cpu_request()}
+        self.parent = root / f"edgeplace-bench-{os.getpid()}"
+        self.placed: set[str] = set()
+        self.available = False
+        if mode == "requests":
+            try:
+                self.parent.mkdir(exist_ok=True)
+                (self.parent / "cpu.shares").write_text(str(os.cpu_count() * 1024))  # the allocatable CPU
+                self.available = True
+            except OSError as exc:  # not root, no cgroup v1 cpu hierarchy, read-only
+                self.problem = f"{root} not writable ({exc.strerror})"
+
+    def place(self, component: str, pid: int) -> None:
+        """Move process `pid` and its children into `component`'s cgroup."""
+        if not self.available:
+            return
+        group = self.parent / component
+        if not group.exists():
+            group.mkdir()
+            (group / "cpu.shares").write_text(str(max(2, self.requests[component] * 1024 // 1000)))
+        for p in (pid, *_children(pid)):
+            try:
+                (group / "cgroup.procs").write_text(str(p))
+            except ProcessLookupError:  # exited meanwhile
+                pass
+        self.placed.add(component)
+
+    def describe(self) -> str:
+        """What the weights were, for the bench's notes."""
+        if not self.available:
+            why = f" ({self.problem})" if self.problem else ""
+            return f"every process at the kernel's default weight, one autogroup per session{why}"
+        return ("each component in a CPU cgroup weighted as kubelet weighs its pod, cpu.shares from its requests ("
+                + ", ".join(f"{name} {self.requests[name]}m" for name in sorted(self.placed))
+                + f": kubeadm's static pods, the chart's extender) under one cgroup of the {os.cpu_count()} cores' "
+                  "shares, the driver outside")
+
+    def close(self) -> None:
+        """Move what is left back to the root cgroup and remove the cgroups."""
+        if not self.available or not self.parent.exists():
+            return
+        for group in [*(g for g in self.parent.iterdir() if g.is_dir()), self.parent]:
+            for p in (group / "cgroup.procs").read_text().split():
+                try:
+                    (self.root / "cgroup.procs").write_text(p)
+                except ProcessLookupError:
+                    pass
+        for group in [*(g for g in self.parent.iterdir() if g.is_dir()), self.parent]:
+            group.rmdir()
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of `pid` (/proc/PID/task/*/children)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+# ---------------------------------------------------------------------------
 # TLS and the extender process
 
 #: Pods per node (kubelet's default is 110): room for every pod of a run on one node, so that
@@ -403,7 +513,10 @@ class ExtenderProcess:
         argv = [sys.executable, "-m", "edgeplace.k8s.extender.server", "--plan", str(plan), "--port", str(self.port),
                 *certs.server_args(), *(["--compact-replies"] if compact else []),
                 *(["--filter-keeps", "best"] if best else [])]
-        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT)
+        # Its own session, as every cluster process of the harness (k8s/e2e/cluster.py): with the
+        # kernel's autogroup scheduling a session shares one CPU weight, and the driver's API calls
+        # must not take the extender's share (in a cluster it runs in its own pod).
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self._client = ssl.create_default_context(cafile=str(certs.root / "ca.crt"))
         self._client.check_hostname = False  # the certificate names the Service, not 127.0.0.1
         self._client.load_cert_chain(str(certs.root / "client" / "tls.crt"), str(certs.root / "client" / "tls.key"))
@@ -510,7 +623,8 @@ def create_pods(api_client, namespace: str, bodies: list[dict[str, Any]]) -> Non
 
 def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pods: int, profile: str,
                        extender_url: str | None, certs: Certs | None = None, variant: Variant = FULL,
-                       planned: set[str] | None = None, extender_pid: int | None = None) -> dict[str, Any]:
+                       planned: set[str] | None = None, extender_pid: int | None = None,
+                       shares: CpuShares | None = None) -> dict[str, Any]:
     """Schedule `n_pods` pending pods with a fresh scheduler profile; pods/s from the Scheduled
     events, the share bound on a node in `planned` (the plan's nodes of the workload), and the
     CPU time kube-scheduler (since its start) and the extender process (`extender_pid`, during
@@ -531,18 +645,24 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     extender_cpu = cpu_seconds(extender_pid) if extender_pid else 0.0
     cluster.restart_scheduler(scheduler_config(extender_url, ["default-scheduler", profile], high_qps=True,
                                                certs=certs, variant=variant))
-    bound: dict[str, str] = {}
+    if shares is not None:
+        shares.place("kube-scheduler", cluster._procs["kube-scheduler"].popen.pid)
 
-    def all_bound():
-        pods = core.list_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}").items
-        bound.update({p.metadata.name: p.spec.node_name for p in pods if p.spec.node_name})
-        return len(bound) == n_pods
+    def all_bound() -> bool:
+        # While kube-scheduler works, ask only whether one pod is still unbound (limit 1): listing
+        # and decoding all the pods every poll cost the driver ~0.5 s of CPU on the 2 cores the
+        # measured components share.
+        unbound = core.list_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}",
+                                           field_selector="spec.nodeName=", limit=1)
+        return not unbound.items
 
     e2e.wait_for(all_bound, WAIT_S * max(1, n_pods // 500), f"{n_pods} pods of profile {profile} to be bound",
                  interval=0.5)
     wall = time.perf_counter() - started
     scheduler_cpu = cpu_seconds(cluster._procs["kube-scheduler"].popen.pid)
     extender_cpu = cpu_seconds(extender_pid) - extender_cpu if extender_pid else 0.0
+    pods = core.list_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}").items
+    bound = {p.metadata.name: p.spec.node_name for p in pods if p.spec.node_name}
 
     def scheduled_events():
         items = events.list_namespaced_event(namespace, field_selector="reason=Scheduled").items
@@ -562,7 +682,7 @@ def compare(cluster, api_client, namespace: str, workload: str, extender_url: st
             rounds: int = 1, certs: Certs | None = None, variants: tuple[Variant, ...] = (FULL,),
             urls: dict[tuple[bool, bool], str] | None = None, planned: set[str] | None = None,
             servers: dict[tuple[bool, bool], "ExtenderProcess"] | None = None,
-            steering: Steering | None = None) -> list[dict[str, Any]]:
+            steering: Steering | None = None, shares: CpuShares | None = None) -> list[dict[str, Any]]:
     """A warm-up run (not counted), then per round one run without the extender and one per
     variant, the order rotated by one each round (no configuration always runs first); one
     row per run. `urls` maps a variant's `server` options to the extender serving them
@@ -585,7 +705,7 @@ def compare(cluster, api_client, namespace: str, workload: str, extender_url: st
             steering.on()
         try:
             figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
-                                         variant or FULL, planned, server.proc.pid if server else None)
+                                         variant or FULL, planned, server.proc.pid if server else None, shares)
         finally:
             if steer:
                 steering.off()
@@ -742,7 +862,7 @@ def plan_of(api_client, site_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path, only: set[str] | None = None,
-             plan_only: bool = False) -> tuple[list[dict], list[dict]]:
+             plan_only: bool = False, shares: CpuShares | None = None) -> tuple[list[dict], list[dict]]:
     """Throughput (and, for the 9-node topology, agreement) rows for one cluster size; `only`: the
     names of the variants to run (default all). Generated clusters get the plan's power state as
     taints (`apply_power_state`) unless `plan_only`."""
@@ -751,6 +871,9 @@ def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path, only: set[str
     e2e = load_cluster_module()
     certs = Certs.make(folder / f"certs-{n_nodes}")
     with e2e.LocalCluster() as cluster:
+        if shares is not None:
+            for name in ("etcd", "kube-apiserver"):
+                shares.place(name, cluster._procs[name].popen.pid)
         api = cluster.api_client()
         if n_nodes == len(NODES):
             setup_topology(api)
@@ -771,11 +894,13 @@ def run_size(n_nodes: int, n_pods: int, rounds: int, folder: Path, only: set[str
             for compact, best in sorted({v.server for v in (*variants, *VARIANTS)}):
                 servers[compact, best] = ExtenderProcess(plan_path, certs, compact,
                                                          folder / f"extender-{n_nodes}-{compact}-{best}.log", best)
+                if shares is not None:
+                    shares.place("extender", servers[compact, best].proc.pid)
             urls = {options: server.url for options, server in servers.items()}
             steering = (Steering(api, doc, workload) if n_nodes == len(NODES) or any(v.steer for v in variants)
                         else None)
             rows = compare(cluster, api, "shop", workload, urls[FULL.server], n_pods, rounds, certs, variants, urls,
-                           planned, servers, steering)
+                           planned, servers, steering, shares)
             for row in rows:
                 row["nodes"] = n_nodes
             agree = []
@@ -805,6 +930,10 @@ def main(argv: list[str] | None = None) -> int:
                              "tainted edgeplace.io/powered-down as the lifecycle leaves them")
     parser.add_argument("--variants", metavar="NAME[;NAME...]",
                         help="run only these variants (their names as in the table, ';'-separated; default all)")
+    parser.add_argument("--cpu-weights", choices=CPU_WEIGHTS, default="requests",
+                        help="requests (default): etcd, kube-apiserver, kube-scheduler and the extender in CPU cgroups "
+                             "weighted by their pods' CPU requests, as kubelet runs them (needs root; `CpuShares`); "
+                             "equal: every process at the kernel's default weight")
     args = parser.parse_args(argv)
     only = {v.strip() for v in args.variants.split(";")} if args.variants else None
     known = {v.name for v in (*VARIANTS, *LARGE_VARIANTS)}
@@ -819,12 +948,19 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()[0]
     rows, agree = [], []
-    with tempfile.TemporaryDirectory(prefix="edgeplace-bench-") as tmp:
-        for n in (int(x) for x in args.nodes.split(",")):
-            r, a = run_size(n, args.pods, args.rounds, Path(tmp), only, args.plan_only)
-            rows += r
-            agree += a
+    shares = CpuShares(args.cpu_weights)
+    try:
+        with tempfile.TemporaryDirectory(prefix="edgeplace-bench-") as tmp:
+            for n in (int(x) for x in args.nodes.split(",")):
+                r, a = run_size(n, args.pods, args.rounds, Path(tmp), only, args.plan_only, shares)
+                rows += r
+                agree += a
+    finally:
+        shares.close()
     table = pd.DataFrame(rows)
+    print("Runs, in the order they ran:")
+    print(table[["nodes", "run", "scheduler", "pods_per_s", "server_ms", "scheduler_cpu_ms_per_pod",
+                 "extender_cpu_ms_per_pod", "load_1min"]].to_string(index=False), flush=True)
     summary = (table.groupby(["nodes", "scheduler"], sort=False)
                .agg(pods_per_s=("pods_per_s", "median"), runs_min=("pods_per_s", "min"),
                     runs_max=("pods_per_s", "max"), on_planned_nodes=("on_planned_nodes", "median"),
@@ -836,7 +972,7 @@ def main(argv: list[str] | None = None) -> int:
     base = summary[summary["scheduler"] == "without extender"].set_index("nodes")["pods_per_s"]
     summary["share_of_without"] = [p / base[n] for n, p in zip(summary["nodes"], summary["pods_per_s"])]
     notes = (f"kube-scheduler v{load_cluster_module().k8s_version().lstrip('v')} on loopback (etcd, kube-apiserver, "
-             f"kube-scheduler and the extender in its own process share the 2 cores), {args.pods} pending pods of one "
+             f"kube-scheduler and the extender in its own process share the 2 cores; CPU weights: {shares.describe()}), {args.pods} pending pods of one "
              f"workload per run (found by the extender from their owner, no annotations), {args.rounds} rounds of "
              f"(without, each variant); rate = (N - 1) / (last - first Scheduled event time), median of the rounds; "
              f"on_planned_nodes = share of the pods bound on a node the plan puts the workload on; calls_per_pod and "

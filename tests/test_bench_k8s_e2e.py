@@ -1,8 +1,14 @@
-"""bench/bench_k8s_e2e.py's command line: a bad --variants is refused before any cluster starts."""
+"""bench/bench_k8s_e2e.py without a cluster: its command line, and the CPU weights it gives the components."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
+import yaml
 
 from bench import bench_k8s_e2e
 
@@ -18,3 +24,50 @@ def test_unknown_variants_are_refused_with_the_known_names(capsys):
 def test_steering_variants_never_send_their_pods_to_the_extender():
     assert bench_k8s_e2e.STEER.pod_requests is None  # managedResources configured, not requested
     assert bench_k8s_e2e.Variant("managed", managed=True).pod_requests == {bench_k8s_e2e.MANAGED_RESOURCE: "1"}
+
+
+def test_cpu_weights_mode_is_checked_and_equal_moves_nothing():
+    with pytest.raises(ValueError, match="choose one of requests, equal"):
+        bench_k8s_e2e.CpuShares("fast")
+    equal = bench_k8s_e2e.CpuShares("equal")
+    assert not equal.available
+    equal.place("extender", os.getpid())  # no cgroup to move into: a no-op
+    assert "default weight" in equal.describe()
+
+
+def test_the_extenders_weight_follows_the_charts_cpu_request():
+    values = yaml.safe_load((bench_k8s_e2e.ROOT / "deploy/helm/edgeplace/values.yaml").read_text())
+    assert f"{bench_k8s_e2e.chart_cpu_request()}m" == values["extender"]["resources"]["requests"]["cpu"]
+
+
+def test_an_unwritable_cgroup_root_falls_back_to_equal_weights_and_says_why(tmp_path):
+    missing = tmp_path / "no-cgroup-here"
+    shares = bench_k8s_e2e.CpuShares("requests", root=missing)
+    assert not shares.available
+    assert str(missing) in shares.describe()
+
+
+@pytest.mark.skipif(not os.access("/sys/fs/cgroup/cpu", os.W_OK), reason="needs a writable cgroup v1 cpu hierarchy (root)")
+def test_a_placed_process_and_its_children_get_the_weight_of_their_requests():
+    # A shell with a child: both move, and the cgroup's cpu.shares is the request in kubelet's units.
+    proc = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        shares = bench_k8s_e2e.CpuShares("requests")
+        try:
+            deadline = time.monotonic() + 5
+            while not bench_k8s_e2e._children(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            child = bench_k8s_e2e._children(proc.pid)[0]
+            shares.place("extender", proc.pid)
+            group = shares.parent / "extender"
+            assert (group / "cpu.shares").read_text().strip() == str(bench_k8s_e2e.chart_cpu_request() * 1024 // 1000)
+            for pid in (proc.pid, child):
+                assert f"/{shares.parent.name}/extender" in Path(f"/proc/{pid}/cgroup").read_text()
+            assert f"extender {bench_k8s_e2e.chart_cpu_request()}m" in shares.describe()
+        finally:
+            shares.close()
+        assert not shares.parent.exists()
+        assert f"/{shares.parent.name}/" not in Path(f"/proc/{proc.pid}/cgroup").read_text()
+    finally:
+        proc.kill()
+        proc.wait()

@@ -433,6 +433,9 @@ class ExtenderServer:
         self.offload_bytes = int(offload_bytes)
         self.compact_replies = bool(compact_replies)
         self.filter_keeps = filter_keeps
+        # A filter that keeps the best with compact replies answers with the passing names only,
+        # which `DecisionTable.best_in` can often find without reading every candidate.
+        self._best_shortcut = filter_keeps == "best" and self.compact_replies
         self.clock = clock
         self._auth = ("Bearer " + token).encode() if token else None
         # CERT_OPTIONAL: the handshake verifies a presented certificate; the verbs require one.
@@ -781,6 +784,11 @@ class ExtenderServer:
         try:
             reason, table, target = self._target(args.pod)
             if target is not None:
+                columns = (table.best_in(target, args.names_json)
+                           if verb == "filter" and self._best_shortcut and args.names_json is not None else None)
+                if columns is not None:  # the plan's best nodes are among the candidates
+                    self.metrics.decision(verb, target.reason)
+                    return 200, wire.passing_result(columns, table.encoded)
                 if verb == "filter":
                     decision = table.filter(target, args.node_names, best=self.filter_keeps == "best")
                     payload = wire.filter_result(args, decision.codes, decision.messages, table.encoded,

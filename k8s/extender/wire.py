@@ -120,6 +120,9 @@ class ExtenderArgs:
     # again. Both None for NodeNames; node_items None when not kept.
     node_list: dict | None
     node_items: list[bytes] | None
+    #: The NodeNames array as sent (between its brackets) when the body was in the exact
+    #: shape Go writes (`split_node_names`): `DecisionTable.best_in` searches it. Else None.
+    names_json: bytes | None = None
 
     @property
     def node_cache_capable(self) -> bool:
@@ -232,7 +235,16 @@ def parse_extender_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATE
     """ExtenderArgs from a filter or prioritize body; exactly one of Nodes / NodeNames non-null.
 
     `keep_nodes`: keep each Node object's JSON for the answer (filter answers with them;
-    prioritize does not, so it skips encoding them: `node_items` is then None)."""
+    prioritize does not, so it skips encoding them: `node_items` is then None).
+
+    A body in the exact shape kube-scheduler writes (`split_node_names`) has its names
+    split from the bytes, which reads the same list as JSON would, at a fraction of the
+    cost; any other body is read in full and checked field by field."""
+    split = split_node_names(body, max_candidates)
+    if split is not None:
+        rest, names_json = split
+        names = names_json[1:-1].decode("ascii").split('","') if names_json else []
+        return ExtenderArgs(parse_pod(rest.get("Pod")), list(dict.fromkeys(names)), None, None, names_json)
     doc = loads(body)
     if not isinstance(doc, dict):
         raise WireError("body", f"must be a JSON object (ExtenderArgs), got {_kind(doc)}")
@@ -269,6 +281,39 @@ def parse_extender_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATE
     node_list = {k: v for k, v in nodes.items() if k != "items"}
     return ExtenderArgs(parse_pod(doc.get("Pod")), list(by_name), node_list,
                         list(by_name.values()) if keep_nodes else None)
+
+
+_NODE_NAMES_KEY = b',"NodeNames":['
+
+
+def split_node_names(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> tuple[dict, bytes] | None:
+    """A nodeCacheCapable filter or prioritize body as kube-scheduler writes it, split without
+    decoding its node names: (the rest of ExtenderArgs parsed, with ``Nodes`` null; the
+    inside of the ``NodeNames`` array as sent), or None when the body is not exactly that
+    shape (then `parse_extender_args` reads it whole, and says what is wrong).
+
+    Go's encoder writes the fields in order, ``NodeNames`` last, and no whitespace. The
+    array qualifies when its elements are ASCII strings without escapes, commas or
+    quotes inside (node names are DNS names): then ``"<name>"`` occurs in it exactly where a
+    candidate is that name (`DecisionTable.best_in`)."""
+    if not body.endswith(b"]}"):
+        return None
+    at = body.rfind(_NODE_NAMES_KEY)
+    if at < 0:
+        return None
+    names = body[at + len(_NODE_NAMES_KEY):-2]
+    if names:
+        n = names.count(b",") + 1
+        if (n > max_candidates or not names.isascii() or b"\\" in names or names[:1] != b'"'
+                or names[-1:] != b'"' or names.count(b'"') != 2 * n or names.count(b'","') != n - 1):
+            return None
+    try:
+        rest = loads(body[:at] + b"}")
+    except WireError:
+        return None
+    if not isinstance(rest, dict) or rest.get("Nodes") is not None or "NodeNames" in rest:
+        return None
+    return rest, names
 
 
 def parse_preemption_args(body: bytes, max_candidates: int = DEFAULT_MAX_CANDIDATES) -> PreemptionArgs:
@@ -407,6 +452,12 @@ def filter_result(args: ExtenderArgs, codes: Sequence[int] | None = None,
     head = _DUMPS(args.node_list).encode()[:-1]
     return (b'{"Nodes":' + head + (b"," if len(head) > 1 else b"") + b'"items":[' + b",".join(items)
             + b']},"NodeNames":null,' + tail)
+
+
+def passing_result(columns: np.ndarray, encoded: Any) -> bytes:
+    """The filter answer that passes exactly the nodes at table `columns` (others outranked),
+    as `filter_result(..., failures=False)` writes it when some node passes."""
+    return _filter_result_fragments(np.zeros(len(columns), dtype=np.int8), columns, encoded)
 
 
 def _filter_result_fragments(c: np.ndarray, columns: Sequence[int], encoded: Any) -> bytes:

@@ -446,8 +446,9 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
     """The best L found (module docstring): from the services' LP duals (`ServiceLP`, within
     LP_SHARE of the time) or `prices` (W, per replica: the flow relaxation's), whichever gives
     more, then Polyak steps toward `target_g` (an upper bound on the optimum, e.g. the best
-    plan's objective) until `deadline` (time.perf_counter) or `max_steps` evaluations. None when
-    some workload has no eligible node, or no L was computed in time."""
+    plan's objective) until `deadline` (time.perf_counter), `max_steps` evaluations or a stall.
+    None when the instance has more than MAX_PIECES pieces, some workload has no eligible node,
+    or the time ran out before the first L."""
     started = time.perf_counter()
     if piece_count(costs) > MAX_PIECES:
         return None

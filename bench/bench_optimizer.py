@@ -65,6 +65,8 @@ def _child(spec, solver, time_limit_s, queue) -> None:
                "violations": len(plan.evaluation.violations), "seconds": time.perf_counter() - started,
                "produced_by": plan.solver, "status": plan.status, "bound": plan.bound_name,
                "bound_g": plan.lower_bound_g, "gap": plan.gap, "notes": "; ".join(plan.notes),
+               "knapsack": next((d.removeprefix("knapsack bound ") for d in plan.solver_detail.split("; ")
+                                 if d.startswith("knapsack bound ")), ""),
                "peak_rss_mib": peak_rss_mib(), "scenario_rss_mib": load_rss})
 
 
@@ -95,7 +97,7 @@ def run(instances, solvers, time_limit_s: float) -> tuple[pd.DataFrame, list[flo
                 "gap_best_pct": (None if best_bound is None or r["objective_g"] <= 0
                                  else max(0.0, (r["objective_g"] - best_bound) / r["objective_g"] * 100)),
                 "violations": r["violations"], "peak_rss_mib": r["peak_rss_mib"],
-                "emissions_kg": r["emissions_g"] / 1000, "notes": r["notes"],
+                "emissions_kg": r["emissions_g"] / 1000, "knapsack_bound": r.get("knapsack", ""), "notes": r["notes"],
             })
     import pandas as pd
 
@@ -148,8 +150,10 @@ def main(argv: list[str] | None = None) -> None:
                       table, f"Time limit {args.time_limit:g} s per solve, 2 workers, generated instances (seed 7). "
                       "objective_kg: `Evaluation.decision_g` on the location basis (what a placement can change); "
                       "emissions_kg: total with the owned nodes' embodied carbon. gap_pct: to the bound the plan names "
-                      "(flow / lagrangian / lp / the solver's own); gap_best_pct: to the best bound of the instance "
-                      "in this run. Every figure is the plan's evaluation by edgeplace.policies.evaluate. 1-minute "
+                      "(flow / knapsack / lagrangian / lp / the solver's own); gap_best_pct: to the best bound of the "
+                      "instance in this run; knapsack_bound: the knapsack bound's value, the flow bound's, its steps "
+                      "and seconds, within the bound's budget (a quarter of the time limit; `--solver greedy` computes "
+                      "none). Every figure is the plan's evaluation by edgeplace.policies.evaluate. 1-minute "
                       f"load average before each solve and at the end: {', '.join(f'{x:.1f}' for x in loads)}.")
     if args.only != "scale":
         table, loads = run(["year"], ("greedy", "cpsat"), args.time_limit)

@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     bound = p.add_mutually_exclusive_group()
     bound.add_argument("--no-bound", action="store_true", help="compute no lower bound (no gap is reported)")
     bound.add_argument("--bound-time-limit", type=_nonneg_float, metavar="S",
-                       help="how long the Lagrangian and LP bounds may run [s] (default: a quarter of --time-limit "
+                       help="how long the knapsack, LP and Lagrangian bounds may run [s] (default: a quarter of --time-limit "
                             "for cpsat and milp, within it; 0 for greedy, which then reports the flow bound only)")
     _carbon_basis_arg(p, objective=True)
     p.add_argument("--dump-model", metavar="FILE", help="write the model as an MPS file for debugging")

@@ -65,8 +65,8 @@ Pricer = Callable[[Placement, str], Candidate]
 @dataclass(frozen=True)
 class Bound:
     """A lower bound [gCO2e] on the planned objective of every plan in the
-    modelled space, and which relaxation proved it (`name`: lagrangian, lp,
-    flow, cpsat, highs)."""
+    modelled space, and which relaxation proved it (`name`: knapsack,
+    lagrangian, lp, flow, cpsat, highs)."""
 
     value_g: float
     name: str

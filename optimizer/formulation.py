@@ -45,6 +45,7 @@ import numpy as np
 from edgeplace.optimizer.linear import LinearModel
 from edgeplace.policies.costs import CostModel
 from edgeplace.policies.power import BATTERY_ROUND_TRIP_EFFICIENCY
+from edgeplace.topology.scenario import Scenario
 
 #: CP-SAT steps of the continuous blocks (`VarBlock.resolution`). 0.01 W of IT
 #: power, 0.01 Wh (1e-5 kWh) of energy (the same step for a one-hour slot) and
@@ -104,6 +105,17 @@ def _hull_lines(costs: CostModel) -> tuple[np.ndarray, np.ndarray]:
     L = max((len(ls) for ls in lines), default=1)
     table = np.array([[ls[min(l_idx, len(ls) - 1)] for ls in lines] for l_idx in range(L)])  # L x N x 2
     return table[:, :, 0], table[:, :, 1]
+
+
+def most_on_node(sc: Scenario, w: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The most replicas of workload w[i] node n[i] can hold (float): the big-M of the links
+    y <= M h and x <= M o. Its fit in every resource, and with spread over m sites at most
+    R - m + 1 (a smaller big-M is a tighter LP relaxation: a spread pair of 2 forces h >= y,
+    not h >= y/2)."""
+    req = sc.workload_requests[w].astype(float)
+    fit = np.floor(np.min(np.where(req > 0, sc.node_capacity[n] / np.maximum(req, 1e-9), np.inf), axis=1))
+    R = sc.workload_replicas[w]
+    return np.minimum(R - sc.workload_min_sites[w] + 1, np.where(np.isfinite(fit), fit, R)).astype(float)
 
 
 def build(costs: CostModel, columns: np.ndarray | None = None, job_starts: dict[int, int] | None = None) -> Formulation:
@@ -184,12 +196,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None, job_starts: dict[
     if len(services):
         row_of = np.full(sc.n_workloads, -1); row_of[services] = np.arange(len(services))
         m.add_rows("service_demand", len(services), row_of[sw], y, np.ones(n_sw), lower=R[services], upper=R[services])
-        # y <= fit x h: the tightest big-M, how many replicas fit on the node at all.
-        fit = np.floor(np.min(np.where(req[sw] > 0, sc.node_capacity[sn] / np.maximum(req[sw], 1e-9), np.inf), axis=1))
-        # With spread over m sites, one node holds at most R - m + 1 replicas: a smaller
-        # big-M is a tighter LP relaxation (a spread pair of 2 forces h >= y, not h >= y/2).
-        most_on_one = R[sw] - sc.workload_min_sites[sw] + 1
-        big_m = np.minimum(most_on_one, np.where(np.isfinite(fit), fit, R[sw]))
+        big_m = most_on_node(sc, sw, sn)  # y <= M h
         rows = np.arange(n_sw)
         m.add_rows("host_link", n_sw, np.r_[rows, rows], np.r_[y, h[sn]], np.r_[np.ones(n_sw), -big_m], upper=0.0)
     # h[n] <= o[n,t]
@@ -214,8 +221,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None, job_starts: dict[
                    lower=sc.workload_duration_slots[ijobs], upper=sc.workload_duration_slots[ijobs])
         _min_run_rows(m, sc, ijobs, rw, rt, r_var)
         # q[i,n,t] >= a[i,n] - M (1 - r[i,t]) over the window: the replicas present when it runs.
-        ifit = np.floor(np.min(np.where(req[iw] > 0, sc.node_capacity[in_] / np.maximum(req[iw], 1e-9), np.inf), axis=1))
-        i_m = np.minimum(R[iw] - sc.workload_min_sites[iw] + 1, np.where(np.isfinite(ifit), ifit, R[iw])).astype(float)
+        i_m = most_on_node(sc, iw, in_)
         first_r = {int(i): k for k, i in zip(np.r_[0, np.cumsum(sc.workload_window_end[ijobs] - sc.workload_earliest_slot[ijobs])[:-1]], ijobs)}
         span = (sc.workload_window_end[iw] - sc.workload_earliest_slot[iw]).astype(np.int64)
         zi = np.repeat(np.arange(len(iw)), span)  # pair of each q column
@@ -255,8 +261,7 @@ def build(costs: CostModel, columns: np.ndarray | None = None, job_starts: dict[
     # A job's replicas on a node need the node on in every slot of their run:
     # x[j,n,s] <= M o[n,t] with M the most replicas one node can hold (tighter than capacity alone).
     if len(jj):
-        job_fit = np.floor(np.min(np.where(req[jj] > 0, sc.node_capacity[jn] / np.maximum(req[jj], 1e-9), np.inf), axis=1))
-        job_m = np.minimum(R[jj] - sc.workload_min_sites[jj] + 1, np.where(np.isfinite(job_fit), job_fit, R[jj]))
+        job_m = most_on_node(sc, jj, jn)
         r = np.arange(len(cov_trip))
         m.add_rows("job_on", len(cov_trip), np.r_[r, r], np.r_[x[cov_trip], o[cov_cell]],
                    np.r_[np.ones(len(cov_trip)), -job_m[cov_trip].astype(float)], upper=0.0)

@@ -5,7 +5,7 @@
 the stages before it found, and ends with one chooser (`choose`):
 
 1. greedy: construction + local search, repaired around violations;
-2. bound: flow bound, Lagrangian bound, LP relaxation where it solves;
+2. bound: flow bound, knapsack bound, LP relaxation and Lagrangian bound where it solves;
 3. exact: CP-SAT or HiGHS on the whole model (or, for a model too large to
    build whole: node-closing steps for three quarters of the time left, then the exact
    solver restricted to the pairs the bound prices cheapest);
@@ -56,7 +56,7 @@ class SolveOptions:
         solver, search) [s], of which the greedy stage's local search may
         take a tenth; for greedy, its local search (at most 1 s).
     bound : compute a lower bound (False: none, no gap).
-    bound_time_limit_s : how long the Lagrangian and LP bounds may run [s];
+    bound_time_limit_s : how long the knapsack, LP and Lagrangian bounds may run [s];
         None = a quarter of time_limit_s for cpsat and milp (within it), 0
         for greedy (the flow bound only, milliseconds); 0 = the flow bound
         and the solvers' own bounds only.
@@ -104,7 +104,7 @@ class SolveOptions:
 
     @property
     def bound_budget_s(self) -> float:
-        """Seconds the Lagrangian and LP bounds may take (see `bound_time_limit_s`)."""
+        """Seconds the knapsack, LP and Lagrangian bounds may take (see `bound_time_limit_s`)."""
         if not self.bound:
             return 0.0
         if self.bound_time_limit_s is None:
@@ -212,7 +212,7 @@ def solve(scenario: Scenario, options: SolveOptions | None = None, progress: Pro
     run = stages.Planning.start(scenario, options or SolveOptions(), progress, start)
     found = stages.greedy(run)                              # construction, local search, repair
     if run.options.bound:
-        found += stages.bound(run, found)                   # flow, Lagrangian, LP where it solves
+        found += stages.bound(run, found)                   # flow, knapsack, LP and Lagrangian where it solves
     if run.options.solver != "greedy":
         if run.long_horizon:
             found += stages.decompose(run, found)           # windows of a few days, exactly, in turn

@@ -15,10 +15,11 @@ stage            what it does
 ``greedy``       construction and local search (`edgeplace.optimizer.greedy`); a
                  plan that still breaks a rule is repaired by a small exact solve
                  around its violations (`edgeplace.optimizer.lns.repair`)
-``bound``        lower bounds: the flow bound (milliseconds), the Lagrangian bound
-                 (`edgeplace.optimizer.lagrangian`, node capacity priced per slot)
-                 and the LP relaxation where the full model is small enough; the
-                 Lagrangian's pair prices guide the stages below
+``bound``        lower bounds: the flow bound (milliseconds), the knapsack bound
+                 (`edgeplace.optimizer.knapsack`, one closed-form knapsack per node,
+                 usable at scale), and where the full model is small enough the LP
+                 relaxation and the Lagrangian bound at its duals
+                 (`edgeplace.optimizer.lagrangian`)
 ``exact``        CP-SAT or HiGHS on the whole model, hinted with the best plan so
                  far; CP-SAT's own bound joins the bounds
 ``consolidate``  for models too large to build whole, first: node-closing search for
@@ -49,6 +50,7 @@ from edgeplace.optimizer.candidates import Bound, Candidate, Found
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.greedy import greedy_place
 from edgeplace.optimizer.highs_backend import solve_highs
+from edgeplace.optimizer.knapsack import knapsack_bound_g
 from edgeplace.optimizer.lagrangian import NodeSplit, lp_duals, solve_lp_duals
 from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
@@ -220,28 +222,56 @@ def highs_step(options: "SolveOptions"):
 
 
 def bound(run: Planning, found: Found) -> Found:
-    """Lower bounds on planned emissions: the flow bound always; where the full model is small
-    enough, its LP relaxation and then the Lagrangian bound of its node split at the LP's duals
-    with each node's problem solved with integrality (`edgeplace.optimizer.lagrangian`: at least
-    the LP), within the bound's time."""
+    """Lower bounds on planned emissions, within the bound's time: the flow bound always; the
+    knapsack bound (`_knapsack_bound`), for a third of the time where the LP follows and all of
+    it where the full model is too large for the LP; and where the full model is small enough,
+    its LP relaxation and the Lagrangian bound at its duals (`_lp_bounds`)."""
     costs = run.carbon_costs
     out = Found()
-    flow = flow_bound_g(costs)
+    prices = np.zeros(costs.scenario.n_workloads)
+    flow = flow_bound_g(costs, prices=prices)
     if flow is not None:
         out.bounds.append(Bound(flow, "flow"))
     budget = run.options.bound_budget_s
-    if budget <= 0 or run.long_horizon or model_size(costs) > FULL_LP_MAX_VARIABLES:
+    if budget <= 0 or run.long_horizon:
         return out
     deadline = time.perf_counter() + budget
+    full_lp = model_size(costs) <= FULL_LP_MAX_VARIABLES
+    if flow is not None:
+        out += _knapsack_bound(run, costs, prices, flow, found, time.perf_counter() + (budget / 3 if full_lp else budget))
+    if not full_lp or deadline - time.perf_counter() < 0.5:
+        return out
+    return out + _lp_bounds(run, costs, deadline)
+
+
+def _knapsack_bound(run: Planning, costs: CostModel, prices: np.ndarray, flow_g: float, found: Found,
+                    deadline: float) -> Found:
+    """The knapsack Lagrangian bound (`edgeplace.optimizer.knapsack`: per-node knapsacks with
+    binary on/off, multipliers from the flow's `prices` or the services' LP, then subgradient
+    steps toward the best plan's planned carbon) until `deadline`."""
+    run.say("knapsack Lagrangian bound")
+    knapsack = knapsack_bound_g(costs, prices, found.best.planned.decision_g(run.basis), deadline, run.options.workers)
+    if knapsack is None:
+        return Found()
+    detail = (f"knapsack bound {knapsack.value_g / 1000:.4f} kg (flow {flow_g / 1000:.4f} kg), "
+              f"{knapsack.iterations} steps in {knapsack.seconds:.3g} s")
+    return Found(bounds=[Bound(knapsack.value_g, "knapsack", detail)], details=[detail])
+
+
+def _lp_bounds(run: Planning, costs: CostModel, deadline: float) -> Found:
+    """The full model's LP relaxation and then the Lagrangian bound of its node split at the
+    LP's duals with each node's problem solved with integrality (`edgeplace.optimizer.lagrangian`:
+    at least the LP), until `deadline`."""
+    out = Found()
     run.say("LP relaxation for the lower bound")
     split = NodeSplit(costs)
-    status, lp_g, duals = solve_lp_duals(split.form.model, budget, run.options.workers)
+    left = deadline - time.perf_counter()
+    status, lp_g, duals = solve_lp_duals(split.form.model, left, run.options.workers)
     if status is not SolveStatus.optimal:
-        out.details.append(f"LP relaxation: not solved within {budget:.3g} s")
+        out.details.append(f"LP relaxation: not solved within {left:.3g} s")
         return out
     out.bounds.append(Bound(lp_g, "lp"))
-    left = deadline - time.perf_counter()
-    if left > 0.5:
+    if deadline - time.perf_counter() > 0.5:
         run.say("Lagrangian bound: the LP's duals, one integer problem per node")
         y = split.multipliers(lp_duals(split.form.model, duals))
         value, integer_nodes, _ = split.bound(y, integer=True, deadline=deadline)

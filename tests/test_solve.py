@@ -291,16 +291,16 @@ def test_solve_options_reject_bad_values(kwargs, match):
 def test_progress_callback_hears_each_step(solver):
     messages: list[str] = []
     solve(tiny().build(), opts(solver, time_limit_s=3), progress=messages.append)
-    assert messages[:4] == ["greedy warm start", "LP relaxation for the lower bound",
+    assert messages[:5] == ["greedy warm start", "knapsack Lagrangian bound", "LP relaxation for the lower bound",
                             "Lagrangian bound: the LP's duals, one integer problem per node", "building the model"]
-    assert messages[4].startswith("model: ") and " variables (" in messages[4] and messages[4].endswith(" rows")
-    assert messages[5].startswith(f"solving with {solver} (time limit ") and messages[5].endswith(" s, 2 worker(s))")
+    assert messages[5].startswith("model: ") and " variables (" in messages[5] and messages[5].endswith(" rows")
+    assert messages[6].startswith(f"solving with {solver} (time limit ") and messages[6].endswith(" s, 2 worker(s))")
 
 
 def test_progress_of_the_greedy_solver_has_no_model_step():
     messages: list[str] = []
     solve(tiny().build(), opts("greedy"), progress=messages.append)
-    assert messages == ["greedy warm start", "LP relaxation for the lower bound",
+    assert messages == ["greedy warm start", "knapsack Lagrangian bound", "LP relaxation for the lower bound",
                         "Lagrangian bound: the LP's duals, one integer problem per node"]
 
 

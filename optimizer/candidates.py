@@ -3,8 +3,8 @@
 Every stage of `edgeplace.optimizer.solve` returns a `Found`: the plans it
 made (`Candidate`, each priced on the series the plan is made on, i.e. the
 forecast), the lower bounds it proved (`Bound`), and what it learnt that
-later stages can use (`Found.guide`, the bound's price of each
-workload-node pair). `Found + Found` concatenates, keeping the best
+later stages can use (`Found.guide`: which nodes the bound's relaxation
+keeps on). `Found + Found` concatenates, keeping the best
 candidate and the proven optimal ones (nothing else can be chosen); the
 chooser at the end of `solve` reads the sum.
 """
@@ -73,20 +73,29 @@ class Bound:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Guide:
+    """What the bound's relaxation says of an optimal plan, for the stages after it:
+    `open_share` (N, 0..1) how much of each node's open carbon it pays (1: on all horizon,
+    always-on nodes included). A node the relaxation leaves (nearly) off but a plan keeps on is
+    where the plan likely wastes open carbon."""
+
+    open_share: np.ndarray
+
+
 @dataclass
 class Found:
     """What stages found so far (see the module docstring).
 
-    `guide` (W x N, gCO2e per replica, inf where not eligible): the bound's
-    price of placing one replica of workload w on node n (the Lagrangian's
-    reduced cost); the restricted solve and the neighbourhood search prefer
-    cheap pairs. `notes`: one line per thing a reader of the plan should
-    know (a fallback, a scaled objective). `details`: one line per stage.
+    `guide`: what the bound's relaxation says of an optimal plan (`Guide`);
+    the node-closing steps use it. `notes`: one line per thing a reader of
+    the plan should know (a fallback, a scaled objective). `details`: one
+    line per stage.
     """
 
     candidates: list[Candidate] = field(default_factory=list)
     bounds: list[Bound] = field(default_factory=list)
-    guide: np.ndarray | None = None
+    guide: Guide | None = None
     stats: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     details: list[str] = field(default_factory=list)

@@ -90,6 +90,9 @@ class KnapsackBound:
     iterations: int
     seconds: float
     prices: np.ndarray  # W, per replica [g]
+    #: N: the services' LP's open share h of each node (`ServiceLP`; 1 for always-on nodes),
+    #: None when it did not solve.
+    lp_open_share: np.ndarray | None = None
 
 
 class NodeKnapsacks:
@@ -274,11 +277,12 @@ class ServiceLP:
         self.gpos = np.full(len(sc.tenant_ids), -1)
         self.gpos[conflicted] = np.arange(len(conflicted))
         self.conflict_pairs = list(zip(*np.nonzero(np.triu(sc.tenant_conflicts))))
+        self.open_share: np.ndarray | None = None  # N: the last solved LP's h (`solve`)
 
     def solve(self, columns: np.ndarray, penalty_g: float, time_limit_s: float, threads: int):
         """The LP on the service pairs `columns` (indices into `pieces`): (replica prices W,
-        spread prices, CPU duals N), or None when it did not solve."""
-        from edgeplace.optimizer.lagrangian import solve_lp_duals
+        spread prices, CPU duals N), or None when it did not solve; its nodes' h in `open_share`."""
+        from edgeplace.optimizer.lagrangian import solve_lp
         from edgeplace.optimizer.linear import LinearModel
         from edgeplace.optimizer.result import SolveStatus
 
@@ -318,9 +322,10 @@ class ServiceLP:
         missing = m.add_vars("missing_site", len(spread_w), cost=penalty_g)
         m.add_rows("spread", len(spread_w), np.r_[np.searchsorted(spread_w, nodes.spread_w), np.arange(len(spread_w))],
                    np.r_[z, missing], np.ones(P + len(spread_w)), lower=nodes.min_sites[spread_w].astype(float))
-        status, _value, duals = solve_lp_duals(m, time_limit_s, threads)
+        status, _value, duals, values = solve_lp(m, time_limit_s, threads)
         if status is not SolveStatus.optimal:
             return None
+        self.open_share = np.where(nodes.always_on, 1.0, np.clip(values[h], 0.0, 1.0))
         start = {family: begin for family, begin, _size in m.row_family}
         prices = np.zeros(sc.n_workloads)
         prices[self.services] = duals[start["demand"]:start["demand"] + len(self.services)]
@@ -458,7 +463,8 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
     lam = np.r_[np.asarray(prices, dtype=float), np.zeros(nodes.n_multipliers - len(prices))]
     value, g = nodes.evaluate(lam)
     lp_deadline = time.perf_counter() + LP_SHARE * (deadline - time.perf_counter())
-    from_lp = ServiceLP(nodes, costs.scenario).multipliers(prices, lp_deadline, threads)
+    service_lp = ServiceLP(nodes, costs.scenario)
+    from_lp = service_lp.multipliers(prices, lp_deadline, threads)
     if from_lp is not None:
         lp_value, lp_g = nodes.evaluate(from_lp)
         if lp_value > value:
@@ -482,7 +488,8 @@ def knapsack_bound_g(costs: CostModel, prices: np.ndarray, target_g: float, dead
                 theta, stale = theta / 2, 0
         history.append(best_g)
     bound = best_g - ROUNDING_REL * abs(best_g)
-    return KnapsackBound(bound, steps, time.perf_counter() - started, best_lam[:len(prices)])
+    return KnapsackBound(bound, steps, time.perf_counter() - started, best_lam[:len(prices)],
+                         service_lp.open_share)
 
 
 __all__ = ["KnapsackBound", "NodeKnapsacks", "ServiceLP", "knapsack_bound_g"]

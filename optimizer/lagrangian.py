@@ -170,8 +170,9 @@ def lp_duals(model, result_duals: np.ndarray) -> dict[str, np.ndarray]:
     return {family: result_duals[start:start + size] for family, start, size in model.row_family}
 
 
-def solve_lp_duals(model, time_limit_s: float, threads: int) -> tuple[SolveStatus, float | None, np.ndarray | None]:
-    """The LP relaxation of `model` by HiGHS: (status, objective, row duals)."""
+def solve_lp(model, time_limit_s: float, threads: int
+             ) -> tuple[SolveStatus, float | None, np.ndarray | None, np.ndarray | None]:
+    """The LP relaxation of `model` by HiGHS: (status, objective, row duals, column values)."""
     from edgeplace.optimizer.highs_backend import highs_from_model
 
     h = highs_from_model(model, relax=True)
@@ -180,9 +181,10 @@ def solve_lp_duals(model, time_limit_s: float, threads: int) -> tuple[SolveStatu
     highspy.Highs.resetGlobalScheduler(True)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return SolveStatus.unknown, None, None
+        return SolveStatus.unknown, None, None, None
+    solution = h.getSolution()
     return (SolveStatus.optimal, float(h.getInfo().objective_function_value),
-            np.asarray(h.getSolution().row_dual))
+            np.asarray(solution.row_dual), np.asarray(solution.col_value))
 
 
-__all__ = ["NodeSplit", "lp_duals", "solve_lp_duals"]
+__all__ = ["NodeSplit", "lp_duals", "solve_lp"]

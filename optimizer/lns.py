@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeplace.optimizer.candidates import Candidate, Pricer
+from edgeplace.optimizer.candidates import Candidate, Guide, Pricer
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.linear import LinearModel
 from edgeplace.optimizer.pairs import dynamic_g_per_util, placement_pairs
@@ -64,14 +64,15 @@ SolveStep = Callable[[LinearModel, dict[int, float], float], SolveResult]
 
 
 def improve(costs: CostModel, incumbent: Candidate, *, deadline: float, price: Pricer, solve_step: SolveStep,
-            seed: int = 0, max_steps: int | None = None) -> tuple[Candidate, int, int]:
+            seed: int = 0, max_steps: int | None = None,
+            guide: Guide | None = None) -> tuple[Candidate, int, int]:
     """LNS steps until `deadline` (perf_counter seconds) or `max_steps` steps, in turn from the
-    "swap", "closing", "close" and "exchange" neighbourhoods.
+    "swap", "closing", "close" and "exchange" neighbourhoods (`guide`: see `_Targeted`).
 
     Returns (the best candidate, steps tried, steps kept)."""
     per_mc = costs.open_g().sum(axis=1) / costs.scenario.node_capacity[:, CPU]
     rng = np.random.default_rng(seed)
-    targeted = _Targeted(costs, rng)
+    targeted = _Targeted(costs, rng, guide)
 
     def neighbourhood(placement: Placement, step: int) -> tuple[np.ndarray, np.ndarray]:
         if step % 2:
@@ -85,7 +86,8 @@ def improve(costs: CostModel, incumbent: Candidate, *, deadline: float, price: P
 
 
 def consolidate(costs: CostModel, incumbent: Candidate, *, deadline: float, price: Pricer, solve_step: SolveStep,
-                seed: int = 0, max_steps: int | None = None) -> tuple[Candidate, int, int]:
+                seed: int = 0, max_steps: int | None = None,
+                guide: Guide | None = None) -> tuple[Candidate, int, int]:
     """Steps aimed at where the plan wastes carbon, until `deadline` or `max_steps` steps,
     "closing" and "exchange" in turn (`_Targeted`): a node that is on for little load, or a
     node on a dirty grid carrying load a cleaner one could take, re-packed exactly with a few
@@ -93,7 +95,7 @@ def consolidate(costs: CostModel, incumbent: Candidate, *, deadline: float, pric
     off) or trade load between them.
 
     Returns (the best candidate, steps tried, steps kept)."""
-    targeted = _Targeted(costs, np.random.default_rng(seed))
+    targeted = _Targeted(costs, np.random.default_rng(seed), guide)
 
     def neighbourhood(placement: Placement, step: int) -> tuple[np.ndarray, np.ndarray]:
         return targeted.exchange(placement) if step % 2 else targeted.closing(placement)
@@ -106,6 +108,10 @@ class _Targeted:
     """The "closing" and "exchange" neighbourhoods (freed nodes = offered nodes). Each draws a
     centre node in proportion to what it wastes, times a draw weight that is halved each time
     a step around the node is not kept (so the search moves on from nodes it cannot improve).
+    Given a relaxation's solution (`Guide`), a closing step also counts as wasted the open
+    carbon the plan pays on a node beyond the relaxation's share of it: a full node the
+    relaxation leaves off wastes nothing by its fill, but its workloads may fit on nodes
+    cheaper per millicore.
 
     closing: a node hosting something, by `wasted_open_g` (never an always-on node: its open
         carbon is spent whatever the plan), with CLOSING_RECEIVERS open nodes eligible for
@@ -117,8 +123,8 @@ class _Targeted:
         nodes eligible for its workloads drawn from the 3 x EXCHANGE_RECEIVERS cleanest.
     """
 
-    def __init__(self, costs: CostModel, rng):
-        self.costs, self.rng = costs, rng
+    def __init__(self, costs: CostModel, rng, guide: Guide | None = None):
+        self.costs, self.rng, self.guide = costs, rng, guide
         n = costs.scenario.n_nodes
         self.draws = {"closing": np.ones(n), "exchange": np.ones(n)}
         self.centre: tuple[str, int] | None = None  # (neighbourhood, node) of the step under way
@@ -132,7 +138,11 @@ class _Targeted:
     def closing(self, placement: Placement) -> tuple[np.ndarray, np.ndarray]:
         sc = self.costs.scenario
         fill = resource_fill(sc, placement)
-        weight = wasted_open_g(self.costs, placement, fill) * sc.node_can_power_down
+        weight = wasted_open_g(self.costs, placement, fill)
+        if self.guide is not None:
+            paid_g = (self.costs.open_g() * placement.hosting(sc.n_nodes)).sum(axis=1)
+            weight = np.maximum(weight, (1.0 - self.guide.open_share) * paid_g)
+        weight = weight * sc.node_can_power_down
         centre, workloads, hosting = self._centre("closing", placement, weight)
         if centre < 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)

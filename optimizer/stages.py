@@ -24,8 +24,10 @@ stage            what it does
                  far; CP-SAT's own bound joins the bounds
 ``consolidate``  for models too large to build whole, first: node-closing search for
                  three quarters of the time left, a node that wastes open carbon
-                 (or sits on a dirty grid) and a few open nodes that can take its
-                 workloads re-packed exactly (`edgeplace.optimizer.lns.consolidate`)
+                 (by its fill, or beyond what the bound's relaxation opens of it:
+                 `Found.guide`) or sits on a dirty grid, and a few open nodes that
+                 can take its workloads, re-packed exactly
+                 (`edgeplace.optimizer.lns.consolidate`)
 ``restricted``   for models too large to build whole: the exact solver on the
                  pairs the bound prices cheapest plus the best plan's
 ``search``       large-neighbourhood search until the deadline: groups of nodes
@@ -46,12 +48,12 @@ import numpy as np
 
 from edgeplace.optimizer import lns
 from edgeplace.optimizer.bound import flow_bound_g
-from edgeplace.optimizer.candidates import Bound, Candidate, Found
+from edgeplace.optimizer.candidates import Bound, Candidate, Found, Guide
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.greedy import greedy_place
 from edgeplace.optimizer.highs_backend import solve_highs
 from edgeplace.optimizer.knapsack import knapsack_bound_g
-from edgeplace.optimizer.lagrangian import NodeSplit, lp_duals, solve_lp_duals
+from edgeplace.optimizer.lagrangian import NodeSplit, lp_duals, solve_lp
 from edgeplace.optimizer.pairs import placement_pairs, restricted_pairs
 from edgeplace.optimizer.readback import hint_from_placement, placement_from_values
 from edgeplace.optimizer.result import SolveResult, SolveStatus
@@ -248,14 +250,16 @@ def _knapsack_bound(run: Planning, costs: CostModel, prices: np.ndarray, flow_g:
                     deadline: float) -> Found:
     """The knapsack Lagrangian bound (`edgeplace.optimizer.knapsack`: per-node knapsacks with
     binary on/off, multipliers from the flow's `prices` or the services' LP, then subgradient
-    steps toward the best plan's planned carbon) until `deadline`."""
+    steps toward the best plan's planned carbon) until `deadline`, and as the guide of the
+    stages after it the nodes the services' LP opens."""
     run.say("knapsack Lagrangian bound")
     knapsack = knapsack_bound_g(costs, prices, found.best.planned.decision_g(run.basis), deadline, run.options.workers)
     if knapsack is None:
         return Found()
     detail = (f"knapsack bound {knapsack.value_g / 1000:.4f} kg (flow {flow_g / 1000:.4f} kg), "
               f"{knapsack.iterations} steps in {knapsack.seconds:.3g} s")
-    return Found(bounds=[Bound(knapsack.value_g, "knapsack", detail)], details=[detail])
+    guide = None if knapsack.lp_open_share is None else Guide(knapsack.lp_open_share)
+    return Found(bounds=[Bound(knapsack.value_g, "knapsack", detail)], details=[detail], guide=guide)
 
 
 def _lp_bounds(run: Planning, costs: CostModel, deadline: float) -> Found:
@@ -266,7 +270,7 @@ def _lp_bounds(run: Planning, costs: CostModel, deadline: float) -> Found:
     run.say("LP relaxation for the lower bound")
     split = NodeSplit(costs)
     left = deadline - time.perf_counter()
-    status, lp_g, duals = solve_lp_duals(split.form.model, left, run.options.workers)
+    status, lp_g, duals, _values = solve_lp(split.form.model, left, run.options.workers)
     if status is not SolveStatus.optimal:
         out.details.append(f"LP relaxation: not solved within {left:.3g} s")
         return out
@@ -501,7 +505,8 @@ def _neighbourhood_steps(run: Planning, found: Found, steps, deadline: float, wh
     run.say(f"{what} from {best.objective_g / 1000:.4f} kg")
     improved, tried, kept = steps(run.costs, best, deadline=deadline, price=run.candidate,
                                   solve_step=highs_step(run.options), seed=run.options.seed,
-                                  max_steps=run.options.search_steps)
+                                  max_steps=run.options.search_steps,
+                                  guide=found.guide)
     out = Found(stats={f"{stat}_steps": tried, f"{stat}_improvements": kept},
                 details=[f"{what} kept {kept} of {tried} steps"])
     if kept:

@@ -19,7 +19,7 @@ from edgeplace.optimizer import knapsack, stages
 from edgeplace.optimizer.bound import flow_bound_g
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.highs_backend import solve_highs
-from edgeplace.optimizer.lagrangian import solve_lp_duals
+from edgeplace.optimizer.lagrangian import solve_lp
 from edgeplace.optimizer.knapsack import NodeKnapsacks, knapsack_bound_g, tenant_modes
 from edgeplace.optimizer.result import SolveStatus
 from edgeplace.optimizer.solve import SolveOptions, solve
@@ -119,7 +119,7 @@ def test_with_enough_steps_it_passes_the_lp_and_the_flow_bound(size):
     w, n, t, seed = size
     costs = price(generate_scenario(w, n, n_slots=t, seed=seed))
     form = build(costs)
-    _status, lp, _duals = solve_lp_duals(form.model, 60, 1)
+    _status, lp, _duals, _values = solve_lp(form.model, 60, 1)
     opt = solve_highs(form.model, time_limit_s=60, threads=1)
     prices = np.zeros(w)
     flow = flow_bound_g(costs, prices=prices)
@@ -161,3 +161,20 @@ def test_a_plan_reports_the_knapsack_bound_where_the_lp_is_not_tried(monkeypatch
     assert plan.bound_name == "knapsack"
     assert flow < plan.lower_bound_g <= optimum * (1 + 1e-9)
     assert "knapsack bound" in plan.solver_detail
+
+
+def test_the_services_lp_solution_is_handed_on_as_a_guide():
+    """The bound stage solves the services' LP once and hands on which nodes it opens
+    (`Found.guide`): each node's share in [0, 1], 1 for always-on nodes, and a node no service
+    may use is left off (jobs are not in that LP)."""
+    sc = generate_scenario(40, 12, n_slots=6, seed=3)
+    costs = price(sc)
+    prices = np.zeros(sc.n_workloads)
+    flow_bound_g(costs, prices=prices)
+    share = knapsack_bound_g(costs, prices, 1e9, time.perf_counter() + 10, max_steps=5).lp_open_share
+    assert ((share >= 0) & (share <= 1)).all() and (share[~sc.node_can_power_down] == 1).all()
+    no_service = ~costs.eligible[~sc.workload_deferrable].any(axis=0) & sc.node_can_power_down
+    assert (share[no_service] == 0).all() and share.sum() > 0
+    run = stages.Planning.start(sc, SolveOptions(solver="cpsat"), None)
+    guide = stages.bound(run, stages.greedy(run)).guide
+    assert guide is not None and guide.open_share.shape == (sc.n_nodes,)

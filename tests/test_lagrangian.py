@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgeplace.optimizer.highs_backend import solve_highs
-from edgeplace.optimizer.lagrangian import NodeSplit, lp_duals, solve_lp_duals
+from edgeplace.optimizer.lagrangian import NodeSplit, lp_duals, solve_lp
 from edgeplace.optimizer.result import SolveStatus
 from edgeplace.policies.costs import price
 from edgeplace.topology.generate import generate_scenario
@@ -23,7 +23,7 @@ def case(request):
     w, n, t, seed = request.param
     costs = price(generate_scenario(w, n, n_slots=t, seed=seed))
     split = NodeSplit(costs)
-    status, lp, duals = solve_lp_duals(split.form.model, 60, 1)
+    status, lp, duals, _values = solve_lp(split.form.model, 60, 1)
     assert status is SolveStatus.optimal
     opt = solve_highs(split.form.model, time_limit_s=60, threads=1)
     assert opt.status is SolveStatus.optimal

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from edgeplace.optimizer import lns
+from edgeplace.optimizer.candidates import Guide
 from edgeplace.optimizer.cpsat_backend import solve_cpsat
 from edgeplace.optimizer.formulation import build
 from edgeplace.optimizer.greedy import greedy_place
@@ -181,6 +182,33 @@ def test_exchange_steps_pair_the_node_on_the_dirty_grid_with_the_clean_one():
     assert targeted.draws["exchange"][dirty] == 0.5 and targeted.draws["closing"][dirty] == 1.0
     targeted.after(True)
     assert targeted.draws["exchange"][dirty] == 0.5
+
+
+def test_closing_steps_aim_at_full_nodes_a_relaxation_leaves_off():
+    """A full node wastes nothing by its fill, so without a guide a closing step never starts
+    from it; with a relaxation's solution that leaves it off (`Guide`), the open carbon the plan
+    pays there counts as wasted, and the step starts from it in proportion."""
+    sc = (ScenarioBuilder("guided").slots(2).region("DE", 300).site("a", tier="access", pue=1.5)
+          .node("full", site="a").node("light", site="a")
+          .tenant("t1").workload("w1", tenant="t1", cpu=4000).workload("w2", tenant="t1").build())
+    costs = price(sc)
+    placement = place(sc, {"w1": ["full"], "w2": ["light"]})  # light: a quarter of its CPU used
+    full, light = sc.index_of("node", "full"), sc.index_of("node", "light")
+    assert lns.wasted_open_g(costs, placement)[full] == 0.0
+
+    def centres(targeted) -> list[int]:
+        out = []
+        for _ in range(60):
+            targeted.closing(placement)
+            out.append(targeted.centre[1])
+        return out
+
+    assert full not in centres(lns._Targeted(costs, np.random.default_rng(0)))
+    open_share = np.ones(sc.n_nodes)
+    open_share[full] = 0.0
+    drawn = centres(lns._Targeted(costs, np.random.default_rng(0), Guide(open_share)))
+    # full pays its whole open carbon (weight 1 x open), light wastes three quarters of its own
+    assert drawn.count(full) > drawn.count(light) / 2 > 0
 
 
 def test_the_greedy_local_search_gets_a_tenth_of_the_time_before_an_exact_solver():

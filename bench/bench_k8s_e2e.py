@@ -340,13 +340,14 @@ class CpuShares:
         """Move what is left back to the root cgroup and remove the cgroups."""
         if not self.available or not self.parent.exists():
             return
-        for group in [*(g for g in self.parent.iterdir() if g.is_dir()), self.parent]:
+        groups = [*(g for g in self.parent.iterdir() if g.is_dir()), self.parent]  # children first
+        for group in groups:
             for p in (group / "cgroup.procs").read_text().split():
                 try:
                     (self.root / "cgroup.procs").write_text(p)
                 except ProcessLookupError:
                     pass
-        for group in [*(g for g in self.parent.iterdir() if g.is_dir()), self.parent]:
+        for group in groups:
             group.rmdir()
 
 

@@ -65,7 +65,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from edgeplace.k8s.extender import offload, wire
 from edgeplace.k8s.extender.metrics import ExtenderMetrics
-from edgeplace.k8s.extender.table import DecisionTable, PlanData, PlanError, PlanFile, PlanMissing, TableSource
+from edgeplace.k8s.extender.table import DecisionTable, PlanData, PlanError, PlanFile, PlanMissing, TableSource, Target
 
 log = logging.getLogger("edgeplace.k8s.extender")
 
@@ -784,26 +784,17 @@ class ExtenderServer:
         try:
             reason, table, target = self._target(args.pod)
             if target is not None:
-                columns = (table.best_in(target, args.names_json)
-                           if verb == "filter" and self._best_shortcut and args.names_json is not None else None)
-                if columns is not None:  # the plan's best nodes are among the candidates
-                    self.metrics.decision(verb, target.reason)
-                    return 200, wire.passing_result(columns, table.encoded)
                 if verb == "filter":
-                    decision = table.filter(target, args.node_names, best=self.filter_keeps == "best")
-                    payload = wire.filter_result(args, decision.codes, decision.messages, table.encoded,
-                                                 decision.columns, failures=not self.compact_replies)
+                    payload, reason = self._filter(table, target, args)
                 elif verb == "prioritize":
                     decision = table.prioritize(target, args.node_names, args.pod.cpu_cores)
                     payload = wire.host_priority_list(args.node_names, decision.scores, table.host_score,
                                                       decision.columns, omit_zero=self.compact_replies)
                     self.metrics.avoided(decision.avoided_g_per_h)
+                    reason = decision.reason
                 else:
                     keep = table.preempt_keep(target, list(args.victims))
                     payload = wire.preemption_result(args.victims, keep)
-                    decision = None
-                if decision is not None:
-                    reason = decision.reason
                 self.metrics.decision(verb, reason)
                 return 200, payload
         except Exception:
@@ -818,6 +809,18 @@ class ExtenderServer:
         if verb == "prioritize":
             return 200, wire.host_priority_list(args.node_names, omit_zero=self.compact_replies)
         return 200, wire.preemption_result(args.victims)
+
+    def _filter(self, table: DecisionTable, target: Target, args: wire.ExtenderArgs) -> tuple[bytes, str]:
+        """The filter's answer and its decision reason. A filter that keeps the best, with
+        compact replies, first looks for the plan's best nodes among the candidates as sent
+        (`DecisionTable.best_in`); otherwise, or when none is there, it decides per candidate."""
+        if self._best_shortcut and args.names_json is not None:
+            columns = table.best_in(target, args.names_json)
+            if columns is not None:
+                return wire.passing_result(columns, table.encoded), target.reason
+        decision = table.filter(target, args.node_names, best=self.filter_keeps == "best")
+        return (wire.filter_result(args, decision.codes, decision.messages, table.encoded, decision.columns,
+                                   failures=not self.compact_replies), decision.reason)
 
     def _target(self, pod: wire.PodRef):
         """(reason, table, Target or None for a neutral answer), in the order of docs/EXTENDER.md."""

@@ -204,9 +204,7 @@ class NodeKnapsacks:
             return 0.0, z
         order = np.lexsort((spread, self.spread_w))
         ws = self.spread_w[order]
-        starts = np.flatnonzero(np.r_[True, ws[1:] != ws[:-1]])
-        rank = np.arange(len(ws)) - np.repeat(starts, np.diff(np.r_[starts, len(ws)]))
-        z[order[rank < self.min_sites[ws]]] = 1.0
+        z[order[_rank_in_groups(ws) < self.min_sites[ws]]] = 1.0
         return float(spread @ z), z
 
     def _node_problems(self, rc: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -342,10 +340,8 @@ class ServiceLP:
         # The cheapest pairs first: energy plus the node's open carbon per millicore it holds.
         open_share = np.where(nodes.always_on, 0.0, nodes.open_g.sum(axis=1)) / np.maximum(nodes.capacity, 1.0)
         guess = nodes.cost[pieces] + nodes.n_slots * nodes.weight[w] * open_share[self.node]
-        order = np.lexsort((guess, w))
-        starts = np.flatnonzero(np.r_[True, w[order][1:] != w[order][:-1]])
-        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        columns = np.arange(len(pieces)) if len(pieces) <= LP_WHOLE_MAX_PAIRS else np.sort(order[rank < LP_START_PAIRS])
+        columns = (np.arange(len(pieces)) if len(pieces) <= LP_WHOLE_MAX_PAIRS
+                   else np.sort(_cheapest_per_group(np.arange(len(pieces)), guess, w, LP_START_PAIRS)))
         # A replica short costs more than opening its dearest node for it alone, on top of its energy.
         penalty_g = 2.0 * (float(nodes.open_g.sum(axis=1).max(initial=0.0)) + float(nodes.cost.max(initial=0.0)) + 1.0)
         best = None
@@ -364,10 +360,7 @@ class ServiceLP:
             new = np.flatnonzero(reduced < -1e-9)
             if not len(new):
                 break
-            order = new[np.lexsort((reduced[new], w[new]))]
-            starts = np.flatnonzero(np.r_[True, w[order][1:] != w[order][:-1]])
-            rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-            columns = np.union1d(columns, order[rank < LP_ADD_PAIRS])
+            columns = np.union1d(columns, _cheapest_per_group(new, reduced, w, LP_ADD_PAIRS))
         return best
 
 
@@ -397,6 +390,18 @@ def tenant_modes(conflicts: np.ndarray) -> list[np.ndarray]:
         allowed[list(chosen)] = True
         modes.append(allowed)
     return modes
+
+
+def _rank_in_groups(groups: np.ndarray) -> np.ndarray:
+    """Each element's position within its run of equal values of sorted `groups` (0, 1, ... per run)."""
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    return np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
+
+
+def _cheapest_per_group(items: np.ndarray, key: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
+    """Of `items`, the `k` with the smallest `key` in each `group` (ordered by group, then key)."""
+    order = items[np.lexsort((key[items], group[items]))]
+    return order[_rank_in_groups(group[order]) < k]
 
 
 def _fractional_knapsack(group: np.ndarray, cost: np.ndarray, weight: np.ndarray, most: np.ndarray,

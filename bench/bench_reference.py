@@ -137,7 +137,7 @@ def run_plans(specs: list[ref.Spec], seeds: list[int], solver: str, time_limit_s
             before = entries.get(spec)
             before_g = None
             if before is not None:
-                checked = ref.known_objective_g(before, scenario)
+                checked = ref.known_objective_g(before, scenario, reference_path.parent)
                 before_g = checked.objective_g
                 notes += [checked.note] if checked.note else []
             runs = []
@@ -172,11 +172,12 @@ def run_plans(specs: list[ref.Spec], seeds: list[int], solver: str, time_limit_s
                             seconds=round(r["seconds"], 1), produced_by=r["produced_by"], command=command,
                             date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), commit=_commit(),
                             plan=ref.plan_name(spec))
-            new.plan_path.parent.mkdir(parents=True, exist_ok=True)
-            path.replace(new.plan_path)
-            checked = ref.known_objective_g(new, scenario)
+            stored = new.plan_path(reference_path.parent)
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            path.replace(stored)
+            checked = ref.known_objective_g(new, scenario, reference_path.parent)
             if checked.objective_g is None or checked.note:
-                raise SystemExit(f"bench reference: the plan written to {new.plan_path} does not read back as the "
+                raise SystemExit(f"bench reference: the plan written to {stored} does not read back as the "
                                  f"run's plan ({checked.note}); the reference file is left as it was")
             entries[spec] = new
             ref.save_reference(entries, reference_path)

@@ -64,9 +64,9 @@ class Known:
     def spec(self) -> Spec:
         return self.workloads, self.nodes, self.slots
 
-    @property
-    def plan_path(self) -> Path:
-        return BENCH / self.plan
+    def plan_path(self, root: Path = BENCH) -> Path:
+        """The stored plan; `root` is the reference file's folder."""
+        return root / self.plan
 
 
 _INTS = ("workloads", "nodes", "slots", "seed", "generator_seed")
@@ -159,16 +159,18 @@ class Evaluated:
     note: str = ""
 
 
-def known_objective_g(known: Known, scenario) -> Evaluated:
-    """Evaluate the stored plan of `known` on `scenario` (the instance it was made for) with today's
-    `edgeplace.policies.evaluate`: its objective when it is readable and breaks no rule, with a note
-    when that differs from the stored figure (the evaluation changed since)."""
+def known_objective_g(known: Known, scenario, root: Path = BENCH) -> Evaluated:
+    """Evaluate the stored plan of `known` (under `root`, the reference file's folder) on `scenario`
+    (the instance it was made for) with today's `edgeplace.policies.evaluate`: its objective when it
+    is readable and breaks no rule, with a note when that differs from the stored figure (the
+    evaluation changed since)."""
     from edgeplace.policies.evaluate import evaluate
     from edgeplace.topology.placement import Placement
 
     try:
-        doc = json.loads(gzip.decompress(known.plan_path.read_bytes()))
-        placement = Placement.from_dict(scenario, doc, source=str(known.plan_path))
+        path = known.plan_path(root)
+        doc = json.loads(gzip.decompress(path.read_bytes()))
+        placement = Placement.from_dict(scenario, doc, source=str(path))
     except (OSError, ValueError, InputError) as exc:
         return Evaluated(None, f"best-known plan {known.plan} unreadable ({str(exc).splitlines()[0]})")
     evaluation = evaluate(scenario, placement)

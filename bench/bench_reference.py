@@ -124,75 +124,87 @@ def _commit() -> str:
 
 def run_plans(specs: list[ref.Spec], seeds: list[int], solver: str, time_limit_s: float,
               reference_path: Path = ref.REFERENCE) -> None:
-    """Long runs on each instance and seed; the best plan of an instance replaces its best-known
-    plan when it is better (and evaluates, read back from its file, to what the run reported)."""
+    """Long runs on each instance and seed (`_long_runs`); the best plan of an instance replaces its
+    best-known plan when it is better (`_keep_best`); one section of docs/BENCHMARKS.md per instance."""
     from edgeplace.topology.generate import generate_scenario
 
     entries = ref.load_reference(reference_path)
-    command = " ".join(["python", "-m", "bench.bench_reference", *sys.argv[1:]])
-    rows, notes, loads = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for spec in specs:
-            scenario = generate_scenario(*spec, seed=ref.GENERATOR_SEED)
-            before = entries.get(spec)
-            before_g = None
-            if before is not None:
-                checked = ref.known_objective_g(before, scenario, reference_path.parent)
-                before_g = checked.objective_g
-                notes += [checked.note] if checked.note else []
-            runs = []
-            for seed in seeds:
-                loads.append(os.getloadavg()[0])
-                path = Path(tmp) / f"{spec[0]}x{spec[1]}x{spec[2]}-{seed}.json.gz"
-                r = in_child(_plan_child, spec, solver, seed, time_limit_s, str(path),
-                             timeout_s=3 * time_limit_s + 600)
-                row = {"instance": ref.label(spec), "solver": solver, "seed": seed, "time_limit_s": time_limit_s}
-                if r is None:
-                    rows.append({**row, "produced_by": "died or timed out"})
-                    continue
-                runs.append((r, seed, path))
-                rows.append({**row, "time_s": r["seconds"], "produced_by": r["produced_by"],
-                             "objective_kg": r["objective_g"] / 1000, "violations": r["violations"],
-                             "bound": r["bound"], "bound_kg": None if r["bound_g"] is None else r["bound_g"] / 1000,
-                             "gap_pct": None if r["gap"] is None else r["gap"] * 100,
-                             "peak_rss_mib": r["peak_rss_mib"]})
-            feasible = [run for run in runs if run[0]["violations"] == 0]
-            if not feasible:
-                notes.append(f"{ref.label(spec)}: no run gave a plan without violations")
-                continue
-            r, seed, path = min(feasible, key=lambda run: run[0]["objective_g"])
-            for row in rows:
-                if row["instance"] == ref.label(spec) and row["seed"] == seed:
-                    row["best_of_runs"] = True
-            if before_g is not None and r["objective_g"] >= before_g:
-                notes.append(f"{ref.label(spec)}: the stored best-known plan ({before_g / 1000:.4f} kg, "
-                             f"{before.solver} seed {before.seed}, {before.time_limit_s:g} s, {before.date}) stays")
-                continue
-            new = ref.Known(*spec, objective_g=r["objective_g"], solver=solver, seed=seed, time_limit_s=time_limit_s,
-                            seconds=round(r["seconds"], 1), produced_by=r["produced_by"], command=command,
-                            date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), commit=_commit(),
-                            plan=ref.plan_name(spec))
-            stored = new.plan_path(reference_path.parent)
-            stored.parent.mkdir(parents=True, exist_ok=True)
-            path.replace(stored)
-            checked = ref.known_objective_g(new, scenario, reference_path.parent)
-            if checked.objective_g is None or checked.note:
-                raise SystemExit(f"bench reference: the plan written to {stored} does not read back as the "
-                                 f"run's plan ({checked.note}); the reference file is left as it was")
-            entries[spec] = new
-            ref.save_reference(entries, reference_path)
-            notes.append(f"{ref.label(spec)}: new best-known plan {r['objective_g'] / 1000:.4f} kg (seed {seed}"
-                         + ("" if before_g is None else f"; before {before_g / 1000:.4f} kg") + ")")
-    loads.append(os.getloadavg()[0])
-    table = pd.DataFrame(rows)
-    write_section("optimizer-known", "Best-known plans of the optimizer-scale instances (issue 15, long runs)", table,
-                  f"Each row is one run of the planner (`solve`, {solver}, time limit {time_limit_s:g} s, 2 workers, "
-                  f"the solver's `seed` as shown) on the generated instance (seed {ref.GENERATOR_SEED}) in its own "
-                  "process; objective_kg is `Evaluation.decision_g` on the location basis, gap_pct to the bound the "
-                  "plan names. The best plan of an instance that beats the stored one becomes its best-known plan "
-                  "(bench/reference.json, the plan under bench/known/), which bench_optimizer's `gap_known_pct` "
-                  f"reads. {' '.join(n.rstrip('.') + '.' for n in notes)} 1-minute load average before each run and "
-                  f"at the end: {', '.join(f'{x:.1f}' for x in loads)}.")
+    for spec in specs:
+        scenario = generate_scenario(*spec, seed=ref.GENERATOR_SEED)
+        notes, before_g = [], None
+        if spec in entries:
+            checked = ref.known_objective_g(entries[spec], scenario, reference_path.parent)
+            before_g = checked.objective_g
+            notes += [checked.note] if checked.note else []
+        loads = [os.getloadavg()[0]]
+        with tempfile.TemporaryDirectory() as tmp:
+            rows, runs = _long_runs(spec, seeds, solver, time_limit_s, Path(tmp), loads)
+            notes.append(_keep_best(spec, scenario, runs, rows, before_g, entries, solver, time_limit_s,
+                                    reference_path))
+        name = f"{spec[0]}x{spec[1]}x{spec[2]}"
+        write_section(f"optimizer-known-{name}", f"Best-known plan of {ref.label(spec)} (issue 15, long runs)",
+                      pd.DataFrame(rows),
+                      f"Each row is one run of the planner (`solve`, {solver}, time limit {time_limit_s:g} s, 2 "
+                      f"workers, the solver's `seed` as shown) on the generated instance (seed {ref.GENERATOR_SEED}) "
+                      "in its own process; objective_kg is `Evaluation.decision_g` on the location basis, gap_pct "
+                      "to the bound the plan names. The best of the runs becomes the instance's best-known plan when "
+                      f"it beats the stored one (bench/reference.json, the plan in bench/{ref.plan_name(spec)}), "
+                      f"which bench_optimizer's `gap_known_pct` reads. {' '.join(n.rstrip('.') + '.' for n in notes)} "
+                      f"1-minute load average before each run and at the end: {', '.join(f'{x:.1f}' for x in loads)}.")
+
+
+def _long_runs(spec: ref.Spec, seeds: list[int], solver: str, time_limit_s: float, tmp: Path,
+               loads: list[float]) -> tuple[list[dict], list[tuple[dict, int, Path]]]:
+    """One child process per seed: the table's rows, and (result, seed, plan file) of each run that ended."""
+    rows, runs = [], []
+    for seed in seeds:
+        path = tmp / str(seed) / ref.plan_name(spec)  # as under bench/, so that it is checked before it moves there
+        path.parent.mkdir(parents=True)
+        r = in_child(_plan_child, spec, solver, seed, time_limit_s, str(path), timeout_s=3 * time_limit_s + 600)
+        loads.append(os.getloadavg()[0])
+        row = {"instance": ref.label(spec), "solver": solver, "seed": seed, "time_limit_s": time_limit_s}
+        if r is None:
+            rows.append({**row, "produced_by": "died or timed out"})
+            continue
+        runs.append((r, seed, path))
+        rows.append({**row, "time_s": r["seconds"], "produced_by": r["produced_by"],
+                     "objective_kg": r["objective_g"] / 1000, "violations": r["violations"], "bound": r["bound"],
+                     "bound_kg": None if r["bound_g"] is None else r["bound_g"] / 1000,
+                     "gap_pct": None if r["gap"] is None else r["gap"] * 100, "peak_rss_mib": r["peak_rss_mib"],
+                     "best_of_runs": False})
+    return rows, runs
+
+
+def _keep_best(spec: ref.Spec, scenario, runs, rows: list[dict], before_g: float | None,
+               entries: dict[ref.Spec, ref.Known], solver: str, time_limit_s: float, reference_path: Path) -> str:
+    """The best run without violations becomes the best-known plan when it beats `before_g` (the stored
+    plan evaluated again), after its plan file has read back as what the run reported; a note on what
+    happened."""
+    feasible = [run for run in runs if run[0]["violations"] == 0]
+    if not feasible:
+        return "No run gave a plan without violations"
+    r, seed, path = min(feasible, key=lambda run: run[0]["objective_g"])
+    next(row for row in rows if row["seed"] == seed)["best_of_runs"] = True
+    if before_g is not None and r["objective_g"] >= before_g:
+        before = entries[spec]
+        return (f"The stored best-known plan stays ({before_g / 1000:.4f} kg, {before.solver} seed {before.seed}, "
+                f"{before.time_limit_s:g} s, {before.date})")
+    new = ref.Known(*spec, objective_g=r["objective_g"], solver=solver, seed=seed, time_limit_s=time_limit_s,
+                    seconds=round(r["seconds"], 1), produced_by=r["produced_by"],
+                    command=" ".join(["python", "-m", "bench.bench_reference", *sys.argv[1:]]),
+                    date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), commit=_commit(),
+                    plan=ref.plan_name(spec))
+    checked = ref.known_objective_g(new, scenario, path.parents[1])
+    if checked.objective_g is None or checked.note:
+        raise SystemExit(f"bench reference: the plan the run wrote ({path}) does not read back as its plan "
+                         f"({checked.note}); bench/reference.json is left as it was")
+    stored = new.plan_path(reference_path.parent)
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    path.replace(stored)
+    entries[spec] = new
+    ref.save_reference(entries, reference_path)
+    return (f"New best-known plan: {r['objective_g'] / 1000:.4f} kg (seed {seed}"
+            + ("" if before_g is None else f"; before {before_g / 1000:.4f} kg") + ")")
 
 
 def _instance(name: str) -> ref.Spec:

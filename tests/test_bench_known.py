@@ -150,18 +150,18 @@ def test_long_runs_keep_the_best_plan_and_only_replace_it_with_a_better_one(tmp_
     bench_reference.run_plans([SPEC], [0, 1], "cpsat", 2.0, path)
     stored = ref.load_reference(path)[SPEC]
     name, table, notes = sections[-1]
-    assert name == "optimizer-known" and list(table["seed"]) == [0, 1] and "new best-known plan" in notes
+    assert name == "optimizer-known-20x6x3" and list(table["seed"]) == [0, 1] and "New best-known plan" in notes
     assert stored.objective_g == pytest.approx(table["objective_kg"].min() * 1000)
     assert stored.seed == int(table.loc[table["best_of_runs"] == True, "seed"].iloc[0])  # noqa: E712
     assert ref.known_objective_g(stored, scenario, tmp_path).objective_g == pytest.approx(stored.objective_g)
     # a run no better than the stored plan (the instance is small enough to be solved to optimality: the same
     # plan) leaves it as it was; a stored figure above what its plan evaluates to is corrected by a better run
     bench_reference.run_plans([SPEC], [0], "cpsat", 2.0, path)
-    assert ref.load_reference(path)[SPEC] == stored and "stays" in sections[-1][2]
+    assert ref.load_reference(path)[SPEC] == stored and "plan stays" in sections[-1][2]
     ref.save_reference({SPEC: replace(stored, objective_g=stored.objective_g * 2, seed=7)}, path)
     ref.write_plan(stored.plan_path(tmp_path), greedy[0].to_dict(scenario))
     bench_reference.run_plans([SPEC], [0], "cpsat", 2.0, path)
     kept = ref.load_reference(path)[SPEC]
     assert greedy[1] > stored.objective_g * (1 + 1e-9)  # the greedy plan is not optimal here: the run's plan replaces it
     assert kept.seed == 0 and kept.objective_g == pytest.approx(stored.objective_g)
-    assert "evaluates to" in sections[-1][2] and "new best-known plan" in sections[-1][2]
+    assert "evaluates to" in sections[-1][2] and "New best-known plan" in sections[-1][2]

@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> None:
                       "none). known_kg: the instance's best-known plan (bench/reference.json, evaluated again from "
                       f"its stored plan: {known or 'none stored'}{''.join('; ' + n for n in notes)}); gap_known_pct: "
                       "(objective - known) / objective, the least the plan is known to be above optimal "
-                      "(negative: it beats the reference). Every figure is the plan's evaluation by edgeplace.policies.evaluate. 1-minute "
+                      "(negative: it beats the reference). Every figure is the plan's evaluation by "
+                      "edgeplace.policies.evaluate. 1-minute "
                       f"load average before each solve and at the end: {', '.join(f'{x:.1f}' for x in loads)}.")
     if args.only != "scale":
         table, loads = run(["year"], ("greedy", "cpsat"), args.time_limit)

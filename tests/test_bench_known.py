@@ -162,6 +162,6 @@ def test_long_runs_keep_the_best_plan_and_only_replace_it_with_a_better_one(tmp_
     ref.write_plan(stored.plan_path(tmp_path), greedy[0].to_dict(scenario))
     bench_reference.run_plans([SPEC], [0], "cpsat", 2.0, path)
     kept = ref.load_reference(path)[SPEC]
-    assert greedy[1] > stored.objective_g * (1 + 1e-9)  # the greedy plan is not optimal here: the run's plan replaces it
+    assert greedy[1] > stored.objective_g * (1 + 1e-9)  # greedy is not optimal here: the run's plan replaces it
     assert kept.seed == 0 and kept.objective_g == pytest.approx(stored.objective_g)
     assert "evaluates to" in sections[-1][2] and "New best-known plan" in sections[-1][2]

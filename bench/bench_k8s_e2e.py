@@ -12,7 +12,9 @@ extender options the variants use), and measures scheduling throughput side by s
 warm-up run, then per round one run without the extender and one per way of
 wiring it (`Variant`: filter + prioritize, prioritize only, compact replies,
 a filter that keeps only the best nodes, managedResources,
-percentageOfNodesToScore 100), in an order rotated by one
+percentageOfNodesToScore 100, and the chart's steering policy with its marks
+for the extender: only the pods it does not steer, or every pod, the two
+modes of the chart's default by cluster size), in an order rotated by one
 each round. The pods belong to a Deployment's ReplicaSet and carry no
 edgeplace annotation.
 
@@ -372,9 +374,10 @@ def _children(pid: int) -> list[int]:
 #: Pods per node (kubelet's default is 110): room for every pod of a run on one node, so that
 #: the share on the plan's nodes measures the extender's steering, not the nodes' pod limit.
 MAX_PODS = "1100"
-#: The extended resource of the `managedResources` variant (ignoredByScheduler: the
-#: scheduler does not count it; pods that request it are the ones the extender is asked about).
-MANAGED_RESOURCE = "edgeplace.io/placed"
+#: The extended resource of the `managedResources` variants (ignoredByScheduler: the scheduler
+#: does not count it; pods that request it are the ones the extender is asked about): the one the
+#: chart's steering policy marks pods with.
+MANAGED_RESOURCE = "edgeplace.io/unsteered"
 
 
 @dataclass(frozen=True)
@@ -412,14 +415,16 @@ class Variant:
     managed: bool = False  # managedResources: only pods requesting MANAGED_RESOURCE are sent
     score_all: bool = False  # percentageOfNodesToScore: 100 (the extender sees every feasible node)
     #: Steering at admission (edgeplace.k8s.steering): the chart's steering policy bound during the
-    #: run, the shipped profile's plugin weights, and managedResources, which the pods do not
-    #: request: kube-scheduler never calls the extender for them.
+    #: run and the shipped profile's plugin weights. The policy marks for the extender (with
+    #: MANAGED_RESOURCE) only the pods it does not steer, none of the bench's planned pods,
+    #: unless `every_pod`, as the planner asks from `steering.DEFAULT_EVERY_POD_FROM` nodes on.
     steer: bool = False
+    every_pod: bool = False
 
     @property
     def pod_requests(self) -> dict[str, str] | None:
         """Extra requests of the variant's pods: the managed resource when managedResources should
-        send them to the extender (steering variants' pods do not request it: never sent)."""
+        send them to the extender (a steering variant's pods get it from the policy, or not)."""
         return {MANAGED_RESOURCE: "1"} if self.managed and not self.steer else None
 
     @property
@@ -437,11 +442,13 @@ VARIANTS = (
     Variant("filter keeps the best, compact", compact=True, best=True),
     Variant("managedResources", managed=True),
 )
-#: Last: its agreement run leaves the cluster's isolation native (`native_isolation`).
-STEER = Variant("steering at admission, extender for unplanned pods", managed=True, score_all=True, steer=True)
-#: Steering and the extender's filter that keeps the best, both on every pod.
-STEER_BEST = Variant("steering at admission + filter keeps the best, compact", compact=True, best=True, score_all=True,
-                     steer=True)
+#: Last: its agreement run leaves the cluster's isolation native (`native_isolation`). The two
+#: ways the chart's default runs: below `steering.DEFAULT_EVERY_POD_FROM` nodes the extender is
+#: called only for the pods steering does not cover (STEER), from it on for every pod (STEER_BEST).
+STEER = Variant("steering at admission, extender for unplanned pods", managed=True, compact=True, best=True,
+                score_all=True, steer=True)
+STEER_BEST = Variant("steering at admission + filter keeps the best, compact", managed=True, compact=True, best=True,
+                     score_all=True, steer=True, every_pod=True)
 VARIANTS += (STEER, STEER_BEST)
 #: At 1,000 nodes kube-scheduler hands the extender a 42 % sample of the feasible nodes
 #: (numFeasibleNodesToFind) unless percentageOfNodesToScore is 100. managedResources changes
@@ -488,6 +495,8 @@ def scheduler_config(extender_url: str | None, profiles: list[str] | None = None
         ext["urlPrefix"] = extender_url
         if not variant.filter:
             ext.pop("filterVerb")
+        # The shipped file calls the extender for marked pods only (its managedResources).
+        ext.pop("managedResources", None)
         if variant.managed:
             ext["managedResources"] = [{"name": MANAGED_RESOURCE, "ignoredByScheduler": True}]
         if extender_url.startswith("https://"):
@@ -561,8 +570,11 @@ def chart_objects(name: str, kinds: tuple[str, ...] | None = None) -> list[dict[
 
 class Steering:
     """The chart's steering admission policy (from the committed deploy/manifests/edgeplace.yaml)
-    with the parameters of a plan; its binding exists only while a `steer` variant runs, so the
-    other runs create their pods without it."""
+    with the parameters of a plan while a `steer` variant runs; empty parameters (the policy
+    changes no pod) for the other runs.
+
+    The binding stays: kube-apiserver v1.37.2 no longer sees parameter updates of a binding that
+    was deleted and created again (measured: the old ``extender`` value stayed for 60 s)."""
 
     NAMESPACE = "edgeplace-system"
 
@@ -571,22 +583,28 @@ class Steering:
 
         from edgeplace.k8s import steering
 
-        self.api, self.workload = api_client, workload
+        self.api, self.workload, self.doc = api_client, workload, doc
         core = client.CoreV1Api(api_client)
         core.create_namespace({"metadata": {"name": self.NAMESPACE}})
         [policy] = chart_objects("edgeplace-steering", ("MutatingAdmissionPolicy",))
+        # Every run's scheduler profile (bench-N) carries the managedResources stanza of the
+        # default scheduler's configuration: the policy may mark their pods too.
+        [wired] = [v for v in policy["spec"]["variables"] if v["name"] == "wired"]
+        wired["expression"] = "true"
         [self.binding] = chart_objects("edgeplace-steering", ("MutatingAdmissionPolicyBinding",))
         utils.create_from_dict(api_client, policy)
+        steering.publish(api_client, {}, self.NAMESPACE)
+        utils.create_from_dict(api_client, copy.deepcopy(self.binding))
         nodes = [api_client.sanitize_for_serialization(n) for n in core.list_node().items]
-        params, warnings = steering.data(doc, steering.node_hostnames(nodes))
-        if warnings:
-            raise RuntimeError("steering parameters: " + "; ".join(warnings))
-        steering.publish(api_client, params, self.NAMESPACE)
+        self.hostnames = steering.node_hostnames(nodes)
         self._probes = 0
 
-    def _steered(self) -> bool:
-        """Whether a new pod of the workload gets the plan's preferred term (the pod is deleted again)."""
+    def _probe(self) -> tuple[bool, bool]:
+        """(steered, marked): whether a new pod of the workload gets the plan's preferred term, and
+        the mark for the extender (the pod is deleted again)."""
         from kubernetes import client
+
+        from edgeplace.k8s.steering import UNSTEERED_RESOURCE
 
         core = client.CoreV1Api(self.api)
         self._probes += 1
@@ -594,20 +612,26 @@ class Steering:
         pod = core.create_namespaced_pod(self.workload.split("/")[0], body)
         core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
         aff = pod.spec.affinity
-        return bool(aff and aff.node_affinity and aff.node_affinity.preferred_during_scheduling_ignored_during_execution)
+        steered = bool(aff and aff.node_affinity and aff.node_affinity.preferred_during_scheduling_ignored_during_execution)
+        return steered, UNSTEERED_RESOURCE in (pod.spec.containers[0].resources.limits or {})
 
-    def on(self) -> None:
-        from kubernetes import utils
+    def on(self, every_pod: bool = False) -> None:
+        """The plan's parameters (every pod marked for the extender, or only the unsteered); returns
+        once a probe pod is steered and marked as asked."""
+        from edgeplace.k8s import steering
 
-        utils.create_from_dict(self.api, copy.deepcopy(self.binding))
-        load_cluster_module().wait_for(self._steered, WAIT_S, "the steering policy to take effect")
+        params, warnings = steering.data(self.doc, self.hostnames, steering.EVERY_POD if every_pod else steering.UNSTEERED)
+        if warnings:
+            raise RuntimeError("steering parameters: " + "; ".join(warnings))
+        steering.publish(self.api, params, self.NAMESPACE)
+        load_cluster_module().wait_for(lambda: self._probe() == (True, every_pod), WAIT_S,
+                                       "the steering policy to take effect")
 
     def off(self) -> None:
-        from kubernetes import client
+        from edgeplace.k8s import steering
 
-        client.AdmissionregistrationV1Api(self.api).delete_mutating_admission_policy_binding(
-            self.binding["metadata"]["name"])
-        load_cluster_module().wait_for(lambda: not self._steered(), WAIT_S, "the steering policy to stop")
+        steering.publish(self.api, {}, self.NAMESPACE)
+        load_cluster_module().wait_for(lambda: self._probe() == (False, False), WAIT_S, "the steering policy to stop")
 
 
 # ---------------------------------------------------------------------------
@@ -703,7 +727,7 @@ def compare(cluster, api_client, namespace: str, workload: str, extender_url: st
         before = server.server_seconds() if server else (0.0, 0.0)
         steer = variant is not None and variant.steer
         if steer:
-            steering.on()
+            steering.on(variant.every_pod)
         try:
             figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
                                          variant or FULL, planned, server.proc.pid if server else None, shares)
@@ -742,7 +766,7 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
     e2e = load_cluster_module()
     core = client.CoreV1Api(api_client)
     if variant.steer:
-        steering.on()
+        steering.on(variant.every_pod)
     pods = {}
     for workload, spec in DEPLOYMENTS.items():
         ns = workload.split("/")[0]

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Callable
 
 from edgeplace.argtypes import nonneg_float as _nonneg
+from edgeplace.argtypes import nonneg_int
 from edgeplace.cluster_connect import (DEFAULT_MIGRATION_G, call_or_explain, cluster_args, connect, ns_name,
                                       plan_location_args, read_cluster_or_explain)
+from edgeplace.k8s import steering
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -103,6 +105,15 @@ def add_commands(sub) -> dict[str, Callable[[argparse.Namespace], int]]:
                    help="each round, write the plan's nodes per workload for the chart's steering admission policy "
                         "(edgeplace.k8s.steering; the ConfigMap edgeplace-steering in the plan's namespace), so "
                         "kube-scheduler steers planned pods without calling the extender")
+    g.add_argument("--extender-every-pod-from", type=nonneg_int, default=steering.DEFAULT_EVERY_POD_FROM, metavar="NODES",
+                   help="with --steer-at-admission, the policy marks pods for the extender (kube-scheduler's "
+                        f"managedResources {steering.UNSTEERED_RESOURCE}): from this many nodes on every pod (the "
+                        "extender's filter then leaves kube-scheduler the plan's best node, cheaper than scoring "
+                        "every node), below it only the pods steering does not cover "
+                        f"(default {steering.DEFAULT_EVERY_POD_FROM}; 0: every pod)")
+    g.add_argument("--no-extender-marks", action="store_true",
+                   help="with --steer-at-admission, mark no pod for the extender (for a kube-scheduler whose "
+                        "extender stanza has no managedResources: it then calls the extender for every pod)")
     g.add_argument("--metrics-port", type=int, default=0, metavar="PORT",
                    help="serve the planner's Prometheus metrics on this port (default 0: off)")
     from edgeplace.actuation_cli import add_actuation_arguments
@@ -279,7 +290,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                objective=Objective(migration_g_per_replica=args.migration_g_per_replica)),
             valid_for_s=args.valid_for, release_gates=not args.no_release_gates and not args.fleet_config,
             isolation_namespace=namespace if args.keep_isolation and not args.fleet_config else None,
-            steering_namespace=namespace if args.steer_at_admission and not args.fleet_config else None)
+            steering_namespace=namespace if args.steer_at_admission and not args.fleet_config else None,
+            extender_marks=not args.no_extender_marks, extender_every_pod_from=args.extender_every_pod_from)
         # Over a fleet the plan's nodes are other clusters' (`<cluster>/<node>`): nothing to actuate here.
         actuation = actuation_options(args, namespace, *(("off", "off") if args.fleet_config else ()))
         metrics = PlannerMetrics()

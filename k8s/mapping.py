@@ -81,6 +81,7 @@ from edgeplace.k8s.identity import (TENANT_ANNOTATION, WORKLOAD_ANNOTATION, Repl
                                     owner_workload, pod_workload_id, workload_id)
 from edgeplace.topology.errors import InputError, Problem, pydantic_problems
 from edgeplace.topology.load import read_document, scenario_from_dict
+from edgeplace.k8s.steering import UNSTEERED_RESOURCE
 from edgeplace.k8s.suspend import ANN_MIN_RUN_MIN, is_interruptible, progress_of
 from edgeplace.topology.placement import Placement
 from edgeplace.topology.scenario import Scenario
@@ -226,9 +227,11 @@ def is_extended_resource(name: str) -> bool:
     """Extended resources (nvidia.com/gpu, example.com/dongle): a domain prefix outside kubernetes.io.
 
     cpu, memory, pods, ephemeral-storage, hugepages-* and the kubernetes.io
-    namespace are not modelled as scenario resources.
+    namespace are not modelled as scenario resources, nor the steering policy's
+    mark for the extender (`steering.UNSTEERED_RESOURCE`: no node has it, and
+    neither kube-scheduler nor kubelet counts it).
     """
-    if "/" not in name:
+    if "/" not in name or name == UNSTEERED_RESOURCE:
         return False
     domain = name.split("/", 1)[0]
     return not (domain == "kubernetes.io" or domain.endswith(".kubernetes.io") or domain == "requests")

@@ -152,6 +152,10 @@ class PlannerOptions:
         its parameter ConfigMap in this namespace; None = do not (`edgeplace apply-isolation` by hand)
     steering_namespace : write the admission steering parameters of each published plan
         (`edgeplace.k8s.steering`) to a ConfigMap in this namespace; None = do not
+    extender_marks : with steering, have the policy mark pods for the extender (its
+        managedResources; `edgeplace.k8s.steering`); False = mark none
+    extender_every_pod_from : mark every pod once the cluster has at least this many nodes
+        (below it, only the pods steering does not cover); 0 = always
     """
 
     period_s: float = 300.0
@@ -164,10 +168,14 @@ class PlannerOptions:
     tick_s: float = 1.0
     isolation_namespace: str | None = None
     steering_namespace: str | None = None
+    extender_marks: bool = True
+    extender_every_pod_from: int = steering.DEFAULT_EVERY_POD_FROM
 
     def __post_init__(self) -> None:
         if not (self.period_s > 0 and self.tick_s > 0 and self.valid_for_s > 0):
             raise ValueError("period_s, tick_s and valid_for_s must be > 0")
+        if self.extender_every_pod_from < 0:
+            raise ValueError("extender_every_pod_from must be >= 0 (0: every pod goes to the extender)")
         if self.valid_for_s <= self.period_s:
             log.warning("planner: valid_for_s (%g s) <= period_s (%g s): plans go stale between rounds",
                         self.valid_for_s, self.period_s)
@@ -251,6 +259,7 @@ class Planner:
         self._watches: list[watch.Watch] = []
         self._release_at: list[datetime] = []  # times at which gates may have to be released
         self._lock = threading.Lock()  # one round at a time
+        self._marks_refused: list[str] = []  # marked pods kube-scheduler found no node for: marks stop
 
     # -- one round -------------------------------------------------------------------
     def leading(self) -> bool:
@@ -336,12 +345,34 @@ class Planner:
     def _keep_steering(self, doc: dict[str, Any], objects: ClusterObjects, result: PlanRound) -> None:
         """The admission steering parameters of the plan just published; trouble is a warning (pods are
         then steered by the previous parameters, or created as written)."""
-        params, warnings = steering.data(doc, steering.node_hostnames(objects.nodes))
-        result.warnings += warnings
+        params, warnings = steering.data(doc, steering.node_hostnames(objects.nodes), self._extender_mark(objects))
+        result.warnings += warnings + self._mark_warnings()
         try:
             result.steering = steering.publish(self.api_client, params, self.options.steering_namespace)
         except ApiException as exc:
             result.warnings.append(f"steering parameters not written this round: {exc.status} {exc.reason}")
+
+    def _extender_mark(self, objects: ClusterObjects) -> str | None:
+        """Which pods the steering policy marks for the extender this round (`steering.data`'s
+        `mark`). Marks stop for good once a marked pod is found unschedulable for the mark: that
+        kube-scheduler counts the resource, so every marked pod would stay Pending."""
+        if not self.options.extender_marks:
+            return None
+        self._marks_refused = self._marks_refused or steering.stuck_pods(objects.pods)
+        if self._marks_refused:
+            return None
+        return (steering.EVERY_POD if len(objects.nodes) >= self.options.extender_every_pod_from
+                else steering.UNSTEERED)
+
+    def _mark_warnings(self) -> list[str]:
+        if not self._marks_refused:
+            return []
+        pods = ", ".join(self._marks_refused[:3]) + (" ..." if len(self._marks_refused) > 3 else "")
+        return [f"steering: no pods are marked for the extender any more: kube-scheduler found no node for "
+                f"{len(self._marks_refused)} marked pod(s) ({pods}), so its extender stanza lacks "
+                f"managedResources [{{name: {steering.UNSTEERED_RESOURCE}, ignoredByScheduler: true}}] "
+                "(deploy/kube-scheduler-config.yaml). Add it and restart the planner; delete those pods to have "
+                "their controllers recreate them unmarked"]
 
     @staticmethod
     def _done(result: PlanRound, outcome: str, detail: str, started: float) -> PlanRound:

@@ -18,6 +18,35 @@ admission policies, `edgeplace.k8s.isolation`; sleeping nodes by the
   every one), only when that is a strict subset of the nodes. It holds with
   edgeplace down, like isolation.
 
+Every other pod is marked for the extender: the policy gives it a request of
+the extended resource ``edgeplace.io/unsteered`` (`UNSTEERED_RESOURCE`), and
+the chart's scheduler configuration lists that resource in the extender's
+``managedResources``, so kube-scheduler calls the extender only for marked
+pods. The mark costs nothing anywhere else: kube-scheduler ignores the
+resource in its fit check (``ignoredByScheduler``), kubelet drops requests of
+extended resources its node does not advertise before admitting the pod, and
+`edgeplace.k8s.mapping` does not model it. A pod is marked when
+
+- the plan does not cover its workload (no entry: unplanned, planned
+  nowhere, no workload id), or its steering is incomplete (``extender.<key>``:
+  a planned or allowed node that cannot be named). DaemonSet pods never are
+  (their controller places them), nor pods of a scheduler the chart does not
+  wire with the managedResources entry;
+- or every pod (``extender: every-pod``): the planner asks for it in large
+  clusters (`data`'s ``mark``), where one extender call that leaves
+  kube-scheduler the plan's best node is cheaper than scoring every node for
+  the preferred term (docs/EXTENDER.md, "Throughput"), and when the map had
+  to drop the SLA sets.
+
+The policy marks only what the parameters' ``extender`` key asks for
+(``unsteered`` or ``every-pod``); without it, or without parameters (before
+the planner's first round), no pod is marked, and with managedResources
+configured kube-scheduler then schedules without the extender, as with it
+down. A kube-scheduler that does not ignore the resource (an extender
+stanza without the managedResources entry) would find no node for a marked
+pod: `stuck_pods` finds such pods, and the planner then stops marking and
+says what to fix.
+
 Both name nodes by their ``kubernetes.io/hostname`` label (kubelet sets it),
 not by ``metadata.name``: a node field selector takes one value only. So a
 node is named only when its label value is its own (no other node carries
@@ -60,7 +89,17 @@ log = logging.getLogger("edgeplace.k8s.steering")
 
 #: The steering policy's parameter ConfigMap (in the edgeplace namespace).
 PARAMS_NAME = "edgeplace-steering"
-PREFER, REQUIRE, SET = "prefer.", "require.", "set."
+PREFER, REQUIRE, SET, EXTENDER = "prefer.", "require.", "set.", "extender."
+#: Which pods the policy marks for the extender: absent, none; UNSTEERED, those the plan does not
+#: steer; EVERY_POD, all (no workload's key can be it: those carry a prefix).
+MARK, UNSTEERED, EVERY_POD = "extender", "unsteered", "every-pod"
+#: The extended resource that marks a pod for the extender (its `managedResources`, ignored by
+#: kube-scheduler's fit check and by kubelet on nodes that do not advertise it).
+UNSTEERED_RESOURCE = "edgeplace.io/unsteered"
+#: From this many nodes on, the planner marks every pod for the extender (docs/EXTENDER.md
+#: "Throughput": steering alone beats a call per pod at 9 and 100 nodes, is level with it at 400
+#: and loses to it at 1,000, where kube-scheduler would score every node for the preferred term).
+DEFAULT_EVERY_POD_FROM = 500
 #: The node label the policy's terms match (kubelet sets it to the node's hostname).
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 #: What a ConfigMap key may hold (and at most 253 characters).
@@ -86,19 +125,27 @@ def node_hostnames(nodes: list[Mapping[str, Any]]) -> dict[str, str]:
     return {name: value for name, value in label.items() if value and seen[value] == 1}
 
 
-def data(doc: Mapping[str, Any], hostnames: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+def data(doc: Mapping[str, Any], hostnames: Mapping[str, str],
+         mark: str | None = None) -> tuple[dict[str, str], list[str]]:
     """The parameters for a plan document (`edgeplace.k8s.extender.table`), and warnings.
 
     `hostnames` names the nodes (`node_hostnames`). A workload whose id cannot be a key (or gives
-    another's key), or that the plan puts nowhere, gets no entry (its pods are created as written).
-    When the map would exceed `MAX_DATA_BYTES`, the ``require`` entries are left out first (the
-    plan's own preference is what steers), then the map is refused whole.
+    another's key), or that the plan puts nowhere, gets no entry (its pods are created as written,
+    marked for the extender when `mark` asks); one whose planned or allowed nodes cannot all be
+    named gets an ``extender.<key>`` entry next to what can be written. `mark`: which pods the
+    policy marks for the extender (`UNSTEERED`, `EVERY_POD`; None: none). When the map would
+    exceed `MAX_DATA_BYTES`, the ``require`` entries are left out first (the plan's own preference
+    steers, and with marks on every pod goes to the extender for the SLA), then the map is
+    refused whole (with marks on, every pod is then unsteered and marked).
     """
+    if mark not in (None, UNSTEERED, EVERY_POD):
+        raise ValueError(f"mark must be None, {UNSTEERED!r} or {EVERY_POD!r}, got {mark!r}")
     all_nodes = set(doc.get("nodes") or {})
     node_sets: dict[str, list[str]] = doc.get("node_sets") or {}
     prefer: dict[str, str] = {}
     require: dict[str, str] = {}
     sets: dict[str, str] = {}
+    marks: dict[str, str] = {MARK: mark} if mark else {}
     warnings: list[str] = []
     workloads = doc.get("workloads") or {}
     by_key: dict[str, list[str]] = {}
@@ -117,7 +164,8 @@ def data(doc: Mapping[str, Any], hostnames: Mapping[str, str]) -> tuple[dict[str
         planned = sorted(hostnames[n] for n in planned_nodes if n in hostnames)
         if len(planned) < len(planned_nodes):
             warnings.append(f"workload {wid!r}: not steered to {_unnamed(planned_nodes, hostnames)} "
-                            f"(no {HOSTNAME_LABEL} label of its own)")
+                            f"(no {HOSTNAME_LABEL} label of its own; its pods go to the extender)")
+            marks[EXTENDER + key] = ""
         if planned:
             prefer[PREFER + key] = ",".join(planned)
         allowed = entry.get("allowed_nodes")
@@ -125,20 +173,39 @@ def data(doc: Mapping[str, Any], hostnames: Mapping[str, str]) -> tuple[dict[str
         if members and set(members) < all_nodes:  # every node allowed: nothing to require
             if not all(n in hostnames for n in members):
                 warnings.append(f"workload {wid!r}: its allowed nodes are not required at admission "
-                                f"({_unnamed(members, hostnames)} without a {HOSTNAME_LABEL} label of its own)")
+                                f"({_unnamed(members, hostnames)} without a {HOSTNAME_LABEL} label of its own; "
+                                "its pods go to the extender)")
+                marks[EXTENDER + key] = ""
                 continue
             name = allowed if isinstance(allowed, str) else f"w-{key}"
             sets[SET + name] = ",".join(sorted(hostnames[n] for n in members))
             require[REQUIRE + key] = name
-    out = {**prefer, **require, **sets}
+    out = {**prefer, **require, **sets, **marks}
     if _size(out) > MAX_DATA_BYTES:
         warnings.append(f"steering: the allowed-node sets would exceed {MAX_DATA_BYTES // 1024} KiB; "
-                        "only the plan's nodes are written (latency SLAs rest on the extender's filter)")
-        out = dict(prefer)
+                        "only the plan's nodes are written (latency SLAs rest on the extender's filter, "
+                        "which every pod goes to)")
+        out = {**prefer, **({MARK: EVERY_POD} if mark else {})}
     if _size(out) > MAX_DATA_BYTES:
         warnings.append(f"steering: the plan's nodes alone exceed {MAX_DATA_BYTES // 1024} KiB; nothing written")
         return {}, warnings
     return out, warnings
+
+
+def stuck_pods(pods: list[Mapping[str, Any]]) -> list[str]:
+    """``namespace/name`` of the pending pods kube-scheduler found no node for because of the mark
+    (its fit check counts `UNSTEERED_RESOURCE`: no managedResources entry ignores it)."""
+    stuck = []
+    for pod in pods:
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if (pod.get("spec") or {}).get("nodeName"):
+            continue
+        for cond in status.get("conditions") or []:
+            if (cond.get("type") == "PodScheduled" and cond.get("reason") == "Unschedulable"
+                    and f"Insufficient {UNSTEERED_RESOURCE}" in (cond.get("message") or "")):
+                stuck.append(f"{meta.get('namespace')}/{meta.get('name')}")
+                break
+    return sorted(stuck)
 
 
 def _unnamed(nodes: list[str], hostnames: Mapping[str, str]) -> str:
@@ -176,4 +243,5 @@ def publish(api_client, params: dict[str, str], namespace: str) -> str:
     return "updated"
 
 
-__all__ = ["HOSTNAME_LABEL", "MAX_DATA_BYTES", "PARAMS_NAME", "data", "node_hostnames", "params_key", "publish"]
+__all__ = ["DEFAULT_EVERY_POD_FROM", "EVERY_POD", "HOSTNAME_LABEL", "MARK", "MAX_DATA_BYTES", "PARAMS_NAME", "UNSTEERED",
+           "UNSTEERED_RESOURCE", "data", "node_hostnames", "params_key", "publish", "stuck_pods"]

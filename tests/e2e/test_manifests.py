@@ -405,10 +405,14 @@ def _schedules_through_extender(cluster, config: dict, scheduler_name: str, cert
         cluster.restart_scheduler(config)
         core = client.CoreV1Api(cluster.api_client())
         name = f"via-{scheduler_name}"
+        # Marked for the extender, as the steering policy marks a pod the plan does not cover (the
+        # configurations' managedResources; tests/e2e/test_steering_e2e.py has the policy do it).
+        mark = {"edgeplace.io/unsteered": "1"}
         core.create_namespaced_pod("default", {
             "metadata": {"name": name, "annotations": {"edgeplace.io/workload": "default/x"}},
             "spec": {"schedulerName": scheduler_name,
-                     "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}})
+                     "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                                     "resources": {"requests": mark, "limits": mark}}]}})
         e2e_cluster.wait_for(lambda: core.read_namespaced_pod(name, "default").spec.node_name, WAIT,
                              f"{name} to be bound")
         calls = server.metrics.registry.get_sample_value(

@@ -68,7 +68,7 @@ def world(e2e_binaries):
         for obj in steering_objects():
             utils.create_from_dict(api, obj)
         nodes = [api.sanitize_for_serialization(n) for n in core.list_node().items]
-        params, warnings = steering.data(PLAN, steering.node_hostnames(nodes))
+        params, warnings = steering.data(PLAN, steering.node_hostnames(nodes), steering.UNSTEERED)
         assert warnings == []
         # As the chart creates it: labelled, kept on uninstall; the planner replaces only its data.
         core.create_namespaced_config_map(SYSTEM_NS, {"metadata": {
@@ -88,7 +88,8 @@ def world(e2e_binaries):
 
 
 def _create(core, name: str, owner: tuple[str, str] | None = None, hash_: str | None = None,
-            annotations: dict | None = None, affinity: dict | None = None, cpu: str = "300m", gone: bool = False):
+            annotations: dict | None = None, affinity: dict | None = None, cpu: str = "300m", gone: bool = False,
+            scheduler: str | None = None):
     meta: dict = {"name": name, "labels": {"app": name}}
     if owner:
         meta["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner[0], "name": owner[1], "controller": True,
@@ -101,6 +102,8 @@ def _create(core, name: str, owner: tuple[str, str] | None = None, hash_: str | 
                                   "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]}
     if affinity:
         spec["affinity"] = affinity
+    if scheduler:
+        spec["schedulerName"] = scheduler
     pod = core.create_namespaced_pod("shop", {"metadata": meta, "spec": spec})
     if gone:
         core.delete_namespaced_pod(name, "shop", grace_period_seconds=0)
@@ -123,6 +126,15 @@ def _bound(core, names: list[str]) -> dict[str, str | None] | None:
     return out
 
 
+def _marked(pod) -> bool:
+    """Whether the policy marked the pod for the extender (and kept the container's own requests)."""
+    res = pod.spec.containers[0].resources
+    marked = (res.limits or {}).get(steering.UNSTEERED_RESOURCE) == "1" == (res.requests or {}).get(
+        steering.UNSTEERED_RESOURCE)
+    assert (res.requests or {}).get("cpu") and (res.requests or {}).get("memory") == "64Mi", res
+    return marked
+
+
 def _prefer(pod) -> list[str]:
     terms = (_affinity(pod) or {}).get("preferredDuringSchedulingIgnoredDuringExecution") or []
     return [v for t in terms for e in t["preference"].get("matchExpressions") or [] for v in e["values"]]
@@ -134,22 +146,38 @@ def test_deployment_pods_get_the_plan_and_bind_on_it(world):
     for pod in pods:
         assert _prefer(pod) == ["node-5", "node-6"]
         assert "requiredDuringSchedulingIgnoredDuringExecution" not in _affinity(pod)  # every node allowed
+        assert not _marked(pod)  # steered: kube-scheduler need not call the extender
     bound = e2e_cluster.wait_for(lambda: _bound(core, [p.metadata.name for p in pods]), WAIT, "web pods to bind")
     assert set(bound.values()) <= {"node-5", "node-6"}, bound
 
 
-def test_annotation_names_the_workload_and_unplanned_pods_are_untouched(world):
+def test_annotation_names_the_workload_and_unplanned_pods_get_only_the_mark(world):
     cluster, api, core = world
     video = _create(core, "video-0", owner=("ReplicaSet", "video-abc12"), hash_="abc12",
                     annotations={"edgeplace.io/workload": "video"})
-    assert _prefer(video) == ["node-7"]
+    assert _prefer(video) == ["node-7"] and not _marked(video)
     # Small, so that wherever kube-scheduler puts them they leave the planned nodes' room as it is.
     for pod in (_create(core, "idle-0", owner=("ReplicaSet", "idle-99f"), hash_="99f", cpu="10m"),
                 _create(core, "bare-0", cpu="10m"),
                 _create(core, "other-0", owner=("ReplicaSet", "other-1a2b"), hash_="1a2b", cpu="10m")):
         assert _affinity(pod) is None, pod.metadata.name
-    bound = e2e_cluster.wait_for(lambda: _bound(core, ["video-0"]), WAIT, "the video pod to bind")
-    assert bound == {"video-0": "node-7"}
+        assert _marked(pod), pod.metadata.name  # the plan does not cover it: the extender's
+    daemon = _create(core, "agent-x1", owner=("DaemonSet", "agent"), cpu="10m", gone=True)
+    assert _affinity(daemon) is None and not _marked(daemon)  # placed by its controller
+    # Another scheduler's pod: the chart wires only the default scheduler with managedResources, and
+    # any other would count the mark as a resource no node has.
+    elsewhere = _create(core, "custom-0", cpu="10m", gone=True, scheduler="custom-scheduler")
+    assert not _marked(elsewhere)
+    marked = ["idle-0", "bare-0", "other-0"]
+    bound = e2e_cluster.wait_for(lambda: _bound(core, ["video-0", *marked]), WAIT, "the pods to settle")
+    assert bound["video-0"] == "node-7"
+    # This kube-scheduler has no extender stanza, so nothing tells its fit check to ignore the mark:
+    # the marked pods find no node, and the planner's check sees it in their condition.
+    assert [bound[name] for name in marked] == [None] * 3
+    pods = [api.sanitize_for_serialization(p) for p in core.list_namespaced_pod("shop").items]
+    assert steering.stuck_pods(pods) == sorted(f"shop/{name}" for name in marked)
+    for name in marked:
+        core.delete_namespaced_pod(name, "shop", grace_period_seconds=0)
 
 
 def test_sla_nodes_are_required_and_hold_when_the_planned_node_is_full(world):
@@ -186,8 +214,51 @@ def test_without_parameters_pods_are_created_as_written(world):
                     hash_="7c6d9f", gone=True)), WAIT, "pods to be created unsteered once the parameters are gone")
         assert pod is not None
     finally:
-        params, _ = steering.data(PLAN, {n: n for n in NODES})
+        params, _ = steering.data(PLAN, {n: n for n in NODES}, steering.UNSTEERED)
         try:
             steering.publish(api, params, SYSTEM_NS)  # created again for the tests after this one
         except ApiException:
             pass
+
+
+def test_kube_scheduler_calls_the_extender_only_for_marked_pods(world):
+    """The shipped scheduler configuration (managedResources) against a loopback extender: a steered
+    pod binds without a call, a marked one through one (its node does not have the resource: the
+    fit check ignores it); with `extender-every-pod` the steered pod is marked too."""
+    from edgeplace.k8s.extender.server import ExtenderServer
+
+    cluster, api, core = world
+
+    def filter_calls(server) -> float:
+        return sum(s.value for m in server.metrics.registry.collect() for s in m.samples
+                   if s.name == "edgeplace_extender_decisions_total" and s.labels.get("verb") == "filter")
+
+    with ExtenderServer(None) as server:  # no plan: neutral, but every call counted
+        config = yaml.safe_load((ROOT / "deploy/kube-scheduler-config.yaml").read_text())
+        config.pop("clientConnection", None)
+        [ext] = config["extenders"]
+        assert ext["managedResources"] == [{"name": steering.UNSTEERED_RESOURCE, "ignoredByScheduler": True}]
+        ext.update(urlPrefix=server.url, enableHTTPS=False)
+        ext.pop("tlsConfig")
+        cluster.restart_scheduler(config)
+        try:
+            steered = _create(core, "web-via", owner=("ReplicaSet", "web-7c6d9f"), hash_="7c6d9f", cpu="10m")
+            assert not _marked(steered)
+            e2e_cluster.wait_for(lambda: _bound(core, ["web-via"]), WAIT, "the steered pod to bind")
+            assert filter_calls(server) == 0
+            bare = _create(core, "bare-via", cpu="10m")
+            assert _marked(bare)
+            e2e_cluster.wait_for(lambda: _bound(core, ["bare-via"]), WAIT, "the marked pod to bind")
+            assert filter_calls(server) == 1
+            params, _ = steering.data(PLAN, {n: n for n in NODES}, steering.EVERY_POD)
+            steering.publish(api, params, SYSTEM_NS)
+            every = e2e_cluster.wait_for(
+                lambda: (lambda p: p if _marked(p) else None)(_create(
+                    core, f"web-every-{abs(hash(str(e2e_cluster.free_port()))) % 10**6}",
+                    owner=("ReplicaSet", "web-7c6d9f"), hash_="7c6d9f", cpu="10m", gone=True)),
+                WAIT, "every pod to be marked")
+            assert _prefer(every) == ["node-5", "node-6"]  # steered and marked
+        finally:
+            params, _ = steering.data(PLAN, {n: n for n in NODES}, steering.UNSTEERED)
+            steering.publish(api, params, SYSTEM_NS)
+            cluster.restart_scheduler(scheduler_config_without_extender())

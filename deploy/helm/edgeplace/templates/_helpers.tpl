@@ -35,6 +35,22 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* The extender stanza of both scheduler configurations: include with (dict "root" . "certDir" DIR),
      DIR holding kube-scheduler's client certificate (tls.crt, tls.key) and the CA (ca.crt). */}}
+{{/* "true" when the planner steers at admission (the steering policy exists and a planner writes its
+     parameters): then kube-scheduler calls the extender only for the pods the policy marks. */}}
+{{- define "edgeplace.steersAtAdmission" -}}
+{{- if and .Values.steering.enabled .Values.planner.enabled (include "edgeplace.mutatingPolicyVersion" .) -}}true{{- end -}}
+{{- end -}}
+
+{{/* The schedulers whose pods the steering policy may mark for the extender, as a CEL list: the
+     one the chart wires the extender into with managedResources. */}}
+{{- define "edgeplace.markedSchedulers" -}}
+{{- if .Values.secondScheduler.enabled -}}
+{{ list .Values.secondScheduler.schedulerName | toJson }}
+{{- else -}}
+["default-scheduler"]
+{{- end -}}
+{{- end -}}
+
 {{/* The profile's plugins for steering at admission: NodeAffinity outweighs the spreading plugins. */}}
 {{- define "edgeplace.steeringPlugins" -}}
 {{- if .Values.steering.enabled }}
@@ -56,6 +72,11 @@ plugins:
   preemptVerb: preempt
   weight: {{ $v.schedulerExtender.weight }}
   nodeCacheCapable: true
+  {{- if include "edgeplace.steersAtAdmission" .root }}
+  managedResources:
+  - name: edgeplace.io/unsteered
+    ignoredByScheduler: true
+  {{- end }}
   ignorable: true
   httpTimeout: {{ $v.schedulerExtender.httpTimeout }}
   enableHTTPS: {{ $v.extender.tls.enabled }}

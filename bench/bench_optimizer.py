@@ -9,7 +9,10 @@ location basis (operational carbon plus rented nodes' embodied carbon; the
 owned nodes' embodied carbon is the same for every plan and left out), its
 gap is to the bound it names. `vs_greedy_pct` compares objectives side by
 side within the run (negative: better than greedy); `gap_best_pct` is each
-plan's gap to the best bound any solver proved for the instance in this run.
+plan's gap to the best bound any solver proved for the instance in this run;
+`gap_known_pct` its gap to the instance's best-known plan (a long run's,
+`bench/known.py`: evaluated again here from its stored file; empty where
+none is stored), the true gap's other side.
 
 Targets (issue 15, 2 cores, 60 s): 1,000 x 100 x 24 at least 3 % better than
 greedy and within 5 % of the bound; 10,000 x 1,000 x 1 within 5 % of the
@@ -33,6 +36,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench import known as ref
 from bench.common import in_child, peak_rss_mib, run_measured, write_section
 
 if TYPE_CHECKING:  # the tables only: the solving child does not import pandas (65 MiB of its peak)
@@ -71,12 +75,29 @@ def _child(spec, solver, time_limit_s, queue) -> None:
 
 
 def _label(spec) -> str:
-    return "1 node x 5,000 jobs x 17,568 slots" if spec == "year" else f"{spec[0]:,} x {spec[1]:,} x {spec[2]}"
+    return "1 node x 5,000 jobs x 17,568 slots" if spec == "year" else ref.label(spec)
 
 
-def run(instances, solvers, time_limit_s: float) -> tuple[pd.DataFrame, list[float]]:
+def known_objectives(specs, entries: dict[ref.Spec, ref.Known],
+                     root: Path = ref.BENCH) -> tuple[dict[ref.Spec, float], list[str]]:
+    """The objective of each instance's best-known plan, evaluated again from its stored file under `root`
+    (left out where there is none, or it no longer reads or meets the rules: then a note says why)."""
+    out, notes = {}, []
+    for spec in specs:
+        if spec in entries:
+            checked = ref.known_objective_g(entries[spec], _scenario(spec), root)
+            notes += [checked.note] if checked.note else []
+            if checked.objective_g is not None:
+                out[spec] = checked.objective_g
+    return out, notes
+
+
+def run(instances, solvers, time_limit_s: float,
+        known_g: dict[ref.Spec, float] | None = None) -> tuple[pd.DataFrame, list[float]]:
+    """Each solver on each instance in its own process; `known_g`: the best-known plans' objectives."""
     rows, loads = [], []
     for spec in instances:
+        best_known_g = (known_g or {}).get(spec)
         results = {}
         for solver in solvers:
             loads.append(os.getloadavg()[0])
@@ -96,6 +117,8 @@ def run(instances, solvers, time_limit_s: float) -> tuple[pd.DataFrame, list[flo
                 "gap_pct": None if r["gap"] is None else r["gap"] * 100,
                 "gap_best_pct": (None if best_bound is None or r["objective_g"] <= 0
                                  else max(0.0, (r["objective_g"] - best_bound) / r["objective_g"] * 100)),
+                "known_kg": None if best_known_g is None else best_known_g / 1000,
+                "gap_known_pct": ref.gap_known_pct(r["objective_g"], best_known_g),
                 "violations": r["violations"], "peak_rss_mib": r["peak_rss_mib"],
                 "emissions_kg": r["emissions_g"] / 1000, "knapsack_bound": r.get("knapsack", ""), "notes": r["notes"],
             })
@@ -145,7 +168,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=("scale", "year"))
     args, _ = parser.parse_known_args(argv)
     if args.only != "year":
-        table, loads = run(INSTANCES, SOLVERS, args.time_limit)
+        try:
+            entries = ref.load_reference()
+        except ref.InputError as exc:
+            parser.exit(2, f"{exc}\n")
+        known_g, notes = known_objectives(INSTANCES, entries)
+        table, loads = run(INSTANCES, SOLVERS, args.time_limit, known_g)
+        known = "; ".join(f"{ref.label(s)} {k.objective_g / 1000:.4f} kg ({k.solver}, seed {k.seed}, "
+                          f"{k.time_limit_s:g} s, {k.date}: `{k.command}`)" for s, k in sorted(entries.items()))
         write_section("optimizer-scale", "Optimizer at scale: exact solvers against greedy, with their bounds (issue 15)",
                       table, f"Time limit {args.time_limit:g} s per solve, 2 workers, generated instances (seed 7). "
                       "objective_kg: `Evaluation.decision_g` on the location basis (what a placement can change); "
@@ -153,7 +183,11 @@ def main(argv: list[str] | None = None) -> None:
                       "(flow / knapsack / lagrangian / lp / the solver's own); gap_best_pct: to the best bound of the "
                       "instance in this run; knapsack_bound: the knapsack bound's value, the flow bound's, its steps "
                       "and seconds, within the bound's budget (a quarter of the time limit; `--solver greedy` computes "
-                      "none). Every figure is the plan's evaluation by edgeplace.policies.evaluate. 1-minute "
+                      "none). known_kg: the instance's best-known plan (bench/reference.json, evaluated again from "
+                      f"its stored plan: {known or 'none stored'}{''.join('; ' + n for n in notes)}); gap_known_pct: "
+                      "(objective - known) / objective, the least the plan is known to be above optimal "
+                      "(negative: it beats the reference). Every figure is the plan's evaluation by "
+                      "edgeplace.policies.evaluate. 1-minute "
                       f"load average before each solve and at the end: {', '.join(f'{x:.1f}' for x in loads)}.")
     if args.only != "scale":
         table, loads = run(["year"], ("greedy", "cpsat"), args.time_limit)

@@ -60,6 +60,8 @@ from typing import Any
 
 import yaml
 
+from edgeplace.k8s.steering import UNSTEERED_RESOURCE  # the constants only: kubernetes is imported where used
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEDULER_CONFIG = ROOT / "deploy" / "kube-scheduler-config.yaml"
 WAIT_S = 60.0
@@ -377,7 +379,7 @@ MAX_PODS = "1100"
 #: The extended resource of the `managedResources` variants (ignoredByScheduler: the scheduler
 #: does not count it; pods that request it are the ones the extender is asked about): the one the
 #: chart's steering policy marks pods with.
-MANAGED_RESOURCE = "edgeplace.io/unsteered"
+MANAGED_RESOURCE = UNSTEERED_RESOURCE
 
 
 @dataclass(frozen=True)
@@ -591,10 +593,10 @@ class Steering:
         # default scheduler's configuration: the policy may mark their pods too.
         [wired] = [v for v in policy["spec"]["variables"] if v["name"] == "wired"]
         wired["expression"] = "true"
-        [self.binding] = chart_objects("edgeplace-steering", ("MutatingAdmissionPolicyBinding",))
+        [binding] = chart_objects("edgeplace-steering", ("MutatingAdmissionPolicyBinding",))
         utils.create_from_dict(api_client, policy)
         steering.publish(api_client, {}, self.NAMESPACE)
-        utils.create_from_dict(api_client, copy.deepcopy(self.binding))
+        utils.create_from_dict(api_client, binding)
         nodes = [api_client.sanitize_for_serialization(n) for n in core.list_node().items]
         self.hostnames = steering.node_hostnames(nodes)
         self._probes = 0
@@ -604,8 +606,6 @@ class Steering:
         the mark for the extender (the pod is deleted again)."""
         from kubernetes import client
 
-        from edgeplace.k8s.steering import UNSTEERED_RESOURCE
-
         core = client.CoreV1Api(self.api)
         self._probes += 1
         body = make_pod(self.api, self.workload, 0, scheduler_name="nobody", name=f"steer-probe-{self._probes}")
@@ -613,7 +613,7 @@ class Steering:
         core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
         aff = pod.spec.affinity
         steered = bool(aff and aff.node_affinity and aff.node_affinity.preferred_during_scheduling_ignored_during_execution)
-        return steered, UNSTEERED_RESOURCE in (pod.spec.containers[0].resources.limits or {})
+        return steered, MANAGED_RESOURCE in (pod.spec.containers[0].resources.limits or {})
 
     def on(self, every_pod: bool = False) -> None:
         """The plan's parameters (every pod marked for the extender, or only the unsteered); returns

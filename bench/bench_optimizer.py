@@ -48,14 +48,12 @@ SOLVERS = ("greedy", "cpsat", "milp")
 
 def _scenario(spec):
     from edgeplace.topology import scenario_from_dict
-    from edgeplace.topology.generate import generate_scenario
 
     if spec == "year":
         from bench.longhorizon import batch_year
 
         return scenario_from_dict(batch_year(), source="<bench/longhorizon.py batch_year()>")
-    w, n, t = spec
-    return generate_scenario(n_workloads=w, n_nodes=n, n_slots=t, seed=7)
+    return ref.instance(spec)
 
 
 def _child(spec, solver, time_limit_s, queue) -> None:
@@ -177,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         known = "; ".join(f"{ref.label(s)} {k.objective_g / 1000:.4f} kg ({k.solver}, seed {k.seed}, "
                           f"{k.time_limit_s:g} s, {k.date}: `{k.command}`)" for s, k in sorted(entries.items()))
         write_section("optimizer-scale", "Optimizer at scale: exact solvers against greedy, with their bounds (issue 15)",
-                      table, f"Time limit {args.time_limit:g} s per solve, 2 workers, generated instances (seed 7). "
+                      table, f"Time limit {args.time_limit:g} s per solve, 2 workers, generated instances (seed {ref.GENERATOR_SEED}). "
                       "objective_kg: `Evaluation.decision_g` on the location basis (what a placement can change); "
                       "emissions_kg: total with the owned nodes' embodied carbon. gap_pct: to the bound the plan names "
                       "(flow / knapsack / lagrangian / lp / the solver's own); gap_best_pct: to the best bound of the "

@@ -52,9 +52,8 @@ def _child(time_limit_s: float, queue) -> None:
     from edgeplace.optimizer.result import SolveStatus
     from edgeplace.policies.costs import price
     from edgeplace.policies.evaluate import evaluate
-    from edgeplace.topology.generate import generate_scenario
 
-    sc = generate_scenario(n_workloads=1_000, n_nodes=100, n_slots=24, seed=ref.GENERATOR_SEED)
+    sc = ref.instance(INSTANCES["1000x100x24"])
     costs = price(sc)
     greedy_g = evaluate(sc, greedy_place(costs, time_limit_s=1.0, seed=0)).decision_g("location")
     out = {"greedy_g": greedy_g, "flow_g": flow_bound_g(costs)}
@@ -103,9 +102,8 @@ def _plan_child(spec: ref.Spec, solver: str, seed: int, time_limit_s: float, pla
     """One long run of the planner as `edgeplace plan --solver S --seed N --time-limit T` runs it; its
     placement written to `plan_path`."""
     from edgeplace.optimizer.solve import SolveOptions, solve
-    from edgeplace.topology.generate import generate_scenario
 
-    sc = generate_scenario(*spec, seed=ref.GENERATOR_SEED)
+    sc = ref.instance(spec)
     started = time.perf_counter()
     plan = solve(sc, SolveOptions(solver=solver, time_limit_s=time_limit_s, workers=2, seed=seed))
     seconds = time.perf_counter() - started
@@ -126,11 +124,9 @@ def run_plans(specs: list[ref.Spec], seeds: list[int], solver: str, time_limit_s
               reference_path: Path = ref.REFERENCE) -> None:
     """Long runs on each instance and seed (`_long_runs`); the best plan of an instance replaces its
     best-known plan when it is better (`_keep_best`); one section of docs/BENCHMARKS.md per instance."""
-    from edgeplace.topology.generate import generate_scenario
-
     entries = ref.load_reference(reference_path)
     for spec in specs:
-        scenario = generate_scenario(*spec, seed=ref.GENERATOR_SEED)
+        scenario = ref.instance(spec)
         notes, before_g = [], None
         if spec in entries:
             checked = ref.known_objective_g(entries[spec], scenario, reference_path.parent)

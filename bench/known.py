@@ -35,7 +35,7 @@ PLANS = BENCH / "known"
 VERSION = 1
 #: A stored plan that evaluates more than this (relative) away from its stored objective is reported as changed.
 SAME_OBJECTIVE_REL = 1e-6
-#: The generated instances' seed (`generate_scenario(..., seed=GENERATOR_SEED)`), as in bench_optimizer.
+#: The generated instances' seed (`instance`).
 GENERATOR_SEED = 7
 
 Spec = tuple[int, int, int]  # workloads, nodes, slots
@@ -75,6 +75,13 @@ _TEXTS = ("solver", "produced_by", "command", "date", "commit", "plan")
 FIX = "fix the entry, or delete it and run `python -m bench.bench_reference --plans` again"
 
 
+def instance(spec: Spec):
+    """The generated benchmark instance of `spec` (workloads, nodes, slots), as every benchmark builds it."""
+    from edgeplace.topology.generate import generate_scenario
+
+    return generate_scenario(*spec, seed=GENERATOR_SEED)
+
+
 def plan_name(spec: Spec) -> str:
     """The stored plan's file name under bench/, e.g. known/1000x100x24.json.gz."""
     return f"{PLANS.name}/{spec[0]}x{spec[1]}x{spec[2]}.json.gz"
@@ -112,10 +119,9 @@ def _entry(entry, where: str) -> tuple[Known | None, list[Problem]]:
     problems = []
     for name in _INTS:
         v = entry.get(name, GENERATOR_SEED if name == "generator_seed" else None)
-        if not isinstance(v, int) or isinstance(v, bool) or v < (1 if name in ("workloads", "nodes", "slots") else 0):
-            problems.append(Problem(f"{where}.{name}", f"must be a whole number >= "
-                                                       f"{1 if name in ('workloads', 'nodes', 'slots') else 0} "
-                                                       f"(got {v!r}); {FIX}"))
+        least = 1 if name in ("workloads", "nodes", "slots") else 0
+        if not isinstance(v, int) or isinstance(v, bool) or v < least:
+            problems.append(Problem(f"{where}.{name}", f"must be a whole number >= {least} (got {v!r}); {FIX}"))
     for name in _NUMBERS:
         v = entry.get(name)
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:

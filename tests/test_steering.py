@@ -198,3 +198,14 @@ def test_a_marked_pod_kube_scheduler_cannot_place_stops_the_marks_for_good(monke
         [warning] = round_warnings
         assert "no pods are marked for the extender" in warning and "shop/stuck-0" in warning
         assert "managedResources" in warning and "restart the planner" in warning
+
+
+@pytest.mark.parametrize("value, message", [("-1", "must be >= 0, got -1"), ("many", "expected a whole number")])
+def test_a_bad_size_flag_is_a_usage_error(value, message, capsys):
+    from edgeplace.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--planner", "--steer-at-admission", "--extender-every-pod-from", value])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "--extender-every-pod-from" in err and message in err

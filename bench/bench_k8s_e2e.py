@@ -575,8 +575,10 @@ class Steering:
     with the parameters of a plan while a `steer` variant runs; empty parameters (the policy
     changes no pod) for the other runs.
 
-    The binding stays: kube-apiserver v1.37.2 no longer sees parameter updates of a binding that
-    was deleted and created again (measured: the old ``extender`` value stayed for 60 s)."""
+    The binding stays: with no bound ConfigMap-parameter policy left, kube-apiserver v1.37.2 stops
+    its parameter informer for good (kubernetes/kubernetes#130887; the chart's param anchors,
+    docs/KUBERNETES.md "Policy parameters across reinstalls"), and a binding created again reads the
+    old parameters (measured: the old ``extender`` value stayed for 60 s)."""
 
     NAMESPACE = "edgeplace-system"
 

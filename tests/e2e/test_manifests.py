@@ -201,6 +201,26 @@ def test_the_dashboard_configmap_carries_the_dashboard_file():
     assert json.loads(cm["data"]["edgeplace.json"]) == json.loads((CHART / "dashboards" / "edgeplace.json").read_text())
 
 
+def test_param_anchors_are_kept_on_uninstall_and_can_neither_refuse_nor_change_anything():
+    """docs/KUBERNETES.md "Policy parameters across reinstalls"; behaviour in test_param_anchor_e2e.py."""
+    items = rendered()
+    anchors = [d for d in items if d["metadata"]["name"] == "edgeplace-param-anchor"]
+    assert sorted(d["kind"] for d in anchors) == sorted([
+        "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"])
+    assert all(d["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for d in anchors)
+    for kind in ("MutatingAdmissionPolicy", "ValidatingAdmissionPolicy"):
+        spec = named(items, kind, "edgeplace-param-anchor")["spec"]
+        assert spec["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"} and spec["failurePolicy"] == "Ignore"
+        assert spec["matchConstraints"]["resourceRules"] == [{"apiGroups": ["edgeplace.io"], "apiVersions": ["v1"],
+                                                              "operations": ["CREATE"], "resources": ["param-anchors"]}]
+        binding = named(items, kind + "Binding", "edgeplace-param-anchor")["spec"]
+        assert binding["paramRef"]["parameterNotFoundAction"] == "Allow"
+    assert named(items, "ValidatingAdmissionPolicyBinding", "edgeplace-param-anchor")["spec"]["validationActions"] == ["Audit"]
+    assert named(items, "ValidatingAdmissionPolicy", "edgeplace-param-anchor")["spec"]["validations"] == [
+        {"expression": "true"}]
+
+
 def test_dockerfile_is_multi_stage_non_root_and_pinned():
     text = (DEPLOY / "Dockerfile").read_text()
     stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
@@ -382,10 +402,16 @@ def test_chart_variants_pass_server_side_dry_run(cluster, helm, crds):
                                                   "--set", "planner.enabled=false")) if d]
     [ext] = yaml.safe_load(scheduler_configmap(plain)["data"]["default-scheduler.yaml"])["extenders"]
     assert ext["urlPrefix"].startswith("http://") and "tlsConfig" not in ext
-    # Without a planner: no planner policy and no ClusterRole; the isolation admission stays (apply-isolation by hand).
+    # Without a planner: no planner policy and no ClusterRole; the isolation admission (apply-isolation by hand)
+    # and its parameter anchor stay.
     assert {d["metadata"]["name"] for d in by_kind(plain, "ValidatingAdmissionPolicy")} == {
-        "edgeplace-isolation", "edgeplace-isolation-binding"} and not by_kind(plain, "ClusterRole")
+        "edgeplace-isolation", "edgeplace-isolation-binding", "edgeplace-param-anchor"} and not by_kind(plain, "ClusterRole")
     assert dry_run_apply(cluster.api_client(), plain) == []
+    # Neither isolation nor steering: no policy with ConfigMap parameters, so no anchor either.
+    bare = [d for d in yaml.safe_load_all(render(helm, "--set", "isolation.enabled=false",
+                                                 "--set", "steering.enabled=false")) if d]
+    assert not [d for d in bare if d["metadata"]["name"] == "edgeplace-param-anchor"]
+    assert not [d for d in bare if d["kind"].endswith("AdmissionPolicy") and "paramKind" in d["spec"]]
 
 
 def _schedules_through_extender(cluster, config: dict, scheduler_name: str, certs) -> None:

@@ -147,6 +147,28 @@ def test_actuation_in_apply_mode_adds_only_what_it_needs(helm):
     assert (["configmaps"], None, {"create"}) in ns_rules and not [r for r in ns_rules if r[0] == ["secrets"]]
 
 
+@pytest.mark.e2e
+def test_extender_calls_all_sends_every_pod_unmarked_and_a_wrong_value_names_the_choices(helm):
+    def wiring(*extra: str) -> tuple[list[dict], list[str]]:
+        items = [d for d in yaml.safe_load_all(render(helm, *extra)) if d]
+        data = scheduler_configmap(items)["data"]
+        stanzas = [e for key in ("default-scheduler.yaml", "second-scheduler.yaml")
+                   for e in yaml.safe_load(data[key])["extenders"]]
+        args = named(items, "Deployment", "edgeplace-planner")["spec"]["template"]["spec"]["containers"][0]["args"]
+        return stanzas, args
+
+    stanzas, args = wiring()  # the default, "marked": only the pods the steering policy marks
+    assert all(e["managedResources"] == [{"name": "edgeplace.io/unsteered", "ignoredByScheduler": True}] for e in stanzas)
+    assert "--extender-every-pod-from=500" in args and "--no-extender-marks" not in args
+    stanzas, args = wiring("--set", "steering.extenderCalls=all")
+    assert stanzas and not any("managedResources" in e for e in stanzas)
+    assert "--no-extender-marks" in args and not [a for a in args if a.startswith("--extender-every-pod-from")]
+    result = subprocess.run([helm, "template", "edgeplace", str(CHART), "--kube-version", "1.37.2",
+                             "--set", "steering.extenderCalls=every"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert 'steering.extenderCalls: "every" is not one of marked, all' in result.stderr
+
+
 def test_scheduler_config_file_is_the_charts_default_scheduler_config():
     cm = scheduler_configmap(rendered())
     assert yaml.safe_load(cm["data"]["default-scheduler.yaml"]) == yaml.safe_load(SCHEDULER_CONFIG.read_text())

@@ -14,7 +14,8 @@ wiring it (`Variant`: filter + prioritize, prioritize only, compact replies,
 a filter that keeps only the best nodes, managedResources,
 percentageOfNodesToScore 100, and the chart's steering policy with its marks
 for the extender: only the pods it does not steer, or every pod, the two
-modes of the chart's default by cluster size), in an order rotated by one
+modes of the chart's default by cluster size; or with no marks and every pod
+sent, as `steering.extenderCalls: all` wires it), in an order rotated by one
 each round. The pods belong to a Deployment's ReplicaSet and carry no
 edgeplace annotation.
 
@@ -417,11 +418,13 @@ class Variant:
     managed: bool = False  # managedResources: only pods requesting MANAGED_RESOURCE are sent
     score_all: bool = False  # percentageOfNodesToScore: 100 (the extender sees every feasible node)
     #: Steering at admission (edgeplace.k8s.steering): the chart's steering policy bound during the
-    #: run and the shipped profile's plugin weights. The policy marks for the extender (with
-    #: MANAGED_RESOURCE) only the pods it does not steer, none of the bench's planned pods,
-    #: unless `every_pod`, as the planner asks from `steering.DEFAULT_EVERY_POD_FROM` nodes on.
+    #: run and the shipped profile's plugin weights. `mark` says which pods the policy marks for
+    #: the extender (with MANAGED_RESOURCE): "unsteered" (none of the bench's planned pods),
+    #: "every-pod" (as the planner asks from `steering.DEFAULT_EVERY_POD_FROM` nodes on), or None
+    #: (no pod: with `managed` off kube-scheduler sends every pod, as the chart's
+    #: `steering.extenderCalls: all` wires it).
     steer: bool = False
-    every_pod: bool = False
+    mark: str | None = "unsteered"
 
     @property
     def pod_requests(self) -> dict[str, str] | None:
@@ -444,14 +447,19 @@ VARIANTS = (
     Variant("filter keeps the best, compact", compact=True, best=True),
     Variant("managedResources", managed=True),
 )
-#: Last: its agreement run leaves the cluster's isolation native (`native_isolation`). The two
-#: ways the chart's default runs: below `steering.DEFAULT_EVERY_POD_FROM` nodes the extender is
-#: called only for the pods steering does not cover (STEER), from it on for every pod (STEER_BEST).
+#: Last: its agreement run leaves the cluster's isolation native (`native_isolation`). The ways
+#: the chart runs: by default (`steering.extenderCalls: marked`) the extender is called only for
+#: the pods steering does not cover (STEER), and from `steering.DEFAULT_EVERY_POD_FROM` nodes on the
+#: planner marks every pod (STEER_BEST); with `extenderCalls: all` kube-scheduler sends every pod,
+#: unmarked (STEER_ALL): a marked pod costs kube-scheduler's NodeResourcesFit a resource-name
+#: validation (a regular expression) per node (docs/EXTENDER.md "Throughput").
 STEER = Variant("steering at admission, extender for unplanned pods", managed=True, compact=True, best=True,
                 score_all=True, steer=True)
 STEER_BEST = Variant("steering at admission + filter keeps the best, compact", managed=True, compact=True, best=True,
-                     score_all=True, steer=True, every_pod=True)
-VARIANTS += (STEER, STEER_BEST)
+                     score_all=True, steer=True, mark="every-pod")
+STEER_ALL = Variant("steering at admission, every pod to the extender unmarked", compact=True, best=True,
+                    score_all=True, steer=True, mark=None)
+VARIANTS += (STEER, STEER_BEST, STEER_ALL)
 #: At 1,000 nodes kube-scheduler hands the extender a 42 % sample of the feasible nodes
 #: (numFeasibleNodesToFind) unless percentageOfNodesToScore is 100. managedResources changes
 #: nothing when every pod is the plan's (measured at 9 nodes).
@@ -463,6 +471,7 @@ LARGE_VARIANTS = VARIANTS[:4] + (
     STEER,
     Variant("steering at admission, default sampling", managed=True, steer=True),
     STEER_BEST,
+    STEER_ALL,
 )
 
 
@@ -575,8 +584,10 @@ class Steering:
     with the parameters of a plan while a `steer` variant runs; empty parameters (the policy
     changes no pod) for the other runs.
 
-    The binding stays: kube-apiserver v1.37.2 no longer sees parameter updates of a binding that
-    was deleted and created again (measured: the old ``extender`` value stayed for 60 s)."""
+    The binding stays: with no bound ConfigMap-parameter policy left, kube-apiserver v1.37.2 stops
+    its parameter informer for good (kubernetes/kubernetes#130887; the chart's param anchors,
+    docs/KUBERNETES.md "Policy parameters across reinstalls"), and a binding created again reads the
+    old parameters (measured: the old ``extender`` value stayed for 60 s)."""
 
     NAMESPACE = "edgeplace-system"
 
@@ -615,16 +626,16 @@ class Steering:
         steered = bool(aff and aff.node_affinity and aff.node_affinity.preferred_during_scheduling_ignored_during_execution)
         return steered, MANAGED_RESOURCE in (pod.spec.containers[0].resources.limits or {})
 
-    def on(self, every_pod: bool = False) -> None:
-        """The plan's parameters (every pod marked for the extender, or only the unsteered); returns
-        once a probe pod is steered and marked as asked."""
+    def on(self, mark: str | None) -> None:
+        """The plan's parameters with `mark` (`steering.data`: which pods are marked for the
+        extender); returns once a probe pod is steered and marked as asked."""
         from edgeplace.k8s import steering
 
-        params, warnings = steering.data(self.doc, self.hostnames, steering.EVERY_POD if every_pod else steering.UNSTEERED)
+        params, warnings = steering.data(self.doc, self.hostnames, mark)
         if warnings:
             raise RuntimeError("steering parameters: " + "; ".join(warnings))
         steering.publish(self.api, params, self.NAMESPACE)
-        load_cluster_module().wait_for(lambda: self._probe() == (True, every_pod), WAIT_S,
+        load_cluster_module().wait_for(lambda: self._probe() == (True, mark == steering.EVERY_POD), WAIT_S,
                                        "the steering policy to take effect")
 
     def off(self) -> None:
@@ -727,7 +738,7 @@ def compare(cluster, api_client, namespace: str, workload: str, extender_url: st
         before = server.server_seconds() if server else (0.0, 0.0)
         steer = variant is not None and variant.steer
         if steer:
-            steering.on(variant.every_pod)
+            steering.on(variant.mark)
         try:
             figures = measure_throughput(cluster, api_client, namespace, workload, n_pods, profile, url, certs,
                                          variant or FULL, planned, server.proc.pid if server else None, shares)
@@ -766,7 +777,7 @@ def agreement(cluster, api_client, doc: dict[str, Any], extender_url: str | None
     e2e = load_cluster_module()
     core = client.CoreV1Api(api_client)
     if variant.steer:
-        steering.on(variant.every_pod)
+        steering.on(variant.mark)
     pods = {}
     for workload, spec in DEPLOYMENTS.items():
         ns = workload.split("/")[0]
@@ -1014,9 +1025,11 @@ def main(argv: list[str] | None = None) -> int:
                 "the nodes the plan powers down are tainted edgeplace.io/powered-down:NoSchedule for every run, as "
                 "the power lifecycle leaves them. ")
              + f"1-minute load average before the run: {load_before:.2f}.")
-    section = "k8s_e2e_plan_only" if args.plan_only else "k8s_e2e"
+    # A run of some variants only gets a section of its own: the full table stays beside it.
+    section = ("k8s_e2e_plan_only" if args.plan_only else "k8s_e2e") + ("_subset" if only else "")
     write_section(section, "Real cluster: kube-scheduler pods/s with and without the extender"
-                  + (" (plan only: sleeping nodes untainted)" if args.plan_only else ""), summary, notes)
+                  + (" (plan only: sleeping nodes untainted)" if args.plan_only else "")
+                  + (" (some variants)" if only else ""), summary, notes)
     if agree and not args.plan_only:
         write_section("k8s_e2e_agreement", "Real cluster: plan agreement of each extender variant (9 nodes)",
                       pd.DataFrame(agree),

@@ -26,6 +26,16 @@ def test_steering_variants_never_send_their_pods_to_the_extender():
     assert bench_k8s_e2e.Variant("managed", managed=True).pod_requests == {bench_k8s_e2e.MANAGED_RESOURCE: "1"}
 
 
+def test_the_unmarked_steering_variant_has_kube_scheduler_send_every_pod():
+    # As the chart's steering.extenderCalls: all wires it: no managedResources, no marks.
+    variant = bench_k8s_e2e.STEER_ALL
+    assert variant.mark is None and not variant.managed and variant.pod_requests is None
+    config = bench_k8s_e2e.scheduler_config("http://127.0.0.1:1", ["bench-0"], variant=variant)
+    [ext] = config["extenders"]
+    assert "managedResources" not in ext and config["percentageOfNodesToScore"] == 100
+    assert bench_k8s_e2e.STEER_BEST.mark == "every-pod" and bench_k8s_e2e.STEER.mark == "unsteered"
+
+
 def test_cpu_weights_mode_is_checked_and_equal_moves_nothing():
     with pytest.raises(ValueError, match="choose one of requests, equal"):
         bench_k8s_e2e.CpuShares("fast")

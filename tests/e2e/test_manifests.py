@@ -147,6 +147,28 @@ def test_actuation_in_apply_mode_adds_only_what_it_needs(helm):
     assert (["configmaps"], None, {"create"}) in ns_rules and not [r for r in ns_rules if r[0] == ["secrets"]]
 
 
+@pytest.mark.e2e
+def test_extender_calls_all_sends_every_pod_unmarked_and_a_wrong_value_names_the_choices(helm):
+    def wiring(*extra: str) -> tuple[list[dict], list[str]]:
+        items = [d for d in yaml.safe_load_all(render(helm, *extra)) if d]
+        data = scheduler_configmap(items)["data"]
+        stanzas = [e for key in ("default-scheduler.yaml", "second-scheduler.yaml")
+                   for e in yaml.safe_load(data[key])["extenders"]]
+        args = named(items, "Deployment", "edgeplace-planner")["spec"]["template"]["spec"]["containers"][0]["args"]
+        return stanzas, args
+
+    stanzas, args = wiring()  # the default, "marked": only the pods the steering policy marks
+    assert all(e["managedResources"] == [{"name": "edgeplace.io/unsteered", "ignoredByScheduler": True}] for e in stanzas)
+    assert "--extender-every-pod-from=500" in args and "--no-extender-marks" not in args
+    stanzas, args = wiring("--set", "steering.extenderCalls=all")
+    assert stanzas and not any("managedResources" in e for e in stanzas)
+    assert "--no-extender-marks" in args and not [a for a in args if a.startswith("--extender-every-pod-from")]
+    result = subprocess.run([helm, "template", "edgeplace", str(CHART), "--kube-version", "1.37.2",
+                             "--set", "steering.extenderCalls=every"], capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert 'steering.extenderCalls: "every" is not one of marked, all' in result.stderr
+
+
 def test_scheduler_config_file_is_the_charts_default_scheduler_config():
     cm = scheduler_configmap(rendered())
     assert yaml.safe_load(cm["data"]["default-scheduler.yaml"]) == yaml.safe_load(SCHEDULER_CONFIG.read_text())
@@ -199,6 +221,26 @@ def test_the_dashboard_configmap_carries_the_dashboard_file():
     [cm] = [d for d in by_kind(rendered(), "ConfigMap") if d["metadata"]["name"] == "edgeplace-dashboard"]
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(cm["data"]["edgeplace.json"]) == json.loads((CHART / "dashboards" / "edgeplace.json").read_text())
+
+
+def test_param_anchors_are_kept_on_uninstall_and_can_neither_refuse_nor_change_anything():
+    """docs/KUBERNETES.md "Policy parameters across reinstalls"; behaviour in test_param_anchor_e2e.py."""
+    items = rendered()
+    anchors = [d for d in items if d["metadata"]["name"] == "edgeplace-param-anchor"]
+    assert sorted(d["kind"] for d in anchors) == sorted([
+        "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding",
+        "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"])
+    assert all(d["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for d in anchors)
+    for kind in ("MutatingAdmissionPolicy", "ValidatingAdmissionPolicy"):
+        spec = named(items, kind, "edgeplace-param-anchor")["spec"]
+        assert spec["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"} and spec["failurePolicy"] == "Ignore"
+        assert spec["matchConstraints"]["resourceRules"] == [{"apiGroups": ["edgeplace.io"], "apiVersions": ["v1"],
+                                                              "operations": ["CREATE"], "resources": ["param-anchors"]}]
+        binding = named(items, kind + "Binding", "edgeplace-param-anchor")["spec"]
+        assert binding["paramRef"]["parameterNotFoundAction"] == "Allow"
+    assert named(items, "ValidatingAdmissionPolicyBinding", "edgeplace-param-anchor")["spec"]["validationActions"] == ["Audit"]
+    assert named(items, "ValidatingAdmissionPolicy", "edgeplace-param-anchor")["spec"]["validations"] == [
+        {"expression": "true"}]
 
 
 def test_dockerfile_is_multi_stage_non_root_and_pinned():
@@ -382,10 +424,16 @@ def test_chart_variants_pass_server_side_dry_run(cluster, helm, crds):
                                                   "--set", "planner.enabled=false")) if d]
     [ext] = yaml.safe_load(scheduler_configmap(plain)["data"]["default-scheduler.yaml"])["extenders"]
     assert ext["urlPrefix"].startswith("http://") and "tlsConfig" not in ext
-    # Without a planner: no planner policy and no ClusterRole; the isolation admission stays (apply-isolation by hand).
+    # Without a planner: no planner policy and no ClusterRole; the isolation admission (apply-isolation by hand)
+    # and its parameter anchor stay.
     assert {d["metadata"]["name"] for d in by_kind(plain, "ValidatingAdmissionPolicy")} == {
-        "edgeplace-isolation", "edgeplace-isolation-binding"} and not by_kind(plain, "ClusterRole")
+        "edgeplace-isolation", "edgeplace-isolation-binding", "edgeplace-param-anchor"} and not by_kind(plain, "ClusterRole")
     assert dry_run_apply(cluster.api_client(), plain) == []
+    # Neither isolation nor steering: no policy with ConfigMap parameters, so no anchor either.
+    bare = [d for d in yaml.safe_load_all(render(helm, "--set", "isolation.enabled=false",
+                                                 "--set", "steering.enabled=false")) if d]
+    assert not [d for d in bare if d["metadata"]["name"] == "edgeplace-param-anchor"]
+    assert not [d for d in bare if d["kind"].endswith("AdmissionPolicy") and "paramKind" in d["spec"]]
 
 
 def _schedules_through_extender(cluster, config: dict, scheduler_name: str, certs) -> None:

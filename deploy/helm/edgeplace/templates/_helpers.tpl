@@ -41,6 +41,16 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and .Values.steering.enabled .Values.planner.enabled (include "edgeplace.mutatingPolicyVersion" .) -}}true{{- end -}}
 {{- end -}}
 
+{{/* "true" when kube-scheduler calls the extender only for the pods the steering policy marks
+     (managedResources): steering at admission with steering.extenderCalls "marked". */}}
+{{- define "edgeplace.extenderForMarkedPods" -}}
+{{- $calls := .Values.steering.extenderCalls -}}
+{{- if not (has $calls (list "marked" "all")) -}}
+{{- fail (printf "steering.extenderCalls: %q is not one of marked, all (docs/KUBERNETES.md \"Steering at admission\")" $calls) -}}
+{{- end -}}
+{{- if and (include "edgeplace.steersAtAdmission" .) (eq $calls "marked") -}}true{{- end -}}
+{{- end -}}
+
 {{/* The schedulers whose pods the steering policy may mark for the extender, as a CEL list: the
      one the chart wires the extender into with managedResources. */}}
 {{- define "edgeplace.markedSchedulers" -}}
@@ -72,7 +82,7 @@ plugins:
   preemptVerb: preempt
   weight: {{ $v.schedulerExtender.weight }}
   nodeCacheCapable: true
-  {{- if include "edgeplace.steersAtAdmission" .root }}
+  {{- if include "edgeplace.extenderForMarkedPods" .root }}
   managedResources:
   - name: edgeplace.io/unsteered
     ignoredByScheduler: true

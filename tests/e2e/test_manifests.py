@@ -163,6 +163,13 @@ def test_extender_calls_all_sends_every_pod_unmarked_and_a_wrong_value_names_the
     stanzas, args = wiring("--set", "steering.extenderCalls=all")
     assert stanzas and not any("managedResources" in e for e in stanzas)
     assert "--no-extender-marks" in args and not [a for a in args if a.startswith("--extender-every-pod-from")]
+    # ... and the steering policy marks no pod whatever its parameters say (a stale `extender` entry
+    # from before the switch would leave marked pods Pending under a stanza without the entry).
+    for extra, wired in ((), '["default-scheduler"]'), (("--set", "steering.extenderCalls=all"), "[]"):
+        items = [d for d in yaml.safe_load_all(render(helm, *extra)) if d]
+        policy = named(items, "MutatingAdmissionPolicy", "edgeplace-steering")
+        [expression] = [v["expression"] for v in policy["spec"]["variables"] if v["name"] == "wired"]
+        assert expression.rstrip().endswith(f"in {wired}"), expression
     result = subprocess.run([helm, "template", "edgeplace", str(CHART), "--kube-version", "1.37.2",
                              "--set", "steering.extenderCalls=every"], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0

@@ -52,9 +52,12 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 
 {{/* The schedulers whose pods the steering policy may mark for the extender, as a CEL list: the
-     one the chart wires the extender into with managedResources. */}}
+     one the chart wires the extender into with managedResources; none without that entry (a mark
+     would then count in kube-scheduler's fit check and leave the pod Pending). */}}
 {{- define "edgeplace.markedSchedulers" -}}
-{{- if .Values.secondScheduler.enabled -}}
+{{- if not (include "edgeplace.extenderForMarkedPods" .) -}}
+[]
+{{- else if .Values.secondScheduler.enabled -}}
 {{ list .Values.secondScheduler.schedulerName | toJson }}
 {{- else -}}
 ["default-scheduler"]

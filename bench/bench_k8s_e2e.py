@@ -61,7 +61,7 @@ from typing import Any
 
 import yaml
 
-from edgeplace.k8s.steering import UNSTEERED_RESOURCE  # the constants only: kubernetes is imported where used
+from edgeplace.k8s.steering import EVERY_POD, UNSTEERED, UNSTEERED_RESOURCE  # constants only: kubernetes is imported where used
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEDULER_CONFIG = ROOT / "deploy" / "kube-scheduler-config.yaml"
@@ -419,12 +419,12 @@ class Variant:
     score_all: bool = False  # percentageOfNodesToScore: 100 (the extender sees every feasible node)
     #: Steering at admission (edgeplace.k8s.steering): the chart's steering policy bound during the
     #: run and the shipped profile's plugin weights. `mark` says which pods the policy marks for
-    #: the extender (with MANAGED_RESOURCE): "unsteered" (none of the bench's planned pods),
-    #: "every-pod" (as the planner asks from `steering.DEFAULT_EVERY_POD_FROM` nodes on), or None
+    #: the extender (with MANAGED_RESOURCE): UNSTEERED (none of the bench's planned pods),
+    #: EVERY_POD (as the planner asks from `steering.DEFAULT_EVERY_POD_FROM` nodes on), or None
     #: (no pod: with `managed` off kube-scheduler sends every pod, as the chart's
     #: `steering.extenderCalls: all` wires it).
     steer: bool = False
-    mark: str | None = "unsteered"
+    mark: str | None = UNSTEERED
 
     @property
     def pod_requests(self) -> dict[str, str] | None:
@@ -456,7 +456,7 @@ VARIANTS = (
 STEER = Variant("steering at admission, extender for unplanned pods", managed=True, compact=True, best=True,
                 score_all=True, steer=True)
 STEER_BEST = Variant("steering at admission + filter keeps the best, compact", managed=True, compact=True, best=True,
-                     score_all=True, steer=True, mark="every-pod")
+                     score_all=True, steer=True, mark=EVERY_POD)
 STEER_ALL = Variant("steering at admission, every pod to the extender unmarked", compact=True, best=True,
                     score_all=True, steer=True, mark=None)
 VARIANTS += (STEER, STEER_BEST, STEER_ALL)
@@ -635,7 +635,7 @@ class Steering:
         if warnings:
             raise RuntimeError("steering parameters: " + "; ".join(warnings))
         steering.publish(self.api, params, self.NAMESPACE)
-        load_cluster_module().wait_for(lambda: self._probe() == (True, mark == steering.EVERY_POD), WAIT_S,
+        load_cluster_module().wait_for(lambda: self._probe() == (True, mark == EVERY_POD), WAIT_S,
                                        "the steering policy to take effect")
 
     def off(self) -> None:

@@ -31,22 +31,22 @@ pytestmark = pytest.mark.e2e
 
 WAIT = 60.0
 SYSTEM_NS = "edgeplace-system"
-POLICY_KINDS = ("MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
-                "ValidatingAdmissionPolicyBinding")
 #: kube-apiserver refreshes its policy state within a second of a change (policy_source.go).
 SETTLE_S = 5.0
 #: How long the old parameters must stay without the anchors to count as stuck.
 STUCK_S = 10.0
 
 
-def _objects(name: str) -> list[dict]:
-    return topo.chart_objects(name, POLICY_KINDS)
+def _objects(*names: str) -> list[dict]:
+    """The named policies and their bindings in the committed manifests, policies first (a binding
+    names its policy)."""
+    objs = [d for name in names for d in topo.chart_objects(name, topo.ADMISSION_POLICY_KINDS)]
+    return sorted(objs, key=lambda d: d["kind"].endswith("Binding"))
 
 
 def _policies() -> list[dict]:
-    """The isolation and steering policies and bindings, policies first (a binding names its policy)."""
-    objs = [*_objects("edgeplace-isolation"), *_objects("edgeplace-isolation-binding"), *_objects("edgeplace-steering")]
-    return sorted(objs, key=lambda d: d["kind"].endswith("Binding"))
+    """The isolation and steering policies and bindings."""
+    return _objects("edgeplace-isolation", "edgeplace-isolation-binding", "edgeplace-steering")
 
 
 def _install(api, objs: list[dict]) -> None:
@@ -118,7 +118,7 @@ def test_policies_read_new_parameters_after_a_reinstall_only_with_the_anchors(e2
                 "name": name, "annotations": {"helm.sh/resource-policy": "keep"}}})
         anchors = _objects("edgeplace-param-anchor")
         assert len(anchors) == 4, "the committed manifests carry both anchors and their bindings"
-        _install(api, sorted(anchors, key=lambda d: d["kind"].endswith("Binding")))
+        _install(api, anchors)
         _install(api, _policies())
         _write_params(core, {"node.n-1": "globex", "tenant.globex.dedicated": "true"},
                       {steering.PREFER + steering.params_key("video"): "n-1"})
@@ -131,7 +131,7 @@ def test_policies_read_new_parameters_after_a_reinstall_only_with_the_anchors(e2
         e2e_cluster.wait_for(lambda: _seen(core, "n-2", "n-2"), WAIT,
                              "the reinstalled policies to read the new parameters (anchors in place)")
 
-        _uninstall(api, sorted(anchors, key=lambda d: d["kind"].endswith("Binding")))
+        _uninstall(api, anchors)
         _reinstall(api, core, "n-3")
         deadline = time.monotonic() + STUCK_S
         while time.monotonic() < deadline:

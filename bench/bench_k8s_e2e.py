@@ -481,6 +481,66 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class CpuSampler:
+    """The CPU time of some processes, sampled every SAMPLE_S on a thread from creation to `stop`,
+    so that what each spent between two moments (the first and the last Scheduled event) can be
+    read afterwards: `between` interpolates between the samples (CPU time has 10 ms ticks)."""
+
+    SAMPLE_S = 0.05
+
+    def __init__(self, pids: dict[str, int]):
+        import threading
+
+        self.pids = pids
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        self.samples.append((time.time(), {name: cpu_seconds(pid) for name, pid in self.pids.items()}))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.SAMPLE_S):
+            self._sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds of each process from `start` to `end` (Unix times within the samples)."""
+        import numpy as np
+
+        times = np.array([t for t, _ in self.samples])
+        return {name: float(np.diff(np.interp([start, end], times, [cpu[name] for _, cpu in self.samples]))[0])
+                for name in self.pids}
+
+
+#: The control plane has settled when etcd and kube-apiserver together use less than this share
+#: of one core over SETTLE_WINDOW_S (their idle level here: 2-5 %).
+SETTLE_CORES = 0.15
+SETTLE_WINDOW_S = 0.5
+SETTLE_MAX_S = 20.0
+
+
+def settle(pids) -> float:
+    """Wait until the processes `pids` are near idle (SETTLE_CORES over SETTLE_WINDOW_S) or
+    SETTLE_MAX_S has passed; the seconds waited. Pod creation and the previous run's deletions
+    leave work behind (the policy's admission of the last requests, watch fan-out, etcd's
+    writes): measured, it would be charged to whichever configuration runs next."""
+    pids = list(pids)
+    start = time.perf_counter()
+    while time.perf_counter() - start < SETTLE_MAX_S:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(SETTLE_WINDOW_S)
+        if sum(cpu_seconds(pid) for pid in pids) - before < SETTLE_CORES * SETTLE_WINDOW_S:
+            break
+    return time.perf_counter() - start
+
+
 def scheduler_config(extender_url: str | None, profiles: list[str] | None = None, high_qps: bool = False,
                      certs: Certs | None = None, variant: Variant = FULL) -> dict[str, Any]:
     """deploy/kube-scheduler-config.yaml with the extender at `extender_url` (None: no extender),
@@ -677,12 +737,15 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     create_pods(api_client, namespace, bodies)
     create_s = time.perf_counter() - created
     names = {b["metadata"]["name"] for b in bodies}
+    control_plane = {name: cluster._procs[name].popen.pid for name in ("kube-apiserver", "etcd")}
+    settle_s = settle(control_plane.values())
     started = time.perf_counter()
     extender_cpu = cpu_seconds(extender_pid) if extender_pid else 0.0
     cluster.restart_scheduler(scheduler_config(extender_url, ["default-scheduler", profile], high_qps=True,
                                                certs=certs, variant=variant))
     if shares is not None:
         shares.place("kube-scheduler", cluster._procs["kube-scheduler"].popen.pid)
+    sampler = CpuSampler({**control_plane, "kube-scheduler": cluster._procs["kube-scheduler"].popen.pid})
 
     def all_bound() -> bool:
         # While kube-scheduler works, ask only whether one pod is still unbound (limit 1): listing
@@ -695,6 +758,7 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     e2e.wait_for(all_bound, WAIT_S * max(1, n_pods // 500), f"{n_pods} pods of profile {profile} to be bound",
                  interval=0.5)
     wall = time.perf_counter() - started
+    sampler.stop()
     scheduler_cpu = cpu_seconds(cluster._procs["kube-scheduler"].popen.pid)
     extender_cpu = cpu_seconds(extender_pid) - extender_cpu if extender_pid else 0.0
     pods = core.list_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}").items
@@ -707,11 +771,14 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
 
     times = sorted(e2e.wait_for(scheduled_events, WAIT_S, f"Scheduled events of profile {profile}"))
     span = (times[-1] - times[0]).total_seconds()
+    in_span = sampler.between(times[0].timestamp(), times[-1].timestamp())
     on_plan = sum(node in planned for node in bound.values()) / n_pods if planned is not None else float("nan")
     return {"pods": n_pods, "pods_per_s": (n_pods - 1) / span if span > 0 else float("inf"),
-            "created_per_s": n_pods / create_s,
+            "created_per_s": n_pods / create_s, "settle_s": settle_s,
             "span_s": span, "wall_s": wall, "on_planned_nodes": on_plan, "load_1min": os.getloadavg()[0],
-            "scheduler_cpu_ms_per_pod": scheduler_cpu / n_pods * 1000, "extender_cpu_ms_per_pod": extender_cpu / n_pods * 1000}
+            "scheduler_cpu_ms_per_pod": scheduler_cpu / n_pods * 1000, "extender_cpu_ms_per_pod": extender_cpu / n_pods * 1000,
+            **{f"{short}_span_cpu_ms_per_pod": in_span[name] / (n_pods - 1) * 1000
+               for short, name in (("scheduler", "kube-scheduler"), ("apiserver", "kube-apiserver"), ("etcd", "etcd"))}}
 
 
 def compare(cluster, api_client, namespace: str, workload: str, extender_url: str, n_pods: int = 200,
@@ -751,9 +818,23 @@ def compare(cluster, api_client, namespace: str, workload: str, extender_url: st
             figures["calls_per_pod"] = (after[1] - before[1]) / n_pods
         if run:
             rows.append({"run": run, "scheduler": "without extender" if variant is None else variant.name, **figures})
+            print(f"  round {run}: {rows[-1]['scheduler']}: {figures['pods_per_s']:.0f} pods/s", flush=True)
         core.delete_collection_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}",
                                               grace_period_seconds=0)
     return rows
+
+
+def paired_shares(table, summary) -> list[float]:
+    """Per row of `summary` (nodes, scheduler): the median over the rounds of the configuration's
+    rate over the same round's rate without the extender. The runs of one round are minutes
+    apart, the rounds up to half an hour: the pairs cancel what drifts between rounds (etcd's
+    size, the load of the machine)."""
+    without = table[table["scheduler"] == "without extender"].set_index(["nodes", "run"])["pods_per_s"]
+    shares = []
+    for nodes, scheduler in zip(summary["nodes"], summary["scheduler"]):
+        runs = table[(table["nodes"] == nodes) & (table["scheduler"] == scheduler)]
+        shares.append(statistics.median(r / without[nodes, run] for run, r in zip(runs["run"], runs["pods_per_s"])))
+    return shares
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -865,7 +946,24 @@ def native_isolation(api_client, site_config: dict[str, Any]) -> None:
         core.delete_namespaced_pod("isolation-probe", "shop", grace_period_seconds=0)
         return False
 
-    load_cluster_module().wait_for(refused, WAIT_S, "the isolation policies to take effect")
+    def mutated() -> bool:
+        # The validating policy may act before the mutating one (each policy kind has its own
+        # informer): a never_with tenant's pod must be admitted, with its anti-affinity added.
+        from kubernetes.client.exceptions import ApiException
+
+        body = make_pod(api_client, "hospital/records", 0, scheduler_name="nobody", name="isolation-probe")
+        try:
+            pod = core.create_namespaced_pod("hospital", body)
+        except ApiException as exc:
+            if exc.status in (400, 403, 422):
+                return False
+            raise
+        core.delete_namespaced_pod("isolation-probe", "hospital", grace_period_seconds=0)
+        aff = pod.spec.affinity
+        return bool(aff and aff.pod_anti_affinity
+                    and aff.pod_anti_affinity.required_during_scheduling_ignored_during_execution)
+
+    load_cluster_module().wait_for(lambda: refused() and mutated(), WAIT_S, "the isolation policies to take effect")
 
 
 def apply_power_state(api_client, doc: dict[str, Any]) -> int:
@@ -996,17 +1094,23 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows)
     print("Runs, in the order they ran:")
     print(table[["nodes", "run", "scheduler", "pods_per_s", "server_ms", "scheduler_cpu_ms_per_pod",
-                 "extender_cpu_ms_per_pod", "load_1min"]].to_string(index=False), flush=True)
+                 "extender_cpu_ms_per_pod", "scheduler_span_cpu_ms_per_pod", "apiserver_span_cpu_ms_per_pod",
+                 "etcd_span_cpu_ms_per_pod", "load_1min"]].to_string(index=False), flush=True)
     summary = (table.groupby(["nodes", "scheduler"], sort=False)
                .agg(pods_per_s=("pods_per_s", "median"), runs_min=("pods_per_s", "min"),
                     runs_max=("pods_per_s", "max"), on_planned_nodes=("on_planned_nodes", "median"),
                     calls_per_pod=("calls_per_pod", "median"), server_ms=("server_ms", "median"),
                     scheduler_cpu_ms=("scheduler_cpu_ms_per_pod", "median"),
-                    extender_cpu_ms=("extender_cpu_ms_per_pod", "median"), created_per_s=("created_per_s", "median"),
+                    extender_cpu_ms=("extender_cpu_ms_per_pod", "median"),
+                    span_cpu_ms=("scheduler_span_cpu_ms_per_pod", "median"),
+                    apiserver_span_cpu_ms=("apiserver_span_cpu_ms_per_pod", "median"),
+                    etcd_span_cpu_ms=("etcd_span_cpu_ms_per_pod", "median"),
+                    created_per_s=("created_per_s", "median"),
                     load_1min=("load_1min", "mean"))
                .reset_index())
     base = summary[summary["scheduler"] == "without extender"].set_index("nodes")["pods_per_s"]
     summary["share_of_without"] = [p / base[n] for n, p in zip(summary["nodes"], summary["pods_per_s"])]
+    summary["paired_share"] = paired_shares(table, summary)
     notes = (f"kube-scheduler v{load_cluster_module().k8s_version().lstrip('v')} on loopback (etcd, kube-apiserver, "
              f"kube-scheduler and the extender in its own process share the 2 cores; CPU weights: {shares.describe()}), {args.pods} pending pods of one "
              f"workload per run (found by the extender from their owner, no annotations), {args.rounds} rounds of "
@@ -1014,7 +1118,14 @@ def main(argv: list[str] | None = None) -> int:
              f"on_planned_nodes = share of the pods bound on a node the plan puts the workload on; calls_per_pod and "
              f"server_ms: the extender's calls per pod and its own mean time per call (its histogram, wall time: it includes "
              f"waiting for a core); scheduler_cpu_ms and extender_cpu_ms: CPU time per pod of kube-scheduler "
-             f"(since its start, so with its start-up and informer sync) and of the extender process. The extender serves "
+             f"(since its start, so with its start-up and informer sync) and of the extender process; span_cpu_ms, "
+             f"apiserver_span_cpu_ms and etcd_span_cpu_ms: the CPU time of kube-scheduler, kube-apiserver and etcd "
+             f"between the first and the last Scheduled event, per pod (sampled every {CpuSampler.SAMPLE_S} s). Before kube-scheduler starts, "
+             f"the driver waits for etcd and kube-apiserver to settle (under {SETTLE_CORES:.2f} of a core over "
+             f"{SETTLE_WINDOW_S} s, at most {SETTLE_MAX_S:.0f} s), so that no run pays for the work its pods' creation "
+             f"or the previous run's deletions left. share_of_without: the median rate over the median rate without "
+             f"the extender; paired_share: the median over the rounds of the rate over the same round's rate without "
+             f"(the rounds' drift cancels). The extender serves "
              f"mutual TLS (the chart's default). Nodes are plain API objects "
              f"(no kubelets: a pod is scheduled once bound). created_per_s: the rate at which the run's pods were "
              f"created beforehand (8 client threads; outside the measured interval), which is where steering at "

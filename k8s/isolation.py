@@ -150,7 +150,8 @@ def reconcile(api_client, config: ClusterConfig | None = None, objects: ClusterO
     `objects` are the listed Nodes and Namespaces (read when None: the planner passes its round's
     listing). Node taints are written with a read-modify-replace carrying the resourceVersion (a
     concurrent change makes it fail with 409 and the next round retries); namespace labels are
-    merge patches; the parameter ConfigMap is created or replaced. With `dry_run` nothing is written.
+    merge patches; the parameter ConfigMap is created, or its data replaced (its metadata, e.g. the
+    chart's labels and keep annotation, stays). With `dry_run` nothing is written.
     Needs: nodes get/update, namespaces patch, configmaps create/get/update in `namespace`.
     """
     from kubernetes import client
@@ -177,14 +178,16 @@ def reconcile(api_client, config: ClusterConfig | None = None, objects: ClusterO
             core.replace_node(change.name, node)
         elif change.kind == "namespace-label":
             core.patch_namespace(change.name, change.patch)
+        elif current is None:
+            core.create_namespaced_config_map(namespace, {
+                "metadata": {"name": PARAMS_NAME, "namespace": namespace, "annotations": {ANN_MANAGED_BY: "edgeplace"}},
+                "data": change.patch["data"]})
         else:
-            body = {"metadata": {"name": PARAMS_NAME, "namespace": namespace, "annotations": {ANN_MANAGED_BY: "edgeplace"}},
-                    "data": change.patch["data"]}
-            if current is None:
-                core.create_namespaced_config_map(namespace, body)
-            else:
-                body["metadata"]["resourceVersion"] = current.metadata.resource_version
-                core.replace_namespaced_config_map(PARAMS_NAME, namespace, body)
+            # Only the data changes: the chart's labels (Helm's ownership) and its keep annotation
+            # stay, or the next `helm upgrade` refuses the object and an uninstall deletes it.
+            current.data = change.patch["data"]
+            current.metadata.annotations = {**(current.metadata.annotations or {}), ANN_MANAGED_BY: "edgeplace"}
+            core.replace_namespaced_config_map(PARAMS_NAME, namespace, current)
         log.info("isolation: %s", change)
     return todo
 

@@ -49,6 +49,13 @@ def isolation_policies() -> list[dict]:
     return [d for d in items if d["kind"] in POLICY_KINDS and d["metadata"]["name"].startswith("edgeplace-isolation")]
 
 
+def chart_params() -> dict:
+    """The chart's empty parameter ConfigMap (committed manifests), with Helm's ownership labels."""
+    items = [d for d in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text()) if d]
+    [params] = [d for d in items if d["kind"] == "ConfigMap" and d["metadata"]["name"] == PARAMS_NAME]
+    return params
+
+
 @pytest.fixture(scope="module")
 def world(e2e_binaries, tmp_path_factory):
     from kubernetes import utils
@@ -69,6 +76,7 @@ def world(e2e_binaries, tmp_path_factory):
             core.create_namespace({"metadata": {"name": ns, "annotations": annotations}})
         for obj in isolation_policies():
             utils.create_from_dict(api, obj)
+        core.create_namespaced_config_map(SYSTEM_NS, chart_params())  # as the chart installs it: empty
         config = tmp_path_factory.mktemp("isolation") / "site.yaml"
         config.write_text(yaml.safe_dump(SITE_CONFIG))
         from edgeplace.cluster_cli import add_commands
@@ -158,7 +166,12 @@ def test_apply_isolation_wrote_taints_labels_and_parameters(world):
         assert dedicated == name.startswith("factory"), (name, taints)
     assert {ns: core.read_namespace(ns).metadata.labels.get("edgeplace.io/tenant") for ns in NAMESPACES} == \
         {ns: ns for ns in NAMESPACES}
-    params = core.read_namespaced_config_map(PARAMS_NAME, SYSTEM_NS).data
+    stored = core.read_namespaced_config_map(PARAMS_NAME, SYSTEM_NS)
+    chart = chart_params()["metadata"]
+    # The chart's labels and keep annotation survive the write (Helm still owns the object).
+    assert chart["labels"].items() <= (stored.metadata.labels or {}).items()
+    assert chart["annotations"].items() <= (stored.metadata.annotations or {}).items()
+    params = stored.data
     assert params == {"node.factory-1": "factory", "node.factory-2": "factory", "tenant.factory.dedicated": "true",
                       "tenant.hospital.never-with": "cdn", "tenant.cdn.never-with": "hospital"}
 

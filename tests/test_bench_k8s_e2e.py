@@ -81,3 +81,42 @@ def test_a_placed_process_and_its_children_get_the_weight_of_their_requests():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_paired_shares_divide_each_round_by_its_own_run_without():
+    import pandas as pd
+
+    table = pd.DataFrame([
+        {"nodes": 9, "run": 1, "scheduler": "without extender", "pods_per_s": 100.0},
+        {"nodes": 9, "run": 1, "scheduler": "v", "pods_per_s": 90.0},
+        {"nodes": 9, "run": 2, "scheduler": "without extender", "pods_per_s": 200.0},
+        {"nodes": 9, "run": 2, "scheduler": "v", "pods_per_s": 190.0},
+        {"nodes": 9, "run": 3, "scheduler": "without extender", "pods_per_s": 300.0},
+        {"nodes": 9, "run": 3, "scheduler": "v", "pods_per_s": 150.0},
+    ])
+    summary = pd.DataFrame({"nodes": [9, 9], "scheduler": ["without extender", "v"]})
+    # Rounds 0.9, 0.95, 0.5: the median pair, where the ratio of the medians would say 190 / 200.
+    assert bench_k8s_e2e.paired_shares(table, summary) == [1.0, 0.9]
+
+
+def test_the_cpu_sampler_reads_a_process_between_two_moments():
+    sampler = bench_k8s_e2e.CpuSampler({"me": os.getpid()})
+    time.sleep(0.1)
+    start, cpu = time.time(), time.process_time()
+    while time.process_time() - cpu < 0.4:  # busy for 0.4 s of CPU, however long that takes
+        pass
+    end = time.time()
+    time.sleep(0.1)
+    sampler.stop()
+    used = sampler.between(start, end)["me"]
+    assert 0.3 < used < 0.5, used
+    assert sampler.between(end + 0.02, time.time())["me"] < 0.05
+
+
+def test_settle_returns_once_the_processes_are_idle():
+    idle = subprocess.Popen(["sleep", "5"])
+    try:
+        assert bench_k8s_e2e.settle([idle.pid]) < 1.5
+    finally:
+        idle.kill()
+        idle.wait()

@@ -47,6 +47,7 @@ import argparse
 import concurrent.futures
 import copy
 import hashlib
+import json
 import os
 import ssl
 import statistics
@@ -763,6 +764,8 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     extender_cpu = cpu_seconds(extender_pid) - extender_cpu if extender_pid else 0.0
     pods = core.list_namespaced_pod(namespace, label_selector=f"edgeplace-bench={profile}").items
     bound = {p.metadata.name: p.spec.node_name for p in pods if p.spec.node_name}
+    # What one of the run's pods weighs as JSON (steering's terms make it larger).
+    pod_bytes = len(json.dumps(api_client.sanitize_for_serialization(pods[0]))) if pods else 0
 
     def scheduled_events():
         items = events.list_namespaced_event(namespace, field_selector="reason=Scheduled").items
@@ -774,7 +777,7 @@ def measure_throughput(cluster, api_client, namespace: str, workload: str, n_pod
     in_span = sampler.between(times[0].timestamp(), times[-1].timestamp())
     on_plan = sum(node in planned for node in bound.values()) / n_pods if planned is not None else float("nan")
     return {"pods": n_pods, "pods_per_s": (n_pods - 1) / span if span > 0 else float("inf"),
-            "created_per_s": n_pods / create_s, "settle_s": settle_s,
+            "created_per_s": n_pods / create_s, "settle_s": settle_s, "pod_bytes": pod_bytes,
             "span_s": span, "wall_s": wall, "on_planned_nodes": on_plan, "load_1min": os.getloadavg()[0],
             "scheduler_cpu_ms_per_pod": scheduler_cpu / n_pods * 1000, "extender_cpu_ms_per_pod": extender_cpu / n_pods * 1000,
             **{f"{short}_span_cpu_ms_per_pod": in_span[name] / (n_pods - 1) * 1000
@@ -1095,7 +1098,7 @@ def main(argv: list[str] | None = None) -> int:
     print("Runs, in the order they ran:")
     print(table[["nodes", "run", "scheduler", "pods_per_s", "server_ms", "scheduler_cpu_ms_per_pod",
                  "extender_cpu_ms_per_pod", "scheduler_span_cpu_ms_per_pod", "apiserver_span_cpu_ms_per_pod",
-                 "etcd_span_cpu_ms_per_pod", "load_1min"]].to_string(index=False), flush=True)
+                 "etcd_span_cpu_ms_per_pod", "pod_bytes", "load_1min"]].to_string(index=False), flush=True)
     summary = (table.groupby(["nodes", "scheduler"], sort=False)
                .agg(pods_per_s=("pods_per_s", "median"), runs_min=("pods_per_s", "min"),
                     runs_max=("pods_per_s", "max"), on_planned_nodes=("on_planned_nodes", "median"),

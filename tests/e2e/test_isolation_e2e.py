@@ -51,8 +51,7 @@ def isolation_policies() -> list[dict]:
 
 def chart_params() -> dict:
     """The chart's empty parameter ConfigMap (committed manifests), with Helm's ownership labels."""
-    items = [d for d in yaml.safe_load_all((ROOT / "deploy/manifests/edgeplace.yaml").read_text()) if d]
-    [params] = [d for d in items if d["kind"] == "ConfigMap" and d["metadata"]["name"] == PARAMS_NAME]
+    [params] = topo.chart_objects(PARAMS_NAME, ("ConfigMap",))
     return params
 
 
